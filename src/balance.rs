@@ -1,0 +1,228 @@
+//! Balances and their ledger: every change of a balance is a ledger row
+//! written in the same transaction, so a balance always equals the sum of its
+//! user's ledger amounts.
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::{LedgerEntryId, UserId};
+use crate::money::Money;
+use crate::page::{Page, PageRequest};
+
+/// Why a balance changed.
+///
+/// Stored as text (`charge`, `payment`, …) under a `CHECK` constraint. Only
+/// [`LedgerKind::Payment`] takes money out of a balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LedgerKind {
+    /// The user topped up the balance.
+    Charge,
+    /// A payment for an order took the amount out of the balance.
+    Payment,
+    /// A payment the gateway declined was put back.
+    PaymentReversal,
+    /// A paid order was refunded.
+    Refund,
+}
+
+impl LedgerKind {
+    /// Whether entries of this kind add to the balance (`false`: they take
+    /// from it).
+    pub const fn is_credit(self) -> bool {
+        !matches!(self, LedgerKind::Payment)
+    }
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Charge => "charge",
+            LedgerKind::Payment => "payment",
+            LedgerKind::PaymentReversal => "payment_reversal",
+            LedgerKind::Refund => "refund",
+        }
+    }
+}
+
+impl ToSql for LedgerKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for LedgerKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "charge" => Ok(LedgerKind::Charge),
+            "payment" => Ok(LedgerKind::Payment),
+            "payment_reversal" => Ok(LedgerKind::PaymentReversal),
+            "refund" => Ok(LedgerKind::Refund),
+            other => Err(FromSqlError::Other(
+                format!("unknown ledger kind {other:?}").into(),
+            )),
+        }
+    }
+}
+
+/// One change of a user's balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The entry's id; later entries have larger ids.
+    pub id: LedgerEntryId,
+    /// Whose balance changed.
+    pub user: UserId,
+    /// Why it changed.
+    pub kind: LedgerKind,
+    /// By how much: added for a credit kind, taken away for a debit kind (see
+    /// [`LedgerKind::is_credit`]).
+    pub amount: Money,
+    /// The balance right after this entry.
+    pub balance_after: Money,
+    /// When it happened.
+    pub created_at: Timestamp,
+}
+
+impl LedgerEntry {
+    /// The change in won, positive for a credit and negative for a debit.
+    pub fn signed_won(&self) -> i64 {
+        if self.kind.is_credit() {
+            self.amount.won()
+        } else {
+            -self.amount.won()
+        }
+    }
+}
+
+pub(crate) const SELECT_BALANCE: &str = "SELECT amount FROM balances WHERE user_id = ?1";
+
+pub(crate) const SELECT_LEDGER_PAGE: &str =
+    "SELECT id, user_id, kind, amount, balance_after, created_at
+     FROM ledger
+     WHERE user_id = :user AND id < :before
+     ORDER BY id DESC
+     LIMIT :limit";
+
+/// The balance of a user known to exist, or [`Error::BalanceMissing`].
+pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Money> {
+    conn.prepare_cached(SELECT_BALANCE)?
+        .query_row([user], |row| row.get(0))
+        .optional()?
+        .ok_or(Error::BalanceMissing(user))
+}
+
+/// Adds `amount` to the balance of `user` (known to exist) under the charge
+/// rules, in the seed's order: the per-charge limit, then the balance limit
+/// (a sum too large to represent is over any limit too). Returns the new
+/// balance.
+pub(crate) fn charge(
+    tx: &Transaction<'_>,
+    user: UserId,
+    amount: Money,
+    max_charge: Money,
+    max_balance: Money,
+    now: Timestamp,
+) -> Result<Money> {
+    if amount > max_charge {
+        return Err(Error::ChargeLimitExceeded {
+            amount,
+            limit: max_charge,
+        });
+    }
+    let balance = get(tx, user)?;
+    match balance.checked_add(amount) {
+        Some(new_balance) if new_balance <= max_balance => {}
+        _ => {
+            return Err(Error::BalanceLimitExceeded {
+                balance,
+                amount,
+                limit: max_balance,
+            });
+        }
+    }
+    post(tx, user, LedgerKind::Charge, amount, now)
+}
+
+/// Moves the balance of `user` by `amount` in the direction `kind` says, and
+/// writes the ledger row for it. Returns the new balance.
+///
+/// This is the only function that writes `balances`: a balance never changes
+/// without its ledger row.
+///
+/// # Failure
+///
+/// [`Error::AmountOverflow`] for a credit that does not fit; a debit larger
+/// than the balance is the caller's to refuse first, and fails here with
+/// [`Error::AmountOverflow`] as a last guard.
+pub(crate) fn post(
+    tx: &Transaction<'_>,
+    user: UserId,
+    kind: LedgerKind,
+    amount: Money,
+    now: Timestamp,
+) -> Result<Money> {
+    let balance = get(tx, user)?;
+    let new_balance = if kind.is_credit() {
+        balance.checked_add(amount)
+    } else {
+        balance.checked_sub(amount)
+    }
+    .ok_or(Error::AmountOverflow)?;
+    tx.prepare_cached("UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1")?
+        .execute((user, new_balance, now))?;
+    let signed = if kind.is_credit() {
+        amount.won()
+    } else {
+        -amount.won()
+    };
+    tx.prepare_cached(
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at)
+         VALUES (:user, :kind, :amount, :after, :now)",
+    )?
+    .execute(named_params! {
+        ":user": user,
+        ":kind": kind,
+        ":amount": signed,
+        ":after": new_balance,
+        ":now": now,
+    })?;
+    Ok(new_balance)
+}
+
+/// One page of the ledger of `user` (known to exist), newest first.
+pub(crate) fn ledger(
+    conn: &Connection,
+    user: UserId,
+    page: PageRequest,
+) -> Result<Page<LedgerEntry>> {
+    let before = page.cursor().map_or(i64::MAX, |c| c.key());
+    let rows = conn
+        .prepare_cached(SELECT_LEDGER_PAGE)?
+        .query_map(
+            named_params! {
+                ":user": user,
+                ":before": before,
+                ":limit": i64::from(page.limit()) + 1,
+            },
+            ledger_entry,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(rows, page.limit(), |entry| entry.id.get()))
+}
+
+fn ledger_entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+    let signed: i64 = row.get(3)?;
+    Ok(LedgerEntry {
+        id: row.get(0)?,
+        user: row.get(1)?,
+        kind: row.get(2)?,
+        amount: signed
+            .checked_abs()
+            .and_then(|won| Money::new(won).ok())
+            .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, signed))?,
+        balance_after: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}

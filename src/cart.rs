@@ -1,0 +1,180 @@
+//! Carts: each user's lines of (product, quantity), at most one line per
+//! product.
+//!
+//! A cart reserves nothing: stock is checked and reserved only when an order
+//! is placed, and prices shown are the products' current prices.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::{CartItemId, ProductId, UserId};
+use crate::money::Money;
+use crate::product;
+
+/// One line of a cart, with the product's current data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    /// The line's id.
+    pub id: CartItemId,
+    /// The product.
+    pub product: ProductId,
+    /// The product's name.
+    pub name: String,
+    /// The product's current unit price.
+    pub unit_price: Money,
+    /// How many units.
+    pub quantity: u32,
+    /// `unit_price × quantity`.
+    pub line_total: Money,
+    /// When the line was added.
+    pub added_at: Timestamp,
+}
+
+/// A user's cart: its lines in the order they were added, and their total.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cart {
+    /// Whose cart.
+    pub user: UserId,
+    /// The lines, oldest first.
+    pub lines: Vec<CartLine>,
+    /// The sum of the line totals.
+    pub total: Money,
+}
+
+/// The whole cart in one query: the user row left-joined to its lines, so a
+/// missing user (no row) and an empty cart (one row of NULLs) are told apart
+/// without a second statement.
+pub(crate) const SELECT_CART: &str =
+    "SELECT c.id, c.product_id, p.name, p.price, c.quantity, c.created_at
+     FROM users u
+     LEFT JOIN cart_items c ON c.user_id = u.id
+     LEFT JOIN products p ON p.id = c.product_id
+     WHERE u.id = ?1
+     ORDER BY c.id";
+
+pub(crate) const SELECT_LINE: &str =
+    "SELECT c.id, c.product_id, p.name, p.price, c.quantity, c.created_at
+     FROM cart_items c JOIN products p ON p.id = c.product_id
+     WHERE c.id = ?1 AND c.user_id = ?2";
+
+pub(crate) const SELECT_LINE_BY_PRODUCT: &str =
+    "SELECT id FROM cart_items WHERE user_id = ?1 AND product_id = ?2";
+
+/// The cart of `user`, or [`Error::UserNotFound`].
+pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Cart> {
+    let mut stmt = conn.prepare_cached(SELECT_CART)?;
+    let mut rows = stmt.query([user])?;
+    let mut lines = Vec::new();
+    let mut user_found = false;
+    while let Some(row) = rows.next()? {
+        user_found = true;
+        // The LEFT JOIN gives one row of NULLs for an empty cart.
+        if row.get_ref(0)?.data_type() != rusqlite::types::Type::Null {
+            lines.push(cart_line(row)?);
+        }
+    }
+    if !user_found {
+        return Err(Error::UserNotFound(user));
+    }
+    let total = Money::checked_sum(lines.iter().map(|line| line.line_total))
+        .ok_or(Error::AmountOverflow)?;
+    Ok(Cart { user, lines, total })
+}
+
+/// Adds a line of `quantity` × `product` to the cart of `user` (known to
+/// exist): the product must exist and not be in the cart yet.
+pub(crate) fn add(
+    tx: &Transaction<'_>,
+    user: UserId,
+    product: ProductId,
+    quantity: u32,
+    now: Timestamp,
+) -> Result<CartLine> {
+    let product = product::get(tx, product)?;
+    let existing: Option<CartItemId> = tx
+        .prepare_cached(SELECT_LINE_BY_PRODUCT)?
+        .query_row((user, product.id), |row| row.get(0))
+        .optional()?;
+    if let Some(item) = existing {
+        return Err(Error::AlreadyInCart {
+            user,
+            product: product.id,
+            item,
+        });
+    }
+    tx.prepare_cached(
+        "INSERT INTO cart_items (user_id, product_id, quantity, created_at)
+         VALUES (:user, :product, :quantity, :now)",
+    )?
+    .execute(named_params! {
+        ":user": user,
+        ":product": product.id,
+        ":quantity": quantity,
+        ":now": now,
+    })?;
+    Ok(CartLine {
+        id: CartItemId::new(tx.last_insert_rowid()),
+        product: product.id,
+        line_total: line_total(product.price, quantity)?,
+        name: product.name,
+        unit_price: product.price,
+        quantity,
+        added_at: now,
+    })
+}
+
+/// Sets the quantity of the line `item` of `user`'s cart.
+pub(crate) fn set_quantity(
+    tx: &Transaction<'_>,
+    user: UserId,
+    item: CartItemId,
+    quantity: u32,
+) -> Result<CartLine> {
+    let changed = tx
+        .prepare_cached("UPDATE cart_items SET quantity = ?3 WHERE id = ?1 AND user_id = ?2")?
+        .execute((item, user, quantity))?;
+    if changed == 0 {
+        return Err(Error::CartItemNotFound(item));
+    }
+    let mut stmt = tx.prepare_cached(SELECT_LINE)?;
+    let mut rows = stmt.query((item, user))?;
+    match rows.next()? {
+        Some(row) => cart_line(row),
+        None => Err(Error::CartItemNotFound(item)),
+    }
+}
+
+/// Removes the line `item` from `user`'s cart.
+pub(crate) fn remove(tx: &Transaction<'_>, user: UserId, item: CartItemId) -> Result<()> {
+    let removed = tx
+        .prepare_cached("DELETE FROM cart_items WHERE id = ?1 AND user_id = ?2")?
+        .execute((item, user))?;
+    if removed == 0 {
+        return Err(Error::CartItemNotFound(item));
+    }
+    Ok(())
+}
+
+/// Reads a line from the columns of [`SELECT_LINE`] and [`SELECT_CART`],
+/// computing its total.
+fn cart_line(row: &Row<'_>) -> Result<CartLine> {
+    let unit_price: Money = row.get(3)?;
+    let quantity: u32 = row.get(4)?;
+    Ok(CartLine {
+        id: row.get(0)?,
+        product: row.get(1)?,
+        name: row.get(2)?,
+        unit_price,
+        quantity,
+        line_total: line_total(unit_price, quantity)?,
+        added_at: row.get(5)?,
+    })
+}
+
+fn line_total(unit_price: Money, quantity: u32) -> Result<Money> {
+    unit_price
+        .checked_mul(quantity)
+        .ok_or(Error::AmountOverflow)
+}

@@ -1,0 +1,343 @@
+//! [`Error`], the one error type of the crate, and [`ErrorKind`], its
+//! classification for hosts.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CartItemId, ProductId, UserId};
+use crate::money::Money;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a [`Shop`](crate::Shop) call.
+///
+/// Variants carry the ids and figures involved, so a host can explain a
+/// refusal without a second lookup. [`Error::kind`] sorts them into the
+/// handful of classes a host maps to status codes. A call that returns an
+/// error has changed nothing in the database.
+///
+/// New variants may be added in minor releases; match on [`Error::kind`] for
+/// exhaustive handling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ----- invalid input -----
+    /// An id that cannot name any row (zero or negative).
+    #[error("invalid {entity} id {id}: ids are positive")]
+    InvalidId {
+        /// What kind of record the id was meant to name.
+        entity: Entity,
+        /// The raw id given.
+        id: i64,
+    },
+    /// A negative amount of money.
+    #[error("invalid amount {won} won: amounts are never negative")]
+    NegativeAmount {
+        /// The amount given.
+        won: i64,
+    },
+    /// An amount of zero where at least 1 won is needed (a charge).
+    #[error("invalid amount: must be at least 1 won")]
+    ZeroAmount,
+    /// A charge above the per-charge limit.
+    #[error("charge of {amount} is over the per-charge limit of {limit}")]
+    ChargeLimitExceeded {
+        /// The amount asked for.
+        amount: Money,
+        /// The configured per-charge limit.
+        limit: Money,
+    },
+    /// A charge that would take the balance above the balance limit.
+    #[error(
+        "charge of {amount} on a balance of {balance} would exceed the balance limit of {limit}"
+    )]
+    BalanceLimitExceeded {
+        /// The balance before the charge.
+        balance: Money,
+        /// The amount asked for.
+        amount: Money,
+        /// The configured balance limit.
+        limit: Money,
+    },
+    /// A sum of money that does not fit in [`Money`].
+    #[error("amount overflows the largest representable sum")]
+    AmountOverflow,
+    /// A name that is empty or too long after trimming white space.
+    #[error("invalid {entity} name: {length} characters after trimming, must be 1 to {max}")]
+    InvalidName {
+        /// What the name was for.
+        entity: Entity,
+        /// Its length in characters after trimming.
+        length: usize,
+        /// The longest name allowed.
+        max: usize,
+    },
+    /// A quantity of zero or above the allowed maximum.
+    #[error("invalid quantity {quantity}: must be 1 to {max}")]
+    InvalidQuantity {
+        /// The quantity given.
+        quantity: u32,
+        /// The largest quantity allowed.
+        max: u32,
+    },
+    /// A restock that would take the stock past the largest count it can hold.
+    #[error("restocking product {product} by {quantity} would overflow its stock of {stock}")]
+    StockOverflow {
+        /// The product.
+        product: ProductId,
+        /// Its current stock.
+        stock: u32,
+        /// The quantity asked to add.
+        quantity: u32,
+    },
+    /// A page size of zero or above the maximum.
+    #[error("invalid page size {requested}: must be 1 to {max}")]
+    InvalidPageSize {
+        /// The page size asked for.
+        requested: u32,
+        /// The largest page size allowed.
+        max: u32,
+    },
+    /// A [`ShopBuilder`](crate::ShopBuilder) setting that cannot work.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    // ----- not found -----
+    /// No such user.
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    /// No such product.
+    #[error("product {0} not found")]
+    ProductNotFound(ProductId),
+    /// No such cart line for this user (it may exist for another user).
+    #[error("cart item {0} not found")]
+    CartItemNotFound(CartItemId),
+
+    // ----- conflict -----
+    /// The product is already in the user's cart: change the quantity of the
+    /// existing line instead.
+    #[error("product {product} is already in the cart of user {user} as item {item}")]
+    AlreadyInCart {
+        /// The user.
+        user: UserId,
+        /// The product.
+        product: ProductId,
+        /// The existing cart line.
+        item: CartItemId,
+    },
+
+    // ----- busy -----
+    /// The database stayed locked, or no pooled connection came free, past
+    /// the busy timeout. Nothing was changed; the call may be retried.
+    #[error("database busy: gave up waiting past the timeout")]
+    Busy(#[source] Box<dyn std::error::Error + Send + Sync>),
+
+    // ----- internal -----
+    /// The database file was written by a newer version of liteshop. It was
+    /// not modified.
+    #[error(
+        "database schema version {found} is newer than the version {supported} this library supports"
+    )]
+    SchemaTooNew {
+        /// The schema version in the file.
+        found: i64,
+        /// The newest schema version this library knows.
+        supported: i64,
+    },
+    /// The file exists but is not an SQLite database. It was not modified.
+    #[error("{} is not a liteshop database", path.display())]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A user exists without its balance row: the database was altered
+    /// outside liteshop.
+    #[error("user {0} has no balance row")]
+    BalanceMissing(UserId),
+    /// A schema migration failed.
+    #[error("schema migration failed")]
+    Migration(#[source] rusqlite_migration::Error),
+    /// SQLite reported an error.
+    #[error("storage error")]
+    Storage(#[source] rusqlite::Error),
+    /// The connection pool could not be set up.
+    #[error("connection pool error")]
+    Pool(#[source] r2d2::Error),
+}
+
+impl Error {
+    /// The class of the error, for mapping to a status code.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use liteshop::{Error, ErrorKind, UserId};
+    ///
+    /// let err = Error::UserNotFound(UserId::new(7));
+    /// assert_eq!(err.kind(), ErrorKind::NotFound);
+    /// assert_eq!(err.kind().http_status(), 404);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        use Error::*;
+        match self {
+            InvalidId { .. }
+            | NegativeAmount { .. }
+            | ZeroAmount
+            | ChargeLimitExceeded { .. }
+            | BalanceLimitExceeded { .. }
+            | AmountOverflow
+            | InvalidName { .. }
+            | InvalidQuantity { .. }
+            | StockOverflow { .. }
+            | InvalidPageSize { .. }
+            | InvalidConfig { .. } => ErrorKind::InvalidInput,
+            UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) => ErrorKind::NotFound,
+            AlreadyInCart { .. } => ErrorKind::Conflict,
+            Busy(_) => ErrorKind::Busy,
+            SchemaTooNew { .. }
+            | NotADatabase { .. }
+            | BalanceMissing(_)
+            | Migration(_)
+            | Storage(_)
+            | Pool(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    /// `SQLITE_BUSY` and `SQLITE_LOCKED` become [`Error::Busy`]; everything
+    /// else is [`Error::Storage`].
+    fn from(err: rusqlite::Error) -> Error {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match err.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => Error::Busy(Box::new(err)),
+            _ => Error::Storage(err),
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    /// Once the shop is open, the pool fails only when no connection came
+    /// free within the timeout: that is [`Error::Busy`].
+    fn from(err: r2d2::Error) -> Error {
+        Error::Busy(Box::new(err))
+    }
+}
+
+/// The class of an [`Error`], one per row of the specification's error table.
+///
+/// A host maps these to its own status codes in one `match`;
+/// [`ErrorKind::http_status`] gives the HTTP code the specification suggests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The input was refused before anything was looked up: a bad id, amount,
+    /// quantity or name, or a figure over a limit.
+    InvalidInput,
+    /// A user, product, cart line, order or payment does not exist, or belongs
+    /// to another user.
+    NotFound,
+    /// The request contradicts the current state: already in the cart, not
+    /// enough stock or balance, an order in the wrong state.
+    Conflict,
+    /// The payment gateway declined the payment.
+    PaymentDeclined,
+    /// The payment gateway gave no definite answer; reconciliation settles it.
+    PaymentOutcomeUnknown,
+    /// The database stayed locked past the timeout; retrying may succeed.
+    Busy,
+    /// Storage failure, pool failure, or a database this version cannot use.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status code the specification suggests for this kind.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidInput => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::PaymentDeclined => 402,
+            ErrorKind::PaymentOutcomeUnknown => 202,
+            ErrorKind::Busy => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
+/// The kinds of record an id or a name can belong to, as named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Entity {
+    /// A user.
+    User,
+    /// A product.
+    Product,
+    /// A cart line.
+    CartItem,
+    /// A ledger entry.
+    LedgerEntry,
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Entity::User => "user",
+            Entity::Product => "product",
+            Entity::CartItem => "cart item",
+            Entity::LedgerEntry => "ledger entry",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_send_sync_static() {
+        assert_send_sync::<Error>();
+    }
+
+    #[test]
+    fn busy_sqlite_errors_are_busy() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert_eq!(Error::from(busy).kind(), ErrorKind::Busy);
+        let other = rusqlite::Error::QueryReturnedNoRows;
+        assert_eq!(Error::from(other).kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn messages_are_lowercase_without_trailing_punctuation() {
+        let samples = [
+            Error::ZeroAmount,
+            Error::UserNotFound(UserId::new(3)),
+            Error::ChargeLimitExceeded {
+                amount: Money::from_won(2_000_000),
+                limit: Money::from_won(1_000_000),
+            },
+            Error::SchemaTooNew {
+                found: 9,
+                supported: 1,
+            },
+        ];
+        for err in samples {
+            let text = err.to_string();
+            let first = text.chars().next().unwrap();
+            assert!(!first.is_uppercase(), "{text}");
+            assert!(!text.ends_with('.'), "{text}");
+        }
+    }
+}

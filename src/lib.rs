@@ -1,0 +1,106 @@
+//! liteshop is the core of a small online shop — user balances, products,
+//! carts — in one SQLite file, behind one synchronous facade, [`Shop`].
+//!
+//! ```
+//! use liteshop::{Money, NewProduct, Shop};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let shop = Shop::open(dir.path().join("shop.db"))?;
+//!
+//! let kim = shop.create_user("Kim")?;
+//! shop.charge(kim.id, Money::new(50_000)?)?;
+//!
+//! let tea = shop.create_product(NewProduct {
+//!     name: "Green tea".into(),
+//!     price: Money::new(12_000)?,
+//!     stock: 10,
+//! })?;
+//! shop.add_to_cart(kim.id, tea.id, 3)?;
+//!
+//! let cart = shop.cart(kim.id)?;
+//! assert_eq!(cart.total, Money::new(36_000)?);
+//! assert_eq!(cart.total.to_string(), "36,000 KRW");
+//! assert_eq!(shop.balance(kim.id)?, Money::new(50_000)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Overview
+//!
+//! - [`Shop`] is the whole API: open it with [`Shop::open`] or configure it
+//!   with [`Shop::builder`] ([`ShopBuilder`]). It is `Clone + Send + Sync` and
+//!   cheap to clone; share one across threads.
+//! - [`Money`] is a non-negative count of won with checked arithmetic. Ids are
+//!   one newtype per entity ([`UserId`], [`ProductId`], [`CartItemId`],
+//!   [`LedgerEntryId`]), so they cannot be mixed up.
+//! - [`Error`] carries the ids and figures of a refusal; [`Error::kind`] gives
+//!   its [`ErrorKind`], which a host maps to a status code.
+//! - Time comes from a [`Clock`]: [`SystemClock`] by default, [`ManualClock`]
+//!   in tests. Every record carries [`Timestamp`]s (UTC milliseconds).
+//!
+//! # The flows
+//!
+//! | flow | method | checks, in order |
+//! |------|--------|------------------|
+//! | balance lookup | [`Shop::balance`] | id valid → user exists → balance row exists |
+//! | balance charge | [`Shop::charge`] | amount ≥ 1 → user exists → per-charge limit → balance limit |
+//! | product lookup | [`Shop::product`] | id valid → product exists |
+//! | cart list | [`Shop::cart`] | user exists |
+//! | cart add | [`Shop::add_to_cart`] | input valid → user exists → product exists → not in the cart |
+//! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
+//!
+//! Every balance change is a [`LedgerEntry`] written in the same transaction,
+//! so a balance always equals the sum of its user's ledger ([`Shop::ledger`]).
+//!
+//! # Errors and HTTP
+//!
+//! | [`ErrorKind`] | examples | HTTP |
+//! |---------------|----------|------|
+//! | `InvalidInput` | amount 0, quantity 0, bad id, over a limit | 400 |
+//! | `NotFound` | user, product, cart line (also another user's) | 404 |
+//! | `Conflict` | product already in the cart | 409 |
+//! | `PaymentDeclined` | the payment gateway said no | 402 |
+//! | `PaymentOutcomeUnknown` | the gateway gave no definite answer | 202 |
+//! | `Busy` | the database stayed locked past the timeout | 503 |
+//! | `Internal` | storage failure, a database from a newer version | 500 |
+//!
+//! # Storage and durability
+//!
+//! One SQLite file in WAL mode with foreign keys on, `CHECK` constraints for
+//! every invariant the schema can hold (balance ≥ 0, stock ≥ 0, quantity > 0,
+//! ledger amount ≠ 0) and an index for every lookup. The schema is migrated
+//! forward on open; a file from a newer liteshop is refused and left
+//! untouched. Every write is one `BEGIN IMMEDIATE` transaction.
+//!
+//! By default commits use `synchronous = FULL`: once a call returns, its
+//! change survives a power loss. [`Durability::Normal`] trades the last
+//! moments before a power loss for faster commits; opt in only if that is
+//! acceptable for money.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod balance;
+mod cart;
+mod clock;
+mod error;
+mod ids;
+mod money;
+mod page;
+mod product;
+mod shop;
+mod store;
+mod user;
+mod validate;
+
+pub use balance::{LedgerEntry, LedgerKind};
+pub use cart::{Cart, CartLine};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::{Entity, Error, ErrorKind, Result};
+pub use ids::{CartItemId, LedgerEntryId, ProductId, UserId};
+pub use money::Money;
+pub use page::{Cursor, Page, PageRequest};
+pub use product::{NewProduct, Product};
+pub use shop::{Limits, Shop, ShopBuilder};
+pub use store::Durability;
+pub use user::User;
+pub use validate::MAX_NAME_CHARS;

@@ -1,0 +1,154 @@
+//! Products: the catalogue, prices and stock.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::ProductId;
+use crate::money::Money;
+use crate::page::{Page, PageRequest};
+
+/// What it takes to create a product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProduct {
+    /// The name: 1 to 100 characters after trimming.
+    pub name: String,
+    /// The unit price (zero is allowed: a free item).
+    pub price: Money,
+    /// The units on hand.
+    pub stock: u32,
+}
+
+/// A product in the catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// The product's id.
+    pub id: ProductId,
+    /// The name.
+    pub name: String,
+    /// The current unit price.
+    pub price: Money,
+    /// The units on hand and not reserved.
+    pub stock: u32,
+    /// When the product was created.
+    pub created_at: Timestamp,
+    /// When its price or stock last changed.
+    pub updated_at: Timestamp,
+}
+
+pub(crate) const SELECT_PRODUCT: &str =
+    "SELECT id, name, price, stock, created_at, updated_at FROM products WHERE id = ?1";
+
+pub(crate) const SELECT_PRODUCT_PAGE: &str =
+    "SELECT id, name, price, stock, created_at, updated_at FROM products
+     WHERE id > :after ORDER BY id LIMIT :limit";
+
+/// Inserts a product whose name is already checked.
+pub(crate) fn create(
+    tx: &Transaction<'_>,
+    name: &str,
+    price: Money,
+    stock: u32,
+    now: Timestamp,
+) -> Result<Product> {
+    tx.prepare_cached(
+        "INSERT INTO products (name, price, stock, created_at, updated_at)
+             VALUES (:name, :price, :stock, :now, :now)
+             RETURNING id, name, price, stock, created_at, updated_at",
+    )?
+    .query_row(
+        named_params! { ":name": name, ":price": price, ":stock": stock, ":now": now },
+        product,
+    )
+    .map_err(Error::from)
+}
+
+/// The product `id`, or [`Error::ProductNotFound`].
+pub(crate) fn get(conn: &Connection, id: ProductId) -> Result<Product> {
+    conn.prepare_cached(SELECT_PRODUCT)?
+        .query_row([id], product)
+        .optional()?
+        .ok_or(Error::ProductNotFound(id))
+}
+
+/// One page of the catalogue, in id order.
+pub(crate) fn list(conn: &Connection, page: PageRequest) -> Result<Page<Product>> {
+    let after = page.cursor().map_or(0, |c| c.key());
+    let rows = conn
+        .prepare_cached(SELECT_PRODUCT_PAGE)?
+        .query_map(
+            named_params! { ":after": after, ":limit": i64::from(page.limit()) + 1 },
+            product,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(rows, page.limit(), |p| p.id.get()))
+}
+
+/// Adds `quantity` units to the stock of `id`.
+pub(crate) fn restock(
+    tx: &Transaction<'_>,
+    id: ProductId,
+    quantity: u32,
+    now: Timestamp,
+) -> Result<Product> {
+    let current = get(tx, id)?;
+    let stock = current
+        .stock
+        .checked_add(quantity)
+        .ok_or(Error::StockOverflow {
+            product: id,
+            stock: current.stock,
+            quantity,
+        })?;
+    update(
+        tx,
+        "UPDATE products SET stock = ?2, updated_at = ?3 WHERE id = ?1
+         RETURNING id, name, price, stock, created_at, updated_at",
+        id,
+        stock,
+        now,
+    )
+}
+
+/// Sets the unit price of `id`. Orders already placed keep their price.
+pub(crate) fn set_price(
+    tx: &Transaction<'_>,
+    id: ProductId,
+    price: Money,
+    now: Timestamp,
+) -> Result<Product> {
+    update(
+        tx,
+        "UPDATE products SET price = ?2, updated_at = ?3 WHERE id = ?1
+         RETURNING id, name, price, stock, created_at, updated_at",
+        id,
+        price,
+        now,
+    )
+}
+
+/// Runs one `UPDATE … RETURNING` of a product row; no row means no product.
+fn update(
+    tx: &Transaction<'_>,
+    sql: &str,
+    id: ProductId,
+    value: impl rusqlite::ToSql,
+    now: Timestamp,
+) -> Result<Product> {
+    tx.prepare_cached(sql)?
+        .query_row((id, value, now), product)
+        .optional()?
+        .ok_or(Error::ProductNotFound(id))
+}
+
+fn product(row: &Row<'_>) -> rusqlite::Result<Product> {
+    Ok(Product {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        price: row.get(2)?,
+        stock: row.get(3)?,
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+    })
+}

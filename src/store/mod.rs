@@ -1,0 +1,151 @@
+//! The storage layer: opening the file, per-connection pragmas, the pool, the
+//! migrations, and the two transaction shapes every flow uses.
+//!
+//! Domain modules never open connections or transactions themselves: they
+//! take `&Connection` (reads) or `&Transaction` (writes) from the caller.
+
+pub(crate) mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The pool of connections to the one database file.
+pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// How hard SQLite works to make a commit survive a power loss.
+///
+/// Both settings keep the database consistent after a crash of the process
+/// or of the machine; they differ only in what a power loss can take back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// `PRAGMA synchronous = FULL`, the default: a call that returned `Ok`
+    /// has reached the disk, so a committed charge or payment survives a
+    /// power loss. This library holds money; this is the safe choice.
+    #[default]
+    Full,
+    /// `PRAGMA synchronous = NORMAL`: faster commits, but the last moments of
+    /// committed writes may be lost on a power loss (never on a mere process
+    /// crash). Opt in only if the host can tolerate that, for example because
+    /// it can replay them.
+    Normal,
+}
+
+impl Durability {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// What [`open`] needs to know.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreConfig {
+    pub(crate) pool_size: u32,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) durability: Durability,
+}
+
+/// Opens (creating if needed) and migrates the database at `path`, then
+/// builds the pool.
+///
+/// The schema version is read before anything is written, so a file from a
+/// newer liteshop, a file that is not a database, or another program's
+/// database is refused with its bytes untouched.
+pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Pool> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(config.busy_timeout)?;
+    check_version(&conn, path)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    configure(&conn, config)?;
+    schema::migrations()
+        .to_latest(&mut conn)
+        .map_err(Error::Migration)?;
+    drop(conn);
+
+    let init_config = config.clone();
+    let manager =
+        SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, &init_config));
+    r2d2::Pool::builder()
+        .max_size(config.pool_size)
+        .min_idle(Some(1))
+        .connection_timeout(config.busy_timeout)
+        // A local file connection does not go stale; skip the probe query.
+        .test_on_check_out(false)
+        .build(manager)
+        .map_err(Error::Pool)
+}
+
+/// Refuses a file from a newer schema, a non-database, or a database that
+/// holds tables but no liteshop version.
+fn check_version(conn: &Connection, path: &Path) -> Result<()> {
+    let not_a_database = |err: rusqlite::Error| match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotADatabase {
+            path: path.to_path_buf(),
+        },
+        _ => Error::from(err),
+    };
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(not_a_database)?;
+    if found > schema::LATEST_VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: schema::LATEST_VERSION,
+        });
+    }
+    if found == 0 {
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(not_a_database)?;
+        if tables > 0 {
+            return Err(Error::NotADatabase {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The settings every connection gets, the first one and every pooled one.
+fn configure(conn: &Connection, config: &StoreConfig) -> rusqlite::Result<()> {
+    conn.busy_timeout(config.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", config.durability.pragma_value())?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits if it returns
+/// `Ok`; on `Err` the transaction rolls back when dropped, so a failed call
+/// changes nothing.
+///
+/// `IMMEDIATE` takes the write lock up front: two writers never both read a
+/// value and then race to write it, and a busy database is reported before
+/// any work is done.
+pub(crate) fn write<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let mut conn = pool.get()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// Runs `f` in one read transaction, so all its statements see one snapshot.
+pub(crate) fn read<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let mut conn = pool.get()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    f(&tx)
+}
