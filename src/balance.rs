@@ -98,6 +98,9 @@ impl LedgerEntry {
 
 pub(crate) const SELECT_BALANCE: &str = "SELECT amount FROM balances WHERE user_id = ?1";
 
+pub(crate) const UPDATE_BALANCE: &str =
+    "UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1";
+
 pub(crate) const SELECT_LEDGER_PAGE: &str =
     "SELECT id, user_id, kind, amount, balance_after, created_at
      FROM ledger
@@ -170,7 +173,7 @@ pub(crate) fn post(
         balance.checked_sub(amount)
     }
     .ok_or(Error::AmountOverflow)?;
-    tx.prepare_cached("UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1")?
+    tx.prepare_cached(UPDATE_BALANCE)?
         .execute((user, new_balance, now))?;
     let signed = if kind.is_credit() {
         amount.won()

@@ -62,6 +62,11 @@ pub(crate) const SELECT_LINE: &str =
 pub(crate) const SELECT_LINE_BY_PRODUCT: &str =
     "SELECT id FROM cart_items WHERE user_id = ?1 AND product_id = ?2";
 
+pub(crate) const UPDATE_QUANTITY: &str =
+    "UPDATE cart_items SET quantity = ?3 WHERE id = ?1 AND user_id = ?2";
+
+pub(crate) const DELETE_LINE: &str = "DELETE FROM cart_items WHERE id = ?1 AND user_id = ?2";
+
 /// The cart of `user`, or [`Error::UserNotFound`].
 pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Cart> {
     let mut stmt = conn.prepare_cached(SELECT_CART)?;
@@ -133,7 +138,7 @@ pub(crate) fn set_quantity(
     quantity: u32,
 ) -> Result<CartLine> {
     let changed = tx
-        .prepare_cached("UPDATE cart_items SET quantity = ?3 WHERE id = ?1 AND user_id = ?2")?
+        .prepare_cached(UPDATE_QUANTITY)?
         .execute((item, user, quantity))?;
     if changed == 0 {
         return Err(Error::CartItemNotFound(item));
@@ -148,9 +153,7 @@ pub(crate) fn set_quantity(
 
 /// Removes the line `item` from `user`'s cart.
 pub(crate) fn remove(tx: &Transaction<'_>, user: UserId, item: CartItemId) -> Result<()> {
-    let removed = tx
-        .prepare_cached("DELETE FROM cart_items WHERE id = ?1 AND user_id = ?2")?
-        .execute((item, user))?;
+    let removed = tx.prepare_cached(DELETE_LINE)?.execute((item, user))?;
     if removed == 0 {
         return Err(Error::CartItemNotFound(item));
     }

@@ -20,6 +20,8 @@ pub struct User {
 
 pub(crate) const SELECT_USER: &str = "SELECT id, name, created_at FROM users WHERE id = ?1";
 
+pub(crate) const SELECT_USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = ?1";
+
 /// Inserts a user and its balance row of 0 won. `name` is already checked.
 pub(crate) fn create(tx: &Transaction<'_>, name: &str, now: Timestamp) -> Result<User> {
     tx.prepare_cached("INSERT INTO users (name, created_at) VALUES (:name, :now)")?
@@ -50,7 +52,7 @@ pub(crate) fn get(conn: &Connection, id: UserId) -> Result<User> {
 
 /// `Ok` if the user exists, else [`Error::UserNotFound`].
 pub(crate) fn ensure_exists(conn: &Connection, id: UserId) -> Result<()> {
-    conn.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
+    conn.prepare_cached(SELECT_USER_EXISTS)?
         .query_row([id], |_| Ok(()))
         .optional()?
         .ok_or(Error::UserNotFound(id))

@@ -149,3 +149,56 @@ pub(crate) fn read<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     f(&tx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{balance, cart, product, user};
+
+    /// Every lookup the API makes, by name.
+    const HOT_QUERIES: &[(&str, &str)] = &[
+        ("user by id", user::SELECT_USER),
+        ("user exists", user::SELECT_USER_EXISTS),
+        ("balance by user", balance::SELECT_BALANCE),
+        ("balance update", balance::UPDATE_BALANCE),
+        ("ledger page", balance::SELECT_LEDGER_PAGE),
+        ("product by id", product::SELECT_PRODUCT),
+        ("product page", product::SELECT_PRODUCT_PAGE),
+        ("cart of a user", cart::SELECT_CART),
+        ("cart line by id and user", cart::SELECT_LINE),
+        (
+            "cart line by user and product",
+            cart::SELECT_LINE_BY_PRODUCT,
+        ),
+        ("cart quantity update", cart::UPDATE_QUANTITY),
+        ("cart line delete", cart::DELETE_LINE),
+    ];
+
+    /// Prints `EXPLAIN QUERY PLAN` of every hot query (see it with
+    /// `cargo test query_plans -- --nocapture`) and fails on any full scan.
+    #[test]
+    fn hot_queries_use_indexes_and_never_scan_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            pool_size: 1,
+            busy_timeout: Duration::from_secs(1),
+            durability: Durability::Normal,
+        };
+        let pool = open(&dir.path().join("plans.db"), &config).unwrap();
+        let conn = pool.get().unwrap();
+        for (name, sql) in HOT_QUERIES {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            // Parameters stay unbound (NULL): the plan does not depend on them.
+            let mut rows = stmt.raw_query();
+            let mut plan = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get::<_, String>(3).unwrap());
+            }
+            println!("{name}:\n    {}", plan.join("\n    "));
+            assert!(!plan.is_empty(), "{name}: no plan");
+            for step in &plan {
+                assert!(!step.starts_with("SCAN"), "{name} scans: {step}");
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Opening, reopening and refusing database files.
+
+mod common;
+
+use std::fs;
+
+use common::{open, won};
+use liteshop::{Error, ErrorKind, Money, NewProduct, PageRequest, Result, Shop};
+
+#[test]
+fn data_survives_closing_and_reopening() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    let (kim, tea) = {
+        let shop = Shop::open(&path)?;
+        let kim = shop.create_user("Kim")?;
+        shop.charge(kim.id, won(5_000))?;
+        let tea = shop.create_product(NewProduct {
+            name: "Tea".into(),
+            price: won(1_000),
+            stock: 4,
+        })?;
+        shop.add_to_cart(kim.id, tea.id, 2)?;
+        (kim, tea)
+    };
+    let shop = Shop::open(&path)?;
+    assert_eq!(shop.user(kim.id)?, kim);
+    assert_eq!(shop.balance(kim.id)?, won(5_000));
+    assert_eq!(shop.product(tea.id)?, tea);
+    assert_eq!(shop.cart(kim.id)?.total, won(2_000));
+    assert_eq!(shop.ledger(kim.id, PageRequest::first(10))?.items.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused_and_left_untouched() -> Result<()> {
+    let t = open();
+    t.user("Kim");
+    let path = t.path.clone();
+    drop(t.shop);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let bytes = fs::read(&path).unwrap();
+
+    let err = Shop::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooNew {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    let message = err.to_string();
+    assert!(message.contains("99") && message.contains('1'), "{message}");
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    Ok(())
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let text = "These are my notes, not a database.\n".repeat(200);
+    fs::write(&path, &text).unwrap();
+
+    let err = Shop::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotADatabase { path: p } if *p == path),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+}
+
+#[test]
+fn another_programs_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hi');")
+            .unwrap();
+    }
+    let bytes = fs::read(&path).unwrap();
+    let err = Shop::open(&path).unwrap_err();
+    assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn a_bad_configuration_is_refused_before_the_file_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    let attempts = [
+        Shop::builder(&path).pool_size(0).build(),
+        Shop::builder(&path).max_charge(Money::ZERO).build(),
+        Shop::builder(&path).max_balance(Money::ZERO).build(),
+        Shop::builder(&path).max_cart_quantity(0).build(),
+    ];
+    for attempt in attempts {
+        let err = attempt.unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
+    }
+    assert!(!path.exists());
+}
+
+#[test]
+fn the_schema_holds_the_invariants_even_against_raw_sql() -> Result<()> {
+    let t = open();
+    let kim = t.user("Kim");
+    let tea = t.product("Tea", 1_000, 1);
+    let conn = rusqlite::Connection::open(&t.path).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    let refused = [
+        ("negative balance", "UPDATE balances SET amount = -1"),
+        ("negative stock", "UPDATE products SET stock = -1"),
+        ("negative price", "UPDATE products SET price = -1"),
+        (
+            "zero ledger amount",
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at) VALUES (1, 'charge', 0, 0, 0)",
+        ),
+        (
+            "a debit labelled as a charge",
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at) VALUES (1, 'charge', -5, 0, 0)",
+        ),
+        (
+            "an unknown ledger kind",
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at) VALUES (1, 'gift', 5, 5, 0)",
+        ),
+        (
+            "zero cart quantity",
+            "INSERT INTO cart_items (user_id, product_id, quantity, created_at) VALUES (1, 1, 0, 0)",
+        ),
+        (
+            "a cart line of a missing product",
+            "INSERT INTO cart_items (user_id, product_id, quantity, created_at) VALUES (1, 99, 1, 0)",
+        ),
+        ("a text balance", "UPDATE balances SET amount = 'lots'"),
+    ];
+    let before = t.dump();
+    for (what, sql) in refused {
+        assert!(conn.execute(sql, []).is_err(), "the schema accepted {what}");
+    }
+    t.shop.add_to_cart(kim.id, tea.id, 1)?;
+    assert!(
+        conn.execute("INSERT INTO cart_items (user_id, product_id, quantity, created_at) VALUES (1, 1, 1, 0)", [])
+            .is_err(),
+        "the schema accepted a second line for one product"
+    );
+    assert_eq!(t.dump().len(), before.len() + 1);
+    Ok(())
+}
