@@ -88,11 +88,7 @@ pub struct LedgerEntry {
 impl LedgerEntry {
     /// The change in won, positive for a credit and negative for a debit.
     pub fn signed_won(&self) -> i64 {
-        if self.kind.is_credit() {
-            self.amount.won()
-        } else {
-            -self.amount.won()
-        }
+        signed_won(self.kind, self.amount)
     }
 }
 
@@ -117,9 +113,8 @@ pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Money> {
 }
 
 /// Adds `amount` to the balance of `user` (known to exist) under the charge
-/// rules, in the seed's order: the per-charge limit, then the balance limit
-/// (a sum too large to represent is over any limit too). Returns the new
-/// balance.
+/// rules, in the seed's order: the per-charge limit, then the balance limit.
+/// Returns the new balance.
 pub(crate) fn charge(
     tx: &Transaction<'_>,
     user: UserId,
@@ -134,18 +129,7 @@ pub(crate) fn charge(
             limit: max_charge,
         });
     }
-    let balance = get(tx, user)?;
-    match balance.checked_add(amount) {
-        Some(new_balance) if new_balance <= max_balance => {}
-        _ => {
-            return Err(Error::BalanceLimitExceeded {
-                balance,
-                amount,
-                limit: max_balance,
-            });
-        }
-    }
-    post(tx, user, LedgerKind::Charge, amount, now)
+    post(tx, user, LedgerKind::Charge, amount, Some(max_balance), now)
 }
 
 /// Moves the balance of `user` by `amount` in the direction `kind` says, and
@@ -156,30 +140,37 @@ pub(crate) fn charge(
 ///
 /// # Failure
 ///
-/// [`Error::AmountOverflow`] for a credit that does not fit; a debit larger
-/// than the balance is the caller's to refuse first, and fails here with
-/// [`Error::AmountOverflow`] as a last guard.
+/// - [`Error::BalanceLimitExceeded`] for a credit that would take the balance
+///   past `cap` (a sum too large to represent is past any cap);
+/// - [`Error::AmountOverflow`] for a credit that does not fit when there is
+///   no cap, and for a debit larger than the balance (callers refuse that
+///   first with their own error; this is the last guard).
 pub(crate) fn post(
     tx: &Transaction<'_>,
     user: UserId,
     kind: LedgerKind,
     amount: Money,
+    cap: Option<Money>,
     now: Timestamp,
 ) -> Result<Money> {
     let balance = get(tx, user)?;
     let new_balance = if kind.is_credit() {
-        balance.checked_add(amount)
+        let sum = balance.checked_add(amount);
+        match cap {
+            Some(limit) => sum.filter(|&new_balance| new_balance <= limit).ok_or(
+                Error::BalanceLimitExceeded {
+                    balance,
+                    amount,
+                    limit,
+                },
+            )?,
+            None => sum.ok_or(Error::AmountOverflow)?,
+        }
     } else {
-        balance.checked_sub(amount)
-    }
-    .ok_or(Error::AmountOverflow)?;
+        balance.checked_sub(amount).ok_or(Error::AmountOverflow)?
+    };
     tx.prepare_cached(UPDATE_BALANCE)?
         .execute((user, new_balance, now))?;
-    let signed = if kind.is_credit() {
-        amount.won()
-    } else {
-        -amount.won()
-    };
     tx.prepare_cached(
         "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at)
          VALUES (:user, :kind, :amount, :after, :now)",
@@ -187,7 +178,7 @@ pub(crate) fn post(
     .execute(named_params! {
         ":user": user,
         ":kind": kind,
-        ":amount": signed,
+        ":amount": signed_won(kind, amount),
         ":after": new_balance,
         ":now": now,
     })?;
@@ -213,6 +204,15 @@ pub(crate) fn ledger(
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Page::from_rows(rows, page.limit(), |entry| entry.id.get()))
+}
+
+/// `amount` in won with the sign of `kind`: positive for a credit.
+fn signed_won(kind: LedgerKind, amount: Money) -> i64 {
+    if kind.is_credit() {
+        amount.won()
+    } else {
+        -amount.won()
+    }
 }
 
 fn ledger_entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {

@@ -1,0 +1,78 @@
+//! A tour of liteshop: open a shop in a temp dir, create a user and products,
+//! charge a balance, fill a cart, and see a few refusals.
+//!
+//! Run with `cargo run --example quickstart`.
+
+use liteshop::{Money, NewProduct, PageRequest, Shop};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("shop.db");
+    let shop = Shop::open(&path)?;
+    println!("opened a shop at {}", path.display());
+
+    let kim = shop.create_user("Kim Minji")?;
+    println!("created user #{} {:?}", kim.id, kim.name);
+
+    let balance = shop.charge(kim.id, Money::new(50_000)?)?;
+    println!("charged 50,000 KRW: balance is now {balance}");
+
+    let tea = shop.create_product(NewProduct {
+        name: "Jeju green tea".into(),
+        price: Money::new(12_000)?,
+        stock: 10,
+    })?;
+    let cup = shop.create_product(NewProduct {
+        name: "Celadon cup".into(),
+        price: Money::new(3_500)?,
+        stock: 4,
+    })?;
+    for product in shop.products(PageRequest::first(10))?.items {
+        println!(
+            "product #{}: {} at {}, {} in stock",
+            product.id, product.name, product.price, product.stock
+        );
+    }
+
+    shop.add_to_cart(kim.id, tea.id, 2)?;
+    let cup_line = shop.add_to_cart(kim.id, cup.id, 1)?;
+    shop.set_cart_quantity(kim.id, cup_line.id, 3)?;
+
+    let cart = shop.cart(kim.id)?;
+    println!("cart of {}:", kim.name);
+    for line in &cart.lines {
+        println!(
+            "  {:>2} × {:<16} {:>12} = {:>12}",
+            line.quantity,
+            line.name,
+            line.unit_price.to_string(),
+            line.line_total.to_string()
+        );
+    }
+    println!("  total {}", cart.total);
+
+    // Refusals are typed errors with the figures involved, and change nothing.
+    let refusals = [
+        shop.add_to_cart(kim.id, tea.id, 1).map(drop),
+        shop.charge(kim.id, Money::new(5_000_000)?).map(drop),
+        shop.charge(kim.id, Money::ZERO).map(drop),
+    ];
+    for refusal in refusals {
+        if let Err(err) = refusal {
+            println!(
+                "refused ({:?}, HTTP {}): {err}",
+                err.kind(),
+                err.kind().http_status()
+            );
+        }
+    }
+
+    println!("ledger of {}, newest first:", kim.name);
+    for entry in shop.ledger(kim.id, PageRequest::first(10))?.items {
+        println!(
+            "  {:?} of {} -> balance {}",
+            entry.kind, entry.amount, entry.balance_after
+        );
+    }
+    Ok(())
+}
