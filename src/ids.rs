@@ -2,7 +2,7 @@
 //! mixed up: passing a [`ProductId`] where a [`UserId`] is wanted does not
 //! compile.
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! fn wants_user(_: liteshop::UserId) {}
 //! wants_user(liteshop::ProductId::new(1));
 //! ```

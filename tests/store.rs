@@ -156,3 +156,26 @@ fn the_schema_holds_the_invariants_even_against_raw_sql() -> Result<()> {
     assert_eq!(t.dump().len(), before.len() + 1);
     Ok(())
 }
+
+#[test]
+fn a_write_lock_held_past_the_busy_timeout_is_busy_and_changes_nothing() -> Result<()> {
+    let t = common::open_with(|b| b.busy_timeout(std::time::Duration::from_millis(50)));
+    let kim = t.user("Kim");
+    let before = t.dump();
+
+    // Another process (here, another connection) holds the write lock.
+    let mut other = rusqlite::Connection::open(&t.path).unwrap();
+    let lock = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let err = t.shop.charge(kim.id, won(1_000)).unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Busy);
+    // Readers are not blocked by a writer in WAL mode.
+    assert_eq!(t.shop.balance(kim.id)?, Money::ZERO);
+    drop(lock);
+
+    assert_eq!(t.dump(), before);
+    assert_eq!(t.shop.charge(kim.id, won(1_000))?, won(1_000));
+    Ok(())
+}
