@@ -11,6 +11,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{CartItemId, ProductId, UserId};
 use crate::money::Money;
+use crate::order::OrderLine;
 use crate::product;
 
 /// One line of a cart, with the product's current data.
@@ -61,6 +62,9 @@ pub(crate) const SELECT_LINE: &str =
 
 pub(crate) const SELECT_LINE_BY_PRODUCT: &str =
     "SELECT id FROM cart_items WHERE user_id = ?1 AND product_id = ?2";
+
+pub(crate) const SELECT_ORDER_LINES: &str =
+    "SELECT product_id, quantity FROM cart_items WHERE user_id = ?1 ORDER BY id";
 
 pub(crate) const UPDATE_QUANTITY: &str =
     "UPDATE cart_items SET quantity = ?3 WHERE id = ?1 AND user_id = ?2";
@@ -157,6 +161,21 @@ pub(crate) fn remove(tx: &Transaction<'_>, user: UserId, item: CartItemId) -> Re
     if removed == 0 {
         return Err(Error::CartItemNotFound(item));
     }
+    Ok(())
+}
+
+/// The lines of `user`'s cart as order lines, oldest first.
+pub(crate) fn order_lines(tx: &Transaction<'_>, user: UserId) -> Result<Vec<OrderLine>> {
+    tx.prepare_cached(SELECT_ORDER_LINES)?
+        .query_map([user], |row| Ok(OrderLine::new(row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::from)
+}
+
+/// Empties `user`'s cart.
+pub(crate) fn clear(tx: &Transaction<'_>, user: UserId) -> Result<()> {
+    tx.prepare_cached("DELETE FROM cart_items WHERE user_id = ?1")?
+        .execute([user])?;
     Ok(())
 }
 

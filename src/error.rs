@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CartItemId, ProductId, UserId};
+use crate::ids::{CartItemId, OrderId, ProductId, UserId};
 use crate::money::Money;
+use crate::order::OrderStatus;
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -101,6 +102,30 @@ pub enum Error {
         /// The largest page size allowed.
         max: u32,
     },
+    /// An order with no lines.
+    #[error("invalid order: it has no lines")]
+    EmptyOrder,
+    /// An order with more lines than allowed.
+    #[error("invalid order: {lines} lines, at most {max} allowed")]
+    TooManyOrderLines {
+        /// The number of lines given.
+        lines: usize,
+        /// The most lines allowed.
+        max: usize,
+    },
+    /// An order that names the same product on two lines. Lines are not
+    /// merged: send one line per product.
+    #[error("invalid order: product {product} appears on more than one line")]
+    DuplicateOrderLine {
+        /// The repeated product.
+        product: ProductId,
+    },
+    /// A checkout of an empty cart.
+    #[error("the cart of user {user} is empty")]
+    EmptyCart {
+        /// The user.
+        user: UserId,
+    },
     /// A [`ShopBuilder`](crate::ShopBuilder) setting that cannot work.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {
@@ -118,6 +143,9 @@ pub enum Error {
     /// No such cart line for this user (it may exist for another user).
     #[error("cart item {0} not found")]
     CartItemNotFound(CartItemId),
+    /// No such order for this user (it may exist for another user).
+    #[error("order {0} not found")]
+    OrderNotFound(OrderId),
 
     // ----- conflict -----
     /// The product is already in the user's cart: change the quantity of the
@@ -130,6 +158,40 @@ pub enum Error {
         product: ProductId,
         /// The existing cart line.
         item: CartItemId,
+    },
+    /// Not enough units of a product to reserve, even after expiring overdue
+    /// orders that held some.
+    #[error(
+        "insufficient stock of product {product}: {requested} requested, {available} available"
+    )]
+    InsufficientStock {
+        /// The product.
+        product: ProductId,
+        /// The units asked for.
+        requested: u32,
+        /// The units on hand.
+        available: u32,
+    },
+    /// The balance does not cover the amount.
+    #[error("insufficient balance of user {user}: {needed} needed, {available} available")]
+    InsufficientBalance {
+        /// The user.
+        user: UserId,
+        /// The amount needed.
+        needed: Money,
+        /// The current balance.
+        available: Money,
+    },
+    /// The order is not in a state that allows the move; `from` is its
+    /// current state.
+    #[error("order {order} is {from}: it cannot become {to}")]
+    InvalidTransition {
+        /// The order.
+        order: OrderId,
+        /// Its current state.
+        from: OrderStatus,
+        /// The state asked for.
+        to: OrderStatus,
     },
 
     // ----- busy -----
@@ -196,9 +258,18 @@ impl Error {
             | InvalidQuantity { .. }
             | StockOverflow { .. }
             | InvalidPageSize { .. }
+            | EmptyOrder
+            | TooManyOrderLines { .. }
+            | DuplicateOrderLine { .. }
+            | EmptyCart { .. }
             | InvalidConfig { .. } => ErrorKind::InvalidInput,
-            UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) => ErrorKind::NotFound,
-            AlreadyInCart { .. } => ErrorKind::Conflict,
+            UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_) => {
+                ErrorKind::NotFound
+            }
+            AlreadyInCart { .. }
+            | InsufficientStock { .. }
+            | InsufficientBalance { .. }
+            | InvalidTransition { .. } => ErrorKind::Conflict,
             Busy(_) => ErrorKind::Busy,
             SchemaTooNew { .. }
             | NotADatabase { .. }
@@ -284,6 +355,8 @@ pub enum Entity {
     CartItem,
     /// A ledger entry.
     LedgerEntry,
+    /// An order.
+    Order,
 }
 
 impl fmt::Display for Entity {
@@ -293,6 +366,7 @@ impl fmt::Display for Entity {
             Entity::Product => "product",
             Entity::CartItem => "cart item",
             Entity::LedgerEntry => "ledger entry",
+            Entity::Order => "order",
         })
     }
 }

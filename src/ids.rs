@@ -96,6 +96,11 @@ id_type!(
     Entity::CartItem
 );
 id_type!(
+    /// Identifies an order.
+    OrderId,
+    Entity::Order
+);
+id_type!(
     /// Identifies one entry of a user's balance ledger.
     LedgerEntryId,
     Entity::LedgerEntry

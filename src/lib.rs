@@ -1,5 +1,5 @@
 //! liteshop is the core of a small online shop — user balances, products,
-//! carts — in one SQLite file, behind one synchronous facade, [`Shop`].
+//! carts, orders — in one SQLite file, behind one synchronous facade, [`Shop`].
 //!
 //! ```
 //! use liteshop::{Money, NewProduct, Shop};
@@ -20,7 +20,11 @@
 //! let cart = shop.cart(kim.id)?;
 //! assert_eq!(cart.total, Money::new(36_000)?);
 //! assert_eq!(cart.total.to_string(), "36,000 KRW");
-//! assert_eq!(shop.balance(kim.id)?, Money::new(50_000)?);
+//!
+//! let order = shop.checkout_cart(kim.id)?;
+//! assert_eq!(order.total, Money::new(36_000)?);
+//! assert_eq!(shop.product(tea.id)?.stock, 7);
+//! assert!(shop.cart(kim.id)?.lines.is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -31,7 +35,7 @@
 //!   cheap to clone; share one across threads.
 //! - [`Money`] is a non-negative count of won with checked arithmetic. Ids are
 //!   one newtype per entity ([`UserId`], [`ProductId`], [`CartItemId`],
-//!   [`LedgerEntryId`]), so they cannot be mixed up.
+//!   [`OrderId`], [`LedgerEntryId`]), so they cannot be mixed up.
 //! - [`Error`] carries the ids and figures of a refusal; [`Error::kind`] gives
 //!   its [`ErrorKind`], which a host maps to a status code.
 //! - Time comes from a [`Clock`]: [`SystemClock`] by default, [`ManualClock`]
@@ -47,17 +51,42 @@
 //! | cart list | [`Shop::cart`] | user exists |
 //! | cart add | [`Shop::add_to_cart`] | input valid → user exists → product exists → not in the cart |
 //! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
+//! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved → balance covers the total |
 //!
 //! Every balance change is a [`LedgerEntry`] written in the same transaction,
 //! so a balance always equals the sum of its user's ledger ([`Shop::ledger`]).
+//!
+//! # Orders
+//!
+//! Placing an order reserves its stock at once, with a guarded decrement
+//! inside the write transaction, so stock never goes below zero and is never
+//! oversold, whatever the concurrency. The balance must cover the total when
+//! the order is placed, but nothing is debited until it is paid. An order
+//! moves through these states ([`OrderStatus`]); any other move is refused
+//! with [`Error::InvalidTransition`], which names the current state.
+//!
+//! | from | to | by | stock |
+//! |------|----|----|-------|
+//! | — | `Pending` | [`Shop::place_order`], [`Shop::checkout_cart`] | reserved |
+//! | `Pending` | `Cancelled` | [`Shop::cancel_order`], or expiry | released |
+//! | `Pending` | `Paying` | a payment starts; the money is held | kept |
+//! | `Paying` | `Paid` | the payment gateway approved | kept |
+//! | `Paying` | `Pending` | the gateway declined; the money is given back | kept |
+//! | `Paid` | `Refunded` | a refund | released |
+//!
+//! A `Pending` order expires after the reservation time
+//! ([`ShopBuilder::reservation_time`], 15 minutes by default):
+//! [`Shop::expire_orders`] cancels every overdue order with
+//! [`CancelReason::Expired`] and releases its stock, and placing an order
+//! that finds a product short first expires the overdue orders holding it.
 //!
 //! # Errors and HTTP
 //!
 //! | [`ErrorKind`] | examples | HTTP |
 //! |---------------|----------|------|
-//! | `InvalidInput` | amount 0, quantity 0, bad id, over a limit | 400 |
-//! | `NotFound` | user, product, cart line (also another user's) | 404 |
-//! | `Conflict` | product already in the cart | 409 |
+//! | `InvalidInput` | amount 0, quantity 0, empty order, bad id, over a limit | 400 |
+//! | `NotFound` | user, product, cart line, order (also another user's) | 404 |
+//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state | 409 |
 //! | `PaymentDeclined` | the payment gateway said no | 402 |
 //! | `PaymentOutcomeUnknown` | the gateway gave no definite answer | 202 |
 //! | `Busy` | the database stayed locked past the timeout | 503 |
@@ -85,6 +114,7 @@ mod clock;
 mod error;
 mod ids;
 mod money;
+mod order;
 mod page;
 mod product;
 mod shop;
@@ -96,8 +126,9 @@ pub use balance::{LedgerEntry, LedgerKind};
 pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Entity, Error, ErrorKind, Result};
-pub use ids::{CartItemId, LedgerEntryId, ProductId, UserId};
+pub use ids::{CartItemId, LedgerEntryId, OrderId, ProductId, UserId};
 pub use money::Money;
+pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};
 pub use product::{NewProduct, Product};
 pub use shop::{Limits, Shop, ShopBuilder};

@@ -44,6 +44,9 @@ pub(crate) const SELECT_PRODUCT_PAGE: &str =
     "SELECT id, name, price, stock, created_at, updated_at FROM products
      WHERE id > :after ORDER BY id LIMIT :limit";
 
+pub(crate) const RESERVE_STOCK: &str =
+    "UPDATE products SET stock = stock - ?2, updated_at = ?3 WHERE id = ?1 AND stock >= ?2";
+
 /// Inserts a product whose name is already checked.
 pub(crate) fn create(
     tx: &Transaction<'_>,
@@ -126,6 +129,39 @@ pub(crate) fn set_price(
         price,
         now,
     )
+}
+
+/// Takes `quantity` units of `id` out of stock if that many are on hand, in
+/// one guarded statement; returns whether it did. The `CHECK (stock >= 0)`
+/// constraint is the second guard: stock can never go below zero.
+pub(crate) fn reserve_stock(
+    tx: &Transaction<'_>,
+    id: ProductId,
+    quantity: u32,
+    now: Timestamp,
+) -> Result<bool> {
+    let changed = tx
+        .prepare_cached(RESERVE_STOCK)?
+        .execute((id, quantity, now))?;
+    Ok(changed == 1)
+}
+
+/// Puts `quantity` units of `id` back into stock (a cancelled or expired
+/// order).
+pub(crate) fn release_stock(
+    tx: &Transaction<'_>,
+    id: ProductId,
+    quantity: u32,
+    now: Timestamp,
+) -> Result<()> {
+    let changed = tx
+        .prepare_cached("UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute((id, quantity, now))?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Error::ProductNotFound(id))
+    }
 }
 
 /// Runs one `UPDATE … RETURNING` of a product row; no row means no product.

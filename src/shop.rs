@@ -16,8 +16,10 @@ use crate::balance::{self, LedgerEntry};
 use crate::cart::{self, Cart, CartLine};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Entity, Error, Result};
+use crate::ids::OrderId;
 use crate::ids::{CartItemId, ProductId, UserId};
 use crate::money::Money;
+use crate::order::{self, Order, OrderLine};
 use crate::page::{Page, PageRequest};
 use crate::product::{self, NewProduct, Product};
 use crate::store::{self, Durability, Pool, StoreConfig};
@@ -36,6 +38,10 @@ pub struct Limits {
     pub max_balance: Money,
     /// The most units of one product in one cart line.
     pub max_cart_quantity: u32,
+    /// The most units of one product in one order line.
+    pub max_order_quantity: u32,
+    /// The most lines (distinct products) in one order.
+    pub max_order_lines: usize,
 }
 
 impl Limits {
@@ -45,6 +51,10 @@ impl Limits {
     pub const DEFAULT_MAX_BALANCE: Money = Money::from_won(10_000_000);
     /// Default most units of one product in one cart line: 99.
     pub const DEFAULT_MAX_CART_QUANTITY: u32 = 99;
+    /// Default most units of one product in one order line: 99.
+    pub const DEFAULT_MAX_ORDER_QUANTITY: u32 = 99;
+    /// Default most lines in one order: 100.
+    pub const DEFAULT_MAX_ORDER_LINES: usize = 100;
 }
 
 impl Default for Limits {
@@ -53,6 +63,8 @@ impl Default for Limits {
             max_charge: Limits::DEFAULT_MAX_CHARGE,
             max_balance: Limits::DEFAULT_MAX_BALANCE,
             max_cart_quantity: Limits::DEFAULT_MAX_CART_QUANTITY,
+            max_order_quantity: Limits::DEFAULT_MAX_ORDER_QUANTITY,
+            max_order_lines: Limits::DEFAULT_MAX_ORDER_LINES,
         }
     }
 }
@@ -83,6 +95,7 @@ pub struct ShopBuilder {
     path: PathBuf,
     store: StoreConfig,
     limits: Limits,
+    reservation_time: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -91,6 +104,8 @@ impl ShopBuilder {
     pub const DEFAULT_POOL_SIZE: u32 = 8;
     /// Default time to wait for a lock or a pooled connection: 5 seconds.
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default time an unpaid order holds its stock: 15 minutes.
+    pub const DEFAULT_RESERVATION_TIME: Duration = Duration::from_secs(15 * 60);
 
     fn new(path: PathBuf) -> ShopBuilder {
         ShopBuilder {
@@ -101,6 +116,7 @@ impl ShopBuilder {
                 durability: Durability::default(),
             },
             limits: Limits::default(),
+            reservation_time: Self::DEFAULT_RESERVATION_TIME,
             clock: Arc::new(SystemClock),
         }
     }
@@ -144,6 +160,26 @@ impl ShopBuilder {
         self
     }
 
+    /// The most units of one product in one order line (at least 1). A cart
+    /// line over this limit is refused at checkout.
+    pub fn max_order_quantity(mut self, limit: u32) -> ShopBuilder {
+        self.limits.max_order_quantity = limit;
+        self
+    }
+
+    /// The most lines in one order (at least 1).
+    pub fn max_order_lines(mut self, limit: usize) -> ShopBuilder {
+        self.limits.max_order_lines = limit;
+        self
+    }
+
+    /// How long a `Pending` order holds its stock before it expires (at least
+    /// one millisecond); 15 minutes by default. See [`Shop::expire_orders`].
+    pub fn reservation_time(mut self, time: Duration) -> ShopBuilder {
+        self.reservation_time = time;
+        self
+    }
+
     /// The source of time; [`SystemClock`] by default. Tests pass a
     /// [`ManualClock`](crate::ManualClock) to move time without sleeping.
     pub fn clock(mut self, clock: impl Clock + 'static) -> ShopBuilder {
@@ -156,7 +192,8 @@ impl ShopBuilder {
     ///
     /// # Failure
     ///
-    /// - [`Error::InvalidConfig`] for a pool size, limit or quantity of zero;
+    /// - [`Error::InvalidConfig`] for a pool size, limit, quantity or
+    ///   reservation time of zero;
     /// - [`Error::SchemaTooNew`] for a database written by a newer liteshop;
     /// - [`Error::NotADatabase`] for a file that is not an SQLite database,
     ///   or is another program's;
@@ -178,6 +215,15 @@ impl ShopBuilder {
         if self.limits.max_cart_quantity == 0 {
             return invalid("max cart quantity must be at least 1");
         }
+        if self.limits.max_order_quantity == 0 {
+            return invalid("max order quantity must be at least 1");
+        }
+        if self.limits.max_order_lines == 0 {
+            return invalid("max order lines must be at least 1");
+        }
+        if self.reservation_time.as_millis() == 0 {
+            return invalid("reservation time must be at least 1 millisecond");
+        }
         let pool = store::open(&self.path, &self.store)?;
         debug!(path = %self.path.display(), "shop opened");
         Ok(Shop {
@@ -185,6 +231,7 @@ impl ShopBuilder {
                 pool,
                 path: self.path,
                 limits: self.limits,
+                reservation_time: self.reservation_time,
                 clock: self.clock,
             }),
         })
@@ -197,6 +244,7 @@ impl fmt::Debug for ShopBuilder {
             .field("path", &self.path)
             .field("store", &self.store)
             .field("limits", &self.limits)
+            .field("reservation_time", &self.reservation_time)
             .field("clock", &self.clock)
             .finish()
     }
@@ -221,6 +269,7 @@ struct Inner {
     pool: Pool,
     path: PathBuf,
     limits: Limits,
+    reservation_time: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -253,6 +302,11 @@ impl Shop {
     /// The limits this shop enforces.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// How long a `Pending` order holds its stock.
+    pub fn reservation_time(&self) -> Duration {
+        self.inner.reservation_time
     }
 
     /// The database file.
@@ -536,6 +590,153 @@ impl Shop {
         store::write(&self.inner.pool, |tx| cart::remove(tx, user, item))?;
         debug!(user = %user, item = %item, "removed from cart");
         Ok(())
+    }
+
+    // ----- orders: seed flow 7 -----
+
+    /// Places an order for `lines` (seed flow 7): reserves their stock and
+    /// saves the order as [`Pending`](crate::OrderStatus::Pending) until the
+    /// reservation time runs out. No money is taken: the balance must cover
+    /// the total now, and the payment debits it later.
+    ///
+    /// Checks, in order: at least one line, at most the line limit, valid
+    /// ids, quantities 1 to the order quantity limit, no product twice (lines
+    /// are not merged) → the user exists → every product exists → each
+    /// line's stock suffices (if one is short, overdue orders holding that
+    /// product are expired first, and the stock checked again) → the balance
+    /// covers the total. All in one transaction: a refusal of any line leaves
+    /// every stock as it was. Unit prices and names are copied onto the order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
+    /// use liteshop::{Money, NewProduct, OrderLine, OrderStatus};
+    ///
+    /// let kim = shop.create_user("Kim")?;
+    /// shop.charge(kim.id, Money::new(30_000)?)?;
+    /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(12_000)?, stock: 5 })?;
+    /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
+    /// assert_eq!(order.status, OrderStatus::Pending);
+    /// assert_eq!(order.total, Money::new(24_000)?);
+    /// assert_eq!(shop.product(tea.id)?.stock, 3);
+    /// assert_eq!(shop.balance(kim.id)?, Money::new(30_000)?); // not debited yet
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Failure
+    ///
+    /// [`Error::EmptyOrder`], [`Error::TooManyOrderLines`],
+    /// [`Error::InvalidId`], [`Error::InvalidQuantity`],
+    /// [`Error::DuplicateOrderLine`], [`Error::UserNotFound`],
+    /// [`Error::ProductNotFound`], [`Error::InsufficientStock`],
+    /// [`Error::AmountOverflow`], [`Error::InsufficientBalance`].
+    pub fn place_order(&self, user: UserId, lines: &[OrderLine]) -> Result<Order> {
+        let user = user.validate()?;
+        let limits = &self.inner.limits;
+        order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
+        let now = self.now();
+        let expires_at = now.saturating_add(self.inner.reservation_time);
+        let order = store::write(&self.inner.pool, |tx| {
+            user::ensure_exists(tx, user)?;
+            order::place(tx, user, lines, expires_at, now)
+        })?;
+        debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
+        Ok(order)
+    }
+
+    /// Places an order for the lines of `user`'s cart and empties the cart,
+    /// in one transaction: if the order is refused, the cart and every stock
+    /// stay as they were.
+    ///
+    /// Checks, in order: the id is valid → the user exists → the cart is not
+    /// empty → its lines pass the order limits → then as
+    /// [`Shop::place_order`].
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::EmptyCart`],
+    /// then as [`Shop::place_order`].
+    pub fn checkout_cart(&self, user: UserId) -> Result<Order> {
+        let user = user.validate()?;
+        let limits = &self.inner.limits;
+        let now = self.now();
+        let expires_at = now.saturating_add(self.inner.reservation_time);
+        let order = store::write(&self.inner.pool, |tx| {
+            user::ensure_exists(tx, user)?;
+            let lines = cart::order_lines(tx, user)?;
+            if lines.is_empty() {
+                return Err(Error::EmptyCart { user });
+            }
+            order::validate_lines(&lines, limits.max_order_quantity, limits.max_order_lines)?;
+            let order = order::place(tx, user, &lines, expires_at, now)?;
+            cart::clear(tx, user)?;
+            Ok(order)
+        })?;
+        debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
+        Ok(order)
+    }
+
+    /// The order `id` of `user`.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
+    /// user's order).
+    pub fn order(&self, user: UserId, id: OrderId) -> Result<Order> {
+        let user = user.validate()?;
+        let id = id.validate()?;
+        store::read(&self.inner.pool, |tx| order::get(tx, user, id))
+    }
+
+    /// One page of the orders of `user`, newest first, with their lines.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidPageSize`], [`Error::UserNotFound`].
+    pub fn orders(&self, user: UserId, page: PageRequest) -> Result<Page<Order>> {
+        let user = user.validate()?;
+        let page = page.validate()?;
+        store::read(&self.inner.pool, |tx| {
+            user::ensure_exists(tx, user)?;
+            order::list(tx, user, page)
+        })
+    }
+
+    /// Cancels the order `id` of `user` and puts its stock back. Only a
+    /// `Pending` order can be cancelled.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
+    /// user's order), [`Error::InvalidTransition`] naming the current state.
+    pub fn cancel_order(&self, user: UserId, id: OrderId) -> Result<Order> {
+        let user = user.validate()?;
+        let id = id.validate()?;
+        let now = self.now();
+        let order = store::write(&self.inner.pool, |tx| order::cancel(tx, user, id, now))?;
+        debug!(user = %user, order = %id, "order cancelled");
+        Ok(order)
+    }
+
+    /// Cancels every order still `Pending` at its deadline (placed more than
+    /// the reservation time ago), puts its stock back, and returns how many.
+    /// Expired orders have [`CancelReason::Expired`](crate::CancelReason).
+    ///
+    /// A host calls this periodically; [`Shop::place_order`] also expires
+    /// the overdue orders that hold stock it needs.
+    ///
+    /// # Failure
+    ///
+    /// Only storage errors ([`Error::Busy`], [`Error::Storage`]).
+    pub fn expire_orders(&self) -> Result<usize> {
+        let now = self.now();
+        let expired = store::write(&self.inner.pool, |tx| order::expire_due(tx, now))?;
+        if expired > 0 {
+            debug!(expired, "overdue orders expired");
+        }
+        Ok(expired)
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::Barrier;
 use std::thread;
 
 use common::{open, open_with, won};
-use liteshop::{Error, LedgerKind, PageRequest, Result, Shop, UserId};
+use liteshop::{
+    Error, LedgerKind, OrderId, OrderLine, OrderStatus, PageRequest, Result, Shop, UserId,
+};
 
 /// Runs `f(i)` on `n` threads released together; returns the results in
 /// thread order.
@@ -120,6 +122,123 @@ fn charges_of_many_users_from_many_threads_add_up_per_user() -> Result<()> {
         // 64 threads over 8 users: 8 threads × 5 charges × 100 won each.
         assert_eq!(t.shop.balance(user)?, won(4_000));
         assert_eq!(all_entries(&t.shop, user)?.len(), 40);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_hundred_threads_ordering_ten_units_never_oversell() -> Result<()> {
+    let t = open();
+    let users: Vec<UserId> = (0..100)
+        .map(|i| {
+            let id = t.user(&format!("buyer {i}")).id;
+            t.shop.charge(id, won(1_000_000)).unwrap();
+            id
+        })
+        .collect();
+    // Twenty rounds to shake out rare interleavings.
+    for round in 0..20 {
+        let product = t.product(&format!("limited {round}"), 1_000, 10).id;
+        let results = race(100, |i| {
+            t.shop.place_order(users[i], &[OrderLine::new(product, 1)])
+        });
+        let placed: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let short = results
+            .iter()
+            .filter(|r| {
+                matches!(r, Err(Error::InsufficientStock { product: p, requested: 1, available: 0 }) if *p == product)
+            })
+            .count();
+        assert_eq!(
+            (placed.len(), short),
+            (10, 90),
+            "round {round}: {results:?}"
+        );
+        assert_eq!(t.shop.product(product)?.stock, 0, "round {round}");
+        let ordered: u32 = placed
+            .iter()
+            .flat_map(|o| &o.lines)
+            .map(|l| l.quantity)
+            .sum();
+        assert_eq!(ordered, 10, "round {round}");
+    }
+    Ok(())
+}
+
+#[test]
+fn concurrent_two_line_orders_are_all_or_nothing() -> Result<()> {
+    let t = open();
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(1_000_000))?;
+    let a = t.product("A", 100, 5).id;
+    let b = t.product("B", 100, 1).id;
+    let results = race(20, |_| {
+        t.shop
+            .place_order(kim, &[OrderLine::new(a, 1), OrderLine::new(b, 1)])
+    });
+    let placed = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(placed, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, Error::InsufficientStock { product, .. } if *product == b))
+    );
+    assert_eq!((t.shop.product(a)?.stock, t.shop.product(b)?.stock), (4, 0));
+    let orders = t.shop.orders(kim, PageRequest::first(100))?.items;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].lines.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn orders_check_the_balance_but_do_not_hold_it() -> Result<()> {
+    let t = open();
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(50_000))?;
+    let tea = t.product("Tea", 10_000, 100).id;
+    let results = race(10, |_| t.shop.place_order(kim, &[OrderLine::new(tea, 1)]));
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(t.shop.balance(kim)?, won(50_000));
+    assert_eq!(t.shop.product(tea)?.stock, 90);
+    let orders = t.shop.orders(kim, PageRequest::first(100))?.items;
+    assert_eq!(orders.len(), 10);
+    assert!(orders.iter().all(|o| o.status == OrderStatus::Pending));
+    Ok(())
+}
+
+#[test]
+fn racing_cancels_and_expiry_release_stock_exactly_once() -> Result<()> {
+    let t = open();
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(1_000_000))?;
+    let tea = t.product("Tea", 100, 50).id;
+    let orders: Vec<OrderId> = (0..10)
+        .map(|_| {
+            t.shop
+                .place_order(kim, &[OrderLine::new(tea, 5)])
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(t.shop.product(tea)?.stock, 0);
+    t.clock.advance(t.shop.reservation_time());
+    // Ten threads cancel every order while ten others expire them.
+    let results = race(20, |i| {
+        if i % 2 == 0 {
+            orders
+                .iter()
+                .filter(|&&id| t.shop.cancel_order(kim, id).is_ok())
+                .count()
+        } else {
+            t.shop.expire_orders().unwrap()
+        }
+    });
+    // Each order ended cancelled exactly once, by one caller or the other.
+    assert_eq!(results.iter().sum::<usize>(), 10, "{results:?}");
+    assert_eq!(t.shop.product(tea)?.stock, 50);
+    for id in orders {
+        assert_eq!(t.shop.order(kim, id)?.status, OrderStatus::Cancelled);
     }
     Ok(())
 }

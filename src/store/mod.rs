@@ -153,7 +153,7 @@ pub(crate) fn read<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{balance, cart, product, user};
+    use crate::{balance, cart, order, product, user};
 
     /// Every lookup the API makes, by name.
     const HOT_QUERIES: &[(&str, &str)] = &[
@@ -172,6 +172,17 @@ mod tests {
         ),
         ("cart quantity update", cart::UPDATE_QUANTITY),
         ("cart line delete", cart::DELETE_LINE),
+        ("cart lines for checkout", cart::SELECT_ORDER_LINES),
+        ("stock reservation", product::RESERVE_STOCK),
+        ("order by id and user", order::SELECT_ORDER),
+        ("order page", order::SELECT_ORDER_PAGE),
+        ("items of an order", order::SELECT_ITEMS),
+        ("items of a page of orders", order::SELECT_ITEMS_OF_RANGE),
+        ("overdue orders", order::SELECT_DUE),
+        (
+            "overdue orders holding a product",
+            order::SELECT_DUE_HOLDING,
+        ),
     ];
 
     /// Prints `EXPLAIN QUERY PLAN` of every hot query (see it with

@@ -7,9 +7,10 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first. The schema version of a database is the
 /// number of these applied to it.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    // 1: users, balances and their ledger, products, carts.
-    r#"
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        // 1: users, balances and their ledger, products, carts.
+        r#"
 CREATE TABLE users (
     id          INTEGER PRIMARY KEY,
     name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
@@ -56,7 +57,41 @@ CREATE TABLE cart_items (
 -- Foreign-key checks and lookups by product.
 CREATE INDEX cart_items_by_product ON cart_items (product_id);
 "#,
-)];
+    ),
+    M::up(
+        // 2: orders and their lines.
+        r#"
+CREATE TABLE orders (
+    id             INTEGER PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users (id),
+    status         TEXT    NOT NULL
+                   CHECK (status IN ('pending', 'paying', 'paid', 'cancelled', 'refunded')),
+    cancel_reason  TEXT    CHECK (cancel_reason IN ('user', 'expired')),
+    total          INTEGER NOT NULL CHECK (total >= 0),
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    CHECK ((status = 'cancelled') = (cancel_reason IS NOT NULL))
+) STRICT;
+CREATE INDEX orders_by_user ON orders (user_id, id);
+-- Expiry looks only at pending orders, oldest deadline first.
+CREATE INDEX orders_pending_by_expiry ON orders (expires_at) WHERE status = 'pending';
+
+-- One row per product of an order, with the name and unit price copied at
+-- order time so later catalogue changes do not rewrite history.
+CREATE TABLE order_items (
+    id          INTEGER PRIMARY KEY,
+    order_id    INTEGER NOT NULL REFERENCES orders (id),
+    product_id  INTEGER NOT NULL REFERENCES products (id),
+    name        TEXT    NOT NULL,
+    unit_price  INTEGER NOT NULL CHECK (unit_price >= 0),
+    quantity    INTEGER NOT NULL CHECK (quantity > 0),
+    UNIQUE (order_id, product_id)
+) STRICT;
+CREATE INDEX order_items_by_product ON order_items (product_id);
+"#,
+    ),
+];
 
 /// The migrations as `rusqlite_migration` wants them.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -73,5 +108,28 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn a_version_1_database_migrates_forward_with_its_data() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations().to_version(&mut conn, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (name, created_at) VALUES ('Kim', 0);
+             INSERT INTO balances (user_id, amount, updated_at) VALUES (1, 500, 0);",
+        )
+        .unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, LATEST_VERSION);
+        let amount: i64 = conn
+            .query_row("SELECT amount FROM balances WHERE user_id = 1", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(amount, 500);
+        conn.execute_batch("SELECT count(*) FROM orders").unwrap();
     }
 }

@@ -1,0 +1,459 @@
+//! Seed flow 7: placing orders, checkout, cancel and expiry.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestShop, open, open_with, won};
+use liteshop::{
+    CancelReason, Error, ErrorKind, LedgerKind, OrderId, OrderLine, OrderStatus, PageRequest,
+    ProductId, Result, UserId,
+};
+
+/// A shop with Kim holding 100,000 won and two products: tea (12,000 ×
+/// 10) and cup (3,500 × 4).
+fn stocked() -> (TestShop, UserId, ProductId, ProductId) {
+    stocked_with(open())
+}
+
+fn stocked_with(t: TestShop) -> (TestShop, UserId, ProductId, ProductId) {
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(100_000)).unwrap();
+    let tea = t.product("Tea", 12_000, 10).id;
+    let cup = t.product("Cup", 3_500, 4).id;
+    (t, kim, tea, cup)
+}
+
+fn stock(t: &TestShop, product: ProductId) -> u32 {
+    t.shop.product(product).unwrap().stock
+}
+
+#[test]
+fn placing_an_order_reserves_stock_and_holds_no_money() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 2), OrderLine::new(cup, 1)])?;
+    assert_eq!(order.user, kim);
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert_eq!(order.cancel_reason, None);
+    assert_eq!(order.total, won(27_500));
+    assert_eq!(order.lines.len(), 2);
+    assert_eq!(
+        (
+            order.lines[0].product,
+            order.lines[0].name.as_str(),
+            order.lines[0].unit_price
+        ),
+        (tea, "Tea", won(12_000))
+    );
+    assert_eq!(order.lines[0].line_total, won(24_000));
+    assert_eq!(
+        order.expires_at.as_millis() - order.created_at.as_millis(),
+        15 * 60 * 1_000
+    );
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (8, 3));
+    assert_eq!(t.shop.balance(kim)?, won(100_000));
+    let ledger = t.shop.ledger(kim, PageRequest::first(10))?;
+    assert!(ledger.items.iter().all(|e| e.kind == LedgerKind::Charge));
+    assert_eq!(t.shop.order(kim, order.id)?, order);
+    Ok(())
+}
+
+#[test]
+fn an_order_keeps_the_price_it_was_placed_at() -> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?;
+    t.shop.set_price(tea, won(99_000))?;
+    let stored = t.shop.order(kim, order.id)?;
+    assert_eq!(stored.lines[0].unit_price, won(12_000));
+    assert_eq!(stored.total, won(12_000));
+    Ok(())
+}
+
+#[test]
+fn insufficient_stock_names_the_figures_and_changes_nothing() {
+    let (t, kim, tea, cup) = stocked();
+    let before = t.dump();
+    // The first line fits; the second does not: neither is reserved.
+    let err = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 1), OrderLine::new(cup, 5)])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InsufficientStock { product, requested: 5, available: 4 } if product == cup),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(t.dump(), before);
+}
+
+#[test]
+fn an_order_over_the_balance_is_refused_and_changes_nothing() -> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let before = t.dump();
+    // 9 × 12,000 = 108,000 > 100,000.
+    let err = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 9)])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InsufficientBalance { user, needed, available }
+            if user == kim && needed == won(108_000) && available == won(100_000)),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(t.dump(), before);
+    // Exactly the balance is fine.
+    let lee = t.user("Lee").id;
+    t.shop.charge(lee, won(24_000))?;
+    t.shop.place_order(lee, &[OrderLine::new(tea, 2)])?;
+    assert_eq!(t.shop.balance(lee)?, won(24_000));
+    Ok(())
+}
+
+#[test]
+fn bad_order_input_is_invalid_and_changes_nothing() {
+    let (t, kim, tea, cup) =
+        stocked_with(open_with(|b| b.max_order_quantity(5).max_order_lines(2)));
+    let before = t.dump();
+    type Case = (Vec<OrderLine>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
+        (vec![], |e| matches!(e, Error::EmptyOrder)),
+        (vec![OrderLine::new(tea, 0)], |e| {
+            matches!(
+                e,
+                Error::InvalidQuantity {
+                    quantity: 0,
+                    max: 5
+                }
+            )
+        }),
+        (vec![OrderLine::new(tea, 6)], |e| {
+            matches!(
+                e,
+                Error::InvalidQuantity {
+                    quantity: 6,
+                    max: 5
+                }
+            )
+        }),
+        (vec![OrderLine::new(ProductId::new(0), 1)], |e| {
+            matches!(e, Error::InvalidId { id: 0, .. })
+        }),
+        (vec![OrderLine::new(tea, 1), OrderLine::new(tea, 2)], |e| {
+            matches!(e, Error::DuplicateOrderLine { .. })
+        }),
+        (
+            vec![
+                OrderLine::new(tea, 1),
+                OrderLine::new(cup, 1),
+                OrderLine::new(ProductId::new(9), 1),
+            ],
+            |e| matches!(e, Error::TooManyOrderLines { lines: 3, max: 2 }),
+        ),
+    ];
+    for (lines, expected) in cases {
+        let err = t.shop.place_order(kim, &lines).unwrap_err();
+        assert!(expected(&err), "{lines:?}: {err:?}");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    assert_eq!(t.dump(), before);
+}
+
+#[test]
+fn unknown_users_and_products_are_not_found_and_change_nothing() {
+    let (t, kim, tea, _) = stocked();
+    let before = t.dump();
+    let err = t
+        .shop
+        .place_order(UserId::new(99), &[OrderLine::new(tea, 1)])
+        .unwrap_err();
+    assert!(matches!(err, Error::UserNotFound(_)), "{err:?}");
+    // An unknown product is reported even when an earlier line is short.
+    let err = t
+        .shop
+        .place_order(
+            kim,
+            &[
+                OrderLine::new(tea, 11),
+                OrderLine::new(ProductId::new(99), 1),
+            ],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ProductNotFound(p) if p == ProductId::new(99)),
+        "{err:?}"
+    );
+    assert_eq!(t.dump(), before);
+}
+
+#[test]
+fn cancelling_a_pending_order_restores_the_stock_exactly() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 3), OrderLine::new(cup, 4)])?;
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (7, 0));
+    t.clock.advance(Duration::from_secs(5));
+    let cancelled = t.shop.cancel_order(kim, order.id)?;
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(cancelled.cancel_reason, Some(CancelReason::User));
+    assert!(cancelled.updated_at > order.updated_at);
+    assert_eq!(t.shop.order(kim, order.id)?, cancelled);
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (10, 4));
+    assert_eq!(t.shop.balance(kim)?, won(100_000));
+    Ok(())
+}
+
+#[test]
+fn a_cancelled_order_cannot_be_cancelled_again() -> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 3)])?;
+    t.shop.cancel_order(kim, order.id)?;
+    let before = t.dump();
+    let err = t.shop.cancel_order(kim, order.id).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidTransition { order: o, from: OrderStatus::Cancelled, to: OrderStatus::Cancelled } if o == order.id),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert_eq!(t.dump(), before);
+    assert_eq!(stock(&t, tea), 10);
+    Ok(())
+}
+
+#[test]
+fn another_users_order_is_not_found_and_cannot_be_cancelled() -> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let lee = t.user("Lee").id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?;
+    let before = t.dump();
+    assert!(matches!(t.shop.order(lee, order.id), Err(Error::OrderNotFound(id)) if id == order.id));
+    assert!(matches!(
+        t.shop.cancel_order(lee, order.id),
+        Err(Error::OrderNotFound(_))
+    ));
+    assert!(matches!(
+        t.shop.order(kim, OrderId::new(77)),
+        Err(Error::OrderNotFound(_))
+    ));
+    assert!(matches!(
+        t.shop.order(kim, OrderId::new(0)),
+        Err(Error::InvalidId { id: 0, .. })
+    ));
+    assert_eq!(t.dump(), before);
+    Ok(())
+}
+
+#[test]
+fn expire_orders_cancels_overdue_orders_and_releases_their_stock() -> Result<()> {
+    let (t, kim, tea, cup) =
+        stocked_with(open_with(|b| b.reservation_time(Duration::from_secs(600))));
+    let first = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 2), OrderLine::new(cup, 1)])?;
+    t.clock.advance(Duration::from_secs(300));
+    let second = t.shop.place_order(kim, &[OrderLine::new(tea, 3)])?;
+    let paid_later = t.shop.place_order(kim, &[OrderLine::new(cup, 1)])?;
+    t.shop.cancel_order(kim, paid_later.id)?;
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (5, 3));
+
+    // One millisecond short of the first deadline: nothing expires.
+    t.clock.advance(Duration::from_millis(300_000 - 1));
+    assert_eq!(t.shop.expire_orders()?, 0);
+    // At the first deadline, only the first order expires.
+    t.clock.advance(Duration::from_millis(1));
+    assert_eq!(t.shop.expire_orders()?, 1);
+    let expired = t.shop.order(kim, first.id)?;
+    assert_eq!(expired.status, OrderStatus::Cancelled);
+    assert_eq!(expired.cancel_reason, Some(CancelReason::Expired));
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (7, 4));
+    assert_eq!(t.shop.order(kim, second.id)?.status, OrderStatus::Pending);
+
+    t.clock.advance(Duration::from_secs(300));
+    assert_eq!(t.shop.expire_orders()?, 1);
+    assert_eq!(t.shop.expire_orders()?, 0);
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (10, 4));
+    // An expired order can no longer be cancelled.
+    let err = t.shop.cancel_order(kim, second.id).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidTransition {
+                from: OrderStatus::Cancelled,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn placing_an_order_expires_overdue_orders_holding_its_stock() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    let lee = t.user("Lee").id;
+    t.shop.charge(lee, won(100_000))?;
+    t.shop.charge(kim, won(50_000))?;
+    let held = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 10), OrderLine::new(cup, 1)])?;
+    // While the reservation runs, Lee cannot have the tea.
+    let err = t
+        .shop
+        .place_order(lee, &[OrderLine::new(tea, 1)])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InsufficientStock { available: 0, .. }),
+        "{err:?}"
+    );
+
+    t.clock.advance(t.shop.reservation_time());
+    let order = t.shop.place_order(lee, &[OrderLine::new(tea, 4)])?;
+    assert_eq!(order.status, OrderStatus::Pending);
+    let expired = t.shop.order(kim, held.id)?;
+    assert_eq!(expired.cancel_reason, Some(CancelReason::Expired));
+    // All of the expired order's stock came back, the cup included.
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (6, 4));
+    Ok(())
+}
+
+#[test]
+fn a_refused_order_does_not_keep_the_expiry_it_triggered() -> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let lee = t.user("Lee").id; // no balance
+    t.shop.charge(kim, won(50_000))?;
+    let held = t.shop.place_order(kim, &[OrderLine::new(tea, 10)])?;
+    t.clock.advance(t.shop.reservation_time());
+    let err = t
+        .shop
+        .place_order(lee, &[OrderLine::new(tea, 1)])
+        .unwrap_err();
+    assert!(matches!(err, Error::InsufficientBalance { .. }), "{err:?}");
+    // The whole call rolled back; expire_orders still finds the order.
+    assert_eq!(t.shop.order(kim, held.id)?.status, OrderStatus::Pending);
+    assert_eq!(t.shop.expire_orders()?, 1);
+    assert_eq!(stock(&t, tea), 10);
+    Ok(())
+}
+
+#[test]
+fn checkout_turns_the_cart_into_an_order_and_empties_it() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    t.shop.add_to_cart(kim, tea, 2)?;
+    t.shop.add_to_cart(kim, cup, 3)?;
+    let order = t.shop.checkout_cart(kim)?;
+    assert_eq!(order.total, won(34_500));
+    let lines: Vec<(ProductId, u32)> = order
+        .lines
+        .iter()
+        .map(|l| (l.product, l.quantity))
+        .collect();
+    assert_eq!(lines, vec![(tea, 2), (cup, 3)]);
+    assert!(t.shop.cart(kim)?.lines.is_empty());
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (8, 1));
+    Ok(())
+}
+
+#[test]
+fn a_refused_checkout_leaves_the_cart_and_stock_as_they_were() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    t.shop.add_to_cart(kim, tea, 2)?;
+    t.shop.add_to_cart(kim, cup, 5)?; // only 4 cups
+    let before = t.dump();
+    let err = t.shop.checkout_cart(kim).unwrap_err();
+    assert!(
+        matches!(err, Error::InsufficientStock { product, .. } if product == cup),
+        "{err:?}"
+    );
+    assert_eq!(t.dump(), before);
+    assert_eq!(t.shop.cart(kim)?.lines.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn checkout_of_an_empty_cart_is_invalid() {
+    let (t, kim, _, _) = stocked();
+    let before = t.dump();
+    let err = t.shop.checkout_cart(kim).unwrap_err();
+    assert!(
+        matches!(err, Error::EmptyCart { user } if user == kim),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(matches!(
+        t.shop.checkout_cart(UserId::new(42)),
+        Err(Error::UserNotFound(_))
+    ));
+    assert_eq!(t.dump(), before);
+}
+
+#[test]
+fn orders_page_newest_first_with_their_lines() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    let lee = t.user("Lee").id;
+    t.shop.charge(lee, won(100_000))?;
+    let mut placed = Vec::new();
+    for i in 0..5 {
+        placed.push(
+            t.shop
+                .place_order(kim, &[OrderLine::new(tea, 1), OrderLine::new(cup, 1)])?
+                .id,
+        );
+        if i < 3 {
+            t.shop.place_order(lee, &[OrderLine::new(tea, 1)])?;
+        }
+        if i == 1 {
+            t.shop.cancel_order(kim, placed[1])?;
+        }
+    }
+    let first = t.shop.orders(kim, PageRequest::first(3))?;
+    let second = t
+        .shop
+        .orders(kim, PageRequest::after(first.next.unwrap(), 3))?;
+    assert_eq!(second.next, None);
+    let ids: Vec<OrderId> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|o| o.id)
+        .collect();
+    placed.reverse();
+    assert_eq!(ids, placed);
+    for order in first.items.iter().chain(&second.items) {
+        assert_eq!(order.user, kim);
+        assert_eq!(order.lines.len(), 2);
+        assert_eq!(&t.shop.order(kim, order.id)?, order);
+    }
+    assert!(matches!(
+        t.shop.orders(UserId::new(99), PageRequest::first(3)),
+        Err(Error::UserNotFound(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn order_states_allow_only_the_documented_moves() {
+    use OrderStatus::*;
+    let all = [Pending, Paying, Paid, Cancelled, Refunded];
+    let allowed = [
+        (Pending, Paying),
+        (Pending, Cancelled),
+        (Paying, Paid),
+        (Paying, Pending),
+        (Paid, Refunded),
+    ];
+    for from in all {
+        for to in all {
+            assert_eq!(
+                from.can_become(to),
+                allowed.contains(&(from, to)),
+                "{from} -> {to}"
+            );
+        }
+    }
+    assert!(Pending.holds_stock() && Paying.holds_stock() && Paid.holds_stock());
+    assert!(!Cancelled.holds_stock() && !Refunded.holds_stock());
+}
