@@ -1,5 +1,6 @@
 //! A tour of liteshop: open a shop in a temp dir, create a user and products,
-//! charge a balance, fill a cart, and see a few refusals.
+//! charge a balance, fill a cart, check it out as an order, cancel it, and see
+//! a few refusals.
 //!
 //! Run with `cargo run --example quickstart`.
 
@@ -65,6 +66,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 err.kind().http_status()
             );
         }
+    }
+
+    let order = shop.checkout_cart(kim.id)?;
+    println!(
+        "checked out the cart as order #{} ({:?}): total {}, stock reserved for {} minutes",
+        order.id,
+        order.status,
+        order.total,
+        (order.expires_at.as_millis() - order.created_at.as_millis()) / 60_000
+    );
+    println!(
+        "stock now: tea {}, cups {}; cart lines left: {}",
+        shop.product(tea.id)?.stock,
+        shop.product(cup.id)?.stock,
+        shop.cart(kim.id)?.lines.len()
+    );
+    let cancelled = shop.cancel_order(kim.id, order.id)?;
+    println!(
+        "cancelled order #{} ({:?}): tea back to {}",
+        cancelled.id,
+        cancelled.status,
+        shop.product(tea.id)?.stock
+    );
+    if let Err(err) = shop.cancel_order(kim.id, order.id) {
+        println!("refused ({:?}): {err}", err.kind());
     }
 
     println!("ledger of {}, newest first:", kim.name);
