@@ -112,6 +112,7 @@ mod balance;
 mod cart;
 mod clock;
 mod error;
+mod gateway;
 mod ids;
 mod money;
 mod order;
@@ -119,6 +120,7 @@ mod page;
 mod product;
 mod shop;
 mod store;
+mod token;
 mod user;
 mod validate;
 
@@ -126,6 +128,10 @@ pub use balance::{LedgerEntry, LedgerKind};
 pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Entity, Error, ErrorKind, Result};
+pub use gateway::{
+    Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
+    HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,
+};
 pub use ids::{CartItemId, LedgerEntryId, OrderId, ProductId, UserId};
 pub use money::Money;
 pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderStatus};

@@ -1,0 +1,339 @@
+//! [`FakeGateway`]: an in-memory PG for tests, the shop's and its hosts'.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use super::{
+    Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, PaymentGateway, PgStatus,
+    StatusRequest,
+};
+use crate::ids::OrderId;
+use crate::money::Money;
+
+/// What the [`FakeGateway`] does with one scripted call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FakeOutcome {
+    /// Approve (or cancel) and answer so.
+    Approve,
+    /// Decline with this code and message.
+    Decline {
+        /// The code.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// Refuse the request as invalid (a configuration bug at our end).
+    Invalid {
+        /// The code.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// Act as if the request never arrived: connection refused.
+    Unavailable,
+    /// Receive nothing, but answer as if the reply was lost: the PG has no
+    /// record, so a later `status` says `NotFound`.
+    UnknownBeforeCharge,
+    /// Approve (or cancel) and record it, then lose the reply: the caller
+    /// sees an unknown outcome, a later `status` says `Approved`.
+    UnknownAfterCharge,
+}
+
+impl FakeOutcome {
+    /// The error of a call that had no effect at the PG: invalid,
+    /// unavailable, or lost before it arrived.
+    fn into_error(self) -> GatewayError {
+        match self {
+            FakeOutcome::Invalid { code, message } => GatewayError::Invalid { code, message },
+            FakeOutcome::Unavailable => GatewayError::Unavailable {
+                reason: "connection refused (scripted)".into(),
+            },
+            _ => GatewayError::Unknown {
+                reason: "the request was lost before the gateway received it".into(),
+            },
+        }
+    }
+
+    /// A decline with the code `REJECT_CARD_PAYMENT`.
+    pub fn decline() -> FakeOutcome {
+        FakeOutcome::Decline {
+            code: "REJECT_CARD_PAYMENT".into(),
+            message: "the card was declined".into(),
+        }
+    }
+}
+
+/// An in-memory payment gateway for tests.
+///
+/// It approves everything by default. Script it per call
+/// ([`push`](FakeGateway::push)) or per order
+/// ([`push_for_order`](FakeGateway::push_for_order)) to decline, fail as
+/// unknown before or after it "charged", or fail as unavailable; delay every
+/// call with [`set_delay`](FakeGateway::set_delay). Like a real PG, it keeps
+/// its own record of what it approved, so [`status`](PaymentGateway::status)
+/// answers truthfully, and treats a repeated idempotency key as the same
+/// payment: it replays the first definite outcome whatever the request says.
+///
+/// Clones share one state: keep a clone to script and inspect while the
+/// shop owns another.
+///
+/// # Example
+///
+/// ```
+/// use liteshop::{FakeGateway, FakeOutcome};
+///
+/// let pg = FakeGateway::new();
+/// pg.push(FakeOutcome::decline()); // the next approval is declined
+/// pg.fail_unavailable(2);          // then two calls fail as unreachable
+/// assert_eq!(pg.approved_count(), 0);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct FakeGateway {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next: VecDeque<FakeOutcome>,
+    per_order: HashMap<OrderId, VecDeque<FakeOutcome>>,
+    next_cancel: VecDeque<FakeOutcome>,
+    status_failures: VecDeque<GatewayError>,
+    delay: Duration,
+    calls: HashMap<String, u32>,
+    approve_replies: HashMap<String, Result<Approval, GatewayError>>,
+    cancel_replies: HashMap<String, Result<Cancellation, GatewayError>>,
+    approved: HashMap<String, Approval>,
+    declined: HashMap<String, (String, String)>,
+    cancelled: HashMap<String, Money>,
+    transactions: u64,
+}
+
+impl FakeGateway {
+    /// A gateway that approves everything.
+    pub fn new() -> FakeGateway {
+        FakeGateway::default()
+    }
+
+    /// Scripts the next approval call that has no per-order script.
+    pub fn push(&self, outcome: FakeOutcome) {
+        self.lock().next.push_back(outcome);
+    }
+
+    /// Scripts the next approval call for `order`; per-order scripts come
+    /// before [`push`](FakeGateway::push)ed ones.
+    pub fn push_for_order(&self, order: OrderId, outcome: FakeOutcome) {
+        self.lock()
+            .per_order
+            .entry(order)
+            .or_default()
+            .push_back(outcome);
+    }
+
+    /// Makes the next `n` approval calls fail as unavailable.
+    pub fn fail_unavailable(&self, n: usize) {
+        let mut state = self.lock();
+        state
+            .next
+            .extend(std::iter::repeat_n(FakeOutcome::Unavailable, n));
+    }
+
+    /// Scripts the next cancel call.
+    pub fn push_cancel(&self, outcome: FakeOutcome) {
+        self.lock().next_cancel.push_back(outcome);
+    }
+
+    /// Makes the next status call fail with `error`.
+    pub fn fail_status(&self, error: GatewayError) {
+        self.lock().status_failures.push_back(error);
+    }
+
+    /// Sleeps this long in every call before answering.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// How many calls (approve or cancel) carried this idempotency key.
+    pub fn calls(&self, idempotency_key: &str) -> u32 {
+        self.lock().calls.get(idempotency_key).copied().unwrap_or(0)
+    }
+
+    /// How many approval and cancel calls it received in all.
+    pub fn total_calls(&self) -> u32 {
+        self.lock().calls.values().sum()
+    }
+
+    /// Its record of an approved payment attempt, by the attempt's id.
+    pub fn approval(&self, pg_order_id: &str) -> Option<Approval> {
+        self.lock().approved.get(pg_order_id).cloned()
+    }
+
+    /// How many payment attempts it approved (each counted once).
+    pub fn approved_count(&self) -> usize {
+        self.lock().approved.len()
+    }
+
+    /// The ids of the attempts it approved.
+    pub fn approved_ids(&self) -> Vec<String> {
+        self.lock().approved.keys().cloned().collect()
+    }
+
+    /// Whether it cancelled the payment attempt `pg_order_id`.
+    pub fn is_cancelled(&self, pg_order_id: &str) -> bool {
+        self.lock().cancelled.contains_key(pg_order_id)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in a test thread must not hide the PG's record.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pause(&self) {
+        let delay = self.lock().delay;
+        if !delay.is_zero() {
+            thread::sleep(delay);
+        }
+    }
+}
+
+impl State {
+    fn approve_now(&mut self, request: &ApproveRequest) -> Approval {
+        if let Some(existing) = self.approved.get(&request.pg_order_id) {
+            return existing.clone();
+        }
+        self.transactions += 1;
+        let approval = Approval {
+            transaction_id: format!("fake-tx-{}", self.transactions),
+            approved_amount: request.amount,
+            approved_at: format!("fake-time-{}", self.transactions),
+        };
+        self.approved
+            .insert(request.pg_order_id.clone(), approval.clone());
+        approval
+    }
+}
+
+impl PaymentGateway for FakeGateway {
+    fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+        self.pause();
+        let mut state = self.lock();
+        *state
+            .calls
+            .entry(request.idempotency_key.clone())
+            .or_default() += 1;
+        if let Some(reply) = state.approve_replies.get(&request.idempotency_key) {
+            return reply.clone();
+        }
+        let outcome = state
+            .per_order
+            .get_mut(&request.order)
+            .and_then(VecDeque::pop_front)
+            .or_else(|| state.next.pop_front())
+            .unwrap_or(FakeOutcome::Approve);
+        let (reply, remembered) = match outcome {
+            FakeOutcome::Approve => {
+                let approval = state.approve_now(request);
+                (Ok(approval.clone()), Some(Ok(approval)))
+            }
+            FakeOutcome::UnknownAfterCharge => {
+                let approval = state.approve_now(request);
+                let lost = GatewayError::Unknown {
+                    reason: "the reply was lost after the payment was approved".into(),
+                };
+                (Err(lost), Some(Ok(approval)))
+            }
+            FakeOutcome::Decline { code, message } => {
+                state
+                    .declined
+                    .insert(request.pg_order_id.clone(), (code.clone(), message.clone()));
+                let declined = GatewayError::Declined { code, message };
+                (Err(declined.clone()), Some(Err(declined)))
+            }
+            no_effect => (Err(no_effect.into_error()), None),
+        };
+        if let Some(remembered) = remembered {
+            state
+                .approve_replies
+                .insert(request.idempotency_key.clone(), remembered);
+        }
+        reply
+    }
+
+    fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError> {
+        self.pause();
+        let mut state = self.lock();
+        if let Some(error) = state.status_failures.pop_front() {
+            return Err(error);
+        }
+        if let Some(approval) = state.approved.get(&request.pg_order_id) {
+            return Ok(PgStatus::Approved(approval.clone()));
+        }
+        if let Some((code, message)) = state.declined.get(&request.pg_order_id) {
+            return Ok(PgStatus::Declined {
+                code: code.clone(),
+                message: message.clone(),
+            });
+        }
+        Ok(PgStatus::NotFound)
+    }
+
+    fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        self.pause();
+        let mut state = self.lock();
+        *state
+            .calls
+            .entry(request.idempotency_key.clone())
+            .or_default() += 1;
+        if let Some(reply) = state.cancel_replies.get(&request.idempotency_key) {
+            return reply.clone();
+        }
+        if let Some(&cancelled_amount) = state.cancelled.get(&request.pg_order_id) {
+            // Already cancelled counts as done.
+            return Ok(Cancellation { cancelled_amount });
+        }
+        if !state.approved.contains_key(&request.pg_order_id) {
+            return Err(GatewayError::Invalid {
+                code: "NOT_FOUND_PAYMENT".into(),
+                message: "no approved payment to cancel".into(),
+            });
+        }
+        let outcome = state
+            .next_cancel
+            .pop_front()
+            .unwrap_or(FakeOutcome::Approve);
+        let cancellation = Cancellation {
+            cancelled_amount: request.amount,
+        };
+        let (reply, remembered) = match outcome {
+            FakeOutcome::Approve => {
+                state
+                    .cancelled
+                    .insert(request.pg_order_id.clone(), request.amount);
+                (Ok(cancellation.clone()), Some(Ok(cancellation)))
+            }
+            FakeOutcome::UnknownAfterCharge => {
+                state
+                    .cancelled
+                    .insert(request.pg_order_id.clone(), request.amount);
+                let lost = GatewayError::Unknown {
+                    reason: "the reply was lost after the cancel".into(),
+                };
+                (Err(lost), Some(Ok(cancellation)))
+            }
+            FakeOutcome::Decline { code, message } => {
+                let declined = GatewayError::Declined { code, message };
+                (Err(declined.clone()), Some(Err(declined)))
+            }
+            no_effect => (Err(no_effect.into_error()), None),
+        };
+        if let Some(remembered) = remembered {
+            state
+                .cancel_replies
+                .insert(request.idempotency_key.clone(), remembered);
+        }
+        reply
+    }
+}
