@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::ids::{LedgerEntryId, UserId};
+use crate::ids::{LedgerEntryId, PaymentId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 
@@ -83,6 +83,8 @@ pub struct LedgerEntry {
     pub balance_after: Money,
     /// When it happened.
     pub created_at: Timestamp,
+    /// The payment a payment, reversal or refund entry belongs to.
+    pub payment: Option<PaymentId>,
 }
 
 impl LedgerEntry {
@@ -98,7 +100,7 @@ pub(crate) const UPDATE_BALANCE: &str =
     "UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1";
 
 pub(crate) const SELECT_LEDGER_PAGE: &str =
-    "SELECT id, user_id, kind, amount, balance_after, created_at
+    "SELECT id, user_id, kind, amount, balance_after, created_at, payment_id
      FROM ledger
      WHERE user_id = :user AND id < :before
      ORDER BY id DESC
@@ -112,6 +114,15 @@ pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Money> {
         .ok_or(Error::BalanceMissing(user))
 }
 
+/// The ceiling on a credit: the balance after it, plus the money `held` by
+/// payments in flight (which comes back if they are declined), may not pass
+/// `max`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cap {
+    pub(crate) max: Money,
+    pub(crate) held: Money,
+}
+
 /// Adds `amount` to the balance of `user` (known to exist) under the charge
 /// rules, in the seed's order: the per-charge limit, then the balance limit.
 /// Returns the new balance.
@@ -120,7 +131,7 @@ pub(crate) fn charge(
     user: UserId,
     amount: Money,
     max_charge: Money,
-    max_balance: Money,
+    cap: Cap,
     now: Timestamp,
 ) -> Result<Money> {
     if amount > max_charge {
@@ -129,41 +140,82 @@ pub(crate) fn charge(
             limit: max_charge,
         });
     }
-    post(tx, user, LedgerKind::Charge, amount, Some(max_balance), now)
+    post(
+        tx,
+        user,
+        Entry::new(LedgerKind::Charge, amount),
+        Some(cap),
+        now,
+    )
 }
 
-/// Moves the balance of `user` by `amount` in the direction `kind` says, and
-/// writes the ledger row for it. Returns the new balance.
+/// One ledger entry to write: why, how much, and for which payment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub(crate) kind: LedgerKind,
+    pub(crate) amount: Money,
+    pub(crate) payment: Option<PaymentId>,
+}
+
+impl Entry {
+    pub(crate) fn new(kind: LedgerKind, amount: Money) -> Entry {
+        Entry {
+            kind,
+            amount,
+            payment: None,
+        }
+    }
+
+    pub(crate) fn for_payment(kind: LedgerKind, amount: Money, payment: PaymentId) -> Entry {
+        Entry {
+            kind,
+            amount,
+            payment: Some(payment),
+        }
+    }
+}
+
+/// Moves the balance of `user` as `entry` says and writes the ledger row for
+/// it. Returns the new balance.
 ///
 /// This is the only function that writes `balances`: a balance never changes
 /// without its ledger row.
 ///
 /// # Failure
 ///
-/// - [`Error::BalanceLimitExceeded`] for a credit that would take the balance
-///   past `cap` (a sum too large to represent is past any cap);
+/// - [`Error::BalanceLimitExceeded`] for a credit past `cap` (a sum too
+///   large to represent is past any cap);
 /// - [`Error::AmountOverflow`] for a credit that does not fit when there is
 ///   no cap, and for a debit larger than the balance (callers refuse that
 ///   first with their own error; this is the last guard).
 pub(crate) fn post(
     tx: &Transaction<'_>,
     user: UserId,
-    kind: LedgerKind,
-    amount: Money,
-    cap: Option<Money>,
+    entry: Entry,
+    cap: Option<Cap>,
     now: Timestamp,
 ) -> Result<Money> {
+    let Entry {
+        kind,
+        amount,
+        payment,
+    } = entry;
     let balance = get(tx, user)?;
     let new_balance = if kind.is_credit() {
         let sum = balance.checked_add(amount);
         match cap {
-            Some(limit) => sum.filter(|&new_balance| new_balance <= limit).ok_or(
-                Error::BalanceLimitExceeded {
+            Some(Cap { max, held }) => sum
+                .filter(|&new_balance| {
+                    new_balance
+                        .checked_add(held)
+                        .is_some_and(|total| total <= max)
+                })
+                .ok_or(Error::BalanceLimitExceeded {
                     balance,
+                    held,
                     amount,
-                    limit,
-                },
-            )?,
+                    limit: max,
+                })?,
             None => sum.ok_or(Error::AmountOverflow)?,
         }
     } else {
@@ -172,14 +224,15 @@ pub(crate) fn post(
     tx.prepare_cached(UPDATE_BALANCE)?
         .execute((user, new_balance, now))?;
     tx.prepare_cached(
-        "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at)
-         VALUES (:user, :kind, :amount, :after, :now)",
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, created_at)
+         VALUES (:user, :kind, :amount, :after, :payment, :now)",
     )?
     .execute(named_params! {
         ":user": user,
         ":kind": kind,
         ":amount": signed_won(kind, amount),
         ":after": new_balance,
+        ":payment": payment,
         ":now": now,
     })?;
     Ok(new_balance)
@@ -227,5 +280,6 @@ fn ledger_entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
             .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, signed))?,
         balance_after: row.get(4)?,
         created_at: row.get(5)?,
+        payment: row.get(6)?,
     })
 }

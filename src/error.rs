@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CartItemId, OrderId, ProductId, UserId};
+use crate::ids::{CartItemId, OrderId, PaymentId, ProductId, UserId};
 use crate::money::Money;
 use crate::order::OrderStatus;
 
@@ -51,13 +51,17 @@ pub enum Error {
         /// The configured per-charge limit.
         limit: Money,
     },
-    /// A charge that would take the balance above the balance limit.
+    /// A charge (or refund) that would take the balance above the balance
+    /// limit. Money held by payments in flight counts, since it comes back
+    /// if they are declined.
     #[error(
-        "charge of {amount} on a balance of {balance} would exceed the balance limit of {limit}"
+        "{amount} on a balance of {balance} with {held} held would exceed the balance limit of {limit}"
     )]
     BalanceLimitExceeded {
         /// The balance before the charge.
         balance: Money,
+        /// Money taken by payments whose outcome is not settled yet.
+        held: Money,
         /// The amount asked for.
         amount: Money,
         /// The configured balance limit.
@@ -126,6 +130,23 @@ pub enum Error {
         /// The user.
         user: UserId,
     },
+    /// A payment of an order whose total is zero: there is nothing to pay.
+    #[error("order {order} has a total of zero: there is nothing to pay")]
+    NothingToPay {
+        /// The order.
+        order: OrderId,
+    },
+    /// A payment key that is empty, too long, or not `[A-Za-z0-9_-]`.
+    #[error("invalid payment key: must be 1 to 200 characters of A-Z, a-z, 0-9, '-' and '_'")]
+    InvalidPaymentKey,
+    /// A refund reason that is empty or too long after trimming.
+    #[error("invalid refund reason: {length} characters after trimming, must be 1 to {max}")]
+    InvalidRefundReason {
+        /// Its length in characters after trimming.
+        length: usize,
+        /// The longest reason allowed.
+        max: usize,
+    },
     /// A [`ShopBuilder`](crate::ShopBuilder) setting that cannot work.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {
@@ -146,6 +167,9 @@ pub enum Error {
     /// No such order for this user (it may exist for another user).
     #[error("order {0} not found")]
     OrderNotFound(OrderId),
+    /// No such payment for this user (it may exist for another user).
+    #[error("payment {0} not found")]
+    PaymentNotFound(PaymentId),
 
     // ----- conflict -----
     /// The product is already in the user's cart: change the quantity of the
@@ -194,13 +218,79 @@ pub enum Error {
         to: OrderStatus,
     },
 
+    // ----- payment outcomes -----
+    /// The payment gateway declined the payment. The money was given back
+    /// and the order is `Pending` again: it can be paid once more.
+    #[error("payment {payment} of order {order} was declined: {code}: {message}")]
+    PaymentDeclined {
+        /// The declined payment.
+        payment: PaymentId,
+        /// Its order.
+        order: OrderId,
+        /// The gateway's code.
+        code: String,
+        /// The gateway's message.
+        message: String,
+    },
+    /// The payment gateway gave no definite answer. The money stays held and
+    /// the order `Paying` until [`Shop::reconcile_payments`](crate::Shop::reconcile_payments)
+    /// learns the outcome.
+    #[error("the outcome of payment {payment} of order {order} is not known yet")]
+    PaymentOutcomeUnknown {
+        /// The payment.
+        payment: PaymentId,
+        /// Its order.
+        order: OrderId,
+    },
+    /// The gateway declined the refund; nothing changed in the shop.
+    #[error("the refund of order {order} was declined: {code}: {message}")]
+    RefundDeclined {
+        /// The order.
+        order: OrderId,
+        /// The gateway's code.
+        code: String,
+        /// The gateway's message.
+        message: String,
+    },
+    /// The gateway gave no definite answer to the refund; nothing changed in
+    /// the shop. Retrying the refund is safe: it reuses the same key.
+    #[error("the outcome of the refund of order {order} is not known; retry later")]
+    RefundOutcomeUnknown {
+        /// The order.
+        order: OrderId,
+    },
+
     // ----- busy -----
+    /// The payment gateway could not be reached, even after retries, so it
+    /// never saw the payment. The money was given back and the order is
+    /// `Pending` again; paying later may succeed.
+    #[error("payment {payment} failed: the payment gateway is unreachable")]
+    GatewayUnavailable {
+        /// The failed payment.
+        payment: PaymentId,
+    },
     /// The database stayed locked, or no pooled connection came free, past
     /// the busy timeout. Nothing was changed; the call may be retried.
     #[error("database busy: gave up waiting past the timeout")]
     Busy(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     // ----- internal -----
+    /// The shop was built without a payment gateway, so it cannot pay,
+    /// reconcile or refund.
+    #[error("no payment gateway is configured")]
+    NoGateway,
+    /// The payment gateway refused our request as invalid: a bug or a
+    /// configuration error at our end (logged at error level). Nothing was
+    /// charged; for a payment, the money was given back.
+    #[error("the payment gateway refused the request as invalid: {code}: {message}")]
+    GatewayRejected {
+        /// The payment.
+        payment: PaymentId,
+        /// The gateway's code.
+        code: String,
+        /// The gateway's message.
+        message: String,
+    },
     /// The database file was written by a newer version of liteshop. It was
     /// not modified.
     #[error(
@@ -262,16 +352,24 @@ impl Error {
             | TooManyOrderLines { .. }
             | DuplicateOrderLine { .. }
             | EmptyCart { .. }
+            | NothingToPay { .. }
+            | InvalidPaymentKey
+            | InvalidRefundReason { .. }
             | InvalidConfig { .. } => ErrorKind::InvalidInput,
-            UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_) => {
-                ErrorKind::NotFound
+            UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_)
+            | PaymentNotFound(_) => ErrorKind::NotFound,
+            PaymentDeclined { .. } | RefundDeclined { .. } => ErrorKind::PaymentDeclined,
+            PaymentOutcomeUnknown { .. } | RefundOutcomeUnknown { .. } => {
+                ErrorKind::PaymentOutcomeUnknown
             }
             AlreadyInCart { .. }
             | InsufficientStock { .. }
             | InsufficientBalance { .. }
             | InvalidTransition { .. } => ErrorKind::Conflict,
-            Busy(_) => ErrorKind::Busy,
-            SchemaTooNew { .. }
+            Busy(_) | GatewayUnavailable { .. } => ErrorKind::Busy,
+            NoGateway
+            | GatewayRejected { .. }
+            | SchemaTooNew { .. }
             | NotADatabase { .. }
             | BalanceMissing(_)
             | Migration(_)
@@ -357,6 +455,10 @@ pub enum Entity {
     LedgerEntry,
     /// An order.
     Order,
+    /// A payment.
+    Payment,
+    /// An entry of a payment's history.
+    PaymentEvent,
 }
 
 impl fmt::Display for Entity {
@@ -367,6 +469,8 @@ impl fmt::Display for Entity {
             Entity::CartItem => "cart item",
             Entity::LedgerEntry => "ledger entry",
             Entity::Order => "order",
+            Entity::Payment => "payment",
+            Entity::PaymentEvent => "payment event",
         })
     }
 }

@@ -101,6 +101,16 @@ id_type!(
     Entity::Order
 );
 id_type!(
+    /// Identifies one payment attempt.
+    PaymentId,
+    Entity::Payment
+);
+id_type!(
+    /// Identifies one entry of a payment's history.
+    PaymentEventId,
+    Entity::PaymentEvent
+);
+id_type!(
     /// Identifies one entry of a user's balance ledger.
     LedgerEntryId,
     Entity::LedgerEntry

@@ -117,7 +117,9 @@ mod ids;
 mod money;
 mod order;
 mod page;
+mod payment;
 mod product;
+mod reconciler;
 mod shop;
 mod store;
 mod token;
@@ -132,11 +134,13 @@ pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
     HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,
 };
-pub use ids::{CartItemId, LedgerEntryId, OrderId, ProductId, UserId};
+pub use ids::{CartItemId, LedgerEntryId, OrderId, PaymentEventId, PaymentId, ProductId, UserId};
 pub use money::Money;
 pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};
+pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus, ReconcileReport};
 pub use product::{NewProduct, Product};
+pub use reconciler::Reconciler;
 pub use shop::{Limits, Shop, ShopBuilder};
 pub use store::Durability;
 pub use user::User;

@@ -456,6 +456,14 @@ fn release(
     if changed == 0 {
         return Ok(false);
     }
+    restock(tx, id, now)?;
+    Ok(true)
+}
+
+/// Puts the units of every line of order `id` back into stock. Callers do
+/// this only in the transaction that moves the order out of a
+/// stock-holding state.
+pub(crate) fn restock(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Result<()> {
     let lines = tx
         .prepare_cached("SELECT product_id, quantity FROM order_items WHERE order_id = ?1")?
         .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -463,7 +471,43 @@ fn release(
     for (product, quantity) in lines {
         product::release_stock(tx, product, quantity, now)?;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Moves order `id` from `from` to `to`, guarded by its current state.
+///
+/// # Failure
+///
+/// [`Error::InvalidTransition`] if the table forbids the move or the order
+/// is not in `from` (naming the state it is in).
+pub(crate) fn transition(
+    tx: &Transaction<'_>,
+    id: OrderId,
+    from: OrderStatus,
+    to: OrderStatus,
+    now: Timestamp,
+) -> Result<()> {
+    let changed = if from.can_become(to) {
+        tx.prepare_cached(
+            "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2",
+        )?
+        .execute((id, from, to, now))?
+    } else {
+        0
+    };
+    if changed == 1 {
+        return Ok(());
+    }
+    let current: OrderStatus = tx
+        .prepare_cached("SELECT status FROM orders WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?
+        .ok_or(Error::OrderNotFound(id))?;
+    Err(Error::InvalidTransition {
+        order: id,
+        from: current,
+        to,
+    })
 }
 
 fn item(product: ProductId, name: String, unit_price: Money, quantity: u32) -> Result<OrderItem> {

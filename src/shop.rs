@@ -12,16 +12,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::balance::{self, LedgerEntry};
+use crate::balance::{self, Cap, LedgerEntry};
 use crate::cart::{self, Cart, CartLine};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Entity, Error, Result};
-use crate::ids::OrderId;
+use crate::gateway::{GatewayError, PaymentGateway, PgStatus, RetryPolicy};
 use crate::ids::{CartItemId, ProductId, UserId};
+use crate::ids::{OrderId, PaymentId};
 use crate::money::Money;
-use crate::order::{self, Order, OrderLine};
+use crate::order::{self, Order, OrderLine, OrderStatus};
 use crate::page::{Page, PageRequest};
+use crate::payment::{self, Outcome, Payment, PaymentEvent, PaymentStatus, ReconcileReport};
 use crate::product::{self, NewProduct, Product};
+use crate::reconciler::Reconciler;
 use crate::store::{self, Durability, Pool, StoreConfig};
 use crate::user::{self, User};
 use crate::validate;
@@ -96,7 +99,28 @@ pub struct ShopBuilder {
     store: StoreConfig,
     limits: Limits,
     reservation_time: Duration,
+    payments: PaymentConfig,
     clock: Arc<dyn Clock>,
+}
+
+/// How the shop talks to its payment gateway.
+#[derive(Clone)]
+struct PaymentConfig {
+    gateway: Option<Arc<dyn PaymentGateway>>,
+    retry: RetryPolicy,
+    reconcile_grace: Duration,
+    review_after: Duration,
+}
+
+impl fmt::Debug for PaymentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentConfig")
+            .field("gateway", &self.gateway.as_ref().map(|_| "configured"))
+            .field("retry", &self.retry)
+            .field("reconcile_grace", &self.reconcile_grace)
+            .field("review_after", &self.review_after)
+            .finish()
+    }
 }
 
 impl ShopBuilder {
@@ -106,6 +130,12 @@ impl ShopBuilder {
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default time an unpaid order holds its stock: 15 minutes.
     pub const DEFAULT_RESERVATION_TIME: Duration = Duration::from_secs(15 * 60);
+    /// Default age before reconciliation touches an unsettled payment: 2
+    /// minutes.
+    pub const DEFAULT_RECONCILE_GRACE: Duration = Duration::from_secs(2 * 60);
+    /// Default age past which an unsettled payment is reported for review:
+    /// 24 hours.
+    pub const DEFAULT_REVIEW_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
     fn new(path: PathBuf) -> ShopBuilder {
         ShopBuilder {
@@ -117,6 +147,12 @@ impl ShopBuilder {
             },
             limits: Limits::default(),
             reservation_time: Self::DEFAULT_RESERVATION_TIME,
+            payments: PaymentConfig {
+                gateway: None,
+                retry: RetryPolicy::default(),
+                reconcile_grace: Self::DEFAULT_RECONCILE_GRACE,
+                review_after: Self::DEFAULT_REVIEW_AFTER,
+            },
             clock: Arc::new(SystemClock),
         }
     }
@@ -180,6 +216,37 @@ impl ShopBuilder {
         self
     }
 
+    /// The payment gateway that approves, looks up and cancels payments.
+    /// Without one, [`Shop::pay`], [`Shop::reconcile_payments`] and
+    /// [`Shop::refund`] fail with [`Error::NoGateway`].
+    pub fn gateway(mut self, gateway: impl PaymentGateway + 'static) -> ShopBuilder {
+        self.payments.gateway = Some(Arc::new(gateway));
+        self
+    }
+
+    /// How gateway calls that provably never reached the gateway are
+    /// retried; 2 retries from 200 ms by default.
+    pub fn gateway_retry(mut self, retry: RetryPolicy) -> ShopBuilder {
+        self.payments.retry = retry;
+        self
+    }
+
+    /// How old an unsettled payment must be before reconciliation touches it;
+    /// 2 minutes by default. Keep it longer than the slowest gateway call
+    /// (its timeouts times its retries), so reconciliation never races a
+    /// payment whose approval is still in flight.
+    pub fn reconcile_grace(mut self, grace: Duration) -> ShopBuilder {
+        self.payments.reconcile_grace = grace;
+        self
+    }
+
+    /// How old an unsettled payment must be before reconciliation reports it
+    /// for review; 24 hours by default.
+    pub fn review_after(mut self, age: Duration) -> ShopBuilder {
+        self.payments.review_after = age;
+        self
+    }
+
     /// The source of time; [`SystemClock`] by default. Tests pass a
     /// [`ManualClock`](crate::ManualClock) to move time without sleeping.
     pub fn clock(mut self, clock: impl Clock + 'static) -> ShopBuilder {
@@ -232,6 +299,7 @@ impl ShopBuilder {
                 path: self.path,
                 limits: self.limits,
                 reservation_time: self.reservation_time,
+                payments: self.payments,
                 clock: self.clock,
             }),
         })
@@ -245,6 +313,7 @@ impl fmt::Debug for ShopBuilder {
             .field("store", &self.store)
             .field("limits", &self.limits)
             .field("reservation_time", &self.reservation_time)
+            .field("payments", &self.payments)
             .field("clock", &self.clock)
             .finish()
     }
@@ -270,6 +339,7 @@ struct Inner {
     path: PathBuf,
     limits: Limits,
     reservation_time: Duration,
+    payments: PaymentConfig,
     clock: Arc<dyn Clock>,
 }
 
@@ -370,8 +440,9 @@ impl Shop {
     /// Checks, in order: the id is valid and the amount is at least 1 won →
     /// the user exists → (the write lock serialises all writers, so two
     /// charges of one user never interleave) the amount is within the
-    /// per-charge limit → the new balance is within the balance limit (a sum
-    /// too large to represent counts as over it).
+    /// per-charge limit → the new balance, plus the money held by the user's
+    /// payments in flight, is within the balance limit (a sum too large to
+    /// represent counts as over it).
     ///
     /// # Example
     ///
@@ -400,7 +471,11 @@ impl Shop {
         let now = self.now();
         let balance = store::write(&self.inner.pool, |tx| {
             user::ensure_exists(tx, user)?;
-            balance::charge(tx, user, amount, limits.max_charge, limits.max_balance, now)
+            let cap = Cap {
+                max: limits.max_balance,
+                held: payment::held(tx, user)?,
+            };
+            balance::charge(tx, user, amount, limits.max_charge, cap, now)
         })?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
         Ok(balance)
@@ -737,6 +812,411 @@ impl Shop {
             debug!(expired, "overdue orders expired");
         }
         Ok(expired)
+    }
+
+    // ----- payments: seed flow 8 -----
+
+    fn gateway(&self) -> Result<&dyn PaymentGateway> {
+        self.inner
+            .payments
+            .gateway
+            .as_deref()
+            .ok_or(Error::NoGateway)
+    }
+
+    /// Pays the order `order` of `user` from the user's balance, with a
+    /// payment key the shop generates (seed flow 8). See
+    /// [`Shop::pay_with_key`] for the steps, checks and errors.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use liteshop::{FakeGateway, Money, NewProduct, OrderLine, OrderStatus, PaymentStatus, Shop};
+    ///
+    /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(FakeGateway::new()).build()?;
+    /// let kim = shop.create_user("Kim")?;
+    /// shop.charge(kim.id, Money::new(30_000)?)?;
+    /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(12_000)?, stock: 5 })?;
+    /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
+    ///
+    /// let payment = shop.pay(kim.id, order.id)?;
+    /// assert_eq!(payment.status, PaymentStatus::Approved);
+    /// assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::Paid);
+    /// assert_eq!(shop.balance(kim.id)?, Money::new(6_000)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::pay_with_key`].
+    pub fn pay(&self, user: UserId, order: OrderId) -> Result<Payment> {
+        self.pay_inner(user, order, None)
+    }
+
+    /// Pays the order `order` of `user` from the user's balance, with the
+    /// payment key the host's client got from the gateway's checkout.
+    ///
+    /// The steps, exactly once whatever happens:
+    ///
+    /// 1. In one write transaction — checks, in order: ids and key valid →
+    ///    the order exists and is the user's → it is `Pending` → its total is
+    ///    not zero → the balance covers it. Then the total is debited (a
+    ///    [`Payment`](crate::LedgerKind::Payment) ledger entry), the payment
+    ///    saved as `Requested` with a fresh `pg_order_id` and idempotency
+    ///    key, its history started, and the order moved to `Paying`.
+    /// 2. With no transaction open, the gateway is asked to approve, retrying
+    ///    only calls that provably never reached it.
+    /// 3. In a second write transaction the answer is recorded:
+    ///    approved → `Ok`, order `Paid`; declined → the debit reversed, order
+    ///    `Pending` again, [`Error::PaymentDeclined`]; no definite answer →
+    ///    money held, order `Paying`, [`Error::PaymentOutcomeUnknown`] —
+    ///    [`Shop::reconcile_payments`] settles it later.
+    ///
+    /// A second `pay` of the same order, even a concurrent one, finds it
+    /// `Paying` and fails with [`Error::InvalidTransition`]: one payment only.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidPaymentKey`],
+    /// [`Error::NoGateway`], [`Error::OrderNotFound`],
+    /// [`Error::InvalidTransition`], [`Error::NothingToPay`],
+    /// [`Error::InsufficientBalance`] (all changing nothing); then
+    /// [`Error::PaymentDeclined`], [`Error::GatewayUnavailable`] and
+    /// [`Error::GatewayRejected`] (money given back, order `Pending`) or
+    /// [`Error::PaymentOutcomeUnknown`] (money held, order `Paying`).
+    pub fn pay_with_key(&self, user: UserId, order: OrderId, payment_key: &str) -> Result<Payment> {
+        self.pay_inner(user, order, Some(payment::validate_key(payment_key)?))
+    }
+
+    fn pay_inner(
+        &self,
+        user: UserId,
+        order: OrderId,
+        payment_key: Option<&str>,
+    ) -> Result<Payment> {
+        let user = user.validate()?;
+        let order = order.validate()?;
+        let gateway = self.gateway()?;
+        let now = self.now();
+        let payment = store::write(&self.inner.pool, |tx| {
+            payment::begin(tx, user, order, payment_key, now)
+        })?;
+        debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
+
+        let request = payment.approve_request();
+        let answer = self.inner.payments.retry.run(|| gateway.approve(&request));
+        let (outcome, failure) = match answer {
+            Ok(approval) => (Outcome::Approved(approval), None),
+            Err(err) => (outcome_of_failure(payment.id, &err), Some(err)),
+        };
+        let now = self.now();
+        let recorded = store::write(&self.inner.pool, |tx| {
+            payment::record(tx, payment.id, outcome, now)
+        })?;
+        debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
+        match recorded.status {
+            PaymentStatus::Approved | PaymentStatus::Refunded => Ok(recorded),
+            PaymentStatus::Declined => Err(match failure {
+                Some(GatewayError::Unavailable { .. }) => Error::GatewayUnavailable {
+                    payment: recorded.id,
+                },
+                Some(GatewayError::Invalid { code, message }) => Error::GatewayRejected {
+                    payment: recorded.id,
+                    code,
+                    message,
+                },
+                _ => {
+                    let failure = recorded.failure.unwrap_or_else(|| payment::PaymentFailure {
+                        code: String::new(),
+                        message: String::new(),
+                    });
+                    Error::PaymentDeclined {
+                        payment: recorded.id,
+                        order,
+                        code: failure.code,
+                        message: failure.message,
+                    }
+                }
+            }),
+            PaymentStatus::Requested | PaymentStatus::Unknown => {
+                Err(Error::PaymentOutcomeUnknown {
+                    payment: recorded.id,
+                    order,
+                })
+            }
+        }
+    }
+
+    /// Settles every `Requested` or `Unknown` payment older than the grace
+    /// period ([`ShopBuilder::reconcile_grace`]) and reports what it did.
+    ///
+    /// For each, oldest first, with no transaction open during gateway calls:
+    /// the gateway's `status` for its `pg_order_id` is asked; an approval or
+    /// a decline is recorded as [`Shop::pay`] records it; "never received"
+    /// means the approval is sent again **with the payment's stored
+    /// idempotency key**, so it is charged at most once whatever happened
+    /// before; no definite answer leaves it `Unknown` for the next round.
+    /// A payment still unsettled past [`ShopBuilder::review_after`] is listed
+    /// in [`ReconcileReport::needs_review`] — never declined silently, since
+    /// the gateway may hold the money.
+    ///
+    /// A process killed at any point of a payment leaves a `Requested` or
+    /// `Unknown` payment that this finishes.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::NoGateway`]; storage errors ([`Error::Busy`]) end the round
+    /// early, and the next round continues.
+    pub fn reconcile_payments(&self) -> Result<ReconcileReport> {
+        let gateway = self.gateway()?;
+        let config = &self.inner.payments;
+        let now = self.now();
+        let cutoff =
+            Timestamp::from_millis(now.as_millis().saturating_sub(
+                i64::try_from(config.reconcile_grace.as_millis()).unwrap_or(i64::MAX),
+            ));
+        let due = store::read(&self.inner.pool, |tx| payment::unsettled(tx, cutoff))?;
+        let mut report = ReconcileReport::default();
+        for due_payment in due {
+            let outcome = self.ask_gateway(gateway, &due_payment);
+            let recorded = match outcome {
+                Some(outcome) => {
+                    let now = self.now();
+                    store::write(&self.inner.pool, |tx| {
+                        payment::record(tx, due_payment.id, outcome, now)
+                    })?
+                }
+                None => due_payment,
+            };
+            match recorded.status {
+                PaymentStatus::Approved | PaymentStatus::Refunded => report.approved += 1,
+                PaymentStatus::Declined => report.declined += 1,
+                PaymentStatus::Requested | PaymentStatus::Unknown => {
+                    let age = Duration::from_millis(
+                        u64::try_from(self.now().as_millis() - recorded.created_at.as_millis())
+                            .unwrap_or(0),
+                    );
+                    if age >= config.review_after {
+                        tracing::warn!(payment = %recorded.id, order = %recorded.order, ?age,
+                            "payment still unsettled past the review age; needs a person");
+                        report.needs_review.push(recorded.id);
+                    } else {
+                        report.still_unknown += 1;
+                    }
+                }
+            }
+        }
+        debug!(?report, "payments reconciled");
+        Ok(report)
+    }
+
+    /// What the gateway says of one unsettled payment, as an outcome to
+    /// record; `None` to leave it for the next round.
+    fn ask_gateway(&self, gateway: &dyn PaymentGateway, payment: &Payment) -> Option<Outcome> {
+        let retry = &self.inner.payments.retry;
+        let status = retry.run(|| gateway.status(&payment.status_request()));
+        match status {
+            Ok(PgStatus::Approved(approval)) => Some(Outcome::Approved(approval)),
+            Ok(PgStatus::Declined { code, message }) => Some(Outcome::Declined { code, message }),
+            Ok(PgStatus::NotFound) => {
+                // Never received: send it again, with the same key.
+                let request = payment.approve_request();
+                match retry.run(|| gateway.approve(&request)) {
+                    Ok(approval) => Some(Outcome::Approved(approval)),
+                    // Still unreachable: it has still never seen it.
+                    Err(GatewayError::Unavailable { .. }) => None,
+                    Err(err) => Some(outcome_of_failure(payment.id, &err)),
+                }
+            }
+            Err(err) => {
+                if let GatewayError::Invalid { code, message } = &err {
+                    tracing::error!(payment = %payment.id, %code, %message, "the gateway refused a status request as invalid");
+                }
+                Some(Outcome::Unknown {
+                    reason: err.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Starts a background thread that runs [`Shop::reconcile_payments`]
+    /// every `interval` and logs each report with `tracing`. It stops when
+    /// the returned handle is dropped or [`stop`](Reconciler::stop)ped.
+    pub fn spawn_reconciler(&self, interval: Duration) -> Reconciler {
+        Reconciler::spawn(self.clone(), interval)
+    }
+
+    /// Refunds the paid order `order` of `user`: the gateway cancels the
+    /// payment first, outside any transaction; then, in one transaction, the
+    /// payment becomes `Refunded`, the amount is credited back (a
+    /// [`Refund`](crate::LedgerKind::Refund) ledger entry), the stock is
+    /// released and the order becomes `Refunded`.
+    ///
+    /// The cancel's idempotency key is derived from the payment, so retrying
+    /// a refund is safe; a payment the gateway already cancelled counts as
+    /// cancelled.
+    ///
+    /// Checks, in order: ids valid, reason 1 to 200 characters after
+    /// trimming → the order exists and is the user's → it is `Paid` → the
+    /// credit fits under the balance limit.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidRefundReason`],
+    /// [`Error::NoGateway`], [`Error::OrderNotFound`],
+    /// [`Error::InvalidTransition`], [`Error::BalanceLimitExceeded`],
+    /// [`Error::RefundDeclined`], [`Error::RefundOutcomeUnknown`],
+    /// [`Error::GatewayRejected`]: in every case nothing changed in the shop.
+    /// (If the gateway cancelled but the credit no longer fits because the
+    /// user charged meanwhile, the order stays `Paid` and a later retry
+    /// completes the refund.)
+    pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Order> {
+        const MAX_REASON: usize = 200;
+        let user = user.validate()?;
+        let order = order.validate()?;
+        let reason = reason.trim();
+        let length = reason.chars().count();
+        if !(1..=MAX_REASON).contains(&length) {
+            return Err(Error::InvalidRefundReason {
+                length,
+                max: MAX_REASON,
+            });
+        }
+        let gateway = self.gateway()?;
+        let max = self.inner.limits.max_balance;
+        let paid = store::read(&self.inner.pool, |tx| {
+            let current = order::get(tx, user, order)?;
+            if !current.status.can_become(OrderStatus::Refunded) {
+                return Err(Error::InvalidTransition {
+                    order,
+                    from: current.status,
+                    to: OrderStatus::Refunded,
+                });
+            }
+            let paid = payment::approved_for_order(tx, user, order)?;
+            refund_cap(tx, user, paid.amount, max)?;
+            Ok(paid)
+        })?;
+
+        let request = paid.cancel_request(reason);
+        match self.inner.payments.retry.run(|| gateway.cancel(&request)) {
+            Ok(_) => {}
+            Err(GatewayError::Declined { code, message }) => {
+                return Err(Error::RefundDeclined {
+                    order,
+                    code,
+                    message,
+                });
+            }
+            Err(GatewayError::Invalid { code, message }) => {
+                tracing::error!(payment = %paid.id, %code, %message, "the gateway refused a cancel as invalid");
+                return Err(Error::GatewayRejected {
+                    payment: paid.id,
+                    code,
+                    message,
+                });
+            }
+            Err(err @ (GatewayError::Unavailable { .. } | GatewayError::Unknown { .. })) => {
+                tracing::warn!(payment = %paid.id, error = %err, "refund outcome unknown; retry later");
+                return Err(Error::RefundOutcomeUnknown { order });
+            }
+        }
+
+        let now = self.now();
+        let refunded = store::write(&self.inner.pool, |tx| {
+            let cap = refund_cap(tx, user, paid.amount, max)?;
+            payment::refund(tx, paid.id, cap, now)?;
+            order::get(tx, user, order)
+        })?;
+        debug!(user = %user, order = %order, payment = %paid.id, amount = %paid.amount, "order refunded");
+        Ok(refunded)
+    }
+
+    /// The payment `id` of `user`.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::PaymentNotFound`] (also for another
+    /// user's payment).
+    pub fn payment(&self, user: UserId, id: PaymentId) -> Result<Payment> {
+        let user = user.validate()?;
+        let id = id.validate()?;
+        store::read(&self.inner.pool, |tx| payment::get_for_user(tx, user, id))
+    }
+
+    /// Every payment attempt of the order `order` of `user`, oldest first.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
+    /// user's order).
+    pub fn payments_for_order(&self, user: UserId, order: OrderId) -> Result<Vec<Payment>> {
+        let user = user.validate()?;
+        let order = order.validate()?;
+        store::read(&self.inner.pool, |tx| payment::for_order(tx, user, order))
+    }
+
+    /// The history of the payment `id` of `user`: every status change, with
+    /// its time and detail, oldest first.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::PaymentNotFound`] (also for another
+    /// user's payment).
+    pub fn payment_history(&self, user: UserId, id: PaymentId) -> Result<Vec<PaymentEvent>> {
+        let user = user.validate()?;
+        let id = id.validate()?;
+        store::read(&self.inner.pool, |tx| {
+            payment::get_for_user(tx, user, id)?;
+            payment::events(tx, id)
+        })
+    }
+}
+
+/// How a failed approval is recorded: a definite "no" (declined, invalid,
+/// or never reached) gives the money back; anything else leaves it held.
+fn outcome_of_failure(payment: PaymentId, err: &GatewayError) -> Outcome {
+    match err.clone() {
+        GatewayError::Declined { code, message } => Outcome::Declined { code, message },
+        GatewayError::Invalid { code, message } => {
+            tracing::error!(payment = %payment, %code, %message, "the gateway refused an approval as invalid");
+            Outcome::Declined { code, message }
+        }
+        GatewayError::Unavailable { reason } => Outcome::Declined {
+            code: payment::UNAVAILABLE_CODE.to_owned(),
+            message: reason,
+        },
+        GatewayError::Unknown { reason } => Outcome::Unknown { reason },
+    }
+}
+
+/// The cap a refund of `amount` to `user` must fit under, or
+/// [`Error::BalanceLimitExceeded`] if it does not fit now.
+fn refund_cap(
+    tx: &rusqlite::Transaction<'_>,
+    user: UserId,
+    amount: Money,
+    max: Money,
+) -> Result<Cap> {
+    let cap = Cap {
+        max,
+        held: payment::held(tx, user)?,
+    };
+    let balance = balance::get(tx, user)?;
+    let fits = balance
+        .checked_add(amount)
+        .and_then(|b| b.checked_add(cap.held))
+        .is_some_and(|total| total <= max);
+    if fits {
+        Ok(cap)
+    } else {
+        Err(Error::BalanceLimitExceeded {
+            balance,
+            held: cap.held,
+            amount,
+            limit: max,
+        })
     }
 }
 

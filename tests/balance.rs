@@ -113,8 +113,8 @@ fn charge_past_the_balance_limit_is_refused_and_changes_nothing() -> Result<()> 
     let before = t.dump();
     let err = t.shop.charge(kim.id, won(1_001)).unwrap_err();
     assert!(
-        matches!(err, Error::BalanceLimitExceeded { balance, amount, limit }
-            if balance == won(9_000) && amount == won(1_001) && limit == won(10_000)),
+        matches!(err, Error::BalanceLimitExceeded { balance, held, amount, limit }
+            if balance == won(9_000) && held == Money::ZERO && amount == won(1_001) && limit == won(10_000)),
         "{err:?}"
     );
     assert_eq!(t.dump(), before);

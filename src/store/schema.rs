@@ -91,6 +91,56 @@ CREATE TABLE order_items (
 CREATE INDEX order_items_by_product ON order_items (product_id);
 "#,
     ),
+    M::up(
+        // 3: payments, their history, and the link from ledger entries.
+        r#"
+CREATE TABLE payments (
+    id                 INTEGER PRIMARY KEY,
+    order_id           INTEGER NOT NULL REFERENCES orders (id),
+    user_id            INTEGER NOT NULL REFERENCES users (id),
+    amount             INTEGER NOT NULL CHECK (amount > 0),
+    status             TEXT    NOT NULL
+                       CHECK (status IN ('requested', 'approved', 'declined', 'unknown', 'refunded')),
+    payment_key        TEXT    NOT NULL CHECK (length(payment_key) BETWEEN 1 AND 200),
+    pg_order_id        TEXT    NOT NULL UNIQUE CHECK (length(pg_order_id) BETWEEN 6 AND 64),
+    idempotency_key    TEXT    NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 300),
+    pg_transaction_id  TEXT,
+    failure_code       TEXT,
+    failure_message    TEXT,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    CHECK ((status IN ('approved', 'refunded')) = (pg_transaction_id IS NOT NULL)),
+    CHECK ((status = 'declined') = (failure_code IS NOT NULL))
+) STRICT;
+CREATE INDEX payments_by_order ON payments (order_id, id);
+-- At most one payment per order is in flight or approved: a second
+-- concurrent attempt cannot even be inserted.
+CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
+    WHERE status IN ('requested', 'unknown', 'approved');
+-- Reconciliation walks the unsettled payments, oldest first.
+CREATE INDEX payments_unsettled ON payments (created_at)
+    WHERE status IN ('requested', 'unknown');
+-- Money held by payments in flight, per user (counted against the
+-- balance limit).
+CREATE INDEX payments_held_by_user ON payments (user_id, amount)
+    WHERE status IN ('requested', 'unknown');
+
+-- The payment history: one row per status change.
+CREATE TABLE payment_events (
+    id          INTEGER PRIMARY KEY,
+    payment_id  INTEGER NOT NULL REFERENCES payments (id),
+    status      TEXT    NOT NULL
+                CHECK (status IN ('requested', 'approved', 'declined', 'unknown', 'refunded')),
+    detail      TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX payment_events_by_payment ON payment_events (payment_id, id);
+
+-- Which payment a payment, reversal or refund entry belongs to.
+ALTER TABLE ledger ADD COLUMN payment_id INTEGER REFERENCES payments (id);
+CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NULL;
+"#,
+    ),
 ];
 
 /// The migrations as `rusqlite_migration` wants them.

@@ -1,0 +1,594 @@
+//! Payments: the two transactions around a gateway call, recording the
+//! outcome exactly once, reconciliation's view of unsettled payments, and
+//! refunds.
+//!
+//! No function here calls the gateway: the facade does, between the
+//! transactions these functions run in.
+
+use std::fmt;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
+use serde::{Deserialize, Serialize};
+
+use crate::balance::{self, Cap, Entry, LedgerKind};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::gateway::{Approval, ApproveRequest, CancelRequest, StatusRequest};
+use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
+use crate::money::Money;
+use crate::order::{self, OrderStatus};
+use crate::token;
+
+/// Where a payment attempt is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// The money is held and the gateway is being asked (or was about to be
+    /// when the process stopped).
+    Requested,
+    /// The gateway approved; the order is paid.
+    Approved,
+    /// The gateway declined (or provably never received it); the money was
+    /// given back.
+    Declined,
+    /// The gateway gave no definite answer; the money stays held until
+    /// reconciliation settles it.
+    Unknown,
+    /// Approved, then refunded.
+    Refunded,
+}
+
+impl PaymentStatus {
+    /// Whether the outcome is still open: `Requested` or `Unknown`.
+    pub const fn is_unsettled(self) -> bool {
+        matches!(self, PaymentStatus::Requested | PaymentStatus::Unknown)
+    }
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Requested => "requested",
+            PaymentStatus::Approved => "approved",
+            PaymentStatus::Declined => "declined",
+            PaymentStatus::Unknown => "unknown",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for PaymentStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for PaymentStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "requested" => Ok(PaymentStatus::Requested),
+            "approved" => Ok(PaymentStatus::Approved),
+            "declined" => Ok(PaymentStatus::Declined),
+            "unknown" => Ok(PaymentStatus::Unknown),
+            "refunded" => Ok(PaymentStatus::Refunded),
+            other => Err(FromSqlError::Other(
+                format!("unknown payment status {other:?}").into(),
+            )),
+        }
+    }
+}
+
+/// Why a payment was declined, as the gateway said it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailure {
+    /// The gateway's code (`PG_UNAVAILABLE` when it could not be reached).
+    pub code: String,
+    /// The gateway's message.
+    pub message: String,
+}
+
+/// One payment attempt for an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The payment's id.
+    pub id: PaymentId,
+    /// The order it pays.
+    pub order: OrderId,
+    /// Whose payment.
+    pub user: UserId,
+    /// The amount: the order total.
+    pub amount: Money,
+    /// Where it is.
+    pub status: PaymentStatus,
+    /// The gateway's reference for the payment.
+    pub payment_key: String,
+    /// This attempt's id at the gateway, unique per attempt.
+    pub pg_order_id: String,
+    /// The key that makes a repeated approval the same payment.
+    pub idempotency_key: String,
+    /// The gateway's transaction id, once approved.
+    pub pg_transaction_id: Option<String>,
+    /// Why it was declined, if it was.
+    pub failure: Option<PaymentFailure>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its status last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Payment {
+    pub(crate) fn approve_request(&self) -> ApproveRequest {
+        ApproveRequest {
+            payment_key: self.payment_key.clone(),
+            pg_order_id: self.pg_order_id.clone(),
+            amount: self.amount,
+            idempotency_key: self.idempotency_key.clone(),
+            order: self.order,
+        }
+    }
+
+    pub(crate) fn status_request(&self) -> StatusRequest {
+        StatusRequest {
+            pg_order_id: self.pg_order_id.clone(),
+        }
+    }
+
+    /// The cancel for a refund; its key is derived from the payment, so a
+    /// retried refund is the same cancel at the gateway.
+    pub(crate) fn cancel_request(&self, reason: &str) -> CancelRequest {
+        CancelRequest {
+            payment_key: self.payment_key.clone(),
+            pg_order_id: self.pg_order_id.clone(),
+            amount: self.amount,
+            reason: reason.to_owned(),
+            idempotency_key: format!("{}-refund", self.idempotency_key),
+        }
+    }
+}
+
+/// One entry of a payment's history: a status change, when, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentEvent {
+    /// The event's id.
+    pub id: PaymentEventId,
+    /// The payment.
+    pub payment: PaymentId,
+    /// The status it moved to.
+    pub status: PaymentStatus,
+    /// What happened, in words.
+    pub detail: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// What one round of [`Shop::reconcile_payments`](crate::Shop::reconcile_payments) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// Payments it found approved and recorded so.
+    pub approved: usize,
+    /// Payments it found declined and recorded so (money given back).
+    pub declined: usize,
+    /// Payments still without a definite answer, for the next round.
+    pub still_unknown: usize,
+    /// Payments still unsettled past the review age: a person should look
+    /// at them with the gateway's records. They are never declined silently,
+    /// since the gateway may have taken the money.
+    pub needs_review: Vec<PaymentId>,
+}
+
+/// The outcome of a gateway call, as the shop records it.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    Approved(Approval),
+    Declined { code: String, message: String },
+    Unknown { reason: String },
+}
+
+/// The code recorded for a payment the gateway provably never received.
+pub(crate) const UNAVAILABLE_CODE: &str = "PG_UNAVAILABLE";
+
+/// The longest payment key the shop accepts.
+const MAX_PAYMENT_KEY: usize = 200;
+
+/// A `SELECT` of every payment column, then `$rest`.
+macro_rules! select_payments {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
+            "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
+            "updated_at FROM payments ",
+            $rest
+        )
+    };
+}
+
+pub(crate) const SELECT_PAYMENT: &str = select_payments!("WHERE id = ?1 AND user_id = ?2");
+
+pub(crate) const SELECT_FOR_ORDER: &str = select_payments!("WHERE order_id = ?1 ORDER BY id");
+
+pub(crate) const SELECT_UNSETTLED: &str = select_payments!(
+    "WHERE status IN ('requested', 'unknown') AND created_at <= ?1 ORDER BY created_at"
+);
+
+const SELECT_BY_ID: &str = select_payments!("WHERE id = ?1");
+
+pub(crate) const SELECT_HELD: &str = "SELECT coalesce(sum(amount), 0) FROM payments
+     WHERE user_id = ?1 AND status IN ('requested', 'unknown')";
+
+pub(crate) const SELECT_EVENTS: &str =
+    "SELECT id, payment_id, status, detail, created_at FROM payment_events
+     WHERE payment_id = ?1 ORDER BY id";
+
+/// Checks a payment key given by the host: 1 to 200 characters of
+/// `[A-Za-z0-9_-]`, so it is safe in the gateway's URLs.
+pub(crate) fn validate_key(key: &str) -> Result<&str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if (1..=MAX_PAYMENT_KEY).contains(&key.len()) && key.chars().all(allowed) {
+        Ok(key)
+    } else {
+        Err(Error::InvalidPaymentKey)
+    }
+}
+
+/// The money held by `user`'s payments in flight.
+pub(crate) fn held(conn: &Connection, user: UserId) -> Result<Money> {
+    conn.prepare_cached(SELECT_HELD)?
+        .query_row([user], |row| row.get(0))
+        .map_err(Error::from)
+}
+
+/// The first transaction of a payment, in the seed's order: the order exists
+/// and is the user's → it is `Pending` → it has something to pay → the
+/// balance covers it → the total is debited, the payment saved as
+/// `Requested` with fresh keys and its history row, and the order moved to
+/// `Paying`.
+pub(crate) fn begin(
+    tx: &Transaction<'_>,
+    user: UserId,
+    order_id: OrderId,
+    payment_key: Option<&str>,
+    now: Timestamp,
+) -> Result<Payment> {
+    let order = order::get(tx, user, order_id)?;
+    if !order.status.can_become(OrderStatus::Paying) {
+        return Err(Error::InvalidTransition {
+            order: order_id,
+            from: order.status,
+            to: OrderStatus::Paying,
+        });
+    }
+    if order.total.is_zero() {
+        return Err(Error::NothingToPay { order: order_id });
+    }
+    let available = balance::get(tx, user)?;
+    if available < order.total {
+        return Err(Error::InsufficientBalance {
+            user,
+            needed: order.total,
+            available,
+        });
+    }
+    let payment_key =
+        payment_key.map_or_else(|| format!("lsk_{}", token::random_hex(16)), str::to_owned);
+    let pg_order_id = format!("ls-{order_id}-{}", token::random_hex(8));
+    let idempotency_key = format!("ls-pay-{}", token::random_hex(16));
+    let id: PaymentId = tx
+        .prepare_cached(
+            "INSERT INTO payments (order_id, user_id, amount, status, payment_key, pg_order_id,
+                                   idempotency_key, created_at, updated_at)
+             VALUES (:order, :user, :amount, 'requested', :payment_key, :pg_order_id,
+                     :idempotency_key, :now, :now)
+             RETURNING id",
+        )?
+        .query_row(
+            named_params! {
+                ":order": order_id,
+                ":user": user,
+                ":amount": order.total,
+                ":payment_key": payment_key,
+                ":pg_order_id": pg_order_id,
+                ":idempotency_key": idempotency_key,
+                ":now": now,
+            },
+            |row| row.get(0),
+        )?;
+    balance::post(
+        tx,
+        user,
+        Entry::for_payment(LedgerKind::Payment, order.total, id),
+        None,
+        now,
+    )?;
+    event(
+        tx,
+        id,
+        PaymentStatus::Requested,
+        &format!(
+            "{} debited; approval requested as {pg_order_id}",
+            order.total
+        ),
+        now,
+    )?;
+    order::transition(tx, order_id, OrderStatus::Pending, OrderStatus::Paying, now)?;
+    Ok(Payment {
+        id,
+        order: order_id,
+        user,
+        amount: order.total,
+        status: PaymentStatus::Requested,
+        payment_key,
+        pg_order_id,
+        idempotency_key,
+        pg_transaction_id: None,
+        failure: None,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Records the gateway's answer for payment `id`, exactly once: a payment
+/// that is no longer `Requested`/`Unknown` (someone else recorded an answer
+/// first) is returned as it is.
+///
+/// - approved → payment `Approved`, order `Paid`;
+/// - declined → payment `Declined`, the debit reversed, order `Pending`;
+/// - unknown → payment `Unknown`, money held, order still `Paying`.
+pub(crate) fn record(
+    tx: &Transaction<'_>,
+    id: PaymentId,
+    outcome: Outcome,
+    now: Timestamp,
+) -> Result<Payment> {
+    let payment = get(tx, id)?;
+    if !payment.status.is_unsettled() {
+        return Ok(payment);
+    }
+    let outcome = match outcome {
+        Outcome::Approved(approval) if approval.approved_amount != payment.amount => {
+            tracing::error!(payment = %id, approved = %approval.approved_amount, asked = %payment.amount,
+                "the gateway approved a different amount; leaving the payment for review");
+            Outcome::Unknown {
+                reason: format!("approved amount {} differs", approval.approved_amount),
+            }
+        }
+        outcome => outcome,
+    };
+    match outcome {
+        Outcome::Approved(approval) => {
+            tx.prepare_cached(
+                "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3
+                 WHERE id = ?1",
+            )?
+            .execute((id, &approval.transaction_id, now))?;
+            event(
+                tx,
+                id,
+                PaymentStatus::Approved,
+                &format!("approved as {}", approval.transaction_id),
+                now,
+            )?;
+            order::transition(
+                tx,
+                payment.order,
+                OrderStatus::Paying,
+                OrderStatus::Paid,
+                now,
+            )?;
+        }
+        Outcome::Declined { code, message } => {
+            tx.prepare_cached(
+                "UPDATE payments SET status = 'declined', failure_code = ?2, failure_message = ?3,
+                                     updated_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute((id, &code, &message, now))?;
+            // The money comes back uncapped: it was the user's, and charges
+            // already counted it against the limit while it was held.
+            balance::post(
+                tx,
+                payment.user,
+                Entry::for_payment(LedgerKind::PaymentReversal, payment.amount, id),
+                None,
+                now,
+            )?;
+            event(
+                tx,
+                id,
+                PaymentStatus::Declined,
+                &format!("declined: {code}: {message}; {} given back", payment.amount),
+                now,
+            )?;
+            order::transition(
+                tx,
+                payment.order,
+                OrderStatus::Paying,
+                OrderStatus::Pending,
+                now,
+            )?;
+        }
+        Outcome::Unknown { reason } => {
+            if payment.status == PaymentStatus::Requested {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute((id, now))?;
+                event(
+                    tx,
+                    id,
+                    PaymentStatus::Unknown,
+                    &format!("no definite answer: {reason}"),
+                    now,
+                )?;
+            }
+        }
+    }
+    get(tx, id)
+}
+
+/// Records a refund of the approved payment `id` (the gateway already
+/// cancelled it): payment `Refunded`, the amount credited under `cap`, the
+/// order `Refunded` and its stock released.
+pub(crate) fn refund(
+    tx: &Transaction<'_>,
+    id: PaymentId,
+    cap: Cap,
+    now: Timestamp,
+) -> Result<Payment> {
+    let payment = get(tx, id)?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE payments SET status = 'refunded', updated_at = ?2
+             WHERE id = ?1 AND status = 'approved'",
+        )?
+        .execute((id, now))?;
+    if changed == 0 {
+        // Refunded meanwhile by another caller: the order says so.
+        return Err(Error::InvalidTransition {
+            order: payment.order,
+            from: OrderStatus::Refunded,
+            to: OrderStatus::Refunded,
+        });
+    }
+    balance::post(
+        tx,
+        payment.user,
+        Entry::for_payment(LedgerKind::Refund, payment.amount, id),
+        Some(cap),
+        now,
+    )?;
+    event(
+        tx,
+        id,
+        PaymentStatus::Refunded,
+        &format!("refunded; {} credited", payment.amount),
+        now,
+    )?;
+    order::transition(
+        tx,
+        payment.order,
+        OrderStatus::Paid,
+        OrderStatus::Refunded,
+        now,
+    )?;
+    order::restock(tx, payment.order, now)?;
+    get(tx, id)
+}
+
+/// The payment `id`, whoever owns it (for the shop's own bookkeeping).
+fn get(conn: &Connection, id: PaymentId) -> Result<Payment> {
+    conn.prepare_cached(SELECT_BY_ID)?
+        .query_row([id], payment_row)
+        .optional()?
+        .ok_or(Error::PaymentNotFound(id))
+}
+
+/// The payment `id` of `user`; another user's is not found.
+pub(crate) fn get_for_user(conn: &Connection, user: UserId, id: PaymentId) -> Result<Payment> {
+    conn.prepare_cached(SELECT_PAYMENT)?
+        .query_row((id, user), payment_row)
+        .optional()?
+        .ok_or(Error::PaymentNotFound(id))
+}
+
+/// Every payment attempt of the order `order` of `user`, oldest first.
+pub(crate) fn for_order(conn: &Connection, user: UserId, order: OrderId) -> Result<Vec<Payment>> {
+    order::get(conn, user, order)?;
+    conn.prepare_cached(SELECT_FOR_ORDER)?
+        .query_map([order], payment_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::from)
+}
+
+/// The approved payment of a paid order.
+pub(crate) fn approved_for_order(
+    conn: &Connection,
+    user: UserId,
+    order: OrderId,
+) -> Result<Payment> {
+    for_order(conn, user, order)?
+        .into_iter()
+        .find(|payment| payment.status == PaymentStatus::Approved)
+        .ok_or_else(|| Error::Storage(rusqlite::Error::QueryReturnedNoRows))
+}
+
+/// The payments still `Requested`/`Unknown` that were created at or before
+/// `cutoff`, oldest first.
+pub(crate) fn unsettled(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Payment>> {
+    conn.prepare_cached(SELECT_UNSETTLED)?
+        .query_map([cutoff], payment_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::from)
+}
+
+/// The history of payment `id`, oldest first.
+pub(crate) fn events(conn: &Connection, id: PaymentId) -> Result<Vec<PaymentEvent>> {
+    conn.prepare_cached(SELECT_EVENTS)?
+        .query_map([id], |row| {
+            Ok(PaymentEvent {
+                id: row.get(0)?,
+                payment: row.get(1)?,
+                status: row.get(2)?,
+                detail: row.get(3)?,
+                created_at: row.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::from)
+}
+
+fn event(
+    tx: &Transaction<'_>,
+    payment: PaymentId,
+    status: PaymentStatus,
+    detail: &str,
+    now: Timestamp,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO payment_events (payment_id, status, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute((payment, status, detail, now))?;
+    Ok(())
+}
+
+fn payment_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
+    let failure_code: Option<String> = row.get(9)?;
+    let failure_message: Option<String> = row.get(10)?;
+    Ok(Payment {
+        id: row.get(0)?,
+        order: row.get(1)?,
+        user: row.get(2)?,
+        amount: row.get(3)?,
+        status: row.get(4)?,
+        payment_key: row.get(5)?,
+        pg_order_id: row.get(6)?,
+        idempotency_key: row.get(7)?,
+        pg_transaction_id: row.get(8)?,
+        failure: failure_code.map(|code| PaymentFailure {
+            code,
+            message: failure_message.unwrap_or_default(),
+        }),
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_keys_must_be_url_safe() {
+        assert!(validate_key("tgen_20240101abc-_X").is_ok());
+        for bad in ["", "has space", "slash/", "ümlaut", &"k".repeat(201)] {
+            assert!(
+                matches!(validate_key(bad), Err(Error::InvalidPaymentKey)),
+                "{bad:?}"
+            );
+        }
+    }
+}
