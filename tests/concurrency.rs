@@ -2,34 +2,10 @@
 
 mod common;
 
-use std::sync::Barrier;
-use std::thread;
-
-use common::{open, open_with, won};
+use common::{open, open_with, race, won};
 use liteshop::{
     Error, LedgerKind, OrderId, OrderLine, OrderStatus, PageRequest, Result, Shop, UserId,
 };
-
-/// Runs `f(i)` on `n` threads released together; returns the results in
-/// thread order.
-fn race<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let barrier = Barrier::new(n);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let (barrier, f) = (&barrier, &f);
-                s.spawn(move || {
-                    barrier.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread panicked"))
-            .collect()
-    })
-}
 
 /// Every ledger entry of `user`, newest first.
 fn all_entries(shop: &Shop, user: UserId) -> Result<Vec<liteshop::LedgerEntry>> {

@@ -4,6 +4,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::thread;
 
 use liteshop::{Durability, ManualClock, Money, NewProduct, Product, Shop, ShopBuilder, User};
 use tempfile::TempDir;
@@ -95,4 +97,25 @@ pub fn dump(path: &Path) -> Vec<String> {
         }
     }
     rows
+}
+
+/// Runs `f(i)` on `n` threads released together; returns the results in
+/// thread order.
+pub fn race<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(n);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, f) = (&barrier, &f);
+                s.spawn(move || {
+                    barrier.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread panicked"))
+            .collect()
+    })
 }

@@ -1,0 +1,826 @@
+//! Seed flow 8: payments through a gateway, exactly once, with
+//! reconciliation and refunds — against the FakeGateway.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use common::{TestShop, open_with, won};
+use liteshop::{
+    Approval, ApproveRequest, CancelRequest, Cancellation, Error, ErrorKind, FakeGateway,
+    FakeOutcome, GatewayError, LedgerEntry, LedgerKind, Money, OrderId, OrderLine, OrderStatus,
+    PageRequest, PaymentGateway, PaymentId, PaymentStatus, PgStatus, ProductId, Result,
+    RetryPolicy, Shop, StatusRequest, UserId,
+};
+
+const FAST_RETRY: RetryPolicy = RetryPolicy {
+    retries: 2,
+    base: Duration::from_millis(1),
+};
+
+struct PayShop {
+    t: TestShop,
+    pg: FakeGateway,
+    kim: UserId,
+    tea: ProductId,
+}
+
+/// A shop with a FakeGateway, Kim holding 50,000 won, and tea at 10,000 × 20.
+fn shop() -> PayShop {
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| {
+        b.gateway(gateway)
+            .gateway_retry(FAST_RETRY)
+            .reconcile_grace(Duration::from_secs(60))
+            .review_after(Duration::from_secs(3_600))
+    });
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(50_000)).unwrap();
+    let tea = t.product("Tea", 10_000, 20).id;
+    PayShop { t, pg, kim, tea }
+}
+
+impl PayShop {
+    fn order(&self, quantity: u32) -> OrderId {
+        self.t
+            .shop
+            .place_order(self.kim, &[OrderLine::new(self.tea, quantity)])
+            .unwrap()
+            .id
+    }
+
+    fn status(&self, order: OrderId) -> OrderStatus {
+        self.t.shop.order(self.kim, order).unwrap().status
+    }
+
+    fn balance(&self) -> Money {
+        self.t.shop.balance(self.kim).unwrap()
+    }
+
+    fn ledger(&self) -> Vec<LedgerEntry> {
+        self.t
+            .shop
+            .ledger(self.kim, PageRequest::first(100))
+            .unwrap()
+            .items
+    }
+
+    /// The balance equals the sum of the ledger, as always.
+    fn assert_ledger_balances(&self) {
+        let sum: i64 = self.ledger().iter().map(LedgerEntry::signed_won).sum();
+        assert_eq!(won(sum), self.balance());
+    }
+
+    fn only_payment(&self, order: OrderId) -> liteshop::Payment {
+        let payments = self.t.shop.payments_for_order(self.kim, order).unwrap();
+        assert_eq!(payments.len(), 1, "{payments:?}");
+        payments.into_iter().next().unwrap()
+    }
+
+    fn past_grace(&self) {
+        self.t.clock.advance(Duration::from_secs(61));
+    }
+}
+
+#[test]
+fn an_approved_payment_pays_the_order_and_debits_once() -> Result<()> {
+    let s = shop();
+    let order = s.order(2);
+    let payment = s.t.shop.pay(s.kim, order)?;
+    assert_eq!(payment.status, PaymentStatus::Approved);
+    assert_eq!(payment.amount, won(20_000));
+    assert_eq!(payment.order, order);
+    assert!(payment.pg_transaction_id.is_some());
+    assert!(payment.failure.is_none());
+    assert!(payment.payment_key.starts_with("lsk_"));
+    assert!((6..=64).contains(&payment.pg_order_id.len()));
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    assert_eq!(s.balance(), won(30_000));
+
+    let newest = &s.ledger()[0];
+    assert_eq!(
+        (newest.kind, newest.amount, newest.payment),
+        (LedgerKind::Payment, won(20_000), Some(payment.id))
+    );
+    s.assert_ledger_balances();
+    assert_eq!(s.pg.approved_count(), 1);
+    assert_eq!(s.pg.calls(&payment.idempotency_key), 1);
+    assert_eq!(s.t.shop.payment(s.kim, payment.id)?, payment);
+
+    let history = s.t.shop.payment_history(s.kim, payment.id)?;
+    let statuses: Vec<PaymentStatus> = history.iter().map(|e| e.status).collect();
+    assert_eq!(
+        statuses,
+        [PaymentStatus::Requested, PaymentStatus::Approved]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_declined_payment_gives_the_money_back_and_the_order_can_be_paid_again() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.push(FakeOutcome::decline());
+    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let Error::PaymentDeclined {
+        payment,
+        order: o,
+        code,
+        ..
+    } = &err
+    else {
+        panic!("expected a decline, got {err:?}");
+    };
+    assert_eq!((*o, code.as_str()), (order, "REJECT_CARD_PAYMENT"));
+    assert_eq!(err.kind(), ErrorKind::PaymentDeclined);
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    assert_eq!(s.balance(), won(50_000));
+    let declined = s.t.shop.payment(s.kim, *payment)?;
+    assert_eq!(declined.status, PaymentStatus::Declined);
+    assert_eq!(
+        declined.failure.as_ref().unwrap().code,
+        "REJECT_CARD_PAYMENT"
+    );
+    let kinds: Vec<LedgerKind> = s.ledger().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            LedgerKind::PaymentReversal,
+            LedgerKind::Payment,
+            LedgerKind::Charge
+        ]
+    );
+    s.assert_ledger_balances();
+
+    // A new attempt gets its own pg_order_id and idempotency key.
+    let second = s.t.shop.pay(s.kim, order)?;
+    assert_eq!(second.status, PaymentStatus::Approved);
+    assert_ne!(second.pg_order_id, declined.pg_order_id);
+    assert_ne!(second.idempotency_key, declined.idempotency_key);
+    assert_eq!(s.t.shop.payments_for_order(s.kim, order)?.len(), 2);
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    assert_eq!(s.balance(), won(40_000));
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn an_unknown_outcome_holds_the_money_until_reconciliation_finds_it_approved() -> Result<()> {
+    // The PG approved, but the shop never saw the reply.
+    let s = shop();
+    let order = s.order(1);
+    s.pg.push(FakeOutcome::UnknownAfterCharge);
+    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let Error::PaymentOutcomeUnknown { payment, .. } = err else {
+        panic!("expected an unknown outcome, got {err:?}");
+    };
+    assert_eq!(err_kind_of_unknown(), ErrorKind::PaymentOutcomeUnknown);
+    assert_eq!(s.status(order), OrderStatus::Paying);
+    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(
+        s.t.shop.payment(s.kim, payment)?.status,
+        PaymentStatus::Unknown
+    );
+
+    // Within the grace period reconciliation leaves it alone.
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(
+        (report.approved, report.declined, report.still_unknown),
+        (0, 0, 0)
+    );
+
+    s.past_grace();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(
+        (report.approved, report.declined, report.still_unknown),
+        (1, 0, 0)
+    );
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    let settled = s.t.shop.payment(s.kim, payment)?;
+    assert_eq!(settled.status, PaymentStatus::Approved);
+    // Exactly one debit, and the approval was not sent again.
+    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.pg.calls(&settled.idempotency_key), 1);
+    assert_eq!(s.pg.approved_count(), 1);
+    s.assert_ledger_balances();
+    // Nothing left to do.
+    assert_eq!(s.t.shop.reconcile_payments()?, Default::default());
+    Ok(())
+}
+
+fn err_kind_of_unknown() -> ErrorKind {
+    Error::PaymentOutcomeUnknown {
+        payment: PaymentId::new(1),
+        order: OrderId::new(1),
+    }
+    .kind()
+}
+
+#[test]
+fn a_never_received_approval_is_sent_again_with_the_same_key() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.push(FakeOutcome::UnknownBeforeCharge);
+    let payment = match s.t.shop.pay(s.kim, order) {
+        Err(Error::PaymentOutcomeUnknown { payment, .. }) => payment,
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    };
+    s.past_grace();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.approved, 1);
+    let settled = s.t.shop.payment(s.kim, payment)?;
+    assert_eq!(settled.status, PaymentStatus::Approved);
+    assert_eq!(s.pg.calls(&settled.idempotency_key), 2);
+    assert_eq!(s.pg.approved_count(), 1);
+    assert_eq!(s.balance(), won(40_000));
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn an_unknown_outcome_that_the_gateway_declines_on_resend_gives_the_money_back() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.push(FakeOutcome::UnknownBeforeCharge);
+    s.pg.push(FakeOutcome::decline());
+    assert!(matches!(
+        s.t.shop.pay(s.kim, order),
+        Err(Error::PaymentOutcomeUnknown { .. })
+    ));
+    s.past_grace();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!((report.approved, report.declined), (0, 1));
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    assert_eq!(s.balance(), won(50_000));
+    assert_eq!(s.only_payment(order).status, PaymentStatus::Declined);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+/// A gateway that dies (panics) when asked to approve: the process stopped
+/// between the first transaction and the gateway call.
+struct Crashing;
+
+impl PaymentGateway for Crashing {
+    fn approve(&self, _: &ApproveRequest) -> Result<Approval, GatewayError> {
+        panic!("the process died before the request left");
+    }
+    fn status(&self, _: &StatusRequest) -> Result<PgStatus, GatewayError> {
+        unreachable!()
+    }
+    fn cancel(&self, _: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        unreachable!()
+    }
+}
+
+#[test]
+fn a_crash_before_the_gateway_call_is_finished_by_reconciliation() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    let crashing = Shop::builder(&s.t.path)
+        .gateway(Crashing)
+        .clock(s.t.clock.clone())
+        .build()?;
+    let died = catch_unwind(AssertUnwindSafe(|| crashing.pay(s.kim, order)));
+    assert!(died.is_err());
+    drop(crashing);
+
+    let payment = s.only_payment(order);
+    assert_eq!(payment.status, PaymentStatus::Requested);
+    assert_eq!(s.status(order), OrderStatus::Paying);
+    assert_eq!(s.balance(), won(40_000));
+
+    s.past_grace();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.approved, 1);
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    assert_eq!(s.pg.calls(&payment.idempotency_key), 1);
+    assert_eq!(s.balance(), won(40_000));
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_gateway_is_retried_with_the_same_key() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.fail_unavailable(2);
+    let payment = s.t.shop.pay(s.kim, order)?;
+    assert_eq!(payment.status, PaymentStatus::Approved);
+    assert_eq!(s.pg.calls(&payment.idempotency_key), 3);
+    assert_eq!(s.pg.total_calls(), 3);
+    assert_eq!(s.only_payment(order).id, payment.id);
+    Ok(())
+}
+
+#[test]
+fn a_gateway_unreachable_after_every_retry_gives_the_money_back() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.fail_unavailable(3);
+    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    assert!(matches!(err, Error::GatewayUnavailable { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Busy);
+    let payment = s.only_payment(order);
+    assert_eq!(payment.status, PaymentStatus::Declined);
+    assert_eq!(payment.failure.unwrap().code, "PG_UNAVAILABLE");
+    assert_eq!(s.pg.calls(&payment.idempotency_key), 3);
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    assert_eq!(s.balance(), won(50_000));
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn a_request_the_gateway_calls_invalid_is_an_internal_error_and_gives_the_money_back() {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.push(FakeOutcome::Invalid {
+        code: "INVALID_API_KEY".into(),
+        message: "bad key".into(),
+    });
+    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    assert!(
+        matches!(&err, Error::GatewayRejected { code, .. } if code == "INVALID_API_KEY"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    assert_eq!(s.balance(), won(50_000));
+}
+
+#[test]
+fn refusals_before_the_gateway_change_nothing() {
+    let s = shop();
+    let lee = s.t.user("Lee").id;
+    let order = s.order(1);
+    let big = s.order(3);
+    let first = s.order(3);
+    s.t.shop.pay(s.kim, first).unwrap(); // 20,000 left: not enough for `big`
+    let cancelled = s.order(1);
+    s.t.shop.cancel_order(s.kim, cancelled).unwrap();
+    let before = s.t.dump();
+
+    let cases: Vec<(Result<liteshop::Payment>, fn(&Error) -> bool)> = vec![
+        (s.t.shop.pay(lee, order), |e| {
+            matches!(e, Error::OrderNotFound(_))
+        }),
+        (s.t.shop.pay(s.kim, OrderId::new(999)), |e| {
+            matches!(e, Error::OrderNotFound(_))
+        }),
+        (s.t.shop.pay(s.kim, OrderId::new(0)), |e| {
+            matches!(e, Error::InvalidId { .. })
+        }),
+        (s.t.shop.pay(s.kim, big), |e| {
+            matches!(e, Error::InsufficientBalance { needed, available, .. }
+                if *needed == won(30_000) && *available == won(20_000))
+        }),
+        (s.t.shop.pay(s.kim, cancelled), |e| {
+            matches!(
+                e,
+                Error::InvalidTransition {
+                    from: OrderStatus::Cancelled,
+                    to: OrderStatus::Paying,
+                    ..
+                }
+            )
+        }),
+        (s.t.shop.pay_with_key(s.kim, order, "bad key!"), |e| {
+            matches!(e, Error::InvalidPaymentKey)
+        }),
+    ];
+    for (result, expected) in cases {
+        let err = result.unwrap_err();
+        assert!(expected(&err), "{err:?}");
+    }
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(s.pg.total_calls(), 1);
+}
+
+#[test]
+fn a_shop_without_a_gateway_refuses_to_pay_and_changes_nothing() {
+    let t = common::open();
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(10_000)).unwrap();
+    let tea = t.product("Tea", 1_000, 5).id;
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 1)])
+        .unwrap()
+        .id;
+    let before = t.dump();
+    let err = t.shop.pay(kim, order).unwrap_err();
+    assert!(matches!(err, Error::NoGateway), "{err:?}");
+    assert!(err.to_string().contains("no payment gateway"));
+    assert!(matches!(t.shop.reconcile_payments(), Err(Error::NoGateway)));
+    assert!(matches!(
+        t.shop.refund(kim, order, "x"),
+        Err(Error::NoGateway)
+    ));
+    assert_eq!(t.dump(), before);
+}
+
+#[test]
+fn a_zero_total_order_has_nothing_to_pay() {
+    let s = shop();
+    let free = s.t.product("Sample", 0, 5).id;
+    let order =
+        s.t.shop
+            .place_order(s.kim, &[OrderLine::new(free, 1)])
+            .unwrap()
+            .id;
+    let before = s.t.dump();
+    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    assert!(
+        matches!(err, Error::NothingToPay { order: o } if o == order),
+        "{err:?}"
+    );
+    assert_eq!(s.t.dump(), before);
+}
+
+#[test]
+fn paid_and_paying_orders_cannot_be_paid_or_cancelled_again() -> Result<()> {
+    let s = shop();
+    let paid = s.order(1);
+    s.t.shop.pay(s.kim, paid)?;
+    let paying = s.order(1);
+    s.pg.push(FakeOutcome::UnknownBeforeCharge);
+    assert!(s.t.shop.pay(s.kim, paying).is_err());
+    let before = s.t.dump();
+    for (order, state) in [(paid, OrderStatus::Paid), (paying, OrderStatus::Paying)] {
+        let err = s.t.shop.pay(s.kim, order).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTransition { from, .. } if from == state),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        let err = s.t.shop.cancel_order(s.kim, order).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTransition { from, .. } if from == state),
+            "{err:?}"
+        );
+    }
+    // Expiry does not touch them either.
+    s.t.clock.advance(s.t.shop.reservation_time());
+    assert_eq!(s.t.shop.expire_orders()?, 0);
+    assert_eq!(s.t.dump(), before);
+    Ok(())
+}
+
+#[test]
+fn pay_with_key_sends_the_hosts_payment_key() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    let payment =
+        s.t.shop
+            .pay_with_key(s.kim, order, "tgen_20240101_Abc-123")?;
+    assert_eq!(payment.payment_key, "tgen_20240101_Abc-123");
+    assert_eq!(payment.status, PaymentStatus::Approved);
+    Ok(())
+}
+
+#[test]
+fn another_users_payment_is_not_found() -> Result<()> {
+    let s = shop();
+    let lee = s.t.user("Lee").id;
+    let order = s.order(1);
+    let payment = s.t.shop.pay(s.kim, order)?;
+    assert!(matches!(
+        s.t.shop.payment(lee, payment.id),
+        Err(Error::PaymentNotFound(_))
+    ));
+    assert!(matches!(
+        s.t.shop.payment_history(lee, payment.id),
+        Err(Error::PaymentNotFound(_))
+    ));
+    assert!(matches!(
+        s.t.shop.payments_for_order(lee, order),
+        Err(Error::OrderNotFound(_))
+    ));
+    assert!(matches!(
+        s.t.shop.refund(lee, order, "mine"),
+        Err(Error::OrderNotFound(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_refund_cancels_at_the_gateway_credits_the_balance_and_releases_stock() -> Result<()> {
+    let s = shop();
+    let order = s.order(3);
+    let payment = s.t.shop.pay(s.kim, order)?;
+    assert_eq!(s.t.shop.product(s.tea)?.stock, 17);
+    let refunded = s.t.shop.refund(s.kim, order, " changed my mind ")?;
+    assert_eq!(refunded.status, OrderStatus::Refunded);
+    assert_eq!(s.balance(), won(50_000));
+    assert_eq!(s.t.shop.product(s.tea)?.stock, 20);
+    assert!(s.pg.is_cancelled(&payment.pg_order_id));
+    let after = s.t.shop.payment(s.kim, payment.id)?;
+    assert_eq!(after.status, PaymentStatus::Refunded);
+    let newest = &s.ledger()[0];
+    assert_eq!(
+        (newest.kind, newest.amount, newest.payment),
+        (LedgerKind::Refund, won(30_000), Some(payment.id))
+    );
+    s.assert_ledger_balances();
+    let history: Vec<PaymentStatus> =
+        s.t.shop
+            .payment_history(s.kim, payment.id)?
+            .iter()
+            .map(|e| e.status)
+            .collect();
+    assert_eq!(
+        history,
+        [
+            PaymentStatus::Requested,
+            PaymentStatus::Approved,
+            PaymentStatus::Refunded
+        ]
+    );
+
+    // A second refund is refused and changes nothing.
+    let before = s.t.dump();
+    let err = s.t.shop.refund(s.kim, order, "again").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidTransition {
+                from: OrderStatus::Refunded,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(s.t.dump(), before);
+    Ok(())
+}
+
+#[test]
+fn a_refund_the_gateway_refuses_changes_nothing() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.t.shop.pay(s.kim, order)?;
+    s.pg.push_cancel(FakeOutcome::Decline {
+        code: "NOT_CANCELABLE_PAYMENT".into(),
+        message: "too late".into(),
+    });
+    let before = s.t.dump();
+    let err = s.t.shop.refund(s.kim, order, "broken").unwrap_err();
+    assert!(
+        matches!(&err, Error::RefundDeclined { code, .. } if code == "NOT_CANCELABLE_PAYMENT"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::PaymentDeclined);
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    Ok(())
+}
+
+#[test]
+fn a_refund_with_no_definite_answer_changes_nothing_and_a_retry_completes_it() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    let payment = s.t.shop.pay(s.kim, order)?;
+    s.pg.push_cancel(FakeOutcome::UnknownAfterCharge);
+    let before = s.t.dump();
+    let err = s.t.shop.refund(s.kim, order, "broken").unwrap_err();
+    assert!(
+        matches!(err, Error::RefundOutcomeUnknown { order: o } if o == order),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::PaymentOutcomeUnknown);
+    assert_eq!(s.t.dump(), before);
+
+    let refunded = s.t.shop.refund(s.kim, order, "broken")?;
+    assert_eq!(refunded.status, OrderStatus::Refunded);
+    assert_eq!(
+        s.pg.calls(&format!("{}-refund", payment.idempotency_key)),
+        2
+    );
+    assert_eq!(s.balance(), won(50_000));
+    Ok(())
+}
+
+#[test]
+fn bad_refund_input_is_refused_and_changes_nothing() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    let pending = s.order(1);
+    s.t.shop.pay(s.kim, order)?;
+    let before = s.t.dump();
+    assert!(matches!(
+        s.t.shop.refund(s.kim, order, "   "),
+        Err(Error::InvalidRefundReason {
+            length: 0,
+            max: 200
+        })
+    ));
+    assert!(matches!(
+        s.t.shop.refund(s.kim, pending, "why"),
+        Err(Error::InvalidTransition {
+            from: OrderStatus::Pending,
+            to: OrderStatus::Refunded,
+            ..
+        })
+    ));
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(s.pg.total_calls(), 1);
+    Ok(())
+}
+
+#[test]
+fn money_held_by_a_payment_in_flight_counts_against_the_balance_limit() -> Result<()> {
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| {
+        b.gateway(gateway)
+            .gateway_retry(FAST_RETRY)
+            .max_balance(won(50_000))
+    });
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(50_000))?;
+    let tea = t.product("Tea", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?.id;
+    pg.push(FakeOutcome::UnknownBeforeCharge);
+    assert!(t.shop.pay(kim, order).is_err());
+    assert_eq!(t.shop.balance(kim)?, won(40_000));
+
+    let err = t.shop.charge(kim, won(1)).unwrap_err();
+    assert!(
+        matches!(err, Error::BalanceLimitExceeded { balance, held, .. }
+            if balance == won(40_000) && held == won(10_000)),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_payment_unsettled_past_the_review_age_is_reported_and_never_declined() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.pg.push(FakeOutcome::UnknownBeforeCharge);
+    assert!(s.t.shop.pay(s.kim, order).is_err());
+    let unknown = || GatewayError::Unknown {
+        reason: "timeout".into(),
+    };
+
+    s.past_grace();
+    s.pg.fail_status(unknown());
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!((report.still_unknown, report.needs_review.len()), (1, 0));
+
+    s.t.clock.advance(Duration::from_secs(3_600));
+    s.pg.fail_status(unknown());
+    let report = s.t.shop.reconcile_payments()?;
+    let payment = s.only_payment(order);
+    assert_eq!(report.needs_review, vec![payment.id]);
+    assert_eq!(payment.status, PaymentStatus::Unknown);
+    assert_eq!(s.status(order), OrderStatus::Paying);
+    assert_eq!(s.balance(), won(40_000));
+    Ok(())
+}
+
+#[test]
+fn the_background_reconciler_settles_payments_and_stops_when_dropped() -> Result<()> {
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| {
+        b.gateway(gateway)
+            .gateway_retry(FAST_RETRY)
+            .reconcile_grace(Duration::ZERO)
+    });
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(10_000))?;
+    let tea = t.product("Tea", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?.id;
+    pg.push(FakeOutcome::UnknownAfterCharge);
+    assert!(t.shop.pay(kim, order).is_err());
+
+    let reconciler = t.shop.spawn_reconciler(Duration::from_millis(5));
+    // Bounded wait for the thread's first rounds; the assertion is on the
+    // outcome, not on how fast it came.
+    let mut status = OrderStatus::Paying;
+    for _ in 0..1_000 {
+        status = t.shop.order(kim, order)?.status;
+        if status == OrderStatus::Paid {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reconciler.stop();
+    assert_eq!(status, OrderStatus::Paid);
+    assert_eq!(t.shop.balance(kim)?, Money::ZERO);
+    Ok(())
+}
+
+#[test]
+fn ten_threads_paying_ten_orders_from_one_balance_pay_exactly_five() -> Result<()> {
+    let s = shop();
+    let orders: Vec<OrderId> = (0..10).map(|_| s.order(1)).collect();
+    let results = common::race(10, |i| s.t.shop.pay(s.kim, orders[i]));
+    let paid = results.iter().filter(|r| r.is_ok()).count();
+    let short = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::InsufficientBalance { .. })))
+        .count();
+    assert_eq!((paid, short), (5, 5), "{results:?}");
+    assert_eq!(s.balance(), Money::ZERO);
+    assert_eq!(s.pg.approved_count(), 5);
+    assert_eq!(s.pg.total_calls(), 5);
+    let statuses: Vec<OrderStatus> = orders.iter().map(|&o| s.status(o)).collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|&&st| st == OrderStatus::Paid)
+            .count(),
+        5
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|&&st| st == OrderStatus::Pending)
+            .count(),
+        5
+    );
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn ten_threads_paying_one_order_make_one_payment_and_one_gateway_call() -> Result<()> {
+    let s = shop();
+    let order = s.order(2);
+    // A slow gateway keeps the first payment in flight while the others try.
+    s.pg.set_delay(Duration::from_millis(20));
+    let results = common::race(10, |_| s.t.shop.pay(s.kim, order));
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(
+                e,
+                Error::InvalidTransition {
+                    from: OrderStatus::Paying | OrderStatus::Paid,
+                    ..
+                }
+            ))
+    );
+    assert_eq!(s.only_payment(order).status, PaymentStatus::Approved);
+    assert_eq!(s.pg.total_calls(), 1);
+    assert_eq!(s.balance(), won(30_000));
+    Ok(())
+}
+
+#[test]
+fn pay_and_reconciliation_racing_on_one_payment_record_one_outcome() -> Result<()> {
+    // The approval is slow; reconciliation (with no grace) finds the payment
+    // Requested meanwhile, asks, and re-sends with the same key.
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| {
+        b.gateway(gateway)
+            .gateway_retry(FAST_RETRY)
+            .reconcile_grace(Duration::ZERO)
+    });
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(100_000))?;
+    let tea = t.product("Tea", 1_000, 100).id;
+    for _ in 0..10 {
+        let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?.id;
+        pg.set_delay(Duration::from_millis(10));
+        let results = common::race(2, |i| {
+            if i == 0 {
+                t.shop.pay(kim, order).map(|_| ())
+            } else {
+                t.shop.reconcile_payments().map(|_| ())
+            }
+        });
+        assert!(results[1].is_ok(), "{results:?}");
+        pg.set_delay(Duration::ZERO);
+        t.shop.reconcile_payments()?;
+        let payments = t.shop.payments_for_order(kim, order)?;
+        assert_eq!(payments.len(), 1);
+        assert_eq!(payments[0].status, PaymentStatus::Approved);
+        assert_eq!(t.shop.order(kim, order)?.status, OrderStatus::Paid);
+    }
+    // Ten orders of 1,000, each debited exactly once.
+    assert_eq!(t.shop.balance(kim)?, won(90_000));
+    assert_eq!(pg.approved_count(), 10);
+    let ledger = t.shop.ledger(kim, PageRequest::first(100))?.items;
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|e| e.kind == LedgerKind::Payment)
+            .count(),
+        10
+    );
+    assert!(ledger.iter().all(|e| e.kind != LedgerKind::PaymentReversal));
+    Ok(())
+}
