@@ -363,7 +363,8 @@ fn refusals_before_the_gateway_change_nothing() {
     s.t.shop.cancel_order(s.kim, cancelled).unwrap();
     let before = s.t.dump();
 
-    let cases: Vec<(Result<liteshop::Payment>, fn(&Error) -> bool)> = vec![
+    type Case = (Result<liteshop::Payment>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
         (s.t.shop.pay(lee, order), |e| {
             matches!(e, Error::OrderNotFound(_))
         }),
