@@ -153,7 +153,7 @@ pub(crate) fn read<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{balance, cart, order, product, user};
+    use crate::{balance, cart, order, payment, product, user};
 
     /// Every lookup the API makes, by name.
     const HOT_QUERIES: &[(&str, &str)] = &[
@@ -183,10 +183,15 @@ mod tests {
             "overdue orders holding a product",
             order::SELECT_DUE_HOLDING,
         ),
+        ("payment by id and user", payment::SELECT_PAYMENT),
+        ("payments of an order", payment::SELECT_FOR_ORDER),
+        ("unsettled payments", payment::SELECT_UNSETTLED),
+        ("money held by a user", payment::SELECT_HELD),
+        ("history of a payment", payment::SELECT_EVENTS),
     ];
 
     /// Prints `EXPLAIN QUERY PLAN` of every hot query (see it with
-    /// `cargo test query_plans -- --nocapture`) and fails on any full scan.
+    /// `cargo test hot_queries -- --nocapture`) and fails on any full scan.
     #[test]
     fn hot_queries_use_indexes_and_never_scan_a_table() {
         let dir = tempfile::tempdir().unwrap();
