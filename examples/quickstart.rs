@@ -1,15 +1,18 @@
 //! A tour of liteshop: open a shop in a temp dir, create a user and products,
-//! charge a balance, fill a cart, check it out as an order, cancel it, and see
-//! a few refusals.
+//! charge a balance, fill a cart, check it out as an order, cancel it, pay an
+//! order through a fake payment gateway (declined, then approved), refund it,
+//! and see a few refusals.
 //!
 //! Run with `cargo run --example quickstart`.
 
-use liteshop::{Money, NewProduct, PageRequest, Shop};
+use liteshop::{FakeGateway, FakeOutcome, Money, NewProduct, OrderLine, PageRequest, Shop};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("shop.db");
-    let shop = Shop::open(&path)?;
+    // A fake payment gateway stands in for a real one (HttpGateway).
+    let pg = FakeGateway::new();
+    let shop = Shop::builder(&path).gateway(pg.clone()).build()?;
     println!("opened a shop at {}", path.display());
 
     let kim = shop.create_user("Kim Minji")?;
@@ -92,6 +95,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Err(err) = shop.cancel_order(kim.id, order.id) {
         println!("refused ({:?}): {err}", err.kind());
     }
+
+    let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 1)])?;
+    pg.push(FakeOutcome::decline());
+    if let Err(err) = shop.pay(kim.id, order.id) {
+        println!("first payment of order #{}: {err}", order.id);
+    }
+    let payment = shop.pay(kim.id, order.id)?;
+    println!(
+        "second payment of order #{}: {:?} as {}, order is {:?}",
+        order.id,
+        payment.status,
+        payment.pg_transaction_id.as_deref().unwrap_or("-"),
+        shop.order(kim.id, order.id)?.status
+    );
+    let refunded = shop.refund(kim.id, order.id, "changed my mind")?;
+    println!("refunded order #{}: {:?}", refunded.id, refunded.status);
 
     println!("ledger of {}, newest first:", kim.name);
     for entry in shop.ledger(kim.id, PageRequest::first(10))?.items {

@@ -1,11 +1,14 @@
 //! liteshop is the core of a small online shop — user balances, products,
-//! carts, orders — in one SQLite file, behind one synchronous facade, [`Shop`].
+//! carts, orders, and payments through an external payment gateway — in one
+//! SQLite file, behind one synchronous facade, [`Shop`].
 //!
 //! ```
-//! use liteshop::{Money, NewProduct, Shop};
+//! use liteshop::{FakeGateway, Money, NewProduct, OrderStatus, Shop};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let shop = Shop::open(dir.path().join("shop.db"))?;
+//! let shop = Shop::builder(dir.path().join("shop.db"))
+//!     .gateway(FakeGateway::new()) // HttpGateway for a real PG
+//!     .build()?;
 //!
 //! let kim = shop.create_user("Kim")?;
 //! shop.charge(kim.id, Money::new(50_000)?)?;
@@ -25,6 +28,10 @@
 //! assert_eq!(order.total, Money::new(36_000)?);
 //! assert_eq!(shop.product(tea.id)?.stock, 7);
 //! assert!(shop.cart(kim.id)?.lines.is_empty());
+//!
+//! shop.pay(kim.id, order.id)?;
+//! assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::Paid);
+//! assert_eq!(shop.balance(kim.id)?, Money::new(14_000)?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -40,6 +47,8 @@
 //!   its [`ErrorKind`], which a host maps to a status code.
 //! - Time comes from a [`Clock`]: [`SystemClock`] by default, [`ManualClock`]
 //!   in tests. Every record carries [`Timestamp`]s (UTC milliseconds).
+//! - Payments go through a [`PaymentGateway`]: [`HttpGateway`] for a real
+//!   PG, [`FakeGateway`] for tests (the host's too).
 //!
 //! # The flows
 //!
@@ -52,6 +61,7 @@
 //! | cart add | [`Shop::add_to_cart`] | input valid → user exists → product exists → not in the cart |
 //! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
 //! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved → balance covers the total |
+//! | payment | [`Shop::pay`], [`Shop::pay_with_key`] | input valid → order exists, is the user's and is `Pending` → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
 //!
 //! Every balance change is a [`LedgerEntry`] written in the same transaction,
 //! so a balance always equals the sum of its user's ledger ([`Shop::ledger`]).
@@ -80,6 +90,47 @@
 //! [`CancelReason::Expired`] and releases its stock, and placing an order
 //! that finds a product short first expires the overdue orders holding it.
 //!
+//! # Payments, exactly once
+//!
+//! A payment takes the order total from the user's balance and has the
+//! payment gateway (PG) approve it, in three steps, with no database
+//! transaction open across the network:
+//!
+//! 1. one write transaction: the order is the user's and `Pending`, the
+//!    balance covers it; the total is debited, a [`Payment`] saved as
+//!    `Requested` with a fresh `pg_order_id` and idempotency key, its history
+//!    started, and the order moved to `Paying`;
+//! 2. no transaction: [`PaymentGateway::approve`], carrying the key;
+//! 3. a second write transaction records the answer, exactly once.
+//!
+//! | gateway answer | payment | money | order | `pay` returns |
+//! |----------------|---------|-------|-------|---------------|
+//! | approved | `Approved` | taken | `Paid` | `Ok(Payment)` |
+//! | declined | `Declined` | given back | `Pending` | [`Error::PaymentDeclined`] |
+//! | unreachable, after retries | `Declined` (`PG_UNAVAILABLE`) | given back | `Pending` | [`Error::GatewayUnavailable`] |
+//! | invalid request | `Declined` | given back | `Pending` | [`Error::GatewayRejected`] |
+//! | no definite answer | `Unknown` | held | `Paying` | [`Error::PaymentOutcomeUnknown`] |
+//!
+//! [`Shop::reconcile_payments`] (or a [`Reconciler`] thread from
+//! [`Shop::spawn_reconciler`]) settles every `Requested`/`Unknown` payment
+//! older than a grace period: it asks the PG's [`status`](PaymentGateway::status);
+//! an approval or decline is recorded as above; "never received" means the
+//! approval is sent again with the **stored** idempotency key, so the PG
+//! charges at most once whatever happened before. A payment still unsettled
+//! past a review age is reported, never declined silently. A process killed
+//! at any point leaves a `Requested` or `Unknown` payment that
+//! reconciliation finishes.
+//!
+//! [`Shop::refund`] cancels at the PG first (outside any transaction, with a
+//! key derived from the payment so retries are safe), then in one
+//! transaction marks the payment `Refunded`, credits the balance, releases
+//! the stock and moves the order to `Refunded`.
+//!
+//! The gateway contract — what a [`PaymentGateway`] must do and how
+//! [`HttpGateway`] talks to an HTTP PG — is on those items. Money held by
+//! payments in flight counts against the balance limit, so giving it back
+//! after a decline never takes a balance over the limit.
+//!
 //! # Errors and HTTP
 //!
 //! | [`ErrorKind`] | examples | HTTP |
@@ -87,10 +138,10 @@
 //! | `InvalidInput` | amount 0, quantity 0, empty order, bad id, over a limit | 400 |
 //! | `NotFound` | user, product, cart line, order (also another user's) | 404 |
 //! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state | 409 |
-//! | `PaymentDeclined` | the payment gateway said no | 402 |
+//! | `PaymentDeclined` | the payment gateway said no (payment or refund) | 402 |
 //! | `PaymentOutcomeUnknown` | the gateway gave no definite answer | 202 |
-//! | `Busy` | the database stayed locked past the timeout | 503 |
-//! | `Internal` | storage failure, a database from a newer version | 500 |
+//! | `Busy` | the database stayed locked past the timeout; the gateway unreachable | 503 |
+//! | `Internal` | storage failure, a database from a newer version, no gateway configured | 500 |
 //!
 //! # Storage and durability
 //!
