@@ -303,6 +303,44 @@ fn a_crash_before_the_gateway_call_is_finished_by_reconciliation() -> Result<()>
 }
 
 #[test]
+fn a_crash_after_the_gateway_declined_is_recorded_as_declined_by_reconciliation() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    let crashing = Shop::builder(&s.t.path)
+        .gateway(Crashing)
+        .clock(s.t.clock.clone())
+        .build()?;
+    assert!(catch_unwind(AssertUnwindSafe(|| crashing.pay(s.kim, order))).is_err());
+    let payment = s.only_payment(order);
+    // The request did reach the PG, which declined it; the shop never heard.
+    s.pg.push(FakeOutcome::decline());
+    let request = ApproveRequest {
+        payment_key: payment.payment_key.clone(),
+        pg_order_id: payment.pg_order_id.clone(),
+        amount: payment.amount,
+        idempotency_key: payment.idempotency_key.clone(),
+        order,
+    };
+    assert!(matches!(
+        s.pg.approve(&request),
+        Err(GatewayError::Declined { .. })
+    ));
+
+    s.past_grace();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!((report.approved, report.declined), (0, 1));
+    let settled = s.t.shop.payment(s.kim, payment.id)?;
+    assert_eq!(settled.status, PaymentStatus::Declined);
+    assert_eq!(settled.failure.unwrap().code, "REJECT_CARD_PAYMENT");
+    // Settled from the PG's status: the approval was not sent again.
+    assert_eq!(s.pg.calls(&payment.idempotency_key), 1);
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    assert_eq!(s.balance(), won(50_000));
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
 fn an_unreachable_gateway_is_retried_with_the_same_key() -> Result<()> {
     let s = shop();
     let order = s.order(1);
