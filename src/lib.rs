@@ -193,6 +193,6 @@ pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus, Reconcil
 pub use product::{NewProduct, Product};
 pub use reconciler::Reconciler;
 pub use shop::{Limits, Shop, ShopBuilder};
-pub use store::Durability;
+pub use store::{Durability, WriteMode};
 pub use user::User;
 pub use validate::MAX_NAME_CHARS;

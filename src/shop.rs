@@ -25,7 +25,7 @@ use crate::page::{Page, PageRequest};
 use crate::payment::{self, Outcome, Payment, PaymentEvent, PaymentStatus, ReconcileReport};
 use crate::product::{self, NewProduct, Product};
 use crate::reconciler::Reconciler;
-use crate::store::{self, Durability, Pool, StoreConfig};
+use crate::store::{self, Durability, Store, StoreConfig, WriteMode};
 use crate::user::{self, User};
 use crate::validate;
 
@@ -144,6 +144,7 @@ impl ShopBuilder {
                 pool_size: Self::DEFAULT_POOL_SIZE,
                 busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
                 durability: Durability::default(),
+                write_mode: WriteMode::default(),
             },
             limits: Limits::default(),
             reservation_time: Self::DEFAULT_RESERVATION_TIME,
@@ -175,6 +176,12 @@ impl ShopBuilder {
     /// The default is [`Durability::Full`].
     pub fn durability(mut self, durability: Durability) -> ShopBuilder {
         self.store.durability = durability;
+        self
+    }
+
+    /// How writers reach the database; [`WriteMode::Dedicated`] by default.
+    pub fn write_mode(mut self, mode: WriteMode) -> ShopBuilder {
+        self.store.write_mode = mode;
         self
     }
 
@@ -291,11 +298,11 @@ impl ShopBuilder {
         if self.reservation_time.as_millis() == 0 {
             return invalid("reservation time must be at least 1 millisecond");
         }
-        let pool = store::open(&self.path, &self.store)?;
+        let store = store::open(&self.path, &self.store)?;
         debug!(path = %self.path.display(), "shop opened");
         Ok(Shop {
             inner: Arc::new(Inner {
-                pool,
+                store,
                 path: self.path,
                 limits: self.limits,
                 reservation_time: self.reservation_time,
@@ -335,7 +342,7 @@ pub struct Shop {
 }
 
 struct Inner {
-    pool: Pool,
+    store: Store,
     path: PathBuf,
     limits: Limits,
     reservation_time: Duration,
@@ -400,7 +407,7 @@ impl Shop {
     pub fn create_user(&self, name: &str) -> Result<User> {
         let name = validate::name(Entity::User, name)?;
         let now = self.now();
-        let user = store::write(&self.inner.pool, |tx| user::create(tx, &name, now))?;
+        let user = self.inner.store.write(|tx| user::create(tx, &name, now))?;
         debug!(user = %user.id, "user created");
         Ok(user)
     }
@@ -412,7 +419,7 @@ impl Shop {
     /// [`Error::InvalidId`], then [`Error::UserNotFound`].
     pub fn user(&self, id: UserId) -> Result<User> {
         let id = id.validate()?;
-        store::read(&self.inner.pool, |tx| user::get(tx, id))
+        self.inner.store.read(|tx| user::get(tx, id))
     }
 
     // ----- balance: seed flows 1 and 2 -----
@@ -427,7 +434,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::BalanceMissing`].
     pub fn balance(&self, user: UserId) -> Result<Money> {
         let user = user.validate()?;
-        store::read(&self.inner.pool, |tx| {
+        self.inner.store.read(|tx| {
             user::ensure_exists(tx, user)?;
             balance::get(tx, user)
         })
@@ -469,7 +476,7 @@ impl Shop {
         }
         let limits = &self.inner.limits;
         let now = self.now();
-        let balance = store::write(&self.inner.pool, |tx| {
+        let balance = self.inner.store.write(|tx| {
             user::ensure_exists(tx, user)?;
             let cap = Cap {
                 max: limits.max_balance,
@@ -489,7 +496,7 @@ impl Shop {
     pub fn ledger(&self, user: UserId, page: PageRequest) -> Result<Page<LedgerEntry>> {
         let user = user.validate()?;
         let page = page.validate()?;
-        store::read(&self.inner.pool, |tx| {
+        self.inner.store.read(|tx| {
             user::ensure_exists(tx, user)?;
             balance::ledger(tx, user, page)
         })
@@ -505,9 +512,10 @@ impl Shop {
     pub fn create_product(&self, new: NewProduct) -> Result<Product> {
         let name = validate::name(Entity::Product, &new.name)?;
         let now = self.now();
-        let product = store::write(&self.inner.pool, |tx| {
-            product::create(tx, &name, new.price, new.stock, now)
-        })?;
+        let product = self
+            .inner
+            .store
+            .write(|tx| product::create(tx, &name, new.price, new.stock, now))?;
         debug!(product = %product.id, price = %product.price, stock = product.stock, "product created");
         Ok(product)
     }
@@ -521,7 +529,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ProductNotFound`].
     pub fn product(&self, id: ProductId) -> Result<Product> {
         let id = id.validate()?;
-        store::read(&self.inner.pool, |tx| product::get(tx, id))
+        self.inner.store.read(|tx| product::get(tx, id))
     }
 
     /// One page of the catalogue in id order (oldest product first).
@@ -549,7 +557,7 @@ impl Shop {
     /// [`Error::InvalidPageSize`].
     pub fn products(&self, page: PageRequest) -> Result<Page<Product>> {
         let page = page.validate()?;
-        store::read(&self.inner.pool, |tx| product::list(tx, page))
+        self.inner.store.read(|tx| product::list(tx, page))
     }
 
     /// Adds `quantity` units to the stock of `id`; returns the product.
@@ -562,9 +570,10 @@ impl Shop {
         let id = id.validate()?;
         let quantity = validate::quantity(quantity, u32::MAX)?;
         let now = self.now();
-        let product = store::write(&self.inner.pool, |tx| {
-            product::restock(tx, id, quantity, now)
-        })?;
+        let product = self
+            .inner
+            .store
+            .write(|tx| product::restock(tx, id, quantity, now))?;
         debug!(product = %id, quantity, stock = product.stock, "product restocked");
         Ok(product)
     }
@@ -578,9 +587,10 @@ impl Shop {
     pub fn set_price(&self, id: ProductId, price: Money) -> Result<Product> {
         let id = id.validate()?;
         let now = self.now();
-        let product = store::write(&self.inner.pool, |tx| {
-            product::set_price(tx, id, price, now)
-        })?;
+        let product = self
+            .inner
+            .store
+            .write(|tx| product::set_price(tx, id, price, now))?;
         debug!(product = %id, price = %price, "product price set");
         Ok(product)
     }
@@ -596,7 +606,7 @@ impl Shop {
     /// when the total does not fit in [`Money`].
     pub fn cart(&self, user: UserId) -> Result<Cart> {
         let user = user.validate()?;
-        store::read(&self.inner.pool, |tx| cart::get(tx, user))
+        self.inner.store.read(|tx| cart::get(tx, user))
     }
 
     /// Puts `quantity` units of `product` into the cart of `user` as a new
@@ -617,7 +627,7 @@ impl Shop {
         let product = product.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
         let now = self.now();
-        let line = store::write(&self.inner.pool, |tx| {
+        let line = self.inner.store.write(|tx| {
             user::ensure_exists(tx, user)?;
             cart::add(tx, user, product, quantity, now)
         })?;
@@ -644,9 +654,10 @@ impl Shop {
         let user = user.validate()?;
         let item = item.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
-        let line = store::write(&self.inner.pool, |tx| {
-            cart::set_quantity(tx, user, item, quantity)
-        })?;
+        let line = self
+            .inner
+            .store
+            .write(|tx| cart::set_quantity(tx, user, item, quantity))?;
         debug!(user = %user, item = %item, quantity, "cart quantity set");
         Ok(line)
     }
@@ -662,7 +673,7 @@ impl Shop {
     pub fn remove_from_cart(&self, user: UserId, item: CartItemId) -> Result<()> {
         let user = user.validate()?;
         let item = item.validate()?;
-        store::write(&self.inner.pool, |tx| cart::remove(tx, user, item))?;
+        self.inner.store.write(|tx| cart::remove(tx, user, item))?;
         debug!(user = %user, item = %item, "removed from cart");
         Ok(())
     }
@@ -713,7 +724,7 @@ impl Shop {
         order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let order = store::write(&self.inner.pool, |tx| {
+        let order = self.inner.store.write(|tx| {
             user::ensure_exists(tx, user)?;
             order::place(tx, user, lines, expires_at, now)
         })?;
@@ -738,7 +749,7 @@ impl Shop {
         let limits = &self.inner.limits;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let order = store::write(&self.inner.pool, |tx| {
+        let order = self.inner.store.write(|tx| {
             user::ensure_exists(tx, user)?;
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
@@ -762,7 +773,7 @@ impl Shop {
     pub fn order(&self, user: UserId, id: OrderId) -> Result<Order> {
         let user = user.validate()?;
         let id = id.validate()?;
-        store::read(&self.inner.pool, |tx| order::get(tx, user, id))
+        self.inner.store.read(|tx| order::get(tx, user, id))
     }
 
     /// One page of the orders of `user`, newest first, with their lines.
@@ -773,7 +784,7 @@ impl Shop {
     pub fn orders(&self, user: UserId, page: PageRequest) -> Result<Page<Order>> {
         let user = user.validate()?;
         let page = page.validate()?;
-        store::read(&self.inner.pool, |tx| {
+        self.inner.store.read(|tx| {
             user::ensure_exists(tx, user)?;
             order::list(tx, user, page)
         })
@@ -790,7 +801,10 @@ impl Shop {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();
-        let order = store::write(&self.inner.pool, |tx| order::cancel(tx, user, id, now))?;
+        let order = self
+            .inner
+            .store
+            .write(|tx| order::cancel(tx, user, id, now))?;
         debug!(user = %user, order = %id, "order cancelled");
         Ok(order)
     }
@@ -807,7 +821,7 @@ impl Shop {
     /// Only storage errors ([`Error::Busy`], [`Error::Storage`]).
     pub fn expire_orders(&self) -> Result<usize> {
         let now = self.now();
-        let expired = store::write(&self.inner.pool, |tx| order::expire_due(tx, now))?;
+        let expired = self.inner.store.write(|tx| order::expire_due(tx, now))?;
         if expired > 0 {
             debug!(expired, "overdue orders expired");
         }
@@ -899,9 +913,10 @@ impl Shop {
         let order = order.validate()?;
         let gateway = self.gateway()?;
         let now = self.now();
-        let payment = store::write(&self.inner.pool, |tx| {
-            payment::begin(tx, user, order, payment_key, now)
-        })?;
+        let payment = self
+            .inner
+            .store
+            .write(|tx| payment::begin(tx, user, order, payment_key, now))?;
         debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
 
         let request = payment.approve_request();
@@ -911,9 +926,10 @@ impl Shop {
             Err(err) => (outcome_of_failure(payment.id, &err), Some(err)),
         };
         let now = self.now();
-        let recorded = store::write(&self.inner.pool, |tx| {
-            payment::record(tx, payment.id, outcome, now)
-        })?;
+        let recorded = self
+            .inner
+            .store
+            .write(|tx| payment::record(tx, payment.id, outcome, now))?;
         debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
         match recorded.status {
             PaymentStatus::Approved | PaymentStatus::Refunded => Ok(recorded),
@@ -976,16 +992,16 @@ impl Shop {
             Timestamp::from_millis(now.as_millis().saturating_sub(
                 i64::try_from(config.reconcile_grace.as_millis()).unwrap_or(i64::MAX),
             ));
-        let due = store::read(&self.inner.pool, |tx| payment::unsettled(tx, cutoff))?;
+        let due = self.inner.store.read(|tx| payment::unsettled(tx, cutoff))?;
         let mut report = ReconcileReport::default();
         for due_payment in due {
             let outcome = self.ask_gateway(gateway, &due_payment);
             let recorded = match outcome {
                 Some(outcome) => {
                     let now = self.now();
-                    store::write(&self.inner.pool, |tx| {
-                        payment::record(tx, due_payment.id, outcome, now)
-                    })?
+                    self.inner
+                        .store
+                        .write(|tx| payment::record(tx, due_payment.id, outcome, now))?
                 }
                 None => due_payment,
             };
@@ -1085,7 +1101,7 @@ impl Shop {
         }
         let gateway = self.gateway()?;
         let max = self.inner.limits.max_balance;
-        let paid = store::read(&self.inner.pool, |tx| {
+        let paid = self.inner.store.read(|tx| {
             let current = order::get(tx, user, order)?;
             if !current.status.can_become(OrderStatus::Refunded) {
                 return Err(Error::InvalidTransition {
@@ -1124,7 +1140,7 @@ impl Shop {
         }
 
         let now = self.now();
-        let refunded = store::write(&self.inner.pool, |tx| {
+        let refunded = self.inner.store.write(|tx| {
             let cap = refund_cap(tx, user, paid.amount, max)?;
             payment::refund(tx, paid.id, cap, now)?;
             order::get(tx, user, order)
@@ -1142,7 +1158,9 @@ impl Shop {
     pub fn payment(&self, user: UserId, id: PaymentId) -> Result<Payment> {
         let user = user.validate()?;
         let id = id.validate()?;
-        store::read(&self.inner.pool, |tx| payment::get_for_user(tx, user, id))
+        self.inner
+            .store
+            .read(|tx| payment::get_for_user(tx, user, id))
     }
 
     /// Every payment attempt of the order `order` of `user`, oldest first.
@@ -1154,7 +1172,9 @@ impl Shop {
     pub fn payments_for_order(&self, user: UserId, order: OrderId) -> Result<Vec<Payment>> {
         let user = user.validate()?;
         let order = order.validate()?;
-        store::read(&self.inner.pool, |tx| payment::for_order(tx, user, order))
+        self.inner
+            .store
+            .read(|tx| payment::for_order(tx, user, order))
     }
 
     /// The history of the payment `id` of `user`: every status change, with
@@ -1167,7 +1187,7 @@ impl Shop {
     pub fn payment_history(&self, user: UserId, id: PaymentId) -> Result<Vec<PaymentEvent>> {
         let user = user.validate()?;
         let id = id.validate()?;
-        store::read(&self.inner.pool, |tx| {
+        self.inner.store.read(|tx| {
             payment::get_for_user(tx, user, id)?;
             payment::events(tx, id)
         })

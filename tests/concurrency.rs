@@ -5,6 +5,7 @@ mod common;
 use common::{open, open_with, race, won};
 use liteshop::{
     Error, LedgerKind, OrderId, OrderLine, OrderStatus, PageRequest, Result, Shop, UserId,
+    WriteMode,
 };
 
 /// Every ledger entry of `user`, newest first.
@@ -24,7 +25,15 @@ fn all_entries(shop: &Shop, user: UserId) -> Result<Vec<liteshop::LedgerEntry>> 
 
 #[test]
 fn a_hundred_concurrent_charges_all_land_exactly_once() -> Result<()> {
-    let t = open();
+    hundred_charges(open())
+}
+
+#[test]
+fn a_hundred_concurrent_charges_through_pooled_writers_all_land_exactly_once() -> Result<()> {
+    hundred_charges(open_with(|b| b.write_mode(WriteMode::Pooled)))
+}
+
+fn hundred_charges(t: common::TestShop) -> Result<()> {
     let kim = t.user("Kim");
     let results = race(100, |_| t.shop.clone().charge(kim.id, won(1_000)));
     assert!(results.iter().all(Result::is_ok), "{results:?}");

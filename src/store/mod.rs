@@ -9,6 +9,8 @@ pub(crate) mod schema;
 use std::path::Path;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -46,21 +48,49 @@ impl Durability {
     }
 }
 
+/// How writers reach the database.
+///
+/// SQLite lets one writer in at a time either way; the choice is how the
+/// others wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// One dedicated write connection behind a mutex, the default: writers
+    /// queue on the mutex and are woken the moment it is free. Readers use
+    /// the pool.
+    #[default]
+    Dedicated,
+    /// Every write takes a pooled connection and waits in SQLite's busy
+    /// handler, which polls with growing sleeps: simpler, but its tail
+    /// latency under write contention is longer.
+    Pooled,
+}
+
 /// What [`open`] needs to know.
 #[derive(Clone, Debug)]
 pub(crate) struct StoreConfig {
     pub(crate) pool_size: u32,
     pub(crate) busy_timeout: Duration,
     pub(crate) durability: Durability,
+    pub(crate) write_mode: WriteMode,
+}
+
+/// The open database: a pool for readers (and writers, in
+/// [`WriteMode::Pooled`]) and, in [`WriteMode::Dedicated`], the one write
+/// connection.
+pub(crate) struct Store {
+    pool: Pool,
+    writer: Option<Mutex<Connection>>,
+    busy_timeout: Duration,
 }
 
 /// Opens (creating if needed) and migrates the database at `path`, then
-/// builds the pool.
+/// builds the pool and, if asked for, the dedicated writer.
 ///
 /// The schema version is read before anything is written, so a file from a
 /// newer liteshop, a file that is not a database, or another program's
 /// database is refused with its bytes untouched.
-pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Pool> {
+pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(config.busy_timeout)?;
     check_version(&conn, path)?;
@@ -69,19 +99,27 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Pool> {
     schema::migrations()
         .to_latest(&mut conn)
         .map_err(Error::Migration)?;
-    drop(conn);
+    let writer = match config.write_mode {
+        WriteMode::Dedicated => Some(Mutex::new(conn)),
+        WriteMode::Pooled => None,
+    };
 
     let init_config = config.clone();
     let manager =
         SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, &init_config));
-    r2d2::Pool::builder()
+    let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(1))
         .connection_timeout(config.busy_timeout)
         // A local file connection does not go stale; skip the probe query.
         .test_on_check_out(false)
         .build(manager)
-        .map_err(Error::Pool)
+        .map_err(Error::Pool)?;
+    Ok(Store {
+        pool,
+        writer,
+        busy_timeout: config.busy_timeout,
+    })
 }
 
 /// Refuses a file from a newer schema, a non-database, or a database that
@@ -128,26 +166,42 @@ fn configure(conn: &Connection, config: &StoreConfig) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits if it returns
-/// `Ok`; on `Err` the transaction rolls back when dropped, so a failed call
-/// changes nothing.
-///
-/// `IMMEDIATE` takes the write lock up front: two writers never both read a
-/// value and then race to write it, and a busy database is reported before
-/// any work is done.
-pub(crate) fn write<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    let mut conn = pool.get()?;
+impl Store {
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits if it
+    /// returns `Ok`; on `Err` the transaction rolls back when dropped, so a
+    /// failed call changes nothing.
+    ///
+    /// `IMMEDIATE` takes the write lock up front: two writers never both
+    /// read a value and then race to write it, and a busy database is
+    /// reported before any work is done.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        match &self.writer {
+            Some(writer) => {
+                // parking_lot's mutex parks waiters and hands over fairly; a
+                // wait past the busy timeout is reported like SQLITE_BUSY.
+                let mut conn = writer.try_lock_for(self.busy_timeout).ok_or_else(|| {
+                    Error::Busy("no turn at the writer within the busy timeout".into())
+                })?;
+                run_write(&mut conn, f)
+            }
+            None => run_write(&mut *self.pool.get()?, f),
+        }
+    }
+
+    /// Runs `f` in one read transaction, so all its statements see one
+    /// snapshot.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        f(&tx)
+    }
+}
+
+fn run_write<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let value = f(&tx)?;
     tx.commit()?;
     Ok(value)
-}
-
-/// Runs `f` in one read transaction, so all its statements see one snapshot.
-pub(crate) fn read<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    let mut conn = pool.get()?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    f(&tx)
 }
 
 #[cfg(test)]
@@ -199,9 +253,10 @@ mod tests {
             pool_size: 1,
             busy_timeout: Duration::from_secs(1),
             durability: Durability::Normal,
+            write_mode: WriteMode::Pooled,
         };
-        let pool = open(&dir.path().join("plans.db"), &config).unwrap();
-        let conn = pool.get().unwrap();
+        let store = open(&dir.path().join("plans.db"), &config).unwrap();
+        let conn = store.pool.get().unwrap();
         for (name, sql) in HOT_QUERIES {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             // Parameters stay unbound (NULL): the plan does not depend on them.
