@@ -1,0 +1,1260 @@
+//! A load generator: a realistic mix of shop calls from many threads for a
+//! while, then a latency and refusal table, and every money and stock
+//! invariant checked. Exits non-zero if any invariant fails.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --threads 8 --seconds 20
+//! cargo run --release --example loadgen -- --threads 8 --seconds 10 --baseline raw
+//! cargo run --release --example loadgen -- --writer pooled --json
+//! ```
+//!
+//! `--baseline raw` runs the same mix again, for the same time, against a
+//! second database with the same statements written directly with rusqlite
+//! (no liteshop, no pool), and prints liteshop's throughput as a ratio of it.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use liteshop::{
+    Approval, ApproveRequest, CancelRequest, Cancellation, Durability, Error, ErrorKind,
+    FakeGateway, FakeOutcome, GatewayError, HttpGateway, Money, NewProduct, OrderId, OrderLine,
+    PaymentGateway, PgStatus, ProductId, RetryPolicy, Shop, StatusRequest, UserId, WriteMode,
+};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Load liteshop with a mix of calls and check its invariants")]
+struct Args {
+    /// Worker threads.
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
+    /// How long to run (ignored with --ops).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Run this many operations in all instead of for a time.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Users.
+    #[arg(long, default_value_t = 100)]
+    users: i64,
+    /// Products.
+    #[arg(long, default_value_t = 50)]
+    products: i64,
+    /// Initial stock of each product.
+    #[arg(long, default_value_t = 100_000)]
+    stock: u32,
+    /// Weights of the operations.
+    #[arg(
+        long,
+        default_value = "charge=20,cart=20,order=20,pay=15,cancel=5,read=20"
+    )]
+    mix: String,
+    /// Share of orders whose first line is the one hot product (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    hot: f64,
+    /// Database file (default: a temp file).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Commit durability.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+    /// How writers reach the database.
+    #[arg(long, value_enum, default_value_t = WriterArg::Dedicated)]
+    writer: WriterArg,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Share of approvals the fake PG declines.
+    #[arg(long, default_value_t = 0.05)]
+    pg_decline: f64,
+    /// Share of approvals whose reply the fake PG loses (half before, half
+    /// after it approved).
+    #[arg(long, default_value_t = 0.02)]
+    pg_unknown: f64,
+    /// Use HttpGateway against a PG at this URL instead of the fake.
+    #[arg(long, requires = "pg_secret")]
+    pg_url: Option<String>,
+    /// The PG's secret key (with --pg-url).
+    #[arg(long)]
+    pg_secret: Option<String>,
+    /// The HTTP PG's response timeout in milliseconds.
+    #[arg(long)]
+    pg_timeout_ms: Option<u64>,
+    /// Also run the same mix directly on rusqlite and print the ratios.
+    #[arg(long, value_enum)]
+    baseline: Option<BaselineArg>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum DurabilityArg {
+    Full,
+    Normal,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum WriterArg {
+    Dedicated,
+    Pooled,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum BaselineArg {
+    Raw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Op {
+    Charge,
+    Cart,
+    Order,
+    Pay,
+    Cancel,
+    Read,
+}
+
+const OPS: [Op; 6] = [
+    Op::Charge,
+    Op::Cart,
+    Op::Order,
+    Op::Pay,
+    Op::Cancel,
+    Op::Read,
+];
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Charge => "charge",
+            Op::Cart => "cart",
+            Op::Order => "order",
+            Op::Pay => "pay",
+            Op::Cancel => "cancel",
+            Op::Read => "read",
+        }
+    }
+}
+
+fn parse_mix(text: &str) -> Result<Vec<(Op, u32)>, String> {
+    let mut mix = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (name, weight) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected op=weight"))?;
+        let op = OPS
+            .into_iter()
+            .find(|op| op.name() == name)
+            .ok_or_else(|| format!("unknown op {name:?}"))?;
+        let weight: u32 = weight
+            .parse()
+            .map_err(|_| format!("bad weight in {part:?}"))?;
+        mix.push((op, weight));
+    }
+    if mix.iter().map(|(_, w)| w).sum::<u32>() == 0 {
+        return Err("the mix has no weight".into());
+    }
+    Ok(mix)
+}
+
+/// xorshift64*: fast, seeded per thread, good enough to pick operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// True with probability `p`, in steps of 1/1,000,000.
+    fn chance(&mut self, p: f64) -> bool {
+        (self.below(1_000_000) as f64) < p * 1_000_000.0
+    }
+}
+
+/// A fake PG that declines or loses replies at the given rates.
+struct RandomGateway {
+    fake: FakeGateway,
+    decline: f64,
+    unknown: f64,
+    seed: AtomicU64,
+}
+
+impl RandomGateway {
+    fn outcome(&self) -> Option<FakeOutcome> {
+        let mut rng = Rng(self
+            .seed
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            | 1);
+        if rng.chance(self.decline) {
+            Some(FakeOutcome::decline())
+        } else if rng.chance(self.unknown) {
+            Some(if rng.chance(0.5) {
+                FakeOutcome::UnknownBeforeCharge
+            } else {
+                FakeOutcome::UnknownAfterCharge
+            })
+        } else {
+            None
+        }
+    }
+}
+
+impl PaymentGateway for RandomGateway {
+    fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+        // Scripted per order, so concurrent payments of other orders do not
+        // take this outcome; a retried or reconciled attempt replays by key.
+        if self.fake.calls(&request.idempotency_key) == 0
+            && let Some(outcome) = self.outcome()
+        {
+            self.fake.push_for_order(request.order, outcome);
+        }
+        self.fake.approve(request)
+    }
+    fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError> {
+        self.fake.status(request)
+    }
+    fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        self.fake.cancel(request)
+    }
+}
+
+/// What one thread measured of one operation.
+#[derive(Clone)]
+struct Stats {
+    count: u64,
+    ok: u64,
+    refused: BTreeMap<String, u64>,
+    latency_us: Histogram<u64>,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            count: 0,
+            ok: 0,
+            refused: BTreeMap::new(),
+            latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+        }
+    }
+
+    fn merge(&mut self, other: &Stats) {
+        self.count += other.count;
+        self.ok += other.ok;
+        for (kind, n) in &other.refused {
+            *self.refused.entry(kind.clone()).or_default() += n;
+        }
+        self.latency_us.add(&other.latency_us).expect("same bounds");
+    }
+}
+
+/// One worker's state: its generator, the orders it placed and may pay or
+/// cancel, and (for the raw baseline) its own connection.
+struct Worker {
+    rng: Rng,
+    orders: VecDeque<(UserId, OrderId)>,
+    conn: Option<Connection>,
+}
+
+/// Something the mix runs against: liteshop or the raw baseline. `None`
+/// means the operation had nothing to do (no order to pay) and is not
+/// counted.
+trait Target: Sync {
+    fn run(&self, op: Op, worker: &mut Worker, world: &World) -> Option<Result<(), String>>;
+}
+
+/// The fixed shape of the shop under load.
+struct World {
+    users: i64,
+    products: i64,
+    hot: f64,
+}
+
+impl World {
+    fn user(&self, rng: &mut Rng) -> UserId {
+        UserId::new(1 + rng.below(self.users as u64) as i64)
+    }
+    fn product(&self, rng: &mut Rng) -> ProductId {
+        ProductId::new(1 + rng.below(self.products as u64) as i64)
+    }
+    fn order_lines(&self, rng: &mut Rng) -> Vec<OrderLine> {
+        let count = 1 + rng.below(3) as usize;
+        let mut seen = HashSet::new();
+        let mut lines = Vec::new();
+        for i in 0..count {
+            let product = if i == 0 && rng.chance(self.hot) {
+                ProductId::new(1)
+            } else {
+                self.product(rng)
+            };
+            if seen.insert(product) {
+                lines.push(OrderLine::new(product, 1 + rng.below(2) as u32));
+            }
+        }
+        lines
+    }
+    fn charge_amount(&self, rng: &mut Rng) -> Money {
+        Money::new(1_000 * (1 + rng.below(50) as i64)).expect("positive")
+    }
+}
+
+fn kind_name(kind: ErrorKind) -> String {
+    format!("{kind:?}")
+}
+
+struct Liteshop(Shop);
+
+impl Target for Liteshop {
+    fn run(&self, op: Op, w: &mut Worker, world: &World) -> Option<Result<(), String>> {
+        let shop = &self.0;
+        let refused = |err: Error| kind_name(err.kind());
+        Some(match op {
+            Op::Charge => {
+                let user = world.user(&mut w.rng);
+                shop.charge(user, world.charge_amount(&mut w.rng))
+                    .map(drop)
+                    .map_err(refused)
+            }
+            Op::Cart => {
+                let (user, product) = (world.user(&mut w.rng), world.product(&mut w.rng));
+                match shop.add_to_cart(user, product, 1 + w.rng.below(3) as u32) {
+                    Err(Error::AlreadyInCart { item, .. }) => {
+                        shop.remove_from_cart(user, item).map_err(refused)
+                    }
+                    other => other.map(drop).map_err(refused),
+                }
+            }
+            Op::Order => {
+                let user = world.user(&mut w.rng);
+                match shop.place_order(user, &world.order_lines(&mut w.rng)) {
+                    Ok(order) => {
+                        w.orders.push_back((user, order.id));
+                        Ok(())
+                    }
+                    Err(err) => Err(refused(err)),
+                }
+            }
+            Op::Pay => {
+                let (user, order) = w.orders.pop_front()?;
+                shop.pay(user, order).map(drop).map_err(refused)
+            }
+            Op::Cancel => {
+                let (user, order) = w.orders.pop_back()?;
+                shop.cancel_order(user, order).map(drop).map_err(refused)
+            }
+            Op::Read => shop
+                .product(world.product(&mut w.rng))
+                .map(drop)
+                .map_err(refused),
+        })
+    }
+}
+
+/// Runs the mix on `threads` threads until the time or op budget is spent.
+fn run_mix(
+    args: &Args,
+    mix: &[(Op, u32)],
+    target: &dyn Target,
+    world: &World,
+    raw_db: Option<&Path>,
+    label: &str,
+) -> (BTreeMap<Op, Stats>, Duration) {
+    let total_weight: u32 = mix.iter().map(|(_, w)| w).sum();
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let budget = args.ops;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(budget.unwrap_or(args.seconds * 1_000));
+        bar.set_style(
+            ProgressStyle::with_template(&format!("{label:>9} [{{bar:40}}] {{msg}}"))
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar
+    };
+    let per_thread: Vec<BTreeMap<Op, Stats>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.threads)
+            .map(|t| {
+                let done = &done;
+                scope.spawn(move || {
+                    let mut worker = Worker {
+                        rng: Rng(0x1234_5678_9abc_def1 ^ ((t as u64 + 1) * 0x9e37_79b9)),
+                        orders: VecDeque::new(),
+                        conn: raw_db.map(raw_connection),
+                    };
+                    let mut stats: BTreeMap<Op, Stats> = BTreeMap::new();
+                    loop {
+                        let finished = match budget {
+                            Some(max) => done.load(Ordering::Relaxed) >= max,
+                            None => Instant::now() >= deadline,
+                        };
+                        if finished {
+                            break;
+                        }
+                        let mut pick = worker.rng.below(u64::from(total_weight)) as u32;
+                        let op = mix
+                            .iter()
+                            .find(|(_, w)| {
+                                let hit = pick < *w;
+                                pick = pick.saturating_sub(*w);
+                                hit
+                            })
+                            .map(|(op, _)| *op)
+                            .expect("weights cover the range");
+                        let began = Instant::now();
+                        let Some(result) = target.run(op, &mut worker, world) else {
+                            continue;
+                        };
+                        let micros = began.elapsed().as_micros() as u64;
+                        let entry = stats.entry(op).or_insert_with(Stats::new);
+                        entry.count += 1;
+                        entry.latency_us.saturating_record(micros.max(1));
+                        match result {
+                            Ok(()) => entry.ok += 1,
+                            Err(kind) => *entry.refused.entry(kind).or_default() += 1,
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    stats
+                })
+            })
+            .collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            let ops = done.load(Ordering::Relaxed);
+            bar.set_position(budget.map_or(started.elapsed().as_millis() as u64, |_| ops));
+            bar.set_message(format!("{ops} ops"));
+            thread::sleep(Duration::from_millis(100));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect()
+    });
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let mut merged: BTreeMap<Op, Stats> = BTreeMap::new();
+    for stats in per_thread {
+        for (op, s) in stats {
+            merged.entry(op).or_insert_with(Stats::new).merge(&s);
+        }
+    }
+    (merged, elapsed)
+}
+
+/// Creates the users (each with a large balance) and the products.
+fn seed(path: &Path, args: &Args) -> Result<(), Error> {
+    let shop = Shop::builder(path)
+        .durability(Durability::Normal)
+        .max_balance(Money::MAX)
+        .max_charge(Money::MAX)
+        .build()?;
+    for i in 0..args.users {
+        let user = shop.create_user(&format!("user {i}"))?;
+        shop.charge(user.id, Money::new(1_000_000_000)?)?;
+    }
+    for i in 0..args.products {
+        shop.create_product(NewProduct {
+            name: format!("product {i}"),
+            price: Money::new(1_000 + 500 * (i % 10))?,
+            stock: args.stock,
+        })?;
+    }
+    Ok(())
+}
+
+fn open_shop(args: &Args, path: &Path, fake: &FakeGateway) -> Result<Shop, Error> {
+    let builder = Shop::builder(path)
+        .pool_size(args.threads as u32 + 2)
+        .busy_timeout(Duration::from_secs(30))
+        .durability(match args.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Normal => Durability::Normal,
+        })
+        .write_mode(match args.writer {
+            WriterArg::Dedicated => WriteMode::Dedicated,
+            WriterArg::Pooled => WriteMode::Pooled,
+        })
+        .max_balance(Money::MAX)
+        .max_charge(Money::MAX)
+        .reconcile_grace(Duration::ZERO)
+        .gateway_retry(RetryPolicy {
+            retries: 2,
+            base: Duration::from_millis(5),
+        });
+    match (&args.pg_url, &args.pg_secret) {
+        (Some(url), Some(secret)) => {
+            let mut gateway = HttpGateway::builder(url, secret);
+            if let Some(ms) = args.pg_timeout_ms {
+                gateway = gateway.response_timeout(Duration::from_millis(ms));
+            }
+            builder.gateway(gateway.build()).build()
+        }
+        _ => builder
+            .gateway(RandomGateway {
+                fake: fake.clone(),
+                decline: args.pg_decline,
+                unknown: args.pg_unknown,
+                seed: AtomicU64::new(0xfeed),
+            })
+            .build(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mix = match parse_mix(&args.mix) {
+        Ok(mix) => mix,
+        Err(err) => {
+            eprintln!("--mix: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = args
+        .db
+        .clone()
+        .unwrap_or_else(|| dir.path().join("loadgen.db"));
+    if let Err(err) = seed(&path, &args) {
+        eprintln!("seeding {}: {err}", path.display());
+        return ExitCode::from(2);
+    }
+    let fake = FakeGateway::new();
+    let shop = match open_shop(&args, &path, &fake) {
+        Ok(shop) => shop,
+        Err(err) => {
+            eprintln!("opening {}: {err}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let world = World {
+        users: args.users,
+        products: args.products,
+        hot: args.hot,
+    };
+    let (stats, elapsed) = run_mix(
+        &args,
+        &mix,
+        &Liteshop(shop.clone()),
+        &world,
+        None,
+        "liteshop",
+    );
+
+    // Settle every payment, in bounded rounds.
+    let mut rounds = 0;
+    while rounds < 10 && unsettled(&path) > 0 {
+        if let Err(err) = shop.reconcile_payments() {
+            eprintln!("reconcile: {err}");
+        }
+        rounds += 1;
+    }
+    drop(shop);
+
+    let baseline = args.baseline.map(|_| {
+        let raw_path = dir.path().join("raw.db");
+        seed(&raw_path, &args).expect("seeding the raw database");
+        let raw = raw::Raw {
+            gateway: RandomGateway {
+                fake: FakeGateway::new(),
+                decline: args.pg_decline,
+                unknown: args.pg_unknown,
+                seed: AtomicU64::new(0xfeed),
+            },
+            durability: args.durability,
+        };
+        run_mix(&args, &mix, &raw, &world, Some(&raw_path), "raw")
+    });
+
+    let checks = invariants(&path, &args, args.pg_url.is_none().then_some(&fake));
+    let report = report(
+        &args,
+        &stats,
+        elapsed,
+        baseline.as_ref(),
+        &path,
+        &checks,
+        rounds,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        print_table(&args, &stats, elapsed, baseline.as_ref(), &report, &checks);
+    }
+    if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn unsettled(path: &Path) -> i64 {
+    let conn = Connection::open(path).expect("open for counting");
+    conn.query_row(
+        "SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')",
+        [],
+        |row| row.get(0),
+    )
+    .expect("count unsettled")
+}
+
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+fn invariants(path: &Path, args: &Args, fake: Option<&FakeGateway>) -> Vec<Check> {
+    let conn = Connection::open(path).expect("open for checks");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).expect(sql) };
+    let mut checks = Vec::new();
+    let mut check = |name, bad: i64, detail: String| {
+        checks.push(Check {
+            name,
+            ok: bad == 0,
+            detail,
+        })
+    };
+
+    let bad = count(
+        "SELECT count(*) FROM balances b WHERE b.amount < 0 OR b.amount <>
+           (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.user_id = b.user_id)",
+    );
+    check(
+        "balance = ledger sum >= 0 for every user",
+        bad,
+        format!("{bad} users differ"),
+    );
+
+    let bad = count(&format!(
+        "SELECT count(*) FROM products p WHERE p.stock + (SELECT coalesce(sum(i.quantity), 0)
+           FROM order_items i JOIN orders o ON o.id = i.order_id
+           WHERE i.product_id = p.id AND o.status IN ('pending', 'paying', 'paid')) <> {}",
+        args.stock
+    ));
+    check(
+        "initial stock = stock + units held by pending/paying/paid orders",
+        bad,
+        format!("{bad} products differ"),
+    );
+
+    let charged = count("SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = 'charge'");
+    let balances = count("SELECT coalesce(sum(amount), 0) FROM balances");
+    let paid = count("SELECT coalesce(sum(total), 0) FROM orders WHERE status = 'paid'");
+    check(
+        "charges = balances + paid order totals",
+        charged - balances - paid,
+        format!("charges {charged}, balances {balances}, paid {paid}"),
+    );
+
+    let bad = count(
+        "SELECT count(*) FROM orders o WHERE o.status = 'paid' AND
+           (SELECT count(*) FROM payments p WHERE p.order_id = o.id AND p.status = 'approved') <> 1",
+    );
+    check(
+        "each paid order has exactly one approved payment",
+        bad,
+        format!("{bad} orders"),
+    );
+
+    let bad = count("SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')");
+    check(
+        "no payment left requested/unknown after reconciliation",
+        bad,
+        format!("{bad} payments"),
+    );
+
+    if let Some(fake) = fake {
+        let approved: Vec<String> = conn
+            .prepare("SELECT pg_order_id FROM payments WHERE status = 'approved'")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let missing = approved
+            .iter()
+            .filter(|id| fake.approval(id).is_none())
+            .count() as i64;
+        let extra = fake.approved_count() as i64 - approved.len() as i64;
+        check(
+            "each approved payment was approved by the PG exactly once, and no other",
+            missing + extra.abs(),
+            format!("{missing} not approved by the PG, {extra} approved by the PG only"),
+        );
+    }
+    checks
+}
+
+fn throughput(stats: &Stats, elapsed: Duration) -> f64 {
+    stats.count as f64 / elapsed.as_secs_f64()
+}
+
+fn report(
+    args: &Args,
+    stats: &BTreeMap<Op, Stats>,
+    elapsed: Duration,
+    baseline: Option<&(BTreeMap<Op, Stats>, Duration)>,
+    path: &Path,
+    checks: &[Check],
+    rounds: u32,
+) -> Value {
+    let conn = Connection::open(path).expect("open for the report");
+    let by_status = |sql: &str| -> HashMap<String, i64> {
+        conn.prepare(sql)
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let mut ops = serde_json::Map::new();
+    for (op, s) in stats {
+        let mut entry = json!({
+            "count": s.count,
+            "ok": s.ok,
+            "refused": s.refused,
+            "throughput": throughput(s, elapsed),
+            "p50_us": s.latency_us.value_at_quantile(0.5),
+            "p99_us": s.latency_us.value_at_quantile(0.99),
+            "p999_us": s.latency_us.value_at_quantile(0.999),
+            "max_us": s.latency_us.max(),
+        });
+        if let Some((raw, raw_elapsed)) = baseline
+            && let Some(r) = raw.get(op)
+        {
+            entry["raw_throughput"] = json!(throughput(r, *raw_elapsed));
+            entry["ratio"] = json!(throughput(s, elapsed) / throughput(r, *raw_elapsed));
+        }
+        ops.insert(op.name().into(), entry);
+    }
+    json!({
+        "config": {
+            "threads": args.threads,
+            "seconds": elapsed.as_secs_f64(),
+            "users": args.users,
+            "products": args.products,
+            "stock": args.stock,
+            "mix": args.mix,
+            "hot": args.hot,
+            "durability": format!("{:?}", args.durability).to_lowercase(),
+            "writer": format!("{:?}", args.writer).to_lowercase(),
+            "gateway": if args.pg_url.is_some() { "http" } else { "fake" },
+        },
+        "ops": ops,
+        "payments": by_status("SELECT status, count(*) FROM payments GROUP BY status"),
+        "orders": by_status("SELECT status, count(*) FROM orders GROUP BY status"),
+        "reconcile_rounds": rounds,
+        "invariants": checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
+        "invariants_held": checks.iter().all(|c| c.ok),
+    })
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.2}", micros as f64 / 1_000.0)
+}
+
+fn print_table(
+    args: &Args,
+    stats: &BTreeMap<Op, Stats>,
+    elapsed: Duration,
+    baseline: Option<&(BTreeMap<Op, Stats>, Duration)>,
+    report: &Value,
+    checks: &[Check],
+) {
+    println!(
+        "liteshop: {} threads, {:.1} s, durability {:?}, writer {:?}",
+        args.threads,
+        elapsed.as_secs_f64(),
+        args.durability,
+        args.writer
+    );
+    println!(
+        "{:<7} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}  {:<7} refused",
+        "op", "count", "ok", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "vs raw"
+    );
+    for (op, s) in stats {
+        let ratio = baseline
+            .and_then(|(raw, raw_elapsed)| {
+                raw.get(op)
+                    .map(|r| throughput(s, elapsed) / throughput(r, *raw_elapsed))
+            })
+            .map_or("-".to_owned(), |r| format!("{r:.2}x"));
+        let refused: Vec<String> = s.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!(
+            "{:<7} {:>8} {:>8} {:>10.0} {:>9} {:>9} {:>9} {:>9}  {:<7} {}",
+            op.name(),
+            s.count,
+            s.ok,
+            throughput(s, elapsed),
+            ms(s.latency_us.value_at_quantile(0.5)),
+            ms(s.latency_us.value_at_quantile(0.99)),
+            ms(s.latency_us.value_at_quantile(0.999)),
+            ms(s.latency_us.max()),
+            ratio,
+            refused.join(", ")
+        );
+    }
+    if let Some((raw, raw_elapsed)) = baseline {
+        println!(
+            "raw rusqlite baseline, same mix, {:.1} s:",
+            raw_elapsed.as_secs_f64()
+        );
+        for (op, r) in raw {
+            println!(
+                "  {:<7} {:>10.0} ops/s  p99.9 {} ms",
+                op.name(),
+                throughput(r, *raw_elapsed),
+                ms(r.latency_us.value_at_quantile(0.999))
+            );
+        }
+    }
+    println!("payments: {}", report["payments"]);
+    println!("orders:   {}", report["orders"]);
+    println!("invariants:");
+    for c in checks {
+        println!(
+            "  [{}] {} ({})",
+            if c.ok { "ok" } else { "FAILED" },
+            c.name,
+            c.detail
+        );
+    }
+    if checks.iter().all(|c| c.ok) {
+        println!("all invariants held");
+    } else {
+        println!("SOME INVARIANTS FAILED");
+    }
+}
+
+fn raw_connection(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open raw connection");
+    conn.busy_timeout(Duration::from_secs(30))
+        .expect("busy timeout");
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .expect("foreign keys");
+    conn.set_prepared_statement_cache_capacity(64);
+    conn
+}
+
+/// The same statements as liteshop, written directly on one rusqlite
+/// connection per thread: no pool, no validation layer, no result structs.
+mod raw {
+    use super::*;
+
+    pub(super) struct Raw {
+        pub(super) gateway: RandomGateway,
+        pub(super) durability: DurabilityArg,
+    }
+
+    type R<T> = Result<T, String>;
+
+    fn sql(err: rusqlite::Error) -> String {
+        format!("sql: {err}")
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    impl Target for Raw {
+        fn run(&self, op: Op, w: &mut Worker, world: &World) -> Option<R<()>> {
+            let mut conn = w.conn.take().expect("a raw connection");
+            if conn.is_autocommit() {
+                let sync = match self.durability {
+                    DurabilityArg::Full => "FULL",
+                    DurabilityArg::Normal => "NORMAL",
+                };
+                let _ = conn.pragma_update(None, "synchronous", sync);
+            }
+            let result = match op {
+                Op::Charge => {
+                    let user = world.user(&mut w.rng);
+                    Some(charge(
+                        &mut conn,
+                        user.get(),
+                        1_000 * (1 + w.rng.below(50) as i64),
+                    ))
+                }
+                Op::Cart => Some(cart(
+                    &mut conn,
+                    world.user(&mut w.rng).get(),
+                    world.product(&mut w.rng).get(),
+                    1 + w.rng.below(3) as i64,
+                )),
+                Op::Order => {
+                    let user = world.user(&mut w.rng);
+                    let lines = world.order_lines(&mut w.rng);
+                    Some(
+                        order(&mut conn, user.get(), &lines)
+                            .map(|id| w.orders.push_back((user, OrderId::new(id)))),
+                    )
+                }
+                Op::Pay => w
+                    .orders
+                    .pop_front()
+                    .map(|(user, order)| pay(&mut conn, &self.gateway, user.get(), order.get())),
+                Op::Cancel => w
+                    .orders
+                    .pop_back()
+                    .map(|(user, order)| cancel(&mut conn, user.get(), order.get())),
+                Op::Read => Some(read(&conn, world.product(&mut w.rng).get())),
+            };
+            w.conn = Some(conn);
+            result
+        }
+    }
+
+    fn exists(tx: &Connection, sql_text: &str, id: i64) -> R<bool> {
+        tx.prepare_cached(sql_text)
+            .map_err(sql)?
+            .query_row([id], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(sql)
+    }
+
+    fn post(
+        tx: &Connection,
+        user: i64,
+        kind: &str,
+        signed: i64,
+        payment: Option<i64>,
+        now: i64,
+    ) -> R<()> {
+        let balance: i64 = tx
+            .prepare_cached("SELECT amount FROM balances WHERE user_id = ?1")
+            .map_err(sql)?
+            .query_row([user], |r| r.get(0))
+            .map_err(sql)?;
+        let after = balance + signed;
+        tx.prepare_cached("UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1")
+            .map_err(sql)?
+            .execute((user, after, now))
+            .map_err(sql)?;
+        tx.prepare_cached(
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(sql)?
+        .execute((user, kind, signed, after, payment, now))
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    fn charge(conn: &mut Connection, user: i64, amount: i64) -> R<()> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        if !exists(&tx, "SELECT 1 FROM users WHERE id = ?1", user)? {
+            return Err("NotFound".into());
+        }
+        let _held: i64 = tx
+            .prepare_cached(
+                "SELECT coalesce(sum(amount), 0) FROM payments
+                 WHERE user_id = ?1 AND status IN ('requested', 'unknown')",
+            )
+            .map_err(sql)?
+            .query_row([user], |r| r.get(0))
+            .map_err(sql)?;
+        post(&tx, user, "charge", amount, None, now())?;
+        tx.commit().map_err(sql)
+    }
+
+    fn cart(conn: &mut Connection, user: i64, product: i64, quantity: i64) -> R<()> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        if !exists(&tx, "SELECT 1 FROM users WHERE id = ?1", user)? {
+            return Err("NotFound".into());
+        }
+        let _product: (i64, String, i64, i64) = tx
+            .prepare_cached("SELECT id, name, price, stock FROM products WHERE id = ?1")
+            .map_err(sql)?
+            .query_row([product], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(sql)?;
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT id FROM cart_items WHERE user_id = ?1 AND product_id = ?2")
+            .map_err(sql)?
+            .query_row((user, product), |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        match existing {
+            Some(item) => {
+                // liteshop refuses, then removes in a second transaction.
+                drop(tx);
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                tx.prepare_cached("DELETE FROM cart_items WHERE id = ?1 AND user_id = ?2")
+                    .map_err(sql)?
+                    .execute((item, user))
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO cart_items (user_id, product_id, quantity, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?
+                .execute((user, product, quantity, now()))
+                .map_err(sql)?;
+                tx.commit().map_err(sql)
+            }
+        }
+    }
+
+    fn order(conn: &mut Connection, user: i64, lines: &[OrderLine]) -> R<i64> {
+        let now = now();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        if !exists(&tx, "SELECT 1 FROM users WHERE id = ?1", user)? {
+            return Err("NotFound".into());
+        }
+        let mut items = Vec::new();
+        for line in lines {
+            let (name, price): (String, i64) = tx
+                .prepare_cached("SELECT name, price FROM products WHERE id = ?1")
+                .map_err(sql)?
+                .query_row([line.product.get()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql)?;
+            items.push((line.product.get(), name, price, i64::from(line.quantity)));
+        }
+        for (product, _, _, quantity) in &items {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE products SET stock = stock - ?2, updated_at = ?3 WHERE id = ?1 AND stock >= ?2",
+                )
+                .map_err(sql)?
+                .execute((product, quantity, now))
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err("Conflict".into());
+            }
+        }
+        let total: i64 = items.iter().map(|(_, _, price, q)| price * q).sum();
+        let balance: i64 = tx
+            .prepare_cached("SELECT amount FROM balances WHERE user_id = ?1")
+            .map_err(sql)?
+            .query_row([user], |r| r.get(0))
+            .map_err(sql)?;
+        if balance < total {
+            return Err("Conflict".into());
+        }
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO orders (user_id, status, total, created_at, expires_at, updated_at)
+                 VALUES (?1, 'pending', ?2, ?3, ?4, ?3) RETURNING id",
+            )
+            .map_err(sql)?
+            .query_row((user, total, now, now + 900_000), |r| r.get(0))
+            .map_err(sql)?;
+        for (product, name, price, quantity) in &items {
+            tx.prepare_cached(
+                "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(sql)?
+            .execute((id, product, name, price, quantity))
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(id)
+    }
+
+    fn pay(conn: &mut Connection, gateway: &RandomGateway, user: i64, order: i64) -> R<()> {
+        let now = now();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let (status, total): (String, i64) = tx
+            .prepare_cached("SELECT status, total FROM orders WHERE id = ?1 AND user_id = ?2")
+            .map_err(sql)?
+            .query_row((order, user), |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        let _items: Vec<i64> = tx
+            .prepare_cached("SELECT product_id FROM order_items WHERE order_id = ?1 ORDER BY id")
+            .map_err(sql)?
+            .query_map([order], |r| r.get(0))
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?;
+        if status != "pending" {
+            return Err("Conflict".into());
+        }
+        let balance: i64 = tx
+            .prepare_cached("SELECT amount FROM balances WHERE user_id = ?1")
+            .map_err(sql)?
+            .query_row([user], |r| r.get(0))
+            .map_err(sql)?;
+        if balance < total {
+            return Err("Conflict".into());
+        }
+        let key = format!("raw-pay-{order}-{now}");
+        let pg_order_id = format!("raw-{order}-{now}");
+        let payment: i64 = tx
+            .prepare_cached(
+                "INSERT INTO payments (order_id, user_id, amount, status, payment_key, pg_order_id,
+                                       idempotency_key, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6, ?7, ?7) RETURNING id",
+            )
+            .map_err(sql)?
+            .query_row((order, user, total, &key, &pg_order_id, &key, now), |r| {
+                r.get(0)
+            })
+            .map_err(sql)?;
+        post(&tx, user, "payment", -total, Some(payment), now)?;
+        event(&tx, payment, "requested", now)?;
+        set_order(&tx, order, "pending", "paying", now)?;
+        tx.commit().map_err(sql)?;
+
+        let answer = gateway.approve(&ApproveRequest {
+            payment_key: key.clone(),
+            pg_order_id,
+            amount: Money::new(total).expect("positive total"),
+            idempotency_key: key,
+            order: OrderId::new(order),
+        });
+
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let _current: String = tx
+            .prepare_cached("SELECT status FROM payments WHERE id = ?1")
+            .map_err(sql)?
+            .query_row([payment], |r| r.get(0))
+            .map_err(sql)?;
+        let result = match answer {
+            Ok(approval) => {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3 WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute((payment, &approval.transaction_id, now))
+                .map_err(sql)?;
+                event(&tx, payment, "approved", now)?;
+                set_order(&tx, order, "paying", "paid", now)?;
+                Ok(())
+            }
+            Err(GatewayError::Unknown { .. }) => {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute((payment, now))
+                .map_err(sql)?;
+                event(&tx, payment, "unknown", now)?;
+                Err("PaymentOutcomeUnknown".to_owned())
+            }
+            Err(_) => {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'declined', failure_code = 'X', failure_message = '', updated_at = ?2 WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute((payment, now))
+                .map_err(sql)?;
+                post(&tx, user, "payment_reversal", total, Some(payment), now)?;
+                event(&tx, payment, "declined", now)?;
+                set_order(&tx, order, "paying", "pending", now)?;
+                Err("PaymentDeclined".to_owned())
+            }
+        };
+        tx.commit().map_err(sql)?;
+        result
+    }
+
+    fn event(tx: &Connection, payment: i64, status: &str, now: i64) -> R<()> {
+        tx.prepare_cached(
+            "INSERT INTO payment_events (payment_id, status, detail, created_at) VALUES (?1, ?2, '', ?3)",
+        )
+        .map_err(sql)?
+        .execute((payment, status, now))
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    fn set_order(tx: &Connection, order: i64, from: &str, to: &str, now: i64) -> R<()> {
+        tx.prepare_cached(
+            "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2",
+        )
+        .map_err(sql)?
+        .execute((order, from, to, now))
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    fn cancel(conn: &mut Connection, user: i64, order: i64) -> R<()> {
+        let now = now();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let status: String = tx
+            .prepare_cached("SELECT status FROM orders WHERE id = ?1 AND user_id = ?2")
+            .map_err(sql)?
+            .query_row((order, user), |r| r.get(0))
+            .map_err(sql)?;
+        if status != "pending" {
+            return Err("Conflict".into());
+        }
+        tx.prepare_cached(
+            "UPDATE orders SET status = 'cancelled', cancel_reason = 'user', updated_at = ?2
+             WHERE id = ?1 AND status = 'pending'",
+        )
+        .map_err(sql)?
+        .execute((order, now))
+        .map_err(sql)?;
+        let lines: Vec<(i64, i64)> = tx
+            .prepare_cached("SELECT product_id, quantity FROM order_items WHERE order_id = ?1")
+            .map_err(sql)?
+            .query_map([order], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?;
+        for (product, quantity) in lines {
+            tx.prepare_cached(
+                "UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1",
+            )
+            .map_err(sql)?
+            .execute((product, quantity, now))
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    fn read(conn: &Connection, product: i64) -> R<()> {
+        let _row: (i64, String, i64, i64, i64, i64) = conn
+            .prepare_cached(
+                "SELECT id, name, price, stock, created_at, updated_at FROM products WHERE id = ?1",
+            )
+            .map_err(sql)?
+            .query_row([product], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(sql)?;
+        Ok(())
+    }
+}
