@@ -1,0 +1,750 @@
+//! Model-based test: random sequences of every public call against a plain
+//! in-memory model of the shop. After each step the call's result (value or
+//! `ErrorKind`) and the shop's observable state (balances, ledgers, stock,
+//! carts, order and payment states) must equal the model's.
+//!
+//! Failing cases proptest finds are shrunk and saved under
+//! `proptest-regressions/`, which is committed: they are replayed first on
+//! every run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{TestShop, open_with, won};
+use liteshop::{
+    CartItemId, ErrorKind, FakeGateway, FakeOutcome, Money, NewProduct, OrderId, OrderLine,
+    OrderStatus, PageRequest, PaymentId, PaymentStatus, ProductId, RetryPolicy, UserId,
+};
+use proptest::prelude::*;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+
+const MAX_CHARGE: i64 = 50_000;
+const MAX_BALANCE: i64 = 100_000;
+const MAX_QUANTITY: u32 = 3;
+const RESERVATION_SECS: u64 = 600;
+
+/// What a call returned: a number that identifies the result (an id, a
+/// balance, a count) or nothing, or the kind of its error.
+type Outcome = Result<Option<i64>, ErrorKind>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pg {
+    Approve,
+    Decline,
+    LostBeforeCharge,
+    LostAfterCharge,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    CreateUser,
+    Charge {
+        user: i64,
+        amount: i64,
+    },
+    CreateProduct {
+        price: i64,
+        stock: u32,
+    },
+    Restock {
+        product: i64,
+        quantity: u32,
+    },
+    AddToCart {
+        user: i64,
+        product: i64,
+        quantity: u32,
+    },
+    SetCartQuantity {
+        user: i64,
+        item: i64,
+        quantity: u32,
+    },
+    RemoveFromCart {
+        user: i64,
+        item: i64,
+    },
+    PlaceOrder {
+        user: i64,
+        lines: Vec<(i64, u32)>,
+    },
+    Checkout {
+        user: i64,
+    },
+    Cancel {
+        user: i64,
+        order: i64,
+    },
+    Advance {
+        secs: u64,
+    },
+    Expire,
+    Pay {
+        user: i64,
+        order: i64,
+        pg: Pg,
+    },
+    Reconcile,
+    Refund {
+        user: i64,
+        order: i64,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct MUser {
+    balance: i64,
+    ledger: usize,
+}
+
+#[derive(Clone, Debug)]
+struct MProduct {
+    price: i64,
+    stock: u32,
+}
+
+#[derive(Clone, Debug)]
+struct MItem {
+    user: i64,
+    product: i64,
+    quantity: u32,
+}
+
+#[derive(Clone, Debug)]
+struct MOrder {
+    user: i64,
+    status: OrderStatus,
+    lines: Vec<(i64, u32)>,
+    total: i64,
+    expires_at: u64,
+}
+
+#[derive(Clone, Debug)]
+struct MPayment {
+    order: i64,
+    user: i64,
+    amount: i64,
+    status: PaymentStatus,
+}
+
+/// The shop as plain data, and the outcome of the last step.
+#[derive(Clone, Debug)]
+struct Model {
+    now_secs: u64,
+    users: Vec<MUser>,
+    products: Vec<MProduct>,
+    cart: BTreeMap<i64, MItem>,
+    orders: Vec<MOrder>,
+    payments: Vec<MPayment>,
+    last: Outcome,
+}
+
+use ErrorKind::{Conflict, InvalidInput, NotFound, PaymentDeclined, PaymentOutcomeUnknown};
+
+impl Model {
+    fn user(&self, id: i64) -> Result<usize, ErrorKind> {
+        usize::try_from(id - 1)
+            .ok()
+            .filter(|&i| i < self.users.len())
+            .ok_or(NotFound)
+    }
+
+    fn product(&self, id: i64) -> Result<usize, ErrorKind> {
+        usize::try_from(id - 1)
+            .ok()
+            .filter(|&i| i < self.products.len())
+            .ok_or(NotFound)
+    }
+
+    /// The order `id` if it is `user`'s.
+    fn order_of(&self, user: i64, id: i64) -> Result<usize, ErrorKind> {
+        usize::try_from(id - 1)
+            .ok()
+            .filter(|&i| i < self.orders.len() && self.orders[i].user == user)
+            .ok_or(NotFound)
+    }
+
+    fn held(&self, user: i64) -> i64 {
+        self.payments
+            .iter()
+            .filter(|p| {
+                p.user == user
+                    && matches!(p.status, PaymentStatus::Requested | PaymentStatus::Unknown)
+            })
+            .map(|p| p.amount)
+            .sum()
+    }
+
+    fn credit(&mut self, user: i64, amount: i64) {
+        let u = &mut self.users[(user - 1) as usize];
+        u.balance += amount;
+        u.ledger += 1;
+    }
+
+    fn release(&mut self, order: usize) {
+        for (product, quantity) in self.orders[order].lines.clone() {
+            self.products[(product - 1) as usize].stock += quantity;
+        }
+    }
+
+    fn expire_where(&mut self, holds: impl Fn(&MOrder) -> bool) -> i64 {
+        let now_ms = self.now_secs * 1_000;
+        let due: Vec<usize> = (0..self.orders.len())
+            .filter(|&i| {
+                let o = &self.orders[i];
+                o.status == OrderStatus::Pending && o.expires_at <= now_ms && holds(o)
+            })
+            .collect();
+        for &i in &due {
+            self.orders[i].status = OrderStatus::Cancelled;
+            self.release(i);
+        }
+        due.len() as i64
+    }
+
+    fn validate_lines(lines: &[(i64, u32)]) -> Result<(), ErrorKind> {
+        if lines.is_empty() {
+            return Err(InvalidInput);
+        }
+        let mut seen = Vec::new();
+        for &(product, quantity) in lines {
+            if !(1..=MAX_QUANTITY).contains(&quantity) || seen.contains(&product) {
+                return Err(InvalidInput);
+            }
+            seen.push(product);
+        }
+        Ok(())
+    }
+
+    /// Places an order for a user known to exist, on a copy kept only on
+    /// success.
+    fn place(&mut self, user: i64, lines: &[(i64, u32)]) -> Outcome {
+        for &(product, _) in lines {
+            self.product(product)?;
+        }
+        let mut m = self.clone();
+        for &(product, quantity) in lines {
+            let p = (product - 1) as usize;
+            if m.products[p].stock < quantity {
+                m.expire_where(|o| o.lines.iter().any(|&(lp, _)| lp == product));
+            }
+            if m.products[p].stock < quantity {
+                return Err(Conflict);
+            }
+            m.products[p].stock -= quantity;
+        }
+        let total: i64 = lines
+            .iter()
+            .map(|&(product, quantity)| {
+                m.products[(product - 1) as usize].price * i64::from(quantity)
+            })
+            .sum();
+        if m.users[(user - 1) as usize].balance < total {
+            return Err(Conflict);
+        }
+        m.orders.push(MOrder {
+            user,
+            status: OrderStatus::Pending,
+            lines: lines.to_vec(),
+            total,
+            expires_at: (m.now_secs + RESERVATION_SECS) * 1_000,
+        });
+        let id = m.orders.len() as i64;
+        *self = m;
+        Ok(Some(id))
+    }
+
+    fn step(&mut self, step: &Step) -> Outcome {
+        match *step {
+            Step::CreateUser => {
+                self.users.push(MUser {
+                    balance: 0,
+                    ledger: 0,
+                });
+                Ok(Some(self.users.len() as i64))
+            }
+            Step::Charge { user, amount } => {
+                if amount == 0 {
+                    return Err(InvalidInput);
+                }
+                let u = self.user(user)?;
+                if amount > MAX_CHARGE
+                    || self.users[u].balance + self.held(user) + amount > MAX_BALANCE
+                {
+                    return Err(InvalidInput);
+                }
+                self.credit(user, amount);
+                Ok(Some(self.users[u].balance))
+            }
+            Step::CreateProduct { price, stock } => {
+                self.products.push(MProduct { price, stock });
+                Ok(Some(self.products.len() as i64))
+            }
+            Step::Restock { product, quantity } => {
+                if quantity == 0 {
+                    return Err(InvalidInput);
+                }
+                let p = self.product(product)?;
+                self.products[p].stock += quantity;
+                Ok(Some(i64::from(self.products[p].stock)))
+            }
+            Step::AddToCart {
+                user,
+                product,
+                quantity,
+            } => {
+                if !(1..=MAX_QUANTITY).contains(&quantity) {
+                    return Err(InvalidInput);
+                }
+                self.user(user)?;
+                self.product(product)?;
+                if self
+                    .cart
+                    .values()
+                    .any(|i| i.user == user && i.product == product)
+                {
+                    return Err(Conflict);
+                }
+                // SQLite gives a rowid one past the largest in the table.
+                let id = self.cart.keys().next_back().map_or(1, |max| max + 1);
+                self.cart.insert(
+                    id,
+                    MItem {
+                        user,
+                        product,
+                        quantity,
+                    },
+                );
+                Ok(Some(id))
+            }
+            Step::SetCartQuantity {
+                user,
+                item,
+                quantity,
+            } => {
+                if !(1..=MAX_QUANTITY).contains(&quantity) {
+                    return Err(InvalidInput);
+                }
+                match self.cart.get_mut(&item).filter(|i| i.user == user) {
+                    Some(line) => {
+                        line.quantity = quantity;
+                        Ok(None)
+                    }
+                    None => Err(NotFound),
+                }
+            }
+            Step::RemoveFromCart { user, item } => {
+                if self.cart.get(&item).is_some_and(|i| i.user == user) {
+                    self.cart.remove(&item);
+                    Ok(None)
+                } else {
+                    Err(NotFound)
+                }
+            }
+            Step::PlaceOrder { user, ref lines } => {
+                Self::validate_lines(lines)?;
+                self.user(user)?;
+                self.place(user, lines)
+            }
+            Step::Checkout { user } => {
+                self.user(user)?;
+                let lines: Vec<(i64, u32)> = self
+                    .cart
+                    .values()
+                    .filter(|i| i.user == user)
+                    .map(|i| (i.product, i.quantity))
+                    .collect();
+                if lines.is_empty() {
+                    return Err(InvalidInput);
+                }
+                let placed = self.place(user, &lines)?;
+                self.cart.retain(|_, i| i.user != user);
+                Ok(placed)
+            }
+            Step::Cancel { user, order } => {
+                let o = self.order_of(user, order)?;
+                if self.orders[o].status != OrderStatus::Pending {
+                    return Err(Conflict);
+                }
+                self.orders[o].status = OrderStatus::Cancelled;
+                self.release(o);
+                Ok(None)
+            }
+            Step::Advance { secs } => {
+                self.now_secs += secs;
+                Ok(None)
+            }
+            Step::Expire => Ok(Some(self.expire_where(|_| true))),
+            Step::Pay { user, order, pg } => {
+                let o = self.order_of(user, order)?;
+                let (status, total) = (self.orders[o].status, self.orders[o].total);
+                if status != OrderStatus::Pending {
+                    return Err(Conflict);
+                }
+                if total == 0 {
+                    return Err(InvalidInput);
+                }
+                if self.users[(user - 1) as usize].balance < total {
+                    return Err(Conflict);
+                }
+                self.credit(user, -total);
+                self.payments.push(MPayment {
+                    order,
+                    user,
+                    amount: total,
+                    status: PaymentStatus::Requested,
+                });
+                let id = self.payments.len() as i64;
+                let payment = self.payments.last_mut().expect("just pushed");
+                match pg {
+                    Pg::Approve => {
+                        payment.status = PaymentStatus::Approved;
+                        self.orders[o].status = OrderStatus::Paid;
+                        Ok(Some(id))
+                    }
+                    Pg::Decline => {
+                        payment.status = PaymentStatus::Declined;
+                        self.credit(user, total);
+                        Err(PaymentDeclined)
+                    }
+                    Pg::LostBeforeCharge | Pg::LostAfterCharge => {
+                        payment.status = PaymentStatus::Unknown;
+                        self.orders[o].status = OrderStatus::Paying;
+                        Err(PaymentOutcomeUnknown)
+                    }
+                }
+            }
+            Step::Reconcile => {
+                // With no grace, every unknown payment is settled: found
+                // approved at the PG, or never received and sent again (the
+                // fake then approves).
+                let mut approved = 0;
+                for i in 0..self.payments.len() {
+                    if self.payments[i].status == PaymentStatus::Unknown {
+                        self.payments[i].status = PaymentStatus::Approved;
+                        self.orders[(self.payments[i].order - 1) as usize].status =
+                            OrderStatus::Paid;
+                        approved += 1;
+                    }
+                }
+                Ok(Some(approved))
+            }
+            Step::Refund { user, order } => {
+                let o = self.order_of(user, order)?;
+                if self.orders[o].status != OrderStatus::Paid {
+                    return Err(Conflict);
+                }
+                let p = self
+                    .payments
+                    .iter()
+                    .position(|p| p.order == order && p.status == PaymentStatus::Approved)
+                    .expect("a paid order has an approved payment");
+                let amount = self.payments[p].amount;
+                if self.users[(user - 1) as usize].balance + amount + self.held(user) > MAX_BALANCE
+                {
+                    return Err(InvalidInput);
+                }
+                self.payments[p].status = PaymentStatus::Refunded;
+                self.credit(user, amount);
+                self.orders[o].status = OrderStatus::Refunded;
+                self.release(o);
+                Ok(None)
+            }
+        }
+    }
+}
+
+struct ShopModel;
+
+/// An id of one of `n` records, now and then one past them (not found).
+fn id_up_to(n: usize) -> BoxedStrategy<i64> {
+    let n = n as i64;
+    if n == 0 {
+        Just(1).boxed()
+    } else {
+        prop_oneof![9 => 1..=n, 1 => Just(n + 1)].boxed()
+    }
+}
+
+/// Every case starts from two users with money and three products, so
+/// short sequences reach orders and payments.
+const START_USERS: [i64; 2] = [50_000, 30_000];
+const START_PRODUCTS: [(i64, u32); 3] = [(1_000, 5), (5_000, 3), (20_000, 2)];
+
+impl ReferenceStateMachine for ShopModel {
+    type State = Model;
+    type Transition = Step;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        Just(Model {
+            now_secs: 0,
+            users: START_USERS
+                .iter()
+                .map(|&balance| MUser { balance, ledger: 1 })
+                .collect(),
+            products: START_PRODUCTS
+                .iter()
+                .map(|&(price, stock)| MProduct { price, stock })
+                .collect(),
+            cart: BTreeMap::new(),
+            orders: Vec::new(),
+            payments: Vec::new(),
+            last: Ok(None),
+        })
+        .boxed()
+    }
+
+    fn transitions(state: &Model) -> BoxedStrategy<Step> {
+        let user = id_up_to(state.users.len());
+        let product = id_up_to(state.products.len());
+        let order = id_up_to(state.orders.len());
+        let item = (1..=state.cart.keys().next_back().copied().unwrap_or(0) + 1).boxed();
+        let quantity =
+            prop_oneof![8 => 1..=MAX_QUANTITY, 1 => Just(0), 1 => Just(MAX_QUANTITY + 1)];
+        let amount = prop_oneof![
+            Just(0),
+            Just(MAX_CHARGE),
+            Just(MAX_CHARGE + 1),
+            1..=MAX_CHARGE
+        ];
+        let pg = prop_oneof![
+            4 => Just(Pg::Approve),
+            2 => Just(Pg::Decline),
+            1 => Just(Pg::LostBeforeCharge),
+            1 => Just(Pg::LostAfterCharge),
+        ];
+        let lines = prop::collection::vec((product.clone(), quantity.clone()), 0..4);
+        prop_oneof![
+            2 => Just(Step::CreateUser),
+            4 => (user.clone(), amount).prop_map(|(user, amount)| Step::Charge { user, amount }),
+            2 => (prop_oneof![Just(0_i64), Just(1_000), Just(5_000), Just(20_000)], 0..6_u32)
+                .prop_map(|(price, stock)| Step::CreateProduct { price, stock }),
+            1 => (product.clone(), 0..4_u32).prop_map(|(product, quantity)| Step::Restock { product, quantity }),
+            3 => (user.clone(), product.clone(), quantity.clone())
+                .prop_map(|(user, product, quantity)| Step::AddToCart { user, product, quantity }),
+            1 => (user.clone(), item.clone(), quantity)
+                .prop_map(|(user, item, quantity)| Step::SetCartQuantity { user, item, quantity }),
+            1 => (user.clone(), item).prop_map(|(user, item)| Step::RemoveFromCart { user, item }),
+            6 => (user.clone(), lines).prop_map(|(user, lines)| Step::PlaceOrder { user, lines }),
+            2 => user.clone().prop_map(|user| Step::Checkout { user }),
+            2 => (user.clone(), order.clone()).prop_map(|(user, order)| Step::Cancel { user, order }),
+            2 => prop_oneof![Just(0_u64), Just(300), Just(RESERVATION_SECS)].prop_map(|secs| Step::Advance { secs }),
+            1 => Just(Step::Expire),
+            6 => (user.clone(), order.clone(), pg).prop_map(|(user, order, pg)| Step::Pay { user, order, pg }),
+            1 => Just(Step::Reconcile),
+            2 => (user, order).prop_map(|(user, order)| Step::Refund { user, order }),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut state: Model, step: &Step) -> Model {
+        state.last = state.step(step);
+        state
+    }
+}
+
+struct Sut {
+    t: TestShop,
+    pg: FakeGateway,
+}
+
+fn kind<T>(result: liteshop::Result<T>, value: impl FnOnce(T) -> Option<i64>) -> Outcome {
+    result.map(value).map_err(|err| err.kind())
+}
+
+impl StateMachineTest for ShopModel {
+    type SystemUnderTest = Sut;
+    type Reference = ShopModel;
+
+    fn init_test(_: &Model) -> Sut {
+        let pg = FakeGateway::new();
+        let gateway = pg.clone();
+        let t = open_with(move |b| {
+            b.gateway(gateway)
+                .gateway_retry(RetryPolicy {
+                    retries: 0,
+                    base: Duration::ZERO,
+                })
+                .max_charge(won(MAX_CHARGE))
+                .max_balance(won(MAX_BALANCE))
+                .max_cart_quantity(MAX_QUANTITY)
+                .max_order_quantity(MAX_QUANTITY)
+                .reservation_time(Duration::from_secs(RESERVATION_SECS))
+                .reconcile_grace(Duration::ZERO)
+        });
+        for balance in START_USERS {
+            let user = t.user("user");
+            t.shop.charge(user.id, won(balance)).unwrap();
+        }
+        for (price, stock) in START_PRODUCTS {
+            t.product("product", price, stock);
+        }
+        Sut { t, pg }
+    }
+
+    fn apply(sut: Sut, model: &Model, step: Step) -> Sut {
+        let shop = &sut.t.shop;
+        let got = match step {
+            Step::CreateUser => kind(shop.create_user("user"), |u| Some(u.id.get())),
+            Step::Charge { user, amount } => {
+                kind(shop.charge(UserId::new(user), won(amount)), |b| {
+                    Some(b.won())
+                })
+            }
+            Step::CreateProduct { price, stock } => kind(
+                shop.create_product(NewProduct {
+                    name: "product".into(),
+                    price: won(price),
+                    stock,
+                }),
+                |p| Some(p.id.get()),
+            ),
+            Step::Restock { product, quantity } => {
+                kind(shop.restock(ProductId::new(product), quantity), |p| {
+                    Some(i64::from(p.stock))
+                })
+            }
+            Step::AddToCart {
+                user,
+                product,
+                quantity,
+            } => kind(
+                shop.add_to_cart(UserId::new(user), ProductId::new(product), quantity),
+                |line| Some(line.id.get()),
+            ),
+            Step::SetCartQuantity {
+                user,
+                item,
+                quantity,
+            } => kind(
+                shop.set_cart_quantity(UserId::new(user), CartItemId::new(item), quantity),
+                |_| None,
+            ),
+            Step::RemoveFromCart { user, item } => kind(
+                shop.remove_from_cart(UserId::new(user), CartItemId::new(item)),
+                |_| None,
+            ),
+            Step::PlaceOrder { user, ref lines } => {
+                let lines: Vec<OrderLine> = lines
+                    .iter()
+                    .map(|&(p, q)| OrderLine::new(ProductId::new(p), q))
+                    .collect();
+                kind(shop.place_order(UserId::new(user), &lines), |o| {
+                    Some(o.id.get())
+                })
+            }
+            Step::Checkout { user } => {
+                kind(shop.checkout_cart(UserId::new(user)), |o| Some(o.id.get()))
+            }
+            Step::Cancel { user, order } => kind(
+                shop.cancel_order(UserId::new(user), OrderId::new(order)),
+                |_| None,
+            ),
+            Step::Advance { secs } => {
+                sut.t.clock.advance(Duration::from_secs(secs));
+                Ok(None)
+            }
+            Step::Expire => kind(shop.expire_orders(), |n| Some(n as i64)),
+            Step::Pay { user, order, pg } => {
+                // Script the gateway only if the model says the call reaches it.
+                if matches!(
+                    model.last,
+                    Ok(_) | Err(PaymentDeclined | PaymentOutcomeUnknown)
+                ) {
+                    let outcome = match pg {
+                        Pg::Approve => FakeOutcome::Approve,
+                        Pg::Decline => FakeOutcome::decline(),
+                        Pg::LostBeforeCharge => FakeOutcome::UnknownBeforeCharge,
+                        Pg::LostAfterCharge => FakeOutcome::UnknownAfterCharge,
+                    };
+                    sut.pg.push_for_order(OrderId::new(order), outcome);
+                }
+                kind(shop.pay(UserId::new(user), OrderId::new(order)), |p| {
+                    Some(p.id.get())
+                })
+            }
+            Step::Reconcile => kind(shop.reconcile_payments(), |r| {
+                assert_eq!(
+                    (r.declined, r.still_unknown, r.needs_review.len()),
+                    (0, 0, 0),
+                    "{r:?}"
+                );
+                Some(r.approved as i64)
+            }),
+            Step::Refund { user, order } => kind(
+                shop.refund(UserId::new(user), OrderId::new(order), "model"),
+                |_| None,
+            ),
+        };
+        assert_eq!(got, model.last, "result of {step:?}");
+        sut
+    }
+
+    fn check_invariants(sut: &Sut, model: &Model) {
+        let shop = &sut.t.shop;
+        for (i, u) in model.users.iter().enumerate() {
+            let id = UserId::new(i as i64 + 1);
+            assert_eq!(
+                shop.balance(id).unwrap(),
+                won(u.balance),
+                "balance of user {id}"
+            );
+            let ledger = shop
+                .ledger(id, PageRequest::first(PageRequest::MAX_LIMIT))
+                .unwrap();
+            assert_eq!(ledger.items.len(), u.ledger, "ledger of user {id}");
+            let sum: i64 = ledger.items.iter().map(|e| e.signed_won()).sum();
+            assert_eq!(won(sum), won(u.balance), "ledger sum of user {id}");
+            let cart: Vec<(i64, i64, u32)> = shop
+                .cart(id)
+                .unwrap()
+                .lines
+                .iter()
+                .map(|l| (l.id.get(), l.product.get(), l.quantity))
+                .collect();
+            let expected: Vec<(i64, i64, u32)> = model
+                .cart
+                .iter()
+                .filter(|(_, item)| item.user == id.get())
+                .map(|(&item, line)| (item, line.product, line.quantity))
+                .collect();
+            assert_eq!(cart, expected, "cart of user {id}");
+        }
+        for (i, p) in model.products.iter().enumerate() {
+            let id = ProductId::new(i as i64 + 1);
+            assert_eq!(
+                shop.product(id).unwrap().stock,
+                p.stock,
+                "stock of product {id}"
+            );
+        }
+        for (i, o) in model.orders.iter().enumerate() {
+            let id = OrderId::new(i as i64 + 1);
+            let order = shop.order(UserId::new(o.user), id).unwrap();
+            assert_eq!(order.status, o.status, "status of order {id}");
+            assert_eq!(
+                order.total,
+                Money::new(o.total).unwrap(),
+                "total of order {id}"
+            );
+        }
+        for (i, p) in model.payments.iter().enumerate() {
+            let id = PaymentId::new(i as i64 + 1);
+            let payment = shop.payment(UserId::new(p.user), id).unwrap();
+            assert_eq!(payment.status, p.status, "status of payment {id}");
+        }
+    }
+}
+
+prop_state_machine! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        max_shrink_iters: 4_096,
+        .. ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_shop_behaves_like_its_model(sequential 1..60 => ShopModel);
+}
