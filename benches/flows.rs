@@ -1,33 +1,49 @@
 //! Benchmarks of the hot flows on a temp-file database.
 //!
-//! Run with `cargo bench --bench flows`.
+//! Run with `cargo bench --bench flows`. Writes are measured under both
+//! durabilities; reads do not depend on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use liteshop::{Durability, Money, NewProduct, Shop};
+use liteshop::{Durability, FakeGateway, Money, NewProduct, OrderLine, ProductId, Shop, UserId};
+
+const DURABILITIES: [Durability; 2] = [Durability::Full, Durability::Normal];
 
 fn open(durability: Durability) -> (tempfile::TempDir, Shop) {
     let dir = tempfile::tempdir().expect("temp dir");
     let shop = Shop::builder(dir.path().join("bench.db"))
         .durability(durability)
         .max_balance(Money::MAX)
+        .max_charge(Money::MAX)
+        .gateway(FakeGateway::new())
         .build()
         .expect("open shop");
     (dir, shop)
 }
 
-fn product(shop: &Shop, name: &str) -> liteshop::ProductId {
+fn product(shop: &Shop, name: &str) -> ProductId {
     shop.create_product(NewProduct {
         name: name.into(),
         price: Money::from_won(1_000),
-        stock: 1_000_000,
+        stock: u32::MAX / 2,
     })
     .expect("create product")
     .id
 }
 
+fn rich_user(shop: &Shop) -> UserId {
+    let user = shop.create_user("bench").expect("user").id;
+    shop.charge(user, Money::new(1_000_000_000_000).expect("amount"))
+        .expect("charge");
+    user
+}
+
 fn charge(c: &mut Criterion) {
     let mut group = c.benchmark_group("charge");
-    for durability in [Durability::Full, Durability::Normal] {
+    for durability in DURABILITIES {
         let (_dir, shop) = open(durability);
         let user = shop.create_user("bench").expect("user").id;
         group.bench_function(
@@ -58,24 +74,88 @@ fn cart_list(c: &mut Criterion) {
     });
 }
 
-fn cart_add_remove(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cart add + remove");
-    for durability in [Durability::Full, Durability::Normal] {
+fn place_order(c: &mut Criterion) {
+    let mut group = c.benchmark_group("place order, 3 lines");
+    for durability in DURABILITIES {
         let (_dir, shop) = open(durability);
-        let user = shop.create_user("bench").expect("user").id;
-        let id = product(&shop, "tea");
+        let user = rich_user(&shop);
+        let lines: Vec<OrderLine> = (0..3)
+            .map(|i| OrderLine::new(product(&shop, &format!("p{i}")), 1))
+            .collect();
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{durability:?}")),
+            |b| b.iter(|| shop.place_order(user, &lines).expect("order")),
+        );
+    }
+    group.finish();
+}
+
+fn pay(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pay, fake PG");
+    for durability in DURABILITIES {
+        let (_dir, shop) = open(durability);
+        let user = rich_user(&shop);
+        let lines = [OrderLine::new(product(&shop, "tea"), 1)];
         group.bench_function(
             BenchmarkId::from_parameter(format!("{durability:?}")),
             |b| {
-                b.iter(|| {
-                    let line = shop.add_to_cart(user, id, 1).expect("add");
-                    shop.remove_from_cart(user, line.id).expect("remove");
-                })
+                b.iter_batched(
+                    || shop.place_order(user, &lines).expect("order").id,
+                    |order| shop.pay(user, order).expect("pay"),
+                    criterion::BatchSize::SmallInput,
+                )
             },
         );
     }
     group.finish();
 }
 
-criterion_group!(benches, charge, product_lookup, cart_list, cart_add_remove);
+fn readers_beside_a_writer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("product lookup, 8 readers + 1 writer");
+    for durability in DURABILITIES {
+        let (_dir, shop) = open(durability);
+        let id = product(&shop, "tea");
+        let writer_user = shop.create_user("writer").expect("user").id;
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (shop, stop) = (shop.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    shop.charge(writer_user, Money::from_won(1))
+                        .expect("charge");
+                }
+            })
+        };
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{durability:?}")),
+            |b| {
+                // Each iteration: 8 threads look the product up 100 times each.
+                b.iter(|| {
+                    thread::scope(|s| {
+                        for _ in 0..8 {
+                            s.spawn(|| {
+                                for _ in 0..100 {
+                                    shop.product(id).expect("product");
+                                }
+                            });
+                        }
+                    })
+                })
+            },
+        );
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    charge,
+    product_lookup,
+    cart_list,
+    place_order,
+    pay,
+    readers_beside_a_writer
+);
 criterion_main!(benches);
