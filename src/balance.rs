@@ -2,7 +2,6 @@
 //! written in the same transaction, so a balance always equals the sum of its
 //! user's ledger amounts.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::{LedgerEntryId, PaymentId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
+use crate::text_enum::text_enum;
 
 /// Why a balance changed.
 ///
@@ -36,36 +36,14 @@ impl LedgerKind {
     pub const fn is_credit(self) -> bool {
         !matches!(self, LedgerKind::Payment)
     }
-
-    const fn as_str(self) -> &'static str {
-        match self {
-            LedgerKind::Charge => "charge",
-            LedgerKind::Payment => "payment",
-            LedgerKind::PaymentReversal => "payment_reversal",
-            LedgerKind::Refund => "refund",
-        }
-    }
 }
 
-impl ToSql for LedgerKind {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for LedgerKind {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "charge" => Ok(LedgerKind::Charge),
-            "payment" => Ok(LedgerKind::Payment),
-            "payment_reversal" => Ok(LedgerKind::PaymentReversal),
-            "refund" => Ok(LedgerKind::Refund),
-            other => Err(FromSqlError::Other(
-                format!("unknown ledger kind {other:?}").into(),
-            )),
-        }
-    }
-}
+text_enum!(LedgerKind {
+    Charge => "charge",
+    Payment => "payment",
+    PaymentReversal => "payment_reversal",
+    Refund => "refund",
+});
 
 /// One change of a user's balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

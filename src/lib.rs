@@ -173,6 +173,7 @@ mod product;
 mod reconciler;
 mod shop;
 mod store;
+mod text_enum;
 mod token;
 mod user;
 mod validate;

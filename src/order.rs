@@ -5,9 +5,7 @@
 //! is its code.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +16,7 @@ use crate::ids::{OrderId, ProductId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, Product};
+use crate::text_enum::text_enum;
 use crate::validate;
 
 /// One line of an order to place: a product and how many units.
@@ -99,44 +98,15 @@ impl OrderStatus {
             OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Paid
         )
     }
-
-    const fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Paying => "paying",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Cancelled => "cancelled",
-            OrderStatus::Refunded => "refunded",
-        }
-    }
 }
 
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for OrderStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for OrderStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "pending" => Ok(OrderStatus::Pending),
-            "paying" => Ok(OrderStatus::Paying),
-            "paid" => Ok(OrderStatus::Paid),
-            "cancelled" => Ok(OrderStatus::Cancelled),
-            "refunded" => Ok(OrderStatus::Refunded),
-            other => Err(FromSqlError::Other(
-                format!("unknown order status {other:?}").into(),
-            )),
-        }
-    }
-}
+text_enum!(OrderStatus {
+    Pending => "pending",
+    Paying => "paying",
+    Paid => "paid",
+    Cancelled => "cancelled",
+    Refunded => "refunded",
+});
 
 /// Why an order was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,26 +118,10 @@ pub enum CancelReason {
     Expired,
 }
 
-impl ToSql for CancelReason {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(match self {
-            CancelReason::User => "user",
-            CancelReason::Expired => "expired",
-        }))
-    }
-}
-
-impl FromSql for CancelReason {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "user" => Ok(CancelReason::User),
-            "expired" => Ok(CancelReason::Expired),
-            other => Err(FromSqlError::Other(
-                format!("unknown cancel reason {other:?}").into(),
-            )),
-        }
-    }
-}
+text_enum!(CancelReason {
+    User => "user",
+    Expired => "expired",
+});
 
 /// A placed order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,6 @@
 //! No function here calls the gateway: the facade does, between the
 //! transactions these functions run in.
 
-use std::fmt;
-
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +15,7 @@ use crate::gateway::{Approval, ApproveRequest, CancelRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{self, OrderStatus};
+use crate::text_enum::text_enum;
 use crate::token;
 
 /// Where a payment attempt is.
@@ -44,44 +42,15 @@ impl PaymentStatus {
     pub const fn is_unsettled(self) -> bool {
         matches!(self, PaymentStatus::Requested | PaymentStatus::Unknown)
     }
-
-    const fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Requested => "requested",
-            PaymentStatus::Approved => "approved",
-            PaymentStatus::Declined => "declined",
-            PaymentStatus::Unknown => "unknown",
-            PaymentStatus::Refunded => "refunded",
-        }
-    }
 }
 
-impl fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for PaymentStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for PaymentStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "requested" => Ok(PaymentStatus::Requested),
-            "approved" => Ok(PaymentStatus::Approved),
-            "declined" => Ok(PaymentStatus::Declined),
-            "unknown" => Ok(PaymentStatus::Unknown),
-            "refunded" => Ok(PaymentStatus::Refunded),
-            other => Err(FromSqlError::Other(
-                format!("unknown payment status {other:?}").into(),
-            )),
-        }
-    }
-}
+text_enum!(PaymentStatus {
+    Requested => "requested",
+    Approved => "approved",
+    Declined => "declined",
+    Unknown => "unknown",
+    Refunded => "refunded",
+});
 
 /// Why a payment was declined, as the gateway said it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
