@@ -530,7 +530,7 @@ impl ReferenceStateMachine for ShopModel {
             6 => (user.clone(), lines).prop_map(|(user, lines)| Step::PlaceOrder { user, lines }),
             2 => user.clone().prop_map(|user| Step::Checkout { user }),
             2 => (user.clone(), order.clone()).prop_map(|(user, order)| Step::Cancel { user, order }),
-            2 => prop_oneof![Just(0_u64), Just(300), Just(RESERVATION_SECS)].prop_map(|secs| Step::Advance { secs }),
+            3 => prop_oneof![Just(300_u64), Just(RESERVATION_SECS)].prop_map(|secs| Step::Advance { secs }),
             1 => Just(Step::Expire),
             6 => (user.clone(), order.clone(), pg).prop_map(|(user, order, pg)| Step::Pay { user, order, pg }),
             1 => Just(Step::Reconcile),
