@@ -898,7 +898,9 @@ impl Shop {
     /// [`Error::InsufficientBalance`] (all changing nothing); then
     /// [`Error::PaymentDeclined`], [`Error::GatewayUnavailable`] and
     /// [`Error::GatewayRejected`] (money given back, order `Pending`) or
-    /// [`Error::PaymentOutcomeUnknown`] (money held, order `Paying`).
+    /// [`Error::PaymentOutcomeUnknown`] (money held, order `Paying`; also
+    /// when the answer could not be recorded, for example because the
+    /// database stayed busy).
     pub fn pay_with_key(&self, user: UserId, order: OrderId, payment_key: &str) -> Result<Payment> {
         self.pay_inner(user, order, Some(payment::validate_key(payment_key)?))
     }
@@ -926,10 +928,23 @@ impl Shop {
             Err(err) => (outcome_of_failure(payment.id, &err), Some(err)),
         };
         let now = self.now();
-        let recorded = self
+        let recorded = match self
             .inner
             .store
-            .write(|tx| payment::record(tx, payment.id, outcome, now))?;
+            .write(|tx| payment::record(tx, payment.id, outcome, now))
+        {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                // The money is held and the gateway may have approved: only
+                // reconciliation can tell, so say the outcome is unknown.
+                tracing::error!(payment = %payment.id, error = %err,
+                    "recording the payment outcome failed; reconciliation will settle it");
+                return Err(Error::PaymentOutcomeUnknown {
+                    payment: payment.id,
+                    order,
+                });
+            }
+        };
         debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
         match recorded.status {
             PaymentStatus::Approved | PaymentStatus::Refunded => Ok(recorded),

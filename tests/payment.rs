@@ -842,3 +842,58 @@ fn pay_and_reconciliation_racing_on_one_payment_record_one_outcome() -> Result<(
     assert!(ledger.iter().all(|e| e.kind != LedgerKind::PaymentReversal));
     Ok(())
 }
+
+/// A gateway that approves, and then, before the shop can record it, lets
+/// another process take the database's write lock and keep it.
+struct ApproveThenLock {
+    fake: FakeGateway,
+    path: std::path::PathBuf,
+    lock: std::sync::Mutex<Option<rusqlite::Connection>>,
+}
+
+impl PaymentGateway for ApproveThenLock {
+    fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+        let other = rusqlite::Connection::open(&self.path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        *self.lock.lock().unwrap() = Some(other);
+        self.fake.approve(request)
+    }
+    fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError> {
+        self.fake.status(request)
+    }
+    fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        self.fake.cancel(request)
+    }
+}
+
+#[test]
+fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    let gateway = std::sync::Arc::new(ApproveThenLock {
+        fake: s.pg.clone(),
+        path: s.t.path.clone(),
+        lock: std::sync::Mutex::new(None),
+    });
+    let locking = Shop::builder(&s.t.path)
+        .gateway(gateway.clone())
+        .busy_timeout(Duration::from_millis(50))
+        .clock(s.t.clock.clone())
+        .build()?;
+    let err = locking.pay(s.kim, order).unwrap_err();
+    assert!(
+        matches!(err, Error::PaymentOutcomeUnknown { order: o, .. } if o == order),
+        "{err:?}"
+    );
+    drop(gateway.lock.lock().unwrap().take()); // the other process lets go
+
+    // The PG approved; the shop holds the money with the payment unsettled.
+    assert_eq!(s.only_payment(order).status, PaymentStatus::Requested);
+    assert_eq!(s.balance(), won(40_000));
+    s.past_grace();
+    assert_eq!(s.t.shop.reconcile_payments()?.approved, 1);
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    assert_eq!(s.pg.approved_count(), 1);
+    s.assert_ledger_balances();
+    Ok(())
+}
