@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::balance::{self, Cap, Entry, LedgerKind};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::gateway::{Approval, ApproveRequest, CancelRequest, StatusRequest};
+use crate::gateway::{Approval, ApproveRequest, CancelRequest, GatewayError, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{self, OrderStatus};
@@ -156,6 +156,57 @@ pub(crate) enum Outcome {
     Approved(Approval),
     Declined { code: String, message: String },
     Unknown { reason: String },
+}
+
+impl Outcome {
+    /// How a failed approval is recorded: a definite "no" (declined,
+    /// invalid, or never reached) gives the money back; anything else leaves
+    /// it held.
+    pub(crate) fn from_failure(payment: PaymentId, err: &GatewayError) -> Outcome {
+        match err.clone() {
+            GatewayError::Declined { code, message } => Outcome::Declined { code, message },
+            GatewayError::Invalid { code, message } => {
+                tracing::error!(payment = %payment, %code, %message,
+                    "the gateway refused an approval as invalid");
+                Outcome::Declined { code, message }
+            }
+            GatewayError::Unavailable { reason } => Outcome::Declined {
+                code: UNAVAILABLE_CODE.to_owned(),
+                message: reason,
+            },
+            GatewayError::Unknown { reason } => Outcome::Unknown { reason },
+        }
+    }
+}
+
+/// The cap a refund of `amount` to `user` must fit under: the balance after
+/// it, plus the money held by payments in flight, within `max`; or
+/// [`Error::BalanceLimitExceeded`] if it does not fit now.
+pub(crate) fn refund_cap(
+    conn: &Connection,
+    user: UserId,
+    amount: Money,
+    max: Money,
+) -> Result<Cap> {
+    let cap = Cap {
+        max,
+        held: held(conn, user)?,
+    };
+    let balance = balance::get(conn, user)?;
+    let fits = balance
+        .checked_add(amount)
+        .and_then(|b| b.checked_add(cap.held))
+        .is_some_and(|total| total <= max);
+    if fits {
+        Ok(cap)
+    } else {
+        Err(Error::BalanceLimitExceeded {
+            balance,
+            held: cap.held,
+            amount,
+            limit: max,
+        })
+    }
 }
 
 /// The code recorded for a payment the gateway provably never received.

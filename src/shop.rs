@@ -925,7 +925,7 @@ impl Shop {
         let answer = self.inner.payments.retry.run(|| gateway.approve(&request));
         let (outcome, failure) = match answer {
             Ok(approval) => (Outcome::Approved(approval), None),
-            Err(err) => (outcome_of_failure(payment.id, &err), Some(err)),
+            Err(err) => (Outcome::from_failure(payment.id, &err), Some(err)),
         };
         let now = self.now();
         let recorded = match self
@@ -1057,7 +1057,7 @@ impl Shop {
                     Ok(approval) => Some(Outcome::Approved(approval)),
                     // Still unreachable: it has still never seen it.
                     Err(GatewayError::Unavailable { .. }) => None,
-                    Err(err) => Some(outcome_of_failure(payment.id, &err)),
+                    Err(err) => Some(Outcome::from_failure(payment.id, &err)),
                 }
             }
             Err(err) => {
@@ -1126,7 +1126,7 @@ impl Shop {
                 });
             }
             let paid = payment::approved_for_order(tx, user, order)?;
-            refund_cap(tx, user, paid.amount, max)?;
+            payment::refund_cap(tx, user, paid.amount, max)?;
             Ok(paid)
         })?;
 
@@ -1156,7 +1156,7 @@ impl Shop {
 
         let now = self.now();
         let refunded = self.inner.store.write(|tx| {
-            let cap = refund_cap(tx, user, paid.amount, max)?;
+            let cap = payment::refund_cap(tx, user, paid.amount, max)?;
             payment::refund(tx, paid.id, cap, now)?;
             order::get(tx, user, order)
         })?;
@@ -1205,52 +1205,6 @@ impl Shop {
         self.inner.store.read(|tx| {
             payment::get_for_user(tx, user, id)?;
             payment::events(tx, id)
-        })
-    }
-}
-
-/// How a failed approval is recorded: a definite "no" (declined, invalid,
-/// or never reached) gives the money back; anything else leaves it held.
-fn outcome_of_failure(payment: PaymentId, err: &GatewayError) -> Outcome {
-    match err.clone() {
-        GatewayError::Declined { code, message } => Outcome::Declined { code, message },
-        GatewayError::Invalid { code, message } => {
-            tracing::error!(payment = %payment, %code, %message, "the gateway refused an approval as invalid");
-            Outcome::Declined { code, message }
-        }
-        GatewayError::Unavailable { reason } => Outcome::Declined {
-            code: payment::UNAVAILABLE_CODE.to_owned(),
-            message: reason,
-        },
-        GatewayError::Unknown { reason } => Outcome::Unknown { reason },
-    }
-}
-
-/// The cap a refund of `amount` to `user` must fit under, or
-/// [`Error::BalanceLimitExceeded`] if it does not fit now.
-fn refund_cap(
-    tx: &rusqlite::Transaction<'_>,
-    user: UserId,
-    amount: Money,
-    max: Money,
-) -> Result<Cap> {
-    let cap = Cap {
-        max,
-        held: payment::held(tx, user)?,
-    };
-    let balance = balance::get(tx, user)?;
-    let fits = balance
-        .checked_add(amount)
-        .and_then(|b| b.checked_add(cap.held))
-        .is_some_and(|total| total <= max);
-    if fits {
-        Ok(cap)
-    } else {
-        Err(Error::BalanceLimitExceeded {
-            balance,
-            held: cap.held,
-            amount,
-            limit: max,
         })
     }
 }
