@@ -702,6 +702,18 @@ fn throughput(stats: &Stats, elapsed: Duration) -> f64 {
     stats.count as f64 / elapsed.as_secs_f64()
 }
 
+/// liteshop's throughput for `op` as a multiple of the raw baseline's.
+fn ratio(
+    op: Op,
+    stats: &Stats,
+    elapsed: Duration,
+    baseline: Option<&(BTreeMap<Op, Stats>, Duration)>,
+) -> Option<f64> {
+    let (raw, raw_elapsed) = baseline?;
+    raw.get(&op)
+        .map(|r| throughput(stats, elapsed) / throughput(r, *raw_elapsed))
+}
+
 fn report(
     args: &Args,
     stats: &BTreeMap<Op, Stats>,
@@ -736,7 +748,9 @@ fn report(
             && let Some(r) = raw.get(op)
         {
             entry["raw_throughput"] = json!(throughput(r, *raw_elapsed));
-            entry["ratio"] = json!(throughput(s, elapsed) / throughput(r, *raw_elapsed));
+        }
+        if let Some(ratio) = ratio(*op, s, elapsed, baseline) {
+            entry["ratio"] = json!(ratio);
         }
         ops.insert(op.name().into(), entry);
     }
@@ -786,12 +800,7 @@ fn print_table(
         "op", "count", "ok", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "vs raw"
     );
     for (op, s) in stats {
-        let ratio = baseline
-            .and_then(|(raw, raw_elapsed)| {
-                raw.get(op)
-                    .map(|r| throughput(s, elapsed) / throughput(r, *raw_elapsed))
-            })
-            .map_or("-".to_owned(), |r| format!("{r:.2}x"));
+        let ratio = ratio(*op, s, elapsed, baseline).map_or("-".to_owned(), |r| format!("{r:.2}x"));
         let refused: Vec<String> = s.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!(
             "{:<7} {:>8} {:>8} {:>10.0} {:>9} {:>9} {:>9} {:>9}  {:<7} {}",

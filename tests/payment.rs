@@ -83,6 +83,20 @@ impl PayShop {
         payments.into_iter().next().unwrap()
     }
 
+    /// Pays `order` from a second shop on the same file whose process "dies"
+    /// between the first transaction and the gateway call; returns the
+    /// payment it left behind.
+    fn crash_before_the_gateway_call(&self, order: OrderId) -> liteshop::Payment {
+        let crashing = Shop::builder(&self.t.path)
+            .gateway(Crashing)
+            .clock(self.t.clock.clone())
+            .build()
+            .unwrap();
+        let died = catch_unwind(AssertUnwindSafe(|| crashing.pay(self.kim, order)));
+        assert!(died.is_err());
+        self.only_payment(order)
+    }
+
     fn past_grace(&self) {
         self.t.clock.advance(Duration::from_secs(61));
     }
@@ -283,15 +297,7 @@ impl PaymentGateway for Crashing {
 fn a_crash_before_the_gateway_call_is_finished_by_reconciliation() -> Result<()> {
     let s = shop();
     let order = s.order(1);
-    let crashing = Shop::builder(&s.t.path)
-        .gateway(Crashing)
-        .clock(s.t.clock.clone())
-        .build()?;
-    let died = catch_unwind(AssertUnwindSafe(|| crashing.pay(s.kim, order)));
-    assert!(died.is_err());
-    drop(crashing);
-
-    let payment = s.only_payment(order);
+    let payment = s.crash_before_the_gateway_call(order);
     assert_eq!(payment.status, PaymentStatus::Requested);
     assert_eq!(s.status(order), OrderStatus::Paying);
     assert_eq!(s.balance(), won(40_000));
@@ -310,12 +316,7 @@ fn a_crash_before_the_gateway_call_is_finished_by_reconciliation() -> Result<()>
 fn a_crash_after_the_gateway_declined_is_recorded_as_declined_by_reconciliation() -> Result<()> {
     let s = shop();
     let order = s.order(1);
-    let crashing = Shop::builder(&s.t.path)
-        .gateway(Crashing)
-        .clock(s.t.clock.clone())
-        .build()?;
-    assert!(catch_unwind(AssertUnwindSafe(|| crashing.pay(s.kim, order))).is_err());
-    let payment = s.only_payment(order);
+    let payment = s.crash_before_the_gateway_call(order);
     // The request did reach the PG, which declined it; the shop never heard.
     s.pg.push(FakeOutcome::decline());
     let request = ApproveRequest {
