@@ -60,7 +60,7 @@ struct Args {
     /// Share of orders whose first line is the one hot product (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     hot: f64,
-    /// Database file (default: a temp file).
+    /// Database file to create (default: a temp file); must not exist.
     #[arg(long)]
     db: Option<PathBuf>,
     /// Commit durability.
@@ -527,6 +527,11 @@ fn main() -> ExitCode {
         .db
         .clone()
         .unwrap_or_else(|| dir.path().join("loadgen.db"));
+    if path.exists() {
+        // The stock and money checks assume the shop this run seeded.
+        eprintln!("--db {}: the file exists; give a new path", path.display());
+        return ExitCode::from(2);
+    }
     if let Err(err) = seed(&path, &args) {
         eprintln!("seeding {}: {err}", path.display());
         return ExitCode::from(2);
