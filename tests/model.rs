@@ -3,9 +3,10 @@
 //! `ErrorKind`) and the shop's observable state (balances, ledgers, stock,
 //! carts, order and payment states) must equal the model's.
 //!
-//! Failing cases proptest finds are shrunk and saved under
-//! `proptest-regressions/`, which is committed: they are replayed first on
-//! every run.
+//! Failing cases proptest finds are shrunk and saved next to this file
+//! (`model.proptest-regressions`), which is committed: they are replayed
+//! first on every run. `LITESHOP_MODEL_CASES` sets the number of cases
+//! (default 128) for soak runs.
 
 mod common;
 
@@ -740,7 +741,7 @@ impl StateMachineTest for ShopModel {
 
 prop_state_machine! {
     #![proptest_config(ProptestConfig {
-        cases: 128,
+        cases: std::env::var("LITESHOP_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
         max_shrink_iters: 4_096,
         .. ProptestConfig::default()
     })]
