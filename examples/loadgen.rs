@@ -67,7 +67,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
     /// How writers reach the database.
-    #[arg(long, value_enum, default_value_t = WriterArg::Dedicated)]
+    #[arg(long, value_enum, default_value_t = WriterArg::Batched)]
     writer: WriterArg,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
@@ -103,6 +103,7 @@ enum DurabilityArg {
 enum WriterArg {
     Dedicated,
     Pooled,
+    Batched,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -486,6 +487,7 @@ fn open_shop(args: &Args, path: &Path, fake: &FakeGateway) -> Result<Shop, Error
         .write_mode(match args.writer {
             WriterArg::Dedicated => WriteMode::Dedicated,
             WriterArg::Pooled => WriteMode::Pooled,
+            WriterArg::Batched => WriteMode::Batched,
         })
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)

@@ -312,6 +312,11 @@ pub enum Error {
     /// outside liteshop.
     #[error("user {0} has no balance row")]
     BalanceMissing(UserId),
+    /// The batched writer ([`WriteMode::Batched`](crate::WriteMode::Batched))
+    /// dropped a write without running it: a bug in liteshop. Nothing was
+    /// changed.
+    #[error("the write was dropped before it ran")]
+    WriteNotRun,
     /// A schema migration failed.
     #[error("schema migration failed")]
     Migration(#[source] rusqlite_migration::Error),
@@ -373,6 +378,7 @@ impl Error {
             | NotADatabase { .. }
             | BalanceMissing(_)
             | Migration(_)
+            | WriteNotRun
             | Storage(_)
             | Pool(_) => ErrorKind::Internal,
         }

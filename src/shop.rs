@@ -179,7 +179,8 @@ impl ShopBuilder {
         self
     }
 
-    /// How writers reach the database; [`WriteMode::Dedicated`] by default.
+    /// How writers reach the database; [`WriteMode::Batched`] (group
+    /// commit) by default.
     pub fn write_mode(mut self, mode: WriteMode) -> ShopBuilder {
         self.store.write_mode = mode;
         self
@@ -407,7 +408,10 @@ impl Shop {
     pub fn create_user(&self, name: &str) -> Result<User> {
         let name = validate::name(Entity::User, name)?;
         let now = self.now();
-        let user = self.inner.store.write(|tx| user::create(tx, &name, now))?;
+        let user = self
+            .inner
+            .store
+            .write(move |tx| user::create(tx, &name, now))?;
         debug!(user = %user.id, "user created");
         Ok(user)
     }
@@ -474,15 +478,16 @@ impl Shop {
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
         }
-        let limits = &self.inner.limits;
+        let (max_charge, max_balance) =
+            (self.inner.limits.max_charge, self.inner.limits.max_balance);
         let now = self.now();
-        let balance = self.inner.store.write(|tx| {
+        let balance = self.inner.store.write(move |tx| {
             user::ensure_exists(tx, user)?;
             let cap = Cap {
-                max: limits.max_balance,
+                max: max_balance,
                 held: payment::held(tx, user)?,
             };
-            balance::charge(tx, user, amount, limits.max_charge, cap, now)
+            balance::charge(tx, user, amount, max_charge, cap, now)
         })?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
         Ok(balance)
@@ -515,7 +520,7 @@ impl Shop {
         let product = self
             .inner
             .store
-            .write(|tx| product::create(tx, &name, new.price, new.stock, now))?;
+            .write(move |tx| product::create(tx, &name, new.price, new.stock, now))?;
         debug!(product = %product.id, price = %product.price, stock = product.stock, "product created");
         Ok(product)
     }
@@ -573,7 +578,7 @@ impl Shop {
         let product = self
             .inner
             .store
-            .write(|tx| product::restock(tx, id, quantity, now))?;
+            .write(move |tx| product::restock(tx, id, quantity, now))?;
         debug!(product = %id, quantity, stock = product.stock, "product restocked");
         Ok(product)
     }
@@ -590,7 +595,7 @@ impl Shop {
         let product = self
             .inner
             .store
-            .write(|tx| product::set_price(tx, id, price, now))?;
+            .write(move |tx| product::set_price(tx, id, price, now))?;
         debug!(product = %id, price = %price, "product price set");
         Ok(product)
     }
@@ -627,7 +632,7 @@ impl Shop {
         let product = product.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
         let now = self.now();
-        let line = self.inner.store.write(|tx| {
+        let line = self.inner.store.write(move |tx| {
             user::ensure_exists(tx, user)?;
             cart::add(tx, user, product, quantity, now)
         })?;
@@ -657,7 +662,7 @@ impl Shop {
         let line = self
             .inner
             .store
-            .write(|tx| cart::set_quantity(tx, user, item, quantity))?;
+            .write(move |tx| cart::set_quantity(tx, user, item, quantity))?;
         debug!(user = %user, item = %item, quantity, "cart quantity set");
         Ok(line)
     }
@@ -673,7 +678,9 @@ impl Shop {
     pub fn remove_from_cart(&self, user: UserId, item: CartItemId) -> Result<()> {
         let user = user.validate()?;
         let item = item.validate()?;
-        self.inner.store.write(|tx| cart::remove(tx, user, item))?;
+        self.inner
+            .store
+            .write(move |tx| cart::remove(tx, user, item))?;
         debug!(user = %user, item = %item, "removed from cart");
         Ok(())
     }
@@ -724,9 +731,10 @@ impl Shop {
         order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let order = self.inner.store.write(|tx| {
+        let lines = lines.to_vec();
+        let order = self.inner.store.write(move |tx| {
             user::ensure_exists(tx, user)?;
-            order::place(tx, user, lines, expires_at, now)
+            order::place(tx, user, &lines, expires_at, now)
         })?;
         debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
         Ok(order)
@@ -746,16 +754,17 @@ impl Shop {
     /// then as [`Shop::place_order`].
     pub fn checkout_cart(&self, user: UserId) -> Result<Order> {
         let user = user.validate()?;
-        let limits = &self.inner.limits;
+        let max_quantity = self.inner.limits.max_order_quantity;
+        let max_lines = self.inner.limits.max_order_lines;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let order = self.inner.store.write(|tx| {
+        let order = self.inner.store.write(move |tx| {
             user::ensure_exists(tx, user)?;
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
                 return Err(Error::EmptyCart { user });
             }
-            order::validate_lines(&lines, limits.max_order_quantity, limits.max_order_lines)?;
+            order::validate_lines(&lines, max_quantity, max_lines)?;
             let order = order::place(tx, user, &lines, expires_at, now)?;
             cart::clear(tx, user)?;
             Ok(order)
@@ -804,7 +813,7 @@ impl Shop {
         let order = self
             .inner
             .store
-            .write(|tx| order::cancel(tx, user, id, now))?;
+            .write(move |tx| order::cancel(tx, user, id, now))?;
         debug!(user = %user, order = %id, "order cancelled");
         Ok(order)
     }
@@ -821,7 +830,10 @@ impl Shop {
     /// Only storage errors ([`Error::Busy`], [`Error::Storage`]).
     pub fn expire_orders(&self) -> Result<usize> {
         let now = self.now();
-        let expired = self.inner.store.write(|tx| order::expire_due(tx, now))?;
+        let expired = self
+            .inner
+            .store
+            .write(move |tx| order::expire_due(tx, now))?;
         if expired > 0 {
             debug!(expired, "overdue orders expired");
         }
@@ -915,10 +927,10 @@ impl Shop {
         let order = order.validate()?;
         let gateway = self.gateway()?;
         let now = self.now();
-        let payment = self
-            .inner
-            .store
-            .write(|tx| payment::begin(tx, user, order, payment_key, now))?;
+        let payment = self.inner.store.write({
+            let payment_key = payment_key.map(str::to_owned);
+            move |tx| payment::begin(tx, user, order, payment_key.as_deref(), now)
+        })?;
         debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
 
         let request = payment.approve_request();
@@ -931,7 +943,7 @@ impl Shop {
         let recorded = match self
             .inner
             .store
-            .write(|tx| payment::record(tx, payment.id, outcome, now))
+            .write(move |tx| payment::record(tx, payment.id, outcome, now))
         {
             Ok(recorded) => recorded,
             Err(err) => {
@@ -1016,7 +1028,7 @@ impl Shop {
                     let now = self.now();
                     self.inner
                         .store
-                        .write(|tx| payment::record(tx, due_payment.id, outcome, now))?
+                        .write(move |tx| payment::record(tx, due_payment.id, outcome, now))?
                 }
                 None => due_payment,
             };
@@ -1155,7 +1167,7 @@ impl Shop {
         }
 
         let now = self.now();
-        let refunded = self.inner.store.write(|tx| {
+        let refunded = self.inner.store.write(move |tx| {
             let cap = payment::refund_cap(tx, user, paid.amount, max)?;
             payment::refund(tx, paid.id, cap, now)?;
             order::get(tx, user, order)

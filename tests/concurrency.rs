@@ -33,6 +33,11 @@ fn a_hundred_concurrent_charges_through_pooled_writers_all_land_exactly_once() -
     hundred_charges(open_with(|b| b.write_mode(WriteMode::Pooled)))
 }
 
+#[test]
+fn a_hundred_concurrent_charges_through_the_batched_writer_all_land_exactly_once() -> Result<()> {
+    hundred_charges(open_with(|b| b.write_mode(WriteMode::Batched)))
+}
+
 fn hundred_charges(t: common::TestShop) -> Result<()> {
     let kim = t.user("Kim");
     let results = race(100, |_| t.shop.clone().charge(kim.id, won(1_000)));
@@ -55,7 +60,17 @@ fn hundred_charges(t: common::TestShop) -> Result<()> {
 
 #[test]
 fn fifty_concurrent_adds_of_one_product_leave_exactly_one_line() -> Result<()> {
-    let t = open();
+    fifty_adds(open())
+}
+
+/// In a batch, the 49 refused adds roll back to their own savepoints and
+/// leave the one accepted add in place.
+#[test]
+fn fifty_concurrent_adds_through_the_batched_writer_leave_exactly_one_line() -> Result<()> {
+    fifty_adds(open_with(|b| b.write_mode(WriteMode::Batched)))
+}
+
+fn fifty_adds(t: common::TestShop) -> Result<()> {
     let kim = t.user("Kim");
     let tea = t.product("Tea", 1_000, 10);
     let results = race(50, |_| t.shop.add_to_cart(kim.id, tea.id, 1));
@@ -73,7 +88,17 @@ fn fifty_concurrent_adds_of_one_product_leave_exactly_one_line() -> Result<()> {
 
 #[test]
 fn concurrent_charges_never_cross_the_balance_limit() -> Result<()> {
-    let t = open_with(|b| b.max_balance(won(50_000)));
+    charges_against_the_limit(open_with(|b| b.max_balance(won(50_000))))
+}
+
+#[test]
+fn concurrent_charges_through_the_batched_writer_never_cross_the_balance_limit() -> Result<()> {
+    charges_against_the_limit(open_with(|b| {
+        b.max_balance(won(50_000)).write_mode(WriteMode::Batched)
+    }))
+}
+
+fn charges_against_the_limit(t: common::TestShop) -> Result<()> {
     let kim = t.user("Kim");
     t.shop.charge(kim.id, won(500))?;
     // 100 charges of 1,000 against 49,500 of headroom: 49 fit.
@@ -113,7 +138,15 @@ fn charges_of_many_users_from_many_threads_add_up_per_user() -> Result<()> {
 
 #[test]
 fn a_hundred_threads_ordering_ten_units_never_oversell() -> Result<()> {
-    let t = open();
+    never_oversell(open())
+}
+
+#[test]
+fn a_hundred_threads_ordering_through_the_batched_writer_never_oversell() -> Result<()> {
+    never_oversell(open_with(|b| b.write_mode(WriteMode::Batched)))
+}
+
+fn never_oversell(t: common::TestShop) -> Result<()> {
     let users: Vec<UserId> = (0..100)
         .map(|i| {
             let id = t.user(&format!("buyer {i}")).id;

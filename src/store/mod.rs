@@ -4,6 +4,7 @@
 //! Domain modules never open connections or transactions themselves: they
 //! take `&Connection` (reads) or `&Transaction` (writes) from the caller.
 
+mod batch;
 pub(crate) mod schema;
 
 use std::path::Path;
@@ -50,20 +51,33 @@ impl Durability {
 
 /// How writers reach the database.
 ///
-/// SQLite lets one writer in at a time either way; the choice is how the
-/// others wait.
+/// SQLite lets one writer in at a time whatever the mode; the choice is how
+/// the others wait, and how many writes share a commit. Readers always use
+/// the pool. The README's Performance section has the measurements behind
+/// the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteMode {
-    /// One dedicated write connection behind a mutex, the default: writers
-    /// queue on the mutex and are woken the moment it is free. Readers use
-    /// the pool.
-    #[default]
+    /// One dedicated write connection behind a fair mutex: writers queue on
+    /// the mutex, each runs its own transaction and commit. A wait past the
+    /// busy timeout is [`Error::Busy`](crate::Error::Busy).
     Dedicated,
     /// Every write takes a pooled connection and waits in SQLite's busy
     /// handler, which polls with growing sleeps: simpler, but its tail
     /// latency under write contention is longer.
     Pooled,
+    /// Group commit, the default: writers queue, and the one holding the
+    /// write connection runs the writes at the front of the queue back to
+    /// back (up to 64), each in its own savepoint of one transaction, and
+    /// commits once for all of them. A call returns only after its batch
+    /// committed, so `Durability` means what it says; a write that fails is
+    /// rolled back to its savepoint without touching the others, and if the
+    /// commit fails every write of the batch fails and nothing of it stays.
+    /// Alone, a writer runs its own write at once. Under `Durability::Full`
+    /// one fsync serves a whole batch. Waiting for a turn is not bounded by
+    /// the busy timeout (SQLite's lock, held by another process, still is).
+    #[default]
+    Batched,
 }
 
 /// What [`open`] needs to know.
@@ -76,12 +90,18 @@ pub(crate) struct StoreConfig {
 }
 
 /// The open database: a pool for readers (and writers, in
-/// [`WriteMode::Pooled`]) and, in [`WriteMode::Dedicated`], the one write
-/// connection.
+/// [`WriteMode::Pooled`]) and the writer the mode asks for.
 pub(crate) struct Store {
     pool: Pool,
-    writer: Option<Mutex<Connection>>,
+    writer: Writer,
     busy_timeout: Duration,
+}
+
+/// How writes reach the database; see [`WriteMode`].
+enum Writer {
+    Dedicated(Mutex<Connection>),
+    Pooled,
+    Batched(batch::Batcher),
 }
 
 /// Opens (creating if needed) and migrates the database at `path`, then
@@ -100,8 +120,9 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
         .to_latest(&mut conn)
         .map_err(Error::Migration)?;
     let writer = match config.write_mode {
-        WriteMode::Dedicated => Some(Mutex::new(conn)),
-        WriteMode::Pooled => None,
+        WriteMode::Dedicated => Writer::Dedicated(Mutex::new(conn)),
+        WriteMode::Pooled => Writer::Pooled,
+        WriteMode::Batched => Writer::Batched(batch::Batcher::new(conn)),
     };
 
     let init_config = config.clone();
@@ -174,9 +195,12 @@ impl Store {
     /// `IMMEDIATE` takes the write lock up front: two writers never both
     /// read a value and then race to write it, and a busy database is
     /// reported before any work is done.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         match &self.writer {
-            Some(writer) => {
+            Writer::Dedicated(writer) => {
                 // parking_lot's mutex parks waiters and hands over fairly; a
                 // wait past the busy timeout is reported like SQLITE_BUSY.
                 let mut conn = writer.try_lock_for(self.busy_timeout).ok_or_else(|| {
@@ -184,7 +208,8 @@ impl Store {
                 })?;
                 run_write(&mut conn, f)
             }
-            None => run_write(&mut *self.pool.get()?, f),
+            Writer::Pooled => run_write(&mut *self.pool.get()?, f),
+            Writer::Batched(batcher) => batcher.write(f),
         }
     }
 
