@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
@@ -25,11 +25,31 @@ const MAX_BATCH: usize = 64;
 /// if it committed, or the error that rolled it back.
 type Deliver = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
 
-/// A queued write. Given the batch's transaction it runs in a savepoint;
-/// given `None` (the batch failed before its turn) it does not run. Either
-/// way it returns how to deliver its result, and whether the savepoint
-/// statements themselves worked (if not, the whole batch is rolled back).
-type Job = Box<dyn FnOnce(Option<&Transaction<'_>>) -> (Deliver, rusqlite::Result<()>) + Send>;
+/// A queued write. Given the batch's transaction it runs, in a savepoint
+/// unless it is alone in its batch; given `None` (the batch failed before
+/// its turn) it does not run.
+type Job = Box<dyn FnOnce(Option<&Transaction<'_>>, Isolation) -> Ran + Send>;
+
+/// Whether a job shares its transaction with others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// Others share the transaction: run in a savepoint.
+    Savepoint,
+    /// Alone: the transaction is the job's own, so a failure rolls it all
+    /// back and no savepoint is needed.
+    Alone,
+}
+
+/// What running a job left.
+struct Ran {
+    /// How to deliver its result once the batch's fate is known.
+    deliver: Deliver,
+    /// The savepoint statements' own result; an error rolls the whole batch
+    /// back.
+    control: rusqlite::Result<()>,
+    /// Whether the job's closure returned `Ok`.
+    ok: bool,
+}
 
 /// A queued write and how to wake its caller to lead a batch.
 struct Queued {
@@ -72,6 +92,13 @@ impl Batcher {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // Fast path: nobody is waiting and the writer is free, so run in our
+        // own transaction at once, then wake whoever queued meanwhile.
+        if self.queue.lock().is_empty()
+            && let Some(mut leader) = self.try_lead()
+        {
+            return super::run_write(leader.conn(), f);
+        }
         let (sender, receiver) = mpsc::channel::<Message<T>>();
         let wake = {
             let sender = sender.clone();
@@ -79,11 +106,13 @@ impl Batcher {
                 let _ = sender.send(Message::Lead);
             })
         };
-        let job: Job = Box::new(move |tx| {
-            let (outcome, control) = match tx {
-                None => (Outcome::NotRun, Ok(())),
-                Some(tx) => run_in_savepoint(tx, f),
+        let job: Job = Box::new(move |tx, isolation| {
+            let (outcome, control) = match (tx, isolation) {
+                (None, _) => (Outcome::NotRun, Ok(())),
+                (Some(tx), Isolation::Savepoint) => run_in_savepoint(tx, f),
+                (Some(tx), Isolation::Alone) => (run_caught(tx, f), Ok(())),
             };
+            let ok = matches!(outcome, Outcome::Done(Ok(_)));
             let deliver: Deliver = Box::new(move |batch_error| {
                 let result = match (outcome, batch_error) {
                     (Outcome::Panicked(payload), _) => Err(payload),
@@ -95,7 +124,11 @@ impl Batcher {
                 // The caller waits on the other end until this arrives.
                 let _ = sender.send(Message::Done(result));
             });
-            (deliver, control)
+            Ran {
+                deliver,
+                control,
+                ok,
+            }
         });
         self.queue.lock().push_back(Queued { job, wake });
         self.lead();
@@ -115,7 +148,7 @@ impl Batcher {
     /// taken is therefore always reached: by the holder's batch, or by the
     /// caller it wakes.
     fn lead(&self) {
-        let Some(mut conn) = self.writer.try_lock() else {
+        let Some(mut leader) = self.try_lead() else {
             return;
         };
         let batch: Vec<Job> = {
@@ -124,12 +157,46 @@ impl Batcher {
             queue.drain(..n).map(|queued| queued.job).collect()
         };
         if !batch.is_empty() {
-            run_batch(&mut conn, batch);
+            run_batch(leader.conn(), batch);
         }
-        drop(conn);
+    }
+
+    /// Takes the writer if it is free.
+    fn try_lead(&self) -> Option<Leader<'_>> {
+        self.writer.try_lock().map(|conn| Leader {
+            conn: Some(conn),
+            batcher: self,
+        })
+    }
+
+    /// Wakes the caller of the write at the front of the queue, if any, to
+    /// lead the next batch. Called by every holder of the writer after it
+    /// lets go, so a write queued meanwhile is never left behind.
+    fn wake_next(&self) {
         if let Some(next) = self.queue.lock().front() {
             (next.wake)();
         }
+    }
+}
+
+/// Holding the writer. Dropping it — normally or while a panic unwinds —
+/// releases the writer first and then wakes the next leader, so a write
+/// queued meanwhile is never left behind.
+struct Leader<'a> {
+    conn: Option<MutexGuard<'a, Connection>>,
+    batcher: &'a Batcher,
+}
+
+impl Leader<'_> {
+    fn conn(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("the writer is held until drop")
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        drop(self.conn.take());
+        self.batcher.wake_next();
     }
 }
 
@@ -145,10 +212,7 @@ fn run_in_savepoint<T>(
             Err(err),
         );
     }
-    let outcome = match panic::catch_unwind(AssertUnwindSafe(|| f(tx))) {
-        Ok(result) => Outcome::Done(result),
-        Err(payload) => Outcome::Panicked(payload),
-    };
+    let outcome = run_caught(tx, f);
     let control = match outcome {
         Outcome::Done(Ok(_)) => tx.execute_batch("RELEASE liteshop_write"),
         _ => tx.execute_batch("ROLLBACK TO liteshop_write; RELEASE liteshop_write"),
@@ -156,29 +220,50 @@ fn run_in_savepoint<T>(
     (outcome, control)
 }
 
+/// Runs `f`, catching a panic to hand it back to its own caller.
+fn run_caught<T>(
+    tx: &Transaction<'_>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Outcome<T> {
+    match panic::catch_unwind(AssertUnwindSafe(|| f(tx))) {
+        Ok(result) => Outcome::Done(result),
+        Err(payload) => Outcome::Panicked(payload),
+    }
+}
+
 /// Runs `batch` in one `BEGIN IMMEDIATE` transaction, commits, and
 /// delivers every result. If the transaction cannot start, or a savepoint
 /// statement fails, the whole batch is rolled back and every caller gets
 /// the error.
 fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let isolation = if batch.len() == 1 {
+        Isolation::Alone
+    } else {
+        Isolation::Savepoint
+    };
     let mut delivers = Vec::with_capacity(batch.len());
     let batch_error = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Err(err) => {
-            delivers.extend(batch.into_iter().map(|job| job(None).0));
+            delivers.extend(batch.into_iter().map(|job| job(None, isolation).deliver));
             Some(err)
         }
         Ok(tx) => {
             let mut failed = None;
+            let mut all_ok = true;
             for job in batch {
-                let (deliver, control) = job(if failed.is_none() { Some(&tx) } else { None });
-                delivers.push(deliver);
-                if let Err(err) = control {
+                let ran = job(failed.is_none().then_some(&tx), isolation);
+                delivers.push(ran.deliver);
+                all_ok &= ran.ok;
+                if let Err(err) = ran.control {
                     failed.get_or_insert(err);
                 }
             }
             match failed {
                 // Dropping the transaction rolls the whole batch back.
                 Some(err) => Some(err),
+                // A lone write that failed is rolled back with its
+                // transaction; its caller gets its own error.
+                None if isolation == Isolation::Alone && !all_ok => None,
                 None => tx.commit().err(),
             }
         }

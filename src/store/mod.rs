@@ -269,6 +269,77 @@ mod tests {
         ("history of a payment", payment::SELECT_EVENTS),
     ];
 
+    fn store(mode: WriteMode) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            pool_size: 4,
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Normal,
+            write_mode: mode,
+        };
+        let store = open(&dir.path().join("store.db"), &config).unwrap();
+        (dir, store)
+    }
+
+    fn users(store: &Store) -> i64 {
+        store
+            .read(|tx| Ok(tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    /// Many threads; every third write fails after writing, and every
+    /// twentieth panics after writing. In every mode exactly the others stay,
+    /// and each panic reaches its own caller.
+    #[test]
+    fn failed_and_panicking_writes_leave_only_the_others_in_every_mode() {
+        for mode in [WriteMode::Batched, WriteMode::Dedicated, WriteMode::Pooled] {
+            let (_dir, store) = store(mode);
+            let (ok, panicked) = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|t| {
+                        let store = &store;
+                        s.spawn(move || {
+                            let (mut ok, mut panicked) = (0, 0);
+                            for i in 0..60 {
+                                let n = t * 60 + i;
+                                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    store.write(move |tx| {
+                                        tx.execute("INSERT INTO users (name, created_at) VALUES ('u', ?1)", [n])?;
+                                        if n % 20 == 0 {
+                                            panic!("write {n} panics");
+                                        }
+                                        if n % 3 == 0 {
+                                            return Err(Error::ZeroAmount);
+                                        }
+                                        Ok(())
+                                    })
+                                }));
+                                match result {
+                                    Ok(Ok(())) => ok += 1,
+                                    Ok(Err(Error::ZeroAmount)) => {}
+                                    Ok(Err(other)) => panic!("unexpected {other:?}"),
+                                    Err(_) => panicked += 1,
+                                }
+                            }
+                            (ok, panicked)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            });
+            let expected_ok = (0..480).filter(|n| n % 20 != 0 && n % 3 != 0).count() as i64;
+            assert_eq!(
+                (ok, panicked),
+                (expected_ok, (0..480).filter(|n| n % 20 == 0).count() as i64),
+                "{mode:?}"
+            );
+            assert_eq!(users(&store), expected_ok, "{mode:?}");
+        }
+    }
+
     /// Prints `EXPLAIN QUERY PLAN` of every hot query (see it with
     /// `cargo test hot_queries -- --nocapture`) and fails on any full scan.
     #[test]
