@@ -149,7 +149,11 @@
 //! every invariant the schema can hold (balance ≥ 0, stock ≥ 0, quantity > 0,
 //! ledger amount ≠ 0) and an index for every lookup. The schema is migrated
 //! forward on open; a file from a newer liteshop is refused and left
-//! untouched. Every write is one `BEGIN IMMEDIATE` transaction.
+//! untouched. Every write runs under `BEGIN IMMEDIATE`, atomically: in its
+//! own transaction, or — under group commit, the default [`WriteMode`] — in
+//! its own savepoint of a transaction shared with the writes queued beside
+//! it, which commits once for all of them. Either way a call returns `Ok`
+//! only after its changes committed, and a refused call changes nothing.
 //!
 //! By default commits use `synchronous = FULL`: once a call returns, its
 //! change survives a power loss. [`Durability::Normal`] trades the last

@@ -332,9 +332,10 @@ impl fmt::Debug for ShopBuilder {
 /// `Shop` is `Clone + Send + Sync`; a clone is a pointer copy sharing the one
 /// connection pool, so a host opens it once and hands clones to its threads.
 ///
-/// Every write runs in one `BEGIN IMMEDIATE` transaction and every multi-step
-/// read in one read transaction. A call that returns an error has changed
-/// nothing.
+/// Every write runs atomically under `BEGIN IMMEDIATE` (see [`WriteMode`] for
+/// how concurrent writes share commits) and every multi-step read in one read
+/// transaction. A call returns `Ok` only after its changes committed; a call
+/// that returns an error has changed nothing.
 ///
 /// See the [crate documentation](crate) for an example.
 #[derive(Clone)]

@@ -188,9 +188,11 @@ fn configure(conn: &Connection, config: &StoreConfig) -> rusqlite::Result<()> {
 }
 
 impl Store {
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits if it
-    /// returns `Ok`; on `Err` the transaction rolls back when dropped, so a
-    /// failed call changes nothing.
+    /// Runs `f` atomically under `BEGIN IMMEDIATE` and returns once its
+    /// changes committed; if `f` returns `Err`, its changes are rolled back,
+    /// so a failed call changes nothing. In [`WriteMode::Batched`], `f` may
+    /// run on another caller's thread, in its own savepoint of a transaction
+    /// shared with other writes (hence `Send + 'static`).
     ///
     /// `IMMEDIATE` takes the write lock up front: two writers never both
     /// read a value and then race to write it, and a busy database is
