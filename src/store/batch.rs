@@ -94,9 +94,8 @@ impl Batcher {
     ) -> Result<T> {
         // Fast path: nobody is waiting and the writer is free, so run in our
         // own transaction at once, then wake whoever queued meanwhile.
-        if self.queue.lock().is_empty()
-            && let Some(mut leader) = self.try_lead()
-        {
+        let nobody_waiting = self.queue.lock().is_empty();
+        if nobody_waiting && let Some(mut leader) = self.try_lead() {
             return super::run_write(leader.conn(), f);
         }
         let (sender, receiver) = mpsc::channel::<Message<T>>();
