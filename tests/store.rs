@@ -178,3 +178,72 @@ fn a_write_lock_held_past_the_busy_timeout_is_busy_and_changes_nothing() -> Resu
     assert_eq!(t.shop.charge(kim.id, won(1_000))?, won(1_000));
     Ok(())
 }
+
+/// Another program's database, whatever `user_version` it set, is refused
+/// before anything is written: no header change, no WAL file, no migration.
+#[test]
+fn another_programs_database_with_any_user_version_is_refused_byte_for_byte() {
+    for version in [1, 2, 3, 4, 5, 99] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hi');")
+                .unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        let bytes = fs::read(&path).unwrap();
+        let err = Shop::open(&path).unwrap_err();
+        assert!(
+            matches!(err, Error::NotADatabase { .. }),
+            "version {version}: {err:?}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), bytes, "version {version}");
+        let files = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 1, "version {version}: a WAL or journal was left");
+    }
+}
+
+/// A database that carries another program's `application_id` is refused,
+/// even when it is empty.
+#[test]
+fn a_database_marked_by_another_program_is_refused_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "application_id", 0x1234_5678)
+            .unwrap();
+    }
+    let bytes = fs::read(&path).unwrap();
+    let err = Shop::open(&path).unwrap_err();
+    assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+}
+
+/// A liteshop file is marked, so it is recognised on every later open.
+#[test]
+fn a_liteshop_file_carries_the_liteshop_application_id() {
+    let t = open();
+    let conn = rusqlite::Connection::open(&t.path).unwrap();
+    let id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .unwrap();
+    assert_eq!(id.to_be_bytes(), *b"LSHP");
+}
+
+/// The pool's wait for a connection is never shorter than the time it takes
+/// to open one, so a tiny busy timeout cannot make `build()` fail.
+#[test]
+fn a_tiny_busy_timeout_never_fails_build_or_a_first_read() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..100 {
+        let path = dir.path().join(format!("shop-{i}.db"));
+        let shop = Shop::builder(&path)
+            .busy_timeout(std::time::Duration::from_millis(1 + i % 10))
+            .build()?;
+        let kim = shop.create_user("Kim")?;
+        assert_eq!(shop.balance(kim.id)?, Money::ZERO);
+    }
+    Ok(())
+}

@@ -107,18 +107,23 @@ enum Writer {
 /// Opens (creating if needed) and migrates the database at `path`, then
 /// builds the pool and, if asked for, the dedicated writer.
 ///
-/// The schema version is read before anything is written, so a file from a
-/// newer liteshop, a file that is not a database, or another program's
-/// database is refused with its bytes untouched.
+/// The file is checked before anything is written — before WAL mode is set,
+/// before any migration: a file from a newer liteshop, a file that is not a
+/// database, or another program's database is refused with its bytes
+/// untouched.
 pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(config.busy_timeout)?;
-    check_version(&conn, path)?;
+    check_file(&conn, path)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
-    configure(&conn, config)?;
+    // Migrations that rebuild a table run with foreign keys off, as SQLite's
+    // recipe for schema changes says; each such migration ends with
+    // `foreign_key_check`, so no broken link can be committed.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
     schema::migrations()
         .to_latest(&mut conn)
         .map_err(Error::Migration)?;
+    configure(&conn, config)?;
     let writer = match config.write_mode {
         WriteMode::Dedicated => Writer::Dedicated(Mutex::new(conn)),
         WriteMode::Pooled => Writer::Pooled,
@@ -131,7 +136,10 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(1))
-        .connection_timeout(config.busy_timeout)
+        // The pool opens connections on its own thread; waiting for one is
+        // not contention, so a tiny busy timeout must not fail `build()` or a
+        // read while a connection is still being opened.
+        .connection_timeout(config.busy_timeout.max(MIN_POOL_WAIT))
         // A local file connection does not go stale; skip the probe query.
         .test_on_check_out(false)
         .build(manager)
@@ -143,39 +151,70 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
     })
 }
 
-/// Refuses a file from a newer schema, a non-database, or a database that
-/// holds tables but no liteshop version.
-fn check_version(conn: &Connection, path: &Path) -> Result<()> {
+/// The shortest wait for a pooled connection, whatever the busy timeout.
+const MIN_POOL_WAIT: Duration = Duration::from_secs(1);
+
+/// Refuses, before anything is written, every file this library cannot
+/// own: a non-database, a database of a newer liteshop, and any other
+/// program's database, whatever its `user_version`.
+///
+/// A liteshop file carries [`schema::APPLICATION_ID`]. A file without it is
+/// accepted only if it is empty (a new database) or its schema is exactly
+/// what liteshop wrote at its `user_version` before the marker existed.
+fn check_file(conn: &Connection, path: &Path) -> Result<()> {
     let not_a_database = |err: rusqlite::Error| match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotADatabase {
             path: path.to_path_buf(),
         },
         _ => Error::from(err),
     };
-    let found: i64 = conn
+    let foreign = || {
+        Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+        })
+    };
+    let application_id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(not_a_database)?;
+    let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(not_a_database)?;
-    if found > schema::LATEST_VERSION {
-        return Err(Error::SchemaTooNew {
-            found,
-            supported: schema::LATEST_VERSION,
-        });
-    }
-    if found == 0 {
-        let tables: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(not_a_database)?;
-        if tables > 0 {
-            return Err(Error::NotADatabase {
-                path: path.to_path_buf(),
+    if application_id == schema::APPLICATION_ID {
+        if version > schema::LATEST_VERSION {
+            return Err(Error::SchemaTooNew {
+                found: version,
+                supported: schema::LATEST_VERSION,
             });
         }
+        return Ok(());
     }
-    Ok(())
+    if application_id != 0 {
+        return foreign();
+    }
+    let found = schema_of(conn).map_err(not_a_database)?;
+    if version == 0 && found.is_empty() {
+        return Ok(()); // a new database
+    }
+    match usize::try_from(version) {
+        Ok(version) if (1..schema::FIRST_MARKED_VERSION).contains(&version) => {
+            if found == schema::unmarked_schema(version)? {
+                Ok(())
+            } else {
+                foreign()
+            }
+        }
+        _ => foreign(),
+    }
+}
+
+/// Every schema object of the database (type, name, table, SQL), in a
+/// stable order: the fingerprint of an unmarked liteshop file.
+pub(crate) fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<[Option<String>; 4]>> {
+    conn.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name")?
+        .query_map([], |row| {
+            Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?])
+        })?
+        .collect()
 }
 
 /// The settings every connection gets, the first one and every pooled one.
@@ -340,6 +379,64 @@ mod tests {
             );
             assert_eq!(users(&store), expected_ok, "{mode:?}");
         }
+    }
+
+    /// A file written by liteshop before the file marker (schema 3) opens,
+    /// is migrated with its data, and is marked; the same file with one
+    /// extra table is another program's and is refused untouched.
+    #[test]
+    fn an_unmarked_liteshop_file_migrates_and_a_look_alike_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v3 = |name: &str, extra: &str| {
+            let path = dir.path().join(name);
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrations().to_version(&mut conn, 3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users (name, created_at) VALUES ('Kim', 0);
+                 INSERT INTO balances (user_id, amount, updated_at) VALUES (1, 0, 0);
+                 INSERT INTO products (name, price, stock, created_at, updated_at)
+                     VALUES ('Tea', 100, 7, 0, 0);
+                 INSERT INTO orders (user_id, status, total, created_at, expires_at, updated_at)
+                     VALUES (1, 'refunded', 200, 0, 0, 0), (1, 'paid', 100, 0, 0, 0),
+                            (1, 'pending', 100, 0, 9, 0);
+                 INSERT INTO order_items (order_id, product_id, name, unit_price, quantity)
+                     VALUES (1, 1, 'Tea', 100, 2), (2, 1, 'Tea', 100, 1), (3, 1, 'Tea', 100, 1);",
+            )
+            .unwrap();
+            conn.execute_batch(extra).unwrap();
+            path
+        };
+        let config = StoreConfig {
+            pool_size: 1,
+            busy_timeout: Duration::from_secs(1),
+            durability: Durability::Normal,
+            write_mode: WriteMode::Pooled,
+        };
+
+        let path = v3("old.db", "");
+        let store = open(&path, &config).unwrap();
+        let (id, held, refunded, amounts): (i32, i64, i64, i64) = store
+            .read(|tx| {
+                Ok(tx.query_row(
+                    "SELECT (SELECT application_id FROM pragma_application_id),
+                            (SELECT held FROM products WHERE id = 1),
+                            (SELECT refunded FROM orders WHERE id = 1),
+                            (SELECT sum(amount) FROM order_items)",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(
+            (id, held, refunded, amounts),
+            (schema::APPLICATION_ID, 2, 200, 400)
+        );
+
+        let path = v3("look-alike.db", "CREATE TABLE notes (body TEXT);");
+        let bytes = std::fs::read(&path).unwrap();
+        let err = open(&path, &config).err().unwrap();
+        assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 
     /// Prints `EXPLAIN QUERY PLAN` of every hot query (see it with

@@ -5,6 +5,8 @@
 
 use rusqlite_migration::{M, Migrations};
 
+use crate::error::{Error, Result};
+
 /// Every migration, oldest first. The schema version of a database is the
 /// number of these applied to it.
 const MIGRATIONS: &[M<'static>] = &[
@@ -141,7 +143,119 @@ ALTER TABLE ledger ADD COLUMN payment_id INTEGER REFERENCES payments (id);
 CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NULL;
 "#,
     ),
+    M::up(
+        // 4: refunds as durable attempts, whole or partial; the bound that
+        // lets every release succeed; the liteshop file marker.
+        //
+        // `orders` is rebuilt (SQLite cannot change a CHECK in place) by the
+        // documented recipe: `open` runs migrations with foreign keys off,
+        // and `foreign_key_check` below proves the copy kept every link.
+        r#"
+CREATE TABLE orders_v4 (
+    id             INTEGER PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users (id),
+    status         TEXT    NOT NULL
+                   CHECK (status IN ('pending', 'paying', 'paid', 'partially_refunded',
+                                     'cancelled', 'refunded')),
+    cancel_reason  TEXT    CHECK (cancel_reason IN ('user', 'expired')),
+    total          INTEGER NOT NULL CHECK (total >= 0),
+    refunded       INTEGER NOT NULL DEFAULT 0 CHECK (refunded BETWEEN 0 AND total),
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    CHECK ((status = 'cancelled') = (cancel_reason IS NOT NULL)),
+    CHECK (status <> 'refunded' OR refunded = total),
+    CHECK (status IN ('partially_refunded', 'refunded') OR refunded = 0)
+) STRICT;
+INSERT INTO orders_v4 (id, user_id, status, cancel_reason, total, refunded, created_at,
+                       expires_at, updated_at)
+    SELECT id, user_id, status, cancel_reason, total,
+           CASE WHEN status = 'refunded' THEN total ELSE 0 END,
+           created_at, expires_at, updated_at
+    FROM orders;
+DROP TABLE orders;
+ALTER TABLE orders_v4 RENAME TO orders;
+CREATE INDEX orders_by_user ON orders (user_id, id);
+CREATE INDEX orders_pending_by_expiry ON orders (expires_at) WHERE status = 'pending';
+
+-- What each line costs the buyer (its share of the order total, after any
+-- order-level discount) and how many of its units were refunded.
+ALTER TABLE order_items ADD COLUMN amount INTEGER NOT NULL DEFAULT 0 CHECK (amount >= 0);
+ALTER TABLE order_items ADD COLUMN refunded INTEGER NOT NULL DEFAULT 0
+    CHECK (refunded BETWEEN 0 AND quantity);
+UPDATE order_items SET amount = unit_price * quantity;
+UPDATE order_items SET refunded = quantity
+    WHERE order_id IN (SELECT id FROM orders WHERE status = 'refunded');
+
+-- Units out of stock and held by orders (reserved or sold, not released).
+-- stock + held never passes the largest stock, so a release always fits.
+ALTER TABLE products ADD COLUMN held INTEGER NOT NULL DEFAULT 0
+    CHECK (held >= 0 AND stock + held <= 4294967295);
+UPDATE products SET held = (
+    SELECT coalesce(sum(i.quantity - i.refunded), 0)
+    FROM order_items i JOIN orders o ON o.id = i.order_id
+    WHERE i.product_id = products.id
+      AND o.status IN ('pending', 'paying', 'paid', 'partially_refunded'));
+
+-- The money given back so far; never more than was paid.
+ALTER TABLE payments ADD COLUMN refunded INTEGER NOT NULL DEFAULT 0
+    CHECK (refunded BETWEEN 0 AND amount);
+UPDATE payments SET refunded = amount WHERE status = 'refunded';
+
+-- One row per refund attempt: recorded before the gateway is asked, settled
+-- exactly once after.
+CREATE TABLE refunds (
+    id               INTEGER PRIMARY KEY,
+    payment_id       INTEGER NOT NULL REFERENCES payments (id),
+    order_id         INTEGER NOT NULL REFERENCES orders (id),
+    user_id          INTEGER NOT NULL REFERENCES users (id),
+    amount           INTEGER NOT NULL CHECK (amount >= 0),
+    status           TEXT    NOT NULL
+                     CHECK (status IN ('requested', 'unknown', 'completed', 'declined')),
+    reason           TEXT    NOT NULL CHECK (length(reason) BETWEEN 1 AND 200),
+    idempotency_key  TEXT    NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 300),
+    failure_code     TEXT,
+    failure_message  TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    CHECK ((status = 'declined') = (failure_code IS NOT NULL))
+) STRICT;
+CREATE INDEX refunds_by_order ON refunds (order_id, id);
+CREATE INDEX refunds_by_payment ON refunds (payment_id, id);
+-- One refund attempt in flight per payment.
+CREATE UNIQUE INDEX refunds_one_live_per_payment ON refunds (payment_id)
+    WHERE status IN ('requested', 'unknown');
+-- Reconciliation walks the unsettled refunds, oldest first.
+CREATE INDEX refunds_unsettled ON refunds (created_at)
+    WHERE status IN ('requested', 'unknown');
+-- Money owed to a user by refunds in flight (counted against the balance
+-- limit, like money held by payments).
+CREATE INDEX refunds_owed_to_user ON refunds (user_id, amount)
+    WHERE status IN ('requested', 'unknown');
+
+-- The units and money each refund attempt returns, per order line.
+CREATE TABLE refund_items (
+    refund_id      INTEGER NOT NULL REFERENCES refunds (id),
+    order_item_id  INTEGER NOT NULL REFERENCES order_items (id),
+    quantity       INTEGER NOT NULL CHECK (quantity > 0),
+    amount         INTEGER NOT NULL CHECK (amount >= 0),
+    PRIMARY KEY (refund_id, order_item_id)
+) STRICT;
+CREATE INDEX refund_items_by_item ON refund_items (order_item_id);
+
+-- Which refund a refund entry belongs to.
+ALTER TABLE ledger ADD COLUMN refund_id INTEGER REFERENCES refunds (id);
+
+PRAGMA application_id = 1280526416;
+"#,
+    )
+    .foreign_key_check(),
 ];
+
+/// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by
+/// migration 4; files written before it carry 0 and are recognised by
+/// their schema.
+pub(crate) const APPLICATION_ID: i32 = 0x4C53_4850;
 
 /// The migrations as `rusqlite_migration` wants them.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -150,6 +264,19 @@ pub(crate) fn migrations() -> Migrations<'static> {
 
 /// The schema version this library writes: the number of migrations.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The first schema version whose files carry [`APPLICATION_ID`].
+pub(crate) const FIRST_MARKED_VERSION: usize = 4;
+
+/// The schema liteshop wrote at `version` (before the marker), built in
+/// memory from the migrations: what an unmarked liteshop file must hold.
+pub(crate) fn unmarked_schema(version: usize) -> Result<Vec<[Option<String>; 4]>> {
+    let mut conn = rusqlite::Connection::open_in_memory()?;
+    migrations()
+        .to_version(&mut conn, version)
+        .map_err(Error::Migration)?;
+    Ok(super::schema_of(&conn)?)
+}
 
 #[cfg(test)]
 mod tests {
