@@ -72,7 +72,9 @@ impl Pg {
                 Some(payment) => (200, payment.clone()),
                 None => error(404, "NOT_FOUND_PAYMENT", "no such payment"),
             },
-            ("POST", ["v1", "payments", payment_key, "cancel"]) => self.cancel(payment_key),
+            ("POST", ["v1", "payments", payment_key, "cancel"]) => {
+                self.cancel(payment_key, &request)
+            }
             _ => error(404, "NOT_FOUND", "no such endpoint"),
         };
         if let Some(key) = key {
@@ -121,7 +123,10 @@ impl Pg {
         (200, payment)
     }
 
-    fn cancel(&mut self, payment_key: &str) -> (u16, Value) {
+    /// A whole or partial cancel: `cancelAmount` (default: what is left)
+    /// comes off `balanceAmount`; the payment is `PARTIAL_CANCELED` until
+    /// nothing is left, then `CANCELED`.
+    fn cancel(&mut self, payment_key: &str, request: &Value) -> (u16, Value) {
         let Some(payment) = self
             .payments
             .values_mut()
@@ -132,7 +137,27 @@ impl Pg {
         if payment["status"] == "CANCELED" {
             return error(400, "ALREADY_CANCELED_PAYMENT", "already cancelled");
         }
-        payment["status"] = json!("CANCELED");
+        let left = payment["balanceAmount"]
+            .as_i64()
+            .or(payment["totalAmount"].as_i64())
+            .unwrap_or(0);
+        let amount = request["cancelAmount"].as_i64().unwrap_or(left);
+        if amount <= 0 || amount > left {
+            return error(
+                403,
+                "NOT_CANCELABLE_AMOUNT",
+                "the cancel amount is more than what is left",
+            );
+        }
+        payment["balanceAmount"] = json!(left - amount);
+        payment["status"] = json!(if left == amount {
+            "CANCELED"
+        } else {
+            "PARTIAL_CANCELED"
+        });
+        let mut cancels = payment["cancels"].as_array().cloned().unwrap_or_default();
+        cancels.push(json!({ "cancelAmount": amount, "cancelReason": request["cancelReason"] }));
+        payment["cancels"] = json!(cancels);
         (200, payment.clone())
     }
 }
@@ -234,8 +259,19 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
         other => println!("order #{}: unexpected {other:?}", big.id),
     }
-    let refunded = shop.refund(kim.id, small.id, "demo refund")?;
-    println!("order #{} is now {:?}", refunded.id, refunded.status);
+    let one = shop.refund_lines(kim.id, small.id, &[OrderLine::new(tea.id, 1)], "one cup")?;
+    println!(
+        "refund #{} of order #{}: {} back ({:?})",
+        one.id, small.id, one.amount, one.status
+    );
+    let rest = shop.refund(kim.id, small.id, "demo refund")?;
+    println!(
+        "refund #{} of order #{}: {} back; the order is now {:?}",
+        rest.id,
+        small.id,
+        rest.amount,
+        shop.order(kim.id, small.id)?.status
+    );
     println!("balance: {}", shop.balance(kim.id)?);
 
     server.unblock();

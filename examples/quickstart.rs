@@ -50,10 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             line.quantity,
             line.name,
             line.unit_price.to_string(),
-            line.line_total.to_string()
+            line.line_total
+                .map_or("too large".into(), |m| m.to_string())
         );
     }
-    println!("  total {}", cart.total);
+    if let Some(total) = cart.total {
+        println!("  total {total}");
+    }
 
     // Refusals are typed errors with the figures involved, and change nothing.
     let refusals = [
@@ -96,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("refused ({:?}): {err}", err.kind());
     }
 
-    let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 1)])?;
+    let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
     pg.push(FakeOutcome::decline());
     if let Err(err) = shop.pay(kim.id, order.id) {
         println!("first payment of order #{}: {err}", order.id);
@@ -109,8 +112,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         payment.pg_transaction_id.as_deref().unwrap_or("-"),
         shop.order(kim.id, order.id)?.status
     );
-    let refunded = shop.refund(kim.id, order.id, "changed my mind")?;
-    println!("refunded order #{}: {:?}", refunded.id, refunded.status);
+    let one = shop.refund_lines(
+        kim.id,
+        order.id,
+        &[OrderLine::new(tea.id, 1)],
+        "one too many",
+    )?;
+    println!(
+        "refund #{}: {} back for 1 tea ({:?}), order is {:?}",
+        one.id,
+        one.amount,
+        one.status,
+        shop.order(kim.id, order.id)?.status
+    );
+    let rest = shop.refund(kim.id, order.id, "changed my mind")?;
+    println!(
+        "refund #{}: {} back for the rest, order is {:?}",
+        rest.id,
+        rest.amount,
+        shop.order(kim.id, order.id)?.status
+    );
 
     println!("ledger of {}, newest first:", kim.name);
     for entry in shop.ledger(kim.id, PageRequest::first(10))?.items {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::ids::{LedgerEntryId, PaymentId, UserId};
+use crate::ids::{LedgerEntryId, PaymentId, RefundId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::text_enum::text_enum;
@@ -63,6 +63,8 @@ pub struct LedgerEntry {
     pub created_at: Timestamp,
     /// The payment a payment, reversal or refund entry belongs to.
     pub payment: Option<PaymentId>,
+    /// The refund attempt a refund entry belongs to.
+    pub refund: Option<RefundId>,
 }
 
 impl LedgerEntry {
@@ -78,7 +80,7 @@ pub(crate) const UPDATE_BALANCE: &str =
     "UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1";
 
 pub(crate) const SELECT_LEDGER_PAGE: &str =
-    "SELECT id, user_id, kind, amount, balance_after, created_at, payment_id
+    "SELECT id, user_id, kind, amount, balance_after, created_at, payment_id, refund_id
      FROM ledger
      WHERE user_id = :user AND id < :before
      ORDER BY id DESC
@@ -92,8 +94,9 @@ pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Money> {
         .ok_or(Error::BalanceMissing(user))
 }
 
-/// The ceiling on a credit: the balance after it, plus the money `held` by
-/// payments in flight (which comes back if they are declined), may not pass
+/// The ceiling on a credit: the balance after it, plus the money `held` in
+/// flight (held by payments, which comes back if they are declined, and
+/// owed by refunds, which is credited when they complete), may not pass
 /// `max`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cap {
@@ -133,6 +136,7 @@ pub(crate) struct Entry {
     pub(crate) kind: LedgerKind,
     pub(crate) amount: Money,
     pub(crate) payment: Option<PaymentId>,
+    pub(crate) refund: Option<RefundId>,
 }
 
 impl Entry {
@@ -141,14 +145,21 @@ impl Entry {
             kind,
             amount,
             payment: None,
+            refund: None,
         }
     }
 
     pub(crate) fn for_payment(kind: LedgerKind, amount: Money, payment: PaymentId) -> Entry {
         Entry {
-            kind,
-            amount,
             payment: Some(payment),
+            ..Entry::new(kind, amount)
+        }
+    }
+
+    pub(crate) fn for_refund(amount: Money, payment: PaymentId, refund: RefundId) -> Entry {
+        Entry {
+            refund: Some(refund),
+            ..Entry::for_payment(LedgerKind::Refund, amount, payment)
         }
     }
 }
@@ -177,6 +188,7 @@ pub(crate) fn post(
         kind,
         amount,
         payment,
+        refund,
     } = entry;
     let balance = get(tx, user)?;
     let new_balance = if kind.is_credit() {
@@ -202,8 +214,8 @@ pub(crate) fn post(
     tx.prepare_cached(UPDATE_BALANCE)?
         .execute((user, new_balance, now))?;
     tx.prepare_cached(
-        "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, created_at)
-         VALUES (:user, :kind, :amount, :after, :payment, :now)",
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, refund_id, created_at)
+         VALUES (:user, :kind, :amount, :after, :payment, :refund, :now)",
     )?
     .execute(named_params! {
         ":user": user,
@@ -211,6 +223,7 @@ pub(crate) fn post(
         ":amount": signed_won(kind, amount),
         ":after": new_balance,
         ":payment": payment,
+        ":refund": refund,
         ":now": now,
     })?;
     Ok(new_balance)
@@ -259,5 +272,6 @@ fn ledger_entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         balance_after: row.get(4)?,
         created_at: row.get(5)?,
         payment: row.get(6)?,
+        refund: row.get(7)?,
     })
 }

@@ -27,8 +27,10 @@ pub struct CartLine {
     pub unit_price: Money,
     /// How many units.
     pub quantity: u32,
-    /// `unit_price × quantity`.
-    pub line_total: Money,
+    /// `unit_price × quantity`; `None` if it is too large to represent (a
+    /// product priced near [`Money::MAX`]): such a line is still listed, so
+    /// its owner can find and remove it, but cannot be checked out.
+    pub line_total: Option<Money>,
     /// When the line was added.
     pub added_at: Timestamp,
 }
@@ -40,8 +42,9 @@ pub struct Cart {
     pub user: UserId,
     /// The lines, oldest first.
     pub lines: Vec<CartLine>,
-    /// The sum of the line totals.
-    pub total: Money,
+    /// The sum of the line totals; `None` if a line total or the sum is too
+    /// large to represent.
+    pub total: Option<Money>,
 }
 
 /// The whole cart in one query: the user row left-joined to its lines, so a
@@ -87,8 +90,11 @@ pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Cart> {
     if !user_found {
         return Err(Error::UserNotFound(user));
     }
-    let total = Money::checked_sum(lines.iter().map(|line| line.line_total))
-        .ok_or(Error::AmountOverflow)?;
+    let total = lines
+        .iter()
+        .map(|line| line.line_total)
+        .collect::<Option<Vec<Money>>>()
+        .and_then(Money::checked_sum);
     Ok(Cart { user, lines, total })
 }
 
@@ -126,7 +132,7 @@ pub(crate) fn add(
     Ok(CartLine {
         id: CartItemId::new(tx.last_insert_rowid()),
         product: product.id,
-        line_total: line_total(product.price, quantity)?,
+        line_total: product.price.checked_mul(quantity),
         name: product.name,
         unit_price: product.price,
         quantity,
@@ -190,13 +196,7 @@ fn cart_line(row: &Row<'_>) -> Result<CartLine> {
         name: row.get(2)?,
         unit_price,
         quantity,
-        line_total: line_total(unit_price, quantity)?,
+        line_total: unit_price.checked_mul(quantity),
         added_at: row.get(5)?,
     })
-}
-
-fn line_total(unit_price: Money, quantity: u32) -> Result<Money> {
-    unit_price
-        .checked_mul(quantity)
-        .ok_or(Error::AmountOverflow)
 }

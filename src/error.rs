@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CartItemId, OrderId, PaymentId, ProductId, UserId};
+use crate::clock::Timestamp;
+use crate::ids::{CartItemId, OrderId, PaymentId, ProductId, RefundId, UserId};
 use crate::money::Money;
 use crate::order::OrderStatus;
 
@@ -52,15 +53,17 @@ pub enum Error {
         limit: Money,
     },
     /// A charge (or refund) that would take the balance above the balance
-    /// limit. Money held by payments in flight counts, since it comes back
-    /// if they are declined.
+    /// limit. Money in flight counts: what payments in flight hold comes back
+    /// if they are declined, and what refunds in flight owe is credited when
+    /// they complete.
     #[error(
         "{amount} on a balance of {balance} with {held} held would exceed the balance limit of {limit}"
     )]
     BalanceLimitExceeded {
         /// The balance before the charge.
         balance: Money,
-        /// Money taken by payments whose outcome is not settled yet.
+        /// Money held by payments, and owed by refunds, whose outcome is not
+        /// settled yet.
         held: Money,
         /// The amount asked for.
         amount: Money,
@@ -70,6 +73,15 @@ pub enum Error {
     /// A sum of money that does not fit in [`Money`].
     #[error("amount overflows the largest representable sum")]
     AmountOverflow,
+    /// A name (or refund reason) that holds a control character, such as
+    /// NUL or a line break: names are one line of printable text.
+    #[error("invalid {entity} text: it holds the control character U+{:04X}", u32::from(*character))]
+    InvalidCharacter {
+        /// What the text was for.
+        entity: Entity,
+        /// The first control character found.
+        character: char,
+    },
     /// A name that is empty or too long after trimming white space.
     #[error("invalid {entity} name: {length} characters after trimming, must be 1 to {max}")]
     InvalidName {
@@ -88,13 +100,18 @@ pub enum Error {
         /// The largest quantity allowed.
         max: u32,
     },
-    /// A restock that would take the stock past the largest count it can hold.
-    #[error("restocking product {product} by {quantity} would overflow its stock of {stock}")]
+    /// A restock that would take the stock, plus the units held by orders
+    /// (which may all come back), past the largest count it can hold.
+    #[error(
+        "restocking product {product} by {quantity} would overflow its stock of {stock} with {held} held by orders"
+    )]
     StockOverflow {
         /// The product.
         product: ProductId,
         /// Its current stock.
         stock: u32,
+        /// The units held by orders, which may all come back.
+        held: u32,
         /// The quantity asked to add.
         quantity: u32,
     },
@@ -206,6 +223,39 @@ pub enum Error {
         /// The current balance.
         available: Money,
     },
+    /// The order is `Pending` but past its reservation time: it is as good
+    /// as expired (the next sweep cancels it) and cannot be paid.
+    #[error("order {order} expired at {expired_at}: it can no longer be paid")]
+    OrderExpired {
+        /// The order.
+        order: OrderId,
+        /// When its reservation ran out.
+        expired_at: Timestamp,
+    },
+    /// A refund asks for more units of a product than the order has left to
+    /// refund (none, for a product not on the order).
+    #[error(
+        "order {order} has {refundable} units of product {product} left to refund, {requested} requested"
+    )]
+    RefundExceedsOrder {
+        /// The order.
+        order: OrderId,
+        /// The product.
+        product: ProductId,
+        /// The units asked for.
+        requested: u32,
+        /// The units paid for and not refunded yet.
+        refundable: u32,
+    },
+    /// Another refund of the order is in flight (its outcome is not settled
+    /// yet); one refund attempt at a time per payment.
+    #[error("refund {refund} of order {order} is still in flight")]
+    RefundInProgress {
+        /// The order.
+        order: OrderId,
+        /// The refund in flight.
+        refund: RefundId,
+    },
     /// The order is not in a state that allows the move; `from` is its
     /// current state.
     #[error("order {order} is {from}: it cannot become {to}")]
@@ -242,36 +292,44 @@ pub enum Error {
         /// Its order.
         order: OrderId,
     },
-    /// The gateway declined the refund; nothing changed in the shop.
-    #[error("the refund of order {order} was declined: {code}: {message}")]
+    /// The gateway declined the refund: nothing moved (the attempt is
+    /// recorded `Declined`); a later refund is a new attempt with a new key.
+    #[error("refund {refund} of order {order} was declined: {code}: {message}")]
     RefundDeclined {
         /// The order.
         order: OrderId,
+        /// The declined attempt.
+        refund: RefundId,
         /// The gateway's code.
         code: String,
         /// The gateway's message.
         message: String,
     },
-    /// The gateway gave no definite answer to the refund; nothing changed in
-    /// the shop. Retrying the refund is safe: it reuses the same key.
-    #[error("the outcome of the refund of order {order} is not known; retry later")]
+    /// The gateway gave no definite answer to the refund. The attempt is
+    /// held (`Unknown`) until [`Shop::reconcile_payments`](crate::Shop::reconcile_payments)
+    /// settles it with the same key; until then no other refund of the order
+    /// can start.
+    #[error("the outcome of refund {refund} of order {order} is not known yet")]
     RefundOutcomeUnknown {
         /// The order.
         order: OrderId,
+        /// The attempt held for reconciliation.
+        refund: RefundId,
     },
 
     // ----- busy -----
     /// The payment gateway could not be reached, even after retries, so it
-    /// never saw the payment. The money was given back and the order is
-    /// `Pending` again; paying later may succeed.
+    /// never saw the request. For a payment, the money was given back and the
+    /// order is `Pending` again; for a refund, nothing moved. Trying again
+    /// later may succeed.
     #[error("payment {payment} failed: the payment gateway is unreachable")]
     GatewayUnavailable {
-        /// The failed payment.
+        /// The payment (or the payment a refund returns).
         payment: PaymentId,
     },
     /// The database stayed locked, or no pooled connection came free, past
     /// the busy timeout. Nothing was changed; the call may be retried.
-    #[error("database busy: gave up waiting past the timeout")]
+    #[error("database busy: gave up waiting past the timeout: {0}")]
     Busy(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     // ----- internal -----
@@ -318,13 +376,13 @@ pub enum Error {
     #[error("the write was dropped before it ran")]
     WriteNotRun,
     /// A schema migration failed.
-    #[error("schema migration failed")]
+    #[error("schema migration failed: {0}")]
     Migration(#[source] rusqlite_migration::Error),
     /// SQLite reported an error.
-    #[error("storage error")]
+    #[error("storage error: {0}")]
     Storage(#[source] rusqlite::Error),
     /// The connection pool could not be set up.
-    #[error("connection pool error")]
+    #[error("connection pool error: {0}")]
     Pool(#[source] r2d2::Error),
 }
 
@@ -350,6 +408,7 @@ impl Error {
             | BalanceLimitExceeded { .. }
             | AmountOverflow
             | InvalidName { .. }
+            | InvalidCharacter { .. }
             | InvalidQuantity { .. }
             | StockOverflow { .. }
             | InvalidPageSize { .. }
@@ -370,7 +429,10 @@ impl Error {
             AlreadyInCart { .. }
             | InsufficientStock { .. }
             | InsufficientBalance { .. }
-            | InvalidTransition { .. } => ErrorKind::Conflict,
+            | InvalidTransition { .. }
+            | OrderExpired { .. }
+            | RefundExceedsOrder { .. }
+            | RefundInProgress { .. } => ErrorKind::Conflict,
             Busy(_) | GatewayUnavailable { .. } => ErrorKind::Busy,
             NoGateway
             | GatewayRejected { .. }
@@ -465,6 +527,8 @@ pub enum Entity {
     Payment,
     /// An entry of a payment's history.
     PaymentEvent,
+    /// A refund attempt.
+    Refund,
 }
 
 impl fmt::Display for Entity {
@@ -477,6 +541,7 @@ impl fmt::Display for Entity {
             Entity::Order => "order",
             Entity::Payment => "payment",
             Entity::PaymentEvent => "payment event",
+            Entity::Refund => "refund",
         })
     }
 }

@@ -111,6 +111,11 @@ id_type!(
     Entity::PaymentEvent
 );
 id_type!(
+    /// Identifies one refund attempt.
+    RefundId,
+    Entity::Refund
+);
+id_type!(
     /// Identifies one entry of a user's balance ledger.
     LedgerEntryId,
     Entity::LedgerEntry

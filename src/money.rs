@@ -100,6 +100,14 @@ impl Money {
         }
     }
 
+    /// An amount computed in `i128` by a rule that keeps it within
+    /// `0..=i64::MAX` (a share of an amount that fits); such a rule is
+    /// proven where it is written, so this never fails in practice.
+    pub(crate) fn from_i128(won: i128) -> Money {
+        let won = i64::try_from(won).expect("a share of a Money fits in i64");
+        Money::new(won).expect("a share of a Money is not negative")
+    }
+
     /// The sum of `amounts`, or `None` on overflow.
     #[must_use]
     pub fn checked_sum(amounts: impl IntoIterator<Item = Money>) -> Option<Money> {

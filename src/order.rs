@@ -16,6 +16,7 @@ use crate::ids::{OrderId, ProductId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, Product};
+use crate::store;
 use crate::text_enum::text_enum;
 use crate::validate;
 
@@ -49,6 +50,12 @@ pub struct OrderItem {
     pub quantity: u32,
     /// `unit_price × quantity`.
     pub line_total: Money,
+    /// What the buyer pays for this line: `line_total` less the line's
+    /// share of any order-level discount (see [`spread`]). The amounts of an
+    /// order's lines add up to its total.
+    pub amount: Money,
+    /// How many of the units were refunded.
+    pub refunded: u32,
 }
 
 /// Where an order is in its life cycle (see [the table](crate#orders)).
@@ -63,9 +70,11 @@ pub enum OrderStatus {
     Paying,
     /// Paid.
     Paid,
+    /// Paid, then some of its units refunded; those units were released.
+    PartiallyRefunded,
     /// Cancelled by the user or by expiry; its stock was released.
     Cancelled,
-    /// Paid, then refunded; its stock was released.
+    /// Paid, then every unit refunded; its stock was released.
     Refunded,
 }
 
@@ -78,6 +87,8 @@ impl OrderStatus {
     /// assert!(Pending.can_become(Cancelled));
     /// assert!(!Paid.can_become(Cancelled));
     /// assert!(!Cancelled.can_become(Pending));
+    /// assert!(Paid.can_become(PartiallyRefunded));
+    /// assert!(PartiallyRefunded.can_become(PartiallyRefunded)); // a further partial refund
     /// ```
     pub const fn can_become(self, to: OrderStatus) -> bool {
         use OrderStatus::*;
@@ -87,23 +98,47 @@ impl OrderStatus {
                 | (Pending, Cancelled)
                 | (Paying, Paid)
                 | (Paying, Pending)
+                | (Paid, PartiallyRefunded)
                 | (Paid, Refunded)
+                | (PartiallyRefunded, PartiallyRefunded)
+                | (PartiallyRefunded, Refunded)
         )
     }
 
-    /// Whether an order in this state keeps its units out of stock.
+    /// Whether an order in this state keeps units out of stock (for a
+    /// partially refunded order, those not refunded).
     pub const fn holds_stock(self) -> bool {
         matches!(
             self,
-            OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Paid
+            OrderStatus::Pending
+                | OrderStatus::Paying
+                | OrderStatus::Paid
+                | OrderStatus::PartiallyRefunded
         )
     }
+
+    /// Whether units of an order in this state can be refunded: `Paid` or
+    /// `PartiallyRefunded`.
+    pub const fn is_refundable(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::PartiallyRefunded)
+    }
+
+    /// Every state, in life-cycle order.
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Paying,
+        OrderStatus::Paid,
+        OrderStatus::PartiallyRefunded,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+    ];
 }
 
 text_enum!(OrderStatus {
     Pending => "pending",
     Paying => "paying",
     Paid => "paid",
+    PartiallyRefunded => "partially_refunded",
     Cancelled => "cancelled",
     Refunded => "refunded",
 });
@@ -136,8 +171,10 @@ pub struct Order {
     pub cancel_reason: Option<CancelReason>,
     /// The lines, in the order they were given.
     pub lines: Vec<OrderItem>,
-    /// The sum of the line totals.
+    /// What the order costs: the sum of its lines' amounts.
     pub total: Money,
+    /// How much of the total was refunded so far.
+    pub refunded: Money,
     /// When it was placed.
     pub created_at: Timestamp,
     /// When it expires if still `Pending`.
@@ -147,21 +184,22 @@ pub struct Order {
 }
 
 pub(crate) const SELECT_ORDER: &str =
-    "SELECT id, user_id, status, cancel_reason, total, created_at, expires_at, updated_at
+    "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at
      FROM orders WHERE id = ?1 AND user_id = ?2";
 
 pub(crate) const SELECT_ORDER_PAGE: &str =
-    "SELECT id, user_id, status, cancel_reason, total, created_at, expires_at, updated_at
+    "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at
      FROM orders WHERE user_id = :user AND id < :before
      ORDER BY id DESC LIMIT :limit";
 
-pub(crate) const SELECT_ITEMS: &str = "SELECT order_id, product_id, name, unit_price, quantity
+pub(crate) const SELECT_ITEMS: &str =
+    "SELECT order_id, product_id, name, unit_price, quantity, amount, refunded
      FROM order_items WHERE order_id = ?1 ORDER BY id";
 
 /// The items of the orders of `user` with ids from `?2` to `?3`: the lines of
 /// one page of orders in one statement.
 pub(crate) const SELECT_ITEMS_OF_RANGE: &str =
-    "SELECT i.order_id, i.product_id, i.name, i.unit_price, i.quantity
+    "SELECT i.order_id, i.product_id, i.name, i.unit_price, i.quantity, i.amount, i.refunded
      FROM orders o JOIN order_items i ON i.order_id = o.id
      WHERE o.user_id = ?1 AND o.id BETWEEN ?2 AND ?3
      ORDER BY i.id";
@@ -227,13 +265,23 @@ pub(crate) fn place(
     for line in lines {
         reserve(tx, line, now)?;
     }
-    let items = lines
+    let mut items = lines
         .iter()
         .zip(products)
         .map(|(line, product)| item(product.id, product.name, product.price, line.quantity))
         .collect::<Result<Vec<_>>>()?;
-    let total = Money::checked_sum(items.iter().map(|item| item.line_total))
+    let subtotal = Money::checked_sum(items.iter().map(|item| item.line_total))
         .ok_or(Error::AmountOverflow)?;
+    // No order-level discount exists yet; the rule that will spread one is
+    // already the one that sets each line's amount.
+    let amounts = spread(
+        Money::ZERO,
+        &items.iter().map(|i| i.line_total).collect::<Vec<_>>(),
+    );
+    for (item, amount) in items.iter_mut().zip(amounts) {
+        item.amount = amount;
+    }
+    let total = subtotal;
     let available = balance::get(tx, user)?;
     if available < total {
         return Err(Error::InsufficientBalance {
@@ -254,11 +302,18 @@ pub(crate) fn place(
             |row| row.get(0),
         )?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for item in &items {
-        insert.execute((id, item.product, &item.name, item.unit_price, item.quantity))?;
+        insert.execute((
+            id,
+            item.product,
+            &item.name,
+            item.unit_price,
+            item.quantity,
+            item.amount,
+        ))?;
     }
     Ok(Order {
         id,
@@ -267,6 +322,7 @@ pub(crate) fn place(
         cancel_reason: None,
         lines: items,
         total,
+        refunded: Money::ZERO,
         created_at: now,
         expires_at,
         updated_at: now,
@@ -380,12 +436,22 @@ fn expire_holding(tx: &Transaction<'_>, product: ProductId, now: Timestamp) -> R
     expire(tx, &due, now)
 }
 
+/// Expires each of `due`, each in its own savepoint: an order that cannot
+/// be expired (a storage error, a database altered outside liteshop) is
+/// logged and left as it was, and every other order still expires.
 fn expire(tx: &Transaction<'_>, due: &[OrderId], now: Timestamp) -> Result<usize> {
     let mut expired = 0;
     for &id in due {
-        if release(tx, id, CancelReason::Expired, now)? {
-            tracing::debug!(order = %id, "order expired");
-            expired += 1;
+        match store::isolated(tx, |tx| release(tx, id, CancelReason::Expired, now)) {
+            Ok(true) => {
+                tracing::debug!(order = %id, "order expired");
+                expired += 1;
+            }
+            Ok(false) => {}
+            Err(err @ Error::Busy(_)) => return Err(err),
+            Err(err) => {
+                tracing::error!(order = %id, error = %err, "the order could not be expired; left for a person");
+            }
         }
     }
     Ok(expired)
@@ -416,16 +482,155 @@ fn release(
 
 /// Puts the units of every line of order `id` back into stock. Callers do
 /// this only in the transaction that moves the order out of a
-/// stock-holding state.
-pub(crate) fn restock(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Result<()> {
+/// stock-holding state. (Refunds release their own units line by line.)
+fn restock(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Result<()> {
     let lines = tx
-        .prepare_cached("SELECT product_id, quantity FROM order_items WHERE order_id = ?1")?
+        .prepare_cached(
+            "SELECT product_id, quantity - refunded FROM order_items WHERE order_id = ?1",
+        )?
         .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<Vec<(ProductId, u32)>>>()?;
     for (product, quantity) in lines {
         product::release_stock(tx, product, quantity, now)?;
     }
     Ok(())
+}
+
+/// Units of one order line a refund returns: the line (`item`, its rowid),
+/// its product, how many units, and what they were paid.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RefundUnits {
+    pub(crate) item: i64,
+    pub(crate) product: ProductId,
+    pub(crate) quantity: u32,
+    pub(crate) amount: Money,
+}
+
+/// The units a refund of order `id` returns and what each line's units are
+/// worth ([`refund_value`]): for `lines: None`, every unit not refunded yet;
+/// otherwise each asked line, which must be on the order with that many
+/// units left.
+///
+/// # Failure
+///
+/// [`Error::RefundExceedsOrder`] for a product not on the order or asked
+/// for more units than are left.
+pub(crate) fn refundable_units(
+    conn: &Connection,
+    id: OrderId,
+    lines: Option<&[OrderLine]>,
+) -> Result<Vec<RefundUnits>> {
+    struct Line {
+        item: i64,
+        product: ProductId,
+        quantity: u32,
+        amount: Money,
+        refunded: u32,
+    }
+    let items = conn
+        .prepare_cached(SELECT_REFUNDABLE)?
+        .query_map([id], |row| {
+            Ok(Line {
+                item: row.get(0)?,
+                product: row.get(1)?,
+                quantity: row.get(2)?,
+                amount: row.get(3)?,
+                refunded: row.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let units = |line: &Line, units: u32| RefundUnits {
+        item: line.item,
+        product: line.product,
+        quantity: units,
+        amount: refund_value(line.amount, line.quantity, line.refunded, units),
+    };
+    match lines {
+        None => Ok(items
+            .iter()
+            .filter(|line| line.refunded < line.quantity)
+            .map(|line| units(line, line.quantity - line.refunded))
+            .collect()),
+        Some(asked) => {
+            let mut chosen = Vec::with_capacity(asked.len());
+            for want in asked {
+                let line = items.iter().find(|line| line.product == want.product);
+                let left = line.map_or(0, |line| line.quantity - line.refunded);
+                match line {
+                    Some(line) if want.quantity <= left => chosen.push(units(line, want.quantity)),
+                    _ => {
+                        return Err(Error::RefundExceedsOrder {
+                            order: id,
+                            product: want.product,
+                            requested: want.quantity,
+                            refundable: left,
+                        });
+                    }
+                }
+            }
+            // The order's line order, whatever order they were asked in.
+            chosen.sort_by_key(|unit| unit.item);
+            Ok(chosen)
+        }
+    }
+}
+
+pub(crate) const SELECT_REFUNDABLE: &str =
+    "SELECT id, product_id, quantity, amount, refunded FROM order_items
+     WHERE order_id = ?1 ORDER BY id";
+
+/// Records a completed refund of `units` worth `amount` on order `id`: each
+/// line's refunded count grows (guarded: never past its quantity), the
+/// units go back to stock, and the order's refunded money grows and its
+/// state moves to `Refunded` when no unit is left, else to
+/// `PartiallyRefunded`. Returns the new state.
+pub(crate) fn refund_units(
+    tx: &Transaction<'_>,
+    id: OrderId,
+    units: &[RefundUnits],
+    amount: Money,
+    now: Timestamp,
+) -> Result<OrderStatus> {
+    let mut update = tx.prepare_cached(
+        "UPDATE order_items SET refunded = refunded + ?2
+         WHERE id = ?1 AND refunded + ?2 <= quantity",
+    )?;
+    for unit in units {
+        let changed = update.execute((unit.item, unit.quantity))?;
+        if changed != 1 {
+            return Err(Error::Storage(rusqlite::Error::StatementChangedRows(
+                changed,
+            )));
+        }
+        product::release_stock(tx, unit.product, unit.quantity, now)?;
+    }
+    let left: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM order_items WHERE order_id = ?1 AND refunded < quantity",
+        )?
+        .query_row([id], |row| row.get(0))?;
+    let to = if left == 0 {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    };
+    let changed = tx
+        .prepare_cached(
+            "UPDATE orders SET status = ?2, refunded = refunded + ?3, updated_at = ?4
+             WHERE id = ?1 AND status IN ('paid', 'partially_refunded')",
+        )?
+        .execute((id, to, amount, now))?;
+    if changed != 1 {
+        let current: OrderStatus = tx
+            .prepare_cached("SELECT status FROM orders WHERE id = ?1")?
+            .query_row([id], |row| row.get(0))?;
+        return Err(Error::InvalidTransition {
+            order: id,
+            from: current,
+            to,
+        });
+    }
+    Ok(to)
 }
 
 /// Moves order `id` from `from` to `to`, guarded by its current state.
@@ -464,16 +669,67 @@ pub(crate) fn transition(
     })
 }
 
+/// A new line of `quantity` units at `unit_price`: nothing refunded, and
+/// an amount equal to its total until a discount is spread over it.
 fn item(product: ProductId, name: String, unit_price: Money, quantity: u32) -> Result<OrderItem> {
+    let line_total = unit_price
+        .checked_mul(quantity)
+        .ok_or(Error::AmountOverflow)?;
     Ok(OrderItem {
         product,
         name,
         unit_price,
         quantity,
-        line_total: unit_price
-            .checked_mul(quantity)
-            .ok_or(Error::AmountOverflow)?,
+        line_total,
+        amount: line_total,
+        refunded: 0,
     })
+}
+
+/// Spreads an order-level `discount` over lines whose totals are
+/// `line_totals`, and returns what each line then costs.
+///
+/// The rule, in integers only: line `i` bears `⌊discount × totalᵢ /
+/// subtotal⌋`; the won left over by rounding down (fewer than the number of
+/// lines) are borne one each by the lines in order, first line first,
+/// skipping a line that has nothing left to discount. So the amounts add up
+/// to exactly `subtotal − discount`, and no line costs less than zero. A
+/// discount larger than the subtotal is capped at it.
+pub(crate) fn spread(discount: Money, line_totals: &[Money]) -> Vec<Money> {
+    let subtotal: i128 = line_totals.iter().map(|m| i128::from(m.won())).sum();
+    let discount = i128::from(discount.won()).min(subtotal);
+    if discount == 0 {
+        return line_totals.to_vec();
+    }
+    let mut shares: Vec<i128> = line_totals
+        .iter()
+        .map(|total| discount * i128::from(total.won()) / subtotal)
+        .collect();
+    let mut left = discount - shares.iter().sum::<i128>();
+    while left > 0 {
+        for (share, total) in shares.iter_mut().zip(line_totals) {
+            if left > 0 && *share < i128::from(total.won()) {
+                *share += 1;
+                left -= 1;
+            }
+        }
+    }
+    line_totals
+        .iter()
+        .zip(shares)
+        .map(|(total, share)| Money::from_i128(i128::from(total.won()) - share))
+        .collect()
+}
+
+/// What refunding `units` more units of a line costing `amount` for
+/// `quantity` units gives back, when `refunded` units already came back.
+///
+/// The first `r` units of a line are worth `⌊amount × r / quantity⌋`, so
+/// the refunds of a line, in any split, add up to exactly its amount, and
+/// the last unit carries what rounding left over.
+pub(crate) fn refund_value(amount: Money, quantity: u32, refunded: u32, units: u32) -> Money {
+    let worth = |r: u32| i128::from(amount.won()) * i128::from(r) / i128::from(quantity);
+    Money::from_i128(worth(refunded + units) - worth(refunded))
 }
 
 /// An order from the columns of [`SELECT_ORDER`], without its lines.
@@ -485,16 +741,17 @@ fn order_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         cancel_reason: row.get(3)?,
         lines: Vec::new(),
         total: row.get(4)?,
-        created_at: row.get(5)?,
-        expires_at: row.get(6)?,
-        updated_at: row.get(7)?,
+        refunded: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+        updated_at: row.get(8)?,
     })
 }
 
 /// An item and its order from the columns of [`SELECT_ITEMS`].
 fn item_row(row: &Row<'_>) -> Result<(OrderId, OrderItem)> {
-    Ok((
-        row.get(0)?,
-        item(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)?,
-    ))
+    let mut item = item(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)?;
+    item.amount = row.get(5)?;
+    item.refunded = row.get(6)?;
+    Ok((row.get(0)?, item))
 }

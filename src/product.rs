@@ -31,6 +31,10 @@ pub struct Product {
     pub price: Money,
     /// The units on hand and not reserved.
     pub stock: u32,
+    /// The units held by orders: reserved by unpaid ones or sold, and not
+    /// released. `stock + held` never passes `u32::MAX`, so whatever is
+    /// reserved or sold can always be put back.
+    pub held: u32,
     /// When the product was created.
     pub created_at: Timestamp,
     /// When its price or stock last changed.
@@ -38,14 +42,15 @@ pub struct Product {
 }
 
 pub(crate) const SELECT_PRODUCT: &str =
-    "SELECT id, name, price, stock, created_at, updated_at FROM products WHERE id = ?1";
+    "SELECT id, name, price, stock, held, created_at, updated_at FROM products WHERE id = ?1";
 
 pub(crate) const SELECT_PRODUCT_PAGE: &str =
-    "SELECT id, name, price, stock, created_at, updated_at FROM products
+    "SELECT id, name, price, stock, held, created_at, updated_at FROM products
      WHERE id > :after ORDER BY id LIMIT :limit";
 
 pub(crate) const RESERVE_STOCK: &str =
-    "UPDATE products SET stock = stock - ?2, updated_at = ?3 WHERE id = ?1 AND stock >= ?2";
+    "UPDATE products SET stock = stock - ?2, held = held + ?2, updated_at = ?3
+     WHERE id = ?1 AND stock >= ?2";
 
 /// Inserts a product whose name is already checked.
 pub(crate) fn create(
@@ -58,7 +63,7 @@ pub(crate) fn create(
     tx.prepare_cached(
         "INSERT INTO products (name, price, stock, created_at, updated_at)
              VALUES (:name, :price, :stock, :now, :now)
-             RETURNING id, name, price, stock, created_at, updated_at",
+             RETURNING id, name, price, stock, held, created_at, updated_at",
     )?
     .query_row(
         named_params! { ":name": name, ":price": price, ":stock": stock, ":now": now },
@@ -88,7 +93,8 @@ pub(crate) fn list(conn: &Connection, page: PageRequest) -> Result<Page<Product>
     Ok(Page::from_rows(rows, page.limit(), |p| p.id.get()))
 }
 
-/// Adds `quantity` units to the stock of `id`.
+/// Adds `quantity` units to the stock of `id`, keeping room for every unit
+/// held by orders to come back: `stock + held` stays within `u32::MAX`.
 pub(crate) fn restock(
     tx: &Transaction<'_>,
     id: ProductId,
@@ -99,15 +105,17 @@ pub(crate) fn restock(
     let stock = current
         .stock
         .checked_add(quantity)
+        .filter(|stock| stock.checked_add(current.held).is_some())
         .ok_or(Error::StockOverflow {
             product: id,
             stock: current.stock,
+            held: current.held,
             quantity,
         })?;
     update(
         tx,
         "UPDATE products SET stock = ?2, updated_at = ?3 WHERE id = ?1
-         RETURNING id, name, price, stock, created_at, updated_at",
+         RETURNING id, name, price, stock, held, created_at, updated_at",
         id,
         stock,
         now,
@@ -124,7 +132,7 @@ pub(crate) fn set_price(
     update(
         tx,
         "UPDATE products SET price = ?2, updated_at = ?3 WHERE id = ?1
-         RETURNING id, name, price, stock, created_at, updated_at",
+         RETURNING id, name, price, stock, held, created_at, updated_at",
         id,
         price,
         now,
@@ -146,8 +154,9 @@ pub(crate) fn reserve_stock(
     Ok(changed == 1)
 }
 
-/// Puts `quantity` units of `id` back into stock (a cancelled or expired
-/// order).
+/// Puts `quantity` units of `id`, held by an order, back into stock (a
+/// cancelled, expired or refunded order). It cannot overflow: the units
+/// move from `held` to `stock`, whose sum stays the same.
 pub(crate) fn release_stock(
     tx: &Transaction<'_>,
     id: ProductId,
@@ -155,7 +164,10 @@ pub(crate) fn release_stock(
     now: Timestamp,
 ) -> Result<()> {
     let changed = tx
-        .prepare_cached("UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1")?
+        .prepare_cached(
+            "UPDATE products SET stock = stock + ?2, held = held - ?2, updated_at = ?3
+             WHERE id = ?1",
+        )?
         .execute((id, quantity, now))?;
     if changed == 1 {
         Ok(())
@@ -184,7 +196,8 @@ fn product(row: &Row<'_>) -> rusqlite::Result<Product> {
         name: row.get(1)?,
         price: row.get(2)?,
         stock: row.get(3)?,
-        created_at: row.get(4)?,
-        updated_at: row.get(5)?,
+        held: row.get(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
     })
 }

@@ -12,19 +12,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::balance::{self, Cap, LedgerEntry};
+use crate::balance::{self, LedgerEntry};
 use crate::cart::{self, Cart, CartLine};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Entity, Error, Result};
-use crate::gateway::{GatewayError, PaymentGateway, PgStatus, RetryPolicy};
-use crate::ids::{CartItemId, ProductId, UserId};
-use crate::ids::{OrderId, PaymentId};
+use crate::gateway::{PaymentGateway, RetryPolicy};
+use crate::ids::{CartItemId, OrderId, PaymentId, ProductId, UserId};
 use crate::money::Money;
-use crate::order::{self, Order, OrderLine, OrderStatus};
+use crate::order::{self, Order, OrderLine};
 use crate::page::{Page, PageRequest};
-use crate::payment::{self, Outcome, Payment, PaymentEvent, PaymentStatus, ReconcileReport};
+use crate::payment::flow::{PaymentConfig, Payments};
+use crate::payment::reconcile::{ReconcileReport, Reconciler};
+use crate::payment::refund::{self, Refund};
+use crate::payment::{self, Payment, PaymentEvent};
 use crate::product::{self, NewProduct, Product};
-use crate::reconciler::Reconciler;
 use crate::store::{self, Durability, Store, StoreConfig, WriteMode};
 use crate::user::{self, User};
 use crate::validate;
@@ -101,26 +102,6 @@ pub struct ShopBuilder {
     reservation_time: Duration,
     payments: PaymentConfig,
     clock: Arc<dyn Clock>,
-}
-
-/// How the shop talks to its payment gateway.
-#[derive(Clone)]
-struct PaymentConfig {
-    gateway: Option<Arc<dyn PaymentGateway>>,
-    retry: RetryPolicy,
-    reconcile_grace: Duration,
-    review_after: Duration,
-}
-
-impl fmt::Debug for PaymentConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PaymentConfig")
-            .field("gateway", &self.gateway.as_ref().map(|_| "configured"))
-            .field("retry", &self.retry)
-            .field("reconcile_grace", &self.reconcile_grace)
-            .field("review_after", &self.review_after)
-            .finish()
-    }
 }
 
 impl ShopBuilder {
@@ -484,10 +465,7 @@ impl Shop {
         let now = self.now();
         let balance = self.inner.store.write(move |tx| {
             user::ensure_exists(tx, user)?;
-            let cap = Cap {
-                max: max_balance,
-                held: payment::held(tx, user)?,
-            };
+            let cap = payment::cap(tx, user, max_balance)?;
             balance::charge(tx, user, amount, max_charge, cap, now)
         })?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
@@ -606,10 +584,13 @@ impl Shop {
     /// The cart of `user`, with each line's product name, current unit price
     /// and total, and the cart total (seed flow 4). One query, one snapshot.
     ///
+    /// A line whose total does not fit in [`Money`] is listed with no total
+    /// (and the cart then has none either), so its owner can still see and
+    /// remove it.
+    ///
     /// # Failure
     ///
-    /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::AmountOverflow`]
-    /// when the total does not fit in [`Money`].
+    /// [`Error::InvalidId`], [`Error::UserNotFound`].
     pub fn cart(&self, user: UserId) -> Result<Cart> {
         let user = user.validate()?;
         self.inner.store.read(|tx| cart::get(tx, user))
@@ -627,7 +608,7 @@ impl Shop {
     ///
     /// [`Error::InvalidId`], [`Error::InvalidQuantity`],
     /// [`Error::UserNotFound`], [`Error::ProductNotFound`],
-    /// [`Error::AlreadyInCart`], [`Error::AmountOverflow`].
+    /// [`Error::AlreadyInCart`].
     pub fn add_to_cart(&self, user: UserId, product: ProductId, quantity: u32) -> Result<CartLine> {
         let user = user.validate()?;
         let product = product.validate()?;
@@ -649,8 +630,7 @@ impl Shop {
     /// # Failure
     ///
     /// [`Error::InvalidId`], [`Error::InvalidQuantity`],
-    /// [`Error::CartItemNotFound`] (also for another user's line),
-    /// [`Error::AmountOverflow`].
+    /// [`Error::CartItemNotFound`] (also for another user's line).
     pub fn set_cart_quantity(
         &self,
         user: UserId,
@@ -887,8 +867,10 @@ impl Shop {
     /// The steps, exactly once whatever happens:
     ///
     /// 1. In one write transaction — checks, in order: ids and key valid →
-    ///    the order exists and is the user's → it is `Pending` → its total is
-    ///    not zero → the balance covers it. Then the total is debited (a
+    ///    the order exists and is the user's → it is `Pending` → its
+    ///    reservation has not run out (an order past it is expired, as
+    ///    [`Shop::place_order`] sees it) → its total is not zero → the
+    ///    balance covers it. Then the total is debited (a
     ///    [`Payment`](crate::LedgerKind::Payment) ledger entry), the payment
     ///    saved as `Requested` with a fresh `pg_order_id` and idempotency
     ///    key, its history started, and the order moved to `Paying`.
@@ -907,7 +889,8 @@ impl Shop {
     ///
     /// [`Error::InvalidId`], [`Error::InvalidPaymentKey`],
     /// [`Error::NoGateway`], [`Error::OrderNotFound`],
-    /// [`Error::InvalidTransition`], [`Error::NothingToPay`],
+    /// [`Error::InvalidTransition`], [`Error::OrderExpired`],
+    /// [`Error::NothingToPay`],
     /// [`Error::InsufficientBalance`] (all changing nothing); then
     /// [`Error::PaymentDeclined`], [`Error::GatewayUnavailable`] and
     /// [`Error::GatewayRejected`] (money given back, order `Pending`) or
@@ -926,162 +909,50 @@ impl Shop {
     ) -> Result<Payment> {
         let user = user.validate()?;
         let order = order.validate()?;
-        let gateway = self.gateway()?;
-        let now = self.now();
-        let payment = self.inner.store.write({
-            let payment_key = payment_key.map(str::to_owned);
-            move |tx| payment::begin(tx, user, order, payment_key.as_deref(), now)
-        })?;
-        debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
-
-        let request = payment.approve_request();
-        let answer = self.inner.payments.retry.run(|| gateway.approve(&request));
-        let (outcome, failure) = match answer {
-            Ok(approval) => (Outcome::Approved(approval), None),
-            Err(err) => (Outcome::from_failure(payment.id, &err), Some(err)),
-        };
-        let now = self.now();
-        let recorded = match self
-            .inner
-            .store
-            .write(move |tx| payment::record(tx, payment.id, outcome, now))
-        {
-            Ok(recorded) => recorded,
-            Err(err) => {
-                // The money is held and the gateway may have approved: only
-                // reconciliation can tell, so say the outcome is unknown.
-                tracing::error!(payment = %payment.id, error = %err,
-                    "recording the payment outcome failed; reconciliation will settle it");
-                return Err(Error::PaymentOutcomeUnknown {
-                    payment: payment.id,
-                    order,
-                });
-            }
-        };
-        debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
-        match recorded.status {
-            PaymentStatus::Approved | PaymentStatus::Refunded => Ok(recorded),
-            PaymentStatus::Declined => Err(match failure {
-                Some(GatewayError::Unavailable { .. }) => Error::GatewayUnavailable {
-                    payment: recorded.id,
-                },
-                Some(GatewayError::Invalid { code, message }) => Error::GatewayRejected {
-                    payment: recorded.id,
-                    code,
-                    message,
-                },
-                _ => {
-                    let failure = recorded.failure.unwrap_or_else(|| payment::PaymentFailure {
-                        code: String::new(),
-                        message: String::new(),
-                    });
-                    Error::PaymentDeclined {
-                        payment: recorded.id,
-                        order,
-                        code: failure.code,
-                        message: failure.message,
-                    }
-                }
-            }),
-            PaymentStatus::Requested | PaymentStatus::Unknown => {
-                Err(Error::PaymentOutcomeUnknown {
-                    payment: recorded.id,
-                    order,
-                })
-            }
-        }
+        self.payments()?
+            .pay(user, order, payment_key.map(str::to_owned))
     }
 
-    /// Settles every `Requested` or `Unknown` payment older than the grace
-    /// period ([`ShopBuilder::reconcile_grace`]) and reports what it did.
+    /// The context of the flows that call the gateway.
+    fn payments(&self) -> Result<Payments<'_>> {
+        Ok(Payments {
+            store: &self.inner.store,
+            gateway: self.gateway()?,
+            config: &self.inner.payments,
+            clock: &*self.inner.clock,
+            max_balance: self.inner.limits.max_balance,
+        })
+    }
+
+    /// Settles every `Requested` or `Unknown` payment and refund attempt
+    /// older than the grace period ([`ShopBuilder::reconcile_grace`]) and
+    /// reports each one it looked at, with its id and status after the round.
     ///
-    /// For each, oldest first, with no transaction open during gateway calls:
-    /// the gateway's `status` for its `pg_order_id` is asked; an approval or
-    /// a decline is recorded as [`Shop::pay`] records it; "never received"
-    /// means the approval is sent again **with the payment's stored
-    /// idempotency key**, so it is charged at most once whatever happened
-    /// before; no definite answer leaves it `Unknown` for the next round.
-    /// A payment still unsettled past [`ShopBuilder::review_after`] is listed
-    /// in [`ReconcileReport::needs_review`] — never declined silently, since
-    /// the gateway may hold the money.
+    /// With no transaction open during gateway calls, oldest first:
     ///
-    /// A process killed at any point of a payment leaves a `Requested` or
-    /// `Unknown` payment that this finishes.
+    /// - a payment: the gateway's `status` for its `pg_order_id` is asked;
+    ///   an approval or a decline is recorded as [`Shop::pay`] records it;
+    ///   "never received" means the approval is sent again **with the
+    ///   payment's stored idempotency key**, so it is charged at most once
+    ///   whatever happened before;
+    /// - a refund attempt: its cancel is sent again **with the attempt's
+    ///   stored key**, which the gateway treats as the same cancel; the
+    ///   answer is recorded as [`Shop::refund`] records it.
+    ///
+    /// No definite answer leaves the attempt for the next round. One still
+    /// unsettled past [`ShopBuilder::review_after`] is marked
+    /// `needs_review` — never settled on a guess, since the gateway may hold
+    /// the money.
+    ///
+    /// A process killed at any point of a payment or a refund leaves a
+    /// `Requested` or `Unknown` attempt that this finishes.
     ///
     /// # Failure
     ///
     /// [`Error::NoGateway`]; storage errors ([`Error::Busy`]) end the round
     /// early, and the next round continues.
     pub fn reconcile_payments(&self) -> Result<ReconcileReport> {
-        let gateway = self.gateway()?;
-        let config = &self.inner.payments;
-        let now = self.now();
-        let cutoff =
-            Timestamp::from_millis(now.as_millis().saturating_sub(
-                i64::try_from(config.reconcile_grace.as_millis()).unwrap_or(i64::MAX),
-            ));
-        let due = self.inner.store.read(|tx| payment::unsettled(tx, cutoff))?;
-        let mut report = ReconcileReport::default();
-        for due_payment in due {
-            let outcome = self.ask_gateway(gateway, &due_payment);
-            let recorded = match outcome {
-                Some(outcome) => {
-                    let now = self.now();
-                    self.inner
-                        .store
-                        .write(move |tx| payment::record(tx, due_payment.id, outcome, now))?
-                }
-                None => due_payment,
-            };
-            match recorded.status {
-                PaymentStatus::Approved | PaymentStatus::Refunded => report.approved += 1,
-                PaymentStatus::Declined => report.declined += 1,
-                PaymentStatus::Requested | PaymentStatus::Unknown => {
-                    let age = Duration::from_millis(
-                        u64::try_from(self.now().as_millis() - recorded.created_at.as_millis())
-                            .unwrap_or(0),
-                    );
-                    if age >= config.review_after {
-                        tracing::warn!(payment = %recorded.id, order = %recorded.order, ?age,
-                            "payment still unsettled past the review age; needs a person");
-                        report.needs_review.push(recorded.id);
-                    } else {
-                        report.still_unknown += 1;
-                    }
-                }
-            }
-        }
-        debug!(?report, "payments reconciled");
-        Ok(report)
-    }
-
-    /// What the gateway says of one unsettled payment, as an outcome to
-    /// record; `None` to leave it for the next round.
-    fn ask_gateway(&self, gateway: &dyn PaymentGateway, payment: &Payment) -> Option<Outcome> {
-        let retry = &self.inner.payments.retry;
-        let status = retry.run(|| gateway.status(&payment.status_request()));
-        match status {
-            Ok(PgStatus::Approved(approval)) => Some(Outcome::Approved(approval)),
-            Ok(PgStatus::Declined { code, message }) => Some(Outcome::Declined { code, message }),
-            Ok(PgStatus::NotFound) => {
-                // Never received: send it again, with the same key.
-                let request = payment.approve_request();
-                match retry.run(|| gateway.approve(&request)) {
-                    Ok(approval) => Some(Outcome::Approved(approval)),
-                    // Still unreachable: it has still never seen it.
-                    Err(GatewayError::Unavailable { .. }) => None,
-                    Err(err) => Some(Outcome::from_failure(payment.id, &err)),
-                }
-            }
-            Err(err) => {
-                if let GatewayError::Invalid { code, message } = &err {
-                    tracing::error!(payment = %payment.id, %code, %message, "the gateway refused a status request as invalid");
-                }
-                Some(Outcome::Unknown {
-                    reason: err.to_string(),
-                })
-            }
-        }
+        self.payments()?.reconcile()
     }
 
     /// Starts a background thread that runs [`Shop::reconcile_payments`]
@@ -1091,90 +962,134 @@ impl Shop {
         Reconciler::spawn(self.clone(), interval)
     }
 
-    /// Refunds the paid order `order` of `user`: the gateway cancels the
-    /// payment first, outside any transaction; then, in one transaction, the
-    /// payment becomes `Refunded`, the amount is credited back (a
-    /// [`Refund`](crate::LedgerKind::Refund) ledger entry), the stock is
-    /// released and the order becomes `Refunded`.
+    /// Refunds every unit of the paid order `order` of `user` not refunded
+    /// yet. See [`Shop::refund_lines`] for the steps, checks and errors.
     ///
-    /// The cancel's idempotency key is derived from the payment, so retrying
-    /// a refund is safe; a payment the gateway already cancelled counts as
-    /// cancelled.
+    /// # Example
     ///
-    /// Checks, in order: ids valid, reason 1 to 200 characters after
-    /// trimming → the order exists and is the user's → it is `Paid` → the
-    /// credit fits under the balance limit.
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use liteshop::{FakeGateway, Money, NewProduct, OrderLine, OrderStatus, RefundStatus, Shop};
+    ///
+    /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(FakeGateway::new()).build()?;
+    /// let kim = shop.create_user("Kim")?;
+    /// shop.charge(kim.id, Money::new(30_000)?)?;
+    /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(5_000)?, stock: 5 })?;
+    /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 3)])?;
+    /// shop.pay(kim.id, order.id)?;
+    ///
+    /// let one = shop.refund_lines(kim.id, order.id, &[OrderLine::new(tea.id, 1)], "one broke")?;
+    /// assert_eq!((one.status, one.amount), (RefundStatus::Completed, Money::new(5_000)?));
+    /// assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::PartiallyRefunded);
+    ///
+    /// let rest = shop.refund(kim.id, order.id, "changed my mind")?;
+    /// assert_eq!(rest.amount, Money::new(10_000)?);
+    /// assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::Refunded);
+    /// assert_eq!(shop.balance(kim.id)?, Money::new(30_000)?);
+    /// assert_eq!(shop.product(tea.id)?.stock, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Failure
     ///
-    /// [`Error::InvalidId`], [`Error::InvalidRefundReason`],
-    /// [`Error::NoGateway`], [`Error::OrderNotFound`],
-    /// [`Error::InvalidTransition`], [`Error::BalanceLimitExceeded`],
-    /// [`Error::RefundDeclined`], [`Error::RefundOutcomeUnknown`],
-    /// [`Error::GatewayRejected`]: in every case nothing changed in the shop.
-    /// (If the gateway cancelled but the credit no longer fits because the
-    /// user charged meanwhile, the order stays `Paid` and a later retry
-    /// completes the refund.)
-    pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Order> {
+    /// As [`Shop::refund_lines`].
+    pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Refund> {
+        self.refund_inner(user, order, None, reason)
+    }
+
+    /// Refunds `lines` (products and unit counts) of the paid order `order`
+    /// of `user`: credits what those units were paid, puts them back into
+    /// stock, and moves the order to `PartiallyRefunded`, or to `Refunded`
+    /// once no unit is left.
+    ///
+    /// The steps, exactly once whatever happens:
+    ///
+    /// 1. In one write transaction — checks, in order: ids valid, lines
+    ///    valid (as for an order: at least one, no product twice, quantities
+    ///    at least 1), reason 1 to 200 characters after trimming with no
+    ///    control character → the order exists and is the user's → it is
+    ///    `Paid` or `PartiallyRefunded` → no other refund of it is in flight
+    ///    → each line's product is on the order with that many units not yet
+    ///    refunded → the credit, plus the money already in flight, fits under
+    ///    the balance limit. Then the attempt is recorded as `Requested` with
+    ///    its own fresh idempotency key and its lines; from now on its amount
+    ///    counts as in flight, so the credit will fit when it comes.
+    /// 2. With no transaction open, the gateway is asked to cancel that
+    ///    amount with that key, retrying only calls that provably never
+    ///    reached it.
+    /// 3. In a second write transaction the answer is recorded: cancelled →
+    ///    [`RefundStatus::Completed`](crate::RefundStatus::Completed), the
+    ///    balance credited (a [`Refund`](crate::LedgerKind::Refund) ledger
+    ///    entry), the units released, the order moved, `Ok`; declined →
+    ///    `Declined`, nothing moved, [`Error::RefundDeclined`] (a later
+    ///    refund is a new attempt with a new key); no definite answer →
+    ///    `Unknown`, nothing moved yet, [`Error::RefundOutcomeUnknown`] —
+    ///    [`Shop::reconcile_payments`] settles it later.
+    ///
+    /// The money of a line is spread over its units so that the refunds of
+    /// a line, in any split, add up to exactly what it was paid
+    /// ([`OrderItem::amount`](crate::OrderItem::amount)); the completed
+    /// refunds of a payment never add up to more than it.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::EmptyOrder`],
+    /// [`Error::TooManyOrderLines`], [`Error::InvalidQuantity`],
+    /// [`Error::DuplicateOrderLine`], [`Error::InvalidRefundReason`],
+    /// [`Error::InvalidCharacter`], [`Error::NoGateway`],
+    /// [`Error::OrderNotFound`], [`Error::InvalidTransition`],
+    /// [`Error::RefundInProgress`], [`Error::RefundExceedsOrder`],
+    /// [`Error::BalanceLimitExceeded`] (all changing nothing); then
+    /// [`Error::RefundDeclined`], [`Error::GatewayUnavailable`],
+    /// [`Error::GatewayRejected`] (the attempt recorded `Declined`, nothing
+    /// else moved) or [`Error::RefundOutcomeUnknown`] (the attempt held for
+    /// reconciliation; also when the answer could not be recorded).
+    pub fn refund_lines(
+        &self,
+        user: UserId,
+        order: OrderId,
+        lines: &[OrderLine],
+        reason: &str,
+    ) -> Result<Refund> {
+        let limits = &self.inner.limits;
+        order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
+        self.refund_inner(user, order, Some(lines.to_vec()), reason)
+    }
+
+    fn refund_inner(
+        &self,
+        user: UserId,
+        order: OrderId,
+        lines: Option<Vec<OrderLine>>,
+        reason: &str,
+    ) -> Result<Refund> {
         const MAX_REASON: usize = 200;
         let user = user.validate()?;
         let order = order.validate()?;
-        let reason = reason.trim();
-        let length = reason.chars().count();
-        if !(1..=MAX_REASON).contains(&length) {
-            return Err(Error::InvalidRefundReason {
-                length,
-                max: MAX_REASON,
-            });
-        }
-        let gateway = self.gateway()?;
-        let max = self.inner.limits.max_balance;
-        let paid = self.inner.store.read(|tx| {
-            let current = order::get(tx, user, order)?;
-            if !current.status.can_become(OrderStatus::Refunded) {
-                return Err(Error::InvalidTransition {
-                    order,
-                    from: current.status,
-                    to: OrderStatus::Refunded,
-                });
-            }
-            let paid = payment::approved_for_order(tx, user, order)?;
-            payment::refund_cap(tx, user, paid.amount, max)?;
-            Ok(paid)
-        })?;
+        let reason =
+            validate::text(Entity::Refund, reason, MAX_REASON).map_err(|err| match err {
+                validate::TextError::Length(length) => Error::InvalidRefundReason {
+                    length,
+                    max: MAX_REASON,
+                },
+                validate::TextError::Control(err) => err,
+            })?;
+        self.payments()?.refund(user, order, lines, reason)
+    }
 
-        let request = paid.cancel_request(reason);
-        match self.inner.payments.retry.run(|| gateway.cancel(&request)) {
-            Ok(_) => {}
-            Err(GatewayError::Declined { code, message }) => {
-                return Err(Error::RefundDeclined {
-                    order,
-                    code,
-                    message,
-                });
-            }
-            Err(GatewayError::Invalid { code, message }) => {
-                tracing::error!(payment = %paid.id, %code, %message, "the gateway refused a cancel as invalid");
-                return Err(Error::GatewayRejected {
-                    payment: paid.id,
-                    code,
-                    message,
-                });
-            }
-            Err(err @ (GatewayError::Unavailable { .. } | GatewayError::Unknown { .. })) => {
-                tracing::warn!(payment = %paid.id, error = %err, "refund outcome unknown; retry later");
-                return Err(Error::RefundOutcomeUnknown { order });
-            }
-        }
-
-        let now = self.now();
-        let refunded = self.inner.store.write(move |tx| {
-            let cap = payment::refund_cap(tx, user, paid.amount, max)?;
-            payment::refund(tx, paid.id, cap, now)?;
-            order::get(tx, user, order)
-        })?;
-        debug!(user = %user, order = %order, payment = %paid.id, amount = %paid.amount, "order refunded");
-        Ok(refunded)
+    /// Every refund attempt of the order `order` of `user`, oldest first,
+    /// with its lines and status.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
+    /// user's order).
+    pub fn refunds(&self, user: UserId, order: OrderId) -> Result<Vec<Refund>> {
+        let user = user.validate()?;
+        let order = order.validate()?;
+        self.inner
+            .store
+            .read(|tx| refund::for_order(tx, user, order))
     }
 
     /// The payment `id` of `user`.

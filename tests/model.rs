@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::{TestShop, open_with, won};
 use liteshop::{
-    CartItemId, ErrorKind, FakeGateway, FakeOutcome, Money, NewProduct, OrderId, OrderLine,
-    OrderStatus, PageRequest, PaymentId, PaymentStatus, ProductId, RetryPolicy, UserId,
+    CartItemId, ErrorKind, FakeGateway, FakeOutcome, NewProduct, OrderId, OrderLine, OrderStatus,
+    PageRequest, PaymentId, PaymentStatus, ProductId, RefundStatus, RetryPolicy, UserId,
 };
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -88,9 +88,13 @@ enum Step {
         pg: Pg,
     },
     Reconcile,
+    /// A refund of some lines (`Some`) or of every unit left (`None`), whose
+    /// cancel the gateway answers as `pg` says.
     Refund {
         user: i64,
         order: i64,
+        lines: Option<Vec<(i64, u32)>>,
+        pg: Pg,
     },
 }
 
@@ -114,12 +118,31 @@ struct MItem {
 }
 
 #[derive(Clone, Debug)]
+struct MLine {
+    product: i64,
+    quantity: u32,
+    price: i64,
+    refunded: u32,
+}
+
+#[derive(Clone, Debug)]
 struct MOrder {
     user: i64,
     status: OrderStatus,
-    lines: Vec<(i64, u32)>,
+    lines: Vec<MLine>,
     total: i64,
+    refunded: i64,
     expires_at: u64,
+}
+
+#[derive(Clone, Debug)]
+struct MRefund {
+    order: i64,
+    user: i64,
+    amount: i64,
+    /// (line index, units)
+    units: Vec<(usize, u32)>,
+    status: RefundStatus,
 }
 
 #[derive(Clone, Debug)]
@@ -139,6 +162,7 @@ struct Model {
     cart: BTreeMap<i64, MItem>,
     orders: Vec<MOrder>,
     payments: Vec<MPayment>,
+    refunds: Vec<MRefund>,
     last: Outcome,
 }
 
@@ -167,15 +191,71 @@ impl Model {
             .ok_or(NotFound)
     }
 
+    /// Money in flight for `user`: held by payments, owed by refunds.
     fn held(&self, user: i64) -> i64 {
-        self.payments
+        let payments: i64 = self
+            .payments
             .iter()
-            .filter(|p| {
-                p.user == user
-                    && matches!(p.status, PaymentStatus::Requested | PaymentStatus::Unknown)
-            })
+            .filter(|p| p.user == user && p.status.is_unsettled())
             .map(|p| p.amount)
+            .sum();
+        let refunds: i64 = self
+            .refunds
+            .iter()
+            .filter(|r| r.user == user && r.status.is_unsettled())
+            .map(|r| r.amount)
+            .sum();
+        payments + refunds
+    }
+
+    /// Units of `product` held by orders: reserved or sold, not released.
+    fn units_held(&self, product: i64) -> u32 {
+        self.orders
+            .iter()
+            .filter(|o| o.status.holds_stock())
+            .flat_map(|o| &o.lines)
+            .filter(|l| l.product == product)
+            .map(|l| l.quantity - l.refunded)
             .sum()
+    }
+
+    /// Completes refund `r`: credit, units back, order and payment moved.
+    fn complete_refund(&mut self, r: usize) {
+        let MRefund {
+            order,
+            user,
+            amount,
+            ref units,
+            ..
+        } = self.refunds[r];
+        let o = (order - 1) as usize;
+        for &(line, n) in &units.clone() {
+            self.orders[o].lines[line].refunded += n;
+            let product = self.orders[o].lines[line].product;
+            self.products[(product - 1) as usize].stock += n;
+        }
+        self.orders[o].refunded += amount;
+        let all = self.orders[o]
+            .lines
+            .iter()
+            .all(|l| l.refunded == l.quantity);
+        self.orders[o].status = if all {
+            OrderStatus::Refunded
+        } else {
+            OrderStatus::PartiallyRefunded
+        };
+        if all {
+            let p = self
+                .payments
+                .iter()
+                .position(|p| p.order == order && p.status == PaymentStatus::Approved)
+                .expect("a refunded order has an approved payment");
+            self.payments[p].status = PaymentStatus::Refunded;
+        }
+        if amount > 0 {
+            self.credit(user, amount);
+        }
+        self.refunds[r].status = RefundStatus::Completed;
     }
 
     fn credit(&mut self, user: i64, amount: i64) {
@@ -185,8 +265,8 @@ impl Model {
     }
 
     fn release(&mut self, order: usize) {
-        for (product, quantity) in self.orders[order].lines.clone() {
-            self.products[(product - 1) as usize].stock += quantity;
+        for line in self.orders[order].lines.clone() {
+            self.products[(line.product - 1) as usize].stock += line.quantity - line.refunded;
         }
     }
 
@@ -229,7 +309,7 @@ impl Model {
         for &(product, quantity) in lines {
             let p = (product - 1) as usize;
             if m.products[p].stock < quantity {
-                m.expire_where(|o| o.lines.iter().any(|&(lp, _)| lp == product));
+                m.expire_where(|o| o.lines.iter().any(|l| l.product == product));
             }
             if m.products[p].stock < quantity {
                 return Err(Conflict);
@@ -245,11 +325,21 @@ impl Model {
         if m.users[(user - 1) as usize].balance < total {
             return Err(Conflict);
         }
+        let lines = lines
+            .iter()
+            .map(|&(product, quantity)| MLine {
+                product,
+                quantity,
+                price: m.products[(product - 1) as usize].price,
+                refunded: 0,
+            })
+            .collect();
         m.orders.push(MOrder {
             user,
             status: OrderStatus::Pending,
-            lines: lines.to_vec(),
+            lines,
             total,
+            refunded: 0,
             expires_at: (m.now_secs + RESERVATION_SECS) * 1_000,
         });
         let id = m.orders.len() as i64;
@@ -384,6 +474,9 @@ impl Model {
                 if status != OrderStatus::Pending {
                     return Err(Conflict);
                 }
+                if self.orders[o].expires_at <= self.now_secs * 1_000 {
+                    return Err(Conflict); // expired, swept or not
+                }
                 if total == 0 {
                     return Err(InvalidInput);
                 }
@@ -420,38 +513,101 @@ impl Model {
             Step::Reconcile => {
                 // With no grace, every unknown payment is settled: found
                 // approved at the PG, or never received and sent again (the
-                // fake then approves).
-                let mut approved = 0;
+                // fake then approves). Then every unknown refund: its cancel
+                // sent again with its key is replayed as done, or (never
+                // received) done now.
+                let mut settled = 0;
                 for i in 0..self.payments.len() {
                     if self.payments[i].status == PaymentStatus::Unknown {
                         self.payments[i].status = PaymentStatus::Approved;
                         self.orders[(self.payments[i].order - 1) as usize].status =
                             OrderStatus::Paid;
-                        approved += 1;
+                        settled += 1;
                     }
                 }
-                Ok(Some(approved))
+                for r in 0..self.refunds.len() {
+                    if self.refunds[r].status == RefundStatus::Unknown {
+                        self.complete_refund(r);
+                        settled += 1;
+                    }
+                }
+                Ok(Some(settled))
             }
-            Step::Refund { user, order } => {
+            Step::Refund {
+                user,
+                order,
+                ref lines,
+                pg,
+            } => {
+                if let Some(lines) = lines {
+                    Self::validate_lines(lines)?;
+                }
                 let o = self.order_of(user, order)?;
-                if self.orders[o].status != OrderStatus::Paid {
+                if !self.orders[o].status.is_refundable() {
                     return Err(Conflict);
                 }
-                let p = self
-                    .payments
+                if self
+                    .refunds
                     .iter()
-                    .position(|p| p.order == order && p.status == PaymentStatus::Approved)
-                    .expect("a paid order has an approved payment");
-                let amount = self.payments[p].amount;
-                if self.users[(user - 1) as usize].balance + amount + self.held(user) > MAX_BALANCE
+                    .any(|r| r.order == order && r.status.is_unsettled())
+                {
+                    return Err(Conflict);
+                }
+                let mine = &self.orders[o].lines;
+                let units: Vec<(usize, u32)> = match lines {
+                    None => (0..mine.len())
+                        .filter(|&i| mine[i].refunded < mine[i].quantity)
+                        .map(|i| (i, mine[i].quantity - mine[i].refunded))
+                        .collect(),
+                    Some(lines) => {
+                        let mut units = Vec::new();
+                        for &(product, n) in lines {
+                            match mine.iter().position(|l| l.product == product) {
+                                Some(i) if n <= mine[i].quantity - mine[i].refunded => {
+                                    units.push((i, n));
+                                }
+                                _ => return Err(Conflict),
+                            }
+                        }
+                        units.sort_unstable();
+                        units
+                    }
+                };
+                let amount: i64 = units
+                    .iter()
+                    .map(|&(i, n)| mine[i].price * i64::from(n))
+                    .sum();
+                if self.users[(user - 1) as usize].balance + self.held(user) + amount > MAX_BALANCE
                 {
                     return Err(InvalidInput);
                 }
-                self.payments[p].status = PaymentStatus::Refunded;
-                self.credit(user, amount);
-                self.orders[o].status = OrderStatus::Refunded;
-                self.release(o);
-                Ok(None)
+                self.refunds.push(MRefund {
+                    order,
+                    user,
+                    amount,
+                    units,
+                    status: RefundStatus::Requested,
+                });
+                let r = self.refunds.len() - 1;
+                let id = Some(r as i64 + 1);
+                if amount == 0 {
+                    self.complete_refund(r);
+                    return Ok(id);
+                }
+                match pg {
+                    Pg::Approve => {
+                        self.complete_refund(r);
+                        Ok(id)
+                    }
+                    Pg::Decline => {
+                        self.refunds[r].status = RefundStatus::Declined;
+                        Err(PaymentDeclined)
+                    }
+                    Pg::LostBeforeCharge | Pg::LostAfterCharge => {
+                        self.refunds[r].status = RefundStatus::Unknown;
+                        Err(PaymentOutcomeUnknown)
+                    }
+                }
             }
         }
     }
@@ -492,6 +648,7 @@ impl ReferenceStateMachine for ShopModel {
             cart: BTreeMap::new(),
             orders: Vec::new(),
             payments: Vec::new(),
+            refunds: Vec::new(),
             last: Ok(None),
         })
         .boxed()
@@ -517,6 +674,10 @@ impl ReferenceStateMachine for ShopModel {
             1 => Just(Pg::LostAfterCharge),
         ];
         let lines = prop::collection::vec((product.clone(), quantity.clone()), 0..4);
+        let refund_lines = prop_oneof![
+            1 => Just(None),
+            1 => prop::collection::vec((product.clone(), quantity.clone()), 0..3).prop_map(Some),
+        ];
         prop_oneof![
             2 => Just(Step::CreateUser),
             4 => (user.clone(), amount).prop_map(|(user, amount)| Step::Charge { user, amount }),
@@ -533,9 +694,10 @@ impl ReferenceStateMachine for ShopModel {
             2 => (user.clone(), order.clone()).prop_map(|(user, order)| Step::Cancel { user, order }),
             3 => prop_oneof![Just(300_u64), Just(RESERVATION_SECS)].prop_map(|secs| Step::Advance { secs }),
             1 => Just(Step::Expire),
-            6 => (user.clone(), order.clone(), pg).prop_map(|(user, order, pg)| Step::Pay { user, order, pg }),
+            6 => (user.clone(), order.clone(), pg.clone()).prop_map(|(user, order, pg)| Step::Pay { user, order, pg }),
             1 => Just(Step::Reconcile),
-            2 => (user, order).prop_map(|(user, order)| Step::Refund { user, order }),
+            4 => (user, order, refund_lines, pg)
+                .prop_map(|(user, order, lines, pg)| Step::Refund { user, order, lines, pg }),
         ]
         .boxed()
     }
@@ -667,17 +829,47 @@ impl StateMachineTest for ShopModel {
                 })
             }
             Step::Reconcile => kind(shop.reconcile_payments(), |r| {
-                assert_eq!(
-                    (r.declined, r.still_unknown, r.needs_review.len()),
-                    (0, 0, 0),
-                    "{r:?}"
-                );
-                Some(r.approved as i64)
+                assert!(r.all_settled() && !r.needs_review(), "{r:?}");
+                assert_eq!(r.payments_in(PaymentStatus::Declined), 0, "{r:?}");
+                assert_eq!(r.refunds_in(RefundStatus::Declined), 0, "{r:?}");
+                Some((r.payments.len() + r.refunds.len()) as i64)
             }),
-            Step::Refund { user, order } => kind(
-                shop.refund(UserId::new(user), OrderId::new(order), "model"),
-                |_| None,
-            ),
+            Step::Refund {
+                user,
+                order,
+                ref lines,
+                pg,
+            } => {
+                // Script the gateway only if the model says the call reaches it.
+                if matches!(
+                    model.last,
+                    Ok(_) | Err(PaymentDeclined | PaymentOutcomeUnknown)
+                ) {
+                    sut.pg.push_cancel(match pg {
+                        Pg::Approve => FakeOutcome::Approve,
+                        Pg::Decline => FakeOutcome::Decline {
+                            code: "EXCEED_CANCEL_LIMIT".into(),
+                            message: "try again tomorrow".into(),
+                        },
+                        Pg::LostBeforeCharge => FakeOutcome::UnknownBeforeCharge,
+                        Pg::LostAfterCharge => FakeOutcome::UnknownAfterCharge,
+                    });
+                }
+                let (user, order) = (UserId::new(user), OrderId::new(order));
+                let result = match lines {
+                    None => shop.refund(user, order, "model"),
+                    Some(lines) => {
+                        let lines: Vec<OrderLine> = lines
+                            .iter()
+                            .map(|&(p, q)| OrderLine::new(ProductId::new(p), q))
+                            .collect();
+                        shop.refund_lines(user, order, &lines, "model")
+                    }
+                };
+                // A script a free refund never used must not reach the next.
+                sut.pg.clear_scripts();
+                kind(result, |r| Some(r.id.get()))
+            }
         };
         assert_eq!(got, model.last, "result of {step:?}");
         sut
@@ -715,10 +907,12 @@ impl StateMachineTest for ShopModel {
         }
         for (i, p) in model.products.iter().enumerate() {
             let id = ProductId::new(i as i64 + 1);
+            let product = shop.product(id).unwrap();
+            assert_eq!(product.stock, p.stock, "stock of product {id}");
             assert_eq!(
-                shop.product(id).unwrap().stock,
-                p.stock,
-                "stock of product {id}"
+                product.held,
+                model.units_held(id.get()),
+                "units of product {id} held by orders"
             );
         }
         for (i, o) in model.orders.iter().enumerate() {
@@ -726,10 +920,26 @@ impl StateMachineTest for ShopModel {
             let order = shop.order(UserId::new(o.user), id).unwrap();
             assert_eq!(order.status, o.status, "status of order {id}");
             assert_eq!(
-                order.total,
-                Money::new(o.total).unwrap(),
-                "total of order {id}"
+                (order.total, order.refunded),
+                (won(o.total), won(o.refunded)),
+                "total and refunded money of order {id}"
             );
+            let refunded: Vec<u32> = order.lines.iter().map(|l| l.refunded).collect();
+            let expected: Vec<u32> = o.lines.iter().map(|l| l.refunded).collect();
+            assert_eq!(refunded, expected, "refunded units of order {id}");
+            let refunds: Vec<(i64, RefundStatus)> = shop
+                .refunds(UserId::new(o.user), id)
+                .unwrap()
+                .iter()
+                .map(|r| (r.amount.won(), r.status))
+                .collect();
+            let expected: Vec<(i64, RefundStatus)> = model
+                .refunds
+                .iter()
+                .filter(|r| r.order == id.get())
+                .map(|r| (r.amount, r.status))
+                .collect();
+            assert_eq!(refunds, expected, "refunds of order {id}");
         }
         for (i, p) in model.payments.iter().enumerate() {
             let id = PaymentId::new(i as i64 + 1);

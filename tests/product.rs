@@ -135,7 +135,7 @@ fn bad_restocks_are_refused_and_change_nothing() {
 
     let err = t.shop.restock(tea.id, 2).unwrap_err();
     assert!(
-        matches!(err, Error::StockOverflow { product, stock, quantity: 2 }
+        matches!(err, Error::StockOverflow { product, stock, quantity: 2, held: 0 }
             if product == tea.id && stock == u32::MAX - 1),
         "{err:?}"
     );

@@ -67,7 +67,9 @@ impl FakeOutcome {
 
 /// An in-memory payment gateway for tests.
 ///
-/// It approves everything by default. Script it per call
+/// It approves and cancels everything by default, a cancel of part of a
+/// payment included (never more than is left: that is declined with
+/// `NOT_CANCELABLE_AMOUNT`). Script it per call
 /// ([`push`](FakeGateway::push)) or per order
 /// ([`push_for_order`](FakeGateway::push_for_order)) to decline, fail as
 /// unknown before or after it "charged", or fail as unavailable; delay every
@@ -139,7 +141,8 @@ impl FakeGateway {
             .extend(std::iter::repeat_n(FakeOutcome::Unavailable, n));
     }
 
-    /// Scripts the next cancel call.
+    /// Scripts the next cancel call (`Approve` cancels; `UnknownAfterCharge`
+    /// cancels and loses the reply).
     pub fn push_cancel(&self, outcome: FakeOutcome) {
         self.lock().next_cancel.push_back(outcome);
     }
@@ -179,9 +182,39 @@ impl FakeGateway {
         self.lock().approved.keys().cloned().collect()
     }
 
-    /// Whether it cancelled the payment attempt `pg_order_id`.
+    /// Whether it cancelled the whole of the payment attempt `pg_order_id`.
     pub fn is_cancelled(&self, pg_order_id: &str) -> bool {
-        self.lock().cancelled.contains_key(pg_order_id)
+        let state = self.lock();
+        state.approved.get(pg_order_id).is_some_and(|approval| {
+            state.cancelled.get(pg_order_id) == Some(&approval.approved_amount)
+        })
+    }
+
+    /// How much of the payment attempt `pg_order_id` it cancelled, over all
+    /// its whole and partial cancels (each counted once, however often its
+    /// key was sent).
+    pub fn cancelled(&self, pg_order_id: &str) -> Money {
+        self.lock()
+            .cancelled
+            .get(pg_order_id)
+            .copied()
+            .unwrap_or(Money::ZERO)
+    }
+
+    /// What it cancelled, per payment attempt (`pg_order_id` → amount).
+    pub fn cancelled_by_order(&self) -> HashMap<String, Money> {
+        self.lock().cancelled.clone()
+    }
+
+    /// Drops every script not yet used (approvals, per-order approvals,
+    /// cancels, status failures), so the next calls get the default: approve.
+    /// Its records of what it approved and cancelled stay.
+    pub fn clear_scripts(&self) {
+        let mut state = self.lock();
+        state.next.clear();
+        state.per_order.clear();
+        state.next_cancel.clear();
+        state.status_failures.clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -290,34 +323,54 @@ impl PaymentGateway for FakeGateway {
         if let Some(reply) = state.cancel_replies.get(&request.idempotency_key) {
             return reply.clone();
         }
-        if let Some(&cancelled_amount) = state.cancelled.get(&request.pg_order_id) {
-            // Already cancelled counts as done.
-            return Ok(Cancellation { cancelled_amount });
-        }
-        if !state.approved.contains_key(&request.pg_order_id) {
+        let Some(approved) = state
+            .approved
+            .get(&request.pg_order_id)
+            .map(|approval| approval.approved_amount)
+        else {
             return Err(GatewayError::Invalid {
                 code: "NOT_FOUND_PAYMENT".into(),
                 message: "no approved payment to cancel".into(),
             });
+        };
+        let already = state
+            .cancelled
+            .get(&request.pg_order_id)
+            .copied()
+            .unwrap_or(Money::ZERO);
+        let left = approved.checked_sub(already).unwrap_or(Money::ZERO);
+        if left.is_zero() && request.amount == approved {
+            // A whole cancel of a payment already cancelled whole is done.
+            return Ok(Cancellation {
+                cancelled_amount: request.amount,
+            });
         }
-        let outcome = state
-            .next_cancel
-            .pop_front()
-            .unwrap_or(FakeOutcome::Approve);
+        let outcome = if request.amount > left || request.amount.is_zero() {
+            FakeOutcome::Decline {
+                code: "NOT_CANCELABLE_AMOUNT".into(),
+                message: format!("{} asked, {left} left to cancel", request.amount),
+            }
+        } else {
+            state
+                .next_cancel
+                .pop_front()
+                .unwrap_or(FakeOutcome::Approve)
+        };
         let cancellation = Cancellation {
             cancelled_amount: request.amount,
         };
+        let now_cancelled = already.checked_add(request.amount).unwrap_or(Money::MAX);
         let (reply, remembered) = match outcome {
             FakeOutcome::Approve => {
                 state
                     .cancelled
-                    .insert(request.pg_order_id.clone(), request.amount);
+                    .insert(request.pg_order_id.clone(), now_cancelled);
                 (Ok(cancellation.clone()), Some(Ok(cancellation)))
             }
             FakeOutcome::UnknownAfterCharge => {
                 state
                     .cancelled
-                    .insert(request.pg_order_id.clone(), request.amount);
+                    .insert(request.pg_order_id.clone(), now_cancelled);
                 let lost = GatewayError::Unknown {
                     reason: "the reply was lost after the cancel".into(),
                 };

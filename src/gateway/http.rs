@@ -35,6 +35,8 @@ const DECLINED_CODES: &[&str] = &[
     "INVALID_REJECT_CARD",
     "BELOW_MINIMUM_AMOUNT",
     "NOT_FOUND_PAYMENT_SESSION",
+    "NOT_CANCELABLE_",
+    "EXCEED_CANCEL_",
 ];
 /// Error codes that mean our request or configuration is wrong.
 const INVALID_CODES: &[&str] = &[
@@ -85,7 +87,9 @@ pub(crate) fn classify(code: &str, message: &str) -> GatewayError {
 /// - status: `GET {base}/v1/payments/orders/{orderId}` → the payment object,
 ///   or 404 `NOT_FOUND_PAYMENT`;
 /// - cancel: `POST {base}/v1/payments/{paymentKey}/cancel` with
-///   `{"cancelReason","cancelAmount"}` and an `Idempotency-Key`;
+///   `{"cancelReason","cancelAmount"}` (the attempt's amount: the whole
+///   payment or part of it) and the attempt's own `Idempotency-Key` → 200
+///   with the payment object, `"status"` `CANCELED` or `PARTIAL_CANCELED`;
 /// - errors: `{"code","message"}`, classified by `code` (not by HTTP status
 ///   alone) into [`GatewayError`]'s classes; any code it does not know is
 ///   `Unknown`, never `Declined`.
@@ -493,7 +497,7 @@ impl PaymentGateway for HttpGateway {
             return Err(reply.failure());
         }
         match reply.payment()?.status.as_str() {
-            "CANCELED" => done,
+            "CANCELED" | "PARTIAL_CANCELED" => done,
             other => Err(GatewayError::Unknown {
                 reason: format!("payment status {other} after cancel"),
             }),
@@ -522,6 +526,8 @@ mod tests {
             "EXCEED_MAX_DAILY_PAYMENT_COUNT",
             "BELOW_MINIMUM_AMOUNT",
             "NOT_FOUND_PAYMENT_SESSION",
+            "NOT_CANCELABLE_AMOUNT",
+            "EXCEED_CANCEL_LIMIT",
         ] {
             assert_eq!(class(code), "declined", "{code}");
         }

@@ -43,18 +43,21 @@ pub struct StatusRequest {
     pub pg_order_id: String,
 }
 
-/// Asks the PG to cancel (refund) an approved payment.
+/// Asks the PG to cancel (refund) all or part of an approved payment: one
+/// refund attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelRequest {
     /// The PG's reference for the payment.
     pub payment_key: String,
     /// The attempt's id at the PG.
     pub pg_order_id: String,
-    /// The amount to cancel: the whole payment.
+    /// The amount to cancel: the attempt's, the whole payment or part of it.
     pub amount: Money,
     /// Why, as the PG records it.
     pub reason: String,
-    /// Derived from the payment, so a retried refund is the same cancel.
+    /// The attempt's own key, fresh for every attempt and stored before the
+    /// first call: a repeated cancel with it (a retry, or reconciliation) is
+    /// the same cancel; a new attempt after a decline has a new key.
     pub idempotency_key: String,
 }
 
@@ -135,16 +138,19 @@ pub enum GatewayError {
 /// A payment gateway: approves, looks up and cancels payments.
 ///
 /// Implementations must treat a repeated idempotency key as the same
-/// payment (replaying the first outcome), answer [`status`](Self::status)
-/// truthfully from their own records, and return `Ok` for a cancel of a
-/// payment they already cancelled. The shop never holds a database
-/// transaction across any of these calls.
+/// request (replaying the first definite outcome: an approval, a decline, a
+/// cancel), answer [`status`](Self::status) truthfully from their own
+/// records, cancel part of a payment when asked for less than it (never
+/// more than what is left), and return `Ok` for a cancel of a payment they
+/// already cancelled whole. Keys must stay valid for longer than the shop's
+/// review age ([`ShopBuilder::review_after`](crate::ShopBuilder::review_after)).
+/// The shop never holds a database transaction across any of these calls.
 pub trait PaymentGateway: Send + Sync {
     /// Approves one payment attempt.
     fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError>;
     /// What the PG knows of one payment attempt.
     fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError>;
-    /// Cancels (refunds) an approved payment.
+    /// Cancels (refunds) all or part of an approved payment.
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError>;
 }
 

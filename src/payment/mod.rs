@@ -1,17 +1,30 @@
-//! Payments: the two transactions around a gateway call, recording the
-//! outcome exactly once, reconciliation's view of unsettled payments, and
-//! refunds.
+//! Payments and refunds: money that crosses the network to the payment
+//! gateway, exactly once.
 //!
-//! No function here calls the gateway: the facade does, between the
-//! transactions these functions run in.
+//! - `mod.rs` (this file): payments — their rows, the first transaction of
+//!   a payment, and recording its outcome exactly once.
+//! - `refund.rs`: refund attempts — their rows, the first transaction of a
+//!   refund, and recording its outcome exactly once.
+//! - `flow.rs`: the orchestration — transaction, gateway call with no
+//!   transaction open, transaction — and the one function that turns a
+//!   gateway answer into an outcome to record and an error to return.
+//! - `reconcile.rs`: settling what a lost reply or a killed process left
+//!   unsettled, and the background thread that does it on a timer.
+//!
+//! Only `flow.rs` and `reconcile.rs` call the gateway, and only between the
+//! transactions the SQL functions here run in.
+
+pub(crate) mod flow;
+pub(crate) mod reconcile;
+pub(crate) mod refund;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
-use crate::balance::{self, Cap, Entry, LedgerKind};
+use crate::balance::{self, Entry, LedgerKind};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::gateway::{Approval, ApproveRequest, CancelRequest, GatewayError, StatusRequest};
+use crate::gateway::{Approval, ApproveRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{self, OrderStatus};
@@ -33,7 +46,8 @@ pub enum PaymentStatus {
     /// The gateway gave no definite answer; the money stays held until
     /// reconciliation settles it.
     Unknown,
-    /// Approved, then refunded.
+    /// Approved, then every unit of its order refunded. (A partly refunded
+    /// payment stays `Approved`, with [`Payment::refunded`] above zero.)
     Refunded,
 }
 
@@ -72,6 +86,8 @@ pub struct Payment {
     pub user: UserId,
     /// The amount: the order total.
     pub amount: Money,
+    /// How much of it completed refunds gave back; never more than `amount`.
+    pub refunded: Money,
     /// Where it is.
     pub status: PaymentStatus,
     /// The gateway's reference for the payment.
@@ -106,18 +122,6 @@ impl Payment {
             pg_order_id: self.pg_order_id.clone(),
         }
     }
-
-    /// The cancel for a refund; its key is derived from the payment, so a
-    /// retried refund is the same cancel at the gateway.
-    pub(crate) fn cancel_request(&self, reason: &str) -> CancelRequest {
-        CancelRequest {
-            payment_key: self.payment_key.clone(),
-            pg_order_id: self.pg_order_id.clone(),
-            amount: self.amount,
-            reason: reason.to_owned(),
-            idempotency_key: format!("{}-refund", self.idempotency_key),
-        }
-    }
 }
 
 /// One entry of a payment's history: a status change, when, and why.
@@ -135,78 +139,17 @@ pub struct PaymentEvent {
     pub created_at: Timestamp,
 }
 
-/// What one round of [`Shop::reconcile_payments`](crate::Shop::reconcile_payments) did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReconcileReport {
-    /// Payments it found approved and recorded so.
-    pub approved: usize,
-    /// Payments it found declined and recorded so (money given back).
-    pub declined: usize,
-    /// Payments still without a definite answer, for the next round.
-    pub still_unknown: usize,
-    /// Payments still unsettled past the review age: a person should look
-    /// at them with the gateway's records. They are never declined silently,
-    /// since the gateway may have taken the money.
-    pub needs_review: Vec<PaymentId>,
-}
-
-/// The outcome of a gateway call, as the shop records it.
+/// The outcome of a gateway call, as the shop records it: for a payment,
+/// `T` is the [`Approval`]; for a refund, the
+/// [`Cancellation`](crate::Cancellation).
 #[derive(Clone, Debug)]
-pub(crate) enum Outcome {
-    Approved(Approval),
+pub(crate) enum Outcome<T> {
+    /// The gateway did it.
+    Done(T),
+    /// The gateway did not do it, and never will with this key.
     Declined { code: String, message: String },
+    /// Nobody knows yet.
     Unknown { reason: String },
-}
-
-impl Outcome {
-    /// How a failed approval is recorded: a definite "no" (declined,
-    /// invalid, or never reached) gives the money back; anything else leaves
-    /// it held.
-    pub(crate) fn from_failure(payment: PaymentId, err: &GatewayError) -> Outcome {
-        match err.clone() {
-            GatewayError::Declined { code, message } => Outcome::Declined { code, message },
-            GatewayError::Invalid { code, message } => {
-                tracing::error!(payment = %payment, %code, %message,
-                    "the gateway refused an approval as invalid");
-                Outcome::Declined { code, message }
-            }
-            GatewayError::Unavailable { reason } => Outcome::Declined {
-                code: UNAVAILABLE_CODE.to_owned(),
-                message: reason,
-            },
-            GatewayError::Unknown { reason } => Outcome::Unknown { reason },
-        }
-    }
-}
-
-/// The cap a refund of `amount` to `user` must fit under: the balance after
-/// it, plus the money held by payments in flight, within `max`; or
-/// [`Error::BalanceLimitExceeded`] if it does not fit now.
-pub(crate) fn refund_cap(
-    conn: &Connection,
-    user: UserId,
-    amount: Money,
-    max: Money,
-) -> Result<Cap> {
-    let cap = Cap {
-        max,
-        held: held(conn, user)?,
-    };
-    let balance = balance::get(conn, user)?;
-    let fits = balance
-        .checked_add(amount)
-        .and_then(|b| b.checked_add(cap.held))
-        .is_some_and(|total| total <= max);
-    if fits {
-        Ok(cap)
-    } else {
-        Err(Error::BalanceLimitExceeded {
-            balance,
-            held: cap.held,
-            amount,
-            limit: max,
-        })
-    }
 }
 
 /// The code recorded for a payment the gateway provably never received.
@@ -221,7 +164,7 @@ macro_rules! select_payments {
         concat!(
             "SELECT id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
             "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
-            "updated_at FROM payments ",
+            "updated_at, refunded FROM payments ",
             $rest
         )
     };
@@ -237,8 +180,12 @@ pub(crate) const SELECT_UNSETTLED: &str = select_payments!(
 
 const SELECT_BY_ID: &str = select_payments!("WHERE id = ?1");
 
-pub(crate) const SELECT_HELD: &str = "SELECT coalesce(sum(amount), 0) FROM payments
-     WHERE user_id = ?1 AND status IN ('requested', 'unknown')";
+/// Money in flight for a user: held by payments and owed by refunds whose
+/// outcome is not settled. Each sum walks a partial index.
+pub(crate) const SELECT_IN_FLIGHT: &str = "SELECT (SELECT coalesce(sum(amount), 0) FROM payments
+             WHERE user_id = ?1 AND status IN ('requested', 'unknown'))
+          + (SELECT coalesce(sum(amount), 0) FROM refunds
+             WHERE user_id = ?1 AND status IN ('requested', 'unknown'))";
 
 pub(crate) const SELECT_EVENTS: &str =
     "SELECT id, payment_id, status, detail, created_at FROM payment_events
@@ -255,18 +202,28 @@ pub(crate) fn validate_key(key: &str) -> Result<&str> {
     }
 }
 
-/// The money held by `user`'s payments in flight.
-pub(crate) fn held(conn: &Connection, user: UserId) -> Result<Money> {
-    conn.prepare_cached(SELECT_HELD)?
+/// The money in flight for `user`: held by payments and owed by refunds
+/// whose outcome is not settled. It counts against the balance limit, so a
+/// reversal or a refund credit can always be posted when it settles.
+pub(crate) fn in_flight(conn: &Connection, user: UserId) -> Result<Money> {
+    conn.prepare_cached(SELECT_IN_FLIGHT)?
         .query_row([user], |row| row.get(0))
         .map_err(Error::from)
 }
 
+/// The balance cap a charge of `user` must fit under.
+pub(crate) fn cap(conn: &Connection, user: UserId, max: Money) -> Result<balance::Cap> {
+    Ok(balance::Cap {
+        max,
+        held: in_flight(conn, user)?,
+    })
+}
+
 /// The first transaction of a payment, in the seed's order: the order exists
-/// and is the user's → it is `Pending` → it has something to pay → the
-/// balance covers it → the total is debited, the payment saved as
-/// `Requested` with fresh keys and its history row, and the order moved to
-/// `Paying`.
+/// and is the user's → it is `Pending` → its reservation has not run out →
+/// it has something to pay → the balance covers it → the total is debited,
+/// the payment saved as `Requested` with fresh keys and its history row,
+/// and the order moved to `Paying`.
 pub(crate) fn begin(
     tx: &Transaction<'_>,
     user: UserId,
@@ -280,6 +237,13 @@ pub(crate) fn begin(
             order: order_id,
             from: order.status,
             to: OrderStatus::Paying,
+        });
+    }
+    if order.expires_at <= now {
+        // As `place_order` sees it: expired, even if no sweep has run yet.
+        return Err(Error::OrderExpired {
+            order: order_id,
+            expired_at: order.expires_at,
         });
     }
     if order.total.is_zero() {
@@ -340,6 +304,7 @@ pub(crate) fn begin(
         order: order_id,
         user,
         amount: order.total,
+        refunded: Money::ZERO,
         status: PaymentStatus::Requested,
         payment_key,
         pg_order_id,
@@ -361,7 +326,7 @@ pub(crate) fn begin(
 pub(crate) fn record(
     tx: &Transaction<'_>,
     id: PaymentId,
-    outcome: Outcome,
+    outcome: Outcome<Approval>,
     now: Timestamp,
 ) -> Result<Payment> {
     let payment = get(tx, id)?;
@@ -369,7 +334,7 @@ pub(crate) fn record(
         return Ok(payment);
     }
     let outcome = match outcome {
-        Outcome::Approved(approval) if approval.approved_amount != payment.amount => {
+        Outcome::Done(approval) if approval.approved_amount != payment.amount => {
             tracing::error!(payment = %id, approved = %approval.approved_amount, asked = %payment.amount,
                 "the gateway approved a different amount; leaving the payment for review");
             Outcome::Unknown {
@@ -379,7 +344,7 @@ pub(crate) fn record(
         outcome => outcome,
     };
     match outcome {
-        Outcome::Approved(approval) => {
+        Outcome::Done(approval) => {
             tx.prepare_cached(
                 "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3
                  WHERE id = ?1",
@@ -450,57 +415,35 @@ pub(crate) fn record(
     get(tx, id)
 }
 
-/// Records a refund of the approved payment `id` (the gateway already
-/// cancelled it): payment `Refunded`, the amount credited under `cap`, the
-/// order `Refunded` and its stock released.
-pub(crate) fn refund(
+/// Adds `amount` to what completed refunds gave back of payment `id`,
+/// guarded so it never passes the amount paid (the schema's CHECK is the
+/// second guard); `fully` marks the payment `Refunded`.
+pub(crate) fn add_refunded(
     tx: &Transaction<'_>,
     id: PaymentId,
-    cap: Cap,
+    amount: Money,
+    fully: bool,
     now: Timestamp,
-) -> Result<Payment> {
-    let payment = get(tx, id)?;
+) -> Result<()> {
     let changed = tx
         .prepare_cached(
-            "UPDATE payments SET status = 'refunded', updated_at = ?2
-             WHERE id = ?1 AND status = 'approved'",
+            "UPDATE payments
+             SET refunded = refunded + ?2, updated_at = ?3,
+                 status = CASE WHEN ?4 THEN 'refunded' ELSE status END
+             WHERE id = ?1 AND status = 'approved' AND refunded + ?2 <= amount",
         )?
-        .execute((id, now))?;
-    if changed == 0 {
-        // Refunded meanwhile by another caller: the order says so.
-        return Err(Error::InvalidTransition {
-            order: payment.order,
-            from: OrderStatus::Refunded,
-            to: OrderStatus::Refunded,
-        });
+        .execute((id, amount, now, fully))?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Error::Storage(rusqlite::Error::StatementChangedRows(
+            changed,
+        )))
     }
-    balance::post(
-        tx,
-        payment.user,
-        Entry::for_payment(LedgerKind::Refund, payment.amount, id),
-        Some(cap),
-        now,
-    )?;
-    event(
-        tx,
-        id,
-        PaymentStatus::Refunded,
-        &format!("refunded; {} credited", payment.amount),
-        now,
-    )?;
-    order::transition(
-        tx,
-        payment.order,
-        OrderStatus::Paid,
-        OrderStatus::Refunded,
-        now,
-    )?;
-    order::restock(tx, payment.order, now)?;
-    get(tx, id)
 }
 
 /// The payment `id`, whoever owns it (for the shop's own bookkeeping).
-fn get(conn: &Connection, id: PaymentId) -> Result<Payment> {
+pub(crate) fn get(conn: &Connection, id: PaymentId) -> Result<Payment> {
     conn.prepare_cached(SELECT_BY_ID)?
         .query_row([id], payment_row)
         .optional()?
@@ -524,7 +467,7 @@ pub(crate) fn for_order(conn: &Connection, user: UserId, order: OrderId) -> Resu
         .map_err(Error::from)
 }
 
-/// The approved payment of a paid order.
+/// The approved payment of a paid (or partly refunded) order.
 pub(crate) fn approved_for_order(
     conn: &Connection,
     user: UserId,
@@ -533,7 +476,7 @@ pub(crate) fn approved_for_order(
     for_order(conn, user, order)?
         .into_iter()
         .find(|payment| payment.status == PaymentStatus::Approved)
-        .ok_or_else(|| Error::Storage(rusqlite::Error::QueryReturnedNoRows))
+        .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))
 }
 
 /// The payments still `Requested`/`Unknown` that were created at or before
@@ -561,7 +504,8 @@ pub(crate) fn events(conn: &Connection, id: PaymentId) -> Result<Vec<PaymentEven
         .map_err(Error::from)
 }
 
-fn event(
+/// Appends one entry to the history of `payment`.
+pub(crate) fn event(
     tx: &Transaction<'_>,
     payment: PaymentId,
     status: PaymentStatus,
@@ -594,6 +538,7 @@ fn payment_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
         }),
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
+        refunded: row.get(13)?,
     })
 }
 

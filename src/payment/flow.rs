@@ -1,0 +1,271 @@
+//! The orchestration of a payment and of a refund: one write transaction,
+//! the gateway call with **no transaction open**, one write transaction.
+//!
+//! This file and `reconcile.rs` are the only places that call the gateway;
+//! [`settle`] is the one place a gateway answer becomes an outcome to
+//! record, and [`refusal`] the one place a recorded refusal becomes the
+//! error a caller sees.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::refund::{self, Refund, RefundStatus};
+use super::{Outcome, Payment, PaymentFailure, PaymentStatus, UNAVAILABLE_CODE};
+use crate::clock::{Clock, Timestamp};
+use crate::error::{Error, Result};
+use crate::gateway::{GatewayError, PaymentGateway, RetryPolicy};
+use crate::ids::{OrderId, PaymentId, RefundId, UserId};
+use crate::money::Money;
+use crate::order::OrderLine;
+use crate::store::Store;
+
+/// How the shop talks to its payment gateway; set on the builder.
+#[derive(Clone)]
+pub(crate) struct PaymentConfig {
+    pub(crate) gateway: Option<Arc<dyn PaymentGateway>>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) reconcile_grace: Duration,
+    pub(crate) review_after: Duration,
+}
+
+impl fmt::Debug for PaymentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentConfig")
+            .field("gateway", &self.gateway.as_ref().map(|_| "configured"))
+            .field("retry", &self.retry)
+            .field("reconcile_grace", &self.reconcile_grace)
+            .field("review_after", &self.review_after)
+            .finish()
+    }
+}
+
+/// Everything a flow that crosses the network needs, borrowed from the
+/// shop: the store, the gateway, the settings, the clock, and the balance
+/// limit.
+pub(crate) struct Payments<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) gateway: &'a dyn PaymentGateway,
+    pub(crate) config: &'a PaymentConfig,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) max_balance: Money,
+}
+
+/// Which attempt an answer was about, for the error a caller sees.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Attempt {
+    Payment {
+        payment: PaymentId,
+        order: OrderId,
+    },
+    Refund {
+        refund: RefundId,
+        payment: PaymentId,
+        order: OrderId,
+    },
+}
+
+impl Attempt {
+    fn payment(self) -> PaymentId {
+        match self {
+            Attempt::Payment { payment, .. } | Attempt::Refund { payment, .. } => payment,
+        }
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attempt::Payment { payment, .. } => write!(f, "payment {payment}"),
+            Attempt::Refund { refund, .. } => write!(f, "refund {refund}"),
+        }
+    }
+}
+
+/// Turns a gateway answer into the outcome to record — the one rule for
+/// payments and refunds alike — and keeps the failure for [`refusal`]:
+///
+/// - done → done;
+/// - declined, invalid (our bug, logged at error level), or unreachable
+///   after every retry (so the gateway never saw it) → declined: nothing
+///   happened at the gateway, and never will with this key;
+/// - anything else → unknown: the gateway may have acted; only asking it
+///   again settles it.
+pub(crate) fn settle<T>(
+    attempt: Attempt,
+    answer: Result<T, GatewayError>,
+) -> (Outcome<T>, Option<GatewayError>) {
+    let failure = match answer {
+        Ok(done) => return (Outcome::Done(done), None),
+        Err(failure) => failure,
+    };
+    let outcome = match failure.clone() {
+        GatewayError::Declined { code, message } => Outcome::Declined { code, message },
+        GatewayError::Invalid { code, message } => {
+            tracing::error!(%attempt, %code, %message, "the gateway refused our request as invalid");
+            Outcome::Declined { code, message }
+        }
+        GatewayError::Unavailable { reason } => Outcome::Declined {
+            code: UNAVAILABLE_CODE.to_owned(),
+            message: reason,
+        },
+        GatewayError::Unknown { reason } => Outcome::Unknown { reason },
+    };
+    (outcome, Some(failure))
+}
+
+/// The error for an attempt that did not succeed: recorded as declined
+/// (with the `recorded` failure), or still unsettled (`recorded: None`).
+/// `failure` is what this caller's gateway call said, if it was the one
+/// that settled the attempt.
+pub(crate) fn refusal(
+    attempt: Attempt,
+    recorded: Option<Option<PaymentFailure>>,
+    failure: Option<GatewayError>,
+) -> Error {
+    let Some(recorded) = recorded else {
+        return match attempt {
+            Attempt::Payment { payment, order } => Error::PaymentOutcomeUnknown { payment, order },
+            Attempt::Refund { refund, order, .. } => Error::RefundOutcomeUnknown { order, refund },
+        };
+    };
+    match failure {
+        Some(GatewayError::Unavailable { .. }) => Error::GatewayUnavailable {
+            payment: attempt.payment(),
+        },
+        Some(GatewayError::Invalid { code, message }) => Error::GatewayRejected {
+            payment: attempt.payment(),
+            code,
+            message,
+        },
+        _ => {
+            let PaymentFailure { code, message } = recorded.unwrap_or(PaymentFailure {
+                code: String::new(),
+                message: String::new(),
+            });
+            match attempt {
+                Attempt::Payment { payment, order } => Error::PaymentDeclined {
+                    payment,
+                    order,
+                    code,
+                    message,
+                },
+                Attempt::Refund { refund, order, .. } => Error::RefundDeclined {
+                    order,
+                    refund,
+                    code,
+                    message,
+                },
+            }
+        }
+    }
+}
+
+impl Payments<'_> {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A payment: transaction 1 (`payment::begin`), the approval with no
+    /// transaction open, transaction 2 (`payment::record`).
+    pub(crate) fn pay(
+        &self,
+        user: UserId,
+        order: OrderId,
+        payment_key: Option<String>,
+    ) -> Result<Payment> {
+        let now = self.now();
+        let payment = self
+            .store
+            .write(move |tx| super::begin(tx, user, order, payment_key.as_deref(), now))?;
+        debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
+        let attempt = Attempt::Payment {
+            payment: payment.id,
+            order,
+        };
+
+        let request = payment.approve_request();
+        let answer = self.config.retry.run(|| self.gateway.approve(&request));
+        let (outcome, failure) = settle(attempt, answer);
+
+        let now = self.now();
+        let id = payment.id;
+        let recorded = match self
+            .store
+            .write(move |tx| super::record(tx, id, outcome, now))
+        {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                // The money is held and the gateway may have approved: only
+                // reconciliation can tell, so say the outcome is unknown.
+                tracing::error!(payment = %id, error = %err,
+                    "recording the payment outcome failed; reconciliation will settle it");
+                return Err(refusal(attempt, None, None));
+            }
+        };
+        debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
+        match recorded.status {
+            PaymentStatus::Approved | PaymentStatus::Refunded => Ok(recorded),
+            PaymentStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
+            PaymentStatus::Requested | PaymentStatus::Unknown => {
+                Err(refusal(attempt, None, failure))
+            }
+        }
+    }
+
+    /// A refund: transaction 1 (`refund::begin`: every rule, the attempt
+    /// recorded with its own key), the cancel with no transaction open,
+    /// transaction 2 (`refund::record`). An attempt worth nothing completes
+    /// in transaction 1 and never reaches the gateway.
+    pub(crate) fn refund(
+        &self,
+        user: UserId,
+        order: OrderId,
+        lines: Option<Vec<OrderLine>>,
+        reason: String,
+    ) -> Result<Refund> {
+        let now = self.now();
+        let max = self.max_balance;
+        let (refund, request) = self.store.write(move |tx| {
+            let refund = refund::begin(tx, user, order, lines.as_deref(), &reason, max, now)?;
+            let request = refund::cancel_request(tx, &refund)?;
+            Ok((refund, request))
+        })?;
+        debug!(user = %user, order = %order, refund = %refund.id, amount = %refund.amount, "refund requested");
+        if refund.status == RefundStatus::Completed {
+            return Ok(refund);
+        }
+        let attempt = Attempt::Refund {
+            refund: refund.id,
+            payment: refund.payment,
+            order,
+        };
+
+        let answer = self.config.retry.run(|| self.gateway.cancel(&request));
+        let (outcome, failure) = settle(attempt, answer);
+
+        let now = self.now();
+        let id = refund.id;
+        let recorded = match self
+            .store
+            .write(move |tx| refund::record(tx, id, outcome, now))
+        {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                // The gateway may have given the money back: the attempt is
+                // held, and reconciliation asks again with the same key.
+                tracing::error!(refund = %id, error = %err,
+                    "recording the refund outcome failed; reconciliation will settle it");
+                return Err(refusal(attempt, None, None));
+            }
+        };
+        debug!(refund = %recorded.id, status = %recorded.status, "refund outcome recorded");
+        match recorded.status {
+            RefundStatus::Completed => Ok(recorded),
+            RefundStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
+            RefundStatus::Requested | RefundStatus::Unknown => Err(refusal(attempt, None, failure)),
+        }
+    }
+}

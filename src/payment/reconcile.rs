@@ -1,0 +1,270 @@
+//! Reconciliation: settling every payment and refund attempt that a lost
+//! reply or a killed process left `Requested`/`Unknown`, and
+//! [`Reconciler`], the background thread that does it on a timer.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use super::flow::{Attempt, Payments, settle};
+use super::refund::{self, Refund, RefundStatus};
+use super::{Outcome, Payment, PaymentStatus};
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::gateway::{Approval, GatewayError, PgStatus};
+use crate::ids::{OrderId, PaymentId, RefundId};
+use crate::shop::Shop;
+
+/// What one round of [`Shop::reconcile_payments`] did: every payment and
+/// refund attempt it looked at, with its id, its order, and its status
+/// after the round.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// The payments it looked at, oldest first.
+    pub payments: Vec<ReconciledPayment>,
+    /// The refund attempts it looked at, oldest first.
+    pub refunds: Vec<ReconciledRefund>,
+}
+
+/// One payment a reconciliation round looked at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciledPayment {
+    /// The payment.
+    pub payment: PaymentId,
+    /// Its order.
+    pub order: OrderId,
+    /// Its status after the round: `Approved` or `Declined` if settled,
+    /// `Requested`/`Unknown` if still open.
+    pub status: PaymentStatus,
+    /// Still open past the review age ([`ShopBuilder::review_after`](crate::ShopBuilder::review_after)):
+    /// a person should compare it with the gateway's records. It is never
+    /// declined silently, since the gateway may hold the money.
+    pub needs_review: bool,
+}
+
+/// One refund attempt a reconciliation round looked at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciledRefund {
+    /// The refund attempt.
+    pub refund: RefundId,
+    /// Its order.
+    pub order: OrderId,
+    /// Its status after the round: `Completed` or `Declined` if settled,
+    /// `Requested`/`Unknown` if still open.
+    pub status: RefundStatus,
+    /// Still open past the review age: a person should compare it with the
+    /// gateway's records.
+    pub needs_review: bool,
+}
+
+impl ReconcileReport {
+    /// Whether any payment or refund needs a person.
+    pub fn needs_review(&self) -> bool {
+        self.payments.iter().any(|p| p.needs_review) || self.refunds.iter().any(|r| r.needs_review)
+    }
+
+    /// Whether everything the round looked at is settled now.
+    pub fn all_settled(&self) -> bool {
+        self.payments.iter().all(|p| !p.status.is_unsettled())
+            && self.refunds.iter().all(|r| !r.status.is_unsettled())
+    }
+
+    /// How many payments it found in `status` after the round.
+    pub fn payments_in(&self, status: PaymentStatus) -> usize {
+        self.payments.iter().filter(|p| p.status == status).count()
+    }
+
+    /// How many refund attempts it found in `status` after the round.
+    pub fn refunds_in(&self, status: RefundStatus) -> usize {
+        self.refunds.iter().filter(|r| r.status == status).count()
+    }
+}
+
+impl Payments<'_> {
+    /// One round: every unsettled payment, then every unsettled refund,
+    /// older than the grace period, oldest first. Each is read, asked about
+    /// with no transaction open, and recorded in its own write.
+    pub(crate) fn reconcile(&self) -> Result<ReconcileReport> {
+        let now = self.clock.now();
+        let grace = i64::try_from(self.config.reconcile_grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::from_millis(now.as_millis().saturating_sub(grace));
+        let mut report = ReconcileReport::default();
+
+        let due = self.store.read(|tx| super::unsettled(tx, cutoff))?;
+        for payment in due {
+            let recorded = match self.ask_about_payment(&payment) {
+                Some(outcome) => {
+                    let (id, now) = (payment.id, self.clock.now());
+                    self.store
+                        .write(move |tx| super::record(tx, id, outcome, now))?
+                }
+                None => payment,
+            };
+            let needs_review = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
+            if needs_review {
+                tracing::warn!(payment = %recorded.id, order = %recorded.order,
+                    "payment still unsettled past the review age; needs a person");
+            }
+            report.payments.push(ReconciledPayment {
+                payment: recorded.id,
+                order: recorded.order,
+                status: recorded.status,
+                needs_review,
+            });
+        }
+
+        let due = self.store.read(|tx| {
+            refund::unsettled(tx, cutoff)?
+                .into_iter()
+                .map(|refund| Ok((refund::cancel_request(tx, &refund)?, refund)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (request, refund) in due {
+            let recorded = match self.ask_about_refund(&refund, &request) {
+                Some(outcome) => {
+                    let (id, now) = (refund.id, self.clock.now());
+                    self.store
+                        .write(move |tx| refund::record(tx, id, outcome, now))?
+                }
+                None => refund,
+            };
+            let needs_review = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
+            if needs_review {
+                tracing::warn!(refund = %recorded.id, order = %recorded.order,
+                    "refund still unsettled past the review age; needs a person");
+            }
+            report.refunds.push(ReconciledRefund {
+                refund: recorded.id,
+                order: recorded.order,
+                status: recorded.status,
+                needs_review,
+            });
+        }
+        debug!(?report, "payments and refunds reconciled");
+        Ok(report)
+    }
+
+    fn overdue(&self, created_at: Timestamp) -> bool {
+        let age = u64::try_from(self.clock.now().as_millis() - created_at.as_millis()).unwrap_or(0);
+        Duration::from_millis(age) >= self.config.review_after
+    }
+
+    /// What the gateway says of one unsettled payment, as an outcome to
+    /// record; `None` to leave it for the next round.
+    fn ask_about_payment(&self, payment: &Payment) -> Option<Outcome<Approval>> {
+        let retry = &self.config.retry;
+        let attempt = Attempt::Payment {
+            payment: payment.id,
+            order: payment.order,
+        };
+        match retry.run(|| self.gateway.status(&payment.status_request())) {
+            Ok(PgStatus::Approved(approval)) => Some(Outcome::Done(approval)),
+            Ok(PgStatus::Declined { code, message }) => Some(Outcome::Declined { code, message }),
+            Ok(PgStatus::NotFound) => {
+                // Never received: send it again, with the same key.
+                let request = payment.approve_request();
+                Self::resent(attempt, retry.run(|| self.gateway.approve(&request)))
+            }
+            Err(err) => {
+                if let GatewayError::Invalid { code, message } = &err {
+                    tracing::error!(payment = %payment.id, %code, %message,
+                        "the gateway refused a status request as invalid");
+                }
+                Some(Outcome::Unknown {
+                    reason: err.to_string(),
+                })
+            }
+        }
+    }
+
+    /// What the gateway says of one unsettled refund when its cancel is sent
+    /// again with the attempt's own key (the gateway treats it as the same
+    /// cancel, so it gives the money back at most once); `None` to leave it
+    /// for the next round.
+    fn ask_about_refund(
+        &self,
+        refund: &Refund,
+        request: &crate::gateway::CancelRequest,
+    ) -> Option<Outcome<crate::gateway::Cancellation>> {
+        let attempt = Attempt::Refund {
+            refund: refund.id,
+            payment: refund.payment,
+            order: refund.order,
+        };
+        Self::resent(
+            attempt,
+            self.config.retry.run(|| self.gateway.cancel(request)),
+        )
+    }
+
+    /// A request sent again: settled as [`settle`] says, except that a
+    /// gateway still unreachable leaves the attempt for the next round.
+    fn resent<T>(attempt: Attempt, answer: Result<T, GatewayError>) -> Option<Outcome<T>> {
+        if let Err(GatewayError::Unavailable { reason }) = &answer {
+            tracing::warn!(%attempt, %reason, "the gateway is still unreachable; next round");
+            return None;
+        }
+        Some(settle(attempt, answer).0)
+    }
+}
+
+/// A running background reconciler, made by
+/// [`Shop::spawn_reconciler`](crate::Shop::spawn_reconciler).
+///
+/// Every interval it runs [`Shop::reconcile_payments`] and logs the report
+/// with `tracing` (at warn level when payments or refunds need review, at
+/// error level when the round failed). Dropping the handle, or calling
+/// [`stop`](Reconciler::stop), stops the thread and waits for the round in
+/// progress to finish.
+#[derive(Debug)]
+#[must_use = "dropping the handle stops the reconciler at once"]
+pub struct Reconciler {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reconciler {
+    pub(crate) fn spawn(shop: Shop, interval: Duration) -> Reconciler {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("liteshop-reconciler".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    match shop.reconcile_payments() {
+                        Ok(report) if report.needs_review() => {
+                            tracing::warn!(?report, "reconciliation round: attempts need review");
+                        }
+                        Ok(report) => tracing::info!(?report, "reconciliation round"),
+                        Err(err) => tracing::error!(error = %err, "reconciliation round failed"),
+                    }
+                }
+            })
+            .expect("spawning the reconciler thread");
+        Reconciler {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the reconciler and waits for its thread to end.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        // Dropping the sender wakes the thread with `Disconnected`.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Reconciler {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

@@ -1,0 +1,410 @@
+//! Refund attempts: the first transaction of a refund (every rule checked,
+//! the attempt recorded `Requested` with its own fresh key and the lines it
+//! returns), and recording the gateway's answer exactly once.
+//!
+//! No function here calls the gateway: `flow.rs` and `reconcile.rs` do,
+//! between the transactions these functions run in.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
+use serde::{Deserialize, Serialize};
+
+use super::{Outcome, Payment, PaymentFailure, PaymentStatus};
+use crate::balance::{self, Entry};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::gateway::{CancelRequest, Cancellation};
+use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
+use crate::money::Money;
+use crate::order::{self, OrderLine, OrderStatus, RefundUnits};
+use crate::text_enum::text_enum;
+use crate::token;
+
+/// Where a refund attempt is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Recorded; the gateway is being asked to cancel (or was about to be
+    /// when the process stopped). Nothing has moved yet.
+    Requested,
+    /// The gateway gave no definite answer; reconciliation settles it by
+    /// asking again with the same key. Nothing has moved yet.
+    Unknown,
+    /// The gateway cancelled: the balance was credited, the units released
+    /// and the order moved.
+    Completed,
+    /// The gateway refused (or provably never received it): nothing moved.
+    /// A later refund is a new attempt with a new key.
+    Declined,
+}
+
+impl RefundStatus {
+    /// Whether the outcome is still open: `Requested` or `Unknown`.
+    pub const fn is_unsettled(self) -> bool {
+        matches!(self, RefundStatus::Requested | RefundStatus::Unknown)
+    }
+}
+
+text_enum!(RefundStatus {
+    Requested => "requested",
+    Unknown => "unknown",
+    Completed => "completed",
+    Declined => "declined",
+});
+
+/// The units of one order line a refund returns, and the money they are
+/// worth.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    /// The product.
+    pub product: ProductId,
+    /// How many units.
+    pub quantity: u32,
+    /// What they were paid, by the order's rule (see
+    /// [`OrderItem::amount`](crate::OrderItem::amount)).
+    pub amount: Money,
+}
+
+/// One refund attempt of a paid order: some or all of its units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// The attempt's id.
+    pub id: RefundId,
+    /// The payment it gives money back from.
+    pub payment: PaymentId,
+    /// The order.
+    pub order: OrderId,
+    /// Whose refund.
+    pub user: UserId,
+    /// The money it gives back: the sum of its lines' amounts.
+    pub amount: Money,
+    /// Where it is.
+    pub status: RefundStatus,
+    /// Why, as the gateway records it.
+    pub reason: String,
+    /// The units it returns, in the order's line order.
+    pub lines: Vec<RefundLine>,
+    /// This attempt's own key: a repeated cancel with it is the same cancel.
+    pub idempotency_key: String,
+    /// Why it was declined, if it was.
+    pub failure: Option<PaymentFailure>,
+    /// When it was recorded.
+    pub created_at: Timestamp,
+    /// When its status last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A `SELECT` of every refund column, then `$rest`.
+macro_rules! select_refunds {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, payment_id, order_id, user_id, amount, status, reason, idempotency_key, ",
+            "failure_code, failure_message, created_at, updated_at FROM refunds ",
+            $rest
+        )
+    };
+}
+
+const SELECT_BY_ID: &str = select_refunds!("WHERE id = ?1");
+
+pub(crate) const SELECT_FOR_ORDER: &str = select_refunds!("WHERE order_id = ?1 ORDER BY id");
+
+pub(crate) const SELECT_LIVE_FOR_PAYMENT: &str =
+    "SELECT id FROM refunds WHERE payment_id = ?1 AND status IN ('requested', 'unknown')";
+
+pub(crate) const SELECT_UNSETTLED: &str = select_refunds!(
+    "WHERE status IN ('requested', 'unknown') AND created_at <= ?1 ORDER BY created_at"
+);
+
+pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount, r.order_item_id
+     FROM refund_items r JOIN order_items i ON i.id = r.order_item_id
+     WHERE r.refund_id = ?1 ORDER BY r.order_item_id";
+
+/// The first transaction of a refund. Checks, in order: the order exists
+/// and is the user's → it is `Paid` or `PartiallyRefunded` → no other
+/// refund of its payment is in flight → each asked line is on the order
+/// with that many units left to refund (`lines: None` asks for every unit
+/// left) → the credit, with the money already in flight, fits under
+/// `max_balance`. Then the attempt is saved `Requested` with a fresh key
+/// and its lines. From here on its amount counts as in flight, so no charge
+/// can take the room its credit needs.
+///
+/// An attempt worth nothing (only free units) has nothing to ask the
+/// gateway and completes at once.
+pub(crate) fn begin(
+    tx: &Transaction<'_>,
+    user: UserId,
+    order_id: OrderId,
+    lines: Option<&[OrderLine]>,
+    reason: &str,
+    max_balance: Money,
+    now: Timestamp,
+) -> Result<Refund> {
+    let order = order::get(tx, user, order_id)?;
+    if !order.status.is_refundable() {
+        return Err(Error::InvalidTransition {
+            order: order_id,
+            from: order.status,
+            to: OrderStatus::Refunded,
+        });
+    }
+    let payment = super::approved_for_order(tx, user, order_id)?;
+    if let Some(live) = live_for_payment(tx, payment.id)? {
+        return Err(Error::RefundInProgress {
+            order: order_id,
+            refund: live,
+        });
+    }
+    let units = order::refundable_units(tx, order_id, lines)?;
+    let amount = Money::checked_sum(units.iter().map(|u| u.amount)).ok_or(Error::AmountOverflow)?;
+    let balance = balance::get(tx, user)?;
+    let held = super::in_flight(tx, user)?;
+    let fits = balance
+        .checked_add(held)
+        .and_then(|total| total.checked_add(amount))
+        .is_some_and(|total| total <= max_balance);
+    if !fits {
+        return Err(Error::BalanceLimitExceeded {
+            balance,
+            held,
+            amount,
+            limit: max_balance,
+        });
+    }
+
+    let idempotency_key = format!("ls-refund-{}", token::random_hex(16));
+    let id: RefundId = tx
+        .prepare_cached(
+            "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
+                                  idempotency_key, created_at, updated_at)
+             VALUES (:payment, :order, :user, :amount, 'requested', :reason, :key, :now, :now)
+             RETURNING id",
+        )?
+        .query_row(
+            named_params! {
+                ":payment": payment.id,
+                ":order": order_id,
+                ":user": user,
+                ":amount": amount,
+                ":reason": reason,
+                ":key": idempotency_key,
+                ":now": now,
+            },
+            |row| row.get(0),
+        )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO refund_items (refund_id, order_item_id, quantity, amount)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for unit in &units {
+        insert.execute((id, unit.item, unit.quantity, unit.amount))?;
+    }
+    if amount.is_zero() {
+        complete(tx, id, now)?;
+    }
+    get(tx, id)
+}
+
+/// The cancel request for refund attempt `refund`: the payment's gateway
+/// references, the attempt's amount and its own key.
+pub(crate) fn cancel_request(conn: &Connection, refund: &Refund) -> Result<CancelRequest> {
+    let payment: Payment = super::get(conn, refund.payment)?;
+    Ok(CancelRequest {
+        payment_key: payment.payment_key,
+        pg_order_id: payment.pg_order_id,
+        amount: refund.amount,
+        reason: refund.reason.clone(),
+        idempotency_key: refund.idempotency_key.clone(),
+    })
+}
+
+/// Records the gateway's answer for refund attempt `id`, exactly once: an
+/// attempt that is no longer `Requested`/`Unknown` (someone else recorded
+/// an answer first) is returned as it is.
+///
+/// - done → completed: the balance credited, the units released, the order
+///   `PartiallyRefunded` or `Refunded` (a cancellation of another amount is
+///   held as unknown, for a person);
+/// - declined → `Declined`: nothing moves;
+/// - unknown → `Unknown`: nothing moves; reconciliation asks again.
+pub(crate) fn record(
+    tx: &Transaction<'_>,
+    id: RefundId,
+    outcome: Outcome<Cancellation>,
+    now: Timestamp,
+) -> Result<Refund> {
+    let refund = get(tx, id)?;
+    if !refund.status.is_unsettled() {
+        return Ok(refund);
+    }
+    let outcome = match outcome {
+        Outcome::Done(cancel) if cancel.cancelled_amount != refund.amount => {
+            tracing::error!(refund = %id, cancelled = %cancel.cancelled_amount, asked = %refund.amount,
+                "the gateway cancelled a different amount; leaving the refund for review");
+            Outcome::Unknown {
+                reason: format!("cancelled amount {} differs", cancel.cancelled_amount),
+            }
+        }
+        outcome => outcome,
+    };
+    match outcome {
+        Outcome::Done(_) => complete(tx, id, now)?,
+        Outcome::Declined { code, message } => {
+            tx.prepare_cached(
+                "UPDATE refunds SET status = 'declined', failure_code = ?2, failure_message = ?3,
+                                    updated_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute((id, &code, &message, now))?;
+        }
+        Outcome::Unknown { reason } => {
+            if refund.status == RefundStatus::Requested {
+                tracing::warn!(refund = %id, %reason, "refund outcome unknown; held for reconciliation");
+                tx.prepare_cached(
+                    "UPDATE refunds SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute((id, now))?;
+            }
+        }
+    }
+    get(tx, id)
+}
+
+/// Completes refund attempt `id`: the units come back to the order lines
+/// and to stock, the payment and the order record the money given back
+/// (guarded so neither passes what was paid), the balance is credited by a
+/// ledger entry, and the payment's history says so.
+///
+/// The credit is not capped: its amount counted as in flight from the
+/// first transaction on, so it fits under the limit.
+fn complete(tx: &Transaction<'_>, id: RefundId, now: Timestamp) -> Result<()> {
+    let refund = get(tx, id)?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE refunds SET status = 'completed', updated_at = ?2
+             WHERE id = ?1 AND status IN ('requested', 'unknown')",
+        )?
+        .execute((id, now))?;
+    if changed != 1 {
+        return Err(Error::Storage(rusqlite::Error::StatementChangedRows(
+            changed,
+        )));
+    }
+    let units = units_of(tx, id)?;
+    let status = order::refund_units(tx, refund.order, &units, refund.amount, now)?;
+    let fully = status == OrderStatus::Refunded;
+    super::add_refunded(tx, refund.payment, refund.amount, fully, now)?;
+    if !refund.amount.is_zero() {
+        balance::post(
+            tx,
+            refund.user,
+            Entry::for_refund(refund.amount, refund.payment, id),
+            None,
+            now,
+        )?;
+    }
+    super::event(
+        tx,
+        refund.payment,
+        if fully {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::Approved
+        },
+        &format!("refund {id} completed; {} credited", refund.amount),
+        now,
+    )?;
+    Ok(())
+}
+
+/// The refund attempt `id`, whoever owns it (for the shop's own
+/// bookkeeping), with its lines.
+pub(crate) fn get(conn: &Connection, id: RefundId) -> Result<Refund> {
+    let mut refund = conn
+        .prepare_cached(SELECT_BY_ID)?
+        .query_row([id], refund_row)
+        .optional()?
+        .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))?;
+    refund.lines = lines_of(conn, id)?;
+    Ok(refund)
+}
+
+/// Every refund attempt of the order `order` of `user`, oldest first.
+pub(crate) fn for_order(conn: &Connection, user: UserId, order: OrderId) -> Result<Vec<Refund>> {
+    order::get(conn, user, order)?;
+    let mut refunds = conn
+        .prepare_cached(SELECT_FOR_ORDER)?
+        .query_map([order], refund_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for refund in &mut refunds {
+        refund.lines = lines_of(conn, refund.id)?;
+    }
+    Ok(refunds)
+}
+
+/// The refund attempts still `Requested`/`Unknown` that were recorded at or
+/// before `cutoff`, oldest first.
+pub(crate) fn unsettled(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Refund>> {
+    let mut refunds = conn
+        .prepare_cached(SELECT_UNSETTLED)?
+        .query_map([cutoff], refund_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for refund in &mut refunds {
+        refund.lines = lines_of(conn, refund.id)?;
+    }
+    Ok(refunds)
+}
+
+/// The refund of `payment` in flight, if any.
+fn live_for_payment(conn: &Connection, payment: PaymentId) -> Result<Option<RefundId>> {
+    conn.prepare_cached(SELECT_LIVE_FOR_PAYMENT)?
+        .query_row([payment], |row| row.get(0))
+        .optional()
+        .map_err(Error::from)
+}
+
+fn lines_of(conn: &Connection, id: RefundId) -> Result<Vec<RefundLine>> {
+    Ok(units_of(conn, id)?
+        .into_iter()
+        .map(|unit| RefundLine {
+            product: unit.product,
+            quantity: unit.quantity,
+            amount: unit.amount,
+        })
+        .collect())
+}
+
+fn units_of(conn: &Connection, id: RefundId) -> Result<Vec<RefundUnits>> {
+    conn.prepare_cached(SELECT_LINES)?
+        .query_map([id], |row| {
+            Ok(RefundUnits {
+                product: row.get(0)?,
+                quantity: row.get(1)?,
+                amount: row.get(2)?,
+                item: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::from)
+}
+
+fn refund_row(row: &Row<'_>) -> rusqlite::Result<Refund> {
+    let failure_code: Option<String> = row.get(8)?;
+    let failure_message: Option<String> = row.get(9)?;
+    Ok(Refund {
+        id: row.get(0)?,
+        payment: row.get(1)?,
+        order: row.get(2)?,
+        user: row.get(3)?,
+        amount: row.get(4)?,
+        status: row.get(5)?,
+        reason: row.get(6)?,
+        lines: Vec::new(),
+        idempotency_key: row.get(7)?,
+        failure: failure_code.map(|code| PaymentFailure {
+            code,
+            message: failure_message.unwrap_or_default(),
+        }),
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
