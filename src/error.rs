@@ -569,6 +569,13 @@ mod tests {
     }
 
     #[test]
+    fn storage_errors_name_their_cause() {
+        let err = Error::Storage(rusqlite::Error::QueryReturnedNoRows);
+        assert!(err.to_string().contains("no rows"), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
     fn messages_are_lowercase_without_trailing_punctuation() {
         let samples = [
             Error::ZeroAmount,

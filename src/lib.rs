@@ -43,7 +43,8 @@
 //!   cheap to clone; share one across threads.
 //! - [`Money`] is a non-negative count of won with checked arithmetic. Ids are
 //!   one newtype per entity ([`UserId`], [`ProductId`], [`CartItemId`],
-//!   [`OrderId`], [`LedgerEntryId`]), so they cannot be mixed up.
+//!   [`OrderId`], [`PaymentId`], [`RefundId`], [`LedgerEntryId`]), so they
+//!   cannot be mixed up.
 //! - [`Error`] carries the ids and figures of a refusal; [`Error::kind`] gives
 //!   its [`ErrorKind`], which a host maps to a status code.
 //! - Time comes from a [`Clock`]: [`SystemClock`] by default, [`ManualClock`]
@@ -62,7 +63,8 @@
 //! | cart add | [`Shop::add_to_cart`] | input valid → user exists → product exists → not in the cart |
 //! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
 //! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved → balance covers the total |
-//! | payment | [`Shop::pay`], [`Shop::pay_with_key`] | input valid → order exists, is the user's and is `Pending` → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
+//! | payment | [`Shop::pay`], [`Shop::pay_with_key`] | input valid → order exists, is the user's, is `Pending` and not past its reservation → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
+//! | refund | [`Shop::refund`], [`Shop::refund_lines`] | input valid → order exists, is the user's, is paid → no refund in flight → units left to refund → credit fits the limit → attempt saved → gateway asked → outcome recorded |
 //!
 //! Every balance change is a [`LedgerEntry`] written in the same transaction,
 //! so a balance always equals the sum of its user's ledger ([`Shop::ledger`]).
@@ -83,7 +85,14 @@
 //! | `Pending` | `Paying` | a payment starts; the money is held | kept |
 //! | `Paying` | `Paid` | the payment gateway approved | kept |
 //! | `Paying` | `Pending` | the gateway declined; the money is given back | kept |
-//! | `Paid` | `Refunded` | a refund | released |
+//! | `Paid` | `PartiallyRefunded` | a refund of some units | those released |
+//! | `Paid` | `Refunded` | a refund of every unit | released |
+//! | `PartiallyRefunded` | `PartiallyRefunded` | a refund of more units, not the last | those released |
+//! | `PartiallyRefunded` | `Refunded` | a refund of the last units | those released |
+//!
+//! This table is the only copy: the README links here, and a test
+//! (`tests/order.rs`) checks it against [`OrderStatus::can_become`] for
+//! every pair of states.
 //!
 //! A `Pending` order expires after the reservation time
 //! ([`ShopBuilder::reservation_time`], 15 minutes by default):
@@ -114,7 +123,8 @@
 //!
 //! [`Shop::reconcile_payments`] (or a [`Reconciler`] thread from
 //! [`Shop::spawn_reconciler`]) settles every `Requested`/`Unknown` payment
-//! older than a grace period: it asks the PG's [`status`](PaymentGateway::status);
+//! (and refund attempt, below) older than a grace period, and reports each
+//! by id ([`ReconcileReport`]). For a payment, it asks the PG's [`status`](PaymentGateway::status);
 //! an approval or decline is recorded as above; "never received" means the
 //! approval is sent again with the **stored** idempotency key, so the PG
 //! charges at most once whatever happened before. A payment still unsettled
@@ -122,10 +132,45 @@
 //! at any point leaves a `Requested` or `Unknown` payment that
 //! reconciliation finishes.
 //!
-//! [`Shop::refund`] cancels at the PG first (outside any transaction, with a
-//! key derived from the payment so retries are safe), then in one
-//! transaction marks the payment `Refunded`, credits the balance, releases
-//! the stock and moves the order to `Refunded`.
+//! # Refunds, exactly once, whole or partial
+//!
+//! [`Shop::refund`] returns every unit not refunded yet; [`Shop::refund_lines`]
+//! returns the units it names. A refund is an attempt ([`Refund`]) in the
+//! same three steps as a payment:
+//!
+//! 1. one write transaction checks every rule (the order is the user's and
+//!    `Paid` or `PartiallyRefunded`, no other refund of it is in flight, the
+//!    units are on the order and not refunded yet, the credit fits under the
+//!    balance limit) and records the attempt as `Requested` with **its own
+//!    fresh idempotency key** and its lines;
+//! 2. no transaction: [`PaymentGateway::cancel`] for the attempt's amount,
+//!    carrying its key;
+//! 3. a second write transaction records the answer, exactly once.
+//!
+//! | gateway answer | refund | money | units | order | `refund` returns |
+//! |----------------|--------|-------|-------|-------|------------------|
+//! | cancelled | `Completed` | credited | released | `PartiallyRefunded` or `Refunded` | `Ok(Refund)` |
+//! | declined | `Declined` | — | — | unchanged | [`Error::RefundDeclined`] |
+//! | unreachable, after retries | `Declined` (`PG_UNAVAILABLE`) | — | — | unchanged | [`Error::GatewayUnavailable`] |
+//! | invalid request | `Declined` | — | — | unchanged | [`Error::GatewayRejected`] |
+//! | no definite answer | `Unknown` | owed | — | unchanged | [`Error::RefundOutcomeUnknown`] |
+//!
+//! A declined attempt is final; a later refund is a new attempt with a new
+//! key, so a gateway that replays outcomes per key cannot turn a temporary
+//! "no" into a permanent one. An unknown attempt — or one a killed process
+//! left `Requested` — is settled by [`Shop::reconcile_payments`], which
+//! sends the cancel again with the attempt's stored key. While an attempt
+//! is in flight its amount counts against the balance limit (as money held
+//! by a payment in flight does), so its credit always fits.
+//!
+//! The money of an order line is spread over its units: the first `r` of
+//! `q` units of a line that cost `a` are worth `⌊a × r / q⌋`, so the
+//! refunds of a line, in any split, add up to exactly what it cost
+//! ([`OrderItem::amount`]), and the completed refunds of a payment never
+//! add up to more than it (a guarded update, and a `CHECK` behind it). An
+//! order-level discount will be spread over lines by one documented rule
+//! (each line bears its share rounded down; the won left over fall on the
+//! first lines), so that holds for discounted orders too.
 //!
 //! The gateway contract — what a [`PaymentGateway`] must do and how
 //! [`HttpGateway`] talks to an HTTP PG — is on those items. Money held by
@@ -138,7 +183,7 @@
 //! |---------------|----------|------|
 //! | `InvalidInput` | amount 0, quantity 0, empty order, bad id, over a limit | 400 |
 //! | `NotFound` | user, product, cart line, order (also another user's) | 404 |
-//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state | 409 |
+//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state, an expired order, a refund in flight or of more than is left | 409 |
 //! | `PaymentDeclined` | the payment gateway said no (payment or refund) | 402 |
 //! | `PaymentOutcomeUnknown` | the gateway gave no definite answer | 202 |
 //! | `Busy` | the database stayed locked past the timeout; the gateway unreachable | 503 |
@@ -148,9 +193,14 @@
 //!
 //! One SQLite file in WAL mode with foreign keys on, `CHECK` constraints for
 //! every invariant the schema can hold (balance ≥ 0, stock ≥ 0, quantity > 0,
-//! ledger amount ≠ 0) and an index for every lookup. The schema is migrated
-//! forward on open; a file from a newer liteshop is refused and left
-//! untouched. Every write runs under `BEGIN IMMEDIATE`, atomically: in its
+//! ledger amount ≠ 0, stock + units held by orders ≤ `u32::MAX`, refunds ≤
+//! what was paid) and an index for every lookup. The schema is migrated
+//! forward on open. A liteshop file is marked (`PRAGMA application_id`,
+//! "LSHP") and checked before anything is written, WAL mode included: a
+//! file from a newer liteshop, a file that is not a database, and another
+//! program's database (whatever its `user_version`) are refused and left
+//! byte for byte untouched; files written before the marker are recognised
+//! by their schema. Every write runs under `BEGIN IMMEDIATE`, atomically: in its
 //! own transaction, or — under group commit, the default [`WriteMode`] — in
 //! its own savepoint of a transaction shared with the writes queued beside
 //! it, which commits once for all of them. Either way a call returns `Ok`

@@ -755,3 +755,63 @@ fn item_row(row: &Row<'_>) -> Result<(OrderId, OrderItem)> {
     item.refunded = row.get(6)?;
     Ok((row.get(0)?, item))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn won(w: i64) -> Money {
+        Money::new(w).unwrap()
+    }
+
+    #[test]
+    fn a_discount_is_spread_by_share_with_the_rounding_on_the_first_lines() {
+        // 1,000 off 3,000 + 3,000 + 4,000: shares 300, 300, 400.
+        assert_eq!(
+            spread(won(1_000), &[won(3_000), won(3_000), won(4_000)]),
+            [won(2_700), won(2_700), won(3_600)]
+        );
+        // 2 off three lines of 1: every share rounds down to 0, and the two
+        // won left over fall on the first two lines.
+        assert_eq!(
+            spread(won(2), &[won(1), won(1), won(1)]),
+            [won(0), won(0), won(1)]
+        );
+        // A discount above the subtotal is capped at it.
+        assert_eq!(spread(won(10), &[won(1), won(1)]), [won(0), won(0)]);
+        assert_eq!(spread(Money::ZERO, &[won(5)]), [won(5)]);
+    }
+
+    proptest! {
+        /// The amounts add up to exactly subtotal - discount, none below
+        /// zero or above its line; and the refunds of a line, in any split,
+        /// add up to exactly its amount.
+        #[test]
+        fn spread_and_refund_values_never_pay_back_more_than_was_paid(
+            totals in prop::collection::vec(0..1_000_000_i64, 1..6),
+            discount in 0..2_000_000_i64,
+            quantity in 1..20_u32,
+            cuts in prop::collection::vec(1..20_u32, 0..6),
+        ) {
+            let totals: Vec<Money> = totals.into_iter().map(won).collect();
+            let subtotal: i64 = totals.iter().map(|m| m.won()).sum();
+            let amounts = spread(won(discount), &totals);
+            let sum: i64 = amounts.iter().map(|m| m.won()).sum();
+            prop_assert_eq!(sum, subtotal - discount.min(subtotal));
+            for (amount, total) in amounts.iter().zip(&totals) {
+                prop_assert!(amount <= total);
+            }
+            let amount = amounts[0];
+            let mut refunded = 0;
+            let mut back = 0;
+            for cut in cuts.into_iter().chain([quantity]) {
+                let units = cut.min(quantity - refunded);
+                back += refund_value(amount, quantity, refunded, units).won();
+                refunded += units;
+            }
+            prop_assert_eq!(refunded, quantity);
+            prop_assert_eq!(back, amount.won());
+        }
+    }
+}

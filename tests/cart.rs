@@ -254,3 +254,28 @@ fn removing_a_line_twice_is_not_found_the_second_time() -> Result<()> {
     assert_eq!(t.dump(), before);
     Ok(())
 }
+
+/// A cart whose total does not fit in Money (after a huge price) is still
+/// listed, so its owner can find the line and remove it.
+#[test]
+fn a_cart_whose_total_overflows_is_listed_and_can_be_emptied() -> Result<()> {
+    let t = open();
+    let kim = t.user("Kim");
+    let tea = t.product("Tea", 1_000, 5);
+    let gold = t.product("Gold", 1, 5);
+    t.shop.add_to_cart(kim.id, tea.id, 1)?;
+    let line = t.shop.add_to_cart(kim.id, gold.id, 2)?;
+    t.shop.set_price(gold.id, Money::MAX)?;
+    let cart = t.shop.cart(kim.id)?;
+    assert_eq!(cart.lines.len(), 2);
+    assert_eq!(cart.lines[0].line_total, Some(won(1_000)));
+    assert_eq!(cart.lines[1].line_total, None);
+    assert_eq!(cart.total, None);
+    assert!(matches!(
+        t.shop.checkout_cart(kim.id),
+        Err(Error::AmountOverflow)
+    ));
+    t.shop.remove_from_cart(kim.id, line.id)?;
+    assert_eq!(t.shop.cart(kim.id)?.total, Some(won(1_000)));
+    Ok(())
+}

@@ -434,26 +434,82 @@ fn orders_page_newest_first_with_their_lines() -> Result<()> {
     Ok(())
 }
 
+/// The crate docs' state table (its only copy) against the code, for every
+/// pair of states: a row exists exactly when `can_become` allows the move.
 #[test]
-fn order_states_allow_only_the_documented_moves() {
+fn the_documented_state_table_is_the_code_for_every_pair() {
     use OrderStatus::*;
-    let all = [Pending, Paying, Paid, Cancelled, Refunded];
-    let allowed = [
-        (Pending, Paying),
-        (Pending, Cancelled),
-        (Paying, Paid),
-        (Paying, Pending),
-        (Paid, Refunded),
-    ];
-    for from in all {
-        for to in all {
+    let docs = include_str!("../src/lib.rs");
+    let name = |cell: &str| -> Option<OrderStatus> {
+        let cell = cell.trim().trim_matches('`');
+        OrderStatus::ALL
+            .into_iter()
+            .find(|s| format!("{s:?}") == cell)
+    };
+    let table = &docs[docs
+        .find("//! | from | to | by | stock |")
+        .expect("the table")..];
+    let mut documented = Vec::new();
+    for line in table.lines().skip(2) {
+        let Some(row) = line.strip_prefix("//! |") else {
+            break;
+        };
+        let cells: Vec<&str> = row.split('|').collect();
+        if let (Some(from), Some(to)) = (name(cells[0]), name(cells[1])) {
+            documented.push((from, to));
+        }
+    }
+    assert!(documented.len() >= 8, "{documented:?}");
+    for from in OrderStatus::ALL {
+        for to in OrderStatus::ALL {
             assert_eq!(
                 from.can_become(to),
-                allowed.contains(&(from, to)),
+                documented.contains(&(from, to)),
                 "{from} -> {to}"
             );
         }
     }
-    assert!(Pending.holds_stock() && Paying.holds_stock() && Paid.holds_stock());
-    assert!(!Cancelled.holds_stock() && !Refunded.holds_stock());
+    let holding = [Pending, Paying, Paid, PartiallyRefunded];
+    for state in OrderStatus::ALL {
+        assert_eq!(state.holds_stock(), holding.contains(&state), "{state}");
+    }
+}
+
+/// One order that cannot be expired (here a trigger planted by another
+/// program refuses it) does not stop every other order from expiring.
+#[test]
+fn expire_orders_expires_every_other_order_when_one_cannot_be() -> Result<()> {
+    let t = open_with(|b| b.reservation_time(Duration::from_secs(60)));
+    let kim = t.user("Kim");
+    let tea = t.product("Tea", 0, 10);
+    let orders: Vec<OrderId> = (0..3)
+        .map(|_| {
+            t.shop
+                .place_order(kim.id, &[OrderLine::new(tea.id, 1)])
+                .unwrap()
+                .id
+        })
+        .collect();
+    let stuck = orders[1];
+    let conn = rusqlite::Connection::open(&t.path).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER stuck BEFORE UPDATE ON orders WHEN old.id = {stuck}
+         BEGIN SELECT RAISE(ABORT, 'stuck'); END;"
+    ))
+    .unwrap();
+    t.clock.advance(Duration::from_secs(61));
+    assert_eq!(t.shop.expire_orders()?, 2);
+    let status = |id| t.shop.order(kim.id, id).unwrap().status;
+    assert_eq!(
+        orders.iter().map(|&id| status(id)).collect::<Vec<_>>(),
+        [
+            OrderStatus::Cancelled,
+            OrderStatus::Pending,
+            OrderStatus::Cancelled
+        ]
+    );
+    // The stuck order's units stay held; the others' came back.
+    assert_eq!(t.shop.product(tea.id)?.stock, 9);
+    assert_eq!(t.shop.product(tea.id)?.held, 1);
+    Ok(())
 }

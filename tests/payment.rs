@@ -810,3 +810,22 @@ fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> R
     s.assert_ledger_balances();
     Ok(())
 }
+
+/// An order past its reservation time is expired for `pay` as for
+/// `place_order`, even before a sweep has run.
+#[test]
+fn an_order_past_its_reservation_cannot_be_paid_and_nothing_changes() -> Result<()> {
+    let s = shop();
+    let order = s.order(1);
+    s.t.clock.advance(ShopBuilder::DEFAULT_RESERVATION_TIME);
+    let before = s.t.dump();
+    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    assert!(
+        matches!(err, Error::OrderExpired { order: o, .. } if o == order),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(s.pg.total_calls(), 0);
+    Ok(())
+}

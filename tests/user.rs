@@ -56,3 +56,46 @@ fn an_unknown_user_is_not_found_and_a_bad_id_is_invalid() {
         })
     ));
 }
+
+/// One rule for names: control characters, NUL among them, are refused
+/// wherever they stand, before anything is written.
+#[test]
+fn names_with_control_characters_are_refused_and_change_nothing() {
+    let t = open();
+    t.user("Kim");
+    let before = t.dump();
+    for bad in ["\0", "\0Kim", "Ki\0m", "Kim\0", "Ki\nm", "Ki\u{1b}m"] {
+        let err = t.shop.create_user(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidCharacter {
+                    entity: Entity::User,
+                    ..
+                }
+            ),
+            "{bad:?}: {err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    let err = t
+        .shop
+        .create_product(liteshop::NewProduct {
+            name: "Te\0a".into(),
+            price: Money::ZERO,
+            stock: 1,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidCharacter {
+                entity: Entity::Product,
+                character: '\0'
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("U+0000"), "{err}");
+    assert_eq!(t.dump(), before);
+}
