@@ -1,9 +1,11 @@
-//! Kill -9 in the middle of payments: a child process pays orders in a loop
-//! against a file database and a gateway whose approvals are written to its
-//! own append-only file (the PG's record, which survives the kill). The
-//! parent kills it at a random moment, reopens, reconciles with a gateway
-//! that answers from that record, and checks that nothing was lost or
-//! invented.
+//! Kill -9 in the middle of payments and refunds: a child process pays
+//! orders and refunds some of them (whole or in part) in a loop against a
+//! file database and a gateway whose approvals and cancels are written to
+//! its own append-only file (the PG's record, which survives the kill). The
+//! parent kills it at a random moment — before, during or after a gateway
+//! call — reopens, reconciles with a gateway that answers from that record,
+//! and checks that nothing was lost or invented: for every payment, what the
+//! PG cancelled equals what the shop's completed refunds gave back.
 //!
 //! `LITESHOP_CRASH_ROUNDS` sets the number of kills (default 50) for soak
 //! runs.
@@ -29,8 +31,10 @@ const CHILD_DB: &str = "LITESHOP_CRASH_DB";
 const CHILD_PG: &str = "LITESHOP_CRASH_PG";
 
 /// A PG whose record is an append-only file, synced before it answers.
-/// Lines: `A <pg_order_id> <amount>` (approved) or `D <pg_order_id>`
-/// (declined). About one attempt in five is declined, by its id.
+/// Lines: `A <pg_order_id> <amount>` (approved), `D <pg_order_id>`
+/// (declined), `C <key> <pg_order_id> <amount>` (cancelled) or `X <key>`
+/// (cancel declined). About one attempt in five is declined, by its id or
+/// key; a cancel of more than is left is declined too.
 struct FileGateway {
     path: PathBuf,
     in_flight: Duration,
@@ -70,6 +74,44 @@ fn read_record(path: &Path) -> HashMap<String, Option<i64>> {
         .collect()
 }
 
+/// The PG's cancels: key → Some((pg_order_id, amount)) if cancelled, None
+/// if declined.
+fn read_cancels(path: &Path) -> HashMap<String, Option<(String, i64)>> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["C", key, id, amount] => Some((
+                    key.to_string(),
+                    Some((id.to_string(), amount.parse().ok()?)),
+                )),
+                ["X", key] => Some((key.to_string(), None)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// What the PG cancelled per payment attempt.
+fn cancelled_by_pg(path: &Path) -> HashMap<String, i64> {
+    let mut cancelled = HashMap::new();
+    for (id, amount) in read_cancels(path).into_values().flatten() {
+        *cancelled.entry(id).or_default() += amount;
+    }
+    cancelled
+}
+
+fn append(path: &Path, line: &str) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(line.as_bytes()).unwrap();
+    file.sync_data().unwrap();
+}
+
 fn declined(reply: Option<i64>, pg_order_id: &str) -> Result<Approval, GatewayError> {
     match reply {
         Some(amount) => Ok(FileGateway::approval(pg_order_id, amount)),
@@ -94,13 +136,7 @@ impl PaymentGateway for FileGateway {
         } else {
             format!("A {id} {}\n", request.amount.won())
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .unwrap();
-        file.write_all(line.as_bytes()).unwrap();
-        file.sync_data().unwrap();
+        append(&self.path, &line);
         thread::sleep(self.in_flight); // the reply is on the wire
         declined((!decline).then_some(request.amount.won()), id)
     }
@@ -118,15 +154,43 @@ impl PaymentGateway for FileGateway {
         })
     }
 
-    fn cancel(&self, _: &CancelRequest) -> Result<Cancellation, GatewayError> {
-        Err(GatewayError::Invalid {
-            code: "UNSUPPORTED".into(),
-            message: "the crash test does not refund".into(),
-        })
+    fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        let _one_at_a_time = self.lock.lock().unwrap();
+        let key = &request.idempotency_key;
+        let refused = || GatewayError::Declined {
+            code: "NOT_CANCELABLE_AMOUNT".into(),
+            message: "declined by the file PG".into(),
+        };
+        let done = || Cancellation {
+            cancelled_amount: request.amount,
+        };
+        if let Some(reply) = read_cancels(&self.path).get(key) {
+            return reply.as_ref().map(|_| done()).ok_or_else(refused);
+        }
+        let approved = read_record(&self.path)
+            .get(&request.pg_order_id)
+            .copied()
+            .flatten()
+            .unwrap_or(0);
+        let left = approved
+            - cancelled_by_pg(&self.path)
+                .get(&request.pg_order_id)
+                .copied()
+                .unwrap_or(0);
+        thread::sleep(self.in_flight); // the request is on the wire
+        let decline = key.ends_with(['0', '1']) || request.amount.won() > left;
+        let line = if decline {
+            format!("X {key}\n")
+        } else {
+            format!("C {key} {} {}\n", request.pg_order_id, request.amount.won())
+        };
+        append(&self.path, &line);
+        thread::sleep(self.in_flight); // the reply is on the wire
+        if decline { Err(refused()) } else { Ok(done()) }
     }
 }
 
-/// The child: places and pays orders until it is killed. Run only by the
+/// The child: places, pays and refunds orders until it is killed. Run only by the
 /// parent test below, which sets the environment.
 #[test]
 #[ignore = "run by crash_at_random_moments_loses_nothing as a child process"]
@@ -136,6 +200,8 @@ fn crash_child_pays_until_killed() {
     };
     let shop = Shop::builder(&db)
         .gateway(FileGateway::new(Path::new(&pg), Duration::from_millis(2)))
+        .max_balance(Money::MAX)
+        .max_charge(Money::MAX)
         .build()
         .expect("child opens the shop");
     for i in 0_i64.. {
@@ -147,8 +213,12 @@ fn crash_child_pays_until_killed() {
         };
         if i % 7 == 0 {
             let _ = shop.cancel_order(user, order.id);
-        } else {
-            let _ = shop.pay(user, order.id);
+        } else if shop.pay(user, order.id).is_ok() && i % 2 == 0 {
+            // Refund one unit, then (every other time) the rest.
+            let _ = shop.refund_lines(user, order.id, &[OrderLine::new(product, 1)], "one");
+            if i % 4 == 0 {
+                let _ = shop.refund(user, order.id, "the rest");
+            }
         }
     }
 }
@@ -193,6 +263,7 @@ fn crash_at_random_moments_loses_nothing() {
 
     let mut random = 0x5eed_u64;
     let mut interrupted_payments = 0;
+    let mut interrupted_refunds = 0;
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -211,9 +282,12 @@ fn crash_at_random_moments_loses_nothing() {
         child.kill().expect("SIGKILL the child");
         child.wait().unwrap();
 
-        interrupted_payments += unsettled(&db);
+        let (payments, refunds) = unsettled(&db);
+        interrupted_payments += payments;
+        interrupted_refunds += refunds;
         let shop = Shop::builder(&db)
             .gateway(FileGateway::new(&pg, Duration::ZERO))
+            .max_balance(Money::MAX)
             .reconcile_grace(Duration::ZERO)
             .build()
             .unwrap_or_else(|err| panic!("round {round}: reopen failed: {err}"));
@@ -223,39 +297,51 @@ fn crash_at_random_moments_loses_nothing() {
         check_invariants(&db, &pg, round);
     }
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let summary: (i64, i64, i64) = conn
+    let summary: (i64, i64, i64, i64, i64) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM orders),
-                    (SELECT count(*) FROM payments WHERE status = 'approved'),
-                    (SELECT count(*) FROM payments WHERE status = 'declined')",
+                    (SELECT count(*) FROM payments WHERE status IN ('approved', 'refunded')),
+                    (SELECT count(*) FROM payments WHERE status = 'declined'),
+                    (SELECT count(*) FROM refunds WHERE status = 'completed'),
+                    (SELECT count(*) FROM refunds WHERE status = 'declined')",
             [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
         )
         .unwrap();
     println!(
-        "{rounds} kills; {interrupted_payments} payments were in flight at a kill; \
-         {} orders, {} payments approved, {} declined",
-        summary.0, summary.1, summary.2
+        "{rounds} kills; {interrupted_payments} payments and {interrupted_refunds} refunds were \
+         in flight at a kill; {} orders, {} payments approved, {} declined, \
+         {} refunds completed, {} declined",
+        summary.0, summary.1, summary.2, summary.3, summary.4
     );
     assert!(
-        summary.1 > 0 && summary.2 > 0,
-        "the child never paid: {summary:?}"
+        summary.1 > 0 && summary.2 > 0 && summary.3 > 0 && summary.4 > 0,
+        "the child never paid or refunded: {summary:?}"
     );
     if rounds >= 10 {
         assert!(
-            interrupted_payments > 0,
-            "no kill landed inside a payment: the test did not exercise recovery"
+            interrupted_payments > 0 && interrupted_refunds > 0,
+            "no kill landed inside a payment and a refund: the test did not exercise recovery"
         );
     }
 }
 
-/// Payments a kill left without an outcome.
-fn unsettled(db: &Path) -> i64 {
+/// Payments and refunds a kill left without an outcome.
+fn unsettled(db: &Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row(
-        "SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')",
+        "SELECT (SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')),
+                (SELECT count(*) FROM refunds WHERE status IN ('requested', 'unknown'))",
         [],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )
     .unwrap()
 }
@@ -272,8 +358,8 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
             .unwrap()
     };
 
-    // Every payment is settled, and no order waits on one.
-    assert_eq!(unsettled(db), 0, "round {round}: unsettled payments");
+    // Every payment and refund is settled, and no order waits on one.
+    assert_eq!(unsettled(db), (0, 0), "round {round}: unsettled attempts");
     assert_eq!(
         count("SELECT count(*) FROM orders WHERE status = 'paying'"),
         0,
@@ -292,7 +378,7 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| k.clone())
         .collect();
-    let approved = ids("SELECT pg_order_id FROM payments WHERE status = 'approved'");
+    let approved = ids("SELECT pg_order_id FROM payments WHERE status IN ('approved', 'refunded')");
     assert_eq!(
         approved, pg_approved,
         "round {round}: approvals differ from the PG's record"
@@ -306,8 +392,10 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
     // Each paid order has exactly one approved payment, and vice versa.
     assert_eq!(
         count(
-            "SELECT count(*) FROM orders o WHERE o.status = 'paid' AND
-               (SELECT count(*) FROM payments p WHERE p.order_id = o.id AND p.status = 'approved') <> 1"
+            "SELECT count(*) FROM orders o
+             WHERE o.status IN ('paid', 'partially_refunded', 'refunded') AND
+               (SELECT count(*) FROM payments p WHERE p.order_id = o.id
+                  AND p.status IN ('approved', 'refunded')) <> 1"
         ),
         0,
         "round {round}: a paid order without exactly one approved payment"
@@ -315,10 +403,53 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
     assert_eq!(
         count(
             "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id
-             WHERE p.status = 'approved' AND o.status <> 'paid'"
+             WHERE p.status IN ('approved', 'refunded')
+               AND o.status NOT IN ('paid', 'partially_refunded', 'refunded')"
         ),
         0,
         "round {round}: an approved payment of an unpaid order"
+    );
+
+    // For every payment, the PG cancelled exactly what the shop's completed
+    // refunds gave back, and the shop recorded it on the payment and order.
+    let pg_cancelled = cancelled_by_pg(pg);
+    let mut stmt = conn
+        .prepare(
+            "SELECT p.pg_order_id, p.refunded, o.refunded,
+                    (SELECT coalesce(sum(amount), 0) FROM refunds r
+                     WHERE r.payment_id = p.id AND r.status = 'completed')
+             FROM payments p JOIN orders o ON o.id = p.order_id",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (pg_order_id, on_payment, on_order, completed) = row.unwrap();
+        let at_pg = pg_cancelled.get(&pg_order_id).copied().unwrap_or(0);
+        assert_eq!(
+            (at_pg, on_payment, on_order),
+            (completed, completed, completed),
+            "round {round}: refunds of {pg_order_id}"
+        );
+    }
+    // Each completed refund is one ledger credit of its amount; no other
+    // refund has one.
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM refunds r WHERE
+               (SELECT count(*) FROM ledger l WHERE l.refund_id = r.id AND l.kind = 'refund'
+                  AND l.amount = r.amount) <> (r.status = 'completed' AND r.amount > 0)"
+        ),
+        0,
+        "round {round}: a refund with a missing or extra credit"
     );
 
     // Every debit is matched by an approval or a reversal, exactly once.
@@ -344,26 +475,35 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
     );
     let charged = count("SELECT sum(amount) FROM ledger WHERE kind = 'charge'");
     let balances = count("SELECT sum(amount) FROM balances");
-    let paid = count("SELECT coalesce(sum(total), 0) FROM orders WHERE status = 'paid'");
+    let kept = count(
+        "SELECT coalesce(sum(amount - refunded), 0) FROM payments
+         WHERE status IN ('approved', 'refunded')",
+    );
     assert_eq!(
         charged,
-        balances + paid,
+        balances + kept,
         "round {round}: money was lost or invented"
     );
 
-    // Stock is conserved: on hand plus held by live orders is what we began with.
+    // Stock is conserved: on hand plus held by live orders (less what was
+    // refunded) is what we began with, and the held counter says so.
     for product in 1..=PRODUCTS {
-        let (stock, held): (i64, i64) = conn
+        let (stock, held, counted): (i64, i64, i64) = conn
             .query_row(
-                "SELECT p.stock, (SELECT coalesce(sum(i.quantity), 0) FROM order_items i
-                                  JOIN orders o ON o.id = i.order_id
-                                  WHERE i.product_id = p.id
-                                    AND o.status IN ('pending', 'paying', 'paid'))
+                "SELECT p.stock, p.held,
+                        (SELECT coalesce(sum(i.quantity - i.refunded), 0) FROM order_items i
+                         JOIN orders o ON o.id = i.order_id
+                         WHERE i.product_id = p.id
+                           AND o.status IN ('pending', 'paying', 'paid', 'partially_refunded'))
                  FROM products p WHERE p.id = ?1",
                 [product],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .unwrap();
+        assert_eq!(
+            held, counted,
+            "round {round}: held units of product {product}"
+        );
         assert_eq!(
             stock + held,
             i64::from(INITIAL_STOCK),
