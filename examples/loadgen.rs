@@ -54,7 +54,7 @@ struct Args {
     /// Weights of the operations.
     #[arg(
         long,
-        default_value = "charge=20,cart=20,order=20,pay=15,cancel=5,read=20"
+        default_value = "charge=20,cart=20,order=20,pay=15,cancel=5,refund=3,read=17"
     )]
     mix: String,
     /// Share of orders whose first line is the one hot product (0 to 1).
@@ -118,15 +118,17 @@ enum Op {
     Order,
     Pay,
     Cancel,
+    Refund,
     Read,
 }
 
-const OPS: [Op; 6] = [
+const OPS: [Op; 7] = [
     Op::Charge,
     Op::Cart,
     Op::Order,
     Op::Pay,
     Op::Cancel,
+    Op::Refund,
     Op::Read,
 ];
 
@@ -138,6 +140,7 @@ impl Op {
             Op::Order => "order",
             Op::Pay => "pay",
             Op::Cancel => "cancel",
+            Op::Refund => "refund",
             Op::Read => "read",
         }
     }
@@ -226,6 +229,13 @@ impl PaymentGateway for RandomGateway {
         self.fake.status(request)
     }
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        // Cancel scripts are one queue: a concurrent refund may take this
+        // one, which keeps the rates and changes nothing the checks rely on.
+        if self.fake.calls(&request.idempotency_key) == 0
+            && let Some(outcome) = self.outcome()
+        {
+            self.fake.push_cancel(outcome);
+        }
         self.fake.cancel(request)
     }
 }
@@ -260,10 +270,12 @@ impl Stats {
 }
 
 /// One worker's state: its generator, the orders it placed and may pay or
-/// cancel, and (for the raw baseline) its own connection.
+/// cancel, the orders it paid and may refund, and (for the raw baseline) its
+/// own connection.
 struct Worker {
     rng: Rng,
     orders: VecDeque<(UserId, OrderId)>,
+    paid: VecDeque<(UserId, OrderId)>,
     conn: Option<Connection>,
 }
 
@@ -347,11 +359,44 @@ impl Target for Liteshop {
             }
             Op::Pay => {
                 let (user, order) = w.orders.pop_front()?;
-                shop.pay(user, order).map(drop).map_err(refused)
+                match shop.pay(user, order) {
+                    Ok(_) => {
+                        w.paid.push_back((user, order));
+                        Ok(())
+                    }
+                    Err(err) => Err(refused(err)),
+                }
             }
             Op::Cancel => {
                 let (user, order) = w.orders.pop_back()?;
                 shop.cancel_order(user, order).map(drop).map_err(refused)
+            }
+            Op::Refund => {
+                // Half the refunds return the whole order; the others one
+                // unit of its first line not yet refunded, and keep the order
+                // for a later refund while units remain.
+                let (user, order) = w.paid.pop_front()?;
+                if w.rng.chance(0.5) {
+                    return Some(
+                        shop.refund(user, order, "loadgen")
+                            .map(drop)
+                            .map_err(refused),
+                    );
+                }
+                let items = match shop.order(user, order) {
+                    Ok(found) => found.lines,
+                    Err(err) => return Some(Err(refused(err))),
+                };
+                let Some(item) = items.iter().find(|i| i.refunded < i.quantity) else {
+                    return Some(Err("NothingToRefund".into()));
+                };
+                let left: u32 = items.iter().map(|i| i.quantity - i.refunded).sum();
+                let line = OrderLine::new(item.product, 1);
+                let result = shop.refund_lines(user, order, &[line], "loadgen");
+                if result.is_ok() && left > 1 {
+                    w.paid.push_back((user, order));
+                }
+                result.map(drop).map_err(refused)
             }
             Op::Read => shop
                 .product(world.product(&mut w.rng))
@@ -394,6 +439,7 @@ fn run_mix(
                     let mut worker = Worker {
                         rng: Rng(0x1234_5678_9abc_def1 ^ ((t as u64 + 1) * 0x9e37_79b9)),
                         orders: VecDeque::new(),
+                        paid: VecDeque::new(),
                         conn: raw_db.map(raw_connection),
                     };
                     let mut stats: BTreeMap<Op, Stats> = BTreeMap::new();
@@ -610,7 +656,8 @@ fn main() -> ExitCode {
 fn unsettled(path: &Path) -> i64 {
     let conn = Connection::open(path).expect("open for counting");
     conn.query_row(
-        "SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')",
+        "SELECT (SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown'))
+              + (SELECT count(*) FROM refunds WHERE status IN ('requested', 'unknown'))",
         [],
         |row| row.get(0),
     )
@@ -646,34 +693,55 @@ fn invariants(path: &Path, args: &Args, fake: Option<&FakeGateway>) -> Vec<Check
     );
 
     let bad = count(&format!(
-        "SELECT count(*) FROM products p WHERE p.stock + (SELECT coalesce(sum(i.quantity), 0)
-           FROM order_items i JOIN orders o ON o.id = i.order_id
-           WHERE i.product_id = p.id AND o.status IN ('pending', 'paying', 'paid')) <> {}",
+        "SELECT count(*) FROM products p WHERE p.stock + p.held <> {} OR p.held <>
+           (SELECT coalesce(sum(i.quantity - i.refunded), 0)
+              FROM order_items i JOIN orders o ON o.id = i.order_id
+             WHERE i.product_id = p.id
+               AND o.status IN ('pending', 'paying', 'paid', 'partially_refunded'))",
         args.stock
     ));
     check(
-        "initial stock = stock + units held by pending/paying/paid orders",
+        "initial stock = stock + held = stock + units of live orders not refunded",
         bad,
         format!("{bad} products differ"),
     );
 
     let charged = count("SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = 'charge'");
     let balances = count("SELECT coalesce(sum(amount), 0) FROM balances");
-    let paid = count("SELECT coalesce(sum(total), 0) FROM orders WHERE status = 'paid'");
+    let kept = count(
+        "SELECT coalesce(sum(amount - refunded), 0) FROM payments
+          WHERE status IN ('approved', 'refunded')",
+    );
     check(
-        "charges = balances + paid order totals",
-        charged - balances - paid,
-        format!("charges {charged}, balances {balances}, paid {paid}"),
+        "charges = balances + approved payments less their refunds",
+        charged - balances - kept,
+        format!("charges {charged}, balances {balances}, kept by the shop {kept}"),
     );
 
     let bad = count(
-        "SELECT count(*) FROM orders o WHERE o.status = 'paid' AND
-           (SELECT count(*) FROM payments p WHERE p.order_id = o.id AND p.status = 'approved') <> 1",
+        "SELECT count(*) FROM orders o
+          WHERE o.status IN ('paid', 'partially_refunded', 'refunded') AND
+           (SELECT count(*) FROM payments p WHERE p.order_id = o.id
+               AND p.status IN ('approved', 'refunded')) <> 1",
     );
     check(
         "each paid order has exactly one approved payment",
         bad,
         format!("{bad} orders"),
+    );
+
+    let bad = count(
+        "SELECT count(*) FROM payments p WHERE p.refunded <>
+           (SELECT coalesce(sum(r.amount), 0) FROM refunds r
+             WHERE r.payment_id = p.id AND r.status = 'completed')
+           OR p.refunded <> (SELECT o.refunded FROM orders o WHERE o.id = p.order_id)
+           OR (SELECT coalesce(sum(l.amount), 0) FROM ledger l
+                JOIN refunds r ON r.id = l.refund_id WHERE r.payment_id = p.id) <> p.refunded",
+    );
+    check(
+        "payment refunded = order refunded = completed refunds = ledger credits",
+        bad,
+        format!("{bad} payments differ"),
     );
 
     let bad = count("SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')");
@@ -683,23 +751,48 @@ fn invariants(path: &Path, args: &Args, fake: Option<&FakeGateway>) -> Vec<Check
         format!("{bad} payments"),
     );
 
+    let bad = count("SELECT count(*) FROM refunds WHERE status IN ('requested', 'unknown')");
+    check(
+        "no refund left requested/unknown after reconciliation",
+        bad,
+        format!("{bad} refunds"),
+    );
+
     if let Some(fake) = fake {
-        let approved: Vec<String> = conn
-            .prepare("SELECT pg_order_id FROM payments WHERE status = 'approved'")
+        let approved: Vec<(String, i64)> = conn
+            .prepare(
+                "SELECT pg_order_id, refunded FROM payments
+                  WHERE status IN ('approved', 'refunded')",
+            )
             .expect("prepare")
-            .query_map([], |row| row.get(0))
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
         let missing = approved
             .iter()
-            .filter(|id| fake.approval(id).is_none())
+            .filter(|(id, _)| fake.approval(id).is_none())
             .count() as i64;
         let extra = fake.approved_count() as i64 - approved.len() as i64;
         check(
             "each approved payment was approved by the PG exactly once, and no other",
             missing + extra.abs(),
             format!("{missing} not approved by the PG, {extra} approved by the PG only"),
+        );
+        let cancels = fake.cancelled_by_order();
+        let differ = approved
+            .iter()
+            .filter(|(id, refunded)| fake.cancelled(id).won() != *refunded)
+            .count() as i64;
+        let known: HashSet<&str> = approved.iter().map(|(id, _)| id.as_str()).collect();
+        let stray = cancels
+            .keys()
+            .filter(|id| !known.contains(id.as_str()))
+            .count() as i64;
+        check(
+            "what the PG cancelled of each payment = what the shop refunded of it",
+            differ + stray,
+            format!("{differ} payments differ, {stray} cancelled by the PG only"),
         );
     }
     checks
@@ -928,6 +1021,8 @@ mod raw {
                     .orders
                     .pop_back()
                     .map(|(user, order)| cancel(&mut conn, user.get(), order.get())),
+                // The baseline has no refunds: the op is skipped there.
+                Op::Refund => None,
                 Op::Read => Some(read(&conn, world.product(&mut w.rng).get())),
             };
             w.conn = Some(conn);
