@@ -110,6 +110,35 @@ fn pay(c: &mut Criterion) {
     group.finish();
 }
 
+fn refund(c: &mut Criterion) {
+    let mut group = c.benchmark_group("refund one of two units, fake PG");
+    for durability in DURABILITIES {
+        let (_dir, shop) = open(durability);
+        let user = rich_user(&shop);
+        let tea = product(&shop, "tea");
+        let lines = [OrderLine::new(tea, 2)];
+        let one = [OrderLine::new(tea, 1)];
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{durability:?}")),
+            |b| {
+                b.iter_batched(
+                    || {
+                        let order = shop.place_order(user, &lines).expect("order").id;
+                        shop.pay(user, order).expect("pay");
+                        order
+                    },
+                    |order| {
+                        shop.refund_lines(user, order, &one, "bench")
+                            .expect("refund")
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
 fn readers_beside_a_writer(c: &mut Criterion) {
     let mut group = c.benchmark_group("product lookup, 8 readers + 1 writer");
     for durability in DURABILITIES {
@@ -156,6 +185,7 @@ criterion_group!(
     cart_list,
     place_order,
     pay,
+    refund,
     readers_beside_a_writer
 );
 criterion_main!(benches);
