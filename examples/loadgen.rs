@@ -349,7 +349,7 @@ impl Target for Liteshop {
             }
             Op::Order => {
                 let user = world.user(&mut w.rng);
-                match shop.place_order(user, &world.order_lines(&mut w.rng)) {
+                match shop.place_order(user, world.order_lines(&mut w.rng)) {
                     Ok(order) => {
                         w.orders.push_back((user, order.id));
                         Ok(())

@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let order = shop.checkout_cart(kim.id)?;
+    let order = shop.checkout_cart(kim.id, None)?;
     println!(
         "checked out the cart as order #{} ({:?}): total {}, stock reserved for {} minutes",
         order.id,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::ids::{CartItemId, OrderId, PaymentId, ProductId, RefundId, UserId};
+use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, RefundId, UserId};
 use crate::money::Money;
 use crate::order::OrderStatus;
 
@@ -170,6 +170,34 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A coupon definition that cannot work (a percentage outside 1–100, a
+    /// cap on a fixed discount, an empty issue window, a zero validity or
+    /// quantity).
+    #[error("invalid coupon: {reason}")]
+    InvalidCoupon {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A numeric parameter outside its bounds.
+    #[error("{what} is {value}: must be {min} to {max}")]
+    OutOfRange {
+        /// Which parameter.
+        what: &'static str,
+        /// The value given.
+        value: u32,
+        /// The smallest allowed.
+        min: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// Acknowledging events past the last one in the feed.
+    #[error("cannot ack event {upto}: the feed ends at {last}")]
+    AckBeyondFeed {
+        /// The sequence number given.
+        upto: u64,
+        /// The last sequence number in the feed.
+        last: u64,
+    },
 
     // ----- not found -----
     /// No such user.
@@ -187,6 +215,9 @@ pub enum Error {
     /// No such payment for this user (it may exist for another user).
     #[error("payment {0} not found")]
     PaymentNotFound(PaymentId),
+    /// No such coupon; or, when a user applies it, not one issued to them.
+    #[error("coupon {0} not found")]
+    CouponNotFound(CouponId),
 
     // ----- conflict -----
     /// The product is already in the user's cart: change the quantity of the
@@ -266,6 +297,60 @@ pub enum Error {
         from: OrderStatus,
         /// The state asked for.
         to: OrderStatus,
+    },
+
+    /// Every coupon of the offer was issued already.
+    #[error("coupon {coupon} is sold out: all {quantity} were issued")]
+    CouponSoldOut {
+        /// The coupon.
+        coupon: CouponId,
+        /// How many it offered.
+        quantity: u32,
+    },
+    /// The user already holds this coupon (one per user, used or not).
+    #[error("user {user} already holds coupon {coupon}")]
+    CouponAlreadyIssued {
+        /// The user.
+        user: UserId,
+        /// The coupon.
+        coupon: CouponId,
+    },
+    /// The coupon is issued only from `from` until before `until`.
+    #[error("coupon {coupon} is issued only from {from} until {until}")]
+    CouponNotIssuable {
+        /// The coupon.
+        coupon: CouponId,
+        /// When issuing starts.
+        from: Timestamp,
+        /// When issuing ends (exclusive).
+        until: Timestamp,
+    },
+    /// The user's coupon is used by an order (not cancelled, expired or
+    /// fully refunded).
+    #[error("coupon {coupon} is used by order {order}")]
+    CouponUsed {
+        /// The coupon.
+        coupon: CouponId,
+        /// The order using it.
+        order: OrderId,
+    },
+    /// The user's coupon passed its validity.
+    #[error("coupon {coupon} expired at {expired_at}")]
+    CouponExpired {
+        /// The coupon.
+        coupon: CouponId,
+        /// When it expired.
+        expired_at: Timestamp,
+    },
+    /// The order's subtotal is below the coupon's minimum.
+    #[error("coupon {coupon} needs an order of at least {minimum}; this one is {subtotal}")]
+    CouponMinimumNotMet {
+        /// The coupon.
+        coupon: CouponId,
+        /// The order's subtotal (before the discount).
+        subtotal: Money,
+        /// The coupon's minimum order total.
+        minimum: Money,
     },
 
     // ----- payment outcomes -----
@@ -419,9 +504,12 @@ impl Error {
             | NothingToPay { .. }
             | InvalidPaymentKey
             | InvalidRefundReason { .. }
-            | InvalidConfig { .. } => ErrorKind::InvalidInput,
+            | InvalidConfig { .. }
+            | InvalidCoupon { .. }
+            | OutOfRange { .. }
+            | AckBeyondFeed { .. } => ErrorKind::InvalidInput,
             UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_)
-            | PaymentNotFound(_) => ErrorKind::NotFound,
+            | PaymentNotFound(_) | CouponNotFound(_) => ErrorKind::NotFound,
             PaymentDeclined { .. } | RefundDeclined { .. } => ErrorKind::PaymentDeclined,
             PaymentOutcomeUnknown { .. } | RefundOutcomeUnknown { .. } => {
                 ErrorKind::PaymentOutcomeUnknown
@@ -432,7 +520,13 @@ impl Error {
             | InvalidTransition { .. }
             | OrderExpired { .. }
             | RefundExceedsOrder { .. }
-            | RefundInProgress { .. } => ErrorKind::Conflict,
+            | RefundInProgress { .. }
+            | CouponSoldOut { .. }
+            | CouponAlreadyIssued { .. }
+            | CouponNotIssuable { .. }
+            | CouponUsed { .. }
+            | CouponExpired { .. }
+            | CouponMinimumNotMet { .. } => ErrorKind::Conflict,
             Busy(_) | GatewayUnavailable { .. } => ErrorKind::Busy,
             NoGateway
             | GatewayRejected { .. }
@@ -529,6 +623,10 @@ pub enum Entity {
     PaymentEvent,
     /// A refund attempt.
     Refund,
+    /// A coupon.
+    Coupon,
+    /// A consumer of the event feed.
+    EventConsumer,
 }
 
 impl fmt::Display for Entity {
@@ -542,6 +640,8 @@ impl fmt::Display for Entity {
             Entity::Payment => "payment",
             Entity::PaymentEvent => "payment event",
             Entity::Refund => "refund",
+            Entity::Coupon => "coupon",
+            Entity::EventConsumer => "event consumer",
         })
     }
 }

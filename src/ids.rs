@@ -116,6 +116,12 @@ id_type!(
     Entity::Refund
 );
 id_type!(
+    /// Identifies a coupon offer (one per campaign; each user holds at most
+    /// one of it).
+    CouponId,
+    Entity::Coupon
+);
+id_type!(
     /// Identifies one entry of a user's balance ledger.
     LedgerEntryId,
     Entity::LedgerEntry

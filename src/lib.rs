@@ -25,7 +25,7 @@
 //! assert_eq!(total, Money::new(36_000)?);
 //! assert_eq!(total.to_string(), "36,000 KRW");
 //!
-//! let order = shop.checkout_cart(kim.id)?;
+//! let order = shop.checkout_cart(kim.id, None)?;
 //! assert_eq!(order.total, Money::new(36_000)?);
 //! assert_eq!(shop.product(tea.id)?.stock, 7);
 //! assert!(shop.cart(kim.id)?.lines.is_empty());
@@ -217,6 +217,7 @@
 mod balance;
 mod cart;
 mod clock;
+mod coupon;
 mod error;
 mod gateway;
 mod ids;
@@ -225,6 +226,7 @@ mod order;
 mod page;
 mod payment;
 mod product;
+mod sales;
 mod shop;
 mod store;
 mod text_enum;
@@ -235,21 +237,24 @@ mod validate;
 pub use balance::{LedgerEntry, LedgerKind};
 pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use coupon::{Coupon, CouponState, Discount, NewCoupon, UserCoupon};
 pub use error::{Entity, Error, ErrorKind, Result};
 pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
     HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,
 };
 pub use ids::{
-    CartItemId, LedgerEntryId, OrderId, PaymentEventId, PaymentId, ProductId, RefundId, UserId,
+    CartItemId, CouponId, LedgerEntryId, OrderId, PaymentEventId, PaymentId, ProductId, RefundId,
+    UserId,
 };
 pub use money::Money;
-pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderStatus};
+pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderRequest, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};
 pub use payment::reconcile::{ReconcileReport, ReconciledPayment, ReconciledRefund, Reconciler};
 pub use payment::refund::{Refund, RefundLine, RefundStatus};
 pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus};
 pub use product::{NewProduct, Product};
+pub use sales::BestSeller;
 pub use shop::{Limits, Shop, ShopBuilder};
 pub use store::{Durability, WriteMode};
 pub use user::User;

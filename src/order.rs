@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::balance;
 use crate::clock::Timestamp;
+use crate::coupon;
 use crate::error::{Error, Result};
-use crate::ids::{OrderId, ProductId, UserId};
+use crate::ids::{CouponId, OrderId, ProductId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, Product};
+use crate::sales;
 use crate::store;
 use crate::text_enum::text_enum;
 use crate::validate;
@@ -33,6 +35,69 @@ impl OrderLine {
     /// `quantity` units of `product`.
     pub const fn new(product: ProductId, quantity: u32) -> OrderLine {
         OrderLine { product, quantity }
+    }
+}
+
+/// What to order: the lines and, optionally, one of the user's coupons.
+/// [`Shop::place_order`](crate::Shop::place_order) takes anything that
+/// converts into it, so a plain slice of lines is an order without a coupon.
+///
+/// ```
+/// use liteshop::{CouponId, OrderLine, OrderRequest, ProductId};
+///
+/// let tea = ProductId::new(1);
+/// let plain: OrderRequest = (&[OrderLine::new(tea, 2)]).into();
+/// assert_eq!(plain.coupon, None);
+/// let with = OrderRequest::new(vec![OrderLine::new(tea, 2)]).with_coupon(CouponId::new(7));
+/// assert_eq!(with.coupon, Some(CouponId::new(7)));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    /// The lines, each product once.
+    pub lines: Vec<OrderLine>,
+    /// A coupon issued to the user and available, if any.
+    pub coupon: Option<CouponId>,
+}
+
+impl OrderRequest {
+    /// An order of `lines` without a coupon.
+    pub fn new(lines: impl Into<Vec<OrderLine>>) -> OrderRequest {
+        OrderRequest {
+            lines: lines.into(),
+            coupon: None,
+        }
+    }
+
+    /// The same order, using `coupon`.
+    pub fn with_coupon(self, coupon: CouponId) -> OrderRequest {
+        OrderRequest {
+            coupon: Some(coupon),
+            ..self
+        }
+    }
+}
+
+impl From<&[OrderLine]> for OrderRequest {
+    fn from(lines: &[OrderLine]) -> OrderRequest {
+        OrderRequest::new(lines)
+    }
+}
+
+impl<const N: usize> From<&[OrderLine; N]> for OrderRequest {
+    fn from(lines: &[OrderLine; N]) -> OrderRequest {
+        OrderRequest::new(lines.as_slice())
+    }
+}
+
+impl From<&Vec<OrderLine>> for OrderRequest {
+    fn from(lines: &Vec<OrderLine>) -> OrderRequest {
+        OrderRequest::new(lines.as_slice())
+    }
+}
+
+impl From<Vec<OrderLine>> for OrderRequest {
+    fn from(lines: Vec<OrderLine>) -> OrderRequest {
+        OrderRequest::new(lines)
     }
 }
 
@@ -171,7 +236,15 @@ pub struct Order {
     pub cancel_reason: Option<CancelReason>,
     /// The lines, in the order they were given.
     pub lines: Vec<OrderItem>,
-    /// What the order costs: the sum of its lines' amounts.
+    /// What its lines cost before any discount: the sum of their
+    /// `line_total`s.
+    pub subtotal: Money,
+    /// What the coupon took off the subtotal (zero without one).
+    pub discount: Money,
+    /// The coupon it used, if any.
+    pub coupon: Option<CouponId>,
+    /// What the order costs: `subtotal − discount`, the sum of its lines'
+    /// amounts. The payment charges this.
     pub total: Money,
     /// How much of the total was refunded so far.
     pub refunded: Money,
@@ -181,14 +254,18 @@ pub struct Order {
     pub expires_at: Timestamp,
     /// When its status last changed.
     pub updated_at: Timestamp,
+    /// When it was paid (the day its units count as sold), once it was.
+    pub paid_at: Option<Timestamp>,
 }
 
 pub(crate) const SELECT_ORDER: &str =
-    "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at
+    "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at,
+            discount, coupon_id, paid_at
      FROM orders WHERE id = ?1 AND user_id = ?2";
 
 pub(crate) const SELECT_ORDER_PAGE: &str =
-    "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at
+    "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at,
+            discount, coupon_id, paid_at
      FROM orders WHERE user_id = :user AND id < :before
      ORDER BY id DESC LIMIT :limit";
 
@@ -246,8 +323,10 @@ pub(crate) fn validate_lines(
 
 /// Places an order of checked `lines` for `user` (known to exist), in the
 /// seed's order: every product exists → each line's stock is reserved
-/// (expiring overdue orders that hold it, if short) → the balance covers
-/// the total → the order is saved as `Pending` until `expires_at`.
+/// (expiring overdue orders that hold it, if short) → the coupon, if any,
+/// is the user's, available, unexpired and the subtotal reaches its minimum
+/// → the balance covers the total → the order is saved as `Pending` until
+/// `expires_at`, and the coupon marked used by it.
 ///
 /// The caller's write transaction makes it all or nothing: a refusal of any
 /// line leaves every stock as it was.
@@ -255,6 +334,7 @@ pub(crate) fn place(
     tx: &Transaction<'_>,
     user: UserId,
     lines: &[OrderLine],
+    coupon: Option<CouponId>,
     expires_at: Timestamp,
     now: Timestamp,
 ) -> Result<Order> {
@@ -272,16 +352,22 @@ pub(crate) fn place(
         .collect::<Result<Vec<_>>>()?;
     let subtotal = Money::checked_sum(items.iter().map(|item| item.line_total))
         .ok_or(Error::AmountOverflow)?;
-    // No order-level discount exists yet; the rule that will spread one is
-    // already the one that sets each line's amount.
+    let usable = coupon
+        .map(|id| coupon::usable(tx, user, id, subtotal, now))
+        .transpose()?;
+    let discount = usable.as_ref().map_or(Money::ZERO, |u| u.discount);
+    // The discount is spread over the lines by one rule, so that refunds of
+    // any units add up to exactly what was paid.
     let amounts = spread(
-        Money::ZERO,
+        discount,
         &items.iter().map(|i| i.line_total).collect::<Vec<_>>(),
     );
     for (item, amount) in items.iter_mut().zip(amounts) {
         item.amount = amount;
     }
-    let total = subtotal;
+    let total = subtotal
+        .checked_sub(discount)
+        .ok_or(Error::AmountOverflow)?;
     let available = balance::get(tx, user)?;
     if available < total {
         return Err(Error::InsufficientBalance {
@@ -293,14 +379,22 @@ pub(crate) fn place(
 
     let id: OrderId = tx
         .prepare_cached(
-            "INSERT INTO orders (user_id, status, total, created_at, expires_at, updated_at)
-             VALUES (:user, 'pending', :total, :now, :expires_at, :now)
+            "INSERT INTO orders (user_id, status, total, discount, coupon_id, created_at,
+                                 expires_at, updated_at)
+             VALUES (:user, 'pending', :total, :discount, :coupon, :now, :expires_at, :now)
              RETURNING id",
         )?
         .query_row(
-            named_params! { ":user": user, ":total": total, ":now": now, ":expires_at": expires_at },
+            named_params! {
+                ":user": user, ":total": total, ":discount": discount,
+                ":coupon": usable.as_ref().map(|u| u.coupon),
+                ":now": now, ":expires_at": expires_at,
+            },
             |row| row.get(0),
         )?;
+    if let Some(usable) = &usable {
+        coupon::use_for(tx, usable, id, now)?;
+    }
     let mut insert = tx.prepare_cached(
         "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -321,11 +415,15 @@ pub(crate) fn place(
         status: OrderStatus::Pending,
         cancel_reason: None,
         lines: items,
+        subtotal,
+        discount,
+        coupon: usable.map(|u| u.coupon),
         total,
         refunded: Money::ZERO,
         created_at: now,
         expires_at,
         updated_at: now,
+        paid_at: None,
     })
 }
 
@@ -477,6 +575,7 @@ fn release(
         return Ok(false);
     }
     restock(tx, id, now)?;
+    coupon::release(tx, id)?;
     Ok(true)
 }
 
@@ -582,8 +681,8 @@ pub(crate) const SELECT_REFUNDABLE: &str =
 /// Records a completed refund of `units` worth `amount` on order `id`: each
 /// line's refunded count grows (guarded: never past its quantity), the
 /// units go back to stock, and the order's refunded money grows and its
-/// state moves to `Refunded` when no unit is left, else to
-/// `PartiallyRefunded`. Returns the new state.
+/// state moves to `Refunded` when no unit is left (giving its coupon
+/// back), else to `PartiallyRefunded`. Returns the new state.
 pub(crate) fn refund_units(
     tx: &Transaction<'_>,
     id: OrderId,
@@ -630,7 +729,25 @@ pub(crate) fn refund_units(
             to,
         });
     }
+    if to == OrderStatus::Refunded {
+        coupon::release(tx, id)?;
+    }
+    let paid_at: Option<Timestamp> = tx
+        .prepare_cached("SELECT paid_at FROM orders WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    if let Some(paid_at) = paid_at {
+        sales::remove_units(tx, paid_at, units)?;
+    }
     Ok(to)
+}
+
+/// Moves order `id` from `Paying` to `Paid` at `now`, which is the day its
+/// units count as sold.
+pub(crate) fn mark_paid(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Result<()> {
+    transition(tx, id, OrderStatus::Paying, OrderStatus::Paid, now)?;
+    tx.prepare_cached("UPDATE orders SET paid_at = ?2 WHERE id = ?1")?
+        .execute((id, now))?;
+    sales::add_order(tx, id, now)
 }
 
 /// Moves order `id` from `from` to `to`, guarded by its current state.
@@ -734,17 +851,25 @@ pub(crate) fn refund_value(amount: Money, quantity: u32, refunded: u32, units: u
 
 /// An order from the columns of [`SELECT_ORDER`], without its lines.
 fn order_row(row: &Row<'_>) -> rusqlite::Result<Order> {
+    let total: Money = row.get(4)?;
+    let discount: Money = row.get(9)?;
     Ok(Order {
         id: row.get(0)?,
         user: row.get(1)?,
         status: row.get(2)?,
         cancel_reason: row.get(3)?,
         lines: Vec::new(),
-        total: row.get(4)?,
+        subtotal: total
+            .checked_add(discount)
+            .ok_or(rusqlite::Error::IntegralValueOutOfRange(9, discount.won()))?,
+        discount,
+        coupon: row.get(10)?,
+        total,
         refunded: row.get(5)?,
         created_at: row.get(6)?,
         expires_at: row.get(7)?,
         updated_at: row.get(8)?,
+        paid_at: row.get(11)?,
     })
 }
 

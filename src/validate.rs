@@ -50,6 +50,20 @@ pub(crate) fn text(entity: Entity, text: &str, max: usize) -> Result<String, Tex
     }
 }
 
+/// Checks that `value` of the parameter `what` is `min` to `max`.
+pub(crate) fn range(what: &'static str, value: u32, min: u32, max: u32) -> Result<u32> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::OutOfRange {
+            what,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
 /// Checks that `quantity` is 1 to `max`.
 pub(crate) fn quantity(quantity: u32, max: u32) -> Result<u32> {
     if (1..=max).contains(&quantity) {

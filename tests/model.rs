@@ -798,9 +798,9 @@ impl StateMachineTest for ShopModel {
                     Some(o.id.get())
                 })
             }
-            Step::Checkout { user } => {
-                kind(shop.checkout_cart(UserId::new(user)), |o| Some(o.id.get()))
-            }
+            Step::Checkout { user } => kind(shop.checkout_cart(UserId::new(user), None), |o| {
+                Some(o.id.get())
+            }),
             Step::Cancel { user, order } => kind(
                 shop.cancel_order(UserId::new(user), OrderId::new(order)),
                 |_| None,

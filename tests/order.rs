@@ -344,7 +344,7 @@ fn checkout_turns_the_cart_into_an_order_and_empties_it() -> Result<()> {
     let (t, kim, tea, cup) = stocked();
     t.shop.add_to_cart(kim, tea, 2)?;
     t.shop.add_to_cart(kim, cup, 3)?;
-    let order = t.shop.checkout_cart(kim)?;
+    let order = t.shop.checkout_cart(kim, None)?;
     assert_eq!(order.total, won(34_500));
     let lines: Vec<(ProductId, u32)> = order
         .lines
@@ -363,7 +363,7 @@ fn a_refused_checkout_leaves_the_cart_and_stock_as_they_were() -> Result<()> {
     t.shop.add_to_cart(kim, tea, 2)?;
     t.shop.add_to_cart(kim, cup, 5)?; // only 4 cups
     let before = t.dump();
-    let err = t.shop.checkout_cart(kim).unwrap_err();
+    let err = t.shop.checkout_cart(kim, None).unwrap_err();
     assert!(
         matches!(err, Error::InsufficientStock { product, .. } if product == cup),
         "{err:?}"
@@ -377,14 +377,14 @@ fn a_refused_checkout_leaves_the_cart_and_stock_as_they_were() -> Result<()> {
 fn checkout_of_an_empty_cart_is_invalid() {
     let (t, kim, _, _) = stocked();
     let before = t.dump();
-    let err = t.shop.checkout_cart(kim).unwrap_err();
+    let err = t.shop.checkout_cart(kim, None).unwrap_err();
     assert!(
         matches!(err, Error::EmptyCart { user } if user == kim),
         "{err:?}"
     );
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(matches!(
-        t.shop.checkout_cart(UserId::new(42)),
+        t.shop.checkout_cart(UserId::new(42), None),
         Err(Error::UserNotFound(_))
     ));
     assert_eq!(t.dump(), before);

@@ -357,13 +357,7 @@ pub(crate) fn record(
                 &format!("approved as {}", approval.transaction_id),
                 now,
             )?;
-            order::transition(
-                tx,
-                payment.order,
-                OrderStatus::Paying,
-                OrderStatus::Paid,
-                now,
-            )?;
+            order::mark_paid(tx, payment.order, now)?;
         }
         Outcome::Declined { code, message } => {
             tx.prepare_cached(

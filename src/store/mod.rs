@@ -293,11 +293,12 @@ fn run_write<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{balance, cart, order, payment, product, user};
+    use crate::{balance, cart, order, payment, product, sales, user};
 
     /// Every lookup the API makes, by name.
     const HOT_QUERIES: &[(&str, &str)] = &[
         ("user by id", user::SELECT_USER),
+        ("best sellers of a window", sales::SELECT_BEST_SELLERS),
         ("user exists", user::SELECT_USER_EXISTS),
         ("balance by user", balance::SELECT_BALANCE),
         ("balance update", balance::UPDATE_BALANCE),
@@ -490,9 +491,21 @@ mod tests {
             }
             println!("{name}:\n    {}", plan.join("\n    "));
             assert!(!plan.is_empty(), "{name}: no plan");
+            // A subquery's rows (`CO-ROUTINE s`, `MATERIALIZE s`) are
+            // read with `SCAN s`: the rows it produced, not a table.
+            let subqueries: Vec<String> = plan
+                .iter()
+                .filter_map(|step| {
+                    step.strip_prefix("CO-ROUTINE ")
+                        .or_else(|| step.strip_prefix("MATERIALIZE "))
+                        .map(|name| format!("SCAN {name}"))
+                })
+                .collect();
             for step in &plan {
                 // `SCAN CONSTANT ROW` is a SELECT with no FROM: no table.
-                let scans_a_table = step.starts_with("SCAN") && step != "SCAN CONSTANT ROW";
+                let scans_a_table = step.starts_with("SCAN")
+                    && step != "SCAN CONSTANT ROW"
+                    && !subqueries.contains(step);
                 assert!(!scans_a_table, "{name} scans: {step}");
             }
         }

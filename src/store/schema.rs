@@ -250,6 +250,96 @@ PRAGMA application_id = 1280526416;
 "#,
     )
     .foreign_key_check(),
+    M::up(
+        // 5: coupons, the day-by-day sales behind best sellers, and the
+        // order event feed.
+        r#"
+-- A coupon offer: at most `quantity` are ever issued, one per user.
+CREATE TABLE coupons (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    kind             TEXT    NOT NULL CHECK (kind IN ('fixed', 'percent')),
+    value            INTEGER NOT NULL,
+    cap              INTEGER,
+    quantity         INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 4294967295),
+    issued           INTEGER NOT NULL DEFAULT 0 CHECK (issued BETWEEN 0 AND quantity),
+    issuable_from    INTEGER NOT NULL,
+    issuable_until   INTEGER NOT NULL CHECK (issuable_until > issuable_from),
+    valid_for        INTEGER NOT NULL CHECK (valid_for > 0),
+    min_order_total  INTEGER NOT NULL CHECK (min_order_total >= 0),
+    created_at       INTEGER NOT NULL,
+    CHECK ((kind = 'fixed' AND value >= 1 AND cap IS NULL)
+        OR (kind = 'percent' AND value BETWEEN 1 AND 100 AND (cap IS NULL OR cap >= 1)))
+) STRICT;
+
+-- A coupon issued to a user; `order_id` is set while an order uses it.
+CREATE TABLE user_coupons (
+    id          INTEGER PRIMARY KEY,
+    coupon_id   INTEGER NOT NULL REFERENCES coupons (id),
+    user_id     INTEGER NOT NULL REFERENCES users (id),
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL CHECK (expires_at > issued_at),
+    order_id    INTEGER UNIQUE REFERENCES orders (id),
+    used_at     INTEGER,
+    UNIQUE (user_id, coupon_id),
+    CHECK ((order_id IS NULL) = (used_at IS NULL))
+) STRICT;
+
+-- What an order took off its subtotal, with which coupon, and when it was
+-- paid (the day its units count as sold).
+ALTER TABLE orders ADD COLUMN discount INTEGER NOT NULL DEFAULT 0 CHECK (discount >= 0);
+ALTER TABLE orders ADD COLUMN coupon_id INTEGER REFERENCES coupons (id);
+ALTER TABLE orders ADD COLUMN paid_at INTEGER;
+UPDATE orders SET paid_at = (
+    SELECT max(e.created_at) FROM payments p JOIN payment_events e ON e.payment_id = p.id
+    WHERE p.order_id = orders.id AND e.status = 'approved')
+    WHERE status IN ('paid', 'partially_refunded', 'refunded');
+UPDATE orders SET paid_at = updated_at
+    WHERE paid_at IS NULL AND status IN ('paid', 'partially_refunded', 'refunded');
+
+-- Units and money sold per product per calendar day (in the offset named in
+-- `settings`), net of refunds: kept in the transactions that pay and refund.
+CREATE TABLE sales_daily (
+    day         INTEGER NOT NULL,
+    product_id  INTEGER NOT NULL REFERENCES products (id),
+    units       INTEGER NOT NULL CHECK (units >= 0),
+    revenue     INTEGER NOT NULL CHECK (revenue >= 0),
+    PRIMARY KEY (day, product_id)
+) STRICT, WITHOUT ROWID;
+
+-- Settings the data depends on (the sales day offset); empty until the first
+-- open after this migration fills it.
+CREATE TABLE settings (
+    name   TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- The order event feed: one row per change of an order or payment, in
+-- commit order. AUTOINCREMENT: a sequence number is never reused, even
+-- after pruning; a rolled-back write leaves no gap.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL CHECK (kind IN ('order_placed', 'order_cancelled',
+                    'order_expired', 'payment_requested', 'payment_approved',
+                    'payment_declined', 'refund_completed')),
+    user_id     INTEGER NOT NULL,
+    order_id    INTEGER NOT NULL,
+    payment_id  INTEGER,
+    refund_id   INTEGER,
+    payload     TEXT    NOT NULL CHECK (json_valid(payload)),
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_by_time ON events (created_at);
+
+-- Named consumers of the feed and the last sequence number each acked.
+CREATE TABLE event_consumers (
+    name        TEXT    PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 100),
+    acked       INTEGER NOT NULL CHECK (acked >= 0),
+    updated_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
+    )
+    .foreign_key_check(),
 ];
 
 /// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by

@@ -82,19 +82,20 @@ pub fn dump(path: &Path) -> Vec<String> {
     for table in tables {
         // A table name read from the schema, quoted as an identifier: this
         // builds no SQL from user values.
-        let sql = format!(
-            "SELECT * FROM \"{}\" ORDER BY rowid",
-            table.replace('"', "\"\"")
-        );
+        // Rows are sorted as text: WITHOUT ROWID tables have no rowid.
+        let sql = format!("SELECT * FROM \"{}\"", table.replace('"', "\"\""));
         let mut stmt = conn.prepare(&sql).unwrap();
         let columns = stmt.column_count();
         let mut query = stmt.query([]).unwrap();
+        let mut table_rows = Vec::new();
         while let Some(row) = query.next().unwrap() {
             let values: Vec<String> = (0..columns)
                 .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
                 .collect();
-            rows.push(format!("{table}: {}", values.join(", ")));
+            table_rows.push(format!("{table}: {}", values.join(", ")));
         }
+        table_rows.sort();
+        rows.extend(table_rows);
     }
     rows
 }

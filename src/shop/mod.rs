@@ -17,18 +17,21 @@ use crate::cart::{self, Cart, CartLine};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Entity, Error, Result};
 use crate::gateway::{PaymentGateway, RetryPolicy};
-use crate::ids::{CartItemId, OrderId, PaymentId, ProductId, UserId};
+use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, UserId};
 use crate::money::Money;
-use crate::order::{self, Order, OrderLine};
+use crate::order::{self, Order, OrderLine, OrderRequest};
 use crate::page::{Page, PageRequest};
 use crate::payment::flow::{PaymentConfig, Payments};
 use crate::payment::reconcile::{ReconcileReport, Reconciler};
 use crate::payment::refund::{self, Refund};
 use crate::payment::{self, Payment, PaymentEvent};
 use crate::product::{self, NewProduct, Product};
+use crate::sales::{self, BestSeller};
 use crate::store::{self, Durability, Store, StoreConfig, WriteMode};
 use crate::user::{self, User};
 use crate::validate;
+
+mod coupons;
 
 /// The limits the shop enforces on money and quantities.
 ///
@@ -102,6 +105,7 @@ pub struct ShopBuilder {
     reservation_time: Duration,
     payments: PaymentConfig,
     clock: Arc<dyn Clock>,
+    utc_offset_minutes: i32,
 }
 
 impl ShopBuilder {
@@ -136,6 +140,7 @@ impl ShopBuilder {
                 review_after: Self::DEFAULT_REVIEW_AFTER,
             },
             clock: Arc::new(SystemClock),
+            utc_offset_minutes: 0,
         }
     }
 
@@ -229,6 +234,17 @@ impl ShopBuilder {
         self
     }
 
+    /// The UTC offset, in minutes east of UTC (−14 h to +14 h), whose
+    /// calendar days [`Shop::best_sellers`] counts in; 0 (UTC) by default. A
+    /// Korean shop sets `9 * 60`. The sales table is kept in the offset of
+    /// the last open that changed it: opening with another offset rebuilds
+    /// it from the paid orders, once, in one transaction. Every process
+    /// that opens one file should use the same offset.
+    pub fn utc_offset_minutes(mut self, minutes: i32) -> ShopBuilder {
+        self.utc_offset_minutes = minutes;
+        self
+    }
+
     /// How old an unsettled payment must be before reconciliation reports it
     /// for review; 24 hours by default.
     pub fn review_after(mut self, age: Duration) -> ShopBuilder {
@@ -280,7 +296,17 @@ impl ShopBuilder {
         if self.reservation_time.as_millis() == 0 {
             return invalid("reservation time must be at least 1 millisecond");
         }
+        if self.utc_offset_minutes.abs() > 14 * 60 {
+            return invalid("the UTC offset must be within -14 and +14 hours");
+        }
         let store = store::open(&self.path, &self.store)?;
+        let offset = self.utc_offset_minutes;
+        if store.write(move |tx| sales::ensure_offset(tx, offset))? {
+            debug!(
+                offset_minutes = offset,
+                "sales table rebuilt for the UTC offset"
+            );
+        }
         debug!(path = %self.path.display(), "shop opened");
         Ok(Shop {
             inner: Arc::new(Inner {
@@ -304,6 +330,7 @@ impl fmt::Debug for ShopBuilder {
             .field("reservation_time", &self.reservation_time)
             .field("payments", &self.payments)
             .field("clock", &self.clock)
+            .field("utc_offset_minutes", &self.utc_offset_minutes)
             .finish()
     }
 }
@@ -677,9 +704,15 @@ impl Shop {
     /// ids, quantities 1 to the order quantity limit, no product twice (lines
     /// are not merged) → the user exists → every product exists → each
     /// line's stock suffices (if one is short, overdue orders holding that
-    /// product are expired first, and the stock checked again) → the balance
-    /// covers the total. All in one transaction: a refusal of any line leaves
-    /// every stock as it was. Unit prices and names are copied onto the order.
+    /// product are expired first, and the stock checked again) → the coupon,
+    /// if any, is the user's, available, not expired, and the subtotal
+    /// reaches its minimum → the balance covers the total (subtotal less
+    /// the discount). All in one transaction: a refusal of any line leaves
+    /// every stock and the coupon as they were. Unit prices and names are
+    /// copied onto the order; the discount is spread over its lines (see
+    /// [`OrderItem::amount`](crate::OrderItem::amount)). The coupon is used
+    /// from now; it comes back if the order is cancelled, expires or is
+    /// fully refunded.
     ///
     /// # Example
     ///
@@ -705,25 +738,29 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::InvalidQuantity`],
     /// [`Error::DuplicateOrderLine`], [`Error::UserNotFound`],
     /// [`Error::ProductNotFound`], [`Error::InsufficientStock`],
-    /// [`Error::AmountOverflow`], [`Error::InsufficientBalance`].
-    pub fn place_order(&self, user: UserId, lines: &[OrderLine]) -> Result<Order> {
+    /// [`Error::AmountOverflow`], and with a coupon
+    /// [`Error::CouponNotFound`] (also one not issued to the user),
+    /// [`Error::CouponUsed`], [`Error::CouponExpired`],
+    /// [`Error::CouponMinimumNotMet`]; then [`Error::InsufficientBalance`].
+    pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
+        let OrderRequest { lines, coupon } = request.into();
         let user = user.validate()?;
         let limits = &self.inner.limits;
-        order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
+        order::validate_lines(&lines, limits.max_order_quantity, limits.max_order_lines)?;
+        let coupon = coupon.map(CouponId::validate).transpose()?;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let lines = lines.to_vec();
         let order = self.inner.store.write(move |tx| {
             user::ensure_exists(tx, user)?;
-            order::place(tx, user, &lines, expires_at, now)
+            order::place(tx, user, &lines, coupon, expires_at, now)
         })?;
         debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
         Ok(order)
     }
 
-    /// Places an order for the lines of `user`'s cart and empties the cart,
-    /// in one transaction: if the order is refused, the cart and every stock
-    /// stay as they were.
+    /// Places an order for the lines of `user`'s cart, with `coupon` if
+    /// given, and empties the cart, in one transaction: if the order is
+    /// refused, the cart, the coupon and every stock stay as they were.
     ///
     /// Checks, in order: the id is valid → the user exists → the cart is not
     /// empty → its lines pass the order limits → then as
@@ -733,8 +770,9 @@ impl Shop {
     ///
     /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::EmptyCart`],
     /// then as [`Shop::place_order`].
-    pub fn checkout_cart(&self, user: UserId) -> Result<Order> {
+    pub fn checkout_cart(&self, user: UserId, coupon: Option<CouponId>) -> Result<Order> {
         let user = user.validate()?;
+        let coupon = coupon.map(CouponId::validate).transpose()?;
         let max_quantity = self.inner.limits.max_order_quantity;
         let max_lines = self.inner.limits.max_order_lines;
         let now = self.now();
@@ -746,7 +784,7 @@ impl Shop {
                 return Err(Error::EmptyCart { user });
             }
             order::validate_lines(&lines, max_quantity, max_lines)?;
-            let order = order::place(tx, user, &lines, expires_at, now)?;
+            let order = order::place(tx, user, &lines, coupon, expires_at, now)?;
             cart::clear(tx, user)?;
             Ok(order)
         })?;
@@ -819,6 +857,29 @@ impl Shop {
             debug!(expired, "overdue orders expired");
         }
         Ok(expired)
+    }
+
+    /// The `limit` products (1 to 100) that sold the most units in the last
+    /// `days` calendar days (1 to 30, today included) in the shop's UTC
+    /// offset ([`ShopBuilder::utc_offset_minutes`]), most units first, ties
+    /// by product id, with units and revenue. "Sold" is paid, less refunded
+    /// units: a refund takes its units off the day the order was paid.
+    /// Products that sold nothing are left out, so the list may be shorter.
+    ///
+    /// It reads only the per-day sales rows of the window, which the
+    /// payment and refund transactions keep up to date; no order is
+    /// scanned.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::OutOfRange`] for `days` or `limit` out of bounds.
+    pub fn best_sellers(&self, days: u32, limit: u32) -> Result<Vec<BestSeller>> {
+        validate::range("days", days, 1, 30)?;
+        validate::range("limit", limit, 1, 100)?;
+        let now = self.now();
+        self.inner
+            .store
+            .read(|tx| sales::best_sellers(tx, days, limit, now))
     }
 
     // ----- payments: seed flow 8 -----

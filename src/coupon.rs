@@ -1,0 +1,457 @@
+//! Coupons: first-come-first-served offers, issued at most `quantity`
+//! times and once per user, and applied to one order at a time.
+//!
+//! Issuing is one guarded `UPDATE … SET issued = issued + 1 WHERE issued <
+//! quantity` beside the insert of the user's coupon, in one transaction: no
+//! count-then-insert, so no interleaving can issue one too many. A user's
+//! coupon is used by at most one order (`user_coupons.order_id`, unique) and
+//! comes back when that order is cancelled, expires or is fully refunded.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::{CouponId, OrderId, UserId};
+use crate::money::Money;
+use crate::page::{Page, PageRequest};
+
+/// How much a coupon takes off an order's subtotal. Integer arithmetic
+/// only, rounding down to the won; a discount never exceeds the subtotal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Discount {
+    /// A fixed amount off (at most the subtotal).
+    Fixed {
+        /// The amount, at least 1 won.
+        amount: Money,
+    },
+    /// A percentage of the subtotal, rounded down, at most `cap`.
+    Percent {
+        /// 1 to 100.
+        percent: u8,
+        /// The most it takes off, if any.
+        cap: Option<Money>,
+    },
+}
+
+impl Discount {
+    /// What this discount takes off `subtotal`.
+    ///
+    /// ```
+    /// use liteshop::{Discount, Money};
+    ///
+    /// let ten = Discount::Percent { percent: 10, cap: Some(Money::from_won(1_500)) };
+    /// assert_eq!(ten.off(Money::from_won(9_999)), Money::from_won(999)); // rounded down
+    /// assert_eq!(ten.off(Money::from_won(20_000)), Money::from_won(1_500)); // capped
+    /// let fixed = Discount::Fixed { amount: Money::from_won(5_000) };
+    /// assert_eq!(fixed.off(Money::from_won(3_000)), Money::from_won(3_000)); // never more
+    /// ```
+    pub fn off(&self, subtotal: Money) -> Money {
+        match *self {
+            Discount::Fixed { amount } => amount.min(subtotal),
+            Discount::Percent { percent, cap } => {
+                let share =
+                    Money::from_i128(i128::from(subtotal.won()) * i128::from(percent) / 100);
+                cap.map_or(share, |cap| share.min(cap)).min(subtotal)
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match *self {
+            Discount::Fixed { amount } if amount == Money::ZERO => Err(Error::InvalidCoupon {
+                reason: "a fixed discount is at least 1 won",
+            }),
+            Discount::Percent { percent, .. } if !(1..=100).contains(&percent) => {
+                Err(Error::InvalidCoupon {
+                    reason: "a percentage is 1 to 100",
+                })
+            }
+            Discount::Percent {
+                cap: Some(Money::ZERO),
+                ..
+            } => Err(Error::InvalidCoupon {
+                reason: "a cap is at least 1 won",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The stored columns: kind, value, cap.
+    fn columns(&self) -> (&'static str, i64, Option<Money>) {
+        match *self {
+            Discount::Fixed { amount } => ("fixed", amount.won(), None),
+            Discount::Percent { percent, cap } => ("percent", i64::from(percent), cap),
+        }
+    }
+}
+
+/// A coupon offer to create with [`Shop::create_coupon`](crate::Shop::create_coupon).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCoupon {
+    /// Its name, 1 to 100 characters of one line.
+    pub name: String,
+    /// What it takes off.
+    pub discount: Discount,
+    /// How many are ever issued, at least 1.
+    pub quantity: u32,
+    /// Issuing starts at this time.
+    pub issuable_from: Timestamp,
+    /// Issuing ends before this time (later than `issuable_from`).
+    pub issuable_until: Timestamp,
+    /// How long an issued coupon stays usable, from its issue.
+    pub valid_for: Duration,
+    /// The smallest order subtotal it applies to.
+    pub min_order_total: Money,
+}
+
+/// A coupon offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coupon {
+    /// Its id.
+    pub id: CouponId,
+    /// Its name.
+    pub name: String,
+    /// What it takes off.
+    pub discount: Discount,
+    /// How many are ever issued.
+    pub quantity: u32,
+    /// How many were issued so far (never more than `quantity`).
+    pub issued: u32,
+    /// Issuing starts at this time.
+    pub issuable_from: Timestamp,
+    /// Issuing ends before this time.
+    pub issuable_until: Timestamp,
+    /// How long an issued coupon stays usable.
+    pub valid_for: Duration,
+    /// The smallest order subtotal it applies to.
+    pub min_order_total: Money,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Where a user's coupon is (see [the table](crate#coupons)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CouponState {
+    /// Usable by the next order.
+    Available,
+    /// Used by `order` (pending, paying, paid or partly refunded).
+    Used {
+        /// The order using it.
+        order: OrderId,
+    },
+    /// Not used, and past its validity.
+    Expired,
+}
+
+/// A coupon issued to a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCoupon {
+    /// The offer.
+    pub coupon: Coupon,
+    /// Whose it is.
+    pub user: UserId,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// When it stops being usable: `issued_at + valid_for`.
+    pub expires_at: Timestamp,
+    /// Its state now, by the shop's clock.
+    pub state: CouponState,
+}
+
+/// A user's coupon found usable for an order: its row and the discount.
+pub(crate) struct Usable {
+    row: i64,
+    pub(crate) coupon: CouponId,
+    pub(crate) discount: Money,
+}
+
+/// The columns [`coupon_row_at`] reads, as a literal for `concat!`.
+macro_rules! coupon_columns {
+    () => {
+        "c.id, c.name, c.kind, c.value, c.cap, c.quantity, c.issued, c.issuable_from, \
+         c.issuable_until, c.valid_for, c.min_order_total, c.created_at"
+    };
+}
+
+/// Checks a new coupon's definition (its name is checked by the caller).
+pub(crate) fn validate(new: &NewCoupon) -> Result<()> {
+    new.discount.validate()?;
+    if new.quantity == 0 {
+        return Err(Error::InvalidCoupon {
+            reason: "the quantity is at least 1",
+        });
+    }
+    if new.issuable_until <= new.issuable_from {
+        return Err(Error::InvalidCoupon {
+            reason: "the issue window ends after it starts",
+        });
+    }
+    if valid_for_millis(new.valid_for).is_none() {
+        return Err(Error::InvalidCoupon {
+            reason: "the validity is 1 ms to i64::MAX ms",
+        });
+    }
+    Ok(())
+}
+
+fn valid_for_millis(duration: Duration) -> Option<i64> {
+    i64::try_from(duration.as_millis())
+        .ok()
+        .filter(|&ms| ms > 0)
+}
+
+/// Saves a checked coupon offer.
+pub(crate) fn create(tx: &Transaction<'_>, new: &NewCoupon, now: Timestamp) -> Result<Coupon> {
+    let (kind, value, cap) = new.discount.columns();
+    let valid_for = valid_for_millis(new.valid_for).ok_or(Error::InvalidCoupon {
+        reason: "the validity is 1 ms to i64::MAX ms",
+    })?;
+    let id: CouponId = tx
+        .prepare_cached(
+            "INSERT INTO coupons (name, kind, value, cap, quantity, issuable_from, issuable_until,
+                                  valid_for, min_order_total, created_at)
+             VALUES (:name, :kind, :value, :cap, :quantity, :from, :until, :valid_for, :min, :now)
+             RETURNING id",
+        )?
+        .query_row(
+            named_params! {
+                ":name": new.name, ":kind": kind, ":value": value, ":cap": cap,
+                ":quantity": new.quantity, ":from": new.issuable_from,
+                ":until": new.issuable_until, ":valid_for": valid_for,
+                ":min": new.min_order_total, ":now": now,
+            },
+            |row| row.get(0),
+        )?;
+    get(tx, id)
+}
+
+/// The coupon `id`.
+pub(crate) fn get(conn: &Connection, id: CouponId) -> Result<Coupon> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        coupon_columns!(),
+        " FROM coupons c WHERE c.id = ?1"
+    ))?
+    .query_row([id], coupon_row)
+    .optional()?
+    .ok_or(Error::CouponNotFound(id))
+}
+
+/// Issues `coupon` to `user` (known to exist): the coupon exists → `now`
+/// is inside its issue window → the user does not hold it yet → one is
+/// left. The insert and the guarded increment are in the caller's
+/// transaction, so a refusal of either undoes both.
+pub(crate) fn issue(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: CouponId,
+    now: Timestamp,
+) -> Result<UserCoupon> {
+    let coupon = get(tx, id)?;
+    if now < coupon.issuable_from || now >= coupon.issuable_until {
+        return Err(Error::CouponNotIssuable {
+            coupon: id,
+            from: coupon.issuable_from,
+            until: coupon.issuable_until,
+        });
+    }
+    let expires_at = now.saturating_add(coupon.valid_for);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO user_coupons (coupon_id, user_id, issued_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user_id, coupon_id) DO NOTHING",
+        )?
+        .execute((id, user, now, expires_at))?;
+    if inserted == 0 {
+        return Err(Error::CouponAlreadyIssued { user, coupon: id });
+    }
+    let taken = tx
+        .prepare_cached(
+            "UPDATE coupons SET issued = issued + 1 WHERE id = ?1 AND issued < quantity",
+        )?
+        .execute([id])?;
+    if taken == 0 {
+        return Err(Error::CouponSoldOut {
+            coupon: id,
+            quantity: coupon.quantity,
+        });
+    }
+    Ok(UserCoupon {
+        coupon: Coupon {
+            issued: coupon.issued + 1,
+            ..coupon
+        },
+        user,
+        issued_at: now,
+        expires_at,
+        state: CouponState::Available,
+    })
+}
+
+/// One page of the coupons issued to `user`, newest offer first.
+pub(crate) fn list(
+    conn: &Connection,
+    user: UserId,
+    page: PageRequest,
+    now: Timestamp,
+) -> Result<Page<UserCoupon>> {
+    let before = page.cursor().map_or(i64::MAX, |c| c.key());
+    let rows = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            coupon_columns!(),
+            ", u.user_id, u.issued_at, u.expires_at, u.order_id
+             FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
+             WHERE u.user_id = :user AND u.coupon_id < :before
+             ORDER BY u.coupon_id DESC LIMIT :limit"
+        ))?
+        .query_map(
+            named_params! {
+                ":user": user, ":before": before, ":limit": i64::from(page.limit()) + 1,
+            },
+            |row| user_coupon_row(row, now),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(rows, page.limit(), |c| c.coupon.id.get()))
+}
+
+/// Checks that `user` holds `coupon`, available and not expired, and that
+/// `subtotal` reaches its minimum; returns what it takes off.
+pub(crate) fn usable(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: CouponId,
+    subtotal: Money,
+    now: Timestamp,
+) -> Result<Usable> {
+    let (row, held) = tx
+        .prepare_cached(concat!(
+            "SELECT u.id, ",
+            coupon_columns!(),
+            ", u.user_id, u.issued_at, u.expires_at, u.order_id
+             FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
+             WHERE u.user_id = ?1 AND u.coupon_id = ?2"
+        ))?
+        .query_row((user, id), |row| {
+            Ok((row.get::<_, i64>(0)?, user_coupon_row_at(row, 1, now)?))
+        })
+        .optional()?
+        .ok_or(Error::CouponNotFound(id))?;
+    match held.state {
+        CouponState::Used { order } => return Err(Error::CouponUsed { coupon: id, order }),
+        CouponState::Expired => {
+            return Err(Error::CouponExpired {
+                coupon: id,
+                expired_at: held.expires_at,
+            });
+        }
+        CouponState::Available => {}
+    }
+    if subtotal < held.coupon.min_order_total {
+        return Err(Error::CouponMinimumNotMet {
+            coupon: id,
+            subtotal,
+            minimum: held.coupon.min_order_total,
+        });
+    }
+    Ok(Usable {
+        row,
+        coupon: id,
+        discount: held.coupon.discount.off(subtotal),
+    })
+}
+
+/// Marks a [`usable`] coupon as used by `order`, guarded by its being free.
+pub(crate) fn use_for(
+    tx: &Transaction<'_>,
+    usable: &Usable,
+    order: OrderId,
+    now: Timestamp,
+) -> Result<()> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE user_coupons SET order_id = ?2, used_at = ?3 WHERE id = ?1 AND order_id IS NULL",
+        )?
+        .execute((usable.row, order, now))?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Error::CouponUsed {
+            coupon: usable.coupon,
+            order,
+        })
+    }
+}
+
+/// Gives back the coupon used by `order`, if any: it is `Available` again
+/// until its original expiry. Called with the move that cancels, expires
+/// or fully refunds the order.
+pub(crate) fn release(tx: &Transaction<'_>, order: OrderId) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE user_coupons SET order_id = NULL, used_at = NULL WHERE order_id = ?1",
+    )?
+    .execute([order])?;
+    Ok(())
+}
+
+fn coupon_row(row: &Row<'_>) -> rusqlite::Result<Coupon> {
+    coupon_row_at(row, 0)
+}
+
+/// A coupon from the columns of `coupon_columns!` starting at column `at`.
+fn coupon_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Coupon> {
+    let kind: String = row.get(at + 2)?;
+    let value: i64 = row.get(at + 3)?;
+    let discount = match kind.as_str() {
+        "fixed" => Discount::Fixed {
+            amount: row.get(at + 3)?,
+        },
+        _ => Discount::Percent {
+            percent: u8::try_from(value)
+                .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(at + 3, value))?,
+            cap: row.get(at + 4)?,
+        },
+    };
+    let valid_for: i64 = row.get(at + 9)?;
+    Ok(Coupon {
+        id: row.get(at)?,
+        name: row.get(at + 1)?,
+        discount,
+        quantity: row.get(at + 5)?,
+        issued: row.get(at + 6)?,
+        issuable_from: row.get(at + 7)?,
+        issuable_until: row.get(at + 8)?,
+        valid_for: Duration::from_millis(valid_for.unsigned_abs()),
+        min_order_total: row.get(at + 10)?,
+        created_at: row.get(at + 11)?,
+    })
+}
+
+fn user_coupon_row(row: &Row<'_>, now: Timestamp) -> rusqlite::Result<UserCoupon> {
+    user_coupon_row_at(row, 0, now)
+}
+
+/// A user's coupon: the coupon columns from `at`, then user, issued_at,
+/// expires_at and order.
+fn user_coupon_row_at(row: &Row<'_>, at: usize, now: Timestamp) -> rusqlite::Result<UserCoupon> {
+    let coupon = coupon_row_at(row, at)?;
+    let expires_at: Timestamp = row.get(at + 14)?;
+    let order: Option<OrderId> = row.get(at + 15)?;
+    let state = match order {
+        Some(order) => CouponState::Used { order },
+        None if now >= expires_at => CouponState::Expired,
+        None => CouponState::Available,
+    };
+    Ok(UserCoupon {
+        coupon,
+        user: row.get(at + 12)?,
+        issued_at: row.get(at + 13)?,
+        expires_at,
+        state,
+    })
+}

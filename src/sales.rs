@@ -1,0 +1,172 @@
+//! Best sellers: units and money sold per product per calendar day, kept in
+//! `sales_daily` by the transactions that approve payments and complete
+//! refunds, so the ranking never disagrees with the books and never scans
+//! orders.
+//!
+//! A day is a calendar day in the UTC offset stored in `settings`
+//! (`sales_utc_offset_minutes`, set from
+//! [`ShopBuilder::utc_offset_minutes`](crate::ShopBuilder::utc_offset_minutes)).
+//! Units count on the day their order was paid; a refund takes its units
+//! and money off that same day, so "sold in the last days" means paid in
+//! those days and not refunded since.
+
+use rusqlite::{Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::ids::{OrderId, ProductId};
+use crate::money::Money;
+use crate::order::RefundUnits;
+
+const DAY_MILLIS: i64 = 86_400_000;
+const OFFSET_SETTING: &str = "sales_utc_offset_minutes";
+
+/// One product in a best-seller ranking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BestSeller {
+    /// The product.
+    pub product: ProductId,
+    /// Its name now.
+    pub name: String,
+    /// Units sold in the window (paid, less refunded).
+    pub units: u64,
+    /// What those units were paid, after discounts, less refunds.
+    pub revenue: Money,
+}
+
+/// The calendar day of `at` in a zone `offset_minutes` east of UTC, as days
+/// since 1970-01-01 there.
+pub(crate) fn day(at: Timestamp, offset_minutes: i32) -> i64 {
+    at.as_millis()
+        .saturating_add(i64::from(offset_minutes) * 60_000)
+        .div_euclid(DAY_MILLIS)
+}
+
+/// The offset the sales table is kept in (`None` before the first open
+/// that sets it).
+fn stored_offset(conn: &Connection) -> Result<Option<i32>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE name = ?1")?
+        .query_row([OFFSET_SETTING], |row| row.get(0))
+        .optional()?)
+}
+
+/// Makes the sales table agree with `offset_minutes`: if the stored offset
+/// differs (or none is stored, as after the migration that added the
+/// table), rebuilds it from the paid orders and stores the offset. Returns
+/// whether it rebuilt.
+pub(crate) fn ensure_offset(tx: &Transaction<'_>, offset_minutes: i32) -> Result<bool> {
+    if stored_offset(tx)? == Some(offset_minutes) {
+        return Ok(false);
+    }
+    tx.execute("DELETE FROM sales_daily", [])?;
+    // What each line kept: its amount less the refund value of its refunded
+    // units, ⌊amount × refunded / quantity⌋ (order::refund_value, summed).
+    tx.execute(
+        "INSERT INTO sales_daily (day, product_id, units, revenue)
+         SELECT (o.paid_at + ?1 * 60000 - ((o.paid_at + ?1 * 60000) % 86400000 + 86400000)
+                 % 86400000) / 86400000 AS day,
+                i.product_id, sum(i.quantity - i.refunded),
+                sum(i.amount - i.amount * i.refunded / i.quantity)
+         FROM orders o JOIN order_items i ON i.order_id = o.id
+         WHERE o.paid_at IS NOT NULL
+         GROUP BY 1, 2",
+        [offset_minutes],
+    )?;
+    tx.prepare_cached(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute((OFFSET_SETTING, offset_minutes))?;
+    Ok(true)
+}
+
+/// Counts the lines of order `id`, paid at `paid_at`, as sold that day.
+pub(crate) fn add_order(tx: &Transaction<'_>, id: OrderId, paid_at: Timestamp) -> Result<()> {
+    let day = day(paid_at, stored_offset(tx)?.unwrap_or(0));
+    tx.prepare_cached(
+        "INSERT INTO sales_daily (day, product_id, units, revenue)
+         SELECT ?1, product_id, quantity, amount FROM order_items WHERE order_id = ?2
+         ON CONFLICT (day, product_id) DO UPDATE
+         SET units = units + excluded.units, revenue = revenue + excluded.revenue",
+    )?
+    .execute((day, id))?;
+    Ok(())
+}
+
+/// Takes refunded `units` off the day their order was paid.
+pub(crate) fn remove_units(
+    tx: &Transaction<'_>,
+    paid_at: Timestamp,
+    units: &[RefundUnits],
+) -> Result<()> {
+    let day = day(paid_at, stored_offset(tx)?.unwrap_or(0));
+    let mut update = tx.prepare_cached(
+        "UPDATE sales_daily SET units = units - ?3, revenue = revenue - ?4
+         WHERE day = ?1 AND product_id = ?2 AND units >= ?3 AND revenue >= ?4",
+    )?;
+    for unit in units {
+        if update.execute((day, unit.product, unit.quantity, unit.amount))? != 1 {
+            // The books are right and only the ranking would be off: say so,
+            // but never refuse a refund over it.
+            tracing::error!(product = %unit.product, day,
+                "sales of the refunded units not found; best sellers need a rebuild");
+        }
+    }
+    Ok(())
+}
+
+/// The window's rows of `sales_daily` (a range of its primary key), summed
+/// per product, ranked, cut to the limit, then named.
+pub(crate) const SELECT_BEST_SELLERS: &str = "SELECT s.product_id, p.name, s.units, s.revenue
+     FROM (SELECT product_id, sum(units) AS units, sum(revenue) AS revenue
+           FROM sales_daily WHERE day BETWEEN ?1 AND ?2
+           GROUP BY product_id HAVING sum(units) > 0
+           ORDER BY 2 DESC, 1 LIMIT ?3) s
+     JOIN products p ON p.id = s.product_id
+     ORDER BY s.units DESC, s.product_id";
+
+/// The `limit` products that sold the most units in the `days` calendar
+/// days up to and including the day of `now`, most first, ties by product
+/// id. Reads only `sales_daily` rows of the window (its primary key range).
+pub(crate) fn best_sellers(
+    conn: &Connection,
+    days: u32,
+    limit: u32,
+    now: Timestamp,
+) -> Result<Vec<BestSeller>> {
+    let last = day(now, stored_offset(conn)?.unwrap_or(0));
+    let first = last - i64::from(days) + 1;
+    let rows = conn
+        .prepare_cached(SELECT_BEST_SELLERS)?
+        .query_map((first, last, limit), |row| {
+            let units: i64 = row.get(2)?;
+            Ok(BestSeller {
+                product: row.get(0)?,
+                name: row.get(1)?,
+                units: u64::try_from(units)
+                    .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(2, units))?,
+                revenue: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_calendar_days_in_the_offset() {
+        let kst = 9 * 60;
+        // 2026-11-23T15:00:00Z is midnight of the 24th in Seoul.
+        let utc_midnight_24th = Timestamp::from_millis(1_795_478_400_000);
+        let seoul_midnight_24th = Timestamp::from_millis(1_795_478_400_000 - 9 * 3_600_000);
+        assert_eq!(day(utc_midnight_24th, 0), day(seoul_midnight_24th, kst));
+        let just_before = Timestamp::from_millis(seoul_midnight_24th.as_millis() - 1);
+        assert_eq!(day(just_before, kst), day(seoul_midnight_24th, kst) - 1);
+        assert_eq!(day(Timestamp::from_millis(-1), 0), -1);
+    }
+}
