@@ -219,6 +219,7 @@ mod cart;
 mod clock;
 mod coupon;
 mod error;
+mod event;
 mod gateway;
 mod ids;
 mod money;
@@ -239,6 +240,7 @@ pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use coupon::{Coupon, CouponState, Discount, NewCoupon, UserCoupon};
 pub use error::{Entity, Error, ErrorKind, Result};
+pub use event::{Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
     HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,

@@ -13,6 +13,7 @@ use crate::balance;
 use crate::clock::Timestamp;
 use crate::coupon;
 use crate::error::{Error, Result};
+use crate::event::{self, EventPayload, Subject};
 use crate::ids::{CouponId, OrderId, ProductId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
@@ -395,6 +396,18 @@ pub(crate) fn place(
     if let Some(usable) = &usable {
         coupon::use_for(tx, usable, id, now)?;
     }
+    event::append(
+        tx,
+        Subject::order(user, id),
+        &EventPayload::OrderPlaced {
+            lines: items.clone(),
+            subtotal,
+            discount,
+            total,
+            coupon: usable.as_ref().map(|u| u.coupon),
+        },
+        now,
+    )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -565,17 +578,24 @@ fn release(
     reason: CancelReason,
     now: Timestamp,
 ) -> Result<bool> {
-    let changed = tx
+    let user: Option<UserId> = tx
         .prepare_cached(
             "UPDATE orders SET status = 'cancelled', cancel_reason = ?2, updated_at = ?3
-             WHERE id = ?1 AND status = 'pending'",
+             WHERE id = ?1 AND status = 'pending'
+             RETURNING user_id",
         )?
-        .execute((id, reason, now))?;
-    if changed == 0 {
+        .query_row((id, reason, now), |row| row.get(0))
+        .optional()?;
+    let Some(user) = user else {
         return Ok(false);
-    }
+    };
     restock(tx, id, now)?;
     coupon::release(tx, id)?;
+    let payload = match reason {
+        CancelReason::User => EventPayload::OrderCancelled,
+        CancelReason::Expired => EventPayload::OrderExpired,
+    };
+    event::append(tx, Subject::order(user, id), &payload, now)?;
     Ok(true)
 }
 

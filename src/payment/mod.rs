@@ -18,6 +18,7 @@ pub(crate) mod flow;
 pub(crate) mod reconcile;
 pub(crate) mod refund;
 
+use crate::event::{self as feed, EventPayload, Subject};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
@@ -299,6 +300,17 @@ pub(crate) fn begin(
         now,
     )?;
     order::transition(tx, order_id, OrderStatus::Pending, OrderStatus::Paying, now)?;
+    feed::append(
+        tx,
+        Subject {
+            payment: Some(id),
+            ..Subject::order(user, order_id)
+        },
+        &EventPayload::PaymentRequested {
+            amount: order.total,
+        },
+        now,
+    )?;
     Ok(Payment {
         id,
         order: order_id,
@@ -358,6 +370,22 @@ pub(crate) fn record(
                 now,
             )?;
             order::mark_paid(tx, payment.order, now)?;
+            let paid = order::get(tx, payment.user, payment.order)?;
+            feed::append(
+                tx,
+                Subject {
+                    payment: Some(id),
+                    ..Subject::order(payment.user, payment.order)
+                },
+                &EventPayload::PaymentApproved {
+                    amount: payment.amount,
+                    lines: paid.lines,
+                    subtotal: paid.subtotal,
+                    discount: paid.discount,
+                    coupon: paid.coupon,
+                },
+                now,
+            )?;
         }
         Outcome::Declined { code, message } => {
             tx.prepare_cached(
@@ -387,6 +415,19 @@ pub(crate) fn record(
                 payment.order,
                 OrderStatus::Paying,
                 OrderStatus::Pending,
+                now,
+            )?;
+            feed::append(
+                tx,
+                Subject {
+                    payment: Some(id),
+                    ..Subject::order(payment.user, payment.order)
+                },
+                &EventPayload::PaymentDeclined {
+                    amount: payment.amount,
+                    code,
+                    message,
+                },
                 now,
             )?;
         }

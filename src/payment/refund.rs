@@ -291,6 +291,28 @@ fn complete(tx: &Transaction<'_>, id: RefundId, now: Timestamp) -> Result<()> {
     }
     let units = units_of(tx, id)?;
     let status = order::refund_units(tx, refund.order, &units, refund.amount, now)?;
+    let lines = units
+        .iter()
+        .map(|unit| RefundLine {
+            product: unit.product,
+            quantity: unit.quantity,
+            amount: unit.amount,
+        })
+        .collect();
+    crate::event::append(
+        tx,
+        crate::event::Subject {
+            user: refund.user,
+            order: refund.order,
+            payment: Some(refund.payment),
+            refund: Some(id),
+        },
+        &crate::event::EventPayload::RefundCompleted {
+            amount: refund.amount,
+            lines,
+        },
+        now,
+    )?;
     let fully = status == OrderStatus::Refunded;
     super::add_refunded(tx, refund.payment, refund.amount, fully, now)?;
     if !refund.amount.is_zero() {

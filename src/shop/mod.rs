@@ -32,6 +32,7 @@ use crate::user::{self, User};
 use crate::validate;
 
 mod coupons;
+mod feed;
 
 /// The limits the shop enforces on money and quantities.
 ///

@@ -1,0 +1,380 @@
+//! The order event feed: a transactional outbox. Every change of an order
+//! or payment appends one row to `events` in the transaction that makes the
+//! change, so the feed can never disagree with the books: a rolled-back
+//! change leaves no event, a committed one always has its event.
+//!
+//! Sequence numbers come from `INTEGER PRIMARY KEY AUTOINCREMENT` under the
+//! one write lock: they increase in commit order, a rolled-back write
+//! leaves no gap, and a pruned number is never reused.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::{CouponId, OrderId, PaymentId, RefundId, UserId};
+use crate::money::Money;
+use crate::order::OrderItem;
+use crate::payment::refund::RefundLine;
+use crate::shop::Shop;
+use crate::text_enum::text_enum;
+
+/// What happened, with the figures a consumer needs (see [the
+/// table](crate#the-order-event-feed)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventPayload {
+    /// An order was placed; its stock is reserved.
+    OrderPlaced {
+        /// Its lines, with what each costs after the discount.
+        lines: Vec<OrderItem>,
+        /// Before the discount.
+        subtotal: Money,
+        /// What the coupon took off.
+        discount: Money,
+        /// What the buyer pays.
+        total: Money,
+        /// The coupon used, if any.
+        coupon: Option<CouponId>,
+    },
+    /// The user cancelled the pending order; its stock and coupon are back.
+    OrderCancelled,
+    /// The pending order ran out of time; its stock and coupon are back.
+    OrderExpired,
+    /// A payment started: the total is held from the balance.
+    PaymentRequested {
+        /// The amount held.
+        amount: Money,
+    },
+    /// The payment was approved: the order is paid.
+    PaymentApproved {
+        /// The amount taken.
+        amount: Money,
+        /// The order's lines.
+        lines: Vec<OrderItem>,
+        /// Before the discount.
+        subtotal: Money,
+        /// What the coupon took off.
+        discount: Money,
+        /// The coupon used, if any.
+        coupon: Option<CouponId>,
+    },
+    /// The payment was declined: the money is back, the order pending again.
+    PaymentDeclined {
+        /// The amount given back.
+        amount: Money,
+        /// The gateway's (or the shop's) code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// A refund completed: the money is credited and the units released.
+    RefundCompleted {
+        /// The amount credited.
+        amount: Money,
+        /// The units and money per line.
+        lines: Vec<RefundLine>,
+    },
+}
+
+/// The kind of an event, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// [`EventPayload::OrderPlaced`].
+    OrderPlaced,
+    /// [`EventPayload::OrderCancelled`].
+    OrderCancelled,
+    /// [`EventPayload::OrderExpired`].
+    OrderExpired,
+    /// [`EventPayload::PaymentRequested`].
+    PaymentRequested,
+    /// [`EventPayload::PaymentApproved`].
+    PaymentApproved,
+    /// [`EventPayload::PaymentDeclined`].
+    PaymentDeclined,
+    /// [`EventPayload::RefundCompleted`].
+    RefundCompleted,
+}
+
+text_enum!(EventKind {
+    OrderPlaced => "order_placed",
+    OrderCancelled => "order_cancelled",
+    OrderExpired => "order_expired",
+    PaymentRequested => "payment_requested",
+    PaymentApproved => "payment_approved",
+    PaymentDeclined => "payment_declined",
+    RefundCompleted => "refund_completed",
+});
+
+impl EventPayload {
+    /// Its kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventPayload::OrderPlaced { .. } => EventKind::OrderPlaced,
+            EventPayload::OrderCancelled => EventKind::OrderCancelled,
+            EventPayload::OrderExpired => EventKind::OrderExpired,
+            EventPayload::PaymentRequested { .. } => EventKind::PaymentRequested,
+            EventPayload::PaymentApproved { .. } => EventKind::PaymentApproved,
+            EventPayload::PaymentDeclined { .. } => EventKind::PaymentDeclined,
+            EventPayload::RefundCompleted { .. } => EventKind::RefundCompleted,
+        }
+    }
+}
+
+/// One entry of the feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its sequence number: increasing in commit order, without gaps, never
+    /// reused. Consumers de-duplicate by it.
+    pub seq: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Whose order.
+    pub user: UserId,
+    /// The order.
+    pub order: OrderId,
+    /// The payment, for payment events.
+    pub payment: Option<PaymentId>,
+    /// The refund, for refund events.
+    pub refund: Option<RefundId>,
+    /// The figures.
+    pub payload: EventPayload,
+    /// When it happened (commit order is `seq`, not this).
+    pub created_at: Timestamp,
+}
+
+/// Who and what an event is about.
+pub(crate) struct Subject {
+    pub(crate) user: UserId,
+    pub(crate) order: OrderId,
+    pub(crate) payment: Option<PaymentId>,
+    pub(crate) refund: Option<RefundId>,
+}
+
+impl Subject {
+    pub(crate) fn order(user: UserId, order: OrderId) -> Subject {
+        Subject {
+            user,
+            order,
+            payment: None,
+            refund: None,
+        }
+    }
+}
+
+/// The most events one [`Shop::events`] call returns.
+pub const MAX_EVENT_BATCH: u32 = 1_000;
+
+const SELECT_EVENTS: &str =
+    "SELECT seq, kind, user_id, order_id, payment_id, refund_id, payload, created_at
+     FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+
+/// Appends one event in the caller's transaction.
+pub(crate) fn append(
+    tx: &Transaction<'_>,
+    subject: Subject,
+    payload: &EventPayload,
+    now: Timestamp,
+) -> Result<()> {
+    let json = serde_json::to_string(payload)
+        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))?;
+    tx.prepare_cached(
+        "INSERT INTO events (kind, user_id, order_id, payment_id, refund_id, payload, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute((
+        payload.kind(),
+        subject.user,
+        subject.order,
+        subject.payment,
+        subject.refund,
+        json,
+        now,
+    ))?;
+    Ok(())
+}
+
+/// Up to `limit` events after `after`, in sequence order.
+pub(crate) fn after(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Event>> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    Ok(conn
+        .prepare_cached(SELECT_EVENTS)?
+        .query_map((after, limit), event_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The last sequence number ever given (0 before the first event), pruned
+/// or not.
+pub(crate) fn last_seq(conn: &Connection) -> Result<u64> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    Ok(seq.map_or(0, |seq| seq.unsigned_abs()))
+}
+
+/// The cursor of `consumer`: the last sequence number it acked; `None` if
+/// it never registered or acked.
+pub(crate) fn cursor(conn: &Connection, consumer: &str) -> Result<Option<u64>> {
+    let acked: Option<i64> = conn
+        .prepare_cached("SELECT acked FROM event_consumers WHERE name = ?1")?
+        .query_row([consumer], |row| row.get(0))
+        .optional()?;
+    Ok(acked.map(i64::unsigned_abs))
+}
+
+/// Moves the cursor of `consumer` to `upto` (registering it), never
+/// backwards; returns the cursor after.
+pub(crate) fn ack(tx: &Transaction<'_>, consumer: &str, upto: u64, now: Timestamp) -> Result<u64> {
+    let last = last_seq(tx)?;
+    if upto > last {
+        return Err(Error::AckBeyondFeed { upto, last });
+    }
+    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+    let acked: i64 = tx
+        .prepare_cached(
+            "INSERT INTO event_consumers (name, acked, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE
+             SET acked = max(acked, excluded.acked), updated_at = excluded.updated_at
+             RETURNING acked",
+        )?
+        .query_row((consumer, upto, now), |row| row.get(0))?;
+    Ok(acked.unsigned_abs())
+}
+
+/// Deletes events older than `before` that every registered consumer has
+/// acked; returns how many.
+pub(crate) fn prune(tx: &Transaction<'_>, before: Timestamp) -> Result<usize> {
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM events WHERE created_at < ?1
+             AND seq <= coalesce((SELECT min(acked) FROM event_consumers), 9223372036854775807)",
+        )?
+        .execute([before])?)
+}
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let seq: i64 = row.get(0)?;
+    let json: String = row.get(6)?;
+    let payload = serde_json::from_str(&json).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(err))
+    })?;
+    Ok(Event {
+        seq: seq.unsigned_abs(),
+        kind: row.get(1)?,
+        user: row.get(2)?,
+        order: row.get(3)?,
+        payment: row.get(4)?,
+        refund: row.get(5)?,
+        payload,
+        created_at: row.get(7)?,
+    })
+}
+
+/// A background thread that hands the feed to a handler in batches, in
+/// order, and acks each batch after the handler returns `Ok`, from
+/// [`Shop::spawn_event_pump`].
+///
+/// A handler that fails gets the same batch again after a backoff
+/// (doubling from the interval up to a minute): events are never skipped,
+/// and delivered at least once — a batch whose ack failed, or whose process
+/// died before the ack, is delivered again. Dropping the handle, or calling
+/// [`stop`](EventPump::stop), stops the thread after the batch in hand.
+#[derive(Debug)]
+#[must_use = "dropping the handle stops the pump at once"]
+pub struct EventPump {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The most events the pump hands over at once.
+const PUMP_BATCH: u32 = 100;
+/// The longest the pump waits between retries of a failing handler.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl EventPump {
+    pub(crate) fn spawn<E: std::fmt::Display>(
+        shop: Shop,
+        consumer: String,
+        mut handler: impl FnMut(&[Event]) -> Result<(), E> + Send + 'static,
+        interval: Duration,
+    ) -> EventPump {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("liteshop-event-pump".into())
+            .spawn(move || {
+                let mut wait = Duration::ZERO;
+                let mut failures = 0u32;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                    let batch = shop
+                        .event_cursor(&consumer)
+                        .and_then(|cursor| shop.events(cursor, PUMP_BATCH));
+                    let batch = match batch {
+                        Ok(batch) if batch.is_empty() => {
+                            wait = interval;
+                            continue;
+                        }
+                        Ok(batch) => batch,
+                        Err(err) => {
+                            tracing::error!(consumer, error = %err, "reading the event feed failed");
+                            wait = interval;
+                            continue;
+                        }
+                    };
+                    let last = batch.last().map_or(0, |event| event.seq);
+                    match handler(&batch) {
+                        Ok(()) => {
+                            failures = 0;
+                            wait = Duration::ZERO;
+                            if let Err(err) = shop.ack_events(&consumer, last) {
+                                // Delivered again after the interval: at
+                                // least once, never skipped.
+                                tracing::error!(consumer, seq = last, error = %err, "acking events failed");
+                                wait = interval;
+                            }
+                        }
+                        Err(err) => {
+                            failures = failures.saturating_add(1);
+                            wait = interval
+                                .saturating_mul(1u32 << failures.min(16))
+                                .min(MAX_BACKOFF)
+                                .max(interval);
+                            tracing::warn!(consumer, from = batch[0].seq, to = last, error = %err,
+                                retry_in = ?wait, "event handler failed; the batch will be retried");
+                        }
+                    }
+                }
+            })
+            .expect("spawning the event pump thread");
+        EventPump {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the pump and waits for its thread to end.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        // Dropping the sender wakes the thread with `Disconnected`.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EventPump {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
