@@ -43,7 +43,8 @@
 //!   cheap to clone; share one across threads.
 //! - [`Money`] is a non-negative count of won with checked arithmetic. Ids are
 //!   one newtype per entity ([`UserId`], [`ProductId`], [`CartItemId`],
-//!   [`OrderId`], [`PaymentId`], [`RefundId`], [`LedgerEntryId`]), so they
+//!   [`OrderId`], [`PaymentId`], [`RefundId`], [`CouponId`],
+//!   [`LedgerEntryId`]), so they
 //!   cannot be mixed up.
 //! - [`Error`] carries the ids and figures of a refusal; [`Error::kind`] gives
 //!   its [`ErrorKind`], which a host maps to a status code.
@@ -64,6 +65,8 @@
 //! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
 //! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved → balance covers the total |
 //! | payment | [`Shop::pay`], [`Shop::pay_with_key`] | input valid → order exists, is the user's, is `Pending` and not past its reservation → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
+//! | coupon issue | [`Shop::issue_coupon`] | ids valid → user exists → coupon exists → inside its issue window → not held by the user → one left (guarded increment) |
+//! | best sellers | [`Shop::best_sellers`] | days 1–30, limit 1–100 → the window's per-day rows |
 //! | refund | [`Shop::refund`], [`Shop::refund_lines`] | input valid → order exists, is the user's, is paid → no refund in flight → units left to refund → credit fits the limit → attempt saved → gateway asked → outcome recorded |
 //!
 //! Every balance change is a [`LedgerEntry`] written in the same transaction,
@@ -167,15 +170,85 @@
 //! `q` units of a line that cost `a` are worth `⌊a × r / q⌋`, so the
 //! refunds of a line, in any split, add up to exactly what it cost
 //! ([`OrderItem::amount`]), and the completed refunds of a payment never
-//! add up to more than it (a guarded update, and a `CHECK` behind it). An
-//! order-level discount will be spread over lines by one documented rule
-//! (each line bears its share rounded down; the won left over fall on the
-//! first lines), so that holds for discounted orders too.
+//! add up to more than it (a guarded update, and a `CHECK` behind it). A
+//! coupon's order-level discount is spread over the lines by one rule —
+//! each line bears `⌊discount × line total / subtotal⌋`, and the won left
+//! over by rounding fall one each on the first lines — so that holds for
+//! discounted orders too.
 //!
 //! The gateway contract — what a [`PaymentGateway`] must do and how
 //! [`HttpGateway`] talks to an HTTP PG — is on those items. Money held by
 //! payments in flight counts against the balance limit, so giving it back
 //! after a decline never takes a balance over the limit.
+//!
+//! # Coupons
+//!
+//! [`Shop::create_coupon`] defines an offer ([`NewCoupon`]): a fixed amount
+//! or a percentage with an optional cap ([`Discount`], integers only,
+//! rounded down, never more than the subtotal), how many are ever issued,
+//! an issue window, how long an issued coupon stays valid, and a minimum
+//! order subtotal. [`Shop::issue_coupon`] is first come, first served: the
+//! user's coupon is inserted (`UNIQUE(user, coupon)`) and the offer's count
+//! raised by a guarded `UPDATE … WHERE issued < quantity` in one
+//! transaction, so no race issues one too many or two to one user.
+//!
+//! An order carries at most one coupon ([`OrderRequest::with_coupon`], or
+//! the coupon argument of [`Shop::checkout_cart`]); the order records its
+//! `subtotal`, `discount`, `total` and `coupon`, and the payment charges the
+//! total. The discount is spread over the lines by the rule above, so
+//! refunds of any units add up to exactly what was paid. A user's coupon
+//! moves like this ([`CouponState`], read by [`Shop::user_coupons`]):
+//!
+//! | from | to | by |
+//! |------|----|----|
+//! | — | `Available` | [`Shop::issue_coupon`] |
+//! | `Available` | `Used { order }` | an order placed with it (owner, state, expiry and minimum checked in the order's transaction) |
+//! | `Used` | `Available` | its order cancelled, expired, or fully refunded — with its original expiry |
+//! | `Available` | `Expired` | `issued_at + valid_for` passed (by the shop's clock) |
+//!
+//! A declined payment or a partial refund leaves the coupon `Used`: the
+//! order still holds it.
+//!
+//! # Best sellers
+//!
+//! [`Shop::best_sellers`]`(days, limit)` ranks products by units sold in the
+//! last `days` calendar days (today included) — paid, less refunded units —
+//! with units and revenue, ties by product id. The days are calendar days
+//! in the UTC offset set by [`ShopBuilder::utc_offset_minutes`] (UTC by
+//! default; `9 * 60` for Korea). A per-day, per-product sales table is kept
+//! in the transactions that approve payments (adding the order's units on
+//! the day it was paid) and complete refunds (taking theirs off that same
+//! day), so the query reads only the window's rows of that table.
+//!
+//! # The order event feed
+//!
+//! Every change of an order or payment appends one [`Event`] in the **same
+//! transaction** (a transactional outbox), so the feed never disagrees with
+//! the books:
+//!
+//! | [`EventKind`] | when | payload ([`EventPayload`]) |
+//! |---------------|------|----------------------------|
+//! | `OrderPlaced` | an order is placed | lines, subtotal, discount, total, coupon |
+//! | `OrderCancelled` | the user cancels a pending order | — |
+//! | `OrderExpired` | a pending order runs out of time | — |
+//! | `PaymentRequested` | a payment starts (money held) | amount |
+//! | `PaymentApproved` | the order is paid | amount, lines, subtotal, discount, coupon |
+//! | `PaymentDeclined` | the money is given back | amount, code, message |
+//! | `RefundCompleted` | a refund credited its money | amount, lines |
+//!
+//! Each has a sequence number ([`Event::seq`]) that increases in commit
+//! order with no gaps and is never reused, a time, the user, order and
+//! (where it applies) payment and refund ids. Read the feed with
+//! [`Shop::events`]; named consumers keep their cursor in the database
+//! ([`Shop::event_cursor`], [`Shop::ack_events`]; a cursor never moves
+//! back). [`Shop::spawn_event_pump`] runs a thread that hands batches to a
+//! handler in order and acks each after the handler succeeds, retrying with
+//! backoff when it fails. Delivery is **at least once**: a batch handled
+//! but not acked (a crash, a failed ack) is handed over again, so a
+//! consumer de-duplicates by `seq` (e.g. sends it as an `Idempotency-Key`,
+//! or stores the last one it applied in the same transaction as its
+//! effect). [`Shop::prune_events`] deletes old events every registered
+//! consumer has acked.
 //!
 //! # Errors and HTTP
 //!
@@ -183,7 +256,7 @@
 //! |---------------|----------|------|
 //! | `InvalidInput` | amount 0, quantity 0, empty order, bad id, over a limit | 400 |
 //! | `NotFound` | user, product, cart line, order (also another user's) | 404 |
-//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state, an expired order, a refund in flight or of more than is left | 409 |
+//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state, an expired order, a refund in flight or of more than is left, a coupon sold out, already held, not issuable, used, expired or below its minimum | 409 |
 //! | `PaymentDeclined` | the payment gateway said no (payment or refund) | 402 |
 //! | `PaymentOutcomeUnknown` | the gateway gave no definite answer | 202 |
 //! | `Busy` | the database stayed locked past the timeout; the gateway unreachable | 503 |

@@ -117,7 +117,7 @@ pub struct OrderItem {
     /// `unit_price × quantity`.
     pub line_total: Money,
     /// What the buyer pays for this line: `line_total` less the line's
-    /// share of any order-level discount (see [`spread`]). The amounts of an
+    /// share of any order-level discount (see [the rule](crate#refunds-exactly-once-whole-or-partial)). The amounts of an
     /// order's lines add up to its total.
     pub amount: Money,
     /// How many of the units were refunded.
