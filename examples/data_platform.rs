@@ -49,14 +49,16 @@ fn sink(server: &tiny_http::Server, received: &Mutex<Received>) {
         let status = {
             let mut got = received.lock().unwrap();
             match (key, serde_json::from_str::<Value>(&body)) {
-                (Some(_), Ok(_)) if n % 4 == 0 || n % 11 == 0 || n % 12 == 0 => {
+                (Some(_), Ok(_))
+                    if n.is_multiple_of(4) || n.is_multiple_of(11) || n.is_multiple_of(12) =>
+                {
                     got.refused += 1;
                     503
                 }
                 (Some(key), Ok(value)) => {
                     *got.deliveries.entry(key).or_default() += 1;
                     got.orders.entry(key).or_insert(value);
-                    if n % 5 == 0 {
+                    if n.is_multiple_of(5) {
                         got.lost_replies += 1;
                         500
                     } else {
