@@ -23,9 +23,10 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use liteshop::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, Durability, Error, ErrorKind,
-    FakeGateway, FakeOutcome, GatewayError, HttpGateway, Money, NewProduct, OrderId, OrderLine,
-    PaymentGateway, PgStatus, ProductId, RetryPolicy, Shop, StatusRequest, UserId, WriteMode,
+    Approval, ApproveRequest, CancelRequest, Cancellation, Clock, CouponId, Discount, Durability,
+    Error, ErrorKind, FakeGateway, FakeOutcome, GatewayError, HttpGateway, Money, NewCoupon,
+    NewProduct, OrderId, OrderLine, OrderRequest, PaymentGateway, PgStatus, ProductId, RetryPolicy,
+    Shop, StatusRequest, SystemClock, UserId, WriteMode,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Value, json};
@@ -54,7 +55,7 @@ struct Args {
     /// Weights of the operations.
     #[arg(
         long,
-        default_value = "charge=20,cart=20,order=20,pay=15,cancel=5,refund=3,read=17"
+        default_value = "charge=20,cart=20,order=20,pay=15,cancel=5,refund=3,coupon=2,read=15"
     )]
     mix: String,
     /// Share of orders whose first line is the one hot product (0 to 1).
@@ -119,16 +120,18 @@ enum Op {
     Pay,
     Cancel,
     Refund,
+    Coupon,
     Read,
 }
 
-const OPS: [Op; 7] = [
+const OPS: [Op; 8] = [
     Op::Charge,
     Op::Cart,
     Op::Order,
     Op::Pay,
     Op::Cancel,
     Op::Refund,
+    Op::Coupon,
     Op::Read,
 ];
 
@@ -141,6 +144,7 @@ impl Op {
             Op::Pay => "pay",
             Op::Cancel => "cancel",
             Op::Refund => "refund",
+            Op::Coupon => "coupon",
             Op::Read => "read",
         }
     }
@@ -276,6 +280,7 @@ struct Worker {
     rng: Rng,
     orders: VecDeque<(UserId, OrderId)>,
     paid: VecDeque<(UserId, OrderId)>,
+    coupons: Vec<(UserId, CouponId)>,
     conn: Option<Connection>,
 }
 
@@ -348,8 +353,19 @@ impl Target for Liteshop {
                 }
             }
             Op::Order => {
-                let user = world.user(&mut w.rng);
-                match shop.place_order(user, world.order_lines(&mut w.rng)) {
+                // A third of the orders use a coupon this worker saw issued.
+                let (user, coupon) = match w.coupons.len() {
+                    n if n > 0 && w.rng.chance(0.33) => {
+                        let (user, coupon) = w.coupons.swap_remove(w.rng.below(n as u64) as usize);
+                        (user, Some(coupon))
+                    }
+                    _ => (world.user(&mut w.rng), None),
+                };
+                let request = OrderRequest {
+                    lines: world.order_lines(&mut w.rng),
+                    coupon,
+                };
+                match shop.place_order(user, request) {
                     Ok(order) => {
                         w.orders.push_back((user, order.id));
                         Ok(())
@@ -370,6 +386,17 @@ impl Target for Liteshop {
             Op::Cancel => {
                 let (user, order) = w.orders.pop_back()?;
                 shop.cancel_order(user, order).map(drop).map_err(refused)
+            }
+            Op::Coupon => {
+                let user = world.user(&mut w.rng);
+                let coupon = CouponId::new(1 + w.rng.below(COUPONS as u64) as i64);
+                match shop.issue_coupon(user, coupon) {
+                    Ok(_) => {
+                        w.coupons.push((user, coupon));
+                        Ok(())
+                    }
+                    Err(err) => Err(refused(err)),
+                }
             }
             Op::Refund => {
                 // Half the refunds return the whole order; the others one
@@ -440,6 +467,7 @@ fn run_mix(
                         rng: Rng(0x1234_5678_9abc_def1 ^ ((t as u64 + 1) * 0x9e37_79b9)),
                         orders: VecDeque::new(),
                         paid: VecDeque::new(),
+                        coupons: Vec::new(),
                         conn: raw_db.map(raw_connection),
                     };
                     let mut stats: BTreeMap<Op, Stats> = BTreeMap::new();
@@ -502,6 +530,9 @@ fn run_mix(
 }
 
 /// Creates the users (each with a large balance) and the products.
+/// Coupon offers seeded, ids 1 to this.
+const COUPONS: i64 = 4;
+
 fn seed(path: &Path, args: &Args) -> Result<(), Error> {
     let shop = Shop::builder(path)
         .durability(Durability::Normal)
@@ -511,6 +542,28 @@ fn seed(path: &Path, args: &Args) -> Result<(), Error> {
     for i in 0..args.users {
         let user = shop.create_user(&format!("user {i}"))?;
         shop.charge(user.id, Money::new(1_000_000_000)?)?;
+    }
+    // Coupons for a quarter of the users each, issuable all run long.
+    let now = SystemClock.now();
+    for i in 0..COUPONS {
+        shop.create_coupon(NewCoupon {
+            name: format!("coupon {i}"),
+            discount: if i % 2 == 0 {
+                Discount::Fixed {
+                    amount: Money::new(500)?,
+                }
+            } else {
+                Discount::Percent {
+                    percent: 10,
+                    cap: Some(Money::new(2_000)?),
+                }
+            },
+            quantity: (args.users as u32 / 4).max(1),
+            issuable_from: now,
+            issuable_until: now.saturating_add(Duration::from_secs(86_400)),
+            valid_for: Duration::from_secs(86_400),
+            min_order_total: Money::new(1_000)?,
+        })?;
     }
     for i in 0..args.products {
         shop.create_product(NewProduct {
@@ -756,6 +809,77 @@ fn invariants(path: &Path, args: &Args, fake: Option<&FakeGateway>) -> Vec<Check
         "no refund left requested/unknown after reconciliation",
         bad,
         format!("{bad} refunds"),
+    );
+
+    let bad = count(
+        "SELECT count(*) FROM coupons c WHERE c.issued > c.quantity
+            OR c.issued <> (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id)",
+    ) + count(
+        "SELECT count(*) FROM (SELECT 1 FROM user_coupons GROUP BY user_id, coupon_id
+                                HAVING count(*) > 1)",
+    );
+    check(
+        "coupons issued <= quantity, = users holding it, one per user",
+        bad,
+        format!("{bad} coupons"),
+    );
+
+    let bad = count(
+        "SELECT count(*) FROM orders o WHERE o.coupon_id IS NOT NULL
+            AND o.status IN ('pending', 'paying', 'paid', 'partially_refunded')
+            AND NOT EXISTS (SELECT 1 FROM user_coupons u WHERE u.order_id = o.id
+                            AND u.coupon_id = o.coupon_id AND u.user_id = o.user_id)",
+    ) + count(
+        "SELECT count(*) FROM user_coupons u JOIN orders o ON o.id = u.order_id
+          WHERE o.status NOT IN ('pending', 'paying', 'paid', 'partially_refunded')",
+    );
+    check(
+        "a coupon is used exactly by its live order",
+        bad,
+        format!("{bad} coupons or orders differ"),
+    );
+
+    let bad = count(
+        "SELECT count(*) FROM (
+           SELECT day, product_id, units, revenue FROM sales_daily
+           EXCEPT
+           SELECT (o.paid_at / 86400000), i.product_id, sum(i.quantity - i.refunded),
+                  sum(i.amount - i.amount * i.refunded / i.quantity)
+           FROM orders o JOIN order_items i ON i.order_id = o.id
+           WHERE o.paid_at IS NOT NULL GROUP BY 1, 2)",
+    ) + count(
+        "SELECT count(*) FROM (
+           SELECT (o.paid_at / 86400000), i.product_id, sum(i.quantity - i.refunded),
+                  sum(i.amount - i.amount * i.refunded / i.quantity)
+           FROM orders o JOIN order_items i ON i.order_id = o.id
+           WHERE o.paid_at IS NOT NULL GROUP BY 1, 2
+           EXCEPT
+           SELECT day, product_id, units, revenue FROM sales_daily)",
+    );
+    check(
+        "best sellers' per-day sales = a recount of the paid order lines",
+        bad,
+        format!("{bad} day/product rows differ"),
+    );
+
+    let expected = count(
+        "SELECT (SELECT count(*) FROM orders)
+              + (SELECT count(*) FROM orders WHERE status = 'cancelled')
+              + (SELECT count(*) FROM payments)
+              + (SELECT count(*) FROM payments WHERE status IN ('approved', 'refunded', 'declined'))
+              + (SELECT count(*) FROM refunds WHERE status = 'completed')",
+    );
+    let events = count("SELECT count(*) FROM events");
+    let gaps = count(
+        "SELECT coalesce(max(seq) - min(seq) + 1 - count(*), 0)
+              + coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
+              - coalesce(max(seq), 0)
+         FROM events",
+    );
+    check(
+        "one event per state change, sequence without gaps",
+        (events - expected).abs() + gaps.abs(),
+        format!("{events} events for {expected} changes; {gaps} missing numbers"),
     );
 
     if let Some(fake) = fake {
@@ -1021,8 +1145,8 @@ mod raw {
                     .orders
                     .pop_back()
                     .map(|(user, order)| cancel(&mut conn, user.get(), order.get())),
-                // The baseline has no refunds: the op is skipped there.
-                Op::Refund => None,
+                // The baseline has no refunds or coupons: skipped there.
+                Op::Refund | Op::Coupon => None,
                 Op::Read => Some(read(&conn, world.product(&mut w.rng).get())),
             };
             w.conn = Some(conn);

@@ -326,7 +326,7 @@ CREATE TABLE events (
     order_id    INTEGER NOT NULL,
     payment_id  INTEGER,
     refund_id   INTEGER,
-    payload     TEXT    NOT NULL CHECK (json_valid(payload)),
+    payload     TEXT    NOT NULL,
     created_at  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX events_by_time ON events (created_at);
