@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use common::{TestShop, open_with, won};
 use liteshop::{
-    CartItemId, ErrorKind, FakeGateway, FakeOutcome, NewProduct, OrderId, OrderLine, OrderStatus,
-    PageRequest, PaymentId, PaymentStatus, ProductId, RefundStatus, RetryPolicy, UserId,
+    CartItemId, ErrorKind, EventKind, FakeGateway, FakeOutcome, NewProduct, OrderId, OrderLine,
+    OrderStatus, PageRequest, PaymentId, PaymentStatus, ProductId, RefundStatus, RetryPolicy,
+    UserId,
 };
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -945,6 +946,84 @@ impl StateMachineTest for ShopModel {
             let id = PaymentId::new(i as i64 + 1);
             let payment = shop.payment(UserId::new(p.user), id).unwrap();
             assert_eq!(payment.status, p.status, "status of payment {id}");
+        }
+
+        // The feed: one event per state change, numbered 1, 2, 3, … with no
+        // gap, each about the right user and order, each order's first
+        // event its placement.
+        let events = shop.events(0, liteshop::MAX_EVENT_BATCH).unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=events.len() as u64).collect::<Vec<_>>(),
+            "event numbers"
+        );
+        let count = |kinds: &[EventKind]| events.iter().filter(|e| kinds.contains(&e.kind)).count();
+        let payments_in = |statuses: &[PaymentStatus]| {
+            model
+                .payments
+                .iter()
+                .filter(|p| statuses.contains(&p.status))
+                .count()
+        };
+        let expected = [
+            (count(&[EventKind::OrderPlaced]), model.orders.len()),
+            (
+                count(&[EventKind::OrderCancelled, EventKind::OrderExpired]),
+                model
+                    .orders
+                    .iter()
+                    .filter(|o| o.status == OrderStatus::Cancelled)
+                    .count(),
+            ),
+            (count(&[EventKind::PaymentRequested]), model.payments.len()),
+            (
+                count(&[EventKind::PaymentApproved]),
+                payments_in(&[PaymentStatus::Approved, PaymentStatus::Refunded]),
+            ),
+            (
+                count(&[EventKind::PaymentDeclined]),
+                payments_in(&[PaymentStatus::Declined]),
+            ),
+            (
+                count(&[EventKind::RefundCompleted]),
+                model
+                    .refunds
+                    .iter()
+                    .filter(|r| r.status == RefundStatus::Completed)
+                    .count(),
+            ),
+        ];
+        for (kind, (got, want)) in [
+            "placed",
+            "cancelled",
+            "requested",
+            "approved",
+            "declined",
+            "refunded",
+        ]
+        .iter()
+        .zip(expected)
+        {
+            assert_eq!(got, want, "{kind} events");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for event in &events {
+            let order = &model.orders[event.order.get() as usize - 1];
+            assert_eq!(
+                event.user,
+                UserId::new(order.user),
+                "user of event {}",
+                event.seq
+            );
+            if seen.insert(event.order) {
+                assert_eq!(
+                    event.kind,
+                    EventKind::OrderPlaced,
+                    "first event of {}",
+                    event.order
+                );
+            }
         }
     }
 }
