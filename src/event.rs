@@ -7,13 +7,13 @@
 //! one write lock: they increase in commit order, a rolled-back write
 //! leaves no gap, and a pruned number is never reused.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 
+use crate::background::Background;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, PaymentId, RefundId, UserId};
@@ -290,8 +290,7 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the pump at once"]
 pub struct EventPump {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 /// The most events the pump hands over at once.
@@ -306,75 +305,54 @@ impl EventPump {
         mut handler: impl FnMut(&[Event]) -> Result<(), E> + Send + 'static,
         interval: Duration,
     ) -> EventPump {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("liteshop-event-pump".into())
-            .spawn(move || {
-                let mut wait = Duration::ZERO;
-                let mut failures = 0u32;
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-                    let batch = shop
-                        .event_cursor(&consumer)
-                        .and_then(|cursor| shop.events(cursor, PUMP_BATCH));
-                    let batch = match batch {
-                        Ok(batch) if batch.is_empty() => {
+        let thread = Background::spawn("liteshop-event-pump", move |stopped| {
+            let mut wait = Duration::ZERO;
+            let mut failures = 0u32;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                let batch = shop
+                    .event_cursor(&consumer)
+                    .and_then(|cursor| shop.events(cursor, PUMP_BATCH));
+                let batch = match batch {
+                    Ok(batch) if batch.is_empty() => {
+                        wait = interval;
+                        continue;
+                    }
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        tracing::error!(consumer, error = %err, "reading the event feed failed");
+                        wait = interval;
+                        continue;
+                    }
+                };
+                let last = batch.last().map_or(0, |event| event.seq);
+                match handler(&batch) {
+                    Ok(()) => {
+                        failures = 0;
+                        wait = Duration::ZERO;
+                        if let Err(err) = shop.ack_events(&consumer, last) {
+                            // Delivered again after the interval: at least
+                            // once, never skipped.
+                            tracing::error!(consumer, seq = last, error = %err, "acking events failed");
                             wait = interval;
-                            continue;
-                        }
-                        Ok(batch) => batch,
-                        Err(err) => {
-                            tracing::error!(consumer, error = %err, "reading the event feed failed");
-                            wait = interval;
-                            continue;
-                        }
-                    };
-                    let last = batch.last().map_or(0, |event| event.seq);
-                    match handler(&batch) {
-                        Ok(()) => {
-                            failures = 0;
-                            wait = Duration::ZERO;
-                            if let Err(err) = shop.ack_events(&consumer, last) {
-                                // Delivered again after the interval: at
-                                // least once, never skipped.
-                                tracing::error!(consumer, seq = last, error = %err, "acking events failed");
-                                wait = interval;
-                            }
-                        }
-                        Err(err) => {
-                            failures = failures.saturating_add(1);
-                            wait = interval
-                                .saturating_mul(1u32 << failures.min(16))
-                                .min(MAX_BACKOFF)
-                                .max(interval);
-                            tracing::warn!(consumer, from = batch[0].seq, to = last, error = %err,
-                                retry_in = ?wait, "event handler failed; the batch will be retried");
                         }
                     }
+                    Err(err) => {
+                        failures = failures.saturating_add(1);
+                        wait = interval
+                            .saturating_mul(1u32 << failures.min(16))
+                            .min(MAX_BACKOFF)
+                            .max(interval);
+                        tracing::warn!(consumer, from = batch[0].seq, to = last, error = %err,
+                            retry_in = ?wait, "event handler failed; the batch will be retried");
+                    }
                 }
-            })
-            .expect("spawning the event pump thread");
-        EventPump {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+            }
+        });
+        EventPump { _thread: thread }
     }
 
     /// Stops the pump and waits for its thread to end.
-    pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        // Dropping the sender wakes the thread with `Disconnected`.
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for EventPump {
-    fn drop(&mut self) {
-        self.shut_down();
+    pub fn stop(self) {
+        drop(self);
     }
 }

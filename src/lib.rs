@@ -287,6 +287,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod background;
 mod balance;
 mod cart;
 mod clock;

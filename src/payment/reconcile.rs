@@ -2,8 +2,7 @@
 //! reply or a killed process left `Requested`/`Unknown`, and
 //! [`Reconciler`], the background thread that does it on a timer.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use tracing::debug;
 use super::flow::{Attempt, Payments, settle};
 use super::refund::{self, Refund, RefundStatus};
 use super::{Outcome, Payment, PaymentStatus};
+use crate::background::Background;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::gateway::{Approval, GatewayError, PgStatus};
@@ -222,49 +222,27 @@ impl Payments<'_> {
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the reconciler at once"]
 pub struct Reconciler {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl Reconciler {
     pub(crate) fn spawn(shop: Shop, interval: Duration) -> Reconciler {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("liteshop-reconciler".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    match shop.reconcile_payments() {
-                        Ok(report) if report.needs_review() => {
-                            tracing::warn!(?report, "reconciliation round: attempts need review");
-                        }
-                        Ok(report) => tracing::info!(?report, "reconciliation round"),
-                        Err(err) => tracing::error!(error = %err, "reconciliation round failed"),
+        let thread = Background::spawn("liteshop-reconciler", move |stopped| {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                match shop.reconcile_payments() {
+                    Ok(report) if report.needs_review() => {
+                        tracing::warn!(?report, "reconciliation round: attempts need review");
                     }
+                    Ok(report) => tracing::info!(?report, "reconciliation round"),
+                    Err(err) => tracing::error!(error = %err, "reconciliation round failed"),
                 }
-            })
-            .expect("spawning the reconciler thread");
-        Reconciler {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+            }
+        });
+        Reconciler { _thread: thread }
     }
 
     /// Stops the reconciler and waits for its thread to end.
-    pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        // Dropping the sender wakes the thread with `Disconnected`.
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Reconciler {
-    fn drop(&mut self) {
-        self.shut_down();
+    pub fn stop(self) {
+        drop(self);
     }
 }
