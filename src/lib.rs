@@ -287,6 +287,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod audit;
 mod background;
 mod balance;
 mod cart;
@@ -309,6 +310,7 @@ mod token;
 mod user;
 mod validate;
 
+pub use audit::{AuditFigures, AuditReport, Law, Violation};
 pub use balance::{LedgerEntry, LedgerKind};
 pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

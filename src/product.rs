@@ -61,8 +61,8 @@ pub(crate) fn create(
     now: Timestamp,
 ) -> Result<Product> {
     tx.prepare_cached(
-        "INSERT INTO products (name, price, stock, created_at, updated_at)
-             VALUES (:name, :price, :stock, :now, :now)
+        "INSERT INTO products (name, price, stock, stocked, created_at, updated_at)
+             VALUES (:name, :price, :stock, :stock, :now, :now)
              RETURNING id, name, price, stock, held, created_at, updated_at",
     )?
     .query_row(
@@ -114,7 +114,8 @@ pub(crate) fn restock(
         })?;
     update(
         tx,
-        "UPDATE products SET stock = ?2, updated_at = ?3 WHERE id = ?1
+        "UPDATE products SET stocked = stocked + (?2 - stock), stock = ?2, updated_at = ?3
+         WHERE id = ?1
          RETURNING id, name, price, stock, held, created_at, updated_at",
         id,
         stock,

@@ -948,6 +948,9 @@ impl StateMachineTest for ShopModel {
             assert_eq!(payment.status, p.status, "status of payment {id}");
         }
 
+        let audit = shop.audit().unwrap();
+        assert!(audit.is_clean(), "{audit}");
+
         // The feed: one event per state change, numbered 1, 2, 3, … with no
         // gap, each about the right user and order, each order's first
         // event its placement.

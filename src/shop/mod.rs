@@ -33,6 +33,7 @@ use crate::validate;
 
 mod coupons;
 mod feed;
+mod ops;
 
 /// The limits the shop enforces on money and quantities.
 ///

@@ -297,6 +297,11 @@ UPDATE orders SET paid_at = (
 UPDATE orders SET paid_at = updated_at
     WHERE paid_at IS NULL AND status IN ('paid', 'partially_refunded', 'refunded');
 
+-- Every unit ever put in stock (created or restocked): the audit's
+-- reference, since stock + held must always equal it.
+ALTER TABLE products ADD COLUMN stocked INTEGER NOT NULL DEFAULT 0 CHECK (stocked >= 0);
+UPDATE products SET stocked = stock + held;
+
 -- Units and money sold per product per calendar day (in the offset named in
 -- `settings`), net of refunds: kept in the transactions that pay and refund.
 CREATE TABLE sales_daily (

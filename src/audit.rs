@@ -1,0 +1,338 @@
+//! The audit: every conservation law of the books, checked in one read
+//! snapshot. The laws are written once, as equations, in ARCHITECTURE.md
+//! ("Guarantees"); each [`Law`] names one and each query below checks it.
+
+use std::fmt;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+
+/// One conservation law of the books (see ARCHITECTURE.md, "Guarantees").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Law {
+    /// Each balance equals the sum of its user's ledger entries.
+    BalanceIsLedgerSum,
+    /// No balance is below zero.
+    BalanceNotNegative,
+    /// Charges = balances + money held by payments in flight + money kept
+    /// by approved payments (their amount less what was refunded).
+    MoneyConserved,
+    /// Money kept by approved payments = paid orders' totals less refunds.
+    PaidOrdersMatchPayments,
+    /// Per product: units ever stocked = stock on hand + units held.
+    StockConserved,
+    /// Per product: units held = units of live orders (pending, paying,
+    /// paid, partly refunded) not refunded.
+    HeldUnitsMatchOrders,
+    /// Per order: total = Σ line amounts, and total + discount = Σ line
+    /// totals.
+    OrderTotalsMatchLines,
+    /// Each paid (or refunded) order has exactly one approved payment.
+    OneApprovedPaymentPerPaidOrder,
+    /// Per payment: refunded ≤ amount, and refunded = its completed
+    /// refunds = its order's refunded = the refund credits in the ledger.
+    RefundsAgree,
+    /// Per coupon: issued ≤ quantity, and issued = users holding it.
+    CouponsWithinQuantity,
+    /// A user's coupon is used exactly by its order while the order is live.
+    CouponsUsedByLiveOrders,
+    /// The event feed's sequence numbers have no gap.
+    EventFeedWithoutGaps,
+    /// The per-day sales equal a recount of the paid order lines.
+    SalesMatchPaidLines,
+}
+
+/// One breach of a law: what it is about, and the two sides that differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The law broken.
+    pub law: Law,
+    /// What it is about, e.g. `"user 3"`, `"product 7"`, `"the shop"`.
+    pub subject: String,
+    /// The figure the law requires.
+    pub expected: i64,
+    /// The figure found.
+    pub found: i64,
+}
+
+/// The sums an audit added up, for a person reading the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFigures {
+    /// Money ever charged to balances.
+    pub charged: i64,
+    /// Money in balances now.
+    pub balances: i64,
+    /// Money held by payments in flight.
+    pub held_by_payments: i64,
+    /// Money kept by approved payments (less refunds).
+    pub kept: i64,
+    /// Money given back by completed refunds.
+    pub refunded: i64,
+    /// Units ever stocked, over all products.
+    pub units_stocked: i64,
+    /// Units on hand.
+    pub units_on_hand: i64,
+    /// Units held by orders (reserved or sold, not refunded).
+    pub units_held: i64,
+    /// Events in the feed.
+    pub events: i64,
+}
+
+/// What [`Shop::audit`](crate::Shop::audit) found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// When it was taken (one read snapshot).
+    pub at: Timestamp,
+    /// The sums.
+    pub figures: AuditFigures,
+    /// Every breach, by law; empty when the books balance.
+    pub violations: Vec<Violation>,
+}
+
+impl AuditReport {
+    /// Whether every law holds.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let x = &self.figures;
+        writeln!(
+            f,
+            "charged {} = balances {} + held by payments {} + kept {} (refunded {})",
+            x.charged, x.balances, x.held_by_payments, x.kept, x.refunded
+        )?;
+        writeln!(
+            f,
+            "units stocked {} = on hand {} + held {}; {} events",
+            x.units_stocked, x.units_on_hand, x.units_held, x.events
+        )?;
+        if self.is_clean() {
+            return write!(f, "every law holds");
+        }
+        write!(f, "{} violations:", self.violations.len())?;
+        for v in &self.violations {
+            write!(
+                f,
+                "\n  {:?}: {}: expected {}, found {}",
+                v.law, v.subject, v.expected, v.found
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Live orders: those whose units are held (reserved or sold).
+macro_rules! live {
+    () => {
+        "('pending', 'paying', 'paid', 'partially_refunded')"
+    };
+}
+
+/// Each law with the query that lists its breaches as (subject id,
+/// expected, found).
+const LAWS: &[(Law, &str, &str)] = &[
+    (
+        Law::BalanceIsLedgerSum,
+        "user",
+        "SELECT b.user_id, (SELECT coalesce(sum(l.amount), 0) FROM ledger l
+                            WHERE l.user_id = b.user_id) AS sum, b.amount
+         FROM balances b WHERE b.amount <> sum",
+    ),
+    (
+        Law::BalanceNotNegative,
+        "user",
+        "SELECT user_id, 0, amount FROM balances WHERE amount < 0",
+    ),
+    (
+        Law::StockConserved,
+        "product",
+        "SELECT id, stocked, stock + held FROM products WHERE stocked <> stock + held",
+    ),
+    (
+        Law::HeldUnitsMatchOrders,
+        "product",
+        concat!(
+            "SELECT p.id, coalesce(x.units, 0), p.held FROM products p
+             LEFT JOIN (SELECT i.product_id, sum(i.quantity - i.refunded) AS units
+                        FROM order_items i JOIN orders o ON o.id = i.order_id
+                        WHERE o.status IN ",
+            live!(),
+            " GROUP BY i.product_id) x ON x.product_id = p.id
+             WHERE p.held <> coalesce(x.units, 0)"
+        ),
+    ),
+    (
+        Law::OrderTotalsMatchLines,
+        "order",
+        "SELECT o.id, sum(i.amount), o.total FROM orders o JOIN order_items i ON i.order_id = o.id
+         GROUP BY o.id
+         HAVING o.total <> sum(i.amount) OR o.total + o.discount <> sum(i.unit_price * i.quantity)",
+    ),
+    (
+        Law::OneApprovedPaymentPerPaidOrder,
+        "order",
+        "SELECT o.id, 1, (SELECT count(*) FROM payments p WHERE p.order_id = o.id
+                          AND p.status IN ('approved', 'refunded')) AS approved
+         FROM orders o WHERE o.status IN ('paid', 'partially_refunded', 'refunded')
+           AND approved <> 1",
+    ),
+    (
+        Law::RefundsAgree,
+        "payment",
+        "SELECT p.id, p.refunded, x.other FROM payments p,
+           (SELECT p2.id AS id, (SELECT coalesce(sum(r.amount), 0) FROM refunds r
+                                 WHERE r.payment_id = p2.id AND r.status = 'completed') AS other
+            FROM payments p2
+            UNION ALL
+            SELECT p2.id, (SELECT o.refunded FROM orders o WHERE o.id = p2.order_id) FROM payments p2
+            UNION ALL
+            SELECT p2.id, (SELECT coalesce(sum(l.amount), 0) FROM ledger l JOIN refunds r
+                           ON r.id = l.refund_id WHERE r.payment_id = p2.id) FROM payments p2
+            UNION ALL
+            SELECT p2.id, min(p2.refunded, p2.amount) FROM payments p2) x
+         WHERE x.id = p.id AND x.other <> p.refunded",
+    ),
+    (
+        Law::CouponsWithinQuantity,
+        "coupon",
+        "SELECT c.id, min(c.quantity, (SELECT count(*) FROM user_coupons u
+                                        WHERE u.coupon_id = c.id)), c.issued
+         FROM coupons c
+         WHERE c.issued > c.quantity
+            OR c.issued <> (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id)",
+    ),
+    (
+        Law::CouponsUsedByLiveOrders,
+        "order",
+        concat!(
+            "SELECT o.id, 1, 0 FROM orders o
+             WHERE o.coupon_id IS NOT NULL AND o.status IN ",
+            live!(),
+            " AND NOT EXISTS (SELECT 1 FROM user_coupons u WHERE u.order_id = o.id
+                              AND u.coupon_id = o.coupon_id AND u.user_id = o.user_id)
+             UNION ALL
+             SELECT o.id, 0, 1 FROM user_coupons u JOIN orders o ON o.id = u.order_id
+             WHERE o.status NOT IN ",
+            live!()
+        ),
+    ),
+];
+
+/// The global laws: one figure each side.
+const MONEY: &str = "SELECT
+    (SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = 'charge'),
+    (SELECT coalesce(sum(amount), 0) FROM balances),
+    (SELECT coalesce(sum(amount), 0) FROM payments WHERE status IN ('requested', 'unknown')),
+    (SELECT coalesce(sum(amount - refunded), 0) FROM payments
+       WHERE status IN ('approved', 'refunded')),
+    (SELECT coalesce(sum(refunded), 0) FROM payments),
+    (SELECT coalesce(sum(total - refunded), 0) FROM orders
+       WHERE status IN ('paid', 'partially_refunded', 'refunded')),
+    (SELECT coalesce(sum(stocked), 0) FROM products),
+    (SELECT coalesce(sum(stock), 0) FROM products),
+    (SELECT coalesce(sum(held), 0) FROM products)";
+
+const FEED: &str = "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0),
+    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
+    FROM events";
+
+/// Rows of `sales_daily` and of a recount of the paid order lines that are
+/// not in the other (days in the stored offset, in minutes).
+const SALES: &str = "WITH offset AS (
+        SELECT coalesce((SELECT value FROM settings WHERE name = 'sales_utc_offset_minutes'), 0)
+               * 60000 AS ms),
+    recount AS (
+        SELECT (o.paid_at + offset.ms - ((o.paid_at + offset.ms) % 86400000 + 86400000)
+                % 86400000) / 86400000 AS day,
+               i.product_id, sum(i.quantity - i.refunded) AS units,
+               sum(i.amount - i.amount * i.refunded / i.quantity) AS revenue
+        FROM orders o JOIN order_items i ON i.order_id = o.id, offset
+        WHERE o.paid_at IS NOT NULL GROUP BY 1, 2)
+    SELECT (SELECT count(*) FROM (SELECT * FROM recount EXCEPT
+                                  SELECT day, product_id, units, revenue FROM sales_daily)),
+           (SELECT count(*) FROM (SELECT day, product_id, units, revenue FROM sales_daily
+                                  EXCEPT SELECT * FROM recount))";
+
+/// Checks every law in the snapshot of `conn`'s read transaction.
+pub(crate) fn run(conn: &Connection, at: Timestamp) -> Result<AuditReport> {
+    let mut violations = Vec::new();
+    for (law, subject, sql) in LAWS {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([], |row| {
+            Ok(Violation {
+                law: *law,
+                subject: format!("{subject} {}", row.get::<_, i64>(0)?),
+                expected: row.get(1)?,
+                found: row.get(2)?,
+            })
+        })?;
+        for row in rows {
+            violations.push(row?);
+        }
+    }
+
+    let figures = conn.prepare_cached(MONEY)?.query_row([], |row| {
+        Ok((
+            AuditFigures {
+                charged: row.get(0)?,
+                balances: row.get(1)?,
+                held_by_payments: row.get(2)?,
+                kept: row.get(3)?,
+                refunded: row.get(4)?,
+                units_stocked: row.get(6)?,
+                units_on_hand: row.get(7)?,
+                units_held: row.get(8)?,
+                events: 0,
+            },
+            row.get::<_, i64>(5)?,
+        ))
+    })?;
+    let (mut figures, paid_kept) = figures;
+    let shop = |law, expected: i64, found: i64| Violation {
+        law,
+        subject: "the shop".into(),
+        expected,
+        found,
+    };
+    let accounted = figures
+        .balances
+        .saturating_add(figures.held_by_payments)
+        .saturating_add(figures.kept);
+    if figures.charged != accounted {
+        violations.push(shop(Law::MoneyConserved, figures.charged, accounted));
+    }
+    if figures.kept != paid_kept {
+        violations.push(shop(Law::PaidOrdersMatchPayments, figures.kept, paid_kept));
+    }
+
+    let (count, first, last, given): (i64, i64, i64, i64) =
+        conn.prepare_cached(FEED)?.query_row([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+    figures.events = count;
+    // Pruning removes a prefix: what is left runs from `first` to the last
+    // number ever given, one row each.
+    if count > 0 && (last - first + 1 != count || last != given) {
+        violations.push(shop(Law::EventFeedWithoutGaps, given - first + 1, count));
+    }
+
+    let (missing, extra): (i64, i64) = conn
+        .prepare_cached(SALES)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if missing + extra > 0 {
+        violations.push(shop(Law::SalesMatchPaidLines, 0, missing + extra));
+    }
+    Ok(AuditReport {
+        at,
+        figures,
+        violations,
+    })
+}

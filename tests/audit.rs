@@ -1,0 +1,115 @@
+//! The audit: clean books pass; each kind of damage done behind liteshop's
+//! back is reported with its law, subject and figures.
+
+mod common;
+
+use common::{TestShop, open_with, won};
+use liteshop::{FakeGateway, Law, OrderLine, UserId};
+
+fn shop_with_history() -> (TestShop, UserId) {
+    let t = open_with(|b| b.gateway(FakeGateway::new()));
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(100_000)).unwrap();
+    let tea = t.product("Tea", 10_000, 10).id;
+    let cup = t.product("Cup", 3_000, 10).id;
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 2), OrderLine::new(cup, 1)])
+        .unwrap();
+    t.shop.pay(kim, order.id).unwrap();
+    t.shop
+        .refund_lines(kim, order.id, &[OrderLine::new(tea, 1)], "one")
+        .unwrap();
+    t.shop.place_order(kim, &[OrderLine::new(cup, 2)]).unwrap();
+    t.shop.restock(tea, 5).unwrap();
+    (t, kim)
+}
+
+/// Runs `sql` on the file directly, as a stray tool would.
+fn tamper(t: &TestShop, sql: &str) {
+    rusqlite::Connection::open(&t.path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+#[test]
+fn clean_books_pass_with_their_figures() {
+    let (t, _) = shop_with_history();
+    let report = t.shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+    let f = &report.figures;
+    assert_eq!(f.charged, 100_000);
+    assert_eq!(f.kept, 23_000 - 10_000);
+    assert_eq!(f.refunded, 10_000);
+    assert_eq!(f.balances, 100_000 - 13_000);
+    assert_eq!(f.units_stocked, 25);
+    assert_eq!(f.units_held, 1 + 1 + 2);
+    assert_eq!(f.units_on_hand, 25 - 4);
+    assert!(f.events > 0);
+}
+
+#[test]
+fn each_kind_of_damage_is_reported() {
+    let cases: &[(&str, Law, &str)] = &[
+        (
+            "UPDATE balances SET amount = amount + 1",
+            Law::BalanceIsLedgerSum,
+            "user 1",
+        ),
+        (
+            "UPDATE products SET stock = stock + 1 WHERE id = 2",
+            Law::StockConserved,
+            "product 2",
+        ),
+        (
+            "UPDATE products SET held = held + 1, stock = stock - 1 WHERE id = 1",
+            Law::HeldUnitsMatchOrders,
+            "product 1",
+        ),
+        (
+            "UPDATE order_items SET amount = amount + 1 WHERE id = 1",
+            Law::OrderTotalsMatchLines,
+            "order 1",
+        ),
+        (
+            "UPDATE orders SET status = 'paid' WHERE id = 2",
+            Law::OneApprovedPaymentPerPaidOrder,
+            "order 2",
+        ),
+        (
+            "UPDATE orders SET refunded = 0 WHERE id = 1",
+            Law::RefundsAgree,
+            "payment 1",
+        ),
+        (
+            "DELETE FROM events WHERE seq = 2",
+            Law::EventFeedWithoutGaps,
+            "the shop",
+        ),
+        (
+            "UPDATE sales_daily SET units = units + 1",
+            Law::SalesMatchPaidLines,
+            "the shop",
+        ),
+        (
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at)
+            VALUES (1, 'refund', 5, 87005, 0);
+          UPDATE balances SET amount = amount + 5",
+            Law::MoneyConserved,
+            "the shop",
+        ),
+    ];
+    for (sql, law, subject) in cases {
+        let (t, _) = shop_with_history();
+        tamper(&t, sql);
+        let report = t.shop.audit().unwrap();
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.law == *law && v.subject == *subject),
+            "{sql}: {report}"
+        );
+    }
+}
