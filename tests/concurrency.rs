@@ -260,3 +260,66 @@ fn racing_cancels_and_expiry_release_stock_exactly_once() -> Result<()> {
     }
     Ok(())
 }
+
+/// While another connection holds the write lock longer than the busy
+/// timeout, writers queue behind a leader stuck in SQLite's busy wait: each
+/// either lands or returns `Busy`, and a write that returned `Busy` is never
+/// applied later — after the lock goes, the ledger holds exactly the
+/// charges that returned `Ok`, each once.
+#[test]
+fn a_write_that_timed_out_in_the_queue_never_runs() -> Result<()> {
+    let t = open_with(|b| {
+        b.write_mode(WriteMode::Batched)
+            .busy_timeout(std::time::Duration::from_millis(60))
+    });
+    let kim = t.user("Kim").id;
+    let blocker = std::thread::scope(|s| -> Result<Vec<Result<i64>>> {
+        let path = t.path.clone();
+        let (locked, wait_locked) = std::sync::mpsc::channel();
+        let holder = s.spawn(move || {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            conn.execute_batch("COMMIT").unwrap();
+        });
+        wait_locked.recv().unwrap();
+        // Distinct amounts name each call in the ledger.
+        let results = race(24, |i| {
+            let amount = 1_000 + i as i64;
+            t.shop.charge(kim, won(amount)).map(|_| amount)
+        });
+        holder.join().unwrap();
+        Ok(results)
+    })?;
+    let busy = blocker
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Busy(_))))
+        .count();
+    assert!(
+        busy > 0,
+        "the lock outlasted the timeout, so some writes gave up"
+    );
+    assert!(
+        blocker
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(Error::Busy(_)))),
+        "only Ok or Busy: {blocker:?}"
+    );
+    // Whatever was still queued or waiting has had its chance to (wrongly)
+    // run by now: one more write goes through the same queue.
+    t.shop.charge(kim, won(1))?;
+    let mut landed: Vec<i64> = all_entries(&t.shop, kim)?
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Charge && e.amount != won(1))
+        .map(|e| e.amount.won())
+        .collect();
+    landed.sort_unstable();
+    let mut ok: Vec<i64> = blocker
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    ok.sort_unstable();
+    assert_eq!(landed, ok);
+    Ok(())
+}

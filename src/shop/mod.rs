@@ -154,7 +154,13 @@ impl ShopBuilder {
     }
 
     /// How long a call waits for the write lock or a free connection before
-    /// it gives up with [`Error::Busy`].
+    /// it gives up with [`Error::Busy`]; 5 seconds by default.
+    ///
+    /// Under [`WriteMode::Batched`] a write waits for its turn in the queue
+    /// at most this long; if no batch has taken it by then, it is taken out
+    /// of the queue and returns `Busy`, and it never runs afterwards. A write
+    /// a batch has taken waits for that batch, whose own wait for SQLite's
+    /// lock (held, say, by another process) is bounded by this timeout too.
     pub fn busy_timeout(mut self, timeout: Duration) -> ShopBuilder {
         self.store.busy_timeout = timeout;
         self

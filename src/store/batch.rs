@@ -11,7 +11,9 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -53,6 +55,9 @@ struct Ran {
 
 /// A queued write and how to wake its caller to lead a batch.
 struct Queued {
+    /// Which caller queued it, so a caller whose wait ran out can take it
+    /// back out.
+    id: u64,
     job: Job,
     wake: Box<dyn Fn() + Send>,
 }
@@ -69,6 +74,9 @@ enum Message<T> {
 pub(crate) struct Batcher {
     queue: Mutex<VecDeque<Queued>>,
     writer: Mutex<Connection>,
+    /// How long a write may wait in the queue before it gives up.
+    timeout: Duration,
+    next_id: AtomicU64,
 }
 
 enum Outcome<T> {
@@ -78,16 +86,26 @@ enum Outcome<T> {
 }
 
 impl Batcher {
-    /// A batcher writing through `conn`.
-    pub(crate) fn new(conn: Connection) -> Batcher {
+    /// A batcher writing through `conn`, whose writes wait in the queue at
+    /// most `timeout` (the busy timeout).
+    pub(crate) fn new(conn: Connection, timeout: Duration) -> Batcher {
         Batcher {
             queue: Mutex::new(VecDeque::new()),
             writer: Mutex::new(conn),
+            timeout,
+            next_id: AtomicU64::new(0),
         }
     }
 
     /// Queues `f`, waits for its batch to commit, and returns its result. A
     /// panic in `f` is resumed in the caller.
+    ///
+    /// The wait for a turn is bounded by the busy timeout: if `f` is still
+    /// in the queue when it runs out, it is taken out — under the queue's
+    /// lock, so no leader can take it into a batch afterwards — and the
+    /// caller gets [`Error::Busy`]; `f` never runs. A write a leader already
+    /// took into a batch is running: its caller waits for the batch's
+    /// result, which is no longer than one batch.
     pub(crate) fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
@@ -129,15 +147,53 @@ impl Batcher {
                 ok,
             }
         });
-        self.queue.lock().push_back(Queued { job, wake });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.queue.lock().push_back(Queued { id, job, wake });
+        let deadline = Instant::now() + self.timeout;
         self.lead();
+        let mut queued = true;
         loop {
-            match receiver.recv() {
-                Ok(Message::Lead) => self.lead(),
-                Ok(Message::Done(Ok(result))) => return result,
-                Ok(Message::Done(Err(payload))) => panic::resume_unwind(payload),
-                Err(_) => return Err(Error::WriteNotRun),
+            let message = if queued {
+                match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.withdraw(id) {
+                            // Someone may have been waiting for us to lead.
+                            self.wake_next();
+                            return Err(Error::Busy(
+                                "no turn at the writer within the busy timeout".into(),
+                            ));
+                        }
+                        // A leader took it into a batch: wait for its end.
+                        queued = false;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Err(Error::WriteNotRun),
+                    Ok(message) => message,
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(message) => message,
+                    Err(_) => return Err(Error::WriteNotRun),
+                }
+            };
+            match message {
+                Message::Lead => self.lead(),
+                Message::Done(Ok(result)) => return result,
+                Message::Done(Err(payload)) => panic::resume_unwind(payload),
             }
+        }
+    }
+
+    /// Takes the write `id` out of the queue if no leader has taken it yet;
+    /// returns whether it did.
+    fn withdraw(&self, id: u64) -> bool {
+        let mut queue = self.queue.lock();
+        match queue.iter().position(|queued| queued.id == id) {
+            Some(at) => {
+                queue.remove(at);
+                true
+            }
+            None => false,
         }
     }
 
@@ -284,4 +340,36 @@ fn copy_rusqlite(err: &rusqlite::Error) -> rusqlite::Error {
         _ => rusqlite::ffi::SQLITE_ERROR,
     };
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_withdrawn_after_the_timeout_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("batch.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let batcher = Batcher::new(conn, Duration::from_millis(30));
+        std::thread::scope(|s| {
+            // Hold the writer as a leader would, past the writer's timeout.
+            let held = batcher.writer.lock();
+            let waiting = s.spawn(|| {
+                batcher.write(|tx| {
+                    tx.execute("INSERT INTO t VALUES (1)", [])?;
+                    Ok(())
+                })
+            });
+            std::thread::sleep(Duration::from_millis(150));
+            drop(held);
+            assert!(matches!(waiting.join().unwrap(), Err(Error::Busy(_))));
+        });
+        // Nothing is queued any more, and the row never appeared.
+        assert!(batcher.queue.lock().is_empty());
+        let rows: i64 = batcher
+            .write(|tx| Ok(tx.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
 }

@@ -127,7 +127,7 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
     let writer = match config.write_mode {
         WriteMode::Dedicated => Writer::Dedicated(Mutex::new(conn)),
         WriteMode::Pooled => Writer::Pooled,
-        WriteMode::Batched => Writer::Batched(batch::Batcher::new(conn)),
+        WriteMode::Batched => Writer::Batched(batch::Batcher::new(conn, config.busy_timeout)),
     };
 
     let init_config = config.clone();
