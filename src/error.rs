@@ -190,6 +190,9 @@ pub enum Error {
         /// The largest allowed.
         max: u32,
     },
+    /// A backup's target file exists already: a backup never overwrites.
+    #[error("backup target {} exists already", .0.display())]
+    BackupTargetExists(PathBuf),
     /// Acknowledging events past the last one in the feed.
     #[error("cannot ack event {upto}: the feed ends at {last}")]
     AckBeyondFeed {
@@ -507,6 +510,7 @@ impl Error {
             | InvalidConfig { .. }
             | InvalidCoupon { .. }
             | OutOfRange { .. }
+            | BackupTargetExists(_)
             | AckBeyondFeed { .. } => ErrorKind::InvalidInput,
             UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_)
             | PaymentNotFound(_) | CouponNotFound(_) => ErrorKind::NotFound,

@@ -334,6 +334,6 @@ pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus};
 pub use product::{NewProduct, Product};
 pub use sales::BestSeller;
 pub use shop::{Limits, Shop, ShopBuilder};
-pub use store::{Durability, WriteMode};
+pub use store::{BackupProgress, Durability, WriteMode};
 pub use user::User;
 pub use validate::MAX_NAME_CHARS;
