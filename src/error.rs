@@ -469,6 +469,15 @@ pub enum Error {
     /// SQLite reported an error.
     #[error("storage error: {0}")]
     Storage(#[source] rusqlite::Error),
+    /// The disk (or a file-size limit) refused to take a write: SQLite's
+    /// `SQLITE_FULL`, or a failed write (`SQLITE_IOERR_WRITE`), which is how
+    /// a file-size limit shows. The write was rolled back: nothing of it is
+    /// in the file. Its kind is [`ErrorKind::Busy`] (503), not `Internal`:
+    /// nothing is wrong with the request or the data, and the same call
+    /// succeeds once space is freed — a host should retry later and alert
+    /// an operator, not report a bug.
+    #[error("the disk is full or refused a write: {0}")]
+    DiskFull(#[source] rusqlite::Error),
     /// The connection pool could not be set up.
     #[error("connection pool error: {0}")]
     Pool(#[source] r2d2::Error),
@@ -531,7 +540,7 @@ impl Error {
             | CouponUsed { .. }
             | CouponExpired { .. }
             | CouponMinimumNotMet { .. } => ErrorKind::Conflict,
-            Busy(_) | GatewayUnavailable { .. } => ErrorKind::Busy,
+            Busy(_) | GatewayUnavailable { .. } | DiskFull(_) => ErrorKind::Busy,
             NoGateway
             | GatewayRejected { .. }
             | SchemaTooNew { .. }
@@ -546,12 +555,19 @@ impl Error {
 }
 
 impl From<rusqlite::Error> for Error {
-    /// `SQLITE_BUSY` and `SQLITE_LOCKED` become [`Error::Busy`]; everything
-    /// else is [`Error::Storage`].
+    /// `SQLITE_BUSY` and `SQLITE_LOCKED` become [`Error::Busy`];
+    /// `SQLITE_FULL` and `SQLITE_IOERR_WRITE` become [`Error::DiskFull`];
+    /// everything else is [`Error::Storage`].
     fn from(err: rusqlite::Error) -> Error {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
+        let extended = match &err {
+            rusqlite::Error::SqliteFailure(failure, _) => failure.extended_code,
+            _ => 0,
+        };
         match err.sqlite_error_code() {
             Some(DatabaseBusy | DatabaseLocked) => Error::Busy(Box::new(err)),
+            Some(DiskFull) => Error::DiskFull(err),
+            _ if extended == rusqlite::ffi::SQLITE_IOERR_WRITE => Error::DiskFull(err),
             _ => Error::Storage(err),
         }
     }
@@ -585,7 +601,8 @@ pub enum ErrorKind {
     PaymentDeclined,
     /// The payment gateway gave no definite answer; reconciliation settles it.
     PaymentOutcomeUnknown,
-    /// The database stayed locked past the timeout; retrying may succeed.
+    /// The database stayed locked past the timeout, or the disk is full;
+    /// retrying later may succeed.
     Busy,
     /// Storage failure, pool failure, or a database this version cannot use.
     Internal,
