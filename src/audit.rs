@@ -35,7 +35,8 @@ pub enum Law {
     /// Each paid (or refunded) order has exactly one approved payment.
     OneApprovedPaymentPerPaidOrder,
     /// Per payment: refunded ≤ amount, and refunded = its completed
-    /// refunds = its order's refunded = the refund credits in the ledger.
+    /// refunds = the refund credits in the ledger; for the approved payment
+    /// of an order, also = the order's refunded.
     RefundsAgree,
     /// Per coupon: issued ≤ quantity, and issued = users holding it.
     CouponsWithinQuantity,
@@ -192,7 +193,8 @@ const LAWS: &[(Law, &str, &str)] = &[
                                  WHERE r.payment_id = p2.id AND r.status = 'completed') AS other
             FROM payments p2
             UNION ALL
-            SELECT p2.id, (SELECT o.refunded FROM orders o WHERE o.id = p2.order_id) FROM payments p2
+            SELECT p2.id, (SELECT o.refunded FROM orders o WHERE o.id = p2.order_id)
+            FROM payments p2 WHERE p2.status IN ('approved', 'refunded')
             UNION ALL
             SELECT p2.id, (SELECT coalesce(sum(l.amount), 0) FROM ledger l JOIN refunds r
                            ON r.id = l.refund_id WHERE r.payment_id = p2.id) FROM payments p2

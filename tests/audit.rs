@@ -4,10 +4,12 @@
 mod common;
 
 use common::{TestShop, open_with, won};
-use liteshop::{FakeGateway, Law, OrderLine, UserId};
+use liteshop::{FakeGateway, FakeOutcome, Law, OrderLine, UserId};
 
 fn shop_with_history() -> (TestShop, UserId) {
-    let t = open_with(|b| b.gateway(FakeGateway::new()));
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| b.gateway(gateway));
     let kim = t.user("Kim").id;
     t.shop.charge(kim, won(100_000)).unwrap();
     let tea = t.product("Tea", 10_000, 10).id;
@@ -16,6 +18,10 @@ fn shop_with_history() -> (TestShop, UserId) {
         .shop
         .place_order(kim, &[OrderLine::new(tea, 2), OrderLine::new(cup, 1)])
         .unwrap();
+    // A declined attempt first: its payment holds no refund, the order's
+    // approved one does.
+    pg.push(FakeOutcome::decline());
+    assert!(t.shop.pay(kim, order.id).is_err());
     t.shop.pay(kim, order.id).unwrap();
     t.shop
         .refund_lines(kim, order.id, &[OrderLine::new(tea, 1)], "one")
@@ -80,7 +86,7 @@ fn each_kind_of_damage_is_reported() {
         (
             "UPDATE orders SET refunded = 0 WHERE id = 1",
             Law::RefundsAgree,
-            "payment 1",
+            "payment 2",
         ),
         (
             "DELETE FROM events WHERE seq = 2",
