@@ -92,6 +92,22 @@ struct Args {
     /// Also run the same mix directly on rusqlite and print the ratios.
     #[arg(long, value_enum)]
     baseline: Option<BaselineArg>,
+    /// Preload a large history first — this many more users, each with 10
+    /// ledger entries and 3 cancelled orders with their events — run the
+    /// mix over all users, and compare with the same mix on a fresh small
+    /// file run first (1,000,000 gives a file over 2 GB).
+    #[arg(long)]
+    preload: Option<i64>,
+    /// Run on an existing shop file (--db) instead of seeding a new one,
+    /// over all its users (a file left by an earlier --preload run).
+    #[arg(long, requires = "db", conflicts_with = "preload")]
+    reuse: bool,
+    /// Page cache per connection, in KiB (the builder's default if unset).
+    #[arg(long)]
+    cache_kib: Option<u32>,
+    /// Memory map per connection, in MiB (the builder's default if unset).
+    #[arg(long)]
+    mmap_mib: Option<u64>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -530,6 +546,98 @@ fn run_mix(
 }
 
 /// Creates the users (each with a large balance) and the products.
+/// Bulk-loads `extra` users after the first `first` (ids continue), each
+/// with ten charges in the ledger and three cancelled orders with their
+/// placed and cancelled events, in transactions of 20,000 users: the
+/// history a shop has after years, consistent with every audit law.
+fn preload(path: &Path, first: i64, extra: i64) -> rusqlite::Result<()> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let placed = serde_json::to_string(&json!({
+        "kind": "order_placed",
+        "lines": [{"product": 1, "name": "product 0", "unit_price": 1000, "quantity": 1,
+                   "line_total": 1000, "amount": 1000, "refunded": 0}],
+        "subtotal": 1000, "discount": 0, "total": 1000, "coupon": null,
+    }))
+    .expect("json");
+    let cancelled = r#"{"kind":"order_cancelled"}"#;
+    let now = SystemClock.now().as_millis();
+    let mut id = first;
+    while id < first + extra {
+        let tx = conn.transaction()?;
+        {
+            let mut user =
+                tx.prepare_cached("INSERT INTO users (id, name, created_at) VALUES (?1, ?2, ?3)")?;
+            let mut balance = tx.prepare_cached(
+                "INSERT INTO balances (user_id, amount, updated_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut ledger = tx.prepare_cached(
+                "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at)
+                 VALUES (?1, 'charge', 1000000, ?2, ?3)",
+            )?;
+            let mut order = tx.prepare_cached(
+                "INSERT INTO orders (user_id, status, cancel_reason, total, created_at, expires_at,
+                                     updated_at)
+                 VALUES (?1, 'cancelled', 'user', 1000, ?2, ?2, ?2) RETURNING id",
+            )?;
+            let mut item = tx.prepare_cached(
+                "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
+                 VALUES (?1, 1, 'product 0', 1000, 1, 1000)",
+            )?;
+            let mut event = tx.prepare_cached(
+                "INSERT INTO events (kind, user_id, order_id, payload, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for _ in 0..20_000 {
+                if id >= first + extra {
+                    break;
+                }
+                id += 1;
+                user.execute(rusqlite::params![id, format!("user {id}"), now])?;
+                for n in 1..=10_i64 {
+                    ledger.execute(rusqlite::params![id, n * 1_000_000, now])?;
+                }
+                balance.execute(rusqlite::params![id, 10_000_000_i64, now])?;
+                for _ in 0..3 {
+                    let order_id: i64 =
+                        order.query_row(rusqlite::params![id, now], |r| r.get(0))?;
+                    item.execute([order_id])?;
+                    event.execute(rusqlite::params!["order_placed", id, order_id, placed, now])?;
+                    event.execute(rusqlite::params![
+                        "order_cancelled",
+                        id,
+                        order_id,
+                        cancelled,
+                        now
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn file_size(path: &Path) -> String {
+    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+/// This process's resident memory now and at its peak (Linux).
+fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or("?".to_owned(), |kb| format!("{} MB", kb / 1024))
+    };
+    format!("{} (peak {})", field("VmRSS:"), field("VmHWM:"))
+}
+
 /// Coupon offers seeded, ids 1 to this.
 const COUPONS: i64 = 4;
 
@@ -576,7 +684,14 @@ fn seed(path: &Path, args: &Args) -> Result<(), Error> {
 }
 
 fn open_shop(args: &Args, path: &Path, fake: &FakeGateway) -> Result<Shop, Error> {
-    let builder = Shop::builder(path)
+    let mut builder = Shop::builder(path);
+    if let Some(kib) = args.cache_kib {
+        builder = builder.cache_size_kib(kib);
+    }
+    if let Some(mib) = args.mmap_mib {
+        builder = builder.mmap_size(mib << 20);
+    }
+    let builder = builder
         .pool_size(args.threads as u32 + 2)
         .busy_timeout(Duration::from_secs(30))
         .durability(match args.durability {
@@ -628,12 +743,17 @@ fn main() -> ExitCode {
         .db
         .clone()
         .unwrap_or_else(|| dir.path().join("loadgen.db"));
-    if path.exists() {
-        // The stock and money checks assume the shop this run seeded.
-        eprintln!("--db {}: the file exists; give a new path", path.display());
+    if path.exists() && !args.reuse {
+        // Reuse is asked for, never assumed.
+        eprintln!(
+            "--db {}: the file exists; give a new path or --reuse",
+            path.display()
+        );
         return ExitCode::from(2);
     }
-    if let Err(err) = seed(&path, &args) {
+    if !args.reuse
+        && let Err(err) = seed(&path, &args)
+    {
         eprintln!("seeding {}: {err}", path.display());
         return ExitCode::from(2);
     }
@@ -645,8 +765,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // With --preload: the same mix on a fresh small file first, then the
+    // big history under the file this run checks.
+    let small = args.preload.map(|extra| {
+        let small_path = dir.path().join("small.db");
+        seed(&small_path, &args).expect("seeding the small file");
+        let small_shop = open_shop(&args, &small_path, &FakeGateway::new()).expect("small file");
+        let world = World {
+            users: args.users,
+            products: args.products,
+            hot: args.hot,
+        };
+        let run = run_mix(&args, &mix, &Liteshop(small_shop), &world, None, "small");
+        let started = Instant::now();
+        preload(&path, args.users, extra).expect("preloading the history");
+        eprintln!(
+            "preloaded {extra} users in {:.0} s: {}",
+            started.elapsed().as_secs_f64(),
+            file_size(&path)
+        );
+        (run, file_size(&small_path), rss())
+    });
     let world = World {
-        users: args.users,
+        users: if args.reuse {
+            Connection::open(&path)
+                .and_then(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get(0)))
+                .expect("count the users")
+        } else {
+            args.users + args.preload.unwrap_or(0)
+        },
         products: args.products,
         hot: args.hot,
     };
@@ -698,6 +845,32 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     } else {
         print_table(&args, &stats, elapsed, baseline.as_ref(), &report, &checks);
+    }
+    if let Some(((small, small_elapsed), small_size, small_rss)) = &small {
+        println!(
+            "large file ({}, RSS {}) against the small file run first ({}, RSS then {}):",
+            file_size(&path),
+            rss(),
+            small_size,
+            small_rss
+        );
+        println!(
+            "{:<8} {:>12} {:>12} {:>7} {:>14} {:>14}",
+            "op", "small ops/s", "large ops/s", "ratio", "small p99.9", "large p99.9"
+        );
+        for (op, large) in &stats {
+            let Some(s) = small.get(op) else { continue };
+            let (a, b) = (throughput(s, *small_elapsed), throughput(large, elapsed));
+            println!(
+                "{:<8} {:>12.0} {:>12.0} {:>6.2}x {:>11} ms {:>11} ms",
+                op.name(),
+                a,
+                b,
+                b / a,
+                ms(s.latency_us.value_at_quantile(0.999)),
+                ms(large.latency_us.value_at_quantile(0.999))
+            );
+        }
     }
     if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS

@@ -115,6 +115,16 @@ impl ShopBuilder {
     pub const DEFAULT_POOL_SIZE: u32 = 8;
     /// Default time to wait for a lock or a pooled connection: 5 seconds.
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default page cache per connection: 64 MiB (SQLite's own is 2 MB).
+    /// Measured on a 2 GB file (README, Big files): the mix kept 0.94× of
+    /// a small file's throughput against 0.76× with 2 MB; a connection
+    /// fills it only with pages it reads.
+    pub const DEFAULT_CACHE_KIB: u32 = 65_536;
+    /// Default memory map per connection: none (SQLite's default).
+    pub const DEFAULT_MMAP_BYTES: u64 = 0;
+    /// Default WAL size, in pages, after which a commit checkpoints: 1,000
+    /// (SQLite's own default, about 4 MB).
+    pub const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1_000;
     /// Default time an unpaid order holds its stock: 15 minutes.
     pub const DEFAULT_RESERVATION_TIME: Duration = Duration::from_secs(15 * 60);
     /// Default age before reconciliation touches an unsettled payment: 2
@@ -132,6 +142,9 @@ impl ShopBuilder {
                 busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
                 durability: Durability::default(),
                 write_mode: WriteMode::default(),
+                wal_autocheckpoint: Self::DEFAULT_WAL_AUTOCHECKPOINT,
+                cache_kib: Self::DEFAULT_CACHE_KIB,
+                mmap_bytes: Self::DEFAULT_MMAP_BYTES,
             },
             limits: Limits::default(),
             reservation_time: Self::DEFAULT_RESERVATION_TIME,
@@ -239,6 +252,34 @@ impl ShopBuilder {
     /// payment whose approval is still in flight.
     pub fn reconcile_grace(mut self, grace: Duration) -> ShopBuilder {
         self.payments.reconcile_grace = grace;
+        self
+    }
+
+    /// After how many WAL pages a commit checkpoints the WAL into the
+    /// database file; `None` turns automatic checkpoints off. 1,000 pages by
+    /// default.
+    ///
+    /// Turn them off only when something else checkpoints — Litestream does,
+    /// and wants to be the only one that does (see the README, "Replicate
+    /// with Litestream"); otherwise the WAL grows without bound.
+    pub fn wal_autocheckpoint(mut self, pages: Option<u32>) -> ShopBuilder {
+        self.store.wal_autocheckpoint = pages.unwrap_or(0);
+        self
+    }
+
+    /// The page cache of each connection, in KiB. Every pooled connection
+    /// and the writer has its own.
+    pub fn cache_size_kib(mut self, kib: u32) -> ShopBuilder {
+        self.store.cache_kib = kib;
+        self
+    }
+
+    /// How much of the file each connection reads through a memory map
+    /// (`PRAGMA mmap_size`), in bytes; 0 turns it off. The map shares the
+    /// operating system's page cache, so it costs address space, not
+    /// memory per connection.
+    pub fn mmap_size(mut self, bytes: u64) -> ShopBuilder {
+        self.store.mmap_bytes = bytes;
         self
     }
 

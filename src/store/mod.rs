@@ -87,6 +87,14 @@ pub(crate) struct StoreConfig {
     pub(crate) busy_timeout: Duration,
     pub(crate) durability: Durability,
     pub(crate) write_mode: WriteMode,
+    /// WAL pages after which a commit checkpoints; 0 turns that off (an
+    /// outside tool such as Litestream checkpoints instead).
+    pub(crate) wal_autocheckpoint: u32,
+    /// Page cache per connection, in KiB.
+    pub(crate) cache_kib: u32,
+    /// Bytes of the file each connection reads through a memory map; 0
+    /// reads with system calls.
+    pub(crate) mmap_bytes: u64,
 }
 
 /// The open database: a pool for readers (and writers, in
@@ -223,6 +231,14 @@ fn configure(conn: &Connection, config: &StoreConfig) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", config.durability.pragma_value())?;
     conn.set_prepared_statement_cache_capacity(64);
+    conn.pragma_update(None, "wal_autocheckpoint", config.wal_autocheckpoint)?;
+    // Negative: a size in KiB rather than in pages.
+    conn.pragma_update(None, "cache_size", -i64::from(config.cache_kib))?;
+    conn.pragma_update(
+        None,
+        "mmap_size",
+        i64::try_from(config.mmap_bytes).unwrap_or(i64::MAX),
+    )?;
     Ok(())
 }
 
@@ -397,6 +413,9 @@ mod tests {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Normal,
             write_mode: mode,
+            wal_autocheckpoint: 1000,
+            cache_kib: 2_000,
+            mmap_bytes: 0,
         };
         let store = open(&dir.path().join("store.db"), &config).unwrap();
         (dir, store)
@@ -491,6 +510,9 @@ mod tests {
             busy_timeout: Duration::from_secs(1),
             durability: Durability::Normal,
             write_mode: WriteMode::Pooled,
+            wal_autocheckpoint: 1000,
+            cache_kib: 2_000,
+            mmap_bytes: 0,
         };
 
         let path = v3("old.db", "");
@@ -529,6 +551,9 @@ mod tests {
             busy_timeout: Duration::from_secs(1),
             durability: Durability::Normal,
             write_mode: WriteMode::Pooled,
+            wal_autocheckpoint: 1000,
+            cache_kib: 2_000,
+            mmap_bytes: 0,
         };
         let store = open(&dir.path().join("plans.db"), &config).unwrap();
         let conn = store.pool.get().unwrap();
