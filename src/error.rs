@@ -469,6 +469,9 @@ pub enum Error {
     /// SQLite reported an error.
     #[error("storage error: {0}")]
     Storage(#[source] rusqlite::Error),
+    /// A file operation outside SQLite failed (flushing a backup's copy).
+    #[error("i/o error: {0}")]
+    Io(#[source] std::io::Error),
     /// The disk (or a file-size limit) refused to take a write: SQLite's
     /// `SQLITE_FULL`, or a failed write (`SQLITE_IOERR_WRITE`), which is how
     /// a file-size limit shows. The write was rolled back: nothing of it is
@@ -549,6 +552,7 @@ impl Error {
             | Migration(_)
             | WriteNotRun
             | Storage(_)
+            | Io(_)
             | Pool(_) => ErrorKind::Internal,
         }
     }

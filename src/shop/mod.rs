@@ -116,9 +116,9 @@ impl ShopBuilder {
     /// Default time to wait for a lock or a pooled connection: 5 seconds.
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default page cache per connection: 64 MiB (SQLite's own is 2 MB).
-    /// Measured on a 2 GB file (README, Big files): the mix kept 0.94× of
-    /// a small file's throughput against 0.76× with 2 MB; a connection
-    /// fills it only with pages it reads.
+    /// Measured on a 2 GB file (README, "Big files"): the mix kept 0.85× of
+    /// a small file's throughput, against about 0.75× with 2 MB; a
+    /// connection fills it only with pages it reads.
     pub const DEFAULT_CACHE_KIB: u32 = 65_536;
     /// Default memory map per connection: none (SQLite's default).
     pub const DEFAULT_MMAP_BYTES: u64 = 0;

@@ -296,6 +296,7 @@ impl Store {
     /// other readers of its connection's lock run.
     pub(crate) fn backup(&self, to: &Path, mut progress: impl FnMut(BackupProgress)) -> Result<()> {
         const PAGES_PER_STEP: i32 = 256;
+        const STEPS_PER_SYNC: u32 = 16;
         if to.exists() {
             return Err(Error::BackupTargetExists(to.to_path_buf()));
         }
@@ -305,10 +306,26 @@ impl Store {
         let snapshot = source.transaction_with_behavior(TransactionBehavior::Deferred)?;
         snapshot.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         let mut target = Connection::open(to)?;
+        // The copy is made once and checked after: it needs no journal of
+        // its own while it is written.
+        target.pragma_update(None, "journal_mode", "OFF")?;
+        target.pragma_update(None, "synchronous", "OFF")?;
         {
             let backup = rusqlite::backup::Backup::new(&snapshot, &mut target)?;
+            let mut steps = 0u32;
             loop {
                 let step = backup.step(PAGES_PER_STEP)?;
+                steps += 1;
+                if steps.is_multiple_of(STEPS_PER_SYNC) {
+                    // Flush the copy a bit at a time: left to the end, a
+                    // whole file of dirty pages would be written at once,
+                    // and the shop's own commits would wait behind it.
+                    std::fs::File::open(to)
+                        .and_then(|file| file.sync_data())
+                        .map_err(|err| {
+                            Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
+                        })?;
+                }
                 let at = backup.progress();
                 let total = u64::try_from(at.pagecount).unwrap_or(0);
                 let left = u64::try_from(at.remaining).unwrap_or(0);
@@ -324,8 +341,19 @@ impl Store {
             }
         }
         drop(snapshot);
-        // The copy is a liteshop file like the source; keep it in WAL mode.
+        // The snapshot kept the WAL from being checkpointed past it, so it
+        // grew while the copy ran. Checkpoint it here, on the backup's
+        // thread, so no writer's commit inherits that work (a passive
+        // checkpoint never blocks writers).
+        source.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        // The copy is a liteshop file like the source: durable, in WAL mode.
+        target.pragma_update(None, "synchronous", "FULL")?;
         target.pragma_update(None, "journal_mode", "WAL")?;
+        std::fs::File::open(to)
+            .and_then(|file| file.sync_all())
+            .map_err(|err| {
+                Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
+            })?;
         Ok(())
     }
 }
