@@ -713,6 +713,24 @@ mod tests {
                 found: 9,
                 supported: 1,
             },
+            Error::CouponSoldOut {
+                coupon: CouponId::new(1),
+                quantity: 100,
+            },
+            Error::CouponMinimumNotMet {
+                coupon: CouponId::new(1),
+                subtotal: Money::from_won(5_000),
+                minimum: Money::from_won(10_000),
+            },
+            Error::OutOfRange {
+                what: "days",
+                value: 31,
+                min: 1,
+                max: 30,
+            },
+            Error::AckBeyondFeed { upto: 9, last: 5 },
+            Error::BackupTargetExists(PathBuf::from("/tmp/copy.db")),
+            Error::Io(std::io::Error::other("flush failed")),
         ];
         for err in samples {
             let text = err.to_string();
