@@ -178,6 +178,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An idempotency key (or its request's fingerprint) that is empty,
+    /// longer than 255 characters, or not printable ASCII.
+    #[error("invalid idempotency key: 1 to 255 printable ASCII characters")]
+    InvalidIdempotencyKey,
+    /// The idempotency key was used before with a different request.
+    #[error("idempotency key {key:?} was used for a different request")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
     /// A numeric parameter outside its bounds.
     #[error("{what} is {value}: must be {min} to {max}")]
     OutOfRange {
@@ -522,6 +532,7 @@ impl Error {
             | InvalidConfig { .. }
             | InvalidCoupon { .. }
             | OutOfRange { .. }
+            | InvalidIdempotencyKey
             | BackupTargetExists(_)
             | AckBeyondFeed { .. } => ErrorKind::InvalidInput,
             UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_)
@@ -542,7 +553,8 @@ impl Error {
             | CouponNotIssuable { .. }
             | CouponUsed { .. }
             | CouponExpired { .. }
-            | CouponMinimumNotMet { .. } => ErrorKind::Conflict,
+            | CouponMinimumNotMet { .. }
+            | IdempotencyKeyReused { .. } => ErrorKind::Conflict,
             Busy(_) | GatewayUnavailable { .. } | DiskFull(_) => ErrorKind::Busy,
             NoGateway
             | GatewayRejected { .. }

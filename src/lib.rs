@@ -296,6 +296,7 @@ mod coupon;
 mod error;
 mod event;
 mod gateway;
+mod idempotency;
 mod ids;
 mod money;
 mod order;
@@ -321,6 +322,7 @@ pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
     HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,
 };
+pub use idempotency::{IdempotencyKey, Keyed};
 pub use ids::{
     CartItemId, CouponId, LedgerEntryId, OrderId, PaymentEventId, PaymentId, ProductId, RefundId,
     UserId,

@@ -1,10 +1,12 @@
 //! The coupon flows of [`Shop`]: create, issue, look up, list.
 
+use rusqlite::Transaction;
 use tracing::debug;
 
 use super::Shop;
 use crate::coupon::{self, Coupon, NewCoupon, UserCoupon};
 use crate::error::{Entity, Result};
+use crate::idempotency::{IdempotencyKey, Keyed};
 use crate::ids::{CouponId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::user;
@@ -95,15 +97,41 @@ impl Shop {
     /// [`Error::CouponAlreadyIssued`](crate::Error::CouponAlreadyIssued),
     /// [`Error::CouponSoldOut`](crate::Error::CouponSoldOut).
     pub fn issue_coupon(&self, user: UserId, id: CouponId) -> Result<UserCoupon> {
+        let issued = self.inner.store.write(self.issue_body(user, id)?)?;
+        debug!(user = %user, coupon = %id, "coupon issued");
+        Ok(issued)
+    }
+
+    /// [`Shop::issue_coupon`] under an idempotency key: a repeat gets the
+    /// coupon issued the first time instead of "already issued".
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::issue_coupon`];
+    /// [`Error::InvalidIdempotencyKey`](crate::Error::InvalidIdempotencyKey),
+    /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused).
+    pub fn issue_coupon_keyed(
+        &self,
+        user: UserId,
+        id: CouponId,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<UserCoupon>> {
+        let body = self.issue_body(user, id)?;
+        self.keyed(user, key, body)
+    }
+
+    fn issue_body(
+        &self,
+        user: UserId,
+        id: CouponId,
+    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<UserCoupon> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();
-        let issued = self.inner.store.write(move |tx| {
+        Ok(move |tx: &Transaction<'_>| {
             user::ensure_exists(tx, user)?;
             coupon::issue(tx, user, id, now)
-        })?;
-        debug!(user = %user, coupon = %id, "coupon issued");
-        Ok(issued)
+        })
     }
 
     /// One page of the coupons issued to `user`, newest offer first, each

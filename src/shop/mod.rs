@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::Transaction;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -17,6 +18,7 @@ use crate::cart::{self, Cart, CartLine};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Entity, Error, Result};
 use crate::gateway::{PaymentGateway, RetryPolicy};
+use crate::idempotency::{self, IdempotencyKey, Keyed};
 use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, UserId};
 use crate::money::Money;
 use crate::order::{self, Order, OrderLine, OrderRequest};
@@ -532,6 +534,35 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ZeroAmount`], [`Error::UserNotFound`],
     /// [`Error::ChargeLimitExceeded`], [`Error::BalanceLimitExceeded`].
     pub fn charge(&self, user: UserId, amount: Money) -> Result<Money> {
+        let balance = self.inner.store.write(self.charge_body(user, amount)?)?;
+        debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
+        Ok(balance)
+    }
+
+    /// [`Shop::charge`] under an idempotency key: the new balance is stored
+    /// with the charge, in its transaction; a repeat with the same key and
+    /// request gets it back and charges nothing.
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::charge`]; [`Error::InvalidIdempotencyKey`],
+    /// [`Error::IdempotencyKeyReused`].
+    pub fn charge_keyed(
+        &self,
+        user: UserId,
+        amount: Money,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Money>> {
+        let body = self.charge_body(user, amount)?;
+        self.keyed(user, key, body)
+    }
+
+    /// The checks of a charge before any lookup, and its transaction.
+    fn charge_body(
+        &self,
+        user: UserId,
+        amount: Money,
+    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Money> + Send + 'static> {
         let user = user.validate()?;
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
@@ -539,13 +570,40 @@ impl Shop {
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
         let now = self.now();
-        let balance = self.inner.store.write(move |tx| {
+        Ok(move |tx: &Transaction<'_>| {
             user::ensure_exists(tx, user)?;
             let cap = payment::cap(tx, user, max_balance)?;
             balance::charge(tx, user, amount, max_charge, cap, now)
-        })?;
-        debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
-        Ok(balance)
+        })
+    }
+
+    /// Runs `body` under `key` for `user`: see [`IdempotencyKey`].
+    pub(super) fn keyed<T: Serialize + Send + 'static>(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+        body: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<Keyed<T>> {
+        key.validate()?;
+        let user = user.validate()?;
+        let key = key.clone();
+        let now = self.now();
+        self.inner
+            .store
+            .write(move |tx| idempotency::run(tx, user, &key, now, body))
+    }
+
+    /// Deletes the idempotency keys stored before `before` and returns how
+    /// many; a repeat after that runs as a new request. Keep keys longer
+    /// than any client retries (a day is usual).
+    ///
+    /// # Failure
+    ///
+    /// Only storage errors.
+    pub fn prune_idempotency_keys(&self, before: Timestamp) -> Result<usize> {
+        self.inner
+            .store
+            .write(move |tx| idempotency::prune(tx, before))
     }
 
     /// One page of the ledger of `user`, newest entry first.
@@ -792,19 +850,47 @@ impl Shop {
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
     /// [`Error::CouponMinimumNotMet`]; then [`Error::InsufficientBalance`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
-        let OrderRequest { lines, coupon } = request.into();
+        let order = self
+            .inner
+            .store
+            .write(self.place_order_body(user, request.into())?)?;
+        debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
+        Ok(order)
+    }
+
+    /// [`Shop::place_order`] under an idempotency key: a repeat gets the
+    /// order placed the first time and reserves nothing more.
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::place_order`]; [`Error::InvalidIdempotencyKey`],
+    /// [`Error::IdempotencyKeyReused`].
+    pub fn place_order_keyed(
+        &self,
+        user: UserId,
+        request: impl Into<OrderRequest>,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Order>> {
+        let body = self.place_order_body(user, request.into())?;
+        self.keyed(user, key, body)
+    }
+
+    fn place_order_body(
+        &self,
+        user: UserId,
+        request: OrderRequest,
+    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Order> + Send + 'static> {
+        let OrderRequest { lines, coupon } = request;
         let user = user.validate()?;
         let limits = &self.inner.limits;
         order::validate_lines(&lines, limits.max_order_quantity, limits.max_order_lines)?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let order = self.inner.store.write(move |tx| {
+        Ok(move |tx: &Transaction<'_>| {
             user::ensure_exists(tx, user)?;
             order::place(tx, user, &lines, coupon, expires_at, now)
-        })?;
-        debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
-        Ok(order)
+        })
     }
 
     /// Places an order for the lines of `user`'s cart, with `coupon` if
@@ -820,13 +906,40 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::EmptyCart`],
     /// then as [`Shop::place_order`].
     pub fn checkout_cart(&self, user: UserId, coupon: Option<CouponId>) -> Result<Order> {
+        let order = self.inner.store.write(self.checkout_body(user, coupon)?)?;
+        debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
+        Ok(order)
+    }
+
+    /// [`Shop::checkout_cart`] under an idempotency key: a repeat gets the
+    /// order placed the first time (the cart is empty by then).
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::checkout_cart`]; [`Error::InvalidIdempotencyKey`],
+    /// [`Error::IdempotencyKeyReused`].
+    pub fn checkout_cart_keyed(
+        &self,
+        user: UserId,
+        coupon: Option<CouponId>,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Order>> {
+        let body = self.checkout_body(user, coupon)?;
+        self.keyed(user, key, body)
+    }
+
+    fn checkout_body(
+        &self,
+        user: UserId,
+        coupon: Option<CouponId>,
+    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let max_quantity = self.inner.limits.max_order_quantity;
         let max_lines = self.inner.limits.max_order_lines;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        let order = self.inner.store.write(move |tx| {
+        Ok(move |tx: &Transaction<'_>| {
             user::ensure_exists(tx, user)?;
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
@@ -836,9 +949,7 @@ impl Shop {
             let order = order::place(tx, user, &lines, coupon, expires_at, now)?;
             cart::clear(tx, user)?;
             Ok(order)
-        })?;
-        debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
-        Ok(order)
+        })
     }
 
     /// The order `id` of `user`.
@@ -875,15 +986,37 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
     /// user's order), [`Error::InvalidTransition`] naming the current state.
     pub fn cancel_order(&self, user: UserId, id: OrderId) -> Result<Order> {
+        let order = self.inner.store.write(self.cancel_body(user, id)?)?;
+        debug!(user = %user, order = %id, "order cancelled");
+        Ok(order)
+    }
+
+    /// [`Shop::cancel_order`] under an idempotency key: a repeat gets the
+    /// cancelled order back instead of "already cancelled".
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::cancel_order`]; [`Error::InvalidIdempotencyKey`],
+    /// [`Error::IdempotencyKeyReused`].
+    pub fn cancel_order_keyed(
+        &self,
+        user: UserId,
+        id: OrderId,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Order>> {
+        let body = self.cancel_body(user, id)?;
+        self.keyed(user, key, body)
+    }
+
+    fn cancel_body(
+        &self,
+        user: UserId,
+        id: OrderId,
+    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();
-        let order = self
-            .inner
-            .store
-            .write(move |tx| order::cancel(tx, user, id, now))?;
-        debug!(user = %user, order = %id, "order cancelled");
-        Ok(order)
+        Ok(move |tx: &Transaction<'_>| order::cancel(tx, user, id, now))
     }
 
     /// Cancels every order still `Pending` at its deadline (placed more than

@@ -336,6 +336,18 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_by_time ON events (created_at);
 
+-- Idempotency keys of keyed writes: the response of the first request,
+-- stored in the transaction of its effect; a repeat gets it back.
+CREATE TABLE idempotency_keys (
+    user_id      INTEGER NOT NULL REFERENCES users (id),
+    key          TEXT    NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
+    fingerprint  TEXT    NOT NULL CHECK (length(fingerprint) BETWEEN 1 AND 255),
+    response     TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+
 -- Named consumers of the feed and the last sequence number each acked.
 CREATE TABLE event_consumers (
     name        TEXT    PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 100),

@@ -1,0 +1,116 @@
+//! Idempotency keys: a keyed write stores its response in the transaction
+//! of its effect, under `(user, key)`; a repeat with the same key and the
+//! same request gets that response back and has no second effect, and the
+//! same key with another request is refused.
+
+use rusqlite::{OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::UserId;
+
+/// A client's key for one write, and a fingerprint of the request it came
+/// with (a host hashes the method, path and body), so that reusing the key
+/// for another request is caught.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    /// The client's key, 1 to 255 printable ASCII characters.
+    pub key: String,
+    /// What identifies the request, 1 to 255 characters.
+    pub fingerprint: String,
+}
+
+impl IdempotencyKey {
+    /// A key and the fingerprint of its request.
+    pub fn new(key: impl Into<String>, fingerprint: impl Into<String>) -> IdempotencyKey {
+        IdempotencyKey {
+            key: key.into(),
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let printable = |text: &str| {
+            (1..=255).contains(&text.len()) && text.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        };
+        if printable(&self.key) && printable(&self.fingerprint) {
+            Ok(())
+        } else {
+            Err(Error::InvalidIdempotencyKey)
+        }
+    }
+}
+
+/// What a keyed write returned: its value the first time, the stored
+/// response (the value as JSON) on a repeat.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Keyed<T> {
+    /// The write ran now; its response is stored under the key.
+    Fresh(T),
+    /// The key was used before for the same request: this is the response
+    /// stored then, and nothing ran.
+    Replayed(Value),
+}
+
+impl<T: Serialize> Keyed<T> {
+    /// The response as JSON, whichever it is.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Keyed::Fresh(value) => serde_json::to_value(value).unwrap_or(Value::Null),
+            Keyed::Replayed(value) => value.clone(),
+        }
+    }
+
+    /// Whether this is a repeat.
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Keyed::Replayed(_))
+    }
+}
+
+/// Runs `body` under `key` for `user` in the caller's transaction: a stored
+/// response for the same request is returned instead; another request under
+/// the key is refused; otherwise `body` runs and its value is stored.
+pub(crate) fn run<T: Serialize>(
+    tx: &Transaction<'_>,
+    user: UserId,
+    key: &IdempotencyKey,
+    now: Timestamp,
+    body: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<Keyed<T>> {
+    let stored: Option<(String, String)> = tx
+        .prepare_cached(
+            "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
+        )?
+        .query_row((user, &key.key), |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((fingerprint, response)) = stored {
+        if fingerprint != key.fingerprint {
+            return Err(Error::IdempotencyKeyReused {
+                key: key.key.clone(),
+            });
+        }
+        let value = serde_json::from_str(&response).map_err(|err| {
+            Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
+        })?;
+        return Ok(Keyed::Replayed(value));
+    }
+    let value = body(tx)?;
+    let response = serde_json::to_string(&value)
+        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))?;
+    tx.prepare_cached(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, response, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute((user, &key.key, &key.fingerprint, response, now))?;
+    Ok(Keyed::Fresh(value))
+}
+
+/// Deletes keys stored before `before`; returns how many. A repeat after
+/// that runs as a new request.
+pub(crate) fn prune(tx: &Transaction<'_>, before: Timestamp) -> Result<usize> {
+    Ok(tx
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+        .execute([before])?)
+}
