@@ -1,0 +1,155 @@
+//! liteshop over HTTP: [`router`] builds an axum `Router` a host can mount
+//! inside its own app; the `liteshop` binary (`serve`) runs a whole shop.
+//!
+//! Every `Shop` call runs on tokio's blocking pool, never on an async
+//! worker. The acting user comes from the bearer token, never from a path or
+//! a body. Errors are `application/problem+json` with a stable code per
+//! [`liteshop::Error`] variant. POSTs that move money, stock or coupons
+//! take an `Idempotency-Key` header: the first response is stored with its
+//! effect, in the same transaction, and a repeat gets it back.
+//!
+//! ```no_run
+//! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
+//! let shop = liteshop::Shop::builder("shop.db").gateway(liteshop::FakeGateway::new()).build()?;
+//! let config = liteshop_server::Config::new(b"a long random secret".to_vec(), "admin-token".into());
+//! let app = axum::Router::new().nest("/shop", liteshop_server::router(shop, config));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod problem;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use liteshop::Shop;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use auth::{Admin, Me, Secrets};
+pub use problem::{ApiError, Problem};
+
+/// How the API authenticates and what it accepts.
+#[derive(Clone, Debug)]
+pub struct Config {
+    secrets: Secrets,
+    /// The largest request body accepted, in bytes (64 KiB by default).
+    pub body_limit: usize,
+}
+
+impl Config {
+    /// A configuration signing user tokens with `token_secret` and guarding
+    /// admin routes with `admin_token`.
+    pub fn new(token_secret: Vec<u8>, admin_token: String) -> Config {
+        Config {
+            secrets: Secrets::new(&token_secret, &admin_token),
+            body_limit: 64 * 1024,
+        }
+    }
+
+    /// The secrets, to mint a user's token outside a request.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+}
+
+/// What every handler gets: the shop and the secrets.
+#[derive(Clone)]
+pub struct AppState {
+    shop: Shop,
+    secrets: Arc<Secrets>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "liteshop", description = "The liteshop API: users, balance, products, orders and payments."),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API as an axum router, with `/openapi.json`. Mount it where you like.
+pub fn router(shop: Shop, config: Config) -> Router {
+    let state = AppState {
+        shop,
+        secrets: Arc::new(config.secrets.clone()),
+    };
+    let (router, api) = routes::all(OpenApiRouter::with_openapi(ApiDoc::openapi()))
+        .with_state(state)
+        .split_for_parts();
+    let api = Arc::new(api);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let api = api.clone();
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
+        })
+        .layer(axum::middleware::map_response(problem_bodies))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+}
+
+/// Gives the answers axum makes itself — a wrong method (405, keeping its
+/// `Allow` header), a body over the limit (413), a wrong content type —
+/// a problem body like every other error.
+async fn problem_bodies(response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not take that method")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is over the limit"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
+        _ => ("bad_request", "the request could not be read"),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut problem = Problem::new(status, code, detail).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
+}
+
+/// The OpenAPI document of [`router`], for tools.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::all(OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()))
+        .split_for_parts()
+        .1
+}

@@ -1,0 +1,214 @@
+//! Errors as `application/problem+json` (RFC 9457): a stable machine code
+//! per [`liteshop::Error`] variant, the status from its kind, and the ids
+//! and figures the error carries.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use liteshop::{Error, ErrorKind};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// A problem: what went wrong, for a machine (`code`) and a person
+/// (`detail`), with the figures involved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` with `code` carrying it.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the status.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// A stable machine code, e.g. `insufficient_balance`.
+    pub code: String,
+    /// What happened, for a person.
+    pub detail: String,
+    /// The ids and figures the error carries, if any.
+    #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub fields: Value,
+}
+
+impl Problem {
+    /// A problem with `status` and `code`.
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            code: code.into(),
+            detail: detail.into(),
+            fields: Value::Null,
+        }
+    }
+
+    /// 401: no token, or one that is not valid.
+    pub fn unauthorized() -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    /// 403: a valid token without the right (a user token on an admin route).
+    pub fn forbidden() -> Problem {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route needs the admin token",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(&self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+/// The stable code of an error: its variant's name in snake case, taken
+/// from its `Debug` form (`InsufficientBalance { .. }` → `insufficient_balance`).
+fn code(err: &Error) -> String {
+    let name: String = format!("{err:?}")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let mut code = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                code.push('_');
+            }
+            code.push(c.to_ascii_lowercase());
+        } else {
+            code.push(c);
+        }
+    }
+    code
+}
+
+/// The ids and figures of an error, as JSON, for the variants that carry
+/// them in a form a client uses.
+fn fields(err: &Error) -> Value {
+    match err {
+        Error::InsufficientBalance {
+            user,
+            needed,
+            available,
+        } => json!({ "user": user, "needed": needed, "available": available }),
+        Error::InsufficientStock {
+            product,
+            requested,
+            available,
+        } => json!({ "product": product, "requested": requested, "available": available }),
+        Error::ChargeLimitExceeded { amount, limit } => json!({ "amount": amount, "limit": limit }),
+        Error::BalanceLimitExceeded {
+            balance,
+            held,
+            amount,
+            limit,
+        } => json!({ "balance": balance, "held": held, "amount": amount, "limit": limit }),
+        Error::InvalidTransition { order, from, to } => {
+            json!({ "order": order, "from": from, "to": to })
+        }
+        Error::UserNotFound(id) => json!({ "user": id }),
+        Error::ProductNotFound(id) => json!({ "product": id }),
+        Error::OrderNotFound(id) => json!({ "order": id }),
+        Error::PaymentNotFound(id) => json!({ "payment": id }),
+        Error::CartItemNotFound(id) => json!({ "item": id }),
+        Error::AlreadyInCart {
+            user,
+            product,
+            item,
+        } => {
+            json!({ "user": user, "product": product, "item": item })
+        }
+        Error::PaymentDeclined {
+            payment,
+            order,
+            code,
+            message,
+        } => json!({ "payment": payment, "order": order, "pg_code": code, "pg_message": message }),
+        Error::PaymentOutcomeUnknown { payment, order } => {
+            json!({ "payment": payment, "order": order })
+        }
+        Error::IdempotencyKeyReused { key } => json!({ "key": key }),
+        _ => Value::Null,
+    }
+}
+
+/// The HTTP status of an error: its kind's, except a reused idempotency
+/// key, which is 422 (the request cannot be processed as sent).
+pub fn status(err: &Error) -> StatusCode {
+    if matches!(err, Error::IdempotencyKeyReused { .. }) {
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    StatusCode::from_u16(err.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The error type of the handlers: a [`Problem`], boxed so results stay
+/// small.
+#[derive(Debug)]
+pub struct ApiError(pub Box<Problem>);
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> ApiError {
+        ApiError(Box::new(problem))
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> ApiError {
+        ApiError(Box::new(Problem::from(err)))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(err: Error) -> Problem {
+        let status = status(&err);
+        // Internal errors are logged in full and answered briefly: their
+        // causes (paths, SQL) are not the client's business.
+        let detail = if err.kind() == ErrorKind::Internal {
+            tracing::error!(error = %err, "internal error");
+            "internal error".to_owned()
+        } else {
+            err.to_string()
+        };
+        Problem {
+            fields: fields(&err),
+            ..Problem::new(status, &code(&err), detail)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liteshop::{Money, UserId};
+
+    #[test]
+    fn codes_are_the_variant_in_snake_case() {
+        let err = Error::InsufficientBalance {
+            user: UserId::new(1),
+            needed: Money::from_won(2),
+            available: Money::from_won(1),
+        };
+        assert_eq!(code(&err), "insufficient_balance");
+        assert_eq!(code(&Error::ZeroAmount), "zero_amount");
+        assert_eq!(status(&err), StatusCode::CONFLICT);
+    }
+}

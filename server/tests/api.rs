@@ -1,0 +1,441 @@
+//! The API over real HTTP on an ephemeral port: each route's happy path and
+//! refusals with their status and problem code, authentication across
+//! users, idempotent replays, and concurrent orders on a small stock.
+
+use std::net::SocketAddr;
+
+use liteshop::{FakeGateway, Shop};
+use serde_json::{Value, json};
+
+struct Server {
+    base: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Shop::builder(dir.path().join("shop.db"))
+        .gateway(FakeGateway::new())
+        .build()
+        .unwrap();
+    let admin = "test-admin-token".to_owned();
+    let app = liteshop_server::router(
+        shop,
+        liteshop_server::Config::new(b"test secret".to_vec(), admin.clone()),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    Server {
+        base: format!("http://{addr}"),
+        admin,
+        _dir: dir,
+    }
+}
+
+/// A response: status, headers we look at, body as JSON (or Null).
+struct Reply {
+    status: u16,
+    body: Value,
+    content_type: String,
+    replayed: bool,
+    allow: Option<String>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let agent = agent();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let request = request
+        .header("Content-Type", "application/json")
+        .body(body.unwrap_or("").to_owned())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let replayed = header("idempotent-replayed").is_some();
+    let allow = header("allow");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        content_type,
+        replayed,
+        allow,
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        call("GET", &self.url(path), token, None, None)
+    }
+    fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        call(
+            "POST",
+            &self.url(path),
+            token,
+            None,
+            Some(&body.to_string()),
+        )
+    }
+    fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> Reply {
+        call(
+            "POST",
+            &self.url(path),
+            Some(token),
+            Some(key),
+            Some(&body.to_string()),
+        )
+    }
+    fn user(&self, name: &str) -> (i64, String) {
+        let reply = self.post("/users", None, json!({ "name": name }));
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        (
+            reply.body["user"]["id"].as_i64().unwrap(),
+            reply.body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+    fn product(&self, price: i64, stock: u32) -> i64 {
+        let reply = self.post(
+            "/admin/products",
+            Some(&self.admin),
+            json!({ "name": "Tea", "price": price, "stock": stock }),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.body["id"].as_i64().unwrap()
+    }
+}
+
+fn assert_problem(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/problem+json");
+    assert_eq!(reply.body["code"], json!(code), "{}", reply.body);
+    assert_eq!(reply.body["status"], json!(status));
+}
+
+#[test]
+fn health_openapi_and_unknown_routes() {
+    let s = start();
+    assert_eq!(s.get("/healthz", None).status, 200);
+    assert_eq!(s.get("/readyz", None).status, 200);
+    let api = s.get("/openapi.json", None);
+    assert_eq!(api.body["openapi"], json!("3.1.0"));
+    assert!(api.body["paths"]["/me/balance/charge"]["post"].is_object());
+    assert_problem(&s.get("/nowhere", None), 404, "not_found");
+    let wrong = call("DELETE", &s.url("/me/balance"), None, None, None);
+    assert_problem(&wrong, 405, "method_not_allowed");
+    assert!(wrong.allow.unwrap_or_default().contains("GET"));
+    let big = "x".repeat(70 * 1024);
+    let too_big = call(
+        "POST",
+        &s.url("/users"),
+        None,
+        None,
+        Some(&format!("{{\"name\":\"{big}\"}}")),
+    );
+    assert_problem(&too_big, 413, "body_too_large");
+}
+
+#[test]
+fn authentication_and_ownership() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    let (_, lee) = s.user("Lee");
+    assert_problem(&s.get("/me", None), 401, "unauthorized");
+    assert_problem(&s.get("/me", Some("u1.00")), 401, "unauthorized");
+    assert_eq!(s.get("/me", Some(&kim)).body["name"], json!("Kim"));
+    // A user token on an admin route: 403; no token: 401.
+    let body = json!({ "name": "Cup", "price": 1000, "stock": 1 });
+    assert_problem(
+        &s.post("/admin/products", Some(&kim), body.clone()),
+        403,
+        "forbidden",
+    );
+    assert_problem(&s.post("/admin/products", None, body), 401, "unauthorized");
+    // Another user's order is not found.
+    let tea = s.product(1_000, 10);
+    s.post("/me/balance/charge", Some(&kim), json!({ "amount": 5_000 }));
+    let order = s.post(
+        "/me/orders",
+        Some(&kim),
+        json!({ "lines": [{ "product": tea, "quantity": 1 }] }),
+    );
+    assert_eq!(order.status, 201, "{}", order.body);
+    let id = order.body["id"].as_i64().unwrap();
+    assert_problem(
+        &s.get(&format!("/me/orders/{id}"), Some(&lee)),
+        404,
+        "order_not_found",
+    );
+    assert_eq!(s.get(&format!("/me/orders/{id}"), Some(&kim)).status, 200);
+}
+
+#[test]
+fn the_flows_and_their_refusals() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    assert_problem(
+        &s.post("/users", None, json!({ "name": "" })),
+        400,
+        "invalid_name",
+    );
+    assert_problem(
+        &call("POST", &s.url("/users"), None, None, Some("{not json")),
+        400,
+        "malformed_body",
+    );
+    assert_problem(
+        &s.post("/users", None, json!({ "name": 7 })),
+        400,
+        "malformed_body",
+    );
+
+    assert_problem(
+        &s.post("/me/balance/charge", Some(&kim), json!({ "amount": 0 })),
+        400,
+        "zero_amount",
+    );
+    assert_problem(
+        &s.post("/me/balance/charge", Some(&kim), json!({ "amount": -5 })),
+        400,
+        "negative_amount",
+    );
+    let charged = s.post(
+        "/me/balance/charge",
+        Some(&kim),
+        json!({ "amount": 30_000 }),
+    );
+    assert_eq!(charged.body, json!({ "balance": 30_000 }));
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(30_000)
+    );
+    assert_eq!(
+        s.get("/me/ledger", Some(&kim)).body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_problem(
+        &s.get("/me/ledger?limit=0", Some(&kim)),
+        400,
+        "invalid_page_size",
+    );
+
+    let tea = s.product(12_000, 5);
+    assert_eq!(
+        s.get(&format!("/products/{tea}"), None).body["stock"],
+        json!(5)
+    );
+    assert_problem(&s.get("/products/999", None), 404, "product_not_found");
+    assert_problem(&s.get("/products/0", None), 400, "invalid_id");
+    let admin = s.admin.clone();
+    let restocked = s.post(
+        &format!("/admin/products/{tea}/restock"),
+        Some(&admin),
+        json!({ "quantity": 5 }),
+    );
+    assert_eq!(restocked.body["stock"], json!(10));
+    let priced = call(
+        "PUT",
+        &s.url(&format!("/admin/products/{tea}/price")),
+        Some(&admin),
+        None,
+        Some(&json!({ "price": 10_000 }).to_string()),
+    );
+    assert_eq!(priced.body["price"], json!(10_000));
+    assert_eq!(
+        s.get("/products", None).body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let order = s.post(
+        "/me/orders",
+        Some(&kim),
+        json!({ "lines": [{ "product": tea, "quantity": 2 }] }),
+    );
+    assert_eq!(order.status, 201);
+    let id = order.body["id"].as_i64().unwrap();
+    assert_problem(
+        &s.post(
+            "/me/orders",
+            Some(&kim),
+            json!({ "lines": [{ "product": tea, "quantity": 9 }] }),
+        ),
+        409,
+        "insufficient_stock",
+    );
+    assert_problem(
+        &s.post("/me/orders", Some(&kim), json!({ "lines": [] })),
+        400,
+        "empty_order",
+    );
+    let paid = s.post(&format!("/me/orders/{id}/pay"), Some(&kim), json!({}));
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["status"], json!("approved"));
+    let payment = paid.body["id"].as_i64().unwrap();
+    assert_eq!(
+        s.get(&format!("/me/payments/{payment}"), Some(&kim)).body["status"],
+        json!("approved")
+    );
+    assert_problem(
+        &s.post(&format!("/me/orders/{id}/pay"), Some(&kim), json!({})),
+        409,
+        "invalid_transition",
+    );
+    assert_problem(
+        &s.post(&format!("/me/orders/{id}/cancel"), Some(&kim), json!({})),
+        409,
+        "invalid_transition",
+    );
+    assert_eq!(
+        s.get("/me/orders", Some(&kim)).body["items"][0]["status"],
+        json!("paid")
+    );
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(10_000)
+    );
+
+    let other = s.post(
+        "/me/orders",
+        Some(&kim),
+        json!({ "lines": [{ "product": tea, "quantity": 1 }] }),
+    );
+    let other = other.body["id"].as_i64().unwrap();
+    let cancelled = s.post(&format!("/me/orders/{other}/cancel"), Some(&kim), json!({}));
+    assert_eq!(cancelled.body["status"], json!("cancelled"));
+}
+
+#[test]
+fn idempotent_posts_replay_and_refuse_a_different_body() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    let first = s.post_keyed(
+        "/me/balance/charge",
+        &kim,
+        "charge-1",
+        json!({ "amount": 7_000 }),
+    );
+    assert_eq!((first.status, first.replayed), (200, false));
+    let again = s.post_keyed(
+        "/me/balance/charge",
+        &kim,
+        "charge-1",
+        json!({ "amount": 7_000 }),
+    );
+    assert_eq!((again.status, again.replayed), (200, true));
+    assert_eq!(again.body, first.body);
+    assert_eq!(
+        s.get("/me/ledger", Some(&kim)).body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let different = s.post_keyed(
+        "/me/balance/charge",
+        &kim,
+        "charge-1",
+        json!({ "amount": 8_000 }),
+    );
+    assert_problem(&different, 422, "idempotency_key_reused");
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(7_000)
+    );
+
+    let tea = s.product(1_000, 3);
+    let body = json!({ "lines": [{ "product": tea, "quantity": 1 }] });
+    let placed = s.post_keyed("/me/orders", &kim, "order-1", body.clone());
+    let replayed = s.post_keyed("/me/orders", &kim, "order-1", body);
+    assert_eq!(
+        (placed.status, replayed.status, replayed.replayed),
+        (201, 201, true)
+    );
+    assert_eq!(placed.body["id"], replayed.body["id"]);
+    assert_eq!(
+        s.get(&format!("/products/{tea}"), None).body["stock"],
+        json!(2)
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_orders_on_a_stock_of_seven() {
+    let s = start();
+    let tea = s.product(1_000, 7);
+    let users: Vec<String> = (0..20)
+        .map(|i| {
+            let (_, token) = s.user(&format!("u{i}"));
+            s.post(
+                "/me/balance/charge",
+                Some(&token),
+                json!({ "amount": 100_000 }),
+            );
+            token
+        })
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let (s, token) = (&s, users[i % users.len()].clone());
+                scope.spawn(move || {
+                    s.post(
+                        "/me/orders",
+                        Some(&token),
+                        json!({ "lines": [{ "product": tea, "quantity": 1 }] }),
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|&&c| c == 201).count(), 7);
+    assert_eq!(statuses.iter().filter(|&&c| c == 409).count(), 193);
+    assert_eq!(
+        s.get(&format!("/products/{tea}"), None).body["stock"],
+        json!(0)
+    );
+}
