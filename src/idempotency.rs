@@ -69,6 +69,50 @@ impl<T: Serialize> Keyed<T> {
     }
 }
 
+/// The response stored under `key` for `user`, if any; another request
+/// under the key is refused.
+pub(crate) fn stored(
+    tx: &Transaction<'_>,
+    user: UserId,
+    key: &IdempotencyKey,
+) -> Result<Option<Value>> {
+    let stored: Option<(String, String)> = tx
+        .prepare_cached(
+            "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
+        )?
+        .query_row((user, &key.key), |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((fingerprint, response)) = stored else {
+        return Ok(None);
+    };
+    if fingerprint != key.fingerprint {
+        return Err(Error::IdempotencyKeyReused {
+            key: key.key.clone(),
+        });
+    }
+    serde_json::from_str(&response)
+        .map(Some)
+        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))
+}
+
+/// Stores `response` under `key` for `user`, in the caller's transaction.
+pub(crate) fn store<T: Serialize>(
+    tx: &Transaction<'_>,
+    user: UserId,
+    key: &IdempotencyKey,
+    response: &T,
+    now: Timestamp,
+) -> Result<()> {
+    let response = serde_json::to_string(response)
+        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))?;
+    tx.prepare_cached(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, response, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute((user, &key.key, &key.fingerprint, response, now))?;
+    Ok(())
+}
+
 /// Runs `body` under `key` for `user` in the caller's transaction: a stored
 /// response for the same request is returned instead; another request under
 /// the key is refused; otherwise `body` runs and its value is stored.
@@ -79,31 +123,11 @@ pub(crate) fn run<T: Serialize>(
     now: Timestamp,
     body: impl FnOnce(&Transaction<'_>) -> Result<T>,
 ) -> Result<Keyed<T>> {
-    let stored: Option<(String, String)> = tx
-        .prepare_cached(
-            "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
-        )?
-        .query_row((user, &key.key), |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    if let Some((fingerprint, response)) = stored {
-        if fingerprint != key.fingerprint {
-            return Err(Error::IdempotencyKeyReused {
-                key: key.key.clone(),
-            });
-        }
-        let value = serde_json::from_str(&response).map_err(|err| {
-            Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
-        })?;
+    if let Some(value) = stored(tx, user, key)? {
         return Ok(Keyed::Replayed(value));
     }
     let value = body(tx)?;
-    let response = serde_json::to_string(&value)
-        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))?;
-    tx.prepare_cached(
-        "INSERT INTO idempotency_keys (user_id, key, fingerprint, response, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute((user, &key.key, &key.fingerprint, response, now))?;
+    store(tx, user, key, &value, now)?;
     Ok(Keyed::Fresh(value))
 }
 

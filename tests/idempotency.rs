@@ -173,3 +173,60 @@ fn checkout_and_coupon_issue_take_keys_too() {
         Err(Error::InvalidId { .. })
     ));
 }
+
+#[test]
+fn a_retried_payment_or_partial_refund_never_runs_twice() {
+    let pg = liteshop::FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| b.gateway(gateway));
+    let kim = t.user("Kim").id;
+    t.shop.charge(kim, won(100_000)).unwrap();
+    let tea = t.product("Tea", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 3)]).unwrap();
+
+    // A declined first attempt is what the key answers from then on.
+    pg.push(liteshop::FakeOutcome::decline());
+    let declined = key("pay-1", "pay");
+    assert!(matches!(
+        t.shop.pay_keyed(kim, order.id, &declined),
+        Err(Error::PaymentDeclined { .. })
+    ));
+    let again = t.shop.pay_keyed(kim, order.id, &declined).unwrap();
+    assert!(again.is_replay());
+    assert_eq!(again.to_json()["status"], json!("declined"));
+
+    // A new key pays; its repeat pays nothing more.
+    let paid = t
+        .shop
+        .pay_keyed(kim, order.id, &key("pay-2", "pay"))
+        .unwrap();
+    let repeat = t
+        .shop
+        .pay_keyed(kim, order.id, &key("pay-2", "pay"))
+        .unwrap();
+    assert!(!paid.is_replay() && repeat.is_replay());
+    assert_eq!(paid.to_json()["id"], repeat.to_json()["id"]);
+    assert_eq!(t.shop.balance(kim).unwrap(), won(70_000));
+
+    // One unit back, asked twice with one key: one refund.
+    let one = [OrderLine::new(tea, 1)];
+    let refund_key = key("refund-1", "refund:tea:1");
+    let first = t
+        .shop
+        .refund_keyed(kim, order.id, Some(&one), "broken", &refund_key)
+        .unwrap();
+    let second = t
+        .shop
+        .refund_keyed(kim, order.id, Some(&one), "broken", &refund_key)
+        .unwrap();
+    assert!(!first.is_replay() && second.is_replay());
+    assert_eq!(first.to_json()["id"], second.to_json()["id"]);
+    assert_eq!(t.shop.refunds(kim, order.id).unwrap().len(), 1);
+    assert_eq!(t.shop.order(kim, order.id).unwrap().lines[0].refunded, 1);
+    assert_eq!(t.shop.balance(kim).unwrap(), won(80_000));
+    assert!(matches!(
+        t.shop
+            .refund_keyed(kim, order.id, None, "all", &key("refund-1", "refund:all")),
+        Err(Error::IdempotencyKeyReused { .. })
+    ));
+}

@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use tracing::debug;
 
 use super::refund::{self, Refund, RefundStatus};
@@ -17,6 +18,7 @@ use super::{Outcome, Payment, PaymentFailure, PaymentStatus, UNAVAILABLE_CODE};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result};
 use crate::gateway::{GatewayError, PaymentGateway, RetryPolicy};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::ids::{OrderId, PaymentId, RefundId, UserId};
 use crate::money::Money;
 use crate::order::OrderLine;
@@ -40,6 +42,26 @@ impl fmt::Debug for PaymentConfig {
             .field("review_after", &self.review_after)
             .finish()
     }
+}
+
+/// Whether a keyed payment or refund ran now or was started before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// It ran now.
+    No,
+    /// Its key started it before: this is its state now, and nothing ran.
+    Yes,
+}
+
+/// The id a stored response names under `field` (`payment`, `refund`); a
+/// key stored by another kind of write is "reused".
+fn started(stored: &serde_json::Value, field: &str, key: &IdempotencyKey) -> Result<i64> {
+    stored
+        .get(field)
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(|| Error::IdempotencyKeyReused {
+            key: key.key.clone(),
+        })
 }
 
 /// Everything a flow that crosses the network needs, borrowed from the
@@ -175,11 +197,26 @@ impl Payments<'_> {
         user: UserId,
         order: OrderId,
         payment_key: Option<String>,
-    ) -> Result<Payment> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Payment, Replay)> {
         let now = self.now();
-        let payment = self
-            .store
-            .write(move |tx| super::begin(tx, user, order, payment_key.as_deref(), now))?;
+        let begun = self.store.write(move |tx| {
+            // A key that started a payment before names it; nothing runs.
+            if let Some(key) = &key
+                && let Some(stored) = idempotency::stored(tx, user, key)?
+            {
+                return started(&stored, "payment", key).map(|id| Err(PaymentId::new(id)));
+            }
+            let payment = super::begin(tx, user, order, payment_key.as_deref(), now)?;
+            if let Some(key) = &key {
+                idempotency::store(tx, user, key, &json!({ "payment": payment.id }), now)?;
+            }
+            Ok(Ok(payment))
+        })?;
+        let payment = match begun {
+            Ok(payment) => payment,
+            Err(id) => return Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes)),
+        };
         debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
         let attempt = Attempt::Payment {
             payment: payment.id,
@@ -207,7 +244,7 @@ impl Payments<'_> {
         };
         debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
         match recorded.status {
-            PaymentStatus::Approved | PaymentStatus::Refunded => Ok(recorded),
+            PaymentStatus::Approved | PaymentStatus::Refunded => Ok((recorded, Replay::No)),
             PaymentStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
             PaymentStatus::Requested | PaymentStatus::Unknown => {
                 Err(refusal(attempt, None, failure))
@@ -225,17 +262,31 @@ impl Payments<'_> {
         order: OrderId,
         lines: Option<Vec<OrderLine>>,
         reason: String,
-    ) -> Result<Refund> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Refund, Replay)> {
         let now = self.now();
         let max = self.max_balance;
-        let (refund, request) = self.store.write(move |tx| {
+        let begun = self.store.write(move |tx| {
+            // A key that started an attempt before names it; nothing runs.
+            if let Some(key) = &key
+                && let Some(stored) = idempotency::stored(tx, user, key)?
+            {
+                return started(&stored, "refund", key).map(|id| Err(RefundId::new(id)));
+            }
             let refund = refund::begin(tx, user, order, lines.as_deref(), &reason, max, now)?;
+            if let Some(key) = &key {
+                idempotency::store(tx, user, key, &json!({ "refund": refund.id }), now)?;
+            }
             let request = refund::cancel_request(tx, &refund)?;
-            Ok((refund, request))
+            Ok(Ok((refund, request)))
         })?;
+        let (refund, request) = match begun {
+            Ok(begun) => begun,
+            Err(id) => return Ok((self.store.read(|tx| refund::get(tx, id))?, Replay::Yes)),
+        };
         debug!(user = %user, order = %order, refund = %refund.id, amount = %refund.amount, "refund requested");
         if refund.status == RefundStatus::Completed {
-            return Ok(refund);
+            return Ok((refund, Replay::No));
         }
         let attempt = Attempt::Refund {
             refund: refund.id,
@@ -263,7 +314,7 @@ impl Payments<'_> {
         };
         debug!(refund = %recorded.id, status = %recorded.status, "refund outcome recorded");
         match recorded.status {
-            RefundStatus::Completed => Ok(recorded),
+            RefundStatus::Completed => Ok((recorded, Replay::No)),
             RefundStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
             RefundStatus::Requested | RefundStatus::Unknown => Err(refusal(attempt, None, failure)),
         }

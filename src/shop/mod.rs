@@ -23,7 +23,7 @@ use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, UserId};
 use crate::money::Money;
 use crate::order::{self, Order, OrderLine, OrderRequest};
 use crate::page::{Page, PageRequest};
-use crate::payment::flow::{PaymentConfig, Payments};
+use crate::payment::flow::{PaymentConfig, Payments, Replay};
 use crate::payment::reconcile::{ReconcileReport, Reconciler};
 use crate::payment::refund::{self, Refund};
 use crate::payment::{self, Payment, PaymentEvent};
@@ -383,6 +383,14 @@ impl fmt::Debug for ShopBuilder {
             .field("clock", &self.clock)
             .field("utc_offset_minutes", &self.utc_offset_minutes)
             .finish()
+    }
+}
+
+/// A payment or refund attempt as a keyed write's answer.
+fn keyed_attempt<T: Serialize>(attempt: T, replay: Replay) -> Keyed<T> {
+    match replay {
+        Replay::No => Keyed::Fresh(attempt),
+        Replay::Yes => Keyed::Replayed(serde_json::to_value(&attempt).unwrap_or_default()),
     }
 }
 
@@ -1101,7 +1109,8 @@ impl Shop {
     ///
     /// As [`Shop::pay_with_key`].
     pub fn pay(&self, user: UserId, order: OrderId) -> Result<Payment> {
-        self.pay_inner(user, order, None)
+        self.pay_inner(user, order, None, None)
+            .map(|(payment, _)| payment)
     }
 
     /// Pays the order `order` of `user` from the user's balance, with the
@@ -1141,7 +1150,8 @@ impl Shop {
     /// when the answer could not be recorded, for example because the
     /// database stayed busy).
     pub fn pay_with_key(&self, user: UserId, order: OrderId, payment_key: &str) -> Result<Payment> {
-        self.pay_inner(user, order, Some(payment::validate_key(payment_key)?))
+        self.pay_inner(user, order, Some(payment::validate_key(payment_key)?), None)
+            .map(|(payment, _)| payment)
     }
 
     fn pay_inner(
@@ -1149,11 +1159,12 @@ impl Shop {
         user: UserId,
         order: OrderId,
         payment_key: Option<&str>,
-    ) -> Result<Payment> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Payment, Replay)> {
         let user = user.validate()?;
         let order = order.validate()?;
         self.payments()?
-            .pay(user, order, payment_key.map(str::to_owned))
+            .pay(user, order, payment_key.map(str::to_owned), key)
     }
 
     /// The context of the flows that call the gateway.
@@ -1237,7 +1248,8 @@ impl Shop {
     ///
     /// As [`Shop::refund_lines`].
     pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Refund> {
-        self.refund_inner(user, order, None, reason)
+        self.refund_inner(user, order, None, reason, None)
+            .map(|(refund, _)| refund)
     }
 
     /// Refunds `lines` (products and unit counts) of the paid order `order`
@@ -1296,7 +1308,62 @@ impl Shop {
     ) -> Result<Refund> {
         let limits = &self.inner.limits;
         order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
-        self.refund_inner(user, order, Some(lines.to_vec()), reason)
+        self.refund_inner(user, order, Some(lines.to_vec()), reason, None)
+            .map(|(refund, _)| refund)
+    }
+
+    /// [`Shop::pay`] under an idempotency key. The key is stored with the
+    /// payment attempt, in its first transaction; a repeat starts nothing
+    /// and gets [`Keyed::Replayed`] with that attempt as it is now
+    /// (approved, declined, or still unsettled). So a client that timed out
+    /// can retry and never pays twice, whatever the first call did.
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::pay`] for the first request; [`Error::InvalidIdempotencyKey`],
+    /// [`Error::IdempotencyKeyReused`].
+    pub fn pay_keyed(
+        &self,
+        user: UserId,
+        order: OrderId,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Payment>> {
+        key.validate()?;
+        let (payment, replay) = self.pay_inner(user, order, None, Some(key.clone()))?;
+        Ok(keyed_attempt(payment, replay))
+    }
+
+    /// [`Shop::refund`] (no `lines`) or [`Shop::refund_lines`] under an
+    /// idempotency key. The key is stored with the refund attempt, in its
+    /// first transaction; a repeat starts nothing and gets
+    /// [`Keyed::Replayed`] with that attempt as it is now. So a retried
+    /// partial refund never returns the units twice.
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::refund_lines`] for the first request;
+    /// [`Error::InvalidIdempotencyKey`], [`Error::IdempotencyKeyReused`].
+    pub fn refund_keyed(
+        &self,
+        user: UserId,
+        order: OrderId,
+        lines: Option<&[OrderLine]>,
+        reason: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Refund>> {
+        key.validate()?;
+        if let Some(lines) = lines {
+            let limits = &self.inner.limits;
+            order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
+        }
+        let (refund, replay) = self.refund_inner(
+            user,
+            order,
+            lines.map(<[OrderLine]>::to_vec),
+            reason,
+            Some(key.clone()),
+        )?;
+        Ok(keyed_attempt(refund, replay))
     }
 
     fn refund_inner(
@@ -1305,7 +1372,8 @@ impl Shop {
         order: OrderId,
         lines: Option<Vec<OrderLine>>,
         reason: &str,
-    ) -> Result<Refund> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Refund, Replay)> {
         const MAX_REASON: usize = 200;
         let user = user.validate()?;
         let order = order.validate()?;
@@ -1317,7 +1385,7 @@ impl Shop {
                 },
                 validate::TextError::Control(err) => err,
             })?;
-        self.payments()?.refund(user, order, lines, reason)
+        self.payments()?.refund(user, order, lines, reason, key)
     }
 
     /// Every refund attempt of the order `order` of `user`, oldest first,
