@@ -6,9 +6,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
 use liteshop::{
-    CouponId, Cursor, IdempotencyKey, Keyed, Money, NewProduct, OrderId, OrderLine, OrderRequest,
-    PageRequest, PaymentId, ProductId,
+    CartItemId, CouponId, Cursor, Discount, IdempotencyKey, Keyed, Money, NewCoupon, NewProduct,
+    OrderId, OrderLine, OrderRequest, PageRequest, PaymentId, ProductId, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,19 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_order))
         .routes(routes!(pay))
         .routes(routes!(payment))
+        .routes(routes!(payment_history))
+        .routes(routes!(refund, refunds))
+        .routes(routes!(cart))
+        .routes(routes!(add_to_cart))
+        .routes(routes!(set_cart_quantity, remove_from_cart))
+        .routes(routes!(checkout))
+        .routes(routes!(create_coupon))
+        .routes(routes!(coupon))
+        .routes(routes!(issue_coupon))
+        .routes(routes!(my_coupons))
+        .routes(routes!(best_sellers))
+        .routes(routes!(events))
+        .routes(routes!(audit))
 }
 
 /// Runs `f` on the blocking pool: `Shop` calls wait on SQLite and must
@@ -477,9 +492,12 @@ async fn cancel_order(
     Ok(keyed(StatusCode::OK, result))
 }
 
-/// Pays a pending order through the payment gateway. A retry is safe
-/// without a key: a paid order cannot be paid again (409).
-#[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path)), security(("bearer" = [])),
+/// Pays a pending order through the payment gateway. Send an
+/// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
+/// key started, as it is now.
+#[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 402, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
@@ -487,10 +505,21 @@ async fn pay(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(
+        &headers,
+        "POST",
+        &format!("/me/orders/{id}/pay"),
+        &Bytes::new(),
+    )?;
     let shop = state.shop.clone();
-    let payment = blocking(move || shop.pay(user, OrderId::new(id))).await?;
-    Ok(Json(payment).into_response())
+    let result = blocking(move || match key {
+        Some(key) => shop.pay_keyed(user, OrderId::new(id), &key),
+        None => shop.pay(user, OrderId::new(id)).map(Keyed::Fresh),
+    })
+    .await?;
+    Ok(keyed(StatusCode::OK, result))
 }
 
 /// One of the acting user's payments.
@@ -505,4 +534,335 @@ async fn payment(
     let shop = state.shop.clone();
     let payment = blocking(move || shop.payment(user, PaymentId::new(id))).await?;
     Ok(Json(payment).into_response())
+}
+
+/// Every status change of one of the acting user's payments.
+#[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem)))]
+async fn payment_history(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let history = blocking(move || shop.payment_history(user, PaymentId::new(id))).await?;
+    Ok(Json(history).into_response())
+}
+
+/// A refund: the units to return (all that are left if `lines` is absent)
+/// and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"lines": [{"product": 1, "quantity": 1}], "reason": "arrived broken"}))]
+pub(crate) struct RefundRequest {
+    lines: Option<Vec<Line>>,
+    reason: String,
+}
+
+/// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
+/// repeat starts no second refund and returns the attempt the key started.
+#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    request_body = RefundRequest, security(("bearer" = [])),
+    responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 402, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+              (status = 503, body = Problem)))]
+async fn refund(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers, "POST", &format!("/me/orders/{id}/refunds"), &body)?;
+    let request: RefundRequest = parse(&body)?;
+    let lines: Option<Vec<OrderLine>> = request.lines.map(|lines| {
+        lines
+            .iter()
+            .map(|l| OrderLine::new(ProductId::new(l.product), l.quantity))
+            .collect()
+    });
+    let shop = state.shop.clone();
+    let order = OrderId::new(id);
+    let result = blocking(move || match (key, lines) {
+        (Some(key), lines) => {
+            shop.refund_keyed(user, order, lines.as_deref(), &request.reason, &key)
+        }
+        (None, Some(lines)) => shop
+            .refund_lines(user, order, &lines, &request.reason)
+            .map(Keyed::Fresh),
+        (None, None) => shop.refund(user, order, &request.reason).map(Keyed::Fresh),
+    })
+    .await?;
+    Ok(keyed(StatusCode::CREATED, result))
+}
+
+/// Every refund attempt of one of the acting user's orders.
+#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem)))]
+async fn refunds(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let refunds = blocking(move || shop.refunds(user, OrderId::new(id))).await?;
+    Ok(Json(refunds).into_response())
+}
+
+/// The acting user's cart, with line totals and the cart total.
+#[utoipa::path(get, path = "/me/cart", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = Problem)))]
+async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let cart = blocking(move || shop.cart(user)).await?;
+    Ok(Json(cart).into_response())
+}
+
+/// A product to put in the cart.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"product": 1, "quantity": 2}))]
+pub(crate) struct AddToCart {
+    product: i64,
+    quantity: u32,
+}
+
+/// Adds a product to the cart (a product already there is a conflict).
+#[utoipa::path(post, path = "/me/cart/items", request_body = AddToCart, security(("bearer" = [])),
+    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn add_to_cart(
+    State(state): State<AppState>,
+    Me(user): Me,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: AddToCart = parse(&body)?;
+    let shop = state.shop.clone();
+    let line =
+        blocking(move || shop.add_to_cart(user, ProductId::new(request.product), request.quantity))
+            .await?;
+    Ok((StatusCode::CREATED, Json(line)).into_response())
+}
+
+/// A new quantity for a cart line.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"quantity": 3}))]
+pub(crate) struct SetQuantity {
+    quantity: u32,
+}
+
+/// Sets the quantity of one of the acting user's cart lines.
+#[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path)), request_body = SetQuantity,
+    security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem)))]
+async fn set_cart_quantity(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: SetQuantity = parse(&body)?;
+    let shop = state.shop.clone();
+    let line =
+        blocking(move || shop.set_cart_quantity(user, CartItemId::new(id), request.quantity))
+            .await?;
+    Ok(Json(line).into_response())
+}
+
+/// Removes one of the acting user's cart lines.
+#[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "removed"), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn remove_from_cart(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let shop = state.shop.clone();
+    blocking(move || shop.remove_from_cart(user, CartItemId::new(id))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A checkout, with an optional coupon.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"coupon": null}))]
+pub(crate) struct Checkout {
+    coupon: Option<i64>,
+}
+
+/// Places an order for the cart's lines and empties the cart. Send an
+/// `Idempotency-Key` to make a retry safe.
+#[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn checkout(
+    State(state): State<AppState>,
+    Me(user): Me,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers, "POST", "/me/cart/checkout", &body)?;
+    let request: Checkout = parse(&body)?;
+    let coupon = request.coupon.map(CouponId::new);
+    let shop = state.shop.clone();
+    let result = blocking(move || match key {
+        Some(key) => shop.checkout_cart_keyed(user, coupon, &key),
+        None => shop.checkout_cart(user, coupon).map(Keyed::Fresh),
+    })
+    .await?;
+    Ok(keyed(StatusCode::CREATED, result))
+}
+
+/// A coupon offer (admin). Times are UTC milliseconds; `valid_for_secs` is
+/// how long an issued coupon stays usable.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Welcome 10%", "discount": {"kind": "percent", "percent": 10, "cap": 5000},
+    "quantity": 100, "issuable_from": 0, "issuable_until": 4102444800000_i64, "valid_for_secs": 604800,
+    "min_order_total": 10000}))]
+pub(crate) struct CreateCoupon {
+    name: String,
+    #[schema(value_type = Object)]
+    discount: Discount,
+    quantity: u32,
+    issuable_from: i64,
+    issuable_until: i64,
+    valid_for_secs: u64,
+    min_order_total: i64,
+}
+
+/// Creates a coupon offer (admin).
+#[utoipa::path(post, path = "/admin/coupons", request_body = CreateCoupon, security(("bearer" = [])),
+    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem)))]
+async fn create_coupon(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: CreateCoupon = parse(&body)?;
+    let min_order_total = money(request.min_order_total)?;
+    let new = NewCoupon {
+        name: request.name,
+        discount: request.discount,
+        quantity: request.quantity,
+        issuable_from: Timestamp::from_millis(request.issuable_from),
+        issuable_until: Timestamp::from_millis(request.issuable_until),
+        valid_for: Duration::from_secs(request.valid_for_secs),
+        min_order_total,
+    };
+    let shop = state.shop.clone();
+    let coupon = blocking(move || shop.create_coupon(new)).await?;
+    Ok((StatusCode::CREATED, Json(coupon)).into_response())
+}
+
+/// A coupon offer, with how many were issued.
+#[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let coupon = blocking(move || shop.coupon(CouponId::new(id))).await?;
+    Ok(Json(coupon).into_response())
+}
+
+/// Issues a coupon to the acting user, first come first served. Send an
+/// `Idempotency-Key` to make a retry safe.
+#[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    security(("bearer" = [])),
+    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn issue_coupon(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(
+        &headers,
+        "POST",
+        &format!("/me/coupons/{id}"),
+        &Bytes::new(),
+    )?;
+    let shop = state.shop.clone();
+    let result = blocking(move || match key {
+        Some(key) => shop.issue_coupon_keyed(user, CouponId::new(id), &key),
+        None => shop.issue_coupon(user, CouponId::new(id)).map(Keyed::Fresh),
+    })
+    .await?;
+    Ok(keyed(StatusCode::CREATED, result))
+}
+
+/// The coupons issued to the acting user, each with its state.
+#[utoipa::path(get, path = "/me/coupons", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem)))]
+async fn my_coupons(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let page = blocking(move || shop.user_coupons(user, page.request())).await?;
+    Ok(Json(page).into_response())
+}
+
+/// The window of a best-seller ranking.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BestSellersQuery {
+    /// Calendar days, today included (1 to 30; default 3).
+    days: Option<u32>,
+    /// How many products (1 to 100; default 5).
+    limit: Option<u32>,
+}
+
+/// Products ranked by units sold (paid, less refunded) in the last days.
+#[utoipa::path(get, path = "/best-sellers", params(BestSellersQuery),
+    responses((status = 200, body = Object), (status = 400, body = Problem)))]
+async fn best_sellers(
+    State(state): State<AppState>,
+    Query(query): Query<BestSellersQuery>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let ranking =
+        blocking(move || shop.best_sellers(query.days.unwrap_or(3), query.limit.unwrap_or(5)))
+            .await?;
+    Ok(Json(ranking).into_response())
+}
+
+/// Where to read the event feed from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// The last sequence number already read (0 for the start).
+    after: Option<u64>,
+    /// How many events (1 to 1,000; default 100).
+    limit: Option<u32>,
+}
+
+/// The order event feed, in sequence order (admin).
+#[utoipa::path(get, path = "/admin/events", params(EventsQuery), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem)))]
+async fn events(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let events =
+        blocking(move || shop.events(query.after.unwrap_or(0), query.limit.unwrap_or(100))).await?;
+    Ok(Json(events).into_response())
+}
+
+/// Checks every conservation law of the books (admin). Reads every row.
+#[utoipa::path(get, path = "/admin/audit", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let report = blocking(move || shop.audit()).await?;
+    Ok(Json(report).into_response())
 }

@@ -439,3 +439,164 @@ fn two_hundred_concurrent_orders_on_a_stock_of_seven() {
         json!(0)
     );
 }
+
+#[test]
+fn cart_checkout_refunds_coupons_and_the_admin_reads() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    s.post(
+        "/me/balance/charge",
+        Some(&kim),
+        json!({ "amount": 100_000 }),
+    );
+    let tea = s.product(10_000, 10);
+    let admin = s.admin.clone();
+
+    // Cart.
+    let line = s.post(
+        "/me/cart/items",
+        Some(&kim),
+        json!({ "product": tea, "quantity": 1 }),
+    );
+    assert_eq!(line.status, 201, "{}", line.body);
+    let item = line.body["id"].as_i64().unwrap();
+    assert_problem(
+        &s.post(
+            "/me/cart/items",
+            Some(&kim),
+            json!({ "product": tea, "quantity": 1 }),
+        ),
+        409,
+        "already_in_cart",
+    );
+    let set = call(
+        "PATCH",
+        &s.url(&format!("/me/cart/items/{item}")),
+        Some(&kim),
+        None,
+        Some(&json!({ "quantity": 3 }).to_string()),
+    );
+    assert_eq!(set.body["quantity"], json!(3));
+    assert_eq!(s.get("/me/cart", Some(&kim)).body["total"], json!(30_000));
+
+    // A coupon, issued with a key, used at checkout with a key.
+    let coupon = s.post(
+        "/admin/coupons",
+        Some(&admin),
+        json!({
+            "name": "Five off", "discount": { "kind": "fixed", "amount": 5_000 }, "quantity": 1,
+            "issuable_from": 0, "issuable_until": 4_102_444_800_000_i64, "valid_for_secs": 86_400,
+            "min_order_total": 0,
+        }),
+    );
+    assert_eq!(coupon.status, 201, "{}", coupon.body);
+    let coupon = coupon.body["id"].as_i64().unwrap();
+    let issued = s.post_keyed(
+        &format!("/me/coupons/{coupon}"),
+        &kim,
+        "issue-1",
+        json!(null),
+    );
+    let again = s.post_keyed(
+        &format!("/me/coupons/{coupon}"),
+        &kim,
+        "issue-1",
+        json!(null),
+    );
+    assert_eq!(
+        (issued.status, again.status, again.replayed),
+        (201, 201, true)
+    );
+    assert_eq!(
+        s.get(&format!("/coupons/{coupon}"), None).body["issued"],
+        json!(1)
+    );
+    assert_eq!(
+        s.get("/me/coupons", Some(&kim)).body["items"][0]["state"]["state"],
+        json!("available")
+    );
+
+    let order = s.post_keyed(
+        "/me/cart/checkout",
+        &kim,
+        "checkout-1",
+        json!({ "coupon": coupon }),
+    );
+    assert_eq!(order.status, 201, "{}", order.body);
+    assert_eq!(order.body["total"], json!(25_000));
+    let id = order.body["id"].as_i64().unwrap();
+    let replay = s.post_keyed(
+        "/me/cart/checkout",
+        &kim,
+        "checkout-1",
+        json!({ "coupon": coupon }),
+    );
+    assert_eq!(replay.body["id"], json!(id));
+    let removed = call(
+        "DELETE",
+        &s.url(&format!("/me/cart/items/{item}")),
+        Some(&kim),
+        None,
+        None,
+    );
+    assert_problem(&removed, 404, "cart_item_not_found");
+
+    // Pay with a key, then a one-unit refund asked twice: one refund.
+    let paid = call(
+        "POST",
+        &s.url(&format!("/me/orders/{id}/pay")),
+        Some(&kim),
+        Some("pay-1"),
+        None,
+    );
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let payment = paid.body["id"].as_i64().unwrap();
+    assert_eq!(
+        s.get(&format!("/me/payments/{payment}/history"), Some(&kim))
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let body = json!({ "lines": [{ "product": tea, "quantity": 1 }], "reason": "broken" });
+    let refunded = s.post_keyed(
+        &format!("/me/orders/{id}/refunds"),
+        &kim,
+        "refund-1",
+        body.clone(),
+    );
+    let repeat = s.post_keyed(&format!("/me/orders/{id}/refunds"), &kim, "refund-1", body);
+    assert_eq!(
+        (refunded.status, repeat.status, repeat.replayed),
+        (201, 201, true)
+    );
+    assert_eq!(refunded.body["id"], repeat.body["id"]);
+    assert_eq!(
+        s.get(&format!("/me/orders/{id}/refunds"), Some(&kim))
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_problem(
+        &s.post(
+            &format!("/me/orders/{id}/refunds"),
+            Some(&kim),
+            json!({ "reason": "" }),
+        ),
+        400,
+        "invalid_refund_reason",
+    );
+
+    // Best sellers, the feed and the audit.
+    let top = s.get("/best-sellers?days=3&limit=5", None);
+    assert_eq!(top.body[0]["units"], json!(2));
+    assert_problem(&s.get("/best-sellers?days=31", None), 400, "out_of_range");
+    assert_problem(&s.get("/admin/events", Some(&kim)), 403, "forbidden");
+    let events = s.get("/admin/events?after=0&limit=100", Some(&admin));
+    assert!(events.body.as_array().unwrap().len() >= 4);
+    let audit = s.get("/admin/audit", Some(&admin));
+    assert_eq!(audit.body["violations"], json!([]));
+}
