@@ -141,6 +141,7 @@ fn money(won: i64) -> Result<Money, ApiError> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// How many items (1 to 100).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// The `next` of the previous page.
     #[param(value_type = Option<i64>)]
@@ -166,7 +167,7 @@ async fn healthz() -> &'static str {
 /// The database answers.
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "the database does not answer", body = Problem),
+    (status = 503, description = "the database does not answer", body = Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     let shop = state.shop.clone();
@@ -179,6 +180,11 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 #[schema(example = json!({"name": "Kim"}))]
 pub(crate) struct CreateUser {
     /// 1 to 100 characters of one line.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     name: String,
 }
 
@@ -195,7 +201,7 @@ pub(crate) struct CreatedUser {
 /// again only with the server's secret).
 #[utoipa::path(post, path = "/users", request_body = CreateUser, responses(
     (status = 201, body = CreatedUser),
-    (status = 400, body = Problem),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn create_user(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let request: CreateUser = parse(&body)?;
@@ -208,7 +214,7 @@ async fn create_user(State(state): State<AppState>, body: Bytes) -> Result<Respo
 /// The acting user.
 #[utoipa::path(get, path = "/me", security(("bearer" = [])), responses(
     (status = 200, body = Object),
-    (status = 401, body = Problem),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn me(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
@@ -226,7 +232,7 @@ pub(crate) struct Balance {
 /// The acting user's balance.
 #[utoipa::path(get, path = "/me/balance", security(("bearer" = [])), responses(
     (status = 200, body = Balance),
-    (status = 401, body = Problem),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn balance(State(state): State<AppState>, Me(user): Me) -> Result<Json<Balance>, ApiError> {
     let shop = state.shop.clone();
@@ -239,6 +245,7 @@ async fn balance(State(state): State<AppState>, Me(user): Me) -> Result<Json<Bal
 #[schema(example = json!({"amount": 10000}))]
 pub(crate) struct Charge {
     /// Won, at least 1.
+    #[schema(minimum = 1)]
     amount: i64,
 }
 
@@ -249,9 +256,9 @@ pub(crate) struct Charge {
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     responses(
         (status = 200, body = Balance),
-        (status = 400, body = Problem),
-        (status = 401, body = Problem),
-        (status = 422, description = "the key was used for another request", body = Problem),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the key was used for another request", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn charge(
     State(state): State<AppState>,
@@ -279,7 +286,7 @@ async fn charge(
 
 /// The acting user's ledger, newest first.
 #[utoipa::path(get, path = "/me/ledger", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn ledger(
     State(state): State<AppState>,
     Me(user): Me,
@@ -292,7 +299,7 @@ async fn ledger(
 
 /// The catalogue, in id order.
 #[utoipa::path(get, path = "/products", params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn products(
     State(state): State<AppState>,
     Query(page): Query<PageQuery>,
@@ -303,8 +310,8 @@ async fn products(
 }
 
 /// One product.
-#[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let product = blocking(move || shop.product(ProductId::new(id))).await?;
@@ -315,8 +322,14 @@ async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "Green tea", "price": 12000, "stock": 10}))]
 pub(crate) struct CreateProduct {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     name: String,
     /// Won.
+    #[schema(minimum = 0)]
     price: i64,
     stock: u32,
 }
@@ -324,8 +337,8 @@ pub(crate) struct CreateProduct {
 /// Adds a product (admin).
 #[utoipa::path(post, path = "/admin/products", request_body = CreateProduct,
     security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem),
-              (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn create_product(
     State(state): State<AppState>,
     _: Admin,
@@ -349,14 +362,15 @@ async fn create_product(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"quantity": 5}))]
 pub(crate) struct Restock {
+    #[schema(minimum = 1)]
     quantity: u32,
 }
 
 /// Adds stock (admin).
-#[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1)),
     request_body = Restock, security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn restock(
     State(state): State<AppState>,
     _: Admin,
@@ -374,14 +388,15 @@ async fn restock(
 #[schema(example = json!({"price": 11000}))]
 pub(crate) struct SetPrice {
     /// Won.
+    #[schema(minimum = 0)]
     price: i64,
 }
 
 /// Sets a product's price (admin); orders placed keep theirs.
-#[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path)),
+#[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1)),
     request_body = SetPrice, security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn set_price(
     State(state): State<AppState>,
     _: Admin,
@@ -398,7 +413,10 @@ async fn set_price(
 /// One line of an order.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Line {
+    #[schema(minimum = 1)]
     product: i64,
+    /// 1 to 99.
+    #[schema(minimum = 1, maximum = 99)]
     quantity: u32,
 }
 
@@ -406,7 +424,10 @@ pub(crate) struct Line {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"lines": [{"product": 1, "quantity": 2}], "coupon": null}))]
 pub(crate) struct PlaceOrder {
+    /// 1 to 100 lines, each product once.
+    #[schema(min_items = 1, max_items = 100)]
     lines: Vec<Line>,
+    #[schema(minimum = 1)]
     coupon: Option<i64>,
 }
 
@@ -414,8 +435,8 @@ pub(crate) struct PlaceOrder {
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
-    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -443,7 +464,7 @@ async fn place_order(
 
 /// The acting user's orders, newest first.
 #[utoipa::path(get, path = "/me/orders", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn orders(
     State(state): State<AppState>,
     Me(user): Me,
@@ -455,9 +476,9 @@ async fn orders(
 }
 
 /// One of the acting user's orders (another user's is not found).
-#[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -470,11 +491,11 @@ async fn order(
 
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path),
+#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn cancel_order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -495,12 +516,12 @@ async fn cancel_order(
 /// Pays a pending order through the payment gateway. Send an
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
-#[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path),
+#[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem),
-              (status = 400, body = Problem), (status = 401, body = Problem), (status = 402, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
+              (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn pay(
     State(state): State<AppState>,
     Me(user): Me,
@@ -523,9 +544,9 @@ async fn pay(
 }
 
 /// One of the acting user's payments.
-#[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment(
     State(state): State<AppState>,
     Me(user): Me,
@@ -537,9 +558,9 @@ async fn payment(
 }
 
 /// Every status change of one of the acting user's payments.
-#[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment_history(
     State(state): State<AppState>,
     Me(user): Me,
@@ -561,13 +582,13 @@ pub(crate) struct RefundRequest {
 
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
-#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path),
+#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     request_body = RefundRequest, security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem),
-              (status = 400, body = Problem), (status = 401, body = Problem), (status = 402, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
-              (status = 503, body = Problem)))]
+    responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
+              (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn refund(
     State(state): State<AppState>,
     Me(user): Me,
@@ -599,9 +620,9 @@ async fn refund(
 }
 
 /// Every refund attempt of one of the acting user's orders.
-#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn refunds(
     State(state): State<AppState>,
     Me(user): Me,
@@ -614,7 +635,7 @@ async fn refunds(
 
 /// The acting user's cart, with line totals and the cart total.
 #[utoipa::path(get, path = "/me/cart", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = Problem)))]
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let cart = blocking(move || shop.cart(user)).await?;
@@ -625,14 +646,16 @@ async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, A
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"product": 1, "quantity": 2}))]
 pub(crate) struct AddToCart {
+    #[schema(minimum = 1)]
     product: i64,
+    #[schema(minimum = 1, maximum = 99)]
     quantity: u32,
 }
 
 /// Adds a product to the cart (a product already there is a conflict).
 #[utoipa::path(post, path = "/me/cart/items", request_body = AddToCart, security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn add_to_cart(
     State(state): State<AppState>,
     Me(user): Me,
@@ -650,14 +673,15 @@ async fn add_to_cart(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"quantity": 3}))]
 pub(crate) struct SetQuantity {
+    #[schema(minimum = 1, maximum = 99)]
     quantity: u32,
 }
 
 /// Sets the quantity of one of the acting user's cart lines.
-#[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path)), request_body = SetQuantity,
+#[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1)), request_body = SetQuantity,
     security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn set_cart_quantity(
     State(state): State<AppState>,
     Me(user): Me,
@@ -673,9 +697,9 @@ async fn set_cart_quantity(
 }
 
 /// Removes one of the acting user's cart lines.
-#[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 204, description = "removed"), (status = 400, body = Problem),
-              (status = 401, body = Problem), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 204, description = "removed"), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn remove_from_cart(
     State(state): State<AppState>,
     Me(user): Me,
@@ -690,6 +714,7 @@ async fn remove_from_cart(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"coupon": null}))]
 pub(crate) struct Checkout {
+    #[schema(minimum = 1)]
     coupon: Option<i64>,
 }
 
@@ -697,8 +722,8 @@ pub(crate) struct Checkout {
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
-    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn checkout(
     State(state): State<AppState>,
     Me(user): Me,
@@ -736,8 +761,8 @@ pub(crate) struct CreateCoupon {
 
 /// Creates a coupon offer (admin).
 #[utoipa::path(post, path = "/admin/coupons", request_body = CreateCoupon, security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 403, body = Problem)))]
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn create_coupon(
     State(state): State<AppState>,
     _: Admin,
@@ -760,8 +785,8 @@ async fn create_coupon(
 }
 
 /// A coupon offer, with how many were issued.
-#[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let coupon = blocking(move || shop.coupon(CouponId::new(id))).await?;
@@ -770,11 +795,11 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path),
+#[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn issue_coupon(
     State(state): State<AppState>,
     Me(user): Me,
@@ -798,7 +823,7 @@ async fn issue_coupon(
 
 /// The coupons issued to the acting user, each with its state.
 #[utoipa::path(get, path = "/me/coupons", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn my_coupons(
     State(state): State<AppState>,
     Me(user): Me,
@@ -814,14 +839,16 @@ async fn my_coupons(
 #[into_params(parameter_in = Query)]
 pub(crate) struct BestSellersQuery {
     /// Calendar days, today included (1 to 30; default 3).
+    #[param(minimum = 1, maximum = 30)]
     days: Option<u32>,
     /// How many products (1 to 100; default 5).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
 /// Products ranked by units sold (paid, less refunded) in the last days.
 #[utoipa::path(get, path = "/best-sellers", params(BestSellersQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn best_sellers(
     State(state): State<AppState>,
     Query(query): Query<BestSellersQuery>,
@@ -840,13 +867,14 @@ pub(crate) struct EventsQuery {
     /// The last sequence number already read (0 for the start).
     after: Option<u64>,
     /// How many events (1 to 1,000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// The order event feed, in sequence order (admin).
 #[utoipa::path(get, path = "/admin/events", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 403, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn events(
     State(state): State<AppState>,
     _: Admin,
@@ -860,7 +888,7 @@ async fn events(
 
 /// Checks every conservation law of the books (admin). Reads every row.
 #[utoipa::path(get, path = "/admin/audit", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let report = blocking(move || shop.audit()).await?;
