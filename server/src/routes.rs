@@ -119,6 +119,22 @@ fn idempotency_key(
     )))
 }
 
+/// Runs a write under the request's idempotency key if it sent one, plain
+/// otherwise, on the blocking pool, and answers with `status`.
+async fn write<T: Serialize + Send + 'static>(
+    status: StatusCode,
+    key: Option<IdempotencyKey>,
+    keyed_write: impl FnOnce(&IdempotencyKey) -> liteshop::Result<Keyed<T>> + Send + 'static,
+    plain_write: impl FnOnce() -> liteshop::Result<T> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let result = blocking(move || match key {
+        Some(key) => keyed_write(&key),
+        None => plain_write().map(Keyed::Fresh),
+    })
+    .await?;
+    Ok(keyed(status, result))
+}
+
 /// A keyed write's response: its status and body the first time and on
 /// every repeat, which also carries `Idempotent-Replayed: true`.
 fn keyed<T: Serialize>(status: StatusCode, result: Keyed<T>) -> Response {
@@ -453,13 +469,15 @@ async fn place_order(
             .collect(),
         coupon: request.coupon.map(CouponId::new),
     };
-    let shop = state.shop.clone();
-    let result = blocking(move || match key {
-        Some(key) => shop.place_order_keyed(user, order, &key),
-        None => shop.place_order(user, order).map(Keyed::Fresh),
-    })
-    .await?;
-    Ok(keyed(StatusCode::CREATED, result))
+    let (shop, plain) = (state.shop.clone(), state.shop.clone());
+    let again = order.clone();
+    write(
+        StatusCode::CREATED,
+        key,
+        move |key| shop.place_order_keyed(user, order, key),
+        move || plain.place_order(user, again),
+    )
+    .await
 }
 
 /// The acting user's orders, newest first.
@@ -504,13 +522,14 @@ async fn cancel_order(
 ) -> Result<Response, ApiError> {
     let path = format!("/me/orders/{id}/cancel");
     let key = idempotency_key(&headers, "POST", &path, &Bytes::new())?;
-    let shop = state.shop.clone();
-    let result = blocking(move || match key {
-        Some(key) => shop.cancel_order_keyed(user, OrderId::new(id), &key),
-        None => shop.cancel_order(user, OrderId::new(id)).map(Keyed::Fresh),
-    })
-    .await?;
-    Ok(keyed(StatusCode::OK, result))
+    let (shop, plain) = (state.shop.clone(), state.shop.clone());
+    write(
+        StatusCode::OK,
+        key,
+        move |key| shop.cancel_order_keyed(user, OrderId::new(id), key),
+        move || plain.cancel_order(user, OrderId::new(id)),
+    )
+    .await
 }
 
 /// Pays a pending order through the payment gateway. Send an
@@ -534,13 +553,14 @@ async fn pay(
         &format!("/me/orders/{id}/pay"),
         &Bytes::new(),
     )?;
-    let shop = state.shop.clone();
-    let result = blocking(move || match key {
-        Some(key) => shop.pay_keyed(user, OrderId::new(id), &key),
-        None => shop.pay(user, OrderId::new(id)).map(Keyed::Fresh),
-    })
-    .await?;
-    Ok(keyed(StatusCode::OK, result))
+    let (shop, plain) = (state.shop.clone(), state.shop.clone());
+    write(
+        StatusCode::OK,
+        key,
+        move |key| shop.pay_keyed(user, OrderId::new(id), key),
+        move || plain.pay(user, OrderId::new(id)),
+    )
+    .await
 }
 
 /// One of the acting user's payments.
@@ -733,13 +753,14 @@ async fn checkout(
     let key = idempotency_key(&headers, "POST", "/me/cart/checkout", &body)?;
     let request: Checkout = parse(&body)?;
     let coupon = request.coupon.map(CouponId::new);
-    let shop = state.shop.clone();
-    let result = blocking(move || match key {
-        Some(key) => shop.checkout_cart_keyed(user, coupon, &key),
-        None => shop.checkout_cart(user, coupon).map(Keyed::Fresh),
-    })
-    .await?;
-    Ok(keyed(StatusCode::CREATED, result))
+    let (shop, plain) = (state.shop.clone(), state.shop.clone());
+    write(
+        StatusCode::CREATED,
+        key,
+        move |key| shop.checkout_cart_keyed(user, coupon, key),
+        move || plain.checkout_cart(user, coupon),
+    )
+    .await
 }
 
 /// A coupon offer (admin). Times are UTC milliseconds; `valid_for_secs` is
@@ -812,13 +833,14 @@ async fn issue_coupon(
         &format!("/me/coupons/{id}"),
         &Bytes::new(),
     )?;
-    let shop = state.shop.clone();
-    let result = blocking(move || match key {
-        Some(key) => shop.issue_coupon_keyed(user, CouponId::new(id), &key),
-        None => shop.issue_coupon(user, CouponId::new(id)).map(Keyed::Fresh),
-    })
-    .await?;
-    Ok(keyed(StatusCode::CREATED, result))
+    let (shop, plain) = (state.shop.clone(), state.shop.clone());
+    write(
+        StatusCode::CREATED,
+        key,
+        move |key| shop.issue_coupon_keyed(user, CouponId::new(id), key),
+        move || plain.issue_coupon(user, CouponId::new(id)),
+    )
+    .await
 }
 
 /// The coupons issued to the acting user, each with its state.
