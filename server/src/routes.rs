@@ -89,6 +89,37 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+/// Reads an integer that JSON may write as `6` or `6.0` (both are the
+/// integer 6 to a JSON Schema), refusing fractions and values out of range.
+fn int<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| D::Error::custom(format!("{number} is not an integer in range")))
+}
+
+/// [`int`] for an optional field.
+fn opt_int<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    #[derive(Deserialize)]
+    struct Wrapped<T: TryFrom<i64>>(#[serde(deserialize_with = "int")] T);
+    Option::<Wrapped<T>>::deserialize(deserializer).map(|w| w.map(|Wrapped(v)| v))
+}
+
 /// The `Idempotency-Key` header, if any, with a fingerprint of the request
 /// (method, path and body), so the same key with another request is caught.
 fn idempotency_key(
@@ -107,14 +138,24 @@ fn idempotency_key(
             "the Idempotency-Key header is not printable ASCII",
         ))
     })?;
+    if !is_uuid(key) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "the Idempotency-Key header is a lowercase UUID, e.g. 1b4e28ba-2fa1-4d2a-8e3c-6b5f0c3d9a77",
+        )
+        .into());
+    }
     let mut digest = Sha256::new();
     digest.update(method.as_bytes());
     digest.update(b" ");
     digest.update(path.as_bytes());
     digest.update(b"\n");
     digest.update(body);
+    // Keys are scoped to the route: the same client key on two routes is two
+    // keys, and only a repeat on one route with another body is "reused".
     Ok(Some(IdempotencyKey::new(
-        key,
+        format!("{method}:{path}|{key}"),
         hex::encode(digest.finalize()),
     )))
 }
@@ -133,6 +174,17 @@ async fn write<T: Serialize + Send + 'static>(
     })
     .await?;
     Ok(keyed(status, result))
+}
+
+/// Whether `key` is a lowercase UUID (8-4-4-4-12 hex digits), the form the
+/// schema asks for.
+fn is_uuid(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
+        })
 }
 
 /// A keyed write's response: its status and body the first time and on
@@ -262,6 +314,7 @@ async fn balance(State(state): State<AppState>, Me(user): Me) -> Result<Json<Bal
 pub(crate) struct Charge {
     /// Won, at least 1.
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "int")]
     amount: i64,
 }
 
@@ -269,7 +322,7 @@ pub(crate) struct Charge {
 /// retry safe: a repeat returns the first response and charges nothing.
 #[utoipa::path(post, path = "/me/balance/charge", request_body = Charge,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     responses(
         (status = 200, body = Balance),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -346,7 +399,9 @@ pub(crate) struct CreateProduct {
     name: String,
     /// Won.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "int")]
     price: i64,
+    #[serde(deserialize_with = "int")]
     stock: u32,
 }
 
@@ -379,6 +434,7 @@ async fn create_product(
 #[schema(example = json!({"quantity": 5}))]
 pub(crate) struct Restock {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "int")]
     quantity: u32,
 }
 
@@ -405,6 +461,7 @@ async fn restock(
 pub(crate) struct SetPrice {
     /// Won.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "int")]
     price: i64,
 }
 
@@ -430,9 +487,11 @@ async fn set_price(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Line {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "int")]
     product: i64,
     /// 1 to 99.
     #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "int")]
     quantity: u32,
 }
 
@@ -444,13 +503,14 @@ pub(crate) struct PlaceOrder {
     #[schema(min_items = 1, max_items = 100)]
     lines: Vec<Line>,
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "opt_int")]
     coupon: Option<i64>,
 }
 
 /// Places an order for the acting user; its stock is reserved at once.
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
@@ -510,7 +570,7 @@ async fn order(
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -536,7 +596,7 @@ async fn cancel_order(
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
@@ -579,7 +639,7 @@ async fn payment(
 
 /// Every status change of one of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment_history(
     State(state): State<AppState>,
@@ -596,14 +656,22 @@ async fn payment_history(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"lines": [{"product": 1, "quantity": 1}], "reason": "arrived broken"}))]
 pub(crate) struct RefundRequest {
+    /// The units to return; all that are left if absent.
+    #[schema(min_items = 1, max_items = 100)]
     lines: Option<Vec<Line>>,
+    /// Why, 1 to 200 characters of one line.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     reason: String,
 }
 
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
@@ -641,7 +709,7 @@ async fn refund(
 
 /// Every refund attempt of one of the acting user's orders.
 #[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn refunds(
     State(state): State<AppState>,
@@ -667,8 +735,10 @@ async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, A
 #[schema(example = json!({"product": 1, "quantity": 2}))]
 pub(crate) struct AddToCart {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "int")]
     product: i64,
     #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "int")]
     quantity: u32,
 }
 
@@ -694,6 +764,7 @@ async fn add_to_cart(
 #[schema(example = json!({"quantity": 3}))]
 pub(crate) struct SetQuantity {
     #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "int")]
     quantity: u32,
 }
 
@@ -735,13 +806,14 @@ async fn remove_from_cart(
 #[schema(example = json!({"coupon": null}))]
 pub(crate) struct Checkout {
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "opt_int")]
     coupon: Option<i64>,
 }
 
 /// Places an order for the cart's lines and empties the cart. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn checkout(
@@ -817,7 +889,7 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     security(("bearer" = [])),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -870,7 +942,7 @@ pub(crate) struct BestSellersQuery {
 
 /// Products ranked by units sold (paid, less refunded) in the last days.
 #[utoipa::path(get, path = "/best-sellers", params(BestSellersQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn best_sellers(
     State(state): State<AppState>,
     Query(query): Query<BestSellersQuery>,
@@ -895,7 +967,7 @@ pub(crate) struct EventsQuery {
 
 /// The order event feed, in sequence order (admin).
 #[utoipa::path(get, path = "/admin/events", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn events(
     State(state): State<AppState>,
@@ -915,4 +987,22 @@ async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiE
     let shop = state.shop.clone();
     let report = blocking(move || shop.audit()).await?;
     Ok(Json(report).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction_but_not_another() {
+        let charge: Charge = serde_json::from_str(r#"{"amount": 6.0}"#).unwrap();
+        assert_eq!(charge.amount, 6);
+        assert!(serde_json::from_str::<Charge>(r#"{"amount": 6.5}"#).is_err());
+        assert!(serde_json::from_str::<Line>(r#"{"product": 1, "quantity": -1}"#).is_err());
+        let order: PlaceOrder =
+            serde_json::from_str(r#"{"lines": [{"product": 2.0, "quantity": 1}]}"#).unwrap();
+        assert_eq!((order.lines[0].product, order.coupon), (2, None));
+        let order: PlaceOrder = serde_json::from_str(r#"{"lines": [], "coupon": 3.0}"#).unwrap();
+        assert_eq!(order.coupon, Some(3));
+    }
 }

@@ -355,14 +355,14 @@ fn idempotent_posts_replay_and_refuse_a_different_body() {
     let first = s.post_keyed(
         "/me/balance/charge",
         &kim,
-        "charge-1",
+        "00000001-0000-4000-8000-000000000000",
         json!({ "amount": 7_000 }),
     );
     assert_eq!((first.status, first.replayed), (200, false));
     let again = s.post_keyed(
         "/me/balance/charge",
         &kim,
-        "charge-1",
+        "00000001-0000-4000-8000-000000000000",
         json!({ "amount": 7_000 }),
     );
     assert_eq!((again.status, again.replayed), (200, true));
@@ -377,7 +377,7 @@ fn idempotent_posts_replay_and_refuse_a_different_body() {
     let different = s.post_keyed(
         "/me/balance/charge",
         &kim,
-        "charge-1",
+        "00000001-0000-4000-8000-000000000000",
         json!({ "amount": 8_000 }),
     );
     assert_problem(&different, 422, "idempotency_key_reused");
@@ -388,8 +388,18 @@ fn idempotent_posts_replay_and_refuse_a_different_body() {
 
     let tea = s.product(1_000, 3);
     let body = json!({ "lines": [{ "product": tea, "quantity": 1 }] });
-    let placed = s.post_keyed("/me/orders", &kim, "order-1", body.clone());
-    let replayed = s.post_keyed("/me/orders", &kim, "order-1", body);
+    let placed = s.post_keyed(
+        "/me/orders",
+        &kim,
+        "00000004-0000-4000-8000-000000000000",
+        body.clone(),
+    );
+    let replayed = s.post_keyed(
+        "/me/orders",
+        &kim,
+        "00000004-0000-4000-8000-000000000000",
+        body,
+    );
     assert_eq!(
         (placed.status, replayed.status, replayed.replayed),
         (201, 201, true)
@@ -494,13 +504,13 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     let issued = s.post_keyed(
         &format!("/me/coupons/{coupon}"),
         &kim,
-        "issue-1",
+        "00000003-0000-4000-8000-000000000000",
         json!(null),
     );
     let again = s.post_keyed(
         &format!("/me/coupons/{coupon}"),
         &kim,
-        "issue-1",
+        "00000003-0000-4000-8000-000000000000",
         json!(null),
     );
     assert_eq!(
@@ -519,7 +529,7 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     let order = s.post_keyed(
         "/me/cart/checkout",
         &kim,
-        "checkout-1",
+        "00000002-0000-4000-8000-000000000000",
         json!({ "coupon": coupon }),
     );
     assert_eq!(order.status, 201, "{}", order.body);
@@ -528,7 +538,7 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     let replay = s.post_keyed(
         "/me/cart/checkout",
         &kim,
-        "checkout-1",
+        "00000002-0000-4000-8000-000000000000",
         json!({ "coupon": coupon }),
     );
     assert_eq!(replay.body["id"], json!(id));
@@ -546,7 +556,7 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
         "POST",
         &s.url(&format!("/me/orders/{id}/pay")),
         Some(&kim),
-        Some("pay-1"),
+        Some("00000005-0000-4000-8000-000000000000"),
         None,
     );
     assert_eq!(paid.status, 200, "{}", paid.body);
@@ -563,10 +573,15 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     let refunded = s.post_keyed(
         &format!("/me/orders/{id}/refunds"),
         &kim,
-        "refund-1",
+        "00000006-0000-4000-8000-000000000000",
         body.clone(),
     );
-    let repeat = s.post_keyed(&format!("/me/orders/{id}/refunds"), &kim, "refund-1", body);
+    let repeat = s.post_keyed(
+        &format!("/me/orders/{id}/refunds"),
+        &kim,
+        "00000006-0000-4000-8000-000000000000",
+        body,
+    );
     assert_eq!(
         (refunded.status, repeat.status, repeat.replayed),
         (201, 201, true)
@@ -599,4 +614,18 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     assert!(events.body.as_array().unwrap().len() >= 4);
     let audit = s.get("/admin/audit", Some(&admin));
     assert_eq!(audit.body["violations"], json!([]));
+}
+
+#[test]
+fn an_idempotency_key_must_be_a_uuid() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    let reply = s.post_keyed(
+        "/me/balance/charge",
+        &kim,
+        "not-a-uuid",
+        json!({ "amount": 1 }),
+    );
+    assert_problem(&reply, 400, "invalid_idempotency_key");
+    assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
 }
