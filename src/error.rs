@@ -515,17 +515,14 @@ impl Error {
             | NegativeAmount { .. }
             | ZeroAmount
             | ChargeLimitExceeded { .. }
-            | BalanceLimitExceeded { .. }
             | AmountOverflow
             | InvalidName { .. }
             | InvalidCharacter { .. }
             | InvalidQuantity { .. }
-            | StockOverflow { .. }
             | InvalidPageSize { .. }
             | EmptyOrder
             | TooManyOrderLines { .. }
             | DuplicateOrderLine { .. }
-            | EmptyCart { .. }
             | NothingToPay { .. }
             | InvalidPaymentKey
             | InvalidRefundReason { .. }
@@ -554,7 +551,12 @@ impl Error {
             | CouponUsed { .. }
             | CouponExpired { .. }
             | CouponMinimumNotMet { .. }
-            | IdempotencyKeyReused { .. } => ErrorKind::Conflict,
+            | IdempotencyKeyReused { .. }
+            // These depend on the state (the balance, the stock, the cart),
+            // not on the request alone: the same call can succeed later.
+            | BalanceLimitExceeded { .. }
+            | StockOverflow { .. }
+            | EmptyCart { .. } => ErrorKind::Conflict,
             Busy(_) | GatewayUnavailable { .. } | DiskFull(_) => ErrorKind::Busy,
             NoGateway
             | GatewayRejected { .. }

@@ -256,7 +256,7 @@
 //! |---------------|----------|------|
 //! | `InvalidInput` | amount 0, quantity 0, empty order, bad id, over a limit | 400 |
 //! | `NotFound` | user, product, cart line, order (also another user's) | 404 |
-//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state, an expired order, a refund in flight or of more than is left, a coupon sold out, already held, not issuable, used, expired or below its minimum | 409 |
+//! | `Conflict` | already in the cart, insufficient stock or balance, wrong order state, an expired order, a refund in flight or of more than is left, a charge over the balance limit, an empty cart, a restock past the largest stock, a coupon sold out, already held, not issuable, used, expired or below its minimum | 409 |
 //! | `PaymentDeclined` | the payment gateway said no (payment or refund) | 402 |
 //! | `PaymentOutcomeUnknown` | the gateway gave no definite answer | 202 |
 //! | `Busy` | the database stayed locked past the timeout; the gateway unreachable | 503 |

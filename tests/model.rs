@@ -362,10 +362,12 @@ impl Model {
                     return Err(InvalidInput);
                 }
                 let u = self.user(user)?;
-                if amount > MAX_CHARGE
-                    || self.users[u].balance + self.held(user) + amount > MAX_BALANCE
-                {
+                if amount > MAX_CHARGE {
                     return Err(InvalidInput);
+                }
+                if self.users[u].balance + self.held(user) + amount > MAX_BALANCE {
+                    // Over the balance limit depends on the balance: a conflict.
+                    return Err(Conflict);
                 }
                 self.credit(user, amount);
                 Ok(Some(self.users[u].balance))
@@ -449,7 +451,7 @@ impl Model {
                     .map(|i| (i.product, i.quantity))
                     .collect();
                 if lines.is_empty() {
-                    return Err(InvalidInput);
+                    return Err(Conflict);
                 }
                 let placed = self.place(user, &lines)?;
                 self.cart.retain(|_, i| i.user != user);
@@ -580,7 +582,7 @@ impl Model {
                     .sum();
                 if self.users[(user - 1) as usize].balance + self.held(user) + amount > MAX_BALANCE
                 {
-                    return Err(InvalidInput);
+                    return Err(Conflict);
                 }
                 self.refunds.push(MRefund {
                     order,

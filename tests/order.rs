@@ -382,7 +382,7 @@ fn checkout_of_an_empty_cart_is_invalid() {
         matches!(err, Error::EmptyCart { user } if user == kim),
         "{err:?}"
     );
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(matches!(
         t.shop.checkout_cart(UserId::new(42), None),
         Err(Error::UserNotFound(_))

@@ -90,6 +90,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The API as an axum router, with `/openapi.json`. Mount it where you like.
 pub fn router(shop: Shop, config: Config) -> Router {
+    let limits = shop.limits().clone();
     let state = AppState {
         shop,
         secrets: Arc::new(config.secrets.clone()),
@@ -97,7 +98,7 @@ pub fn router(shop: Shop, config: Config) -> Router {
     let (router, api) = routes::all(OpenApiRouter::with_openapi(ApiDoc::openapi()))
         .with_state(state)
         .split_for_parts();
-    let api = Arc::new(api);
+    let api = Arc::new(with_limits(api, &limits));
     router
         .route(
             "/openapi.json",
@@ -115,6 +116,21 @@ pub fn router(shop: Shop, config: Config) -> Router {
         })
         .layer(axum::middleware::map_response(problem_bodies))
         .layer(DefaultBodyLimit::max(config.body_limit))
+}
+
+/// The document with this shop's limits written into the schemas, so a
+/// request the schema allows is one the shop accepts.
+fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serde_json::Value {
+    let mut doc = serde_json::to_value(&api).unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["Charge"]["properties"]["amount"]["maximum"] = limits.max_charge.won().into();
+    schemas["Line"]["properties"]["quantity"]["maximum"] = limits.max_order_quantity.into();
+    schemas["PlaceOrder"]["properties"]["lines"]["maxItems"] = limits.max_order_lines.into();
+    schemas["RefundRequest"]["properties"]["lines"]["maxItems"] = limits.max_order_lines.into();
+    for cart in ["AddToCart", "SetQuantity"] {
+        schemas[cart]["properties"]["quantity"]["maximum"] = limits.max_cart_quantity.into();
+    }
+    doc
 }
 
 /// Gives the answers axum makes itself — a wrong method (405, keeping its

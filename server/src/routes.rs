@@ -138,6 +138,10 @@ fn idempotency_key(
             "the Idempotency-Key header is not printable ASCII",
         ))
     })?;
+    // An empty header is no key, as some clients send for "none".
+    if key.is_empty() {
+        return Ok(None);
+    }
     if !is_uuid(key) {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -322,7 +326,7 @@ pub(crate) struct Charge {
 /// retry safe: a repeat returns the first response and charges nothing.
 #[utoipa::path(post, path = "/me/balance/charge", request_body = Charge,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     responses(
         (status = 200, body = Balance),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -510,7 +514,7 @@ pub(crate) struct PlaceOrder {
 /// Places an order for the acting user; its stock is reserved at once.
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
@@ -570,7 +574,7 @@ async fn order(
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -596,7 +600,7 @@ async fn cancel_order(
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
@@ -671,7 +675,7 @@ pub(crate) struct RefundRequest {
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
@@ -813,7 +817,7 @@ pub(crate) struct Checkout {
 /// Places an order for the cart's lines and empties the cart. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn checkout(
@@ -889,7 +893,7 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
     security(("bearer" = [])),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
