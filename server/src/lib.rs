@@ -124,9 +124,44 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
     let mut doc = serde_json::to_value(&api).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
     schemas["Charge"]["properties"]["amount"]["maximum"] = limits.max_charge.won().into();
-    schemas["Line"]["properties"]["quantity"]["maximum"] = limits.max_order_quantity.into();
-    schemas["PlaceOrder"]["properties"]["lines"]["maxItems"] = limits.max_order_lines.into();
-    schemas["RefundRequest"]["properties"]["lines"]["maxItems"] = limits.max_order_lines.into();
+    // Lines are a map of product id to quantity: each product once.
+    let lines = serde_json::json!({
+        "type": "object",
+        "propertyNames": { "type": "string", "pattern": "^[1-9][0-9]{0,17}$" },
+        "additionalProperties": {
+            "type": "integer", "minimum": 1, "maximum": limits.max_order_quantity,
+        },
+        "minProperties": 1,
+        "maxProperties": limits.max_order_lines,
+        "description": "product id → quantity, each product once",
+    });
+    schemas["PlaceOrder"]["properties"]["lines"] = lines.clone();
+    schemas["RefundRequest"]["properties"]["lines"] = serde_json::json!({
+        "oneOf": [lines, { "type": "null" }],
+    });
+    schemas["CreateCoupon"]["properties"]["discount"] = serde_json::json!({
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "kind": { "const": "fixed" },
+                    "amount": { "type": "integer", "minimum": 1 },
+                },
+                "required": ["kind", "amount"],
+                "additionalProperties": false,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "kind": { "const": "percent" },
+                    "percent": { "type": "integer", "minimum": 1, "maximum": 100 },
+                    "cap": { "type": ["integer", "null"], "minimum": 1 },
+                },
+                "required": ["kind", "percent"],
+                "additionalProperties": false,
+            },
+        ],
+    });
     for cart in ["AddToCart", "SetQuantity"] {
         schemas[cart]["properties"]["quantity"]["maximum"] = limits.max_cart_quantity.into();
     }

@@ -326,7 +326,7 @@ pub(crate) struct Charge {
 /// retry safe: a repeat returns the first response and charges nothing.
 #[utoipa::path(post, path = "/me/balance/charge", request_body = Charge,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     responses(
         (status = 200, body = Balance),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -405,6 +405,7 @@ pub(crate) struct CreateProduct {
     #[schema(minimum = 0)]
     #[serde(deserialize_with = "int")]
     price: i64,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     #[serde(deserialize_with = "int")]
     stock: u32,
 }
@@ -437,7 +438,7 @@ async fn create_product(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"quantity": 5}))]
 pub(crate) struct Restock {
-    #[schema(minimum = 1)]
+    #[schema(value_type = i64, minimum = 1, maximum = 4294967295_i64)]
     #[serde(deserialize_with = "int")]
     quantity: u32,
 }
@@ -446,7 +447,8 @@ pub(crate) struct Restock {
 #[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1)),
     request_body = Restock, security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "the stock would pass the largest stock", body = Problem, content_type = "application/problem+json")))]
 async fn restock(
     State(state): State<AppState>,
     _: Admin,
@@ -487,25 +489,50 @@ async fn set_price(
     Ok(Json(product).into_response())
 }
 
-/// One line of an order.
-#[derive(Debug, Deserialize, ToSchema)]
-pub(crate) struct Line {
-    #[schema(minimum = 1)]
-    #[serde(deserialize_with = "int")]
-    product: i64,
-    /// 1 to 99.
-    #[schema(minimum = 1, maximum = 99)]
-    #[serde(deserialize_with = "int")]
-    quantity: u32,
+/// The lines of an order or a refund: product id → quantity, in the order
+/// given. A map, so that a product appears once by construction (the shop
+/// refuses an order naming a product twice).
+#[derive(Debug, Clone)]
+pub(crate) struct Lines(Vec<OrderLine>);
+
+impl<'de> Deserialize<'de> for Lines {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Lines, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Lines;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of product id to quantity")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Lines, A::Error> {
+                use serde::de::Error as _;
+                #[derive(Deserialize)]
+                struct Quantity(#[serde(deserialize_with = "int")] u32);
+                let mut lines = Vec::new();
+                while let Some(product) = map.next_key::<String>()? {
+                    let product: i64 = product.parse().map_err(|_| {
+                        A::Error::custom(format!("{product:?} is not a product id"))
+                    })?;
+                    let Quantity(quantity) = map.next_value()?;
+                    lines.push(OrderLine::new(ProductId::new(product), quantity));
+                }
+                Ok(Lines(lines))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// An order to place, with an optional coupon.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"lines": [{"product": 1, "quantity": 2}], "coupon": null}))]
+#[schema(example = json!({"lines": {"1": 2}, "coupon": null}))]
 pub(crate) struct PlaceOrder {
-    /// 1 to 100 lines, each product once.
-    #[schema(min_items = 1, max_items = 100)]
-    lines: Vec<Line>,
+    /// Product id → quantity (1 to the order quantity limit); 1 to the line
+    /// limit entries.
+    #[schema(value_type = Object)]
+    lines: Lines,
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "opt_int")]
     coupon: Option<i64>,
@@ -514,7 +541,7 @@ pub(crate) struct PlaceOrder {
 /// Places an order for the acting user; its stock is reserved at once.
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
@@ -526,11 +553,7 @@ async fn place_order(
     let key = idempotency_key(&headers, "POST", "/me/orders", &body)?;
     let request: PlaceOrder = parse(&body)?;
     let order = OrderRequest {
-        lines: request
-            .lines
-            .iter()
-            .map(|l| OrderLine::new(ProductId::new(l.product), l.quantity))
-            .collect(),
+        lines: request.lines.0,
         coupon: request.coupon.map(CouponId::new),
     };
     let (shop, plain) = (state.shop.clone(), state.shop.clone());
@@ -574,7 +597,7 @@ async fn order(
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -600,7 +623,7 @@ async fn cancel_order(
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
@@ -658,11 +681,11 @@ async fn payment_history(
 /// A refund: the units to return (all that are left if `lines` is absent)
 /// and why.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"lines": [{"product": 1, "quantity": 1}], "reason": "arrived broken"}))]
+#[schema(example = json!({"lines": {"1": 1}, "reason": "arrived broken"}))]
 pub(crate) struct RefundRequest {
-    /// The units to return; all that are left if absent.
-    #[schema(min_items = 1, max_items = 100)]
-    lines: Option<Vec<Line>>,
+    /// Product id → units to return; all that are left if absent.
+    #[schema(value_type = Option<Object>)]
+    lines: Option<Lines>,
     /// Why, 1 to 200 characters of one line.
     #[schema(
         min_length = 1,
@@ -675,7 +698,7 @@ pub(crate) struct RefundRequest {
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
@@ -690,12 +713,7 @@ async fn refund(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers, "POST", &format!("/me/orders/{id}/refunds"), &body)?;
     let request: RefundRequest = parse(&body)?;
-    let lines: Option<Vec<OrderLine>> = request.lines.map(|lines| {
-        lines
-            .iter()
-            .map(|l| OrderLine::new(ProductId::new(l.product), l.quantity))
-            .collect()
-    });
+    let lines: Option<Vec<OrderLine>> = request.lines.map(|lines| lines.0);
     let shop = state.shop.clone();
     let order = OrderId::new(id);
     let result = blocking(move || match (key, lines) {
@@ -817,7 +835,7 @@ pub(crate) struct Checkout {
 /// Places an order for the cart's lines and empties the cart. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn checkout(
@@ -839,20 +857,78 @@ async fn checkout(
     .await
 }
 
-/// A coupon offer (admin). Times are UTC milliseconds; `valid_for_secs` is
-/// how long an issued coupon stays usable.
+/// What a coupon takes off, as the API takes it (integers may be written
+/// `5.0`; no other field is allowed).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum DiscountBody {
+    Fixed {
+        #[serde(deserialize_with = "int")]
+        amount: i64,
+    },
+    Percent {
+        #[serde(deserialize_with = "int")]
+        percent: u8,
+        #[serde(default, deserialize_with = "opt_int")]
+        cap: Option<i64>,
+    },
+}
+
+impl DiscountBody {
+    fn discount(self) -> Result<Discount, ApiError> {
+        Ok(match self {
+            DiscountBody::Fixed { amount } => Discount::Fixed {
+                amount: money(amount)?,
+            },
+            DiscountBody::Percent { percent, cap } => Discount::Percent {
+                percent,
+                cap: cap.map(money).transpose()?,
+            },
+        })
+    }
+}
+
+/// The latest a coupon's issue window may start: the year 3000, in UTC
+/// milliseconds.
+const LATEST_COUPON_START: i64 = 32_503_680_000_000;
+
+/// The longest issue window or validity a coupon takes: 100 years.
+const MAX_COUPON_SECS: i64 = 3_153_600_000;
+
+/// A coupon offer (admin). It is issued from `issuable_from` (UTC
+/// milliseconds) for `issuable_for_secs`; an issued coupon stays usable for
+/// `valid_for_secs`. Durations rather than an end time, so that every
+/// offer the schema allows is one the shop accepts.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "Welcome 10%", "discount": {"kind": "percent", "percent": 10, "cap": 5000},
-    "quantity": 100, "issuable_from": 0, "issuable_until": 4102444800000_i64, "valid_for_secs": 604800,
+    "quantity": 100, "issuable_from": 0, "issuable_for_secs": 3153600000_i64, "valid_for_secs": 604800,
     "min_order_total": 10000}))]
 pub(crate) struct CreateCoupon {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     name: String,
+    /// `{"kind": "fixed", "amount": won}` or `{"kind": "percent", "percent":
+    /// 1-100, "cap": won or null}`.
     #[schema(value_type = Object)]
-    discount: Discount,
+    discount: DiscountBody,
+    #[schema(value_type = i64, minimum = 1, maximum = 4294967295_i64)]
+    #[serde(deserialize_with = "int")]
     quantity: u32,
+    /// UTC milliseconds, up to the year 3000.
+    #[schema(minimum = 0, maximum = 32503680000000_i64)]
+    #[serde(deserialize_with = "int")]
     issuable_from: i64,
-    issuable_until: i64,
-    valid_for_secs: u64,
+    #[schema(minimum = 1, maximum = 3153600000_i64)]
+    #[serde(deserialize_with = "int")]
+    issuable_for_secs: i64,
+    #[schema(minimum = 1, maximum = 3153600000_i64)]
+    #[serde(deserialize_with = "int")]
+    valid_for_secs: i64,
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "int")]
     min_order_total: i64,
 }
 
@@ -867,13 +943,33 @@ async fn create_coupon(
 ) -> Result<Response, ApiError> {
     let request: CreateCoupon = parse(&body)?;
     let min_order_total = money(request.min_order_total)?;
+    if !(0..=LATEST_COUPON_START).contains(&request.issuable_from) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "out_of_range",
+            "issuable_from is a time in UTC milliseconds, from 0 to the year 3000",
+        )
+        .into());
+    }
+    for secs in [request.issuable_for_secs, request.valid_for_secs] {
+        if !(1..=MAX_COUPON_SECS).contains(&secs) {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "out_of_range",
+                "issuable_for_secs and valid_for_secs are 1 to 3153600000 (100 years)",
+            )
+            .into());
+        }
+    }
     let new = NewCoupon {
         name: request.name,
-        discount: request.discount,
+        discount: request.discount.discount()?,
         quantity: request.quantity,
         issuable_from: Timestamp::from_millis(request.issuable_from),
-        issuable_until: Timestamp::from_millis(request.issuable_until),
-        valid_for: Duration::from_secs(request.valid_for_secs),
+        issuable_until: Timestamp::from_millis(request.issuable_from).saturating_add(
+            Duration::from_secs(request.issuable_for_secs.unsigned_abs()),
+        ),
+        valid_for: Duration::from_secs(request.valid_for_secs.unsigned_abs()),
         min_order_total,
     };
     let shop = state.shop.clone();
@@ -893,7 +989,7 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "makes a retry safe: a fresh UUID per intended write")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -963,7 +1059,8 @@ async fn best_sellers(
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// The last sequence number already read (0 for the start).
-    after: Option<u64>,
+    #[param(minimum = 0)]
+    after: Option<i64>,
     /// How many events (1 to 1,000; default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
@@ -978,9 +1075,22 @@ async fn events(
     _: Admin,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    if query.after.is_some_and(|after| after < 0) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "out_of_range",
+            "after is a sequence number, 0 or more",
+        )
+        .into());
+    }
     let shop = state.shop.clone();
-    let events =
-        blocking(move || shop.events(query.after.unwrap_or(0), query.limit.unwrap_or(100))).await?;
+    let events = blocking(move || {
+        shop.events(
+            query.after.unwrap_or(0).unsigned_abs(),
+            query.limit.unwrap_or(100),
+        )
+    })
+    .await?;
     Ok(Json(events).into_response())
 }
 
@@ -1002,11 +1112,17 @@ mod tests {
         let charge: Charge = serde_json::from_str(r#"{"amount": 6.0}"#).unwrap();
         assert_eq!(charge.amount, 6);
         assert!(serde_json::from_str::<Charge>(r#"{"amount": 6.5}"#).is_err());
-        assert!(serde_json::from_str::<Line>(r#"{"product": 1, "quantity": -1}"#).is_err());
         let order: PlaceOrder =
-            serde_json::from_str(r#"{"lines": [{"product": 2.0, "quantity": 1}]}"#).unwrap();
-        assert_eq!((order.lines[0].product, order.coupon), (2, None));
-        let order: PlaceOrder = serde_json::from_str(r#"{"lines": [], "coupon": 3.0}"#).unwrap();
+            serde_json::from_str(r#"{"lines": {"2": 1.0, "1": 3}, "coupon": 3.0}"#).unwrap();
+        let lines: Vec<(i64, u32)> = order
+            .lines
+            .0
+            .iter()
+            .map(|l| (l.product.get(), l.quantity))
+            .collect();
+        assert_eq!(lines, [(2, 1), (1, 3)], "in the order given");
         assert_eq!(order.coupon, Some(3));
+        assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"x": 1}}"#).is_err());
+        assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"1": -1}}"#).is_err());
     }
 }
