@@ -116,6 +116,59 @@ pub fn router(shop: Shop, config: Config) -> Router {
         })
         .layer(axum::middleware::map_response(problem_bodies))
         .layer(DefaultBodyLimit::max(config.body_limit))
+        // Outermost: every request gets an id (or keeps the client's
+        // `x-request-id`), logged with its method, path, status and time —
+        // never its headers or body, so no token or secret is logged — and
+        // echoed in the response.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %request.method(),
+                        path = %request.uri().path(), request_id = %id)
+                })
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            RequestIds::default(),
+        ))
+}
+
+/// Request ids: a process-unique counter with a random prefix.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> RequestIds {
+        let mut bytes = [0u8; 4];
+        let _ = getrandom::fill(&mut bytes);
+        RequestIds {
+            prefix: hex::encode(bytes).into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
 }
 
 /// The document with this shop's limits written into the schemas, so a

@@ -48,6 +48,7 @@ struct Reply {
     content_type: String,
     replayed: bool,
     allow: Option<String>,
+    request_id: Option<String>,
 }
 
 fn agent() -> ureq::Agent {
@@ -88,6 +89,7 @@ fn call(
     let content_type = header("content-type").unwrap_or_default();
     let replayed = header("idempotent-replayed").is_some();
     let allow = header("allow");
+    let request_id = header("x-request-id");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap_or_default();
     Reply {
@@ -96,6 +98,7 @@ fn call(
         content_type,
         replayed,
         allow,
+        request_id,
     }
 }
 
@@ -163,7 +166,12 @@ fn assert_problem(reply: &Reply, status: u16, code: &str) {
 #[test]
 fn health_openapi_and_unknown_routes() {
     let s = start();
-    assert_eq!(s.get("/healthz", None).status, 200);
+    let health = s.get("/healthz", None);
+    assert_eq!(health.status, 200);
+    assert!(
+        health.request_id.is_some(),
+        "every response carries its request id"
+    );
     assert_eq!(s.get("/readyz", None).status, 200);
     let api = s.get("/openapi.json", None);
     assert_eq!(api.body["openapi"], json!("3.1.0"));
