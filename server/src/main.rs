@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use liteshop::{FakeGateway, HttpGateway, Shop};
+use liteshop::{Clock, FakeGateway, HttpGateway, Shop, SystemClock, Timestamp};
 use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
@@ -52,6 +52,10 @@ struct Serve {
     /// Seconds between sweeps that expire unpaid orders.
     #[arg(long, env = "LITESHOP_EXPIRE_EVERY", default_value_t = 10)]
     expire_every: u64,
+    /// Hours an Idempotency-Key is remembered; a repeat after that runs as
+    /// a new request.
+    #[arg(long, env = "LITESHOP_KEEP_KEYS_HOURS", default_value_t = 24)]
+    keep_keys_hours: u64,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -108,14 +112,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let expiry = {
         let shop = shop.clone();
         let every = Duration::from_secs(args.expire_every.max(1));
+        let keep_keys_ms =
+            i64::try_from(args.keep_keys_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let shop = shop.clone();
-                match tokio::task::spawn_blocking(move || shop.expire_orders()).await {
-                    Ok(Ok(n)) if n > 0 => info!(expired = n, "unpaid orders expired"),
-                    Ok(Err(err)) => warn!(error = %err, "expiring orders failed"),
+                let sweep = move || {
+                    let expired = shop.expire_orders()?;
+                    let cutoff = SystemClock.now().as_millis().saturating_sub(keep_keys_ms);
+                    let pruned = shop.prune_idempotency_keys(Timestamp::from_millis(cutoff))?;
+                    Ok::<_, liteshop::Error>((expired, pruned))
+                };
+                match tokio::task::spawn_blocking(sweep).await {
+                    Ok(Ok((expired, pruned))) if expired + pruned > 0 => {
+                        info!(
+                            expired,
+                            pruned, "unpaid orders expired, old idempotency keys pruned"
+                        );
+                    }
+                    Ok(Err(err)) => warn!(error = %err, "the sweep failed"),
                     _ => {}
                 }
             }

@@ -619,10 +619,22 @@ async fn cancel_order(
     .await
 }
 
+/// What to pay with: the payment key the PG's widget returned, or none
+/// (the shop makes one).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"payment_key": null}))]
+pub(crate) struct Pay {
+    /// The PG widget's payment key, 1 to 200 printable characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[A-Za-z0-9_\-]+$")]
+    payment_key: Option<String>,
+}
+
 /// Pays a pending order through the payment gateway. Send an
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
-#[utoipa::path(post, path = "/me/orders/{id}/pay", params(("id" = i64, Path, minimum = 1),
+#[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
+    params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
@@ -633,21 +645,40 @@ async fn pay(
     Me(user): Me,
     Path(id): Path<i64>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(
-        &headers,
-        "POST",
-        &format!("/me/orders/{id}/pay"),
-        &Bytes::new(),
-    )?;
+    let path = format!("/me/orders/{id}/pay");
+    let key = idempotency_key(&headers, "POST", &path, &body)?;
+    // No body, or `{}`, pays with a key of the shop's own; the PG widget's
+    // payment key comes as `{"payment_key": "…"}`.
+    let request: Pay = if body.iter().all(u8::is_ascii_whitespace) {
+        Pay::default()
+    } else {
+        parse(&body)?
+    };
     let (shop, plain) = (state.shop.clone(), state.shop.clone());
-    write(
-        StatusCode::OK,
-        key,
-        move |key| shop.pay_keyed(user, OrderId::new(id), key),
-        move || plain.pay(user, OrderId::new(id)),
-    )
-    .await
+    let order = OrderId::new(id);
+    match request.payment_key {
+        Some(payment_key) => {
+            let again = payment_key.clone();
+            write(
+                StatusCode::OK,
+                key,
+                move |key| shop.pay_with_key_keyed(user, order, &payment_key, key),
+                move || plain.pay_with_key(user, order, &again),
+            )
+            .await
+        }
+        None => {
+            write(
+                StatusCode::OK,
+                key,
+                move |key| shop.pay_keyed(user, order, key),
+                move || plain.pay(user, order),
+            )
+            .await
+        }
+    }
 }
 
 /// One of the acting user's payments.

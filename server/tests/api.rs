@@ -647,3 +647,37 @@ fn an_idempotency_key_must_be_a_uuid() {
     assert_problem(&reply, 400, "invalid_idempotency_key");
     assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
 }
+
+#[test]
+fn pay_with_the_pg_widgets_payment_key() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    s.post(
+        "/me/balance/charge",
+        Some(&kim),
+        json!({ "amount": 10_000 }),
+    );
+    let tea = s.product(1_000, 5);
+    let order = s.post(
+        "/me/orders",
+        Some(&kim),
+        json!({ "lines": lines(&[(tea, 1)]) }),
+    );
+    let id = order.body["id"].as_i64().unwrap();
+    assert_problem(
+        &s.post(
+            &format!("/me/orders/{id}/pay"),
+            Some(&kim),
+            json!({ "payment_key": "no spaces" }),
+        ),
+        400,
+        "invalid_payment_key",
+    );
+    let paid = s.post(
+        &format!("/me/orders/{id}/pay"),
+        Some(&kim),
+        json!({ "payment_key": "widget_key-1" }),
+    );
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["payment_key"], json!("widget_key-1"));
+}

@@ -1333,6 +1333,27 @@ impl Shop {
         Ok(keyed_attempt(payment, replay))
     }
 
+    /// [`Shop::pay_with_key`] (the PG widget's payment key) under an
+    /// idempotency key, as [`Shop::pay_keyed`].
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::pay_with_key`] for the first request;
+    /// [`Error::InvalidIdempotencyKey`], [`Error::IdempotencyKeyReused`].
+    pub fn pay_with_key_keyed(
+        &self,
+        user: UserId,
+        order: OrderId,
+        payment_key: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Keyed<Payment>> {
+        key.validate()?;
+        let payment_key = payment::validate_key(payment_key)?;
+        let (payment, replay) =
+            self.pay_inner(user, order, Some(payment_key), Some(key.clone()))?;
+        Ok(keyed_attempt(payment, replay))
+    }
+
     /// [`Shop::refund`] (no `lines`) or [`Shop::refund_lines`] under an
     /// idempotency key. The key is stored with the refund attempt, in its
     /// first transaction; a repeat starts nothing and gets
