@@ -24,6 +24,7 @@
 mod auth;
 mod problem;
 mod routes;
+mod schemas;
 
 use std::sync::Arc;
 

@@ -19,9 +19,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::auth::{Admin, Me};
 use crate::problem::{ApiError, Problem};
+use crate::{AppState, schemas};
 
 /// Every route, for [`crate::router`] and [`crate::openapi`].
 pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -44,6 +44,7 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(pay))
         .routes(routes!(payment))
         .routes(routes!(payment_history))
+        .routes(routes!(order_payments))
         .routes(routes!(refund, refunds))
         .routes(routes!(cart))
         .routes(routes!(add_to_cart))
@@ -263,7 +264,7 @@ pub(crate) struct CreateUser {
 /// A user, with the bearer token that acts as them.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CreatedUser {
-    #[schema(value_type = Object)]
+    #[schema(value_type = schemas::User)]
     user: liteshop::User,
     /// `Authorization: Bearer <token>` for the `/me` routes.
     token: String,
@@ -285,7 +286,7 @@ async fn create_user(State(state): State<AppState>, body: Bytes) -> Result<Respo
 
 /// The acting user.
 #[utoipa::path(get, path = "/me", security(("bearer" = [])), responses(
-    (status = 200, body = Object),
+    (status = 200, body = schemas::User),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn me(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
@@ -359,7 +360,7 @@ async fn charge(
 
 /// The acting user's ledger, newest first.
 #[utoipa::path(get, path = "/me/ledger", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::LedgerPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn ledger(
     State(state): State<AppState>,
     Me(user): Me,
@@ -372,7 +373,7 @@ async fn ledger(
 
 /// The catalogue, in id order.
 #[utoipa::path(get, path = "/products", params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::ProductPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn products(
     State(state): State<AppState>,
     Query(page): Query<PageQuery>,
@@ -384,7 +385,7 @@ async fn products(
 
 /// One product.
 #[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1)),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let product = blocking(move || shop.product(ProductId::new(id))).await?;
@@ -413,7 +414,7 @@ pub(crate) struct CreateProduct {
 /// Adds a product (admin).
 #[utoipa::path(post, path = "/admin/products", request_body = CreateProduct,
     security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn create_product(
     State(state): State<AppState>,
@@ -446,7 +447,7 @@ pub(crate) struct Restock {
 /// Adds stock (admin).
 #[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1)),
     request_body = Restock, security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "the stock would pass the largest stock", body = Problem, content_type = "application/problem+json")))]
 async fn restock(
@@ -474,7 +475,7 @@ pub(crate) struct SetPrice {
 /// Sets a product's price (admin); orders placed keep theirs.
 #[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1)),
     request_body = SetPrice, security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn set_price(
     State(state): State<AppState>,
@@ -542,7 +543,7 @@ pub(crate) struct PlaceOrder {
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
-    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
     State(state): State<AppState>,
@@ -569,7 +570,7 @@ async fn place_order(
 
 /// The acting user's orders, newest first.
 #[utoipa::path(get, path = "/me/orders", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::OrderPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn orders(
     State(state): State<AppState>,
     Me(user): Me,
@@ -582,7 +583,7 @@ async fn orders(
 
 /// One of the acting user's orders (another user's is not found).
 #[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn order(
     State(state): State<AppState>,
@@ -599,7 +600,7 @@ async fn order(
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn cancel_order(
     State(state): State<AppState>,
@@ -637,7 +638,7 @@ pub(crate) struct Pay {
     params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::Payment), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn pay(
@@ -683,7 +684,7 @@ async fn pay(
 
 /// One of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::Payment), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment(
     State(state): State<AppState>,
@@ -695,9 +696,23 @@ async fn payment(
     Ok(Json(payment).into_response())
 }
 
+/// Every payment attempt of one of the acting user's orders, oldest first.
+#[utoipa::path(get, path = "/me/orders/{id}/payments", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = [schemas::Payment]), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn order_payments(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let payments = blocking(move || shop.payments_for_order(user, OrderId::new(id))).await?;
+    Ok(Json(payments).into_response())
+}
+
 /// Every status change of one of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
-    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [schemas::PaymentEvent]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment_history(
     State(state): State<AppState>,
@@ -731,7 +746,7 @@ pub(crate) struct RefundRequest {
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     request_body = RefundRequest, security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::Refund), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
               (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json")))]
@@ -762,7 +777,7 @@ async fn refund(
 
 /// Every refund attempt of one of the acting user's orders.
 #[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
-    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [schemas::Refund]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn refunds(
     State(state): State<AppState>,
@@ -776,7 +791,7 @@ async fn refunds(
 
 /// The acting user's cart, with line totals and the cart total.
 #[utoipa::path(get, path = "/me/cart", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Cart), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let cart = blocking(move || shop.cart(user)).await?;
@@ -797,7 +812,7 @@ pub(crate) struct AddToCart {
 
 /// Adds a product to the cart (a product already there is a conflict).
 #[utoipa::path(post, path = "/me/cart/items", request_body = AddToCart, security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::CartLine), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn add_to_cart(
     State(state): State<AppState>,
@@ -824,7 +839,7 @@ pub(crate) struct SetQuantity {
 /// Sets the quantity of one of the acting user's cart lines.
 #[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1)), request_body = SetQuantity,
     security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = schemas::CartLine), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn set_cart_quantity(
     State(state): State<AppState>,
@@ -867,7 +882,7 @@ pub(crate) struct Checkout {
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
-    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn checkout(
     State(state): State<AppState>,
@@ -965,7 +980,7 @@ pub(crate) struct CreateCoupon {
 
 /// Creates a coupon offer (admin).
 #[utoipa::path(post, path = "/admin/coupons", request_body = CreateCoupon, security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::Coupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn create_coupon(
     State(state): State<AppState>,
@@ -1010,7 +1025,7 @@ async fn create_coupon(
 
 /// A coupon offer, with how many were issued.
 #[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1)),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Coupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let coupon = blocking(move || shop.coupon(CouponId::new(id))).await?;
@@ -1022,7 +1037,7 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
-    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = schemas::UserCoupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn issue_coupon(
     State(state): State<AppState>,
@@ -1048,7 +1063,7 @@ async fn issue_coupon(
 
 /// The coupons issued to the acting user, each with its state.
 #[utoipa::path(get, path = "/me/coupons", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::UserCouponPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn my_coupons(
     State(state): State<AppState>,
     Me(user): Me,
@@ -1073,7 +1088,7 @@ pub(crate) struct BestSellersQuery {
 
 /// Products ranked by units sold (paid, less refunded) in the last days.
 #[utoipa::path(get, path = "/best-sellers", params(BestSellersQuery),
-    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [schemas::BestSeller]), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn best_sellers(
     State(state): State<AppState>,
     Query(query): Query<BestSellersQuery>,
@@ -1099,7 +1114,7 @@ pub(crate) struct EventsQuery {
 
 /// The order event feed, in sequence order (admin).
 #[utoipa::path(get, path = "/admin/events", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = [Object]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = [schemas::Event]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn events(
     State(state): State<AppState>,
@@ -1127,7 +1142,7 @@ async fn events(
 
 /// Checks every conservation law of the books (admin). Reads every row.
 #[utoipa::path(get, path = "/admin/audit", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::AuditReport), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let report = blocking(move || shop.audit()).await?;

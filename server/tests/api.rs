@@ -176,6 +176,13 @@ fn health_openapi_and_unknown_routes() {
     let api = s.get("/openapi.json", None);
     assert_eq!(api.body["openapi"], json!("3.1.0"));
     assert!(api.body["paths"]["/me/balance/charge"]["post"].is_object());
+    // Responses are typed: an order is an Order, with its fields.
+    let order = &api.body["paths"]["/me/orders/{id}"]["get"]["responses"]["200"];
+    assert_eq!(
+        order["content"]["application/json"]["schema"]["$ref"],
+        json!("#/components/schemas/Order")
+    );
+    assert!(api.body["components"]["schemas"]["Order"]["properties"]["lines"].is_object());
     assert_problem(&s.get("/nowhere", None), 404, "not_found");
     let wrong = call("DELETE", &s.url("/me/balance"), None, None, None);
     assert_problem(&wrong, 405, "method_not_allowed");
@@ -680,4 +687,10 @@ fn pay_with_the_pg_widgets_payment_key() {
     );
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(paid.body["payment_key"], json!("widget_key-1"));
+    let payments = s.get(&format!("/me/orders/{id}/payments"), Some(&kim));
+    assert_eq!(
+        payments.body.as_array().unwrap().len(),
+        1,
+        "the refused payment key started no attempt"
+    );
 }

@@ -1,0 +1,270 @@
+//! The shapes of the responses, for the OpenAPI document only: liteshop's
+//! own types serialize to exactly these (the core crate does not depend on
+//! utoipa). Schemathesis checks every response against them.
+
+#![allow(dead_code, reason = "documentation types: never built, only described")]
+
+use utoipa::ToSchema;
+
+/// A user.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "name": "Kim", "created_at": 1795529268063_i64}))]
+pub(crate) struct User {
+    id: i64,
+    name: String,
+    /// UTC milliseconds.
+    created_at: i64,
+}
+
+/// One balance change.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "user": 1, "kind": "charge", "amount": 50000, "balance_after": 50000,
+    "created_at": 1795529268165_i64, "payment": null, "refund": null}))]
+pub(crate) struct LedgerEntry {
+    id: i64,
+    user: i64,
+    /// `charge`, `payment`, `payment_reversal` or `refund`.
+    kind: String,
+    /// Won, always positive; `kind` says which way it went.
+    amount: i64,
+    balance_after: i64,
+    created_at: i64,
+    payment: Option<i64>,
+    refund: Option<i64>,
+}
+
+/// A page of ledger entries, newest first.
+#[derive(ToSchema)]
+pub(crate) struct LedgerPage {
+    items: Vec<LedgerEntry>,
+    /// Pass as `after` for the next page; null on the last.
+    next: Option<i64>,
+}
+
+/// A product.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "name": "Tea", "price": 1000, "stock": 5, "held": 0,
+    "created_at": 1795529268174_i64, "updated_at": 1795529268174_i64}))]
+pub(crate) struct Product {
+    id: i64,
+    name: String,
+    price: i64,
+    stock: i64,
+    /// Units held by orders (reserved or sold, not refunded).
+    held: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A page of the catalogue.
+#[derive(ToSchema)]
+pub(crate) struct ProductPage {
+    items: Vec<Product>,
+    next: Option<i64>,
+}
+
+/// One cart line.
+#[derive(ToSchema)]
+pub(crate) struct CartLine {
+    id: i64,
+    product: i64,
+    name: String,
+    unit_price: i64,
+    quantity: i64,
+    /// Null if it would overflow.
+    line_total: Option<i64>,
+    added_at: i64,
+}
+
+/// A cart.
+#[derive(ToSchema)]
+pub(crate) struct Cart {
+    user: i64,
+    lines: Vec<CartLine>,
+    /// Null if it would overflow.
+    total: Option<i64>,
+}
+
+/// One line of an order.
+#[derive(ToSchema)]
+pub(crate) struct OrderItem {
+    product: i64,
+    name: String,
+    unit_price: i64,
+    quantity: i64,
+    line_total: i64,
+    /// What the buyer pays for the line, after its share of the discount.
+    amount: i64,
+    refunded: i64,
+}
+
+/// An order.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "user": 1, "status": "pending", "cancel_reason": null,
+    "lines": [{"product": 1, "name": "Tea", "unit_price": 1000, "quantity": 1, "line_total": 1000,
+               "amount": 1000, "refunded": 0}],
+    "subtotal": 1000, "discount": 0, "coupon": null, "total": 1000, "refunded": 0,
+    "created_at": 1795529268217_i64, "expires_at": 1795530168217_i64,
+    "updated_at": 1795529268217_i64, "paid_at": null}))]
+pub(crate) struct Order {
+    id: i64,
+    user: i64,
+    /// `pending`, `paying`, `paid`, `partially_refunded`, `cancelled` or
+    /// `refunded`.
+    status: String,
+    /// `user` or `expired` when cancelled.
+    cancel_reason: Option<String>,
+    lines: Vec<OrderItem>,
+    subtotal: i64,
+    discount: i64,
+    coupon: Option<i64>,
+    total: i64,
+    refunded: i64,
+    created_at: i64,
+    expires_at: i64,
+    updated_at: i64,
+    paid_at: Option<i64>,
+}
+
+/// A page of orders, newest first.
+#[derive(ToSchema)]
+pub(crate) struct OrderPage {
+    items: Vec<Order>,
+    next: Option<i64>,
+}
+
+/// Why the gateway said no.
+#[derive(ToSchema)]
+pub(crate) struct PaymentFailure {
+    code: String,
+    message: String,
+}
+
+/// A payment attempt.
+#[derive(ToSchema)]
+pub(crate) struct Payment {
+    id: i64,
+    order: i64,
+    user: i64,
+    amount: i64,
+    /// `requested`, `approved`, `declined`, `unknown` or `refunded`.
+    status: String,
+    payment_key: String,
+    pg_order_id: String,
+    idempotency_key: String,
+    pg_transaction_id: Option<String>,
+    failure: Option<PaymentFailure>,
+    refunded: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// One status change of a payment.
+#[derive(ToSchema)]
+pub(crate) struct PaymentEvent {
+    id: i64,
+    payment: i64,
+    status: String,
+    detail: String,
+    created_at: i64,
+}
+
+/// Units and money of one line of a refund.
+#[derive(ToSchema)]
+pub(crate) struct RefundLine {
+    product: i64,
+    quantity: i64,
+    amount: i64,
+}
+
+/// A refund attempt.
+#[derive(ToSchema)]
+pub(crate) struct Refund {
+    id: i64,
+    payment: i64,
+    order: i64,
+    user: i64,
+    amount: i64,
+    /// `requested`, `unknown`, `completed` or `declined`.
+    status: String,
+    reason: String,
+    lines: Vec<RefundLine>,
+    idempotency_key: String,
+    failure: Option<PaymentFailure>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A coupon offer.
+#[derive(ToSchema)]
+pub(crate) struct Coupon {
+    id: i64,
+    name: String,
+    /// `{"kind": "fixed", "amount": …}` or `{"kind": "percent", "percent": …, "cap": …}`.
+    #[schema(value_type = Object)]
+    discount: (),
+    quantity: i64,
+    issued: i64,
+    issuable_from: i64,
+    issuable_until: i64,
+    /// `{"secs": …, "nanos": …}`.
+    #[schema(value_type = Object)]
+    valid_for: (),
+    min_order_total: i64,
+    created_at: i64,
+}
+
+/// A coupon issued to a user, with its state.
+#[derive(ToSchema)]
+pub(crate) struct UserCoupon {
+    coupon: Coupon,
+    user: i64,
+    issued_at: i64,
+    expires_at: i64,
+    /// `{"state": "available"}`, `{"state": "used", "order": …}` or
+    /// `{"state": "expired"}`.
+    #[schema(value_type = Object)]
+    state: (),
+}
+
+/// A page of a user's coupons.
+#[derive(ToSchema)]
+pub(crate) struct UserCouponPage {
+    items: Vec<UserCoupon>,
+    next: Option<i64>,
+}
+
+/// One product of a best-seller ranking.
+#[derive(ToSchema)]
+pub(crate) struct BestSeller {
+    product: i64,
+    name: String,
+    units: i64,
+    revenue: i64,
+}
+
+/// One event of the order feed.
+#[derive(ToSchema)]
+pub(crate) struct Event {
+    seq: i64,
+    kind: String,
+    user: i64,
+    order: i64,
+    payment: Option<i64>,
+    refund: Option<i64>,
+    /// The figures; `kind` inside names its shape.
+    #[schema(value_type = Object)]
+    payload: (),
+    created_at: i64,
+}
+
+/// What the audit found.
+#[derive(ToSchema)]
+pub(crate) struct AuditReport {
+    at: i64,
+    #[schema(value_type = Object)]
+    figures: (),
+    /// Empty when the books balance.
+    #[schema(value_type = Vec<Object>)]
+    violations: (),
+}
