@@ -199,7 +199,7 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
                 "type": "object",
                 "properties": {
                     "kind": { "const": "fixed" },
-                    "amount": { "type": "integer", "minimum": 1 },
+                    "amount": { "type": "integer", "minimum": 1, "maximum": i64::MAX },
                 },
                 "required": ["kind", "amount"],
                 "additionalProperties": false,
@@ -209,7 +209,7 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
                 "properties": {
                     "kind": { "const": "percent" },
                     "percent": { "type": "integer", "minimum": 1, "maximum": 100 },
-                    "cap": { "type": ["integer", "null"], "minimum": 1 },
+                    "cap": { "type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX },
                 },
                 "required": ["kind", "percent"],
                 "additionalProperties": false,

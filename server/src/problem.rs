@@ -140,7 +140,10 @@ fn fields(err: &Error) -> Value {
         Error::PaymentOutcomeUnknown { payment, order } => {
             json!({ "payment": payment, "order": order })
         }
-        Error::IdempotencyKeyReused { key } => json!({ "key": key }),
+        // The stored key is scoped by route; show the client its own key.
+        Error::IdempotencyKeyReused { key } => {
+            json!({ "key": key.rsplit('|').next().unwrap_or(key) })
+        }
         _ => Value::Null,
     }
 }
@@ -185,6 +188,8 @@ impl From<Error> for Problem {
         let detail = if err.kind() == ErrorKind::Internal {
             tracing::error!(error = %err, "internal error");
             "internal error".to_owned()
+        } else if matches!(err, Error::IdempotencyKeyReused { .. }) {
+            "this Idempotency-Key was used for a different request on this route".to_owned()
         } else {
             err.to_string()
         };

@@ -217,16 +217,33 @@ pub(crate) struct PageQuery {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// The `next` of the previous page.
-    #[param(value_type = Option<i64>)]
-    after: Option<Cursor>,
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    after: Option<i64>,
 }
 
 impl PageQuery {
-    fn request(&self) -> PageRequest {
+    /// The page asked for; a negative `after` is no page's `next`.
+    fn request(&self) -> Result<PageRequest, ApiError> {
         let limit = self.limit.unwrap_or(20);
         match self.after {
-            Some(cursor) => PageRequest::after(cursor, limit),
-            None => PageRequest::first(limit),
+            None => Ok(PageRequest::first(limit)),
+            Some(after) if after >= 0 => {
+                let cursor: Cursor =
+                    serde_json::from_value(serde_json::json!(after)).map_err(|err| {
+                        ApiError::from(Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "out_of_range",
+                            err.to_string(),
+                        ))
+                    })?;
+                Ok(PageRequest::after(cursor, limit))
+            }
+            Some(_) => Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "out_of_range",
+                "after is the next of a previous page, 0 or more",
+            )
+            .into()),
         }
     }
 }
@@ -366,8 +383,9 @@ async fn ledger(
     Me(user): Me,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = page.request()?;
     let shop = state.shop.clone();
-    let page = blocking(move || shop.ledger(user, page.request())).await?;
+    let page = blocking(move || shop.ledger(user, page)).await?;
     Ok(Json(page).into_response())
 }
 
@@ -378,13 +396,14 @@ async fn products(
     State(state): State<AppState>,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = page.request()?;
     let shop = state.shop.clone();
-    let page = blocking(move || shop.products(page.request())).await?;
+    let page = blocking(move || shop.products(page)).await?;
     Ok(Json(page).into_response())
 }
 
 /// One product.
-#[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
@@ -403,7 +422,7 @@ pub(crate) struct CreateProduct {
     )]
     name: String,
     /// Won.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     #[serde(deserialize_with = "int")]
     price: i64,
     #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
@@ -445,7 +464,7 @@ pub(crate) struct Restock {
 }
 
 /// Adds stock (admin).
-#[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1)),
+#[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = Restock, security(("bearer" = [])),
     responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -467,13 +486,13 @@ async fn restock(
 #[schema(example = json!({"price": 11000}))]
 pub(crate) struct SetPrice {
     /// Won.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     #[serde(deserialize_with = "int")]
     price: i64,
 }
 
 /// Sets a product's price (admin); orders placed keep theirs.
-#[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1)),
+#[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = SetPrice, security(("bearer" = [])),
     responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -534,7 +553,7 @@ pub(crate) struct PlaceOrder {
     /// limit entries.
     #[schema(value_type = Object)]
     lines: Lines,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     #[serde(default, deserialize_with = "opt_int")]
     coupon: Option<i64>,
 }
@@ -576,13 +595,14 @@ async fn orders(
     Me(user): Me,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = page.request()?;
     let shop = state.shop.clone();
-    let page = blocking(move || shop.orders(user, page.request())).await?;
+    let page = blocking(move || shop.orders(user, page)).await?;
     Ok(Json(page).into_response())
 }
 
 /// One of the acting user's orders (another user's is not found).
-#[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
     responses((status = 200, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn order(
@@ -597,7 +617,7 @@ async fn order(
 
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1),
+#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 200, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -635,7 +655,7 @@ pub(crate) struct Pay {
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
-    params(("id" = i64, Path, minimum = 1),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 200, body = schemas::Payment), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
@@ -683,7 +703,7 @@ async fn pay(
 }
 
 /// One of the acting user's payments.
-#[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
     responses((status = 200, body = schemas::Payment), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment(
@@ -697,7 +717,7 @@ async fn payment(
 }
 
 /// Every payment attempt of one of the acting user's orders, oldest first.
-#[utoipa::path(get, path = "/me/orders/{id}/payments", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/orders/{id}/payments", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
     responses((status = 200, body = [schemas::Payment]), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn order_payments(
@@ -711,7 +731,7 @@ async fn order_payments(
 }
 
 /// Every status change of one of the acting user's payments.
-#[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
     responses((status = 200, body = [schemas::PaymentEvent]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn payment_history(
@@ -743,7 +763,7 @@ pub(crate) struct RefundRequest {
 
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
-#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1),
+#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = schemas::Refund), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
@@ -776,7 +796,7 @@ async fn refund(
 }
 
 /// Every refund attempt of one of the acting user's orders.
-#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
     responses((status = 200, body = [schemas::Refund]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn refunds(
@@ -802,7 +822,7 @@ async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, A
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"product": 1, "quantity": 2}))]
 pub(crate) struct AddToCart {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     #[serde(deserialize_with = "int")]
     product: i64,
     #[schema(minimum = 1, maximum = 99)]
@@ -837,7 +857,7 @@ pub(crate) struct SetQuantity {
 }
 
 /// Sets the quantity of one of the acting user's cart lines.
-#[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1)), request_body = SetQuantity,
+#[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), request_body = SetQuantity,
     security(("bearer" = [])),
     responses((status = 200, body = schemas::CartLine), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -856,7 +876,7 @@ async fn set_cart_quantity(
 }
 
 /// Removes one of the acting user's cart lines.
-#[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
     responses((status = 204, description = "removed"), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn remove_from_cart(
@@ -873,7 +893,7 @@ async fn remove_from_cart(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"coupon": null}))]
 pub(crate) struct Checkout {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     #[serde(default, deserialize_with = "opt_int")]
     coupon: Option<i64>,
 }
@@ -973,7 +993,7 @@ pub(crate) struct CreateCoupon {
     #[schema(minimum = 1, maximum = 3153600000_i64)]
     #[serde(deserialize_with = "int")]
     valid_for_secs: i64,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     #[serde(deserialize_with = "int")]
     min_order_total: i64,
 }
@@ -1024,7 +1044,7 @@ async fn create_coupon(
 }
 
 /// A coupon offer, with how many were issued.
-#[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     responses((status = 200, body = schemas::Coupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
@@ -1034,7 +1054,7 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1),
+#[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
     security(("bearer" = [])),
     responses((status = 201, body = schemas::UserCoupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -1069,8 +1089,9 @@ async fn my_coupons(
     Me(user): Me,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = page.request()?;
     let shop = state.shop.clone();
-    let page = blocking(move || shop.user_coupons(user, page.request())).await?;
+    let page = blocking(move || shop.user_coupons(user, page)).await?;
     Ok(Json(page).into_response())
 }
 
@@ -1105,7 +1126,7 @@ async fn best_sellers(
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// The last sequence number already read (0 for the start).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     after: Option<i64>,
     /// How many events (1 to 1,000; default 100).
     #[param(minimum = 1, maximum = 1000)]

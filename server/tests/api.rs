@@ -407,6 +407,10 @@ fn idempotent_posts_replay_and_refuse_a_different_body() {
     );
     assert_problem(&different, 422, "idempotency_key_reused");
     assert_eq!(
+        different.body["fields"]["key"],
+        json!("00000001-0000-4000-8000-000000000000")
+    );
+    assert_eq!(
         s.get("/me/balance", Some(&kim)).body["balance"],
         json!(7_000)
     );
