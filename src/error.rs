@@ -591,6 +591,12 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// A value the shop stores as JSON (an event's payload, a stored
+/// idempotent response) that failed to convert: a storage error.
+pub(crate) fn json_failure(err: serde_json::Error) -> Error {
+    Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
+}
+
 impl From<r2d2::Error> for Error {
     /// Once the shop is open, the pool fails only when no connection came
     /// free within the timeout: that is [`Error::Busy`].

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::background::Background;
 use crate::clock::Timestamp;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, json_failure};
 use crate::ids::{CouponId, OrderId, PaymentId, RefundId, UserId};
 use crate::money::Money;
 use crate::order::OrderItem;
@@ -183,8 +183,7 @@ pub(crate) fn append(
     payload: &EventPayload,
     now: Timestamp,
 ) -> Result<()> {
-    let json = serde_json::to_string(payload)
-        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))?;
+    let json = serde_json::to_string(payload).map_err(json_failure)?;
     tx.prepare_cached(
         "INSERT INTO events (kind, user_id, order_id, payment_id, refund_id, payload, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::Timestamp;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, json_failure};
 use crate::ids::UserId;
 
 /// A client's key for one write, and a fingerprint of the request it came
@@ -92,7 +92,7 @@ pub(crate) fn stored(
     }
     serde_json::from_str(&response)
         .map(Some)
-        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))
+        .map_err(json_failure)
 }
 
 /// Stores `response` under `key` for `user`, in the caller's transaction.
@@ -103,8 +103,7 @@ pub(crate) fn store<T: Serialize>(
     response: &T,
     now: Timestamp,
 ) -> Result<()> {
-    let response = serde_json::to_string(response)
-        .map_err(|err| Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))?;
+    let response = serde_json::to_string(response).map_err(json_failure)?;
     tx.prepare_cached(
         "INSERT INTO idempotency_keys (user_id, key, fingerprint, response, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",

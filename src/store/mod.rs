@@ -322,9 +322,7 @@ impl Store {
                     // and the shop's own commits would wait behind it.
                     std::fs::File::open(to)
                         .and_then(|file| file.sync_data())
-                        .map_err(|err| {
-                            Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
-                        })?;
+                        .map_err(Error::Io)?;
                 }
                 let at = backup.progress();
                 let total = u64::try_from(at.pagecount).unwrap_or(0);
@@ -351,9 +349,7 @@ impl Store {
         target.pragma_update(None, "journal_mode", "WAL")?;
         std::fs::File::open(to)
             .and_then(|file| file.sync_all())
-            .map_err(|err| {
-                Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
-            })?;
+            .map_err(Error::Io)?;
         Ok(())
     }
 }
