@@ -246,22 +246,17 @@ const FEED: &str = "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0
     coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
     FROM events";
 
-/// Rows of `sales_daily` and of a recount of the paid order lines that are
-/// not in the other (days in the stored offset, in minutes).
-const SALES: &str = "WITH offset AS (
-        SELECT coalesce((SELECT value FROM settings WHERE name = 'sales_utc_offset_minutes'), 0)
-               * 60000 AS ms),
-    recount AS (
-        SELECT (o.paid_at + offset.ms - ((o.paid_at + offset.ms) % 86400000 + 86400000)
-                % 86400000) / 86400000 AS day,
-               i.product_id, sum(i.quantity - i.refunded) AS units,
-               sum(i.amount - i.amount * i.refunded / i.quantity) AS revenue
-        FROM orders o JOIN order_items i ON i.order_id = o.id, offset
-        WHERE o.paid_at IS NOT NULL GROUP BY 1, 2)
+/// Rows of `sales_daily` and of a recount of the paid order lines
+/// (`sales::recount_sql`) that are not in the other.
+const SALES: &str = concat!(
+    "WITH recount AS (",
+    crate::sales::recount_sql!(),
+    ")
     SELECT (SELECT count(*) FROM (SELECT * FROM recount EXCEPT
                                   SELECT day, product_id, units, revenue FROM sales_daily)),
            (SELECT count(*) FROM (SELECT day, product_id, units, revenue FROM sales_daily
-                                  EXCEPT SELECT * FROM recount))";
+                                  EXCEPT SELECT * FROM recount))"
+);
 
 /// Checks every law in the snapshot of `conn`'s read transaction.
 pub(crate) fn run(conn: &Connection, at: Timestamp) -> Result<AuditReport> {

@@ -167,6 +167,14 @@ impl Subject {
             refund: None,
         }
     }
+
+    /// An event about payment `payment` of `order`.
+    pub(crate) fn payment(user: UserId, order: OrderId, payment: PaymentId) -> Subject {
+        Subject {
+            payment: Some(payment),
+            ..Subject::order(user, order)
+        }
+    }
 }
 
 /// The most events one [`Shop::events`] call returns.

@@ -52,33 +52,48 @@ fn stored_offset(conn: &Connection) -> Result<Option<i32>> {
         .optional()?)
 }
 
+/// The per-day sales recounted from the paid order lines, in the offset
+/// stored in `settings`: columns day, product_id, units, revenue. What each
+/// line kept is its amount less the refund value of its refunded units,
+/// ⌊amount × refunded / quantity⌋ (`order::refund_value`, summed). The
+/// rebuild writes it; the audit compares the table with it. A literal for
+/// `concat!`.
+macro_rules! recount_sql {
+    () => {
+        "SELECT (o.paid_at + x.ms - ((o.paid_at + x.ms) % 86400000 + 86400000) % 86400000)
+                / 86400000 AS day,
+                i.product_id AS product_id, sum(i.quantity - i.refunded) AS units,
+                sum(i.amount - i.amount * i.refunded / i.quantity) AS revenue
+         FROM orders o JOIN order_items i ON i.order_id = o.id,
+              (SELECT coalesce((SELECT value FROM settings
+                                WHERE name = 'sales_utc_offset_minutes'), 0) * 60000 AS ms) x
+         WHERE o.paid_at IS NOT NULL
+         GROUP BY 1, 2"
+    };
+}
+pub(crate) use recount_sql;
+
 /// Makes the sales table agree with `offset_minutes`: if the stored offset
 /// differs (or none is stored, as after the migration that added the
-/// table), rebuilds it from the paid orders and stores the offset. Returns
+/// table), stores it and rebuilds the table from the paid orders. Returns
 /// whether it rebuilt.
 pub(crate) fn ensure_offset(tx: &Transaction<'_>, offset_minutes: i32) -> Result<bool> {
     if stored_offset(tx)? == Some(offset_minutes) {
         return Ok(false);
     }
-    tx.execute("DELETE FROM sales_daily", [])?;
-    // What each line kept: its amount less the refund value of its refunded
-    // units, ⌊amount × refunded / quantity⌋ (order::refund_value, summed).
-    tx.execute(
-        "INSERT INTO sales_daily (day, product_id, units, revenue)
-         SELECT (o.paid_at + ?1 * 60000 - ((o.paid_at + ?1 * 60000) % 86400000 + 86400000)
-                 % 86400000) / 86400000 AS day,
-                i.product_id, sum(i.quantity - i.refunded),
-                sum(i.amount - i.amount * i.refunded / i.quantity)
-         FROM orders o JOIN order_items i ON i.order_id = o.id
-         WHERE o.paid_at IS NOT NULL
-         GROUP BY 1, 2",
-        [offset_minutes],
-    )?;
     tx.prepare_cached(
         "INSERT INTO settings (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     )?
     .execute((OFFSET_SETTING, offset_minutes))?;
+    tx.execute("DELETE FROM sales_daily", [])?;
+    tx.execute(
+        concat!(
+            "INSERT INTO sales_daily (day, product_id, units, revenue) ",
+            recount_sql!()
+        ),
+        [],
+    )?;
     Ok(true)
 }
 

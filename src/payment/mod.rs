@@ -302,10 +302,7 @@ pub(crate) fn begin(
     order::transition(tx, order_id, OrderStatus::Pending, OrderStatus::Paying, now)?;
     feed::append(
         tx,
-        Subject {
-            payment: Some(id),
-            ..Subject::order(user, order_id)
-        },
+        Subject::payment(user, order_id, id),
         &EventPayload::PaymentRequested {
             amount: order.total,
         },
@@ -373,10 +370,7 @@ pub(crate) fn record(
             let paid = order::get(tx, payment.user, payment.order)?;
             feed::append(
                 tx,
-                Subject {
-                    payment: Some(id),
-                    ..Subject::order(payment.user, payment.order)
-                },
+                Subject::payment(payment.user, payment.order, id),
                 &EventPayload::PaymentApproved {
                     amount: payment.amount,
                     lines: paid.lines,
@@ -419,10 +413,7 @@ pub(crate) fn record(
             )?;
             feed::append(
                 tx,
-                Subject {
-                    payment: Some(id),
-                    ..Subject::order(payment.user, payment.order)
-                },
+                Subject::payment(payment.user, payment.order, id),
                 &EventPayload::PaymentDeclined {
                     amount: payment.amount,
                     code,
