@@ -352,10 +352,7 @@ impl ShopBuilder {
         }
         let store = store::open(&self.path, &self.store)?;
         let offset = self.utc_offset_minutes;
-        // Usually the stored offset matches: a read says so without taking
-        // the write lock (and, under Full durability, an fsync) at every open.
-        let stored = store.read(|tx| sales::stored_offset(tx))?;
-        if stored != Some(offset) && store.write(move |tx| sales::ensure_offset(tx, offset))? {
+        if store.write(move |tx| sales::ensure_offset(tx, offset))? {
             debug!(
                 offset_minutes = offset,
                 "sales table rebuilt for the UTC offset"
