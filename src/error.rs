@@ -70,7 +70,10 @@ pub enum Error {
         /// The configured balance limit.
         limit: Money,
     },
-    /// A sum of money that does not fit in [`Money`].
+    /// A sum of money that does not fit in [`Money`]: an order total, a
+    /// refund or a balance that the stored prices and amounts would take
+    /// past the largest sum. It depends on the shop's state (prices), so
+    /// its kind is [`ErrorKind::Conflict`].
     #[error("amount overflows the largest representable sum")]
     AmountOverflow,
     /// A name (or refund reason) that holds a control character, such as
@@ -82,12 +85,23 @@ pub enum Error {
         /// The first control character found.
         character: char,
     },
-    /// A name that is empty or too long after trimming white space.
-    #[error("invalid {entity} name: {length} characters after trimming, must be 1 to {max}")]
+    /// A name (or refund reason) that starts or ends with white space: the
+    /// shop stores text exactly as sent, so it refuses what it would
+    /// otherwise have to trim. White space is Unicode's `White_Space` and
+    /// U+FEFF, the characters JSON Schema's (ECMAScript's) `\s` matches.
+    #[error("invalid {entity} text: it starts or ends with the white space U+{:04X}", u32::from(*character))]
+    EdgeWhitespace {
+        /// What the text was for.
+        entity: Entity,
+        /// The white space found at an end.
+        character: char,
+    },
+    /// A name that is empty or too long.
+    #[error("invalid {entity} name: {length} characters, must be 1 to {max}")]
     InvalidName {
         /// What the name was for.
         entity: Entity,
-        /// Its length in characters after trimming.
+        /// Its length in characters.
         length: usize,
         /// The longest name allowed.
         max: usize,
@@ -156,10 +170,10 @@ pub enum Error {
     /// A payment key that is empty, too long, or not `[A-Za-z0-9_-]`.
     #[error("invalid payment key: must be 1 to 200 characters of A-Z, a-z, 0-9, '-' and '_'")]
     InvalidPaymentKey,
-    /// A refund reason that is empty or too long after trimming.
-    #[error("invalid refund reason: {length} characters after trimming, must be 1 to {max}")]
+    /// A refund reason that is empty or too long.
+    #[error("invalid refund reason: {length} characters, must be 1 to {max}")]
     InvalidRefundReason {
-        /// Its length in characters after trimming.
+        /// Its length in characters.
         length: usize,
         /// The longest reason allowed.
         max: usize,
@@ -179,8 +193,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// An idempotency key (or its request's fingerprint) that is empty,
-    /// longer than 255 characters, or not printable ASCII.
-    #[error("invalid idempotency key: 1 to 255 printable ASCII characters")]
+    /// longer than 255 characters, or holds anything but visible ASCII
+    /// (`!` to `~`: a space or a control character is refused).
+    #[error("invalid idempotency key: 1 to 255 visible ASCII characters, no space")]
     InvalidIdempotencyKey,
     /// The idempotency key was used before with a different request.
     #[error("idempotency key {key:?} was used for a different request")]
@@ -515,8 +530,8 @@ impl Error {
             | NegativeAmount { .. }
             | ZeroAmount
             | ChargeLimitExceeded { .. }
-            | AmountOverflow
             | InvalidName { .. }
+            | EdgeWhitespace { .. }
             | InvalidCharacter { .. }
             | InvalidQuantity { .. }
             | InvalidPageSize { .. }
@@ -556,6 +571,7 @@ impl Error {
             // not on the request alone: the same call can succeed later.
             | BalanceLimitExceeded { .. }
             | StockOverflow { .. }
+            | AmountOverflow
             | EmptyCart { .. } => ErrorKind::Conflict,
             Busy(_) | GatewayUnavailable { .. } | DiskFull(_) => ErrorKind::Busy,
             NoGateway

@@ -13,12 +13,19 @@ use crate::ids::UserId;
 
 /// A client's key for one write, and a fingerprint of the request it came
 /// with (a host hashes the method, path and body), so that reusing the key
-/// for another request is caught.
+/// for another request is caught. Run a write under it with
+/// [`Shop::idempotent`](crate::Shop::idempotent).
+///
+/// A key is one request per user, across every write: the same key with
+/// another fingerprint — another amount, another order, another kind of
+/// write — is [`Error::IdempotencyKeyReused`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKey {
-    /// The client's key, 1 to 255 printable ASCII characters.
+    /// The client's key: 1 to 255 visible ASCII characters (`!` to `~`,
+    /// 0x21 to 0x7E; no space, no control character).
     pub key: String,
-    /// What identifies the request, 1 to 255 characters.
+    /// What identifies the request: 1 to 255 visible ASCII characters, as
+    /// for `key` (a hex digest fits).
     pub fingerprint: String,
 }
 
@@ -31,11 +38,13 @@ impl IdempotencyKey {
         }
     }
 
+    /// Checks both parts are 1 to 255 visible ASCII characters, as their
+    /// docs say.
     pub(crate) fn validate(&self) -> Result<()> {
-        let printable = |text: &str| {
-            (1..=255).contains(&text.len()) && text.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        let visible = |text: &str| {
+            (1..=255).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
         };
-        if printable(&self.key) && printable(&self.fingerprint) {
+        if visible(&self.key) && visible(&self.fingerprint) {
             Ok(())
         } else {
             Err(Error::InvalidIdempotencyKey)

@@ -335,7 +335,7 @@ pub use payment::refund::{Refund, RefundLine, RefundStatus};
 pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus};
 pub use product::{NewProduct, Product};
 pub use sales::BestSeller;
-pub use shop::{Limits, Shop, ShopBuilder};
+pub use shop::{Idempotent, Limits, Shop, ShopBuilder};
 pub use store::{BackupProgress, Durability, WriteMode};
 pub use user::User;
 pub use validate::MAX_NAME_CHARS;

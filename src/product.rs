@@ -12,7 +12,7 @@ use crate::page::{Page, PageRequest};
 /// What it takes to create a product.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewProduct {
-    /// The name: 1 to 100 characters after trimming.
+    /// The name, exactly as given: 1 to 100 characters.
     pub name: String,
     /// The unit price (zero is allowed: a free item).
     pub price: Money,

@@ -12,7 +12,7 @@ use crate::ids::UserId;
 pub struct User {
     /// The user's id.
     pub id: UserId,
-    /// The name, trimmed, 1 to 100 characters.
+    /// The name, exactly as given: 1 to 100 characters.
     pub name: String,
     /// When the user was created.
     pub created_at: Timestamp,

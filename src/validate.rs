@@ -2,11 +2,11 @@
 
 use crate::error::{Entity, Error, Result};
 
-/// The longest name, in characters after trimming, of a user or a product.
+/// The longest name, in characters, of a user or a product.
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// Trims `name` and checks it is 1 to [`MAX_NAME_CHARS`] characters with
-/// no control character. See [`text`].
+/// Checks `name` is 1 to [`MAX_NAME_CHARS`] characters with no control
+/// character and no white space at either end. See [`text`].
 pub(crate) fn name(entity: Entity, name: &str) -> Result<String> {
     text(entity, name, MAX_NAME_CHARS).map_err(|err| match err {
         TextError::Length(length) => Error::InvalidName {
@@ -20,34 +20,52 @@ pub(crate) fn name(entity: Entity, name: &str) -> Result<String> {
 
 /// Why [`text`] refused its input.
 pub(crate) enum TextError {
-    /// The length in characters after trimming, out of bounds.
+    /// The length in characters, out of bounds.
     Length(usize),
     /// [`Error::InvalidCharacter`].
     Control(Error),
 }
 
 /// The one rule for a line of text the shop stores (names, refund
-/// reasons): trimmed of white space at both ends, then 1 to `max`
-/// characters (Unicode scalar values), none of them a control character.
+/// reasons): 1 to `max` characters (Unicode scalar values), none of them a
+/// control character, and no white space at either end. The text is
+/// stored exactly as given: what would need trimming is refused
+/// ([`Error::EdgeWhitespace`]), never changed.
+///
+/// "White space" is what JSON Schema's `\s` (ECMAScript's) matches among
+/// non-control characters: Unicode's `White_Space` and U+FEFF. The HTTP
+/// server's schema pattern spells the same set, so a name the schema
+/// allows is one the shop stores unchanged.
 ///
 /// Refusing control characters (NUL among them) makes Rust's count and
 /// SQLite's `length()` agree — `length()` stops at the first NUL — so the
 /// schema's `CHECK (length(name) BETWEEN 1 AND 100)` holds exactly what
 /// this lets through.
 pub(crate) fn text(entity: Entity, text: &str, max: usize) -> Result<String, TextError> {
-    let trimmed = text.trim();
-    if let Some(character) = trimmed.chars().find(|c| c.is_control()) {
+    if let Some(character) = text.chars().find(|c| c.is_control()) {
         return Err(TextError::Control(Error::InvalidCharacter {
             entity,
             character,
         }));
     }
-    let length = trimmed.chars().count();
+    let edges = [text.chars().next(), text.chars().next_back()];
+    if let Some(character) = edges.into_iter().flatten().find(|c| is_space(*c)) {
+        return Err(TextError::Control(Error::EdgeWhitespace {
+            entity,
+            character,
+        }));
+    }
+    let length = text.chars().count();
     if (1..=max).contains(&length) {
-        Ok(trimmed.to_owned())
+        Ok(text.to_owned())
     } else {
         Err(TextError::Length(length))
     }
+}
+
+/// White space as ECMAScript's `\s`: Unicode's `White_Space` and U+FEFF.
+pub(crate) fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
 }
 
 /// Checks that `value` of the parameter `what` is `min` to `max`.
@@ -78,9 +96,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_trimmed_and_bounded_in_characters() {
-        assert_eq!(name(Entity::User, "  kim  ").unwrap(), "kim");
-        assert!(name(Entity::User, "   ").is_err());
+    fn names_are_stored_as_sent_and_bounded_in_characters() {
+        assert_eq!(name(Entity::User, "Kim Min-ji").unwrap(), "Kim Min-ji");
+        for untrimmed in [
+            "  kim  ",
+            " kim",
+            "kim ",
+            "   ",
+            "\u{a0}kim",
+            "kim\u{3000}",
+            "\u{feff}kim",
+        ] {
+            assert!(
+                matches!(
+                    name(Entity::User, untrimmed),
+                    Err(Error::EdgeWhitespace { .. })
+                ),
+                "{untrimmed:?}"
+            );
+        }
+        assert!(matches!(
+            name(Entity::User, ""),
+            Err(Error::InvalidName { length: 0, .. })
+        ));
         // 100 Hangul syllables are 300 bytes but 100 characters: allowed.
         assert!(name(Entity::Product, &"가".repeat(100)).is_ok());
         assert!(matches!(
@@ -115,9 +153,15 @@ mod tests {
                 "{bad:?}"
             );
         }
-        // Leading and trailing white space, tabs and newlines included, is
-        // trimmed before the check.
-        assert_eq!(name(Entity::User, "\tKim\n").unwrap(), "Kim");
+        // A control character at an end is refused as a control character,
+        // never trimmed away: "\u{b}¸" is not stored as "¸".
+        assert!(matches!(
+            name(Entity::User, "\u{b}\u{b8}"),
+            Err(Error::InvalidCharacter {
+                character: '\u{b}',
+                ..
+            })
+        ));
     }
 
     #[test]

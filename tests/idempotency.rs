@@ -21,13 +21,15 @@ fn a_repeated_charge_is_answered_from_the_store_and_charges_once() {
     let kim = t.user("Kim").id;
     let first = t
         .shop
-        .charge_keyed(kim, won(5_000), &key("k-1", "charge:5000"))
+        .idempotent(&key("k-1", "charge:5000"))
+        .charge(kim, won(5_000))
         .unwrap();
     assert_eq!(first, Keyed::Fresh(won(5_000)));
     let before = t.dump();
     let again = t
         .shop
-        .charge_keyed(kim, won(5_000), &key("k-1", "charge:5000"))
+        .idempotent(&key("k-1", "charge:5000"))
+        .charge(kim, won(5_000))
         .unwrap();
     assert!(again.is_replay());
     assert_eq!(again.to_json(), json!(5_000));
@@ -35,12 +37,13 @@ fn a_repeated_charge_is_answered_from_the_store_and_charges_once() {
 
     assert!(matches!(
         t.shop
-            .charge_keyed(kim, won(7_000), &key("k-1", "charge:7000")),
+            .idempotent(&key("k-1", "charge:7000"))
+            .charge(kim, won(7_000)),
         Err(Error::IdempotencyKeyReused { .. })
     ));
     for bad in ["", "with space", &"x".repeat(256)] {
         assert!(matches!(
-            t.shop.charge_keyed(kim, won(1), &key(bad, "f")),
+            t.shop.idempotent(&key(bad, "f")).charge(kim, won(1)),
             Err(Error::InvalidIdempotencyKey)
         ));
     }
@@ -50,7 +53,8 @@ fn a_repeated_charge_is_answered_from_the_store_and_charges_once() {
     let lee = t.user("Lee").id;
     assert!(
         !t.shop
-            .charge_keyed(lee, won(5_000), &key("k-1", "charge:5000"))
+            .idempotent(&key("k-1", "charge:5000"))
+            .charge(lee, won(5_000))
             .unwrap()
             .is_replay()
     );
@@ -63,7 +67,8 @@ fn racing_repeats_charge_exactly_once() {
     let kim = t.user("Kim").id;
     let results = race(20, |_| {
         t.shop
-            .charge_keyed(kim, won(1_000), &key("retry-me", "charge:1000"))
+            .idempotent(&key("retry-me", "charge:1000"))
+            .charge(kim, won(1_000))
             .unwrap()
     });
     assert_eq!(results.iter().filter(|r| !r.is_replay()).count(), 1);
@@ -79,31 +84,36 @@ fn a_refused_request_stores_nothing_and_a_repeat_runs_again() {
     let order_key = key("order-1", "order:tea:2");
     assert!(matches!(
         t.shop
-            .place_order_keyed(kim, &[OrderLine::new(tea, 2)], &order_key),
+            .idempotent(&order_key)
+            .place_order(kim, &[OrderLine::new(tea, 2)]),
         Err(Error::InsufficientBalance { .. })
     ));
     t.shop.charge(kim, won(50_000)).unwrap();
     let placed = t
         .shop
-        .place_order_keyed(kim, &[OrderLine::new(tea, 2)], &order_key)
+        .idempotent(&order_key)
+        .place_order(kim, &[OrderLine::new(tea, 2)])
         .unwrap();
     let Keyed::Fresh(order) = placed else {
         panic!("the first success runs")
     };
     let again = t
         .shop
-        .place_order_keyed(kim, &[OrderLine::new(tea, 2)], &order_key)
+        .idempotent(&order_key)
+        .place_order(kim, &[OrderLine::new(tea, 2)])
         .unwrap();
     assert_eq!(again.to_json()["id"], json!(order.id));
     assert_eq!(t.shop.product(tea).unwrap().stock, 3, "reserved once");
 
     let cancel_key = key("cancel-1", "cancel");
     t.shop
-        .cancel_order_keyed(kim, order.id, &cancel_key)
+        .idempotent(&cancel_key)
+        .cancel_order(kim, order.id)
         .unwrap();
     let again = t
         .shop
-        .cancel_order_keyed(kim, order.id, &cancel_key)
+        .idempotent(&cancel_key)
+        .cancel_order(kim, order.id)
         .unwrap();
     assert_eq!(again.to_json()["status"], json!(OrderStatus::Cancelled));
     assert_eq!(t.shop.product(tea).unwrap().stock, 5);
@@ -114,7 +124,8 @@ fn a_refused_request_stores_nothing_and_a_repeat_runs_again() {
     assert_eq!(pruned, 2);
     let fresh = t
         .shop
-        .place_order_keyed(kim, &[OrderLine::new(tea, 2)], &order_key)
+        .idempotent(&order_key)
+        .place_order(kim, &[OrderLine::new(tea, 2)])
         .unwrap();
     assert!(!fresh.is_replay());
 }
@@ -139,20 +150,22 @@ fn checkout_and_coupon_issue_take_keys_too() {
         })
         .unwrap();
     let issue = key("issue-1", "issue");
-    t.shop.issue_coupon_keyed(kim, coupon.id, &issue).unwrap();
+    t.shop
+        .idempotent(&issue)
+        .issue_coupon(kim, coupon.id)
+        .unwrap();
     assert!(
         t.shop
-            .issue_coupon_keyed(kim, coupon.id, &issue)
+            .idempotent(&issue)
+            .issue_coupon(kim, coupon.id)
             .unwrap()
             .is_replay()
     );
     assert_eq!(t.shop.coupon(coupon.id).unwrap().issued, 1);
     assert!(matches!(
-        t.shop.issue_coupon_keyed(
-            kim,
-            CouponId::new(coupon.id.get()),
-            &key("issue-2", "issue")
-        ),
+        t.shop
+            .idempotent(&key("issue-2", "issue"))
+            .issue_coupon(kim, CouponId::new(coupon.id.get())),
         Err(Error::CouponAlreadyIssued { .. })
     ));
 
@@ -160,16 +173,20 @@ fn checkout_and_coupon_issue_take_keys_too() {
     let checkout = key("checkout-1", "checkout");
     let first = t
         .shop
-        .checkout_cart_keyed(kim, Some(coupon.id), &checkout)
+        .idempotent(&checkout)
+        .checkout_cart(kim, Some(coupon.id))
         .unwrap();
     let again = t
         .shop
-        .checkout_cart_keyed(kim, Some(coupon.id), &checkout)
+        .idempotent(&checkout)
+        .checkout_cart(kim, Some(coupon.id))
         .unwrap();
     assert_eq!(first.to_json(), again.to_json());
     assert_eq!(again.to_json()["total"], json!(9_500));
     assert!(matches!(
-        t.shop.charge_keyed(UserId::new(0), won(1), &key("x", "y")),
+        t.shop
+            .idempotent(&key("x", "y"))
+            .charge(UserId::new(0), won(1)),
         Err(Error::InvalidId { .. })
     ));
 }
@@ -188,21 +205,23 @@ fn a_retried_payment_or_partial_refund_never_runs_twice() {
     pg.push(liteshop::FakeOutcome::decline());
     let declined = key("pay-1", "pay");
     assert!(matches!(
-        t.shop.pay_keyed(kim, order.id, &declined),
+        t.shop.idempotent(&declined).pay(kim, order.id),
         Err(Error::PaymentDeclined { .. })
     ));
-    let again = t.shop.pay_keyed(kim, order.id, &declined).unwrap();
+    let again = t.shop.idempotent(&declined).pay(kim, order.id).unwrap();
     assert!(again.is_replay());
     assert_eq!(again.to_json()["status"], json!("declined"));
 
     // A new key pays; its repeat pays nothing more.
     let paid = t
         .shop
-        .pay_keyed(kim, order.id, &key("pay-2", "pay"))
+        .idempotent(&key("pay-2", "pay"))
+        .pay(kim, order.id)
         .unwrap();
     let repeat = t
         .shop
-        .pay_keyed(kim, order.id, &key("pay-2", "pay"))
+        .idempotent(&key("pay-2", "pay"))
+        .pay(kim, order.id)
         .unwrap();
     assert!(!paid.is_replay() && repeat.is_replay());
     assert_eq!(paid.to_json()["id"], repeat.to_json()["id"]);
@@ -213,11 +232,13 @@ fn a_retried_payment_or_partial_refund_never_runs_twice() {
     let refund_key = key("refund-1", "refund:tea:1");
     let first = t
         .shop
-        .refund_keyed(kim, order.id, Some(&one), "broken", &refund_key)
+        .idempotent(&refund_key)
+        .refund_lines(kim, order.id, &one, "broken")
         .unwrap();
     let second = t
         .shop
-        .refund_keyed(kim, order.id, Some(&one), "broken", &refund_key)
+        .idempotent(&refund_key)
+        .refund_lines(kim, order.id, &one, "broken")
         .unwrap();
     assert!(!first.is_replay() && second.is_replay());
     assert_eq!(first.to_json()["id"], second.to_json()["id"]);
@@ -226,7 +247,106 @@ fn a_retried_payment_or_partial_refund_never_runs_twice() {
     assert_eq!(t.shop.balance(kim).unwrap(), won(80_000));
     assert!(matches!(
         t.shop
-            .refund_keyed(kim, order.id, None, "all", &key("refund-1", "refund:all")),
+            .idempotent(&key("refund-1", "refund:all"))
+            .refund(kim, order.id, "all"),
         Err(Error::IdempotencyKeyReused { .. })
     ));
+}
+
+#[test]
+fn a_key_is_one_request_across_every_write_of_a_user() {
+    let pg = liteshop::FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| b.gateway(gateway));
+    let kim = t.user("Kim").id;
+    let tea = t.product("Tea", 10_000, 5).id;
+    // A host fingerprints the route and the body: the same client key on a
+    // charge and then on an order is two requests under one key.
+    let shared = "3f0c6d1e-8a34-4c7e-9b1f-2a5d8e7c6b40";
+    t.shop
+        .idempotent(&key(shared, "charge:50000"))
+        .charge(kim, won(50_000))
+        .unwrap();
+    let before = t.dump();
+    assert!(matches!(
+        t.shop
+            .idempotent(&key(shared, "order:tea:1"))
+            .place_order(kim, &[OrderLine::new(tea, 1)]),
+        Err(Error::IdempotencyKeyReused { .. })
+    ));
+    assert_eq!(t.dump(), before, "the refused order reserved nothing");
+
+    // One key cannot pay two orders.
+    let first = t.shop.place_order(kim, &[OrderLine::new(tea, 1)]).unwrap();
+    let second = t.shop.place_order(kim, &[OrderLine::new(tea, 1)]).unwrap();
+    let pay_key = "pay-once";
+    t.shop
+        .idempotent(&key(pay_key, &format!("pay:{}", first.id)))
+        .pay(kim, first.id)
+        .unwrap();
+    assert!(matches!(
+        t.shop
+            .idempotent(&key(pay_key, &format!("pay:{}", second.id)))
+            .pay(kim, second.id),
+        Err(Error::IdempotencyKeyReused { .. })
+    ));
+    assert_eq!(
+        t.shop.order(kim, second.id).unwrap().status,
+        OrderStatus::Pending
+    );
+    assert_eq!(t.shop.balance(kim).unwrap(), won(40_000), "one payment");
+    assert_eq!(pg.total_calls(), 1);
+}
+
+#[test]
+fn without_a_key_the_same_methods_are_the_plain_writes() {
+    let t = open_with(|b| b);
+    let kim = t.user("Kim").id;
+    let plain = t.shop.idempotent(None);
+    assert_eq!(plain.charge(kim, won(700)).unwrap(), Keyed::Fresh(won(700)));
+    assert_eq!(
+        plain.charge(kim, won(700)).unwrap(),
+        Keyed::Fresh(won(1_400))
+    );
+    assert_eq!(t.shop.balance(kim).unwrap(), won(1_400), "charged twice");
+}
+
+#[test]
+fn keys_are_visible_ascii_as_documented() {
+    let t = open_with(|b| b);
+    let kim = t.user("Kim").id;
+    // Every visible ASCII character (0x21 to 0x7E) is accepted...
+    let visible: String = (0x21u8..=0x7e).map(char::from).collect();
+    assert!(
+        t.shop
+            .idempotent(&key(&visible, "f"))
+            .charge(kim, won(1))
+            .is_ok()
+    );
+    assert!(
+        t.shop
+            .idempotent(&key(&"k".repeat(255), "f"))
+            .charge(kim, won(1))
+            .is_ok()
+    );
+    // ...a space, a control character or a non-ASCII one is not, in the
+    // key or the fingerprint.
+    let before = t.dump();
+    for (k, f) in [
+        (" ", "f"),
+        ("a b", "f"),
+        ("a\tb", "f"),
+        ("é", "f"),
+        ("k", "a b"),
+        ("k", ""),
+    ] {
+        assert!(
+            matches!(
+                t.shop.idempotent(&key(k, f)).charge(kim, won(1)),
+                Err(Error::InvalidIdempotencyKey)
+            ),
+            "{k:?} {f:?}"
+        );
+    }
+    assert_eq!(t.dump(), before);
 }

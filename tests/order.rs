@@ -513,3 +513,22 @@ fn expire_orders_expires_every_other_order_when_one_cannot_be() -> Result<()> {
     assert_eq!(t.shop.product(tea.id)?.held, 1);
     Ok(())
 }
+
+/// A total that does not fit depends on the prices, not on the request's
+/// form: it is a conflict (409 over HTTP), like a short stock, and it
+/// changes nothing.
+#[test]
+fn an_order_whose_total_overflows_is_a_conflict_and_changes_nothing() {
+    let t = open();
+    let kim = t.user("Kim");
+    let gold = t.product("Gold", 1, 5);
+    t.shop.set_price(gold.id, liteshop::Money::MAX).unwrap();
+    let before = t.dump();
+    let err = t
+        .shop
+        .place_order(kim.id, &[OrderLine::new(gold.id, 2)])
+        .unwrap_err();
+    assert!(matches!(err, Error::AmountOverflow), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(t.dump(), before);
+}

@@ -462,7 +462,7 @@ fn refusals_before_the_gateway_change_nothing() {
                 }
             )
         }),
-        (s.t.shop.pay_with_key(s.kim, order, "bad key!"), |e| {
+        (s.t.shop.pay_with_pg_key(s.kim, order, "bad key!"), |e| {
             matches!(e, Error::InvalidPaymentKey)
         }),
     ];
@@ -545,12 +545,12 @@ fn paid_and_paying_orders_cannot_be_paid_or_cancelled_again() -> Result<()> {
 }
 
 #[test]
-fn pay_with_key_sends_the_hosts_payment_key() -> Result<()> {
+fn pay_with_pg_key_sends_the_hosts_payment_key() -> Result<()> {
     let s = shop();
     let order = s.order(1);
     let payment =
         s.t.shop
-            .pay_with_key(s.kim, order, "tgen_20240101_Abc-123")?;
+            .pay_with_pg_key(s.kim, order, "tgen_20240101_Abc-123")?;
     assert_eq!(payment.payment_key, "tgen_20240101_Abc-123");
     assert_eq!(payment.status, PaymentStatus::Approved);
     Ok(())

@@ -9,7 +9,7 @@ use liteshop::{Entity, Error, ErrorKind, Money, NewProduct, PageRequest, Product
 fn a_created_product_can_be_looked_up() -> Result<()> {
     let t = open();
     let tea = t.shop.create_product(NewProduct {
-        name: " Green tea ".into(),
+        name: "Green tea".into(),
         price: won(12_000),
         stock: 10,
     })?;
@@ -32,24 +32,42 @@ fn a_free_product_with_no_stock_is_allowed() -> Result<()> {
 fn a_product_with_a_bad_name_is_refused_and_changes_nothing() {
     let t = open();
     let before = t.dump();
-    let err = t
-        .shop
-        .create_product(NewProduct {
-            name: " ".into(),
-            price: won(1),
-            stock: 1,
-        })
-        .unwrap_err();
+    let named = |name: &str| {
+        t.shop
+            .create_product(NewProduct {
+                name: name.into(),
+                price: won(1),
+                stock: 1,
+            })
+            .unwrap_err()
+    };
+    let err = named("");
     assert!(
         matches!(
             err,
             Error::InvalidName {
                 entity: Entity::Product,
+                length: 0,
                 ..
             }
         ),
         "{err:?}"
     );
+    // Text is stored exactly as sent or refused: never trimmed.
+    for untrimmed in [" ", " Green tea", "Green tea ", "\u{3000}Green tea"] {
+        let err = named(untrimmed);
+        assert!(
+            matches!(
+                err,
+                Error::EdgeWhitespace {
+                    entity: Entity::Product,
+                    ..
+                }
+            ),
+            "{untrimmed:?}: {err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
     assert_eq!(t.dump(), before);
 }
 

@@ -130,7 +130,7 @@ fn a_whole_refund_credits_releases_and_moves_the_order_to_refunded() -> Result<(
     assert_eq!(s.balance(), won(71_000));
     assert_eq!(s.stock(s.tea), (18, 2));
 
-    let refund = s.t.shop.refund(s.kim, order, " changed my mind ")?;
+    let refund = s.t.shop.refund(s.kim, order, "changed my mind")?;
     assert_eq!(refund.status, RefundStatus::Completed);
     assert_eq!(refund.amount, won(29_000));
     assert_eq!(refund.reason, "changed my mind");
@@ -422,6 +422,11 @@ fn refusals_before_the_gateway_change_nothing() -> Result<()> {
     let tea = |n| OrderLine::new(s.tea, n);
     let refusals: Vec<(&str, liteshop::Result<liteshop::Refund>)> = vec![
         ("blank reason", s.t.shop.refund(s.kim, order, "   ")),
+        ("empty reason", s.t.shop.refund(s.kim, order, "")),
+        (
+            "untrimmed reason",
+            s.t.shop.refund(s.kim, order, " changed my mind "),
+        ),
         (
             "long reason",
             s.t.shop.refund(s.kim, order, &"x".repeat(201)),
@@ -458,6 +463,8 @@ fn refusals_before_the_gateway_change_nothing() -> Result<()> {
         kinds,
         [
             ("blank reason", InvalidInput),
+            ("empty reason", InvalidInput),
+            ("untrimmed reason", InvalidInput),
             ("long reason", InvalidInput),
             ("NUL in the reason", InvalidInput),
             ("no lines", InvalidInput),

@@ -6,10 +6,10 @@ use common::open;
 use liteshop::{Clock, Entity, Error, ErrorKind, Money, Result, UserId};
 
 #[test]
-fn create_user_trims_the_name_and_starts_at_zero() -> Result<()> {
+fn create_user_keeps_the_name_as_sent_and_starts_at_zero() -> Result<()> {
     let t = open();
-    let kim = t.shop.create_user("  Kim Minji \n")?;
-    assert_eq!(kim.name, "Kim Minji");
+    let kim = t.shop.create_user("Kim  Minji")?;
+    assert_eq!(kim.name, "Kim  Minji");
     assert_eq!(kim.created_at, t.clock.now());
     assert_eq!(t.shop.user(kim.id)?, kim);
     assert_eq!(t.shop.balance(kim.id)?, Money::ZERO);
@@ -30,11 +30,26 @@ fn a_blank_or_overlong_name_is_refused_and_changes_nothing() {
     let t = open();
     t.user("Kim");
     let before = t.dump();
-    for (name, length) in [("", 0), ("   \t", 0), (&*"x".repeat(101), 101)] {
+    for (name, length) in [("", 0), (&*"x".repeat(101), 101)] {
         let err = t.shop.create_user(name).unwrap_err();
         assert!(
             matches!(err, Error::InvalidName { entity: Entity::User, length: l, max: 100 } if l == length),
             "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    // White space at an end is refused, never trimmed: the shop stores
+    // exactly what was sent.
+    for (name, space) in [
+        (" ", ' '),
+        ("  Kim", ' '),
+        ("Kim\u{a0}", '\u{a0}'),
+        ("\u{feff}Kim", '\u{feff}'),
+    ] {
+        let err = t.shop.create_user(name).unwrap_err();
+        assert!(
+            matches!(err, Error::EdgeWhitespace { entity: Entity::User, character } if character == space),
+            "{name:?}: {err:?}"
         );
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }

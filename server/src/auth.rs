@@ -1,8 +1,13 @@
 //! Bearer tokens. A user's token is stateless: `u<id>.<hex HMAC-SHA-256 of
 //! "user:<id>" under the server's secret>`, checked in constant time, so
-//! nothing about tokens is stored and a new secret revokes them all. The
-//! admin token is compared through an HMAC too, so the comparison takes the
-//! same time whatever it is given.
+//! nothing about tokens is stored and a new secret revokes them all. A host
+//! mints and checks them with [`user_token`] and [`token_user`], never by
+//! re-implementing the formula. The admin token is compared through an
+//! HMAC too, so the comparison takes the same time whatever it is given.
+//!
+//! The `Authorization` scheme is case-insensitive (`Bearer`, `bearer`), as
+//! RFC 9110 says; a 401 carries `WWW-Authenticate: Bearer`, with
+//! `error="invalid_token"` when a token was sent but is not valid.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -38,21 +43,15 @@ impl Secrets {
         }
     }
 
-    /// The bearer token of `user`.
+    /// The bearer token of `user`: [`user_token`] under these secrets.
     pub fn user_token(&self, user: UserId) -> String {
-        let tag = mac(&self.token_secret, format!("user:{user}").as_bytes());
-        format!("u{user}.{}", hex::encode(tag))
+        user_token(&self.token_secret, user)
     }
 
-    /// The user a token names, if it is one of ours.
-    fn user_of(&self, token: &str) -> Option<UserId> {
-        let (id, tag) = token.strip_prefix('u')?.split_once('.')?;
-        let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
-        let tag = hex::decode(tag).ok()?;
-        let mut check = HmacSha256::new_from_slice(&self.token_secret).ok()?;
-        check.update(format!("user:{id}").as_bytes());
-        check.verify_slice(&tag).ok()?;
-        Some(UserId::new(id))
+    /// The user a token names, if it is one of ours: [`token_user`] under
+    /// these secrets.
+    pub fn token_user(&self, token: &str) -> Option<UserId> {
+        token_user(&self.token_secret, token)
     }
 
     /// Whether `token` is the admin token (in constant time).
@@ -65,20 +64,67 @@ impl Secrets {
     }
 }
 
+/// The bearer token of `user` under `token_secret`: `u<id>.<hex of
+/// HMAC-SHA-256("user:<id>") keyed by the secret>`, e.g. `u42.9f…`.
+///
+/// ```
+/// use liteshop::UserId;
+/// let token = liteshop_server::user_token(b"the token secret", UserId::new(42));
+/// assert!(token.starts_with("u42."));
+/// assert_eq!(liteshop_server::token_user(b"the token secret", &token), Some(UserId::new(42)));
+/// assert_eq!(liteshop_server::token_user(b"another secret", &token), None);
+/// ```
+pub fn user_token(token_secret: &[u8], user: UserId) -> String {
+    let tag = mac(token_secret, format!("user:{user}").as_bytes());
+    format!("u{user}.{}", hex::encode(tag))
+}
+
+/// The user a token names, if [`user_token`] made it under `token_secret`;
+/// the tag is checked in constant time.
+pub fn token_user(token_secret: &[u8], token: &str) -> Option<UserId> {
+    let (id, tag) = token.strip_prefix('u')?.split_once('.')?;
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+    let tag = hex::decode(tag).ok()?;
+    let mut check = HmacSha256::new_from_slice(token_secret).ok()?;
+    check.update(format!("user:{id}").as_bytes());
+    check.verify_slice(&tag).ok()?;
+    Some(UserId::new(id))
+}
+
 fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+/// The bearer token of a request: `Authorization: <scheme> <token>` with
+/// the scheme `Bearer` in any case. No header (or another scheme) is
+/// `Err(false)`: no credentials; an unreadable one is `Err(true)`.
+fn bearer(parts: &Parts) -> Result<&str, bool> {
+    let Some(header) = parts.headers.get(AUTHORIZATION) else {
+        return Err(false);
+    };
+    let header = header.to_str().map_err(|_| true)?;
+    let (scheme, token) = header.trim().split_once(' ').ok_or(true)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(false);
+    }
+    match token.trim() {
+        "" => Err(true),
+        token => Ok(token),
+    }
+}
+
+/// The 401 for a request: no credentials, or a token that is not valid.
+fn unauthorized(sent: bool) -> ApiError {
+    if sent {
+        Problem::invalid_token().into()
+    } else {
+        Problem::unauthorized().into()
+    }
 }
 
 /// The user a request acts as, from its bearer token: never from a path or
@@ -90,12 +136,12 @@ impl FromRequestParts<AppState> for Me {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Me, ApiError> {
-        let token = bearer(parts).ok_or_else(|| ApiError::from(Problem::unauthorized()))?;
+        let token = bearer(parts).map_err(unauthorized)?;
         state
             .secrets
-            .user_of(token)
+            .token_user(token)
             .map(Me)
-            .ok_or_else(|| Problem::unauthorized().into())
+            .ok_or_else(|| unauthorized(true))
     }
 }
 
@@ -107,13 +153,13 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
-        let token = bearer(parts).ok_or_else(|| ApiError::from(Problem::unauthorized()))?;
+        let token = bearer(parts).map_err(unauthorized)?;
         if state.secrets.is_admin(token) {
             Ok(Admin)
-        } else if state.secrets.user_of(token).is_some() {
+        } else if state.secrets.token_user(token).is_some() {
             Err(Problem::forbidden().into())
         } else {
-            Err(Problem::unauthorized().into())
+            Err(unauthorized(true))
         }
     }
 }
@@ -126,11 +172,11 @@ mod tests {
     fn tokens_name_their_user_and_nothing_else() {
         let secrets = Secrets::new(b"secret", "admin-token");
         let token = secrets.user_token(UserId::new(42));
-        assert_eq!(secrets.user_of(&token), Some(UserId::new(42)));
+        assert_eq!(secrets.token_user(&token), Some(UserId::new(42)));
         let forged = token.replacen("u42.", "u43.", 1);
-        assert_eq!(secrets.user_of(&forged), None);
+        assert_eq!(secrets.token_user(&forged), None);
         let other = Secrets::new(b"another secret", "admin-token");
-        assert_eq!(other.user_of(&token), None);
+        assert_eq!(other.token_user(&token), None);
         assert!(secrets.is_admin("admin-token"));
         assert!(!secrets.is_admin("admin-token "));
         assert!(!format!("{secrets:?}").contains("secret\""));

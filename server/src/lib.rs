@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod body;
+mod contract;
 mod problem;
 mod routes;
 mod schemas;
@@ -34,15 +36,20 @@ use liteshop::Shop;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use auth::{Admin, Me, Secrets};
+pub use auth::{Admin, Me, Secrets, token_user, user_token};
 pub use problem::{ApiError, Problem};
 
 /// How the API authenticates and what it accepts.
 #[derive(Clone, Debug)]
 pub struct Config {
     secrets: Secrets,
-    /// The largest request body accepted, in bytes (64 KiB by default).
+    /// The largest request body accepted, in bytes (64 KiB by default);
+    /// a larger one is answered 413.
     pub body_limit: usize,
+    /// How long a client has to send its whole request body once its
+    /// headers arrived (30 s by default); a slower one is answered 408 and
+    /// its connection closed, so a stalled client cannot hold a worker.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -52,6 +59,7 @@ impl Config {
         Config {
             secrets: Secrets::new(&token_secret, &admin_token),
             body_limit: 64 * 1024,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 
@@ -117,6 +125,13 @@ pub fn router(shop: Shop, config: Config) -> Router {
         })
         .layer(axum::middleware::map_response(problem_bodies))
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            BodyRules {
+                limit: config.body_limit,
+                timeout: config.body_timeout,
+            },
+            read_body,
+        ))
         // Outermost: every request gets an id (or keeps the client's
         // `x-request-id`), logged with its method, path, status and time —
         // never its headers or body, so no token or secret is logged — and
@@ -140,6 +155,64 @@ pub fn router(shop: Shop, config: Config) -> Router {
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
             RequestIds::default(),
         ))
+}
+
+/// How a request body is read: within a size and a deadline.
+#[derive(Clone, Copy)]
+struct BodyRules {
+    limit: usize,
+    timeout: std::time::Duration,
+}
+
+/// Reads the whole request body before the handler runs, within the size
+/// limit (413) and the body deadline (408, and the connection is closed):
+/// a client that stops sending half-way cannot hold a handler, nor keep
+/// the server from stopping.
+async fn read_body(
+    axum::extract::State(rules): axum::extract::State<BodyRules>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(rules.timeout, axum::body::to_bytes(body, rules.limit));
+    let problem = match read.await {
+        Ok(Ok(bytes)) => {
+            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            return next.run(request).await;
+        }
+        Ok(Err(err)) => {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is over the limit",
+                )
+            } else {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request body could not be read",
+                )
+            }
+        }
+        Err(_) => Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                rules.timeout.as_secs_f64()
+            ),
+        ),
+    };
+    let mut response = problem.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Request ids: a process-unique counter with a random prefix.
@@ -190,8 +263,26 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
         "description": "product id → quantity, each product once",
     });
     schemas["PlaceOrder"]["properties"]["lines"] = lines.clone();
-    schemas["RefundRequest"]["properties"]["lines"] = serde_json::json!({
-        "oneOf": [lines, { "type": "null" }],
+    // A refund names its units: `lines`, or `"whole": true`; never both,
+    // never neither.
+    let reason = schemas["RefundRequest"]["properties"]["reason"].take();
+    schemas["RefundRequest"] = serde_json::json!({
+        "description": "Which units to refund and why: `lines` (product id → units) or `\"whole\": true` (every unit not refunded yet).",
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": { "lines": lines, "reason": reason },
+                "required": ["lines", "reason"],
+                "additionalProperties": false,
+            },
+            {
+                "type": "object",
+                "properties": { "whole": { "const": true }, "reason": reason },
+                "required": ["whole", "reason"],
+                "additionalProperties": false,
+            },
+        ],
+        "example": { "lines": { "1": 1 }, "reason": "arrived broken" },
     });
     schemas["CreateCoupon"]["properties"]["discount"] = serde_json::json!({
         "oneOf": [

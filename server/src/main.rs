@@ -56,6 +56,18 @@ struct Serve {
     /// a new request.
     #[arg(long, env = "LITESHOP_KEEP_KEYS_HOURS", default_value_t = 24)]
     keep_keys_hours: u64,
+    /// Seconds a client has to send a request's headers (from its first
+    /// byte, or from connecting) before its connection is closed.
+    #[arg(long, env = "LITESHOP_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's whole body once its headers
+    /// arrived; a slower one is answered 408 and its connection closed.
+    #[arg(long, env = "LITESHOP_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Seconds the server waits, after SIGTERM or Ctrl-C, for requests in
+    /// flight to finish before it closes every connection left and exits.
+    #[arg(long, env = "LITESHOP_SHUTDOWN_GRACE", default_value_t = 10)]
+    shutdown_grace: u64,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -64,8 +76,7 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -73,7 +84,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let Command::Serve(args) = Cli::parse().command;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(serve(args));
+    // Whatever still runs on the blocking pool after the grace period (a
+    // write finishing its commit) gets a moment; then the process ends.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
 
+async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
     let builder = Shop::builder(&args.db);
     let builder = match (&args.pg_url, &args.pg_secret) {
         (Some(url), Some(secret)) => builder.gateway(HttpGateway::builder(url, secret).build()),
@@ -104,7 +123,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             random_hex(32).into_bytes()
         }
     };
-    let config = liteshop_server::Config::new(token_secret, admin_token);
+    let mut config = liteshop_server::Config::new(token_secret, admin_token);
+    config.body_timeout = Duration::from_secs(args.body_timeout.max(1));
 
     // Background work: reconciliation on its own thread, expiry on the
     // blocking pool; both stop when the server does.
@@ -142,13 +162,72 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = liteshop_server::router(shop, config);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     info!(addr = %listener.local_addr()?, db = %args.db.display(), "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let timeouts = Timeouts {
+        header: Duration::from_secs(args.header_timeout.max(1)),
+        grace: Duration::from_secs(args.shutdown_grace),
+    };
+    run(listener, app, timeouts, shutdown()).await;
     expiry.abort();
     reconciler.stop();
     info!("stopped");
     Ok(())
+}
+
+/// How long the server waits for a client's headers, and for requests in
+/// flight once it is told to stop.
+struct Timeouts {
+    header: Duration,
+    grace: Duration,
+}
+
+/// Serves HTTP/1.1 connections until `stop` resolves, then stops accepting,
+/// lets the requests in flight finish for at most the grace period, and
+/// returns — closing whatever connections are left, so no client (one that
+/// stalls half-way through its headers, say) can keep the server running.
+/// A client that takes longer than the header timeout to send its headers
+/// is disconnected at any time.
+async fn run(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    timeouts: Timeouts,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        // Out of file descriptors, say: wait rather than spin.
+                        warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => info!("every connection closed"),
+        () = tokio::time::sleep(timeouts.grace) => {
+            warn!(grace_secs = timeouts.grace.as_secs(),
+                "the shutdown grace period ran out: closing the connections left");
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -170,5 +249,5 @@ async fn shutdown() {
         () = ctrl_c => {},
         () = term => {},
     }
-    info!("shutting down: finishing requests in flight");
+    info!("shutting down: finishing requests in flight, then closing connections");
 }

@@ -28,6 +28,10 @@ pub struct Problem {
     #[schema(value_type = Object)]
     #[serde(skip_serializing_if = "Value::is_null")]
     pub fields: Value,
+    /// The `WWW-Authenticate` challenge of a 401, if this is one.
+    #[serde(skip)]
+    #[schema(ignore)]
+    challenge: Option<&'static str>,
 }
 
 impl Problem {
@@ -40,16 +44,34 @@ impl Problem {
             code: code.into(),
             detail: detail.into(),
             fields: Value::Null,
+            challenge: None,
         }
     }
 
-    /// 401: no token, or one that is not valid.
+    /// 401: no token was sent. Carries `WWW-Authenticate: Bearer`.
     pub fn unauthorized() -> Problem {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        )
+        Problem {
+            challenge: Some("Bearer"),
+            ..Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+        }
+    }
+
+    /// 401: a token was sent but is not valid (RFC 6750's
+    /// `invalid_token`). Carries `WWW-Authenticate: Bearer
+    /// error="invalid_token"`.
+    pub fn invalid_token() -> Problem {
+        Problem {
+            challenge: Some("Bearer error=\"invalid_token\""),
+            ..Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the bearer token is not valid",
+            )
+        }
     }
 
     /// 403: a valid token without the right (a user token on an admin route).
@@ -70,6 +92,12 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         response
     }
 }
@@ -140,10 +168,7 @@ fn fields(err: &Error) -> Value {
         Error::PaymentOutcomeUnknown { payment, order } => {
             json!({ "payment": payment, "order": order })
         }
-        // The stored key is scoped by route; show the client its own key.
-        Error::IdempotencyKeyReused { key } => {
-            json!({ "key": key.rsplit('|').next().unwrap_or(key) })
-        }
+        Error::IdempotencyKeyReused { key } => json!({ "key": key }),
         _ => Value::Null,
     }
 }
@@ -189,7 +214,7 @@ impl From<Error> for Problem {
             tracing::error!(error = %err, "internal error");
             "internal error".to_owned()
         } else if matches!(err, Error::IdempotencyKeyReused { .. }) {
-            "this Idempotency-Key was used for a different request on this route".to_owned()
+            "this Idempotency-Key was used for a different request: a key is one request (route, target and body) per user".to_owned()
         } else {
             err.to_string()
         };

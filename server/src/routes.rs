@@ -12,7 +12,6 @@ use liteshop::{
     CartItemId, CouponId, Cursor, Discount, IdempotencyKey, Keyed, Money, NewCoupon, NewProduct,
     OrderId, OrderLine, OrderRequest, PageRequest, PaymentId, ProductId, Timestamp,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -20,8 +19,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Admin, Me};
+use crate::body::{Lines, int, opt_int, parse, present};
+use crate::contract::{Auth, Contract, contract};
 use crate::problem::{ApiError, Problem};
 use crate::{AppState, schemas};
+use liteshop::ErrorKind::{
+    Conflict, InvalidInput, NotFound, PaymentDeclined, PaymentOutcomeUnknown,
+};
 
 /// Every route, for [`crate::router`] and [`crate::openapi`].
 pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -59,6 +63,141 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(audit))
 }
 
+// What each route can answer besides its success: its documented error
+// responses are generated from these (see `contract.rs`).
+contract!(
+    /// The error responses of `readyz`.
+    ReadyErrors = Contract::new(Auth::Public)
+);
+contract!(
+    /// The error responses of `create_user`.
+    CreateUserErrors = Contract::new(Auth::Public).body().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `me`.
+    MeErrors = Contract::new(Auth::User)
+);
+contract!(
+    /// The error responses of `balance`.
+    BalanceErrors = Contract::new(Auth::User)
+);
+contract!(
+    /// The error responses of `charge`.
+    ChargeErrors = Contract::new(Auth::User).body().key().errors(&[InvalidInput, Conflict])
+);
+contract!(
+    /// The error responses of `ledger`.
+    LedgerErrors = Contract::new(Auth::User).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `products`.
+    ProductsErrors = Contract::new(Auth::Public).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `product`.
+    ProductErrors = Contract::new(Auth::Public).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `create_product`.
+    CreateProductErrors = Contract::new(Auth::Admin).body().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `restock`.
+    RestockErrors = Contract::new(Auth::Admin).body().params().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `set_price`.
+    SetPriceErrors = Contract::new(Auth::Admin).body().params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `place_order`.
+    PlaceOrderErrors = Contract::new(Auth::User).body().key().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `orders`.
+    OrdersErrors = Contract::new(Auth::User).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `order`.
+    OrderErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `cancel_order`.
+    CancelErrors = Contract::new(Auth::User).key().params().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `pay`.
+    PayErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict, PaymentDeclined, PaymentOutcomeUnknown])
+);
+contract!(
+    /// The error responses of `payment`.
+    PaymentErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `order_payments`.
+    OrderPaymentsErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `payment_history`.
+    PaymentHistoryErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `refund`.
+    RefundErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict, PaymentDeclined, PaymentOutcomeUnknown])
+);
+contract!(
+    /// The error responses of `refunds`.
+    RefundsErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `cart`.
+    CartErrors = Contract::new(Auth::User)
+);
+contract!(
+    /// The error responses of `add_to_cart`.
+    AddToCartErrors = Contract::new(Auth::User).body().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `set_cart_quantity`.
+    SetQuantityErrors = Contract::new(Auth::User).body().params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `remove_from_cart`.
+    RemoveFromCartErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `checkout`.
+    CheckoutErrors = Contract::new(Auth::User).body().key().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `create_coupon`.
+    CreateCouponErrors = Contract::new(Auth::Admin).body().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `coupon`.
+    CouponErrors = Contract::new(Auth::Public).params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `issue_coupon`.
+    IssueCouponErrors = Contract::new(Auth::User).key().params().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `my_coupons`.
+    MyCouponsErrors = Contract::new(Auth::User).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `best_sellers`.
+    BestSellersErrors = Contract::new(Auth::Public).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `events`.
+    EventsErrors = Contract::new(Auth::Admin).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `audit`.
+    AuditErrors = Contract::new(Auth::Admin)
+);
+
 /// Runs `f` on the blocking pool: `Shop` calls wait on SQLite and must
 /// never hold an async worker.
 async fn blocking<T: Send + 'static>(
@@ -78,51 +217,11 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Parses a JSON body, answering malformed JSON or wrong types with a 400
-/// problem rather than axum's plain-text rejection.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|err| {
-        ApiError::from(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_body",
-            err.to_string(),
-        ))
-    })
-}
-
-/// Reads an integer that JSON may write as `6` or `6.0` (both are the
-/// integer 6 to a JSON Schema), refusing fractions and values out of range.
-fn int<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64>,
-{
-    use serde::de::Error as _;
-    let number = serde_json::Number::deserialize(deserializer)?;
-    let whole = number.as_i64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
-    });
-    whole
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| D::Error::custom(format!("{number} is not an integer in range")))
-}
-
-/// [`int`] for an optional field.
-fn opt_int<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64>,
-{
-    #[derive(Deserialize)]
-    struct Wrapped<T: TryFrom<i64>>(#[serde(deserialize_with = "int")] T);
-    Option::<Wrapped<T>>::deserialize(deserializer).map(|w| w.map(|Wrapped(v)| v))
-}
-
 /// The `Idempotency-Key` header, if any, with a fingerprint of the request
-/// (method, path and body), so the same key with another request is caught.
+/// (method, path and body). A key is one request per user across every
+/// route: the same key on another route, another target or with another
+/// body is refused (422), so one key can never pay two orders. An empty or
+/// malformed key is refused (400), never read as "no key".
 fn idempotency_key(
     headers: &HeaderMap,
     method: &str,
@@ -132,64 +231,54 @@ fn idempotency_key(
     let Some(key) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = key.to_str().map_err(|_| {
-        ApiError::from(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
-            "the Idempotency-Key header is not printable ASCII",
-        ))
-    })?;
-    // An empty header is no key, as some clients send for "none".
-    if key.is_empty() {
-        return Ok(None);
-    }
-    if !is_uuid(key) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
-            "the Idempotency-Key header is a lowercase UUID, e.g. 1b4e28ba-2fa1-4d2a-8e3c-6b5f0c3d9a77",
-        )
-        .into());
-    }
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|key| is_uuid(key))
+        .ok_or_else(|| {
+            ApiError::from(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "the Idempotency-Key header is a UUID (8-4-4-4-12 hex digits, either case), e.g. 1b4e28ba-2fa1-4d2a-8e3c-6b5f0c3d9a77",
+            ))
+        })?;
     let mut digest = Sha256::new();
     digest.update(method.as_bytes());
     digest.update(b" ");
     digest.update(path.as_bytes());
     digest.update(b"\n");
     digest.update(body);
-    // Keys are scoped to the route: the same client key on two routes is two
-    // keys, and only a repeat on one route with another body is "reused".
+    // A UUID is the same key in either case (Apple platforms write upper
+    // case); the key is stored as the client sent it, in lower case.
     Ok(Some(IdempotencyKey::new(
-        format!("{method}:{path}|{key}"),
+        key.to_ascii_lowercase(),
         hex::encode(digest.finalize()),
     )))
 }
 
-/// Runs a write under the request's idempotency key if it sent one, plain
-/// otherwise, on the blocking pool, and answers with `status`.
-async fn write<T: Serialize + Send + 'static>(
-    status: StatusCode,
-    key: Option<IdempotencyKey>,
-    keyed_write: impl FnOnce(&IdempotencyKey) -> liteshop::Result<Keyed<T>> + Send + 'static,
-    plain_write: impl FnOnce() -> liteshop::Result<T> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let result = blocking(move || match key {
-        Some(key) => keyed_write(&key),
-        None => plain_write().map(Keyed::Fresh),
-    })
-    .await?;
-    Ok(keyed(status, result))
-}
-
-/// Whether `key` is a lowercase UUID (8-4-4-4-12 hex digits), the form the
-/// schema asks for.
+/// Whether `key` is a UUID (8-4-4-4-12 hex digits, either case), the form
+/// the schema asks for.
 fn is_uuid(key: &str) -> bool {
     let bytes = key.as_bytes();
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
+            _ => b.is_ascii_hexdigit(),
         })
+}
+
+/// Runs a write of [`liteshop::Idempotent`] — under the request's key if
+/// it sent one, plain otherwise — on the blocking pool, and answers with
+/// `status`.
+async fn write<T: Serialize + Send + 'static>(
+    state: &AppState,
+    status: StatusCode,
+    key: Option<IdempotencyKey>,
+    write: impl FnOnce(liteshop::Idempotent<'_>) -> liteshop::Result<Keyed<T>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let result = blocking(move || write(shop.idempotent(key.as_ref()))).await?;
+    Ok(keyed(status, result))
 }
 
 /// A keyed write's response: its status and body the first time and on
@@ -256,9 +345,7 @@ async fn healthz() -> &'static str {
 
 /// The database answers.
 #[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "ready"),
-    (status = 503, description = "the database does not answer", body = Problem, content_type = "application/problem+json"),
-))]
+    (status = 200, description = "ready"), ReadyErrors))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     let shop = state.shop.clone();
     blocking(move || shop.products(PageRequest::first(1)).map(drop)).await?;
@@ -267,13 +354,14 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 
 /// A new user.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Kim"}))]
 pub(crate) struct CreateUser {
     /// 1 to 100 characters of one line.
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
     )]
     name: String,
 }
@@ -290,9 +378,7 @@ pub(crate) struct CreatedUser {
 /// Creates a user and returns their token (shown once; it can be derived
 /// again only with the server's secret).
 #[utoipa::path(post, path = "/users", request_body = CreateUser, responses(
-    (status = 201, body = CreatedUser),
-    (status = 400, body = Problem, content_type = "application/problem+json"),
-))]
+    (status = 201, body = CreatedUser), CreateUserErrors))]
 async fn create_user(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let request: CreateUser = parse(&body)?;
     let shop = state.shop.clone();
@@ -303,9 +389,7 @@ async fn create_user(State(state): State<AppState>, body: Bytes) -> Result<Respo
 
 /// The acting user.
 #[utoipa::path(get, path = "/me", security(("bearer" = [])), responses(
-    (status = 200, body = schemas::User),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
-))]
+    (status = 200, body = schemas::User), MeErrors))]
 async fn me(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let user = blocking(move || shop.user(user)).await?;
@@ -321,9 +405,7 @@ pub(crate) struct Balance {
 
 /// The acting user's balance.
 #[utoipa::path(get, path = "/me/balance", security(("bearer" = [])), responses(
-    (status = 200, body = Balance),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
-))]
+    (status = 200, body = Balance), BalanceErrors))]
 async fn balance(State(state): State<AppState>, Me(user): Me) -> Result<Json<Balance>, ApiError> {
     let shop = state.shop.clone();
     let balance = blocking(move || shop.balance(user)).await?;
@@ -332,6 +414,7 @@ async fn balance(State(state): State<AppState>, Me(user): Me) -> Result<Json<Bal
 
 /// Money to add to the balance.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"amount": 10000}))]
 pub(crate) struct Charge {
     /// Won, at least 1.
@@ -344,13 +427,9 @@ pub(crate) struct Charge {
 /// retry safe: a repeat returns the first response and charges nothing.
 #[utoipa::path(post, path = "/me/balance/charge", request_body = Charge,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
     responses(
-        (status = 200, body = Balance),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "the key was used for another request", body = Problem, content_type = "application/problem+json"),
-    ))]
+        (status = 200, body = Balance), ChargeErrors))]
 async fn charge(
     State(state): State<AppState>,
     Me(user): Me,
@@ -361,11 +440,7 @@ async fn charge(
     let request: Charge = parse(&body)?;
     let amount = money(request.amount)?;
     let shop = state.shop.clone();
-    let result = blocking(move || match key {
-        Some(key) => shop.charge_keyed(user, amount, &key),
-        None => shop.charge(user, amount).map(Keyed::Fresh),
-    })
-    .await?;
+    let result = blocking(move || shop.idempotent(key.as_ref()).charge(user, amount)).await?;
     // The library stores the new balance; the response wraps it, the same
     // way the first time and on a repeat.
     let wrapped = match result {
@@ -377,7 +452,7 @@ async fn charge(
 
 /// The acting user's ledger, newest first.
 #[utoipa::path(get, path = "/me/ledger", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::LedgerPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::LedgerPage), LedgerErrors))]
 async fn ledger(
     State(state): State<AppState>,
     Me(user): Me,
@@ -391,7 +466,7 @@ async fn ledger(
 
 /// The catalogue, in id order.
 #[utoipa::path(get, path = "/products", params(PageQuery),
-    responses((status = 200, body = schemas::ProductPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::ProductPage), ProductsErrors))]
 async fn products(
     State(state): State<AppState>,
     Query(page): Query<PageQuery>,
@@ -404,7 +479,7 @@ async fn products(
 
 /// One product.
 #[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
-    responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Product), ProductErrors))]
 async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let product = blocking(move || shop.product(ProductId::new(id))).await?;
@@ -413,12 +488,13 @@ async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
 
 /// A product to add to the catalogue.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Green tea", "price": 12000, "stock": 10}))]
 pub(crate) struct CreateProduct {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
     )]
     name: String,
     /// Won.
@@ -433,8 +509,7 @@ pub(crate) struct CreateProduct {
 /// Adds a product (admin).
 #[utoipa::path(post, path = "/admin/products", request_body = CreateProduct,
     security(("bearer" = [])),
-    responses((status = 201, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::Product), CreateProductErrors))]
 async fn create_product(
     State(state): State<AppState>,
     _: Admin,
@@ -456,6 +531,7 @@ async fn create_product(
 
 /// Units to add to a product's stock.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"quantity": 5}))]
 pub(crate) struct Restock {
     #[schema(value_type = i64, minimum = 1, maximum = 4294967295_i64)]
@@ -466,9 +542,7 @@ pub(crate) struct Restock {
 /// Adds stock (admin).
 #[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = Restock, security(("bearer" = [])),
-    responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "the stock would pass the largest stock", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Product), RestockErrors))]
 async fn restock(
     State(state): State<AppState>,
     _: Admin,
@@ -483,6 +557,7 @@ async fn restock(
 
 /// A new unit price.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"price": 11000}))]
 pub(crate) struct SetPrice {
     /// Won.
@@ -494,8 +569,7 @@ pub(crate) struct SetPrice {
 /// Sets a product's price (admin); orders placed keep theirs.
 #[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = SetPrice, security(("bearer" = [])),
-    responses((status = 200, body = schemas::Product), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Product), SetPriceErrors))]
 async fn set_price(
     State(state): State<AppState>,
     _: Admin,
@@ -509,44 +583,9 @@ async fn set_price(
     Ok(Json(product).into_response())
 }
 
-/// The lines of an order or a refund: product id → quantity, in the order
-/// given. A map, so that a product appears once by construction (the shop
-/// refuses an order naming a product twice).
-#[derive(Debug, Clone)]
-pub(crate) struct Lines(Vec<OrderLine>);
-
-impl<'de> Deserialize<'de> for Lines {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Lines, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Lines;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of product id to quantity")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Lines, A::Error> {
-                use serde::de::Error as _;
-                #[derive(Deserialize)]
-                struct Quantity(#[serde(deserialize_with = "int")] u32);
-                let mut lines = Vec::new();
-                while let Some(product) = map.next_key::<String>()? {
-                    let product: i64 = product.parse().map_err(|_| {
-                        A::Error::custom(format!("{product:?} is not a product id"))
-                    })?;
-                    let Quantity(quantity) = map.next_value()?;
-                    lines.push(OrderLine::new(ProductId::new(product), quantity));
-                }
-                Ok(Lines(lines))
-            }
-        }
-        deserializer.deserialize_map(Visit)
-    }
-}
-
 /// An order to place, with an optional coupon.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"lines": {"1": 2}, "coupon": null}))]
 pub(crate) struct PlaceOrder {
     /// Product id → quantity (1 to the order quantity limit); 1 to the line
@@ -561,9 +600,8 @@ pub(crate) struct PlaceOrder {
 /// Places an order for the acting user; its stock is reserved at once.
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
-    responses((status = 201, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    responses((status = 201, body = schemas::Order), PlaceOrderErrors))]
 async fn place_order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -576,20 +614,15 @@ async fn place_order(
         lines: request.lines.0,
         coupon: request.coupon.map(CouponId::new),
     };
-    let (shop, plain) = (state.shop.clone(), state.shop.clone());
-    let again = order.clone();
-    write(
-        StatusCode::CREATED,
-        key,
-        move |key| shop.place_order_keyed(user, order, key),
-        move || plain.place_order(user, again),
-    )
+    write(&state, StatusCode::CREATED, key, move |shop| {
+        shop.place_order(user, order)
+    })
     .await
 }
 
 /// The acting user's orders, newest first.
 #[utoipa::path(get, path = "/me/orders", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::OrderPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::OrderPage), OrdersErrors))]
 async fn orders(
     State(state): State<AppState>,
     Me(user): Me,
@@ -603,8 +636,7 @@ async fn orders(
 
 /// One of the acting user's orders (another user's is not found).
 #[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Order), OrderErrors))]
 async fn order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -618,10 +650,9 @@ async fn order(
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Order), CancelErrors))]
 async fn cancel_order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -630,13 +661,9 @@ async fn cancel_order(
 ) -> Result<Response, ApiError> {
     let path = format!("/me/orders/{id}/cancel");
     let key = idempotency_key(&headers, "POST", &path, &Bytes::new())?;
-    let (shop, plain) = (state.shop.clone(), state.shop.clone());
-    write(
-        StatusCode::OK,
-        key,
-        move |key| shop.cancel_order_keyed(user, OrderId::new(id), key),
-        move || plain.cancel_order(user, OrderId::new(id)),
-    )
+    write(&state, StatusCode::OK, key, move |shop| {
+        shop.cancel_order(user, OrderId::new(id))
+    })
     .await
 }
 
@@ -656,11 +683,9 @@ pub(crate) struct Pay {
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), (status = 202, description = "no definite answer yet; reconciliation settles it", body = Problem, content_type = "application/problem+json"),
-              (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Payment), PayErrors))]
 async fn pay(
     State(state): State<AppState>,
     Me(user): Me,
@@ -677,35 +702,19 @@ async fn pay(
     } else {
         parse(&body)?
     };
-    let (shop, plain) = (state.shop.clone(), state.shop.clone());
     let order = OrderId::new(id);
-    match request.payment_key {
-        Some(payment_key) => {
-            let again = payment_key.clone();
-            write(
-                StatusCode::OK,
-                key,
-                move |key| shop.pay_with_key_keyed(user, order, &payment_key, key),
-                move || plain.pay_with_key(user, order, &again),
-            )
-            .await
+    write(&state, StatusCode::OK, key, move |shop| {
+        match request.payment_key {
+            Some(pg_payment_key) => shop.pay_with_pg_key(user, order, &pg_payment_key),
+            None => shop.pay(user, order),
         }
-        None => {
-            write(
-                StatusCode::OK,
-                key,
-                move |key| shop.pay_keyed(user, order, key),
-                move || plain.pay(user, order),
-            )
-            .await
-        }
-    }
+    })
+    .await
 }
 
 /// One of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Payment), PaymentErrors))]
 async fn payment(
     State(state): State<AppState>,
     Me(user): Me,
@@ -718,8 +727,7 @@ async fn payment(
 
 /// Every payment attempt of one of the acting user's orders, oldest first.
 #[utoipa::path(get, path = "/me/orders/{id}/payments", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Payment]), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [schemas::Payment]), OrderPaymentsErrors))]
 async fn order_payments(
     State(state): State<AppState>,
     Me(user): Me,
@@ -732,8 +740,7 @@ async fn order_payments(
 
 /// Every status change of one of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::PaymentEvent]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [schemas::PaymentEvent]), PaymentHistoryErrors))]
 async fn payment_history(
     State(state): State<AppState>,
     Me(user): Me,
@@ -744,32 +751,52 @@ async fn payment_history(
     Ok(Json(history).into_response())
 }
 
-/// A refund: the units to return (all that are left if `lines` is absent)
-/// and why.
+/// A refund: which units to return, and why. Exactly one of `lines` (some
+/// units) or `"whole": true` (every unit not refunded yet): a whole refund
+/// is asked for by name, never reached because a field was left out or
+/// misspelt.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"lines": {"1": 1}, "reason": "arrived broken"}))]
 pub(crate) struct RefundRequest {
-    /// Product id → units to return; all that are left if absent.
+    /// Product id → units to return.
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
     lines: Option<Lines>,
+    /// `true`: every unit not refunded yet.
+    #[serde(default, deserialize_with = "present")]
+    whole: Option<bool>,
     /// Why, 1 to 200 characters of one line.
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
     )]
     reason: String,
+}
+
+impl RefundRequest {
+    /// The units asked for: `Some(lines)`, or `None` for the whole order.
+    fn units(self) -> Result<(Option<Vec<OrderLine>>, String), ApiError> {
+        match (self.lines, self.whole) {
+            (Some(lines), None) => Ok((Some(lines.0), self.reason)),
+            (None, Some(true)) => Ok((None, self.reason)),
+            _ => Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "say which units to refund: either `lines` (product id to units) or `\"whole\": true`",
+            )
+            .into()),
+        }
+    }
 }
 
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
     request_body = RefundRequest, security(("bearer" = [])),
-    responses((status = 201, body = schemas::Refund), (status = 202, description = "no definite answer yet", body = Problem, content_type = "application/problem+json"),
-              (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 402, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
-              (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::Refund), RefundErrors))]
 async fn refund(
     State(state): State<AppState>,
     Me(user): Me,
@@ -778,27 +805,18 @@ async fn refund(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers, "POST", &format!("/me/orders/{id}/refunds"), &body)?;
-    let request: RefundRequest = parse(&body)?;
-    let lines: Option<Vec<OrderLine>> = request.lines.map(|lines| lines.0);
-    let shop = state.shop.clone();
+    let (lines, reason) = parse::<RefundRequest>(&body)?.units()?;
     let order = OrderId::new(id);
-    let result = blocking(move || match (key, lines) {
-        (Some(key), lines) => {
-            shop.refund_keyed(user, order, lines.as_deref(), &request.reason, &key)
-        }
-        (None, Some(lines)) => shop
-            .refund_lines(user, order, &lines, &request.reason)
-            .map(Keyed::Fresh),
-        (None, None) => shop.refund(user, order, &request.reason).map(Keyed::Fresh),
+    write(&state, StatusCode::CREATED, key, move |shop| match lines {
+        Some(lines) => shop.refund_lines(user, order, &lines, &reason),
+        None => shop.refund(user, order, &reason),
     })
-    .await?;
-    Ok(keyed(StatusCode::CREATED, result))
+    .await
 }
 
 /// Every refund attempt of one of the acting user's orders.
 #[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Refund]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [schemas::Refund]), RefundsErrors))]
 async fn refunds(
     State(state): State<AppState>,
     Me(user): Me,
@@ -811,7 +829,7 @@ async fn refunds(
 
 /// The acting user's cart, with line totals and the cart total.
 #[utoipa::path(get, path = "/me/cart", security(("bearer" = [])),
-    responses((status = 200, body = schemas::Cart), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Cart), CartErrors))]
 async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let cart = blocking(move || shop.cart(user)).await?;
@@ -820,6 +838,7 @@ async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, A
 
 /// A product to put in the cart.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"product": 1, "quantity": 2}))]
 pub(crate) struct AddToCart {
     #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
@@ -832,8 +851,7 @@ pub(crate) struct AddToCart {
 
 /// Adds a product to the cart (a product already there is a conflict).
 #[utoipa::path(post, path = "/me/cart/items", request_body = AddToCart, security(("bearer" = [])),
-    responses((status = 201, body = schemas::CartLine), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::CartLine), AddToCartErrors))]
 async fn add_to_cart(
     State(state): State<AppState>,
     Me(user): Me,
@@ -849,6 +867,7 @@ async fn add_to_cart(
 
 /// A new quantity for a cart line.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"quantity": 3}))]
 pub(crate) struct SetQuantity {
     #[schema(minimum = 1, maximum = 99)]
@@ -859,8 +878,7 @@ pub(crate) struct SetQuantity {
 /// Sets the quantity of one of the acting user's cart lines.
 #[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), request_body = SetQuantity,
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::CartLine), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::CartLine), SetQuantityErrors))]
 async fn set_cart_quantity(
     State(state): State<AppState>,
     Me(user): Me,
@@ -877,8 +895,7 @@ async fn set_cart_quantity(
 
 /// Removes one of the acting user's cart lines.
 #[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 204, description = "removed"), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "removed"), RemoveFromCartErrors))]
 async fn remove_from_cart(
     State(state): State<AppState>,
     Me(user): Me,
@@ -891,6 +908,7 @@ async fn remove_from_cart(
 
 /// A checkout, with an optional coupon.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"coupon": null}))]
 pub(crate) struct Checkout {
     #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
@@ -901,9 +919,8 @@ pub(crate) struct Checkout {
 /// Places an order for the cart's lines and empties the cart. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
-    responses((status = 201, body = schemas::Order), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    responses((status = 201, body = schemas::Order), CheckoutErrors))]
 async fn checkout(
     State(state): State<AppState>,
     Me(user): Me,
@@ -913,43 +930,75 @@ async fn checkout(
     let key = idempotency_key(&headers, "POST", "/me/cart/checkout", &body)?;
     let request: Checkout = parse(&body)?;
     let coupon = request.coupon.map(CouponId::new);
-    let (shop, plain) = (state.shop.clone(), state.shop.clone());
-    write(
-        StatusCode::CREATED,
-        key,
-        move |key| shop.checkout_cart_keyed(user, coupon, key),
-        move || plain.checkout_cart(user, coupon),
-    )
+    write(&state, StatusCode::CREATED, key, move |shop| {
+        shop.checkout_cart(user, coupon)
+    })
     .await
 }
 
-/// What a coupon takes off, as the API takes it (integers may be written
-/// `5.0`; no other field is allowed).
+/// What a coupon takes off, as the API takes it: `{"kind": "fixed",
+/// "amount": won}` or `{"kind": "percent", "percent": 1-100, "cap": won or
+/// null}`, no other field. A plain struct rather than a tagged enum, so
+/// that its integers are read exactly like every other (see [`int`]).
 #[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum DiscountBody {
-    Fixed {
-        #[serde(deserialize_with = "int")]
-        amount: i64,
-    },
-    Percent {
-        #[serde(deserialize_with = "int")]
-        percent: u8,
-        #[serde(default, deserialize_with = "opt_int")]
-        cap: Option<i64>,
-    },
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiscountBody {
+    kind: DiscountKind,
+    #[serde(default, deserialize_with = "opt_int")]
+    amount: Option<i64>,
+    #[serde(default, deserialize_with = "opt_int")]
+    percent: Option<u8>,
+    #[serde(default, deserialize_with = "opt_int")]
+    cap: Option<i64>,
+}
+
+/// The kinds of discount.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DiscountKind {
+    Fixed,
+    Percent,
 }
 
 impl DiscountBody {
     fn discount(self) -> Result<Discount, ApiError> {
+        let fields = |what: &str| {
+            ApiError::from(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                what,
+            ))
+        };
         Ok(match self {
-            DiscountBody::Fixed { amount } => Discount::Fixed {
+            DiscountBody {
+                kind: DiscountKind::Fixed,
+                amount: Some(amount),
+                percent: None,
+                cap: None,
+            } => Discount::Fixed {
                 amount: money(amount)?,
             },
-            DiscountBody::Percent { percent, cap } => Discount::Percent {
+            DiscountBody {
+                kind: DiscountKind::Percent,
+                amount: None,
+                percent: Some(percent),
+                cap,
+            } => Discount::Percent {
                 percent,
                 cap: cap.map(money).transpose()?,
             },
+            DiscountBody {
+                kind: DiscountKind::Fixed,
+                ..
+            } => return Err(fields("a fixed discount has `amount` and no other figure")),
+            DiscountBody {
+                kind: DiscountKind::Percent,
+                ..
+            } => {
+                return Err(fields(
+                    "a percent discount has `percent` and an optional `cap`, no `amount`",
+                ));
+            }
         })
     }
 }
@@ -966,6 +1015,7 @@ const MAX_COUPON_SECS: i64 = 3_153_600_000;
 /// `valid_for_secs`. Durations rather than an end time, so that every
 /// offer the schema allows is one the shop accepts.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Welcome 10%", "discount": {"kind": "percent", "percent": 10, "cap": 5000},
     "quantity": 100, "issuable_from": 0, "issuable_for_secs": 3153600000_i64, "valid_for_secs": 604800,
     "min_order_total": 10000}))]
@@ -973,7 +1023,7 @@ pub(crate) struct CreateCoupon {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
     )]
     name: String,
     /// `{"kind": "fixed", "amount": won}` or `{"kind": "percent", "percent":
@@ -1000,8 +1050,7 @@ pub(crate) struct CreateCoupon {
 
 /// Creates a coupon offer (admin).
 #[utoipa::path(post, path = "/admin/coupons", request_body = CreateCoupon, security(("bearer" = [])),
-    responses((status = 201, body = schemas::Coupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::Coupon), CreateCouponErrors))]
 async fn create_coupon(
     State(state): State<AppState>,
     _: Admin,
@@ -1045,7 +1094,7 @@ async fn create_coupon(
 
 /// A coupon offer, with how many were issued.
 #[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
-    responses((status = 200, body = schemas::Coupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Coupon), CouponErrors))]
 async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let coupon = blocking(move || shop.coupon(CouponId::new(id))).await?;
@@ -1055,10 +1104,9 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "makes a retry safe: a fresh UUID per intended write (empty: none)")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
     security(("bearer" = [])),
-    responses((status = 201, body = schemas::UserCoupon), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::UserCoupon), IssueCouponErrors))]
 async fn issue_coupon(
     State(state): State<AppState>,
     Me(user): Me,
@@ -1071,19 +1119,15 @@ async fn issue_coupon(
         &format!("/me/coupons/{id}"),
         &Bytes::new(),
     )?;
-    let (shop, plain) = (state.shop.clone(), state.shop.clone());
-    write(
-        StatusCode::CREATED,
-        key,
-        move |key| shop.issue_coupon_keyed(user, CouponId::new(id), key),
-        move || plain.issue_coupon(user, CouponId::new(id)),
-    )
+    write(&state, StatusCode::CREATED, key, move |shop| {
+        shop.issue_coupon(user, CouponId::new(id))
+    })
     .await
 }
 
 /// The coupons issued to the acting user, each with its state.
 #[utoipa::path(get, path = "/me/coupons", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::UserCouponPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::UserCouponPage), MyCouponsErrors))]
 async fn my_coupons(
     State(state): State<AppState>,
     Me(user): Me,
@@ -1109,7 +1153,7 @@ pub(crate) struct BestSellersQuery {
 
 /// Products ranked by units sold (paid, less refunded) in the last days.
 #[utoipa::path(get, path = "/best-sellers", params(BestSellersQuery),
-    responses((status = 200, body = [schemas::BestSeller]), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [schemas::BestSeller]), BestSellersErrors))]
 async fn best_sellers(
     State(state): State<AppState>,
     Query(query): Query<BestSellersQuery>,
@@ -1135,8 +1179,7 @@ pub(crate) struct EventsQuery {
 
 /// The order event feed, in sequence order (admin).
 #[utoipa::path(get, path = "/admin/events", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Event]), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [schemas::Event]), EventsErrors))]
 async fn events(
     State(state): State<AppState>,
     _: Admin,
@@ -1163,7 +1206,7 @@ async fn events(
 
 /// Checks every conservation law of the books (admin). Reads every row.
 #[utoipa::path(get, path = "/admin/audit", security(("bearer" = [])),
-    responses((status = 200, body = schemas::AuditReport), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::AuditReport), AuditErrors))]
 async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let report = blocking(move || shop.audit()).await?;

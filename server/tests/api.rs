@@ -204,7 +204,7 @@ fn authentication_and_ownership() {
     let (_, kim) = s.user("Kim");
     let (_, lee) = s.user("Lee");
     assert_problem(&s.get("/me", None), 401, "unauthorized");
-    assert_problem(&s.get("/me", Some("u1.00")), 401, "unauthorized");
+    assert_problem(&s.get("/me", Some("u1.00")), 401, "invalid_token");
     assert_eq!(s.get("/me", Some(&kim)).body["name"], json!("Kim"));
     // A user token on an admin route: 403; no token: 401.
     let body = json!({ "name": "Cup", "price": 1000, "stock": 1 });
@@ -628,7 +628,7 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
         &s.post(
             &format!("/me/orders/{id}/refunds"),
             Some(&kim),
-            json!({ "reason": "" }),
+            json!({ "whole": true, "reason": "" }),
         ),
         400,
         "invalid_refund_reason",

@@ -6,7 +6,6 @@ use tracing::debug;
 use super::Shop;
 use crate::coupon::{self, Coupon, NewCoupon, UserCoupon};
 use crate::error::{Entity, Result};
-use crate::idempotency::{IdempotencyKey, Keyed};
 use crate::ids::{CouponId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::user;
@@ -54,6 +53,7 @@ impl Shop {
     ///
     /// [`Error::InvalidName`](crate::Error::InvalidName),
     /// [`Error::InvalidCharacter`](crate::Error::InvalidCharacter),
+    /// [`Error::EdgeWhitespace`](crate::Error::EdgeWhitespace),
     /// [`Error::InvalidCoupon`](crate::Error::InvalidCoupon).
     pub fn create_coupon(&self, new: NewCoupon) -> Result<Coupon> {
         let name = validate::name(Entity::Coupon, &new.name)?;
@@ -102,25 +102,7 @@ impl Shop {
         Ok(issued)
     }
 
-    /// [`Shop::issue_coupon`] under an idempotency key: a repeat gets the
-    /// coupon issued the first time instead of "already issued".
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::issue_coupon`];
-    /// [`Error::InvalidIdempotencyKey`](crate::Error::InvalidIdempotencyKey),
-    /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused).
-    pub fn issue_coupon_keyed(
-        &self,
-        user: UserId,
-        id: CouponId,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<UserCoupon>> {
-        let body = self.issue_body(user, id)?;
-        self.keyed(user, key, body)
-    }
-
-    fn issue_body(
+    pub(super) fn issue_body(
         &self,
         user: UserId,
         id: CouponId,

@@ -51,7 +51,8 @@ impl Shop {
     /// # Failure
     ///
     /// [`Error::InvalidName`](crate::Error::InvalidName),
-    /// [`Error::InvalidCharacter`](crate::Error::InvalidCharacter) for the
+    /// [`Error::InvalidCharacter`](crate::Error::InvalidCharacter),
+    /// [`Error::EdgeWhitespace`](crate::Error::EdgeWhitespace) for the
     /// consumer's name.
     pub fn event_cursor(&self, consumer: &str) -> Result<u64> {
         let consumer = validate::name(Entity::EventConsumer, consumer)?;
@@ -69,6 +70,7 @@ impl Shop {
     ///
     /// [`Error::InvalidName`](crate::Error::InvalidName),
     /// [`Error::InvalidCharacter`](crate::Error::InvalidCharacter),
+    /// [`Error::EdgeWhitespace`](crate::Error::EdgeWhitespace),
     /// [`Error::AckBeyondFeed`](crate::Error::AckBeyondFeed) for a sequence
     /// number not given yet.
     pub fn ack_events(&self, consumer: &str, upto: u64) -> Result<u64> {

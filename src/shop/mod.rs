@@ -18,7 +18,7 @@ use crate::cart::{self, Cart, CartLine};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Entity, Error, Result};
 use crate::gateway::{PaymentGateway, RetryPolicy};
-use crate::idempotency::{self, IdempotencyKey, Keyed};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, UserId};
 use crate::money::Money;
 use crate::order::{self, Order, OrderLine, OrderRequest};
@@ -35,7 +35,10 @@ use crate::validate;
 
 mod coupons;
 mod feed;
+mod idempotent;
 mod ops;
+
+pub use idempotent::Idempotent;
 
 /// The limits the shop enforces on money and quantities.
 ///
@@ -386,14 +389,6 @@ impl fmt::Debug for ShopBuilder {
     }
 }
 
-/// A payment or refund attempt as a keyed write's answer.
-fn keyed_attempt<T: Serialize>(attempt: T, replay: Replay) -> Keyed<T> {
-    match replay {
-        Replay::No => Keyed::Fresh(attempt),
-        Replay::Yes => Keyed::Replayed(serde_json::to_value(&attempt).unwrap_or_default()),
-    }
-}
-
 /// The shop: every flow, behind one synchronous facade over one SQLite file.
 ///
 /// `Shop` is `Clone + Send + Sync`; a clone is a pointer copy sharing the one
@@ -468,11 +463,13 @@ impl Shop {
 
     /// Creates a user with a balance of 0 won.
     ///
-    /// The name is trimmed and must then be 1 to 100 characters.
+    /// The name is stored exactly as given: 1 to 100 characters, no
+    /// control character, no white space at either end.
     ///
     /// # Failure
     ///
-    /// [`Error::InvalidName`].
+    /// [`Error::InvalidName`], [`Error::InvalidCharacter`],
+    /// [`Error::EdgeWhitespace`].
     pub fn create_user(&self, name: &str) -> Result<User> {
         let name = validate::name(Entity::User, name)?;
         let now = self.now();
@@ -547,24 +544,6 @@ impl Shop {
         Ok(balance)
     }
 
-    /// [`Shop::charge`] under an idempotency key: the new balance is stored
-    /// with the charge, in its transaction; a repeat with the same key and
-    /// request gets it back and charges nothing.
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::charge`]; [`Error::InvalidIdempotencyKey`],
-    /// [`Error::IdempotencyKeyReused`].
-    pub fn charge_keyed(
-        &self,
-        user: UserId,
-        amount: Money,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Money>> {
-        let body = self.charge_body(user, amount)?;
-        self.keyed(user, key, body)
-    }
-
     /// The checks of a charge before any lookup, and its transaction.
     fn charge_body(
         &self,
@@ -583,22 +562,6 @@ impl Shop {
             let cap = payment::cap(tx, user, max_balance)?;
             balance::charge(tx, user, amount, max_charge, cap, now)
         })
-    }
-
-    /// Runs `body` under `key` for `user`: see [`IdempotencyKey`].
-    pub(super) fn keyed<T: Serialize + Send + 'static>(
-        &self,
-        user: UserId,
-        key: &IdempotencyKey,
-        body: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<Keyed<T>> {
-        key.validate()?;
-        let user = user.validate()?;
-        let key = key.clone();
-        let now = self.now();
-        self.inner
-            .store
-            .write(move |tx| idempotency::run(tx, user, &key, now, body))
     }
 
     /// Deletes the idempotency keys stored before `before` and returns how
@@ -634,7 +597,8 @@ impl Shop {
     ///
     /// # Failure
     ///
-    /// [`Error::InvalidName`].
+    /// [`Error::InvalidName`], [`Error::InvalidCharacter`],
+    /// [`Error::EdgeWhitespace`].
     pub fn create_product(&self, new: NewProduct) -> Result<Product> {
         let name = validate::name(Entity::Product, &new.name)?;
         let now = self.now();
@@ -866,23 +830,6 @@ impl Shop {
         Ok(order)
     }
 
-    /// [`Shop::place_order`] under an idempotency key: a repeat gets the
-    /// order placed the first time and reserves nothing more.
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::place_order`]; [`Error::InvalidIdempotencyKey`],
-    /// [`Error::IdempotencyKeyReused`].
-    pub fn place_order_keyed(
-        &self,
-        user: UserId,
-        request: impl Into<OrderRequest>,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Order>> {
-        let body = self.place_order_body(user, request.into())?;
-        self.keyed(user, key, body)
-    }
-
     fn place_order_body(
         &self,
         user: UserId,
@@ -917,23 +864,6 @@ impl Shop {
         let order = self.inner.store.write(self.checkout_body(user, coupon)?)?;
         debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
         Ok(order)
-    }
-
-    /// [`Shop::checkout_cart`] under an idempotency key: a repeat gets the
-    /// order placed the first time (the cart is empty by then).
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::checkout_cart`]; [`Error::InvalidIdempotencyKey`],
-    /// [`Error::IdempotencyKeyReused`].
-    pub fn checkout_cart_keyed(
-        &self,
-        user: UserId,
-        coupon: Option<CouponId>,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Order>> {
-        let body = self.checkout_body(user, coupon)?;
-        self.keyed(user, key, body)
     }
 
     fn checkout_body(
@@ -997,23 +927,6 @@ impl Shop {
         let order = self.inner.store.write(self.cancel_body(user, id)?)?;
         debug!(user = %user, order = %id, "order cancelled");
         Ok(order)
-    }
-
-    /// [`Shop::cancel_order`] under an idempotency key: a repeat gets the
-    /// cancelled order back instead of "already cancelled".
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::cancel_order`]; [`Error::InvalidIdempotencyKey`],
-    /// [`Error::IdempotencyKeyReused`].
-    pub fn cancel_order_keyed(
-        &self,
-        user: UserId,
-        id: OrderId,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Order>> {
-        let body = self.cancel_body(user, id)?;
-        self.keyed(user, key, body)
     }
 
     fn cancel_body(
@@ -1084,7 +997,7 @@ impl Shop {
 
     /// Pays the order `order` of `user` from the user's balance, with a
     /// payment key the shop generates (seed flow 8). See
-    /// [`Shop::pay_with_key`] for the steps, checks and errors.
+    /// [`Shop::pay_with_pg_key`] for the steps, checks and errors.
     ///
     /// # Example
     ///
@@ -1107,14 +1020,17 @@ impl Shop {
     ///
     /// # Failure
     ///
-    /// As [`Shop::pay_with_key`].
+    /// As [`Shop::pay_with_pg_key`].
     pub fn pay(&self, user: UserId, order: OrderId) -> Result<Payment> {
         self.pay_inner(user, order, None, None)
             .map(|(payment, _)| payment)
     }
 
     /// Pays the order `order` of `user` from the user's balance, with the
-    /// payment key the host's client got from the gateway's checkout.
+    /// PG's payment key: the one the host's client got from the gateway's
+    /// checkout widget, sent to the gateway as the payment's key. (It is not
+    /// an idempotency key; to make a retried call safe, run it through
+    /// [`Shop::idempotent`].)
     ///
     /// The steps, exactly once whatever happens:
     ///
@@ -1149,9 +1065,19 @@ impl Shop {
     /// [`Error::PaymentOutcomeUnknown`] (money held, order `Paying`; also
     /// when the answer could not be recorded, for example because the
     /// database stayed busy).
-    pub fn pay_with_key(&self, user: UserId, order: OrderId, payment_key: &str) -> Result<Payment> {
-        self.pay_inner(user, order, Some(payment::validate_key(payment_key)?), None)
-            .map(|(payment, _)| payment)
+    pub fn pay_with_pg_key(
+        &self,
+        user: UserId,
+        order: OrderId,
+        pg_payment_key: &str,
+    ) -> Result<Payment> {
+        self.pay_inner(
+            user,
+            order,
+            Some(payment::validate_key(pg_payment_key)?),
+            None,
+        )
+        .map(|(payment, _)| payment)
     }
 
     fn pay_inner(
@@ -1261,8 +1187,8 @@ impl Shop {
     ///
     /// 1. In one write transaction — checks, in order: ids valid, lines
     ///    valid (as for an order: at least one, no product twice, quantities
-    ///    at least 1), reason 1 to 200 characters after trimming with no
-    ///    control character → the order exists and is the user's → it is
+    ///    at least 1), reason 1 to 200 characters with no white space at
+    ///    either end and no control character → the order exists and is the user's → it is
     ///    `Paid` or `PartiallyRefunded` → no other refund of it is in flight
     ///    → each line's product is on the order with that many units not yet
     ///    refunded → the credit, plus the money already in flight, fits under
@@ -1291,7 +1217,8 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::EmptyOrder`],
     /// [`Error::TooManyOrderLines`], [`Error::InvalidQuantity`],
     /// [`Error::DuplicateOrderLine`], [`Error::InvalidRefundReason`],
-    /// [`Error::InvalidCharacter`], [`Error::NoGateway`],
+    /// [`Error::InvalidCharacter`], [`Error::EdgeWhitespace`],
+    /// [`Error::NoGateway`],
     /// [`Error::OrderNotFound`], [`Error::InvalidTransition`],
     /// [`Error::RefundInProgress`], [`Error::RefundExceedsOrder`],
     /// [`Error::BalanceLimitExceeded`] (all changing nothing); then
@@ -1310,81 +1237,6 @@ impl Shop {
         order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
         self.refund_inner(user, order, Some(lines.to_vec()), reason, None)
             .map(|(refund, _)| refund)
-    }
-
-    /// [`Shop::pay`] under an idempotency key. The key is stored with the
-    /// payment attempt, in its first transaction; a repeat starts nothing
-    /// and gets [`Keyed::Replayed`] with that attempt as it is now
-    /// (approved, declined, or still unsettled). So a client that timed out
-    /// can retry and never pays twice, whatever the first call did.
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::pay`] for the first request; [`Error::InvalidIdempotencyKey`],
-    /// [`Error::IdempotencyKeyReused`].
-    pub fn pay_keyed(
-        &self,
-        user: UserId,
-        order: OrderId,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Payment>> {
-        key.validate()?;
-        let (payment, replay) = self.pay_inner(user, order, None, Some(key.clone()))?;
-        Ok(keyed_attempt(payment, replay))
-    }
-
-    /// [`Shop::pay_with_key`] (the PG widget's payment key) under an
-    /// idempotency key, as [`Shop::pay_keyed`].
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::pay_with_key`] for the first request;
-    /// [`Error::InvalidIdempotencyKey`], [`Error::IdempotencyKeyReused`].
-    pub fn pay_with_key_keyed(
-        &self,
-        user: UserId,
-        order: OrderId,
-        payment_key: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Payment>> {
-        key.validate()?;
-        let payment_key = payment::validate_key(payment_key)?;
-        let (payment, replay) =
-            self.pay_inner(user, order, Some(payment_key), Some(key.clone()))?;
-        Ok(keyed_attempt(payment, replay))
-    }
-
-    /// [`Shop::refund`] (no `lines`) or [`Shop::refund_lines`] under an
-    /// idempotency key. The key is stored with the refund attempt, in its
-    /// first transaction; a repeat starts nothing and gets
-    /// [`Keyed::Replayed`] with that attempt as it is now. So a retried
-    /// partial refund never returns the units twice.
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::refund_lines`] for the first request;
-    /// [`Error::InvalidIdempotencyKey`], [`Error::IdempotencyKeyReused`].
-    pub fn refund_keyed(
-        &self,
-        user: UserId,
-        order: OrderId,
-        lines: Option<&[OrderLine]>,
-        reason: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Keyed<Refund>> {
-        key.validate()?;
-        if let Some(lines) = lines {
-            let limits = &self.inner.limits;
-            order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
-        }
-        let (refund, replay) = self.refund_inner(
-            user,
-            order,
-            lines.map(<[OrderLine]>::to_vec),
-            reason,
-            Some(key.clone()),
-        )?;
-        Ok(keyed_attempt(refund, replay))
     }
 
     fn refund_inner(

@@ -1,0 +1,194 @@
+//! [`Idempotent`]: the writes a client may retry, made safe by one key.
+//!
+//! Each method is the `Shop` method of the same name, run under the key;
+//! the checks, the transaction and the errors are that method's. There is
+//! one way to make a write idempotent — `shop.idempotent(key).charge(…)` —
+//! and no second copy of each method with a suffix.
+
+use rusqlite::Transaction;
+use serde::Serialize;
+
+use super::Shop;
+use crate::coupon::UserCoupon;
+use crate::error::Result;
+use crate::idempotency::{self, IdempotencyKey, Keyed};
+use crate::ids::{CouponId, OrderId, UserId};
+use crate::money::Money;
+use crate::order::{self, Order, OrderLine, OrderRequest};
+use crate::payment::{self, Payment, flow::Replay, refund::Refund};
+
+/// The writes of a [`Shop`] under an optional idempotency key, made by
+/// [`Shop::idempotent`].
+///
+/// With a key, a write stores its response under `(user, key)` in the
+/// transaction of its effect. A repeat with the same key and the same
+/// request — even one that arrives while the first is still running —
+/// waits for the first to commit, runs nothing, and gets
+/// [`Keyed::Replayed`] with that response. The same key with another
+/// request, for any write of the same user, is refused with
+/// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused).
+/// For [`pay`](Idempotent::pay) and [`refund`](Idempotent::refund) the key
+/// is stored with the attempt in its first transaction, and a repeat gets
+/// that attempt as it is now (approved, declined, or still unsettled), so a
+/// client that timed out may retry and never pays or refunds twice.
+///
+/// Without a key (`shop.idempotent(None)`), each method is the plain
+/// `Shop` method and answers [`Keyed::Fresh`]: a host that takes an
+/// optional key from its clients writes one call for both cases.
+///
+/// Every method fails as its `Shop` namesake, and with a key also with
+/// [`Error::InvalidIdempotencyKey`](crate::Error::InvalidIdempotencyKey)
+/// and [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused).
+///
+/// # Example
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
+/// use liteshop::{IdempotencyKey, Keyed, Money};
+///
+/// let kim = shop.create_user("Kim")?;
+/// let key = IdempotencyKey::new("7f3a-charge", "charge:500"); // key, request fingerprint
+/// let first = shop.idempotent(&key).charge(kim.id, Money::new(500)?)?;
+/// assert_eq!(first, Keyed::Fresh(Money::new(500)?));
+/// let again = shop.idempotent(&key).charge(kim.id, Money::new(500)?)?;
+/// assert!(again.is_replay());
+/// assert_eq!(shop.balance(kim.id)?, Money::new(500)?); // charged once
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Idempotent<'a> {
+    shop: &'a Shop,
+    key: Option<&'a IdempotencyKey>,
+}
+
+impl Shop {
+    /// The writes a client may retry, under `key` (an
+    /// [`IdempotencyKey`], or `None` for plain writes). See [`Idempotent`].
+    pub fn idempotent<'a>(&'a self, key: impl Into<Option<&'a IdempotencyKey>>) -> Idempotent<'a> {
+        Idempotent {
+            shop: self,
+            key: key.into(),
+        }
+    }
+}
+
+impl Idempotent<'_> {
+    /// [`Shop::charge`]: the new balance is stored with the charge.
+    pub fn charge(&self, user: UserId, amount: Money) -> Result<Keyed<Money>> {
+        let body = self.shop.charge_body(user, amount)?;
+        self.write(user, body)
+    }
+
+    /// [`Shop::place_order`]: a repeat gets the order placed the first time
+    /// and reserves nothing more.
+    pub fn place_order(
+        &self,
+        user: UserId,
+        request: impl Into<OrderRequest>,
+    ) -> Result<Keyed<Order>> {
+        let body = self.shop.place_order_body(user, request.into())?;
+        self.write(user, body)
+    }
+
+    /// [`Shop::checkout_cart`]: a repeat gets the order placed the first
+    /// time (the cart is empty by then).
+    pub fn checkout_cart(&self, user: UserId, coupon: Option<CouponId>) -> Result<Keyed<Order>> {
+        let body = self.shop.checkout_body(user, coupon)?;
+        self.write(user, body)
+    }
+
+    /// [`Shop::cancel_order`]: a repeat gets the cancelled order back
+    /// instead of "already cancelled".
+    pub fn cancel_order(&self, user: UserId, id: OrderId) -> Result<Keyed<Order>> {
+        let body = self.shop.cancel_body(user, id)?;
+        self.write(user, body)
+    }
+
+    /// [`Shop::issue_coupon`]: a repeat gets the coupon issued the first
+    /// time instead of "already issued".
+    pub fn issue_coupon(&self, user: UserId, id: CouponId) -> Result<Keyed<UserCoupon>> {
+        let body = self.shop.issue_body(user, id)?;
+        self.write(user, body)
+    }
+
+    /// [`Shop::pay`]: the key is stored with the payment attempt.
+    pub fn pay(&self, user: UserId, order: OrderId) -> Result<Keyed<Payment>> {
+        self.validate()?;
+        let (payment, replay) = self.shop.pay_inner(user, order, None, self.key.cloned())?;
+        Ok(answer(payment, replay))
+    }
+
+    /// [`Shop::pay_with_pg_key`]: the key is stored with the payment
+    /// attempt; the PG's payment key goes to the gateway.
+    pub fn pay_with_pg_key(
+        &self,
+        user: UserId,
+        order: OrderId,
+        pg_payment_key: &str,
+    ) -> Result<Keyed<Payment>> {
+        self.validate()?;
+        let pg_payment_key = payment::validate_key(pg_payment_key)?;
+        let (payment, replay) =
+            self.shop
+                .pay_inner(user, order, Some(pg_payment_key), self.key.cloned())?;
+        Ok(answer(payment, replay))
+    }
+
+    /// [`Shop::refund`] (every unit left): the key is stored with the
+    /// refund attempt.
+    pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Keyed<Refund>> {
+        self.validate()?;
+        let (refund, replay) =
+            self.shop
+                .refund_inner(user, order, None, reason, self.key.cloned())?;
+        Ok(answer(refund, replay))
+    }
+
+    /// [`Shop::refund_lines`]: the key is stored with the refund attempt, so
+    /// a retried partial refund never returns the units twice.
+    pub fn refund_lines(
+        &self,
+        user: UserId,
+        order: OrderId,
+        lines: &[OrderLine],
+        reason: &str,
+    ) -> Result<Keyed<Refund>> {
+        self.validate()?;
+        let limits = self.shop.limits();
+        order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
+        let (refund, replay) =
+            self.shop
+                .refund_inner(user, order, Some(lines.to_vec()), reason, self.key.cloned())?;
+        Ok(answer(refund, replay))
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.key.map_or(Ok(()), IdempotencyKey::validate)
+    }
+
+    /// Runs `body` in one write transaction, under the key if there is one.
+    fn write<T: Serialize + Send + 'static>(
+        &self,
+        user: UserId,
+        body: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<Keyed<T>> {
+        let store = &self.shop.inner.store;
+        let Some(key) = self.key else {
+            return store.write(body).map(Keyed::Fresh);
+        };
+        key.validate()?;
+        let user = user.validate()?;
+        let key = key.clone();
+        let now = self.shop.now();
+        store.write(move |tx| idempotency::run(tx, user, &key, now, body))
+    }
+}
+
+/// A payment or refund attempt as a keyed write's answer.
+fn answer<T: Serialize>(attempt: T, replay: Replay) -> Keyed<T> {
+    match replay {
+        Replay::No => Keyed::Fresh(attempt),
+        Replay::Yes => Keyed::Replayed(serde_json::to_value(&attempt).unwrap_or_default()),
+    }
+}
