@@ -1,0 +1,279 @@
+//! The harness of the HTTP tests: a server on an ephemeral port over a
+//! temp-file shop (kept at hand, to check what a refusal left), a client
+//! that never treats a status as an error, and a record of every answer:
+//! when the server drops, each status it sent is checked against the
+//! statuses its OpenAPI document lists for that operation.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use liteshop::{FakeGateway, Shop};
+use serde_json::{Value, json};
+
+/// The token secret and admin token the test servers use.
+pub const SECRET: &[u8] = b"test secret";
+
+pub struct Server {
+    pub base: String,
+    pub admin: String,
+    pub shop: Shop,
+    pub pg: FakeGateway,
+    /// Every (method, path, status) answered, for the document check.
+    sent: Arc<Mutex<Vec<(String, String, u16)>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = FakeGateway::new();
+    let shop = Shop::builder(dir.path().join("shop.db"))
+        .gateway(pg.clone())
+        .build()
+        .unwrap();
+    let admin = "test-admin-token".to_owned();
+    let app = liteshop_server::router(
+        shop.clone(),
+        liteshop_server::Config::new(SECRET.to_vec(), admin.clone()),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    Server {
+        base: format!("http://{addr}"),
+        admin,
+        shop,
+        pg,
+        sent: Arc::default(),
+        _dir: dir,
+    }
+}
+
+/// A response: status, headers we look at, body as JSON (or Null).
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: String,
+    pub replayed: bool,
+    pub allow: Option<String>,
+    pub request_id: Option<String>,
+    pub www_authenticate: Option<String>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+/// One request with any headers, and its reply.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    let agent = agent();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .header("Content-Type", "application/json")
+        .body(body.unwrap_or("").to_owned())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let replayed = header("idempotent-replayed").is_some();
+    let allow = header("allow");
+    let request_id = header("x-request-id");
+    let www_authenticate = header("www-authenticate");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        content_type,
+        replayed,
+        allow,
+        request_id,
+        www_authenticate,
+    }
+}
+
+/// One request with an optional bearer token and idempotency key.
+pub fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let mut headers = Vec::new();
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer.as_str()));
+    }
+    if let Some(key) = key {
+        headers.push(("Idempotency-Key", key));
+    }
+    send(method, url, &headers, body)
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request through the recorder.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let reply = send(method, &self.url(path), headers, body);
+        self.sent
+            .lock()
+            .unwrap()
+            .push((method.to_owned(), path.to_owned(), reply.status));
+        reply
+    }
+
+    /// A request with an optional token and key, through the recorder.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let mut headers = Vec::new();
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer.as_str()));
+        }
+        if let Some(key) = key {
+            headers.push(("Idempotency-Key", key));
+        }
+        self.request(method, path, &headers, body)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call("GET", path, token, None, None)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call("POST", path, token, None, Some(&body.to_string()))
+    }
+
+    pub fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> Reply {
+        self.call(
+            "POST",
+            path,
+            Some(token),
+            Some(key),
+            Some(&body.to_string()),
+        )
+    }
+
+    pub fn user(&self, name: &str) -> (i64, String) {
+        let reply = self.post("/users", None, json!({ "name": name }));
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        (
+            reply.body["user"]["id"].as_i64().unwrap(),
+            reply.body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub fn product(&self, price: i64, stock: u32) -> i64 {
+        let reply = self.post(
+            "/admin/products",
+            Some(&self.admin),
+            json!({ "name": "Tea", "price": price, "stock": stock }),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.body["id"].as_i64().unwrap()
+    }
+
+    /// Every status sent that the document does not list for its
+    /// operation, as "METHOD /template: status".
+    pub fn undocumented(&self) -> Vec<String> {
+        let doc = send("GET", &self.url("/openapi.json"), &[], None).body;
+        let paths = doc["paths"].as_object().unwrap();
+        let mut undocumented = Vec::new();
+        for (method, path, status) in self.sent.lock().unwrap().iter() {
+            let path = path.split('?').next().unwrap_or(path);
+            let Some((template, item)) = paths.iter().find(|(t, _)| matches(t, path)) else {
+                continue; // no such route: the fallback's 404, not an operation
+            };
+            let Some(operation) = item.get(method.to_ascii_lowercase()) else {
+                continue; // a method the route does not take: 405
+            };
+            if operation["responses"].get(status.to_string()).is_none() {
+                undocumented.push(format!("{method} {template}: {status}"));
+            }
+        }
+        undocumented.sort();
+        undocumented.dedup();
+        undocumented
+    }
+
+    /// How many answers the recorder holds.
+    pub fn answers(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let undocumented = self.undocumented();
+        assert!(
+            undocumented.is_empty(),
+            "statuses sent that the OpenAPI document does not list: {undocumented:#?}"
+        );
+    }
+}
+
+/// Whether a concrete path matches a template such as `/me/orders/{id}`.
+fn matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && t.ends_with('}')) || t == p)
+}
+
+/// Order or refund lines: product id → quantity.
+pub fn lines(pairs: &[(i64, u32)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(product, quantity)| (product.to_string(), json!(quantity)))
+            .collect(),
+    )
+}
+
+pub fn assert_problem(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/problem+json");
+    assert_eq!(reply.body["code"], json!(code), "{}", reply.body);
+    assert_eq!(reply.body["status"], json!(status));
+}
