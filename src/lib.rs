@@ -64,7 +64,7 @@
 //! | cart add | [`Shop::add_to_cart`] | input valid → user exists → product exists → not in the cart |
 //! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
 //! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved → balance covers the total |
-//! | payment | [`Shop::pay`], [`Shop::pay_with_key`] | input valid → order exists, is the user's, is `Pending` and not past its reservation → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
+//! | payment | [`Shop::pay`], [`Shop::pay_with_pg_key`] | input valid → order exists, is the user's, is `Pending` and not past its reservation → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
 //! | coupon issue | [`Shop::issue_coupon`] | ids valid → user exists → coupon exists → inside its issue window → not held by the user → one left (guarded increment) |
 //! | best sellers | [`Shop::best_sellers`] | days 1–30, limit 1–100 → the window's per-day rows |
 //! | refund | [`Shop::refund`], [`Shop::refund_lines`] | input valid → order exists, is the user's, is paid → no refund in flight → units left to refund → credit fits the limit → attempt saved → gateway asked → outcome recorded |
