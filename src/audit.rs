@@ -48,6 +48,60 @@ pub enum Law {
     SalesMatchPaidLines,
 }
 
+impl Law {
+    /// Every law, in the order of ARCHITECTURE.md, "Guarantees".
+    pub const ALL: [Law; 13] = [
+        Law::BalanceIsLedgerSum,
+        Law::BalanceNotNegative,
+        Law::MoneyConserved,
+        Law::PaidOrdersMatchPayments,
+        Law::StockConserved,
+        Law::HeldUnitsMatchOrders,
+        Law::OrderTotalsMatchLines,
+        Law::OneApprovedPaymentPerPaidOrder,
+        Law::RefundsAgree,
+        Law::CouponsWithinQuantity,
+        Law::CouponsUsedByLiveOrders,
+        Law::EventFeedWithoutGaps,
+        Law::SalesMatchPaidLines,
+    ];
+
+    /// What the law says, in one sentence for a person.
+    pub fn statement(self) -> &'static str {
+        match self {
+            Law::BalanceIsLedgerSum => "Each balance equals the sum of its user's ledger entries.",
+            Law::BalanceNotNegative => "No balance is below zero.",
+            Law::MoneyConserved => {
+                "Money charged = balances + money held by payments in flight + money kept by approved payments."
+            }
+            Law::PaidOrdersMatchPayments => {
+                "Money kept by approved payments = paid orders' totals less their refunds."
+            }
+            Law::StockConserved => "Per product: units ever stocked = units on hand + units held.",
+            Law::HeldUnitsMatchOrders => {
+                "Per product: units held = units of live orders not refunded."
+            }
+            Law::OrderTotalsMatchLines => {
+                "Per order: the total and the discount agree with the lines."
+            }
+            Law::OneApprovedPaymentPerPaidOrder => {
+                "Each paid or refunded order has exactly one approved payment."
+            }
+            Law::RefundsAgree => {
+                "Per payment: refunds never exceed it, and the payment, its refunds and the ledger agree."
+            }
+            Law::CouponsWithinQuantity => {
+                "Per coupon: no more issued than its quantity, one per holder."
+            }
+            Law::CouponsUsedByLiveOrders => "A coupon is in use exactly while its order is live.",
+            Law::EventFeedWithoutGaps => "The event feed's sequence numbers have no gap.",
+            Law::SalesMatchPaidLines => {
+                "The per-day sales equal a recount of the paid order lines."
+            }
+        }
+    }
+}
+
 /// One breach of a law: what it is about, and the two sides that differ.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -332,4 +386,34 @@ pub(crate) fn run(conn: &Connection, at: Timestamp) -> Result<AuditReport> {
         figures,
         violations,
     })
+}
+
+#[cfg(test)]
+mod law_tests {
+    use super::Law;
+
+    /// `Law::ALL` lists every law once: the match below has no wildcard,
+    /// so a new law does not compile until it has a place here.
+    #[test]
+    fn every_law_is_listed_once_in_order() {
+        let place = |law: Law| match law {
+            Law::BalanceIsLedgerSum => 0,
+            Law::BalanceNotNegative => 1,
+            Law::MoneyConserved => 2,
+            Law::PaidOrdersMatchPayments => 3,
+            Law::StockConserved => 4,
+            Law::HeldUnitsMatchOrders => 5,
+            Law::OrderTotalsMatchLines => 6,
+            Law::OneApprovedPaymentPerPaidOrder => 7,
+            Law::RefundsAgree => 8,
+            Law::CouponsWithinQuantity => 9,
+            Law::CouponsUsedByLiveOrders => 10,
+            Law::EventFeedWithoutGaps => 11,
+            Law::SalesMatchPaidLines => 12,
+        };
+        for (i, law) in Law::ALL.into_iter().enumerate() {
+            assert_eq!(place(law), i, "{law:?}");
+            assert!(law.statement().ends_with('.'));
+        }
+    }
 }

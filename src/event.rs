@@ -256,6 +256,62 @@ pub(crate) fn ack(tx: &Transaction<'_>, consumer: &str, upto: u64, now: Timestam
     Ok(acked.unsigned_abs())
 }
 
+/// The events of one order, in sequence order (an index seek).
+pub(crate) const SELECT_ORDER_EVENTS: &str =
+    "SELECT seq, kind, user_id, order_id, payment_id, refund_id, payload, created_at
+     FROM events WHERE order_id = ?1 ORDER BY seq";
+
+/// Every event of `order` still in the feed, in sequence order.
+pub(crate) fn for_order(conn: &Connection, order: OrderId) -> Result<Vec<Event>> {
+    Ok(conn
+        .prepare_cached(SELECT_ORDER_EVENTS)?
+        .query_map([order], event_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// How far one consumer of the feed is behind, as the operator's console
+/// shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerLag {
+    /// The consumer's name.
+    pub name: String,
+    /// The last sequence number it acked.
+    pub acked: u64,
+    /// The last sequence number given (the head of the feed).
+    pub head: u64,
+    /// Events given after its cursor: `head - acked`.
+    pub behind: u64,
+    /// When the oldest event it has not acked was written, if any is left.
+    pub oldest_unacked_at: Option<Timestamp>,
+    /// When it last acked.
+    pub updated_at: Timestamp,
+}
+
+/// Every registered consumer with its cursor and lag, by name.
+pub(crate) fn consumers(conn: &Connection) -> Result<Vec<ConsumerLag>> {
+    let head = last_seq(conn)?;
+    let rows: Vec<(String, i64, Timestamp)> = conn
+        .prepare_cached("SELECT name, acked, updated_at FROM event_consumers ORDER BY name")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut oldest =
+        conn.prepare_cached("SELECT created_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1")?;
+    rows.into_iter()
+        .map(|(name, acked, updated_at)| {
+            let oldest_unacked_at = oldest.query_row([acked], |row| row.get(0)).optional()?;
+            let acked = acked.unsigned_abs();
+            Ok(ConsumerLag {
+                name,
+                acked,
+                head,
+                behind: head.saturating_sub(acked),
+                oldest_unacked_at,
+                updated_at,
+            })
+        })
+        .collect()
+}
+
 /// Deletes events older than `before` that every registered consumer has
 /// acked; returns how many.
 pub(crate) fn prune(tx: &Transaction<'_>, before: Timestamp) -> Result<usize> {

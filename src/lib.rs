@@ -317,7 +317,7 @@ pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use coupon::{Coupon, CouponState, Discount, NewCoupon, UserCoupon};
 pub use error::{Entity, Error, ErrorKind, Result};
-pub use event::{Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
+pub use event::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
     HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,
@@ -335,7 +335,7 @@ pub use payment::refund::{Refund, RefundLine, RefundStatus};
 pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus};
 pub use product::{NewProduct, Product};
 pub use sales::BestSeller;
-pub use shop::{Idempotent, Limits, Shop, ShopBuilder};
+pub use shop::{Idempotent, Limits, Shop, ShopBuilder, Unsettled};
 pub use store::{BackupProgress, Durability, WriteMode};
 pub use user::User;
 pub use validate::MAX_NAME_CHARS;

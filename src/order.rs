@@ -459,6 +459,17 @@ fn reserve(tx: &Transaction<'_>, line: &OrderLine, now: Timestamp) -> Result<()>
 }
 
 /// The order `id` of `user`; another user's order is not found.
+/// The owner of an order, looked up by its id alone (an operator's read).
+pub(crate) const SELECT_OWNER: &str = "SELECT user_id FROM orders WHERE id = ?1";
+
+/// Who placed the order `id`, if it exists.
+pub(crate) fn owner(conn: &Connection, id: OrderId) -> Result<Option<UserId>> {
+    Ok(conn
+        .prepare_cached(SELECT_OWNER)?
+        .query_row([id], |row| row.get(0))
+        .optional()?)
+}
+
 pub(crate) fn get(conn: &Connection, user: UserId, id: OrderId) -> Result<Order> {
     let mut order = conn
         .prepare_cached(SELECT_ORDER)?

@@ -54,8 +54,59 @@ impl Secrets {
         token_user(&self.token_secret, token)
     }
 
+    /// A signed console session that ends at `expires` (UTC ms):
+    /// `<expires>.<hex HMAC of "console:<expires>" and the admin token's
+    /// MAC>`, so a new token secret or a new admin token ends every session.
+    pub(crate) fn console_session(&self, expires: i64) -> String {
+        let tag = mac(&self.token_secret, &self.console_message(expires));
+        format!("{expires}.{}", hex::encode(tag))
+    }
+
+    /// Whether `session` is one of ours and still valid at `now` (UTC ms);
+    /// the tag is checked in constant time.
+    pub(crate) fn console_session_valid(&self, session: &str, now: i64) -> bool {
+        let Some((expires, tag)) = session.split_once('.') else {
+            return false;
+        };
+        let (Ok(expires), Ok(tag)) = (expires.parse::<i64>(), hex::decode(tag)) else {
+            return false;
+        };
+        let Ok(mut check) = HmacSha256::new_from_slice(&self.token_secret) else {
+            return false;
+        };
+        check.update(&self.console_message(expires));
+        check.verify_slice(&tag).is_ok() && now < expires
+    }
+
+    /// The CSRF token of a session: what every console form must carry
+    /// back, which a page on another site cannot know.
+    pub(crate) fn csrf_token(&self, session: &str) -> String {
+        hex::encode(mac(
+            &self.token_secret,
+            format!("csrf:{session}").as_bytes(),
+        ))
+    }
+
+    /// Whether `token` is the CSRF token of `session` (in constant time).
+    pub(crate) fn csrf_valid(&self, session: &str, token: &str) -> bool {
+        let (Ok(tag), Ok(mut check)) = (
+            hex::decode(token),
+            HmacSha256::new_from_slice(&self.token_secret),
+        ) else {
+            return false;
+        };
+        check.update(format!("csrf:{session}").as_bytes());
+        check.verify_slice(&tag).is_ok()
+    }
+
+    fn console_message(&self, expires: i64) -> Vec<u8> {
+        let mut message = format!("console:{expires}:").into_bytes();
+        message.extend_from_slice(&self.admin_mac);
+        message
+    }
+
     /// Whether `token` is the admin token (in constant time).
-    fn is_admin(&self, token: &str) -> bool {
+    pub(crate) fn is_admin(&self, token: &str) -> bool {
         let Ok(mut check) = HmacSha256::new_from_slice(&self.token_secret) else {
             return false;
         };
@@ -180,5 +231,21 @@ mod tests {
         assert!(secrets.is_admin("admin-token"));
         assert!(!secrets.is_admin("admin-token "));
         assert!(!format!("{secrets:?}").contains("secret\""));
+    }
+
+    #[test]
+    fn console_sessions_are_signed_expire_and_die_with_the_admin_token() {
+        let secrets = Secrets::new(b"secret", "admin-token");
+        let session = secrets.console_session(2_000);
+        assert!(secrets.console_session_valid(&session, 1_999));
+        assert!(!secrets.console_session_valid(&session, 2_000), "expired");
+        let forged = session.replacen("2000.", "9999.", 1);
+        assert!(!secrets.console_session_valid(&forged, 1_000));
+        let new_admin = Secrets::new(b"secret", "another admin token");
+        assert!(!new_admin.console_session_valid(&session, 1_000));
+        let csrf = secrets.csrf_token(&session);
+        assert!(secrets.csrf_valid(&session, &csrf));
+        assert!(!secrets.csrf_valid(&secrets.console_session(3_000), &csrf));
+        assert!(!secrets.csrf_valid(&session, "00"));
     }
 }

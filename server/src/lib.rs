@@ -23,6 +23,7 @@
 
 mod auth;
 mod body;
+mod console;
 mod contract;
 mod problem;
 mod routes;
@@ -104,11 +105,13 @@ pub fn router(shop: Shop, config: Config) -> Router {
         shop,
         secrets: Arc::new(config.secrets.clone()),
     };
+    let state_for_console = state.clone();
     let (router, api) = routes::all(OpenApiRouter::with_openapi(ApiDoc::openapi()))
         .with_state(state)
         .split_for_parts();
     let api = Arc::new(with_limits(api, &limits));
     router
+        .merge(console::routes().with_state(state_for_console))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -320,10 +323,14 @@ async fn problem_bodies(response: axum::response::Response) -> axum::response::R
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     let status = response.status();
+    // A problem body already, or a console page (HTML) that explains itself.
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/problem+json")
+                || v.as_bytes().starts_with(b"text/html")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }

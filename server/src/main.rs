@@ -1,8 +1,13 @@
-//! `liteshop serve`: a whole shop over HTTP with one command.
+//! `liteshop`: the shop's one command. `serve` runs a whole shop over HTTP;
+//! `audit`, `backup`, `reconcile`, `expire-orders`, `prune-keys` and
+//! `events` are the operator's tools (see `cli.rs` for their exit codes).
 //!
-//! With no configuration it serves `liteshop.db` in the working directory
-//! on `127.0.0.1:8080`, with an in-process fake payment gateway that
-//! approves everything (logged loudly) and a random admin token printed once.
+//! With no configuration `serve` serves `liteshop.db` in the working
+//! directory on `127.0.0.1:8080`, with an in-process fake payment gateway
+//! that approves everything (logged loudly) and a random admin token
+//! printed once.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +17,10 @@ use liteshop::{Clock, FakeGateway, HttpGateway, Shop, SystemClock, Timestamp};
 use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
-#[command(name = "liteshop", about = "The liteshop server")]
+#[command(
+    name = "liteshop",
+    about = "The liteshop server and the operator's tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +30,19 @@ struct Cli {
 enum Command {
     /// Serve the shop over HTTP until SIGTERM or Ctrl-C.
     Serve(Serve),
+    /// Check every law of the books; exit 1 if one is broken.
+    Audit(cli::Audit),
+    /// Copy the shop to a new file while it serves, with a progress bar.
+    Backup(cli::Backup),
+    /// Run one round of reconciliation; exit 1 if a payment or refund needs
+    /// a person.
+    Reconcile(cli::Reconcile),
+    /// Cancel the unpaid orders past their reservation.
+    ExpireOrders(cli::ExpireOrders),
+    /// Forget idempotency keys older than an age.
+    PruneKeys(cli::PruneKeys),
+    /// Print the event feed after a consumer's cursor (JSON lines) and ack.
+    Events(cli::Events),
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,20 +97,40 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,liteshop=info".into()),
         )
         .init();
-    let Command::Serve(args) = Cli::parse().command;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(serve(args));
-    // Whatever still runs on the blocking pool after the grace period (a
-    // write finishing its commit) gets a moment; then the process ends.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    result
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Audit(command) => return command.run(),
+        Command::Backup(command) => return command.run(),
+        Command::Reconcile(command) => return command.run(),
+        Command::ExpireOrders(command) => return command.run(),
+        Command::PruneKeys(command) => return command.run(),
+        Command::Events(command) => return command.run(),
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(Box::<dyn std::error::Error>::from)
+        .and_then(|runtime| {
+            let result = runtime.block_on(serve(args));
+            // Whatever still runs on the blocking pool after the grace
+            // period (a write finishing its commit) gets a moment; then the
+            // process ends.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            result
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("liteshop serve: {err}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {

@@ -39,6 +39,7 @@ mod idempotent;
 mod ops;
 
 pub use idempotent::Idempotent;
+pub use ops::Unsettled;
 
 /// The limits the shop enforces on money and quantities.
 ///
@@ -370,6 +371,7 @@ impl ShopBuilder {
                 reservation_time: self.reservation_time,
                 payments: self.payments,
                 clock: self.clock,
+                utc_offset_minutes: offset,
             }),
         })
     }
@@ -412,6 +414,7 @@ struct Inner {
     reservation_time: Duration,
     payments: PaymentConfig,
     clock: Arc<dyn Clock>,
+    utc_offset_minutes: i32,
 }
 
 impl fmt::Debug for Shop {
@@ -448,6 +451,18 @@ impl Shop {
     /// How long a `Pending` order holds its stock.
     pub fn reservation_time(&self) -> Duration {
         self.inner.reservation_time
+    }
+
+    /// The shop's UTC offset in minutes ([`ShopBuilder::utc_offset_minutes`]):
+    /// the calendar days of best sellers, and the times an operator sees.
+    pub fn utc_offset_minutes(&self) -> i32 {
+        self.inner.utc_offset_minutes
+    }
+
+    /// How old an unsettled payment or refund gets before reconciliation
+    /// marks it for a person ([`ShopBuilder::review_after`]).
+    pub fn review_after(&self) -> Duration {
+        self.inner.payments.review_after
     }
 
     /// The database file.

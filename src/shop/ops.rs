@@ -1,11 +1,36 @@
-//! Operations on the whole file: the audit.
+//! Operations on the whole shop: the audit, the backup, and the reads of
+//! the operator's console (money in flight, one order whoever owns it, the
+//! feed's consumers). These are for operators, not for a user's request:
+//! a host keeps them behind its own admin authentication.
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use super::Shop;
 use crate::audit::{self, AuditReport};
-use crate::error::Result;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::event::{self, ConsumerLag, Event};
+use crate::ids::{OrderId, UserId};
+use crate::payment::{
+    self, Payment,
+    refund::{self, Refund},
+};
 use crate::store::BackupProgress;
+
+/// The money in flight: every payment and refund attempt whose outcome is
+/// not settled yet (`Requested` or `Unknown`), oldest first, read in one
+/// snapshot. See [`Shop::unsettled`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsettled {
+    /// When it was read, by the shop's clock.
+    pub at: Timestamp,
+    /// Payments holding their user's money.
+    pub payments: Vec<Payment>,
+    /// Refunds owing their user money.
+    pub refunds: Vec<Refund>,
+}
 
 impl Shop {
     /// Checks every conservation law of the books in one read snapshot —
@@ -60,5 +85,78 @@ impl Shop {
     /// never overwrites), storage errors.
     pub fn backup(&self, to: impl AsRef<Path>, progress: impl FnMut(BackupProgress)) -> Result<()> {
         self.inner.store.backup(to.as_ref(), progress)
+    }
+
+    /// Every payment and refund attempt whose outcome is not settled yet,
+    /// oldest first, in one read snapshot: what reconciliation will look at
+    /// (those older than [`Shop::review_after`] need a person).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
+    /// let unsettled = shop.unsettled()?;
+    /// assert!(unsettled.payments.is_empty() && unsettled.refunds.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Failure
+    ///
+    /// Only storage errors.
+    pub fn unsettled(&self) -> Result<Unsettled> {
+        let at = self.now();
+        let all = Timestamp::from_millis(i64::MAX);
+        self.inner.store.read(|tx| {
+            Ok(Unsettled {
+                at,
+                payments: payment::unsettled(tx, all)?,
+                refunds: refund::unsettled(tx, all)?,
+            })
+        })
+    }
+
+    /// The user who placed the order `order`, for an operator looking an
+    /// order up by its id alone; then the user-scoped reads
+    /// ([`Shop::order`], [`Shop::payments_for_order`], [`Shop::refunds`])
+    /// show it.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::OrderNotFound`].
+    pub fn order_owner(&self, order: OrderId) -> Result<UserId> {
+        let order = order.validate()?;
+        self.inner
+            .store
+            .read(|tx| crate::order::owner(tx, order)?.ok_or(Error::OrderNotFound(order)))
+    }
+
+    /// Every event of the order `order` still in the feed, in sequence
+    /// order.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`]; storage errors.
+    pub fn order_events(&self, order: OrderId) -> Result<Vec<Event>> {
+        let order = order.validate()?;
+        self.inner.store.read(|tx| event::for_order(tx, order))
+    }
+
+    /// Every registered consumer of the event feed with its cursor, how
+    /// far it is behind the head, and the age of the oldest event it has
+    /// not acked, by name.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
+    /// shop.ack_events("warehouse", 0)?;
+    /// let lag = shop.event_consumers()?;
+    /// assert_eq!((lag[0].name.as_str(), lag[0].behind), ("warehouse", 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Failure
+    ///
+    /// Only storage errors.
+    pub fn event_consumers(&self) -> Result<Vec<ConsumerLag>> {
+        self.inner.store.read(|tx| event::consumers(tx))
     }
 }

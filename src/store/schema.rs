@@ -357,6 +357,8 @@ CREATE TABLE event_consumers (
 "#,
     )
     .foreign_key_check(),
+    // 6: the operator's console shows one order's events.
+    M::up("CREATE INDEX events_by_order ON events (order_id, seq);"),
 ];
 
 /// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by

@@ -1,0 +1,367 @@
+//! The operator's commands beside `serve`: `audit`, `backup`, `reconcile`,
+//! `expire-orders`, `prune-keys` and `events`. Each opens the shop named by
+//! `--db` (or `LITESHOP_DB`), does one thing, and exits 0 when all is well,
+//! 1 when it found a problem a person must look at, and 2 when it could
+//! not run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use liteshop::{Clock, FakeGateway, HttpGateway, Shop, SystemClock, Timestamp};
+
+/// Exit code: everything is fine.
+const FINE: u8 = 0;
+/// Exit code: it ran, and found something a person must look at.
+const PROBLEM: u8 = 1;
+/// Exit code: it could not run.
+const FAILED: u8 = 2;
+
+/// The shop a command works on.
+#[derive(Args, Debug)]
+pub(crate) struct Db {
+    /// The shop's database file; it must exist.
+    #[arg(long, env = "LITESHOP_DB", default_value = "liteshop.db")]
+    db: PathBuf,
+}
+
+impl Db {
+    /// Opens the shop, refusing a file that does not exist (a command never
+    /// creates a shop by accident).
+    fn open(&self, gateway: Option<&Gateway>) -> Result<Shop, ExitCode> {
+        if !self.db.exists() {
+            eprintln!("{}: no such file", self.db.display());
+            return Err(ExitCode::from(FAILED));
+        }
+        let builder = Shop::builder(&self.db);
+        let builder = match gateway {
+            Some(gateway) => match gateway.build() {
+                Some(builder_gateway) => builder_gateway.install(builder),
+                None => {
+                    eprintln!(
+                        "reconcile asks the payment gateway: set --pg-url and --pg-secret (or --fake-gateway for a shop served with the fake one)"
+                    );
+                    return Err(ExitCode::from(FAILED));
+                }
+            },
+            None => builder,
+        };
+        builder.build().map_err(|err| fail(&self.db, &err))
+    }
+}
+
+/// The payment gateway `reconcile` asks.
+#[derive(Args, Debug)]
+pub(crate) struct Gateway {
+    /// The payment gateway's base URL.
+    #[arg(long, env = "LITESHOP_PG_URL", requires = "pg_secret")]
+    pg_url: Option<String>,
+    /// The payment gateway's secret key.
+    #[arg(long, env = "LITESHOP_PG_SECRET", hide_env_values = true)]
+    pg_secret: Option<String>,
+    /// Ask an in-process fake gateway, for a shop served with the fake one
+    /// (`liteshop serve` without `--pg-url`). Never for real money.
+    #[arg(long, conflicts_with = "pg_url")]
+    fake_gateway: bool,
+}
+
+/// A gateway, once chosen.
+enum Chosen {
+    Http(HttpGateway),
+    Fake(FakeGateway),
+}
+
+impl Chosen {
+    fn install(self, builder: liteshop::ShopBuilder) -> liteshop::ShopBuilder {
+        match self {
+            Chosen::Http(gateway) => builder.gateway(gateway),
+            Chosen::Fake(gateway) => builder.gateway(gateway),
+        }
+    }
+}
+
+impl Gateway {
+    fn build(&self) -> Option<Chosen> {
+        match (&self.pg_url, &self.pg_secret) {
+            (Some(url), Some(secret)) => {
+                Some(Chosen::Http(HttpGateway::builder(url, secret).build()))
+            }
+            _ if self.fake_gateway => Some(Chosen::Fake(FakeGateway::new())),
+            _ => None,
+        }
+    }
+}
+
+fn fail(db: &Path, err: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{}: {err}", db.display());
+    ExitCode::from(FAILED)
+}
+
+fn exit(result: Result<ExitCode, ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|code| code)
+}
+
+/// `liteshop audit`: checks every law of the books.
+#[derive(Args, Debug)]
+pub(crate) struct Audit {
+    #[command(flatten)]
+    db: Db,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Audit {
+    /// Prints the report; 1 if a law is broken.
+    pub(crate) fn run(self) -> ExitCode {
+        exit((|| {
+            let shop = self.db.open(None)?;
+            let report = shop.audit().map_err(|err| fail(&self.db.db, &err))?;
+            if self.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serialises")
+                );
+            } else {
+                println!("{report}");
+            }
+            Ok(ExitCode::from(if report.is_clean() {
+                FINE
+            } else {
+                PROBLEM
+            }))
+        })())
+    }
+}
+
+/// `liteshop backup`: a consistent copy while the shop serves.
+#[derive(Args, Debug)]
+pub(crate) struct Backup {
+    #[command(flatten)]
+    db: Db,
+    /// The new file; it must not exist.
+    #[arg(long)]
+    to: PathBuf,
+}
+
+impl Backup {
+    /// Copies with a progress bar on standard error.
+    pub(crate) fn run(self) -> ExitCode {
+        exit((|| {
+            let shop = self.db.open(None)?;
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("backup [{bar:40}] {pos}/{len} pages")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            let done = shop.backup(&self.to, |p| {
+                bar.set_length(p.total);
+                bar.set_position(p.copied);
+            });
+            bar.finish();
+            done.map_err(|err| fail(&self.to, &err))?;
+            println!("{} -> {}", self.db.db.display(), self.to.display());
+            Ok(ExitCode::from(FINE))
+        })())
+    }
+}
+
+/// `liteshop reconcile`: one round of reconciliation.
+#[derive(Args, Debug)]
+pub(crate) struct Reconcile {
+    #[command(flatten)]
+    db: Db,
+    #[command(flatten)]
+    gateway: Gateway,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Reconcile {
+    /// Settles what it can and lists what needs a person; 1 if anything
+    /// does.
+    pub(crate) fn run(self) -> ExitCode {
+        exit((|| {
+            let shop = self.db.open(Some(&self.gateway))?;
+            let report = shop
+                .reconcile_payments()
+                .map_err(|err| fail(&self.db.db, &err))?;
+            if self.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serialises")
+                );
+            } else {
+                for p in &report.payments {
+                    let review = if p.needs_review {
+                        "  NEEDS A PERSON"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "payment {} (order {}): {}{review}",
+                        p.payment, p.order, p.status
+                    );
+                }
+                for r in &report.refunds {
+                    let review = if r.needs_review {
+                        "  NEEDS A PERSON"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "refund {} (order {}): {}{review}",
+                        r.refund, r.order, r.status
+                    );
+                }
+                println!(
+                    "{} payments and {} refunds looked at; {}",
+                    report.payments.len(),
+                    report.refunds.len(),
+                    if report.needs_review() {
+                        "some need a person"
+                    } else {
+                        "none needs a person"
+                    }
+                );
+            }
+            Ok(ExitCode::from(if report.needs_review() {
+                PROBLEM
+            } else {
+                FINE
+            }))
+        })())
+    }
+}
+
+/// `liteshop expire-orders`: cancels unpaid orders past their reservation.
+#[derive(Args, Debug)]
+pub(crate) struct ExpireOrders {
+    #[command(flatten)]
+    db: Db,
+}
+
+impl ExpireOrders {
+    /// Expires and says how many.
+    pub(crate) fn run(self) -> ExitCode {
+        exit((|| {
+            let shop = self.db.open(None)?;
+            let expired = shop
+                .expire_orders()
+                .map_err(|err| fail(&self.db.db, &err))?;
+            println!("{expired} orders expired");
+            Ok(ExitCode::from(FINE))
+        })())
+    }
+}
+
+/// `liteshop prune-keys`: forgets old idempotency keys.
+#[derive(Args, Debug)]
+pub(crate) struct PruneKeys {
+    #[command(flatten)]
+    db: Db,
+    /// Forget keys older than this: a number with a unit, `s`, `m`, `h` or
+    /// `d` (e.g. `24h`, `7d`).
+    #[arg(long, value_parser = parse_age)]
+    older_than: Duration,
+}
+
+impl PruneKeys {
+    /// Prunes and says how many.
+    pub(crate) fn run(self) -> ExitCode {
+        exit((|| {
+            let shop = self.db.open(None)?;
+            let age = i64::try_from(self.older_than.as_millis()).unwrap_or(i64::MAX);
+            let before = Timestamp::from_millis(SystemClock.now().as_millis().saturating_sub(age));
+            let pruned = shop
+                .prune_idempotency_keys(before)
+                .map_err(|err| fail(&self.db.db, &err))?;
+            println!("{pruned} idempotency keys forgotten");
+            Ok(ExitCode::from(FINE))
+        })())
+    }
+}
+
+/// Reads `24h`, `30m`, `7d`, `90s`.
+pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?}: give a unit, e.g. 24h"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: not a number of s, m, h or d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?}: too long"))
+}
+
+/// `liteshop events`: the feed as a named consumer.
+#[derive(Args, Debug)]
+pub(crate) struct Events {
+    #[command(flatten)]
+    db: Db,
+    /// The consumer whose cursor is read and moved.
+    #[arg(long)]
+    consumer: String,
+    /// Keep reading new events as they come, until interrupted.
+    #[arg(long)]
+    follow: bool,
+}
+
+impl Events {
+    /// Prints each event after the consumer's cursor as one JSON line, then
+    /// acks it: delivery is at least once (a crash between the two prints
+    /// an event again next time), never skipping one.
+    pub(crate) fn run(self) -> ExitCode {
+        exit((|| {
+            let shop = self.db.open(None)?;
+            let fail = |err: liteshop::Error| fail(&self.db.db, &err);
+            loop {
+                let cursor = shop.event_cursor(&self.consumer).map_err(fail)?;
+                let events = shop.events(cursor, 100).map_err(fail)?;
+                for event in &events {
+                    println!(
+                        "{}",
+                        serde_json::to_string(event).expect("an event serialises")
+                    );
+                }
+                if let Some(last) = events.last() {
+                    shop.ack_events(&self.consumer, last.seq).map_err(fail)?;
+                    continue;
+                }
+                if !self.follow {
+                    return Ok(ExitCode::from(FINE));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_have_a_unit() {
+        assert_eq!(parse_age("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_age("24").is_err());
+        assert!(parse_age("h").is_err());
+        assert!(parse_age("3w").is_err());
+    }
+}
