@@ -45,7 +45,7 @@ pub(crate) fn day(at: Timestamp, offset_minutes: i32) -> i64 {
 
 /// The offset the sales table is kept in (`None` before the first open
 /// that sets it).
-fn stored_offset(conn: &Connection) -> Result<Option<i32>> {
+pub(crate) fn stored_offset(conn: &Connection) -> Result<Option<i32>> {
     Ok(conn
         .prepare_cached("SELECT value FROM settings WHERE name = ?1")?
         .query_row([OFFSET_SETTING], |row| row.get(0))

@@ -220,3 +220,26 @@ fn out_of_range_windows_are_refused() {
         Err(Error::InvalidConfig { .. })
     ));
 }
+
+/// An operator's tool opens a served shop without naming an offset: it
+/// takes the file's, and never rebuilds the sales table under another.
+#[test]
+fn opening_without_an_offset_keeps_the_files() {
+    let (t, kim, products) = shop(KST);
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(products[0], 3)])
+        .unwrap();
+    t.shop.pay(kim, order.id).unwrap();
+    let before = t.shop.best_sellers(1, 5).unwrap();
+    let tool = Shop::builder(&t.path)
+        .clock(t.clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(tool.utc_offset_minutes(), KST);
+    assert_eq!(tool.best_sellers(1, 5).unwrap(), before);
+    assert_eq!(t.shop.utc_offset_minutes(), KST);
+    // A new file starts in UTC.
+    let fresh = Shop::open(t.path.with_extension("fresh")).unwrap();
+    assert_eq!(fresh.utc_offset_minutes(), 0);
+}

@@ -77,6 +77,15 @@ struct Serve {
     /// a new request.
     #[arg(long, env = "LITESHOP_KEEP_KEYS_HOURS", default_value_t = 24)]
     keep_keys_hours: u64,
+    /// The shop's UTC offset in minutes east of UTC (e.g. 540 for Seoul):
+    /// the calendar days of best sellers and the times the console shows.
+    /// Without it, the offset stored in the file (UTC for a new file).
+    #[arg(
+        long,
+        env = "LITESHOP_UTC_OFFSET_MINUTES",
+        allow_negative_numbers = true
+    )]
+    utc_offset_minutes: Option<i32>,
     /// Seconds a client has to send a request's headers (from its first
     /// byte, or from connecting) before its connection is closed.
     #[arg(long, env = "LITESHOP_HEADER_TIMEOUT", default_value_t = 10)]
@@ -135,6 +144,10 @@ fn main() -> std::process::ExitCode {
 
 async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
     let builder = Shop::builder(&args.db);
+    let builder = match args.utc_offset_minutes {
+        Some(minutes) => builder.utc_offset_minutes(minutes),
+        None => builder,
+    };
     let builder = match (&args.pg_url, &args.pg_secret) {
         (Some(url), Some(secret)) => builder.gateway(HttpGateway::builder(url, secret).build()),
         _ => {

@@ -341,3 +341,30 @@ fn the_pages_show_what_the_shop_holds() {
     assert!(feed.contains("data-consumer=\"warehouse\""));
     assert!(feed.contains(&format!("<td class=\"num\">{}</td>", lag[0].behind)));
 }
+
+#[test]
+fn every_form_field_is_labelled() {
+    let s = start();
+    let (_, cookie) = sign_in(&s, &s.admin);
+    let cookie = cookie.unwrap();
+    for path in PAGES.iter().chain(&["/console/sign-in"]) {
+        let body = fetch("GET", &s.url(path), Some(&cookie), None).body;
+        let mut rest = body.as_str();
+        while let Some(at) = rest.find("<input") {
+            rest = &rest[at + 6..];
+            let tag = &rest[..rest.find('>').unwrap()];
+            if tag.contains("type=\"hidden\"") {
+                continue;
+            }
+            let id = tag
+                .split("id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("{path}: an input without an id: {tag}"));
+            assert!(
+                body.contains(&format!("<label for=\"{id}\">")),
+                "{path}: no label for #{id}"
+            );
+        }
+    }
+}

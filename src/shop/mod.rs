@@ -113,7 +113,7 @@ pub struct ShopBuilder {
     reservation_time: Duration,
     payments: PaymentConfig,
     clock: Arc<dyn Clock>,
-    utc_offset_minutes: i32,
+    utc_offset_minutes: Option<i32>,
 }
 
 impl ShopBuilder {
@@ -161,7 +161,7 @@ impl ShopBuilder {
                 review_after: Self::DEFAULT_REVIEW_AFTER,
             },
             clock: Arc::new(SystemClock),
-            utc_offset_minutes: 0,
+            utc_offset_minutes: None,
         }
     }
 
@@ -290,13 +290,15 @@ impl ShopBuilder {
     }
 
     /// The UTC offset, in minutes east of UTC (−14 h to +14 h), whose
-    /// calendar days [`Shop::best_sellers`] counts in; 0 (UTC) by default. A
-    /// Korean shop sets `9 * 60`. The sales table is kept in the offset of
-    /// the last open that changed it: opening with another offset rebuilds
-    /// it from the paid orders, once, in one transaction. Every process
-    /// that opens one file should use the same offset.
+    /// calendar days [`Shop::best_sellers`] counts in. A Korean shop sets
+    /// `9 * 60`. The offset is stored in the file: without this call a shop
+    /// opens in the offset the file holds (UTC for a new file), so an
+    /// operator's tool that opens a served shop never changes it. Opening
+    /// with another offset rebuilds the sales table from the paid orders,
+    /// once, in one transaction; every process that sets an offset on one
+    /// file should set the same.
     pub fn utc_offset_minutes(mut self, minutes: i32) -> ShopBuilder {
-        self.utc_offset_minutes = minutes;
+        self.utc_offset_minutes = Some(minutes);
         self
     }
 
@@ -351,12 +353,19 @@ impl ShopBuilder {
         if self.reservation_time.as_millis() == 0 {
             return invalid("reservation time must be at least 1 millisecond");
         }
-        if self.utc_offset_minutes.abs() > 14 * 60 {
+        if self.utc_offset_minutes.is_some_and(|m| m.abs() > 14 * 60) {
             return invalid("the UTC offset must be within -14 and +14 hours");
         }
         let store = store::open(&self.path, &self.store)?;
-        let offset = self.utc_offset_minutes;
-        if store.write(move |tx| sales::ensure_offset(tx, offset))? {
+        let asked = self.utc_offset_minutes;
+        let (offset, rebuilt) = store.write(move |tx| {
+            let offset = match asked {
+                Some(offset) => offset,
+                None => sales::stored_offset(tx)?.unwrap_or(0),
+            };
+            Ok((offset, sales::ensure_offset(tx, offset)?))
+        })?;
+        if rebuilt {
             debug!(
                 offset_minutes = offset,
                 "sales table rebuilt for the UTC offset"
