@@ -81,6 +81,19 @@ pub(crate) struct Operator {
     session: String,
 }
 
+/// A console page's operator: a request without a valid session gets the
+/// sign-in page instead.
+impl axum::extract::FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Operator, Response> {
+        Operator::of(state, &parts.headers).ok_or_else(signed_out)
+    }
+}
+
 impl Operator {
     /// The operator of a request, if its cookie holds a valid session.
     fn of(state: &AppState, headers: &HeaderMap) -> Option<Operator> {
@@ -95,9 +108,10 @@ impl Operator {
             })
     }
 
-    /// Whether a form's CSRF token belongs to this session.
-    fn checks(&self, state: &AppState, csrf: &str) -> bool {
-        state.secrets.csrf_valid(&self.session, csrf)
+    /// The 403 answer to a form whose CSRF token is not this session's;
+    /// `None` lets the form through.
+    fn refuse_forged(&self, state: &AppState, form: &Csrf) -> Option<Response> {
+        (!state.secrets.csrf_valid(&self.session, &form.csrf)).then(forged)
     }
 }
 
@@ -186,14 +200,11 @@ struct Csrf {
 
 async fn sign_out(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    operator: Operator,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
-    if !operator.checks(&state, &form.csrf) {
-        return forged();
+    if let Some(forged) = operator.refuse_forged(&state, &form) {
+        return forged;
     }
     let mut response = Redirect::to("/console").into_response();
     response.headers_mut().insert(
@@ -214,20 +225,14 @@ fn forged() -> Response {
         .into_response()
 }
 
-async fn books(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
+async fn books(State(state): State<AppState>, operator: Operator) -> Response {
     match read(&state, liteshop::Shop::audit).await {
         Ok(report) => pages::books(&operator, &report, state.shop.utc_offset_minutes()),
         Err(page) => page,
     }
 }
 
-async fn in_flight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
+async fn in_flight(State(state): State<AppState>, operator: Operator) -> Response {
     match read(&state, liteshop::Shop::unsettled).await {
         Ok(unsettled) => pages::in_flight(&operator, &state.shop, &unsettled, None),
         Err(page) => page,
@@ -236,14 +241,11 @@ async fn in_flight(State(state): State<AppState>, headers: HeaderMap) -> Respons
 
 async fn reconcile(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    operator: Operator,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
-    if !operator.checks(&state, &form.csrf) {
-        return forged();
+    if let Some(forged) = operator.refuse_forged(&state, &form) {
+        return forged;
     }
     let report = match read(&state, liteshop::Shop::reconcile_payments).await {
         Ok(report) => report,
@@ -261,21 +263,23 @@ async fn reconcile(
     }
 }
 
-/// The sales window asked for.
+/// The sales window asked for: 1 to 30 days (7 when missing or not a
+/// number; clamped into the range otherwise).
 #[derive(Deserialize)]
 struct SalesQuery {
-    days: Option<u32>,
+    days: Option<String>,
 }
 
 async fn sales(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    operator: Operator,
     Query(query): Query<SalesQuery>,
 ) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
-    let days = query.days.unwrap_or(7).clamp(1, 30);
+    let days = query
+        .days
+        .and_then(|days| days.trim().parse::<u32>().ok())
+        .unwrap_or(7)
+        .clamp(1, 30);
     match read(&state, move |shop| shop.best_sellers(days, 10)).await {
         Ok(ranking) => pages::sales(&operator, days, &ranking),
         Err(page) => page,
@@ -300,12 +304,9 @@ pub(crate) struct OrderView {
 
 async fn orders(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    operator: Operator,
     Query(query): Query<OrdersQuery>,
 ) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
     let id = |text: &Option<String>| {
         text.as_deref()
             .map(str::trim)
@@ -361,10 +362,7 @@ async fn orders(
     }
 }
 
-async fn feed(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(operator) = Operator::of(&state, &headers) else {
-        return signed_out();
-    };
+async fn feed(State(state): State<AppState>, operator: Operator) -> Response {
     match read(&state, liteshop::Shop::event_consumers).await {
         Ok(consumers) => pages::feed(&operator, &consumers, state.shop.utc_offset_minutes()),
         Err(page) => page,

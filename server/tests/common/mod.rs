@@ -113,6 +113,22 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     }
 }
 
+/// The headers of a request with an optional bearer token and key.
+fn credentials(token: Option<&str>, key: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    if let Some(key) = key {
+        headers.push(("Idempotency-Key", key.to_owned()));
+    }
+    headers
+}
+
+fn borrowed<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
 /// One request with an optional bearer token and idempotency key.
 pub fn call(
     method: &str,
@@ -121,15 +137,7 @@ pub fn call(
     key: Option<&str>,
     body: Option<&str>,
 ) -> Reply {
-    let bearer = token.map(|token| format!("Bearer {token}"));
-    let mut headers = Vec::new();
-    if let Some(bearer) = &bearer {
-        headers.push(("Authorization", bearer.as_str()));
-    }
-    if let Some(key) = key {
-        headers.push(("Idempotency-Key", key));
-    }
-    send(method, url, &headers, body)
+    send(method, url, &borrowed(&credentials(token, key)), body)
 }
 
 impl Server {
@@ -162,15 +170,7 @@ impl Server {
         key: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
-        let bearer = token.map(|token| format!("Bearer {token}"));
-        let mut headers = Vec::new();
-        if let Some(bearer) = &bearer {
-            headers.push(("Authorization", bearer.as_str()));
-        }
-        if let Some(key) = key {
-            headers.push(("Idempotency-Key", key));
-        }
-        self.request(method, path, &headers, body)
+        self.request(method, path, &borrowed(&credentials(token, key)), body)
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
