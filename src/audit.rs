@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::Db;
 use crate::error::Result;
 
 /// One conservation law of the books (see ARCHITECTURE.md, "Guarantees").
@@ -313,40 +313,32 @@ const SALES: &str = concat!(
 );
 
 /// Checks every law in the snapshot of `conn`'s read transaction.
-pub(crate) fn run(conn: &Connection, at: Timestamp) -> Result<AuditReport> {
+pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
     let mut violations = Vec::new();
     for (law, subject, sql) in LAWS {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map([], |row| {
-            Ok(Violation {
+        for row in conn.query(sql, &[])? {
+            violations.push(Violation {
                 law: *law,
-                subject: format!("{subject} {}", row.get::<_, i64>(0)?),
+                subject: format!("{subject} {}", row.get::<i64>(0)?),
                 expected: row.get(1)?,
                 found: row.get(2)?,
-            })
-        })?;
-        for row in rows {
-            violations.push(row?);
+            });
         }
     }
 
-    let figures = conn.prepare_cached(MONEY)?.query_row([], |row| {
-        Ok((
-            AuditFigures {
-                charged: row.get(0)?,
-                balances: row.get(1)?,
-                held_by_payments: row.get(2)?,
-                kept: row.get(3)?,
-                refunded: row.get(4)?,
-                units_stocked: row.get(6)?,
-                units_on_hand: row.get(7)?,
-                units_held: row.get(8)?,
-                events: 0,
-            },
-            row.get::<_, i64>(5)?,
-        ))
-    })?;
-    let (mut figures, paid_kept) = figures;
+    let row = conn.query_row(MONEY, &[])?;
+    let mut figures = AuditFigures {
+        charged: row.get(0)?,
+        balances: row.get(1)?,
+        held_by_payments: row.get(2)?,
+        kept: row.get(3)?,
+        refunded: row.get(4)?,
+        units_stocked: row.get(6)?,
+        units_on_hand: row.get(7)?,
+        units_held: row.get(8)?,
+        events: 0,
+    };
+    let paid_kept: i64 = row.get(5)?;
     let shop = |law, expected: i64, found: i64| Violation {
         law,
         subject: "the shop".into(),
@@ -364,10 +356,9 @@ pub(crate) fn run(conn: &Connection, at: Timestamp) -> Result<AuditReport> {
         violations.push(shop(Law::PaidOrdersMatchPayments, figures.kept, paid_kept));
     }
 
+    let row = conn.query_row(FEED, &[])?;
     let (count, first, last, given): (i64, i64, i64, i64) =
-        conn.prepare_cached(FEED)?.query_row([], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?;
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
     figures.events = count;
     // Pruning removes a prefix: what is left runs from `first` to the last
     // number ever given, one row each.
@@ -375,9 +366,8 @@ pub(crate) fn run(conn: &Connection, at: Timestamp) -> Result<AuditReport> {
         violations.push(shop(Law::EventFeedWithoutGaps, given - first + 1, count));
     }
 
-    let (missing, extra): (i64, i64) = conn
-        .prepare_cached(SALES)?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let row = conn.query_row(SALES, &[])?;
+    let (missing, extra): (i64, i64) = (row.get(0)?, row.get(1)?);
     if missing + extra > 0 {
         violations.push(shop(Law::SalesMatchPaidLines, 0, missing + extra));
     }

@@ -2,10 +2,10 @@
 //! written in the same transaction, so a balance always equals the sum of its
 //! user's ledger amounts.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::{LedgerEntryId, PaymentId, RefundId, UserId};
 use crate::money::Money;
@@ -82,16 +82,15 @@ pub(crate) const UPDATE_BALANCE: &str =
 pub(crate) const SELECT_LEDGER_PAGE: &str =
     "SELECT id, user_id, kind, amount, balance_after, created_at, payment_id, refund_id
      FROM ledger
-     WHERE user_id = :user AND id < :before
+     WHERE user_id = ?1 AND id < ?2
      ORDER BY id DESC
-     LIMIT :limit";
+     LIMIT ?3";
 
 /// The balance of a user known to exist, or [`Error::BalanceMissing`].
-pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Money> {
-    conn.prepare_cached(SELECT_BALANCE)?
-        .query_row([user], |row| row.get(0))
-        .optional()?
-        .ok_or(Error::BalanceMissing(user))
+pub(crate) fn get(db: &dyn Db, user: UserId) -> Result<Money> {
+    db.query_opt(SELECT_BALANCE, &[&user])?
+        .ok_or(Error::BalanceMissing(user))?
+        .get(0)
 }
 
 /// The ceiling on a credit: the balance after it, plus the money `held` in
@@ -108,7 +107,7 @@ pub(crate) struct Cap {
 /// rules, in the seed's order: the per-charge limit, then the balance limit.
 /// Returns the new balance.
 pub(crate) fn charge(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     amount: Money,
     max_charge: Money,
@@ -178,7 +177,7 @@ impl Entry {
 ///   no cap, and for a debit larger than the balance (callers refuse that
 ///   first with their own error; this is the last guard).
 pub(crate) fn post(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     entry: Entry,
     cap: Option<Cap>,
@@ -211,42 +210,32 @@ pub(crate) fn post(
     } else {
         balance.checked_sub(amount).ok_or(Error::AmountOverflow)?
     };
-    tx.prepare_cached(UPDATE_BALANCE)?
-        .execute((user, new_balance, now))?;
-    tx.prepare_cached(
+    tx.execute(UPDATE_BALANCE, &[&user, &new_balance, &now])?;
+    tx.execute(
         "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, refund_id, created_at)
-         VALUES (:user, :kind, :amount, :after, :payment, :refund, :now)",
-    )?
-    .execute(named_params! {
-        ":user": user,
-        ":kind": kind,
-        ":amount": signed_won(kind, amount),
-        ":after": new_balance,
-        ":payment": payment,
-        ":refund": refund,
-        ":now": now,
-    })?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &[
+            &user,
+            &kind,
+            &signed_won(kind, amount),
+            &new_balance,
+            &payment,
+            &refund,
+            &now,
+        ],
+    )?;
     Ok(new_balance)
 }
 
 /// One page of the ledger of `user` (known to exist), newest first.
-pub(crate) fn ledger(
-    conn: &Connection,
-    user: UserId,
-    page: PageRequest,
-) -> Result<Page<LedgerEntry>> {
+pub(crate) fn ledger(db: &dyn Db, user: UserId, page: PageRequest) -> Result<Page<LedgerEntry>> {
     let before = page.cursor().map_or(i64::MAX, |c| c.key());
-    let rows = conn
-        .prepare_cached(SELECT_LEDGER_PAGE)?
-        .query_map(
-            named_params! {
-                ":user": user,
-                ":before": before,
-                ":limit": i64::from(page.limit()) + 1,
-            },
-            ledger_entry,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let limit = i64::from(page.limit()) + 1;
+    let rows = db
+        .query(SELECT_LEDGER_PAGE, &[&user, &before, &limit])?
+        .iter()
+        .map(ledger_entry)
+        .collect::<Result<Vec<_>>>()?;
     Ok(Page::from_rows(rows, page.limit(), |entry| entry.id.get()))
 }
 
@@ -259,7 +248,7 @@ fn signed_won(kind: LedgerKind, amount: Money) -> i64 {
     }
 }
 
-fn ledger_entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+fn ledger_entry(row: &Row) -> Result<LedgerEntry> {
     let signed: i64 = row.get(3)?;
     Ok(LedgerEntry {
         id: row.get(0)?,
@@ -268,7 +257,9 @@ fn ledger_entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         amount: signed
             .checked_abs()
             .and_then(|won| Money::new(won).ok())
-            .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, signed))?,
+            .ok_or(Error::Storage(rusqlite::Error::IntegralValueOutOfRange(
+                3, signed,
+            )))?,
         balance_after: row.get(4)?,
         created_at: row.get(5)?,
         payment: row.get(6)?,

@@ -4,10 +4,10 @@
 //! A cart reserves nothing: stock is checked and reserved only when an order
 //! is placed, and prices shown are the products' current prices.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::{CartItemId, ProductId, UserId};
 use crate::money::Money;
@@ -75,15 +75,13 @@ pub(crate) const UPDATE_QUANTITY: &str =
 pub(crate) const DELETE_LINE: &str = "DELETE FROM cart_items WHERE id = ?1 AND user_id = ?2";
 
 /// The cart of `user`, or [`Error::UserNotFound`].
-pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Cart> {
-    let mut stmt = conn.prepare_cached(SELECT_CART)?;
-    let mut rows = stmt.query([user])?;
+pub(crate) fn get(db: &dyn Db, user: UserId) -> Result<Cart> {
+    let rows = db.query(SELECT_CART, &[&user])?;
     let mut lines = Vec::new();
-    let mut user_found = false;
-    while let Some(row) = rows.next()? {
-        user_found = true;
+    let user_found = !rows.is_empty();
+    for row in &rows {
         // The LEFT JOIN gives one row of NULLs for an empty cart.
-        if row.get_ref(0)?.data_type() != rusqlite::types::Type::Null {
+        if row.get::<Option<i64>>(0)?.is_some() {
             lines.push(cart_line(row)?);
         }
     }
@@ -101,7 +99,7 @@ pub(crate) fn get(conn: &Connection, user: UserId) -> Result<Cart> {
 /// Adds a line of `quantity` × `product` to the cart of `user` (known to
 /// exist): the product must exist and not be in the cart yet.
 pub(crate) fn add(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     product: ProductId,
     quantity: u32,
@@ -109,9 +107,9 @@ pub(crate) fn add(
 ) -> Result<CartLine> {
     let product = product::get(tx, product)?;
     let existing: Option<CartItemId> = tx
-        .prepare_cached(SELECT_LINE_BY_PRODUCT)?
-        .query_row((user, product.id), |row| row.get(0))
-        .optional()?;
+        .query_opt(SELECT_LINE_BY_PRODUCT, &[&user, &product.id])?
+        .map(|row| row.get(0))
+        .transpose()?;
     if let Some(item) = existing {
         return Err(Error::AlreadyInCart {
             user,
@@ -119,18 +117,15 @@ pub(crate) fn add(
             item,
         });
     }
-    tx.prepare_cached(
-        "INSERT INTO cart_items (user_id, product_id, quantity, created_at)
-         VALUES (:user, :product, :quantity, :now)",
-    )?
-    .execute(named_params! {
-        ":user": user,
-        ":product": product.id,
-        ":quantity": quantity,
-        ":now": now,
-    })?;
+    let id: CartItemId = tx
+        .query_row(
+            "INSERT INTO cart_items (user_id, product_id, quantity, created_at)
+             VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            &[&user, &product.id, &quantity, &now],
+        )?
+        .get(0)?;
     Ok(CartLine {
-        id: CartItemId::new(tx.last_insert_rowid()),
+        id,
         product: product.id,
         line_total: product.price.checked_mul(quantity),
         name: product.name,
@@ -142,28 +137,24 @@ pub(crate) fn add(
 
 /// Sets the quantity of the line `item` of `user`'s cart.
 pub(crate) fn set_quantity(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     item: CartItemId,
     quantity: u32,
 ) -> Result<CartLine> {
-    let changed = tx
-        .prepare_cached(UPDATE_QUANTITY)?
-        .execute((item, user, quantity))?;
+    let changed = tx.execute(UPDATE_QUANTITY, &[&item, &user, &quantity])?;
     if changed == 0 {
         return Err(Error::CartItemNotFound(item));
     }
-    let mut stmt = tx.prepare_cached(SELECT_LINE)?;
-    let mut rows = stmt.query((item, user))?;
-    match rows.next()? {
-        Some(row) => cart_line(row),
+    match tx.query_opt(SELECT_LINE, &[&item, &user])? {
+        Some(row) => cart_line(&row),
         None => Err(Error::CartItemNotFound(item)),
     }
 }
 
 /// Removes the line `item` from `user`'s cart.
-pub(crate) fn remove(tx: &Transaction<'_>, user: UserId, item: CartItemId) -> Result<()> {
-    let removed = tx.prepare_cached(DELETE_LINE)?.execute((item, user))?;
+pub(crate) fn remove(tx: &dyn Db, user: UserId, item: CartItemId) -> Result<()> {
+    let removed = tx.execute(DELETE_LINE, &[&item, &user])?;
     if removed == 0 {
         return Err(Error::CartItemNotFound(item));
     }
@@ -171,23 +162,22 @@ pub(crate) fn remove(tx: &Transaction<'_>, user: UserId, item: CartItemId) -> Re
 }
 
 /// The lines of `user`'s cart as order lines, oldest first.
-pub(crate) fn order_lines(tx: &Transaction<'_>, user: UserId) -> Result<Vec<OrderLine>> {
-    tx.prepare_cached(SELECT_ORDER_LINES)?
-        .query_map([user], |row| Ok(OrderLine::new(row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Error::from)
+pub(crate) fn order_lines(tx: &dyn Db, user: UserId) -> Result<Vec<OrderLine>> {
+    tx.query(SELECT_ORDER_LINES, &[&user])?
+        .iter()
+        .map(|row| Ok(OrderLine::new(row.get(0)?, row.get(1)?)))
+        .collect()
 }
 
 /// Empties `user`'s cart.
-pub(crate) fn clear(tx: &Transaction<'_>, user: UserId) -> Result<()> {
-    tx.prepare_cached("DELETE FROM cart_items WHERE user_id = ?1")?
-        .execute([user])?;
+pub(crate) fn clear(tx: &dyn Db, user: UserId) -> Result<()> {
+    tx.execute("DELETE FROM cart_items WHERE user_id = ?1", &[&user])?;
     Ok(())
 }
 
 /// Reads a line from the columns of [`SELECT_LINE`] and [`SELECT_CART`],
 /// computing its total.
-fn cart_line(row: &Row<'_>) -> Result<CartLine> {
+fn cart_line(row: &Row) -> Result<CartLine> {
     let unit_price: Money = row.get(3)?;
     let quantity: u32 = row.get(4)?;
     Ok(CartLine {

@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::money::Money;
@@ -206,52 +206,54 @@ fn valid_for_millis(duration: Duration) -> Option<i64> {
 }
 
 /// Saves a checked coupon offer.
-pub(crate) fn create(tx: &Transaction<'_>, new: &NewCoupon, now: Timestamp) -> Result<Coupon> {
+pub(crate) fn create(tx: &dyn Db, new: &NewCoupon, now: Timestamp) -> Result<Coupon> {
     let (kind, value, cap) = new.discount.columns();
     let valid_for = valid_for_millis(new.valid_for).ok_or(Error::InvalidCoupon {
         reason: "the validity is 1 ms to i64::MAX ms",
     })?;
     let id: CouponId = tx
-        .prepare_cached(
+        .query_row(
             "INSERT INTO coupons (name, kind, value, cap, quantity, issuable_from, issuable_until,
                                   valid_for, min_order_total, created_at)
-             VALUES (:name, :kind, :value, :cap, :quantity, :from, :until, :valid_for, :min, :now)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              RETURNING id",
+            &[
+                &new.name,
+                &kind,
+                &value,
+                &cap,
+                &new.quantity,
+                &new.issuable_from,
+                &new.issuable_until,
+                &valid_for,
+                &new.min_order_total,
+                &now,
+            ],
         )?
-        .query_row(
-            named_params! {
-                ":name": new.name, ":kind": kind, ":value": value, ":cap": cap,
-                ":quantity": new.quantity, ":from": new.issuable_from,
-                ":until": new.issuable_until, ":valid_for": valid_for,
-                ":min": new.min_order_total, ":now": now,
-            },
-            |row| row.get(0),
-        )?;
+        .get(0)?;
     get(tx, id)
 }
 
 /// The coupon `id`.
-pub(crate) fn get(conn: &Connection, id: CouponId) -> Result<Coupon> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        coupon_columns!(),
-        " FROM coupons c WHERE c.id = ?1"
-    ))?
-    .query_row([id], coupon_row)
-    .optional()?
-    .ok_or(Error::CouponNotFound(id))
+pub(crate) fn get(conn: &dyn Db, id: CouponId) -> Result<Coupon> {
+    let row = conn
+        .query_opt(
+            concat!(
+                "SELECT ",
+                coupon_columns!(),
+                " FROM coupons c WHERE c.id = ?1"
+            ),
+            &[&id],
+        )?
+        .ok_or(Error::CouponNotFound(id))?;
+    coupon_row(&row)
 }
 
 /// Issues `coupon` to `user` (known to exist): the coupon exists → `now`
 /// is inside its issue window → the user does not hold it yet → one is
 /// left. The insert and the guarded increment are in the caller's
 /// transaction, so a refusal of either undoes both.
-pub(crate) fn issue(
-    tx: &Transaction<'_>,
-    user: UserId,
-    id: CouponId,
-    now: Timestamp,
-) -> Result<UserCoupon> {
+pub(crate) fn issue(tx: &dyn Db, user: UserId, id: CouponId, now: Timestamp) -> Result<UserCoupon> {
     let coupon = get(tx, id)?;
     if now < coupon.issuable_from || now >= coupon.issuable_until {
         return Err(Error::CouponNotIssuable {
@@ -261,20 +263,18 @@ pub(crate) fn issue(
         });
     }
     let expires_at = now.saturating_add(coupon.valid_for);
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO user_coupons (coupon_id, user_id, issued_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user_id, coupon_id) DO NOTHING",
-        )?
-        .execute((id, user, now, expires_at))?;
+    let inserted = tx.execute(
+        "INSERT INTO user_coupons (coupon_id, user_id, issued_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user_id, coupon_id) DO NOTHING",
+        &[&id, &user, &now, &expires_at],
+    )?;
     if inserted == 0 {
         return Err(Error::CouponAlreadyIssued { user, coupon: id });
     }
-    let taken = tx
-        .prepare_cached(
-            "UPDATE coupons SET issued = issued + 1 WHERE id = ?1 AND issued < quantity",
-        )?
-        .execute([id])?;
+    let taken = tx.execute(
+        "UPDATE coupons SET issued = issued + 1 WHERE id = ?1 AND issued < quantity",
+        &[&id],
+    )?;
     if taken == 0 {
         return Err(Error::CouponSoldOut {
             coupon: id,
@@ -295,53 +295,53 @@ pub(crate) fn issue(
 
 /// One page of the coupons issued to `user`, newest offer first.
 pub(crate) fn list(
-    conn: &Connection,
+    conn: &dyn Db,
     user: UserId,
     page: PageRequest,
     now: Timestamp,
 ) -> Result<Page<UserCoupon>> {
     let before = page.cursor().map_or(i64::MAX, |c| c.key());
+    let limit = i64::from(page.limit()) + 1;
     let rows = conn
-        .prepare_cached(concat!(
-            "SELECT ",
-            coupon_columns!(),
-            ", u.user_id, u.issued_at, u.expires_at, u.order_id
-             FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
-             WHERE u.user_id = :user AND u.coupon_id < :before
-             ORDER BY u.coupon_id DESC LIMIT :limit"
-        ))?
-        .query_map(
-            named_params! {
-                ":user": user, ":before": before, ":limit": i64::from(page.limit()) + 1,
-            },
-            |row| user_coupon_row(row, now),
+        .query(
+            concat!(
+                "SELECT ",
+                coupon_columns!(),
+                ", u.user_id, u.issued_at, u.expires_at, u.order_id
+                 FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
+                 WHERE u.user_id = ?1 AND u.coupon_id < ?2
+                 ORDER BY u.coupon_id DESC LIMIT ?3"
+            ),
+            &[&user, &before, &limit],
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .iter()
+        .map(|row| user_coupon_row(row, now))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Page::from_rows(rows, page.limit(), |c| c.coupon.id.get()))
 }
 
 /// Checks that `user` holds `coupon`, available and not expired, and that
 /// `subtotal` reaches its minimum; returns what it takes off.
 pub(crate) fn usable(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     id: CouponId,
     subtotal: Money,
     now: Timestamp,
 ) -> Result<Usable> {
-    let (row, held) = tx
-        .prepare_cached(concat!(
-            "SELECT u.id, ",
-            coupon_columns!(),
-            ", u.user_id, u.issued_at, u.expires_at, u.order_id
-             FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
-             WHERE u.user_id = ?1 AND u.coupon_id = ?2"
-        ))?
-        .query_row((user, id), |row| {
-            Ok((row.get::<_, i64>(0)?, user_coupon_row_at(row, 1, now)?))
-        })
-        .optional()?
+    let found = tx
+        .query_opt(
+            concat!(
+                "SELECT u.id, ",
+                coupon_columns!(),
+                ", u.user_id, u.issued_at, u.expires_at, u.order_id
+                 FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
+                 WHERE u.user_id = ?1 AND u.coupon_id = ?2"
+            ),
+            &[&user, &id],
+        )?
         .ok_or(Error::CouponNotFound(id))?;
+    let (row, held) = (found.get::<i64>(0)?, user_coupon_row_at(&found, 1, now)?);
     match held.state {
         CouponState::Used { order } => return Err(Error::CouponUsed { coupon: id, order }),
         CouponState::Expired => {
@@ -367,17 +367,11 @@ pub(crate) fn usable(
 }
 
 /// Marks a [`usable`] coupon as used by `order`, guarded by its being free.
-pub(crate) fn use_for(
-    tx: &Transaction<'_>,
-    usable: &Usable,
-    order: OrderId,
-    now: Timestamp,
-) -> Result<()> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE user_coupons SET order_id = ?2, used_at = ?3 WHERE id = ?1 AND order_id IS NULL",
-        )?
-        .execute((usable.row, order, now))?;
+pub(crate) fn use_for(tx: &dyn Db, usable: &Usable, order: OrderId, now: Timestamp) -> Result<()> {
+    let changed = tx.execute(
+        "UPDATE user_coupons SET order_id = ?2, used_at = ?3 WHERE id = ?1 AND order_id IS NULL",
+        &[&usable.row, &order, &now],
+    )?;
     if changed == 1 {
         Ok(())
     } else {
@@ -391,20 +385,20 @@ pub(crate) fn use_for(
 /// Gives back the coupon used by `order`, if any: it is `Available` again
 /// until its original expiry. Called with the move that cancels, expires
 /// or fully refunds the order.
-pub(crate) fn release(tx: &Transaction<'_>, order: OrderId) -> Result<()> {
-    tx.prepare_cached(
+pub(crate) fn release(tx: &dyn Db, order: OrderId) -> Result<()> {
+    tx.execute(
         "UPDATE user_coupons SET order_id = NULL, used_at = NULL WHERE order_id = ?1",
-    )?
-    .execute([order])?;
+        &[&order],
+    )?;
     Ok(())
 }
 
-fn coupon_row(row: &Row<'_>) -> rusqlite::Result<Coupon> {
+fn coupon_row(row: &Row) -> Result<Coupon> {
     coupon_row_at(row, 0)
 }
 
 /// A coupon from the columns of `coupon_columns!` starting at column `at`.
-fn coupon_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Coupon> {
+fn coupon_row_at(row: &Row, at: usize) -> Result<Coupon> {
     let kind: String = row.get(at + 2)?;
     let value: i64 = row.get(at + 3)?;
     let discount = match kind.as_str() {
@@ -432,13 +426,13 @@ fn coupon_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Coupon> {
     })
 }
 
-fn user_coupon_row(row: &Row<'_>, now: Timestamp) -> rusqlite::Result<UserCoupon> {
+fn user_coupon_row(row: &Row, now: Timestamp) -> Result<UserCoupon> {
     user_coupon_row_at(row, 0, now)
 }
 
 /// A user's coupon: the coupon columns from `at`, then user, issued_at,
 /// expires_at and order.
-fn user_coupon_row_at(row: &Row<'_>, at: usize, now: Timestamp) -> rusqlite::Result<UserCoupon> {
+fn user_coupon_row_at(row: &Row, at: usize, now: Timestamp) -> Result<UserCoupon> {
     let coupon = coupon_row_at(row, at)?;
     let expires_at: Timestamp = row.get(at + 14)?;
     let order: Option<OrderId> = row.get(at + 15)?;

@@ -10,11 +10,11 @@
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::background::Background;
 use crate::clock::Timestamp;
+use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result, json_failure};
 use crate::ids::{CouponId, OrderId, PaymentId, RefundId, UserId};
 use crate::money::Money;
@@ -186,73 +186,85 @@ const SELECT_EVENTS: &str =
 
 /// Appends one event in the caller's transaction.
 pub(crate) fn append(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     subject: Subject,
     payload: &EventPayload,
     now: Timestamp,
 ) -> Result<()> {
     let json = serde_json::to_string(payload).map_err(json_failure)?;
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO events (kind, user_id, order_id, payment_id, refund_id, payload, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute((
-        payload.kind(),
-        subject.user,
-        subject.order,
-        subject.payment,
-        subject.refund,
-        json,
-        now,
-    ))?;
+        &[
+            &payload.kind(),
+            &subject.user,
+            &subject.order,
+            &subject.payment,
+            &subject.refund,
+            &json,
+            &now,
+        ],
+    )?;
     Ok(())
 }
 
 /// Up to `limit` events after `after`, in sequence order.
-pub(crate) fn after(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Event>> {
+pub(crate) fn after(conn: &dyn Db, after: u64, limit: u32) -> Result<Vec<Event>> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
-    Ok(conn
-        .prepare_cached(SELECT_EVENTS)?
-        .query_map((after, limit), event_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+    conn.query(SELECT_EVENTS, &[&after, &limit])?
+        .iter()
+        .map(event_row)
+        .collect()
 }
 
 /// The last sequence number ever given (0 before the first event), pruned
 /// or not.
-pub(crate) fn last_seq(conn: &Connection) -> Result<u64> {
+pub(crate) fn last_seq(conn: &dyn Db) -> Result<u64> {
+    // SQLite keeps the last AUTOINCREMENT value given; PostgreSQL keeps
+    // the feed's head in a counter row taken under the write lock.
+    let sql = match conn.backend() {
+        Backend::Sqlite => "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+        Backend::Postgres => "SELECT last FROM feed_head",
+    };
     let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
-        .query_row([], |row| row.get(0))
-        .optional()?;
+        .query_opt(sql, &[])?
+        .map(|row| row.get(0))
+        .transpose()?;
     Ok(seq.map_or(0, |seq| seq.unsigned_abs()))
 }
 
 /// The cursor of `consumer`: the last sequence number it acked; `None` if
 /// it never registered or acked.
-pub(crate) fn cursor(conn: &Connection, consumer: &str) -> Result<Option<u64>> {
+pub(crate) fn cursor(conn: &dyn Db, consumer: &str) -> Result<Option<u64>> {
     let acked: Option<i64> = conn
-        .prepare_cached("SELECT acked FROM event_consumers WHERE name = ?1")?
-        .query_row([consumer], |row| row.get(0))
-        .optional()?;
+        .query_opt(
+            "SELECT acked FROM event_consumers WHERE name = ?1",
+            &[&consumer],
+        )?
+        .map(|row| row.get(0))
+        .transpose()?;
     Ok(acked.map(i64::unsigned_abs))
 }
 
 /// Moves the cursor of `consumer` to `upto` (registering it), never
 /// backwards; returns the cursor after.
-pub(crate) fn ack(tx: &Transaction<'_>, consumer: &str, upto: u64, now: Timestamp) -> Result<u64> {
+pub(crate) fn ack(tx: &dyn Db, consumer: &str, upto: u64, now: Timestamp) -> Result<u64> {
     let last = last_seq(tx)?;
     if upto > last {
         return Err(Error::AckBeyondFeed { upto, last });
     }
     let upto = i64::try_from(upto).unwrap_or(i64::MAX);
     let acked: i64 = tx
-        .prepare_cached(
+        .query_row(
             "INSERT INTO event_consumers (name, acked, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE
-             SET acked = max(acked, excluded.acked), updated_at = excluded.updated_at
+             SET acked = CASE WHEN excluded.acked > event_consumers.acked
+                              THEN excluded.acked ELSE event_consumers.acked END,
+                 updated_at = excluded.updated_at
              RETURNING acked",
+            &[&consumer, &upto, &now],
         )?
-        .query_row((consumer, upto, now), |row| row.get(0))?;
+        .get(0)?;
     Ok(acked.unsigned_abs())
 }
 
@@ -262,11 +274,11 @@ pub(crate) const SELECT_ORDER_EVENTS: &str =
      FROM events WHERE order_id = ?1 ORDER BY seq";
 
 /// Every event of `order` still in the feed, in sequence order.
-pub(crate) fn for_order(conn: &Connection, order: OrderId) -> Result<Vec<Event>> {
-    Ok(conn
-        .prepare_cached(SELECT_ORDER_EVENTS)?
-        .query_map([order], event_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+pub(crate) fn for_order(conn: &dyn Db, order: OrderId) -> Result<Vec<Event>> {
+    conn.query(SELECT_ORDER_EVENTS, &[&order])?
+        .iter()
+        .map(event_row)
+        .collect()
 }
 
 /// How far one consumer of the feed is behind, as the operator's console
@@ -288,17 +300,23 @@ pub struct ConsumerLag {
 }
 
 /// Every registered consumer with its cursor and lag, by name.
-pub(crate) fn consumers(conn: &Connection) -> Result<Vec<ConsumerLag>> {
+pub(crate) fn consumers(conn: &dyn Db) -> Result<Vec<ConsumerLag>> {
     let head = last_seq(conn)?;
-    let rows: Vec<(String, i64, Timestamp)> = conn
-        .prepare_cached("SELECT name, acked, updated_at FROM event_consumers ORDER BY name")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut oldest =
-        conn.prepare_cached("SELECT created_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1")?;
-    rows.into_iter()
-        .map(|(name, acked, updated_at)| {
-            let oldest_unacked_at = oldest.query_row([acked], |row| row.get(0)).optional()?;
+    let rows = conn.query(
+        "SELECT name, acked, updated_at FROM event_consumers ORDER BY name",
+        &[],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let (name, acked, updated_at): (String, i64, Timestamp) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let oldest_unacked_at = conn
+                .query_opt(
+                    "SELECT created_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                    &[&acked],
+                )?
+                .map(|row| row.get(0))
+                .transpose()?;
             let acked = acked.unsigned_abs();
             Ok(ConsumerLag {
                 name,
@@ -314,16 +332,15 @@ pub(crate) fn consumers(conn: &Connection) -> Result<Vec<ConsumerLag>> {
 
 /// Deletes events older than `before` that every registered consumer has
 /// acked; returns how many.
-pub(crate) fn prune(tx: &Transaction<'_>, before: Timestamp) -> Result<usize> {
-    Ok(tx
-        .prepare_cached(
-            "DELETE FROM events WHERE created_at < ?1
-             AND seq <= coalesce((SELECT min(acked) FROM event_consumers), 9223372036854775807)",
-        )?
-        .execute([before])?)
+pub(crate) fn prune(tx: &dyn Db, before: Timestamp) -> Result<usize> {
+    tx.execute(
+        "DELETE FROM events WHERE created_at < ?1
+         AND seq <= coalesce((SELECT min(acked) FROM event_consumers), 9223372036854775807)",
+        &[&before],
+    )
 }
 
-fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+fn event_row(row: &Row) -> Result<Event> {
     let seq: i64 = row.get(0)?;
     let json: String = row.get(6)?;
     let payload = serde_json::from_str(&json).map_err(|err| {

@@ -3,11 +3,11 @@
 //! same request gets that response back and has no second effect, and the
 //! same key with another request is refused.
 
-use rusqlite::{OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::Timestamp;
+use crate::db::Db;
 use crate::error::{Error, Result, json_failure};
 use crate::ids::UserId;
 
@@ -80,20 +80,15 @@ impl<T: Serialize> Keyed<T> {
 
 /// The response stored under `key` for `user`, if any; another request
 /// under the key is refused.
-pub(crate) fn stored(
-    tx: &Transaction<'_>,
-    user: UserId,
-    key: &IdempotencyKey,
-) -> Result<Option<Value>> {
-    let stored: Option<(String, String)> = tx
-        .prepare_cached(
-            "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
-        )?
-        .query_row((user, &key.key), |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let Some((fingerprint, response)) = stored else {
+pub(crate) fn stored(tx: &dyn Db, user: UserId, key: &IdempotencyKey) -> Result<Option<Value>> {
+    let Some(row) = tx.query_opt(
+        "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
+        &[&user, &key.key],
+    )?
+    else {
         return Ok(None);
     };
+    let (fingerprint, response): (String, String) = (row.get(0)?, row.get(1)?);
     if fingerprint != key.fingerprint {
         return Err(Error::IdempotencyKeyReused {
             key: key.key.clone(),
@@ -106,18 +101,18 @@ pub(crate) fn stored(
 
 /// Stores `response` under `key` for `user`, in the caller's transaction.
 pub(crate) fn store<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     key: &IdempotencyKey,
     response: &T,
     now: Timestamp,
 ) -> Result<()> {
     let response = serde_json::to_string(response).map_err(json_failure)?;
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO idempotency_keys (user_id, key, fingerprint, response, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute((user, &key.key, &key.fingerprint, response, now))?;
+        &[&user, &key.key, &key.fingerprint, &response, &now],
+    )?;
     Ok(())
 }
 
@@ -125,11 +120,11 @@ pub(crate) fn store<T: Serialize>(
 /// response for the same request is returned instead; another request under
 /// the key is refused; otherwise `body` runs and its value is stored.
 pub(crate) fn run<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     key: &IdempotencyKey,
     now: Timestamp,
-    body: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    body: impl FnOnce(&dyn Db) -> Result<T>,
 ) -> Result<Keyed<T>> {
     if let Some(value) = stored(tx, user, key)? {
         return Ok(Keyed::Replayed(value));
@@ -141,8 +136,9 @@ pub(crate) fn run<T: Serialize>(
 
 /// Deletes keys stored before `before`; returns how many. A repeat after
 /// that runs as a new request.
-pub(crate) fn prune(tx: &Transaction<'_>, before: Timestamp) -> Result<usize> {
-    Ok(tx
-        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-        .execute([before])?)
+pub(crate) fn prune(tx: &dyn Db, before: Timestamp) -> Result<usize> {
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < ?1",
+        &[&before],
+    )
 }

@@ -293,6 +293,7 @@ mod balance;
 mod cart;
 mod clock;
 mod coupon;
+mod db;
 mod error;
 mod event;
 mod gateway;

@@ -6,12 +6,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::balance;
 use crate::clock::Timestamp;
 use crate::coupon;
+use crate::db::{self, Db, Row};
 use crate::error::{Error, Result};
 use crate::event::{self, EventPayload, Subject};
 use crate::ids::{CouponId, OrderId, ProductId, UserId};
@@ -19,7 +19,6 @@ use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, Product};
 use crate::sales;
-use crate::store;
 use crate::text_enum::text_enum;
 use crate::validate;
 
@@ -267,8 +266,8 @@ pub(crate) const SELECT_ORDER: &str =
 pub(crate) const SELECT_ORDER_PAGE: &str =
     "SELECT id, user_id, status, cancel_reason, total, refunded, created_at, expires_at, updated_at,
             discount, coupon_id, paid_at
-     FROM orders WHERE user_id = :user AND id < :before
-     ORDER BY id DESC LIMIT :limit";
+     FROM orders WHERE user_id = ?1 AND id < ?2
+     ORDER BY id DESC LIMIT ?3";
 
 pub(crate) const SELECT_ITEMS: &str =
     "SELECT order_id, product_id, name, unit_price, quantity, amount, refunded
@@ -332,7 +331,7 @@ pub(crate) fn validate_lines(
 /// The caller's write transaction makes it all or nothing: a refusal of any
 /// line leaves every stock as it was.
 pub(crate) fn place(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     lines: &[OrderLine],
     coupon: Option<CouponId>,
@@ -379,20 +378,21 @@ pub(crate) fn place(
     }
 
     let id: OrderId = tx
-        .prepare_cached(
+        .query_row(
             "INSERT INTO orders (user_id, status, total, discount, coupon_id, created_at,
                                  expires_at, updated_at)
-             VALUES (:user, 'pending', :total, :discount, :coupon, :now, :expires_at, :now)
+             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?5)
              RETURNING id",
+            &[
+                &user,
+                &total,
+                &discount,
+                &usable.as_ref().map(|u| u.coupon),
+                &now,
+                &expires_at,
+            ],
         )?
-        .query_row(
-            named_params! {
-                ":user": user, ":total": total, ":discount": discount,
-                ":coupon": usable.as_ref().map(|u| u.coupon),
-                ":now": now, ":expires_at": expires_at,
-            },
-            |row| row.get(0),
-        )?;
+        .get(0)?;
     if let Some(usable) = &usable {
         coupon::use_for(tx, usable, id, now)?;
     }
@@ -408,19 +408,19 @@ pub(crate) fn place(
         },
         now,
     )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for item in &items {
-        insert.execute((
-            id,
-            item.product,
-            &item.name,
-            item.unit_price,
-            item.quantity,
-            item.amount,
-        ))?;
+        tx.execute(
+            "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            &[
+                &id,
+                &item.product,
+                &item.name,
+                &item.unit_price,
+                &item.quantity,
+                &item.amount,
+            ],
+        )?;
     }
     Ok(Order {
         id,
@@ -442,7 +442,7 @@ pub(crate) fn place(
 
 /// Reserves the stock of one line; if short, expires overdue orders holding
 /// that product and tries once more.
-fn reserve(tx: &Transaction<'_>, line: &OrderLine, now: Timestamp) -> Result<()> {
+fn reserve(tx: &dyn Db, line: &OrderLine, now: Timestamp) -> Result<()> {
     if product::reserve_stock(tx, line.product, line.quantity, now)? {
         return Ok(());
     }
@@ -458,53 +458,43 @@ fn reserve(tx: &Transaction<'_>, line: &OrderLine, now: Timestamp) -> Result<()>
     })
 }
 
-/// The order `id` of `user`; another user's order is not found.
 /// The owner of an order, looked up by its id alone (an operator's read).
 pub(crate) const SELECT_OWNER: &str = "SELECT user_id FROM orders WHERE id = ?1";
 
 /// Who placed the order `id`, if it exists.
-pub(crate) fn owner(conn: &Connection, id: OrderId) -> Result<Option<UserId>> {
-    Ok(conn
-        .prepare_cached(SELECT_OWNER)?
-        .query_row([id], |row| row.get(0))
-        .optional()?)
+pub(crate) fn owner(conn: &dyn Db, id: OrderId) -> Result<Option<UserId>> {
+    conn.query_opt(SELECT_OWNER, &[&id])?
+        .map(|row| row.get(0))
+        .transpose()
 }
 
-pub(crate) fn get(conn: &Connection, user: UserId, id: OrderId) -> Result<Order> {
-    let mut order = conn
-        .prepare_cached(SELECT_ORDER)?
-        .query_row((id, user), order_row)
-        .optional()?
-        .ok_or(Error::OrderNotFound(id))?;
-    let mut stmt = conn.prepare_cached(SELECT_ITEMS)?;
-    let mut rows = stmt.query([id])?;
-    while let Some(row) = rows.next()? {
-        order.lines.push(item_row(row)?.1);
+/// The order `id` of `user`; another user's order is not found.
+pub(crate) fn get(conn: &dyn Db, user: UserId, id: OrderId) -> Result<Order> {
+    let mut order = order_row(
+        &conn
+            .query_opt(SELECT_ORDER, &[&id, &user])?
+            .ok_or(Error::OrderNotFound(id))?,
+    )?;
+    for row in conn.query(SELECT_ITEMS, &[&id])? {
+        order.lines.push(item_row(&row)?.1);
     }
     Ok(order)
 }
 
 /// One page of the orders of `user`, newest first, with their lines.
-pub(crate) fn list(conn: &Connection, user: UserId, page: PageRequest) -> Result<Page<Order>> {
+pub(crate) fn list(conn: &dyn Db, user: UserId, page: PageRequest) -> Result<Page<Order>> {
     let before = page.cursor().map_or(i64::MAX, |c| c.key());
+    let limit = i64::from(page.limit()) + 1;
     let orders = conn
-        .prepare_cached(SELECT_ORDER_PAGE)?
-        .query_map(
-            named_params! {
-                ":user": user,
-                ":before": before,
-                ":limit": i64::from(page.limit()) + 1,
-            },
-            order_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query(SELECT_ORDER_PAGE, &[&user, &before, &limit])?
+        .iter()
+        .map(order_row)
+        .collect::<Result<Vec<_>>>()?;
     let mut page = Page::from_rows(orders, page.limit(), |order| order.id.get());
     if let (Some(newest), Some(oldest)) = (page.items.first(), page.items.last()) {
         let mut lines: HashMap<OrderId, Vec<OrderItem>> = HashMap::new();
-        let mut stmt = conn.prepare_cached(SELECT_ITEMS_OF_RANGE)?;
-        let mut rows = stmt.query((user, oldest.id, newest.id))?;
-        while let Some(row) = rows.next()? {
-            let (order, item) = item_row(row)?;
+        for row in conn.query(SELECT_ITEMS_OF_RANGE, &[&user, &oldest.id, &newest.id])? {
+            let (order, item) = item_row(&row)?;
             lines.entry(order).or_default().push(item);
         }
         for order in &mut page.items {
@@ -515,12 +505,7 @@ pub(crate) fn list(conn: &Connection, user: UserId, page: PageRequest) -> Result
 }
 
 /// Cancels the `Pending` order `id` of `user` and releases its stock.
-pub(crate) fn cancel(
-    tx: &Transaction<'_>,
-    user: UserId,
-    id: OrderId,
-    now: Timestamp,
-) -> Result<Order> {
+pub(crate) fn cancel(tx: &dyn Db, user: UserId, id: OrderId, now: Timestamp) -> Result<Order> {
     let order = get(tx, user, id)?;
     if !order.status.can_become(OrderStatus::Cancelled)
         || !release(tx, id, CancelReason::User, now)?
@@ -541,30 +526,32 @@ pub(crate) fn cancel(
 
 /// Cancels every order still `Pending` at its deadline and releases its
 /// stock; returns how many.
-pub(crate) fn expire_due(tx: &Transaction<'_>, now: Timestamp) -> Result<usize> {
+pub(crate) fn expire_due(tx: &dyn Db, now: Timestamp) -> Result<usize> {
     let due = tx
-        .prepare_cached(SELECT_DUE)?
-        .query_map([now], |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<OrderId>>>()?;
+        .query(SELECT_DUE, &[&now])?
+        .iter()
+        .map(|row| row.get(0))
+        .collect::<Result<Vec<OrderId>>>()?;
     expire(tx, &due, now)
 }
 
 /// Expires the overdue `Pending` orders that hold `product`; returns how many.
-fn expire_holding(tx: &Transaction<'_>, product: ProductId, now: Timestamp) -> Result<usize> {
+fn expire_holding(tx: &dyn Db, product: ProductId, now: Timestamp) -> Result<usize> {
     let due = tx
-        .prepare_cached(SELECT_DUE_HOLDING)?
-        .query_map((product, now), |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<OrderId>>>()?;
+        .query(SELECT_DUE_HOLDING, &[&product, &now])?
+        .iter()
+        .map(|row| row.get(0))
+        .collect::<Result<Vec<OrderId>>>()?;
     expire(tx, &due, now)
 }
 
 /// Expires each of `due`, each in its own savepoint: an order that cannot
 /// be expired (a storage error, a database altered outside liteshop) is
 /// logged and left as it was, and every other order still expires.
-fn expire(tx: &Transaction<'_>, due: &[OrderId], now: Timestamp) -> Result<usize> {
+fn expire(tx: &dyn Db, due: &[OrderId], now: Timestamp) -> Result<usize> {
     let mut expired = 0;
     for &id in due {
-        match store::isolated(tx, |tx| release(tx, id, CancelReason::Expired, now)) {
+        match db::isolated(tx, |tx| release(tx, id, CancelReason::Expired, now)) {
             Ok(true) => {
                 tracing::debug!(order = %id, "order expired");
                 expired += 1;
@@ -583,20 +570,16 @@ fn expire(tx: &Transaction<'_>, due: &[OrderId], now: Timestamp) -> Result<usize
 /// its units back into stock. Returns `false`, changing nothing, if the
 /// order is not `Pending`: stock is released only together with the state
 /// change, never twice.
-fn release(
-    tx: &Transaction<'_>,
-    id: OrderId,
-    reason: CancelReason,
-    now: Timestamp,
-) -> Result<bool> {
+fn release(tx: &dyn Db, id: OrderId, reason: CancelReason, now: Timestamp) -> Result<bool> {
     let user: Option<UserId> = tx
-        .prepare_cached(
+        .query_opt(
             "UPDATE orders SET status = 'cancelled', cancel_reason = ?2, updated_at = ?3
              WHERE id = ?1 AND status = 'pending'
              RETURNING user_id",
+            &[&id, &reason, &now],
         )?
-        .query_row((id, reason, now), |row| row.get(0))
-        .optional()?;
+        .map(|row| row.get(0))
+        .transpose()?;
     let Some(user) = user else {
         return Ok(false);
     };
@@ -613,13 +596,15 @@ fn release(
 /// Puts the units of every line of order `id` back into stock. Callers do
 /// this only in the transaction that moves the order out of a
 /// stock-holding state. (Refunds release their own units line by line.)
-fn restock(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Result<()> {
+fn restock(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<()> {
     let lines = tx
-        .prepare_cached(
+        .query(
             "SELECT product_id, quantity - refunded FROM order_items WHERE order_id = ?1",
+            &[&id],
         )?
-        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(ProductId, u32)>>>()?;
+        .iter()
+        .map(|row| Ok((row.get(0)?, row.get(1)?)))
+        .collect::<Result<Vec<(ProductId, u32)>>>()?;
     for (product, quantity) in lines {
         product::release_stock(tx, product, quantity, now)?;
     }
@@ -646,7 +631,7 @@ pub(crate) struct RefundUnits {
 /// [`Error::RefundExceedsOrder`] for a product not on the order or asked
 /// for more units than are left.
 pub(crate) fn refundable_units(
-    conn: &Connection,
+    conn: &dyn Db,
     id: OrderId,
     lines: Option<&[OrderLine]>,
 ) -> Result<Vec<RefundUnits>> {
@@ -658,8 +643,9 @@ pub(crate) fn refundable_units(
         refunded: u32,
     }
     let items = conn
-        .prepare_cached(SELECT_REFUNDABLE)?
-        .query_map([id], |row| {
+        .query(SELECT_REFUNDABLE, &[&id])?
+        .iter()
+        .map(|row| {
             Ok(Line {
                 item: row.get(0)?,
                 product: row.get(1)?,
@@ -667,8 +653,8 @@ pub(crate) fn refundable_units(
                 amount: row.get(3)?,
                 refunded: row.get(4)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })
+        .collect::<Result<Vec<_>>>()?;
     let units = |line: &Line, units: u32| RefundUnits {
         item: line.item,
         product: line.product,
@@ -715,18 +701,18 @@ pub(crate) const SELECT_REFUNDABLE: &str =
 /// state moves to `Refunded` when no unit is left (giving its coupon
 /// back), else to `PartiallyRefunded`. Returns the new state.
 pub(crate) fn refund_units(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: OrderId,
     units: &[RefundUnits],
     amount: Money,
     now: Timestamp,
 ) -> Result<OrderStatus> {
-    let mut update = tx.prepare_cached(
-        "UPDATE order_items SET refunded = refunded + ?2
-         WHERE id = ?1 AND refunded + ?2 <= quantity",
-    )?;
     for unit in units {
-        let changed = update.execute((unit.item, unit.quantity))?;
+        let changed = tx.execute(
+            "UPDATE order_items SET refunded = refunded + ?2
+             WHERE id = ?1 AND refunded + ?2 <= quantity",
+            &[&unit.item, &unit.quantity],
+        )?;
         if changed != 1 {
             return Err(Error::Storage(rusqlite::Error::StatementChangedRows(
                 changed,
@@ -735,25 +721,25 @@ pub(crate) fn refund_units(
         product::release_stock(tx, unit.product, unit.quantity, now)?;
     }
     let left: i64 = tx
-        .prepare_cached(
+        .query_row(
             "SELECT count(*) FROM order_items WHERE order_id = ?1 AND refunded < quantity",
+            &[&id],
         )?
-        .query_row([id], |row| row.get(0))?;
+        .get(0)?;
     let to = if left == 0 {
         OrderStatus::Refunded
     } else {
         OrderStatus::PartiallyRefunded
     };
-    let changed = tx
-        .prepare_cached(
-            "UPDATE orders SET status = ?2, refunded = refunded + ?3, updated_at = ?4
-             WHERE id = ?1 AND status IN ('paid', 'partially_refunded')",
-        )?
-        .execute((id, to, amount, now))?;
+    let changed = tx.execute(
+        "UPDATE orders SET status = ?2, refunded = refunded + ?3, updated_at = ?4
+         WHERE id = ?1 AND status IN ('paid', 'partially_refunded')",
+        &[&id, &to, &amount, &now],
+    )?;
     if changed != 1 {
         let current: OrderStatus = tx
-            .prepare_cached("SELECT status FROM orders WHERE id = ?1")?
-            .query_row([id], |row| row.get(0))?;
+            .query_row("SELECT status FROM orders WHERE id = ?1", &[&id])?
+            .get(0)?;
         return Err(Error::InvalidTransition {
             order: id,
             from: current,
@@ -764,8 +750,8 @@ pub(crate) fn refund_units(
         coupon::release(tx, id)?;
     }
     let paid_at: Option<Timestamp> = tx
-        .prepare_cached("SELECT paid_at FROM orders WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))?;
+        .query_row("SELECT paid_at FROM orders WHERE id = ?1", &[&id])?
+        .get(0)?;
     if let Some(paid_at) = paid_at {
         sales::remove_units(tx, paid_at, units)?;
     }
@@ -774,10 +760,9 @@ pub(crate) fn refund_units(
 
 /// Moves order `id` from `Paying` to `Paid` at `now`, which is the day its
 /// units count as sold.
-pub(crate) fn mark_paid(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Result<()> {
+pub(crate) fn mark_paid(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<()> {
     transition(tx, id, OrderStatus::Paying, OrderStatus::Paid, now)?;
-    tx.prepare_cached("UPDATE orders SET paid_at = ?2 WHERE id = ?1")?
-        .execute((id, now))?;
+    tx.execute("UPDATE orders SET paid_at = ?2 WHERE id = ?1", &[&id, &now])?;
     sales::add_order(tx, id, now)
 }
 
@@ -788,17 +773,17 @@ pub(crate) fn mark_paid(tx: &Transaction<'_>, id: OrderId, now: Timestamp) -> Re
 /// [`Error::InvalidTransition`] if the table forbids the move or the order
 /// is not in `from` (naming the state it is in).
 pub(crate) fn transition(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: OrderId,
     from: OrderStatus,
     to: OrderStatus,
     now: Timestamp,
 ) -> Result<()> {
     let changed = if from.can_become(to) {
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2",
+            &[&id, &from, &to, &now],
         )?
-        .execute((id, from, to, now))?
     } else {
         0
     };
@@ -806,10 +791,9 @@ pub(crate) fn transition(
         return Ok(());
     }
     let current: OrderStatus = tx
-        .prepare_cached("SELECT status FROM orders WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?
-        .ok_or(Error::OrderNotFound(id))?;
+        .query_opt("SELECT status FROM orders WHERE id = ?1", &[&id])?
+        .ok_or(Error::OrderNotFound(id))?
+        .get(0)?;
     Err(Error::InvalidTransition {
         order: id,
         from: current,
@@ -881,7 +865,7 @@ pub(crate) fn refund_value(amount: Money, quantity: u32, refunded: u32, units: u
 }
 
 /// An order from the columns of [`SELECT_ORDER`], without its lines.
-fn order_row(row: &Row<'_>) -> rusqlite::Result<Order> {
+fn order_row(row: &Row) -> Result<Order> {
     let total: Money = row.get(4)?;
     let discount: Money = row.get(9)?;
     Ok(Order {
@@ -905,7 +889,7 @@ fn order_row(row: &Row<'_>) -> rusqlite::Result<Order> {
 }
 
 /// An item and its order from the columns of [`SELECT_ITEMS`].
-fn item_row(row: &Row<'_>) -> Result<(OrderId, OrderItem)> {
+fn item_row(row: &Row) -> Result<(OrderId, OrderItem)> {
     let mut item = item(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)?;
     item.amount = row.get(5)?;
     item.refunded = row.get(6)?;

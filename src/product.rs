@@ -1,9 +1,9 @@
 //! Products: the catalogue, prices and stock.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::ProductId;
 use crate::money::Money;
@@ -46,7 +46,7 @@ pub(crate) const SELECT_PRODUCT: &str =
 
 pub(crate) const SELECT_PRODUCT_PAGE: &str =
     "SELECT id, name, price, stock, held, created_at, updated_at FROM products
-     WHERE id > :after ORDER BY id LIMIT :limit";
+     WHERE id > ?1 ORDER BY id LIMIT ?2";
 
 pub(crate) const RESERVE_STOCK: &str =
     "UPDATE products SET stock = stock - ?2, held = held + ?2, updated_at = ?3
@@ -54,49 +54,44 @@ pub(crate) const RESERVE_STOCK: &str =
 
 /// Inserts a product whose name is already checked.
 pub(crate) fn create(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     name: &str,
     price: Money,
     stock: u32,
     now: Timestamp,
 ) -> Result<Product> {
-    tx.prepare_cached(
+    product(&tx.query_row(
         "INSERT INTO products (name, price, stock, stocked, created_at, updated_at)
-             VALUES (:name, :price, :stock, :stock, :now, :now)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?4)
              RETURNING id, name, price, stock, held, created_at, updated_at",
-    )?
-    .query_row(
-        named_params! { ":name": name, ":price": price, ":stock": stock, ":now": now },
-        product,
-    )
-    .map_err(Error::from)
+        &[&name, &price, &stock, &now],
+    )?)
 }
 
 /// The product `id`, or [`Error::ProductNotFound`].
-pub(crate) fn get(conn: &Connection, id: ProductId) -> Result<Product> {
-    conn.prepare_cached(SELECT_PRODUCT)?
-        .query_row([id], product)
-        .optional()?
-        .ok_or(Error::ProductNotFound(id))
+pub(crate) fn get(db: &dyn Db, id: ProductId) -> Result<Product> {
+    product(
+        &db.query_opt(SELECT_PRODUCT, &[&id])?
+            .ok_or(Error::ProductNotFound(id))?,
+    )
 }
 
 /// One page of the catalogue, in id order.
-pub(crate) fn list(conn: &Connection, page: PageRequest) -> Result<Page<Product>> {
+pub(crate) fn list(db: &dyn Db, page: PageRequest) -> Result<Page<Product>> {
     let after = page.cursor().map_or(0, |c| c.key());
-    let rows = conn
-        .prepare_cached(SELECT_PRODUCT_PAGE)?
-        .query_map(
-            named_params! { ":after": after, ":limit": i64::from(page.limit()) + 1 },
-            product,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let limit = i64::from(page.limit()) + 1;
+    let rows = db
+        .query(SELECT_PRODUCT_PAGE, &[&after, &limit])?
+        .iter()
+        .map(product)
+        .collect::<Result<Vec<_>>>()?;
     Ok(Page::from_rows(rows, page.limit(), |p| p.id.get()))
 }
 
 /// Adds `quantity` units to the stock of `id`, keeping room for every unit
 /// held by orders to come back: `stock + held` stays within `u32::MAX`.
 pub(crate) fn restock(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: ProductId,
     quantity: u32,
     now: Timestamp,
@@ -125,7 +120,7 @@ pub(crate) fn restock(
 
 /// Sets the unit price of `id`. Orders already placed keep their price.
 pub(crate) fn set_price(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: ProductId,
     price: Money,
     now: Timestamp,
@@ -144,14 +139,12 @@ pub(crate) fn set_price(
 /// one guarded statement; returns whether it did. The `CHECK (stock >= 0)`
 /// constraint is the second guard: stock can never go below zero.
 pub(crate) fn reserve_stock(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: ProductId,
     quantity: u32,
     now: Timestamp,
 ) -> Result<bool> {
-    let changed = tx
-        .prepare_cached(RESERVE_STOCK)?
-        .execute((id, quantity, now))?;
+    let changed = tx.execute(RESERVE_STOCK, &[&id, &quantity, &now])?;
     Ok(changed == 1)
 }
 
@@ -159,17 +152,16 @@ pub(crate) fn reserve_stock(
 /// cancelled, expired or refunded order). It cannot overflow: the units
 /// move from `held` to `stock`, whose sum stays the same.
 pub(crate) fn release_stock(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: ProductId,
     quantity: u32,
     now: Timestamp,
 ) -> Result<()> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE products SET stock = stock + ?2, held = held - ?2, updated_at = ?3
-             WHERE id = ?1",
-        )?
-        .execute((id, quantity, now))?;
+    let changed = tx.execute(
+        "UPDATE products SET stock = stock + ?2, held = held - ?2, updated_at = ?3
+         WHERE id = ?1",
+        &[&id, &quantity, &now],
+    )?;
     if changed == 1 {
         Ok(())
     } else {
@@ -179,19 +171,19 @@ pub(crate) fn release_stock(
 
 /// Runs one `UPDATE … RETURNING` of a product row; no row means no product.
 fn update(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     sql: &str,
     id: ProductId,
     value: impl rusqlite::ToSql,
     now: Timestamp,
 ) -> Result<Product> {
-    tx.prepare_cached(sql)?
-        .query_row((id, value, now), product)
-        .optional()?
-        .ok_or(Error::ProductNotFound(id))
+    product(
+        &tx.query_opt(sql, &[&id, &value, &now])?
+            .ok_or(Error::ProductNotFound(id))?,
+    )
 }
 
-fn product(row: &Row<'_>) -> rusqlite::Result<Product> {
+fn product(row: &Row) -> Result<Product> {
     Ok(Product {
         id: row.get(0)?,
         name: row.get(1)?,

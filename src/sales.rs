@@ -10,10 +10,10 @@
 //! and money off that same day, so "sold in the last days" means paid in
 //! those days and not refunded since.
 
-use rusqlite::{Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::Db;
 use crate::error::Result;
 use crate::ids::{OrderId, ProductId};
 use crate::money::Money;
@@ -45,11 +45,13 @@ pub(crate) fn day(at: Timestamp, offset_minutes: i32) -> i64 {
 
 /// The offset the sales table is kept in (`None` before the first open
 /// that sets it).
-pub(crate) fn stored_offset(conn: &Connection) -> Result<Option<i32>> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM settings WHERE name = ?1")?
-        .query_row([OFFSET_SETTING], |row| row.get(0))
-        .optional()?)
+pub(crate) fn stored_offset(conn: &dyn Db) -> Result<Option<i32>> {
+    conn.query_opt(
+        "SELECT value FROM settings WHERE name = ?1",
+        &[&OFFSET_SETTING],
+    )?
+    .map(|row| row.get(0))
+    .transpose()
 }
 
 /// The per-day sales recounted from the paid order lines, in the offset
@@ -77,52 +79,50 @@ pub(crate) use recount_sql;
 /// differs (or none is stored, as after the migration that added the
 /// table), stores it and rebuilds the table from the paid orders. Returns
 /// whether it rebuilt.
-pub(crate) fn ensure_offset(tx: &Transaction<'_>, offset_minutes: i32) -> Result<bool> {
+pub(crate) fn ensure_offset(tx: &dyn Db, offset_minutes: i32) -> Result<bool> {
     if stored_offset(tx)? == Some(offset_minutes) {
         return Ok(false);
     }
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO settings (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    )?
-    .execute((OFFSET_SETTING, offset_minutes))?;
-    tx.execute("DELETE FROM sales_daily", [])?;
+        &[&OFFSET_SETTING, &offset_minutes],
+    )?;
+    tx.execute("DELETE FROM sales_daily", &[])?;
     tx.execute(
         concat!(
             "INSERT INTO sales_daily (day, product_id, units, revenue) ",
             recount_sql!()
         ),
-        [],
+        &[],
     )?;
     Ok(true)
 }
 
 /// Counts the lines of order `id`, paid at `paid_at`, as sold that day.
-pub(crate) fn add_order(tx: &Transaction<'_>, id: OrderId, paid_at: Timestamp) -> Result<()> {
+pub(crate) fn add_order(tx: &dyn Db, id: OrderId, paid_at: Timestamp) -> Result<()> {
     let day = day(paid_at, stored_offset(tx)?.unwrap_or(0));
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO sales_daily (day, product_id, units, revenue)
          SELECT ?1, product_id, quantity, amount FROM order_items WHERE order_id = ?2
          ON CONFLICT (day, product_id) DO UPDATE
-         SET units = units + excluded.units, revenue = revenue + excluded.revenue",
-    )?
-    .execute((day, id))?;
+         SET units = sales_daily.units + excluded.units,
+             revenue = sales_daily.revenue + excluded.revenue",
+        &[&day, &id],
+    )?;
     Ok(())
 }
 
 /// Takes refunded `units` off the day their order was paid.
-pub(crate) fn remove_units(
-    tx: &Transaction<'_>,
-    paid_at: Timestamp,
-    units: &[RefundUnits],
-) -> Result<()> {
+pub(crate) fn remove_units(tx: &dyn Db, paid_at: Timestamp, units: &[RefundUnits]) -> Result<()> {
     let day = day(paid_at, stored_offset(tx)?.unwrap_or(0));
-    let mut update = tx.prepare_cached(
-        "UPDATE sales_daily SET units = units - ?3, revenue = revenue - ?4
-         WHERE day = ?1 AND product_id = ?2 AND units >= ?3 AND revenue >= ?4",
-    )?;
     for unit in units {
-        if update.execute((day, unit.product, unit.quantity, unit.amount))? != 1 {
+        let changed = tx.execute(
+            "UPDATE sales_daily SET units = units - ?3, revenue = revenue - ?4
+             WHERE day = ?1 AND product_id = ?2 AND units >= ?3 AND revenue >= ?4",
+            &[&day, &unit.product, &unit.quantity, &unit.amount],
+        )?;
+        if changed != 1 {
             // The books are right and only the ranking would be off: say so,
             // but never refuse a refund over it.
             tracing::error!(product = %unit.product, day,
@@ -146,16 +146,16 @@ pub(crate) const SELECT_BEST_SELLERS: &str = "SELECT s.product_id, p.name, s.uni
 /// days up to and including the day of `now`, most first, ties by product
 /// id. Reads only `sales_daily` rows of the window (its primary key range).
 pub(crate) fn best_sellers(
-    conn: &Connection,
+    conn: &dyn Db,
     days: u32,
     limit: u32,
     now: Timestamp,
 ) -> Result<Vec<BestSeller>> {
     let last = day(now, stored_offset(conn)?.unwrap_or(0));
     let first = last - i64::from(days) + 1;
-    let rows = conn
-        .prepare_cached(SELECT_BEST_SELLERS)?
-        .query_map((first, last, limit), |row| {
+    conn.query(SELECT_BEST_SELLERS, &[&first, &last, &limit])?
+        .iter()
+        .map(|row| {
             let units: i64 = row.get(2)?;
             Ok(BestSeller {
                 product: row.get(0)?,
@@ -164,9 +164,8 @@ pub(crate) fn best_sellers(
                     .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(2, units))?,
                 revenue: row.get(3)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Users: creation (with the user's balance row) and lookup.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::ids::UserId;
 
@@ -23,12 +23,17 @@ pub(crate) const SELECT_USER: &str = "SELECT id, name, created_at FROM users WHE
 pub(crate) const SELECT_USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = ?1";
 
 /// Inserts a user and its balance row of 0 won. `name` is already checked.
-pub(crate) fn create(tx: &Transaction<'_>, name: &str, now: Timestamp) -> Result<User> {
-    tx.prepare_cached("INSERT INTO users (name, created_at) VALUES (:name, :now)")?
-        .execute(named_params! { ":name": name, ":now": now })?;
-    let id = UserId::new(tx.last_insert_rowid());
-    tx.prepare_cached("INSERT INTO balances (user_id, amount, updated_at) VALUES (?1, 0, ?2)")?
-        .execute((id, now))?;
+pub(crate) fn create(db: &dyn Db, name: &str, now: Timestamp) -> Result<User> {
+    let id: UserId = db
+        .query_row(
+            "INSERT INTO users (name, created_at) VALUES (?1, ?2) RETURNING id",
+            &[&name, &now],
+        )?
+        .get(0)?;
+    db.execute(
+        "INSERT INTO balances (user_id, amount, updated_at) VALUES (?1, 0, ?2)",
+        &[&id, &now],
+    )?;
     Ok(User {
         id,
         name: name.to_owned(),
@@ -37,23 +42,20 @@ pub(crate) fn create(tx: &Transaction<'_>, name: &str, now: Timestamp) -> Result
 }
 
 /// The user `id`, or [`Error::UserNotFound`].
-pub(crate) fn get(conn: &Connection, id: UserId) -> Result<User> {
-    conn.prepare_cached(SELECT_USER)?
-        .query_row([id], |row| {
-            Ok(User {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                created_at: row.get(2)?,
-            })
-        })
-        .optional()?
-        .ok_or(Error::UserNotFound(id))
+pub(crate) fn get(db: &dyn Db, id: UserId) -> Result<User> {
+    let row = db
+        .query_opt(SELECT_USER, &[&id])?
+        .ok_or(Error::UserNotFound(id))?;
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+    })
 }
 
 /// `Ok` if the user exists, else [`Error::UserNotFound`].
-pub(crate) fn ensure_exists(conn: &Connection, id: UserId) -> Result<()> {
-    conn.prepare_cached(SELECT_USER_EXISTS)?
-        .query_row([id], |_| Ok(()))
-        .optional()?
+pub(crate) fn ensure_exists(db: &dyn Db, id: UserId) -> Result<()> {
+    db.query_opt(SELECT_USER_EXISTS, &[&id])?
+        .map(drop)
         .ok_or(Error::UserNotFound(id))
 }

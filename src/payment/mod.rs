@@ -19,11 +19,11 @@ pub(crate) mod reconcile;
 pub(crate) mod refund;
 
 use crate::event::{self as feed, EventPayload, Subject};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use crate::balance::{self, Entry, LedgerKind};
 use crate::clock::Timestamp;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::gateway::{Approval, ApproveRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
@@ -206,14 +206,12 @@ pub(crate) fn validate_key(key: &str) -> Result<&str> {
 /// The money in flight for `user`: held by payments and owed by refunds
 /// whose outcome is not settled. It counts against the balance limit, so a
 /// reversal or a refund credit can always be posted when it settles.
-pub(crate) fn in_flight(conn: &Connection, user: UserId) -> Result<Money> {
-    conn.prepare_cached(SELECT_IN_FLIGHT)?
-        .query_row([user], |row| row.get(0))
-        .map_err(Error::from)
+pub(crate) fn in_flight(conn: &dyn Db, user: UserId) -> Result<Money> {
+    conn.query_row(SELECT_IN_FLIGHT, &[&user])?.get(0)
 }
 
 /// The balance cap a charge of `user` must fit under.
-pub(crate) fn cap(conn: &Connection, user: UserId, max: Money) -> Result<balance::Cap> {
+pub(crate) fn cap(conn: &dyn Db, user: UserId, max: Money) -> Result<balance::Cap> {
     Ok(balance::Cap {
         max,
         held: in_flight(conn, user)?,
@@ -226,7 +224,7 @@ pub(crate) fn cap(conn: &Connection, user: UserId, max: Money) -> Result<balance
 /// the payment saved as `Requested` with fresh keys and its history row,
 /// and the order moved to `Paying`.
 pub(crate) fn begin(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     order_id: OrderId,
     payment_key: Option<&str>,
@@ -263,25 +261,22 @@ pub(crate) fn begin(
     let pg_order_id = format!("ls-{order_id}-{}", token::random_hex(8));
     let idempotency_key = format!("ls-pay-{}", token::random_hex(16));
     let id: PaymentId = tx
-        .prepare_cached(
+        .query_row(
             "INSERT INTO payments (order_id, user_id, amount, status, payment_key, pg_order_id,
                                    idempotency_key, created_at, updated_at)
-             VALUES (:order, :user, :amount, 'requested', :payment_key, :pg_order_id,
-                     :idempotency_key, :now, :now)
+             VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6, ?7, ?7)
              RETURNING id",
+            &[
+                &order_id,
+                &user,
+                &order.total,
+                &payment_key,
+                &pg_order_id,
+                &idempotency_key,
+                &now,
+            ],
         )?
-        .query_row(
-            named_params! {
-                ":order": order_id,
-                ":user": user,
-                ":amount": order.total,
-                ":payment_key": payment_key,
-                ":pg_order_id": pg_order_id,
-                ":idempotency_key": idempotency_key,
-                ":now": now,
-            },
-            |row| row.get(0),
-        )?;
+        .get(0)?;
     balance::post(
         tx,
         user,
@@ -333,7 +328,7 @@ pub(crate) fn begin(
 /// - declined → payment `Declined`, the debit reversed, order `Pending`;
 /// - unknown → payment `Unknown`, money held, order still `Paying`.
 pub(crate) fn record(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: PaymentId,
     outcome: Outcome<Approval>,
     now: Timestamp,
@@ -354,11 +349,11 @@ pub(crate) fn record(
     };
     match outcome {
         Outcome::Done(approval) => {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3
                  WHERE id = ?1",
-            )?
-            .execute((id, &approval.transaction_id, now))?;
+                &[&id, &approval.transaction_id, &now],
+            )?;
             event(
                 tx,
                 id,
@@ -382,12 +377,12 @@ pub(crate) fn record(
             )?;
         }
         Outcome::Declined { code, message } => {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE payments SET status = 'declined', failure_code = ?2, failure_message = ?3,
                                      updated_at = ?4
                  WHERE id = ?1",
-            )?
-            .execute((id, &code, &message, now))?;
+                &[&id, &code, &message, &now],
+            )?;
             // The money comes back uncapped: it was the user's, and charges
             // already counted it against the limit while it was held.
             balance::post(
@@ -424,10 +419,10 @@ pub(crate) fn record(
         }
         Outcome::Unknown { reason } => {
             if payment.status == PaymentStatus::Requested {
-                tx.prepare_cached(
+                tx.execute(
                     "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
-                )?
-                .execute((id, now))?;
+                    &[&id, &now],
+                )?;
                 event(
                     tx,
                     id,
@@ -445,20 +440,19 @@ pub(crate) fn record(
 /// guarded so it never passes the amount paid (the schema's CHECK is the
 /// second guard); `fully` marks the payment `Refunded`.
 pub(crate) fn add_refunded(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: PaymentId,
     amount: Money,
     fully: bool,
     now: Timestamp,
 ) -> Result<()> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE payments
-             SET refunded = refunded + ?2, updated_at = ?3,
-                 status = CASE WHEN ?4 THEN 'refunded' ELSE status END
-             WHERE id = ?1 AND status = 'approved' AND refunded + ?2 <= amount",
-        )?
-        .execute((id, amount, now, fully))?;
+    let changed = tx.execute(
+        "UPDATE payments
+         SET refunded = refunded + ?2, updated_at = ?3,
+             status = CASE WHEN ?4 = 1 THEN 'refunded' ELSE status END
+         WHERE id = ?1 AND status = 'approved' AND refunded + ?2 <= amount",
+        &[&id, &amount, &now, &i64::from(fully)],
+    )?;
     if changed == 1 {
         Ok(())
     } else {
@@ -469,36 +463,34 @@ pub(crate) fn add_refunded(
 }
 
 /// The payment `id`, whoever owns it (for the shop's own bookkeeping).
-pub(crate) fn get(conn: &Connection, id: PaymentId) -> Result<Payment> {
-    conn.prepare_cached(SELECT_BY_ID)?
-        .query_row([id], payment_row)
-        .optional()?
-        .ok_or(Error::PaymentNotFound(id))
+pub(crate) fn get(conn: &dyn Db, id: PaymentId) -> Result<Payment> {
+    payment_row(
+        &conn
+            .query_opt(SELECT_BY_ID, &[&id])?
+            .ok_or(Error::PaymentNotFound(id))?,
+    )
 }
 
 /// The payment `id` of `user`; another user's is not found.
-pub(crate) fn get_for_user(conn: &Connection, user: UserId, id: PaymentId) -> Result<Payment> {
-    conn.prepare_cached(SELECT_PAYMENT)?
-        .query_row((id, user), payment_row)
-        .optional()?
-        .ok_or(Error::PaymentNotFound(id))
+pub(crate) fn get_for_user(conn: &dyn Db, user: UserId, id: PaymentId) -> Result<Payment> {
+    payment_row(
+        &conn
+            .query_opt(SELECT_PAYMENT, &[&id, &user])?
+            .ok_or(Error::PaymentNotFound(id))?,
+    )
 }
 
 /// Every payment attempt of the order `order` of `user`, oldest first.
-pub(crate) fn for_order(conn: &Connection, user: UserId, order: OrderId) -> Result<Vec<Payment>> {
+pub(crate) fn for_order(conn: &dyn Db, user: UserId, order: OrderId) -> Result<Vec<Payment>> {
     order::get(conn, user, order)?;
-    conn.prepare_cached(SELECT_FOR_ORDER)?
-        .query_map([order], payment_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Error::from)
+    conn.query(SELECT_FOR_ORDER, &[&order])?
+        .iter()
+        .map(payment_row)
+        .collect()
 }
 
 /// The approved payment of a paid (or partly refunded) order.
-pub(crate) fn approved_for_order(
-    conn: &Connection,
-    user: UserId,
-    order: OrderId,
-) -> Result<Payment> {
+pub(crate) fn approved_for_order(conn: &dyn Db, user: UserId, order: OrderId) -> Result<Payment> {
     for_order(conn, user, order)?
         .into_iter()
         .find(|payment| payment.status == PaymentStatus::Approved)
@@ -507,17 +499,18 @@ pub(crate) fn approved_for_order(
 
 /// The payments still `Requested`/`Unknown` that were created at or before
 /// `cutoff`, oldest first.
-pub(crate) fn unsettled(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Payment>> {
-    conn.prepare_cached(SELECT_UNSETTLED)?
-        .query_map([cutoff], payment_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Error::from)
+pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Payment>> {
+    conn.query(SELECT_UNSETTLED, &[&cutoff])?
+        .iter()
+        .map(payment_row)
+        .collect()
 }
 
 /// The history of payment `id`, oldest first.
-pub(crate) fn events(conn: &Connection, id: PaymentId) -> Result<Vec<PaymentEvent>> {
-    conn.prepare_cached(SELECT_EVENTS)?
-        .query_map([id], |row| {
+pub(crate) fn events(conn: &dyn Db, id: PaymentId) -> Result<Vec<PaymentEvent>> {
+    conn.query(SELECT_EVENTS, &[&id])?
+        .iter()
+        .map(|row| {
             Ok(PaymentEvent {
                 id: row.get(0)?,
                 payment: row.get(1)?,
@@ -525,27 +518,26 @@ pub(crate) fn events(conn: &Connection, id: PaymentId) -> Result<Vec<PaymentEven
                 detail: row.get(3)?,
                 created_at: row.get(4)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Error::from)
+        })
+        .collect()
 }
 
 /// Appends one entry to the history of `payment`.
 pub(crate) fn event(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     payment: PaymentId,
     status: PaymentStatus,
     detail: &str,
     now: Timestamp,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO payment_events (payment_id, status, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute((payment, status, detail, now))?;
+        &[&payment, &status, &detail, &now],
+    )?;
     Ok(())
 }
 
-fn payment_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
+fn payment_row(row: &Row) -> Result<Payment> {
     let failure_code: Option<String> = row.get(9)?;
     let failure_message: Option<String> = row.get(10)?;
     Ok(Payment {

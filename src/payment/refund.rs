@@ -5,12 +5,12 @@
 //! No function here calls the gateway: `flow.rs` and `reconcile.rs` do,
 //! between the transactions these functions run in.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, named_params};
 use serde::{Deserialize, Serialize};
 
 use super::{Outcome, Payment, PaymentFailure, PaymentStatus};
 use crate::balance::{self, Entry};
 use crate::clock::Timestamp;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::gateway::{CancelRequest, Cancellation};
 use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
@@ -131,7 +131,7 @@ pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount
 /// An attempt worth nothing (only free units) has nothing to ask the
 /// gateway and completes at once.
 pub(crate) fn begin(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     user: UserId,
     order_id: OrderId,
     lines: Option<&[OrderLine]>,
@@ -173,30 +173,28 @@ pub(crate) fn begin(
 
     let idempotency_key = format!("ls-refund-{}", token::random_hex(16));
     let id: RefundId = tx
-        .prepare_cached(
+        .query_row(
             "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
                                   idempotency_key, created_at, updated_at)
-             VALUES (:payment, :order, :user, :amount, 'requested', :reason, :key, :now, :now)
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7)
              RETURNING id",
+            &[
+                &payment.id,
+                &order_id,
+                &user,
+                &amount,
+                &reason,
+                &idempotency_key,
+                &now,
+            ],
         )?
-        .query_row(
-            named_params! {
-                ":payment": payment.id,
-                ":order": order_id,
-                ":user": user,
-                ":amount": amount,
-                ":reason": reason,
-                ":key": idempotency_key,
-                ":now": now,
-            },
-            |row| row.get(0),
-        )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO refund_items (refund_id, order_item_id, quantity, amount)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?;
+        .get(0)?;
     for unit in &units {
-        insert.execute((id, unit.item, unit.quantity, unit.amount))?;
+        tx.execute(
+            "INSERT INTO refund_items (refund_id, order_item_id, quantity, amount)
+             VALUES (?1, ?2, ?3, ?4)",
+            &[&id, &unit.item, &unit.quantity, &unit.amount],
+        )?;
     }
     if amount.is_zero() {
         complete(tx, id, now)?;
@@ -206,7 +204,7 @@ pub(crate) fn begin(
 
 /// The cancel request for refund attempt `refund`: the payment's gateway
 /// references, the attempt's amount and its own key.
-pub(crate) fn cancel_request(conn: &Connection, refund: &Refund) -> Result<CancelRequest> {
+pub(crate) fn cancel_request(conn: &dyn Db, refund: &Refund) -> Result<CancelRequest> {
     let payment: Payment = super::get(conn, refund.payment)?;
     Ok(CancelRequest {
         payment_key: payment.payment_key,
@@ -227,7 +225,7 @@ pub(crate) fn cancel_request(conn: &Connection, refund: &Refund) -> Result<Cance
 /// - declined → `Declined`: nothing moves;
 /// - unknown → `Unknown`: nothing moves; reconciliation asks again.
 pub(crate) fn record(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: RefundId,
     outcome: Outcome<Cancellation>,
     now: Timestamp,
@@ -249,20 +247,20 @@ pub(crate) fn record(
     match outcome {
         Outcome::Done(_) => complete(tx, id, now)?,
         Outcome::Declined { code, message } => {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE refunds SET status = 'declined', failure_code = ?2, failure_message = ?3,
                                     updated_at = ?4
                  WHERE id = ?1",
-            )?
-            .execute((id, &code, &message, now))?;
+                &[&id, &code, &message, &now],
+            )?;
         }
         Outcome::Unknown { reason } => {
             if refund.status == RefundStatus::Requested {
                 tracing::warn!(refund = %id, %reason, "refund outcome unknown; held for reconciliation");
-                tx.prepare_cached(
+                tx.execute(
                     "UPDATE refunds SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
-                )?
-                .execute((id, now))?;
+                    &[&id, &now],
+                )?;
             }
         }
     }
@@ -276,14 +274,13 @@ pub(crate) fn record(
 ///
 /// The credit is not capped: its amount counted as in flight from the
 /// first transaction on, so it fits under the limit.
-fn complete(tx: &Transaction<'_>, id: RefundId, now: Timestamp) -> Result<()> {
+fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
     let refund = get(tx, id)?;
-    let changed = tx
-        .prepare_cached(
-            "UPDATE refunds SET status = 'completed', updated_at = ?2
-             WHERE id = ?1 AND status IN ('requested', 'unknown')",
-        )?
-        .execute((id, now))?;
+    let changed = tx.execute(
+        "UPDATE refunds SET status = 'completed', updated_at = ?2
+         WHERE id = ?1 AND status IN ('requested', 'unknown')",
+        &[&id, &now],
+    )?;
     if changed != 1 {
         return Err(Error::Storage(rusqlite::Error::StatementChangedRows(
             changed,
@@ -340,23 +337,20 @@ fn complete(tx: &Transaction<'_>, id: RefundId, now: Timestamp) -> Result<()> {
 
 /// The refund attempt `id`, whoever owns it (for the shop's own
 /// bookkeeping), with its lines.
-pub(crate) fn get(conn: &Connection, id: RefundId) -> Result<Refund> {
-    let mut refund = conn
-        .prepare_cached(SELECT_BY_ID)?
-        .query_row([id], refund_row)
-        .optional()?
-        .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))?;
+pub(crate) fn get(conn: &dyn Db, id: RefundId) -> Result<Refund> {
+    let mut refund = refund_row(&conn.query_row(SELECT_BY_ID, &[&id])?)?;
     refund.lines = lines_of(conn, id)?;
     Ok(refund)
 }
 
 /// Every refund attempt of the order `order` of `user`, oldest first.
-pub(crate) fn for_order(conn: &Connection, user: UserId, order: OrderId) -> Result<Vec<Refund>> {
+pub(crate) fn for_order(conn: &dyn Db, user: UserId, order: OrderId) -> Result<Vec<Refund>> {
     order::get(conn, user, order)?;
     let mut refunds = conn
-        .prepare_cached(SELECT_FOR_ORDER)?
-        .query_map([order], refund_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query(SELECT_FOR_ORDER, &[&order])?
+        .iter()
+        .map(refund_row)
+        .collect::<Result<Vec<_>>>()?;
     for refund in &mut refunds {
         refund.lines = lines_of(conn, refund.id)?;
     }
@@ -365,11 +359,12 @@ pub(crate) fn for_order(conn: &Connection, user: UserId, order: OrderId) -> Resu
 
 /// The refund attempts still `Requested`/`Unknown` that were recorded at or
 /// before `cutoff`, oldest first.
-pub(crate) fn unsettled(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Refund>> {
+pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Refund>> {
     let mut refunds = conn
-        .prepare_cached(SELECT_UNSETTLED)?
-        .query_map([cutoff], refund_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query(SELECT_UNSETTLED, &[&cutoff])?
+        .iter()
+        .map(refund_row)
+        .collect::<Result<Vec<_>>>()?;
     for refund in &mut refunds {
         refund.lines = lines_of(conn, refund.id)?;
     }
@@ -377,14 +372,13 @@ pub(crate) fn unsettled(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Refu
 }
 
 /// The refund of `payment` in flight, if any.
-fn live_for_payment(conn: &Connection, payment: PaymentId) -> Result<Option<RefundId>> {
-    conn.prepare_cached(SELECT_LIVE_FOR_PAYMENT)?
-        .query_row([payment], |row| row.get(0))
-        .optional()
-        .map_err(Error::from)
+fn live_for_payment(conn: &dyn Db, payment: PaymentId) -> Result<Option<RefundId>> {
+    conn.query_opt(SELECT_LIVE_FOR_PAYMENT, &[&payment])?
+        .map(|row| row.get(0))
+        .transpose()
 }
 
-fn lines_of(conn: &Connection, id: RefundId) -> Result<Vec<RefundLine>> {
+fn lines_of(conn: &dyn Db, id: RefundId) -> Result<Vec<RefundLine>> {
     Ok(units_of(conn, id)?
         .into_iter()
         .map(|unit| RefundLine {
@@ -395,21 +389,21 @@ fn lines_of(conn: &Connection, id: RefundId) -> Result<Vec<RefundLine>> {
         .collect())
 }
 
-fn units_of(conn: &Connection, id: RefundId) -> Result<Vec<RefundUnits>> {
-    conn.prepare_cached(SELECT_LINES)?
-        .query_map([id], |row| {
+fn units_of(conn: &dyn Db, id: RefundId) -> Result<Vec<RefundUnits>> {
+    conn.query(SELECT_LINES, &[&id])?
+        .iter()
+        .map(|row| {
             Ok(RefundUnits {
                 product: row.get(0)?,
                 quantity: row.get(1)?,
                 amount: row.get(2)?,
                 item: row.get(3)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Error::from)
+        })
+        .collect()
 }
 
-fn refund_row(row: &Row<'_>) -> rusqlite::Result<Refund> {
+fn refund_row(row: &Row) -> Result<Refund> {
     let failure_code: Option<String> = row.get(8)?;
     let failure_message: Option<String> = row.get(9)?;
     Ok(Refund {

@@ -1,6 +1,6 @@
 //! The coupon flows of [`Shop`]: create, issue, look up, list.
 
-use rusqlite::Transaction;
+use crate::db::Db;
 use tracing::debug;
 
 use super::Shop;
@@ -106,11 +106,11 @@ impl Shop {
         &self,
         user: UserId,
         id: CouponId,
-    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<UserCoupon> + Send + 'static> {
+    ) -> Result<impl FnOnce(&dyn Db) -> Result<UserCoupon> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();
-        Ok(move |tx: &Transaction<'_>| {
+        Ok(move |tx: &dyn Db| {
             user::ensure_exists(tx, user)?;
             coupon::issue(tx, user, id, now)
         })

@@ -5,7 +5,7 @@
 //! one way to make a write idempotent — `shop.idempotent(key).charge(…)` —
 //! and no second copy of each method with a suffix.
 
-use rusqlite::Transaction;
+use crate::db::Db;
 use serde::Serialize;
 
 use super::Shop;
@@ -171,7 +171,7 @@ impl Idempotent<'_> {
     fn write<T: Serialize + Send + 'static>(
         &self,
         user: UserId,
-        body: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        body: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     ) -> Result<Keyed<T>> {
         let store = &self.shop.inner.store;
         let Some(key) = self.key else {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Transaction;
+use crate::db::Db;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -573,7 +573,7 @@ impl Shop {
         &self,
         user: UserId,
         amount: Money,
-    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Money> + Send + 'static> {
+    ) -> Result<impl FnOnce(&dyn Db) -> Result<Money> + Send + 'static> {
         let user = user.validate()?;
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
@@ -581,7 +581,7 @@ impl Shop {
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
         let now = self.now();
-        Ok(move |tx: &Transaction<'_>| {
+        Ok(move |tx: &dyn Db| {
             user::ensure_exists(tx, user)?;
             let cap = payment::cap(tx, user, max_balance)?;
             balance::charge(tx, user, amount, max_charge, cap, now)
@@ -858,7 +858,7 @@ impl Shop {
         &self,
         user: UserId,
         request: OrderRequest,
-    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl FnOnce(&dyn Db) -> Result<Order> + Send + 'static> {
         let OrderRequest { lines, coupon } = request;
         let user = user.validate()?;
         let limits = &self.inner.limits;
@@ -866,7 +866,7 @@ impl Shop {
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        Ok(move |tx: &Transaction<'_>| {
+        Ok(move |tx: &dyn Db| {
             user::ensure_exists(tx, user)?;
             order::place(tx, user, &lines, coupon, expires_at, now)
         })
@@ -894,14 +894,14 @@ impl Shop {
         &self,
         user: UserId,
         coupon: Option<CouponId>,
-    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl FnOnce(&dyn Db) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let max_quantity = self.inner.limits.max_order_quantity;
         let max_lines = self.inner.limits.max_order_lines;
         let now = self.now();
         let expires_at = now.saturating_add(self.inner.reservation_time);
-        Ok(move |tx: &Transaction<'_>| {
+        Ok(move |tx: &dyn Db| {
             user::ensure_exists(tx, user)?;
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
@@ -957,11 +957,11 @@ impl Shop {
         &self,
         user: UserId,
         id: OrderId,
-    ) -> Result<impl FnOnce(&Transaction<'_>) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl FnOnce(&dyn Db) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();
-        Ok(move |tx: &Transaction<'_>| order::cancel(tx, user, id, now))
+        Ok(move |tx: &dyn Db| order::cancel(tx, user, id, now))
     }
 
     /// Cancels every order still `Pending` at its deadline (placed more than

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::db::Db;
+
 use crate::error::{Error, Result};
 
 /// The most writes one transaction carries, to bound a batch's latency.
@@ -108,7 +110,7 @@ impl Batcher {
     /// result, which is no longer than one batch.
     pub(crate) fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         // Fast path: nobody is waiting and the writer is free, so run in our
         // own transaction at once, then wake whoever queued meanwhile.
@@ -259,7 +261,7 @@ impl Drop for Leader<'_> {
 /// `Ok`. The second value is the savepoint statements' own result.
 fn run_in_savepoint<T>(
     tx: &Transaction<'_>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    f: impl FnOnce(&dyn Db) -> Result<T>,
 ) -> (Outcome<T>, rusqlite::Result<()>) {
     if let Err(err) = tx.execute_batch("SAVEPOINT liteshop_write") {
         return (
@@ -276,10 +278,7 @@ fn run_in_savepoint<T>(
 }
 
 /// Runs `f`, catching a panic to hand it back to its own caller.
-fn run_caught<T>(
-    tx: &Transaction<'_>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
-) -> Outcome<T> {
+fn run_caught<T>(tx: &Transaction<'_>, f: impl FnOnce(&dyn Db) -> Result<T>) -> Outcome<T> {
     match panic::catch_unwind(AssertUnwindSafe(|| f(tx))) {
         Ok(result) => Outcome::Done(result),
         Err(payload) => Outcome::Panicked(payload),
@@ -357,7 +356,7 @@ mod tests {
             let held = batcher.writer.lock();
             let waiting = s.spawn(|| {
                 batcher.write(|tx| {
-                    tx.execute("INSERT INTO t VALUES (1)", [])?;
+                    tx.execute("INSERT INTO t VALUES (1)", &[])?;
                     Ok(())
                 })
             });
@@ -368,7 +367,7 @@ mod tests {
         // Nothing is queued any more, and the row never appeared.
         assert!(batcher.queue.lock().is_empty());
         let rows: i64 = batcher
-            .write(|tx| Ok(tx.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .write(|tx| tx.query_row("SELECT count(*) FROM t", &[])?.get(0))
             .unwrap();
         assert_eq!(rows, 0);
     }

@@ -2,7 +2,8 @@
 //! migrations, and the two transaction shapes every flow uses.
 //!
 //! Domain modules never open connections or transactions themselves: they
-//! take `&Connection` (reads) or `&Transaction` (writes) from the caller.
+//! take a [`Db`] — a write transaction, or a read snapshot — from the
+//! caller.
 
 mod batch;
 pub(crate) mod schema;
@@ -13,9 +14,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::db::Db;
 use crate::error::{Error, Result};
 
 /// The pool of connections to the one database file.
@@ -254,7 +256,7 @@ impl Store {
     /// reported before any work is done.
     pub(crate) fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         match &self.writer {
             Writer::Dedicated(writer) => {
@@ -272,7 +274,7 @@ impl Store {
 
     /// Runs `f` in one read transaction, so all its statements see one
     /// snapshot.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         f(&tx)
@@ -304,7 +306,9 @@ impl Store {
         // The snapshot: a read transaction held across every step, so the
         // copy never restarts when writers commit, and is consistent.
         let snapshot = source.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        snapshot.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        Connection::query_row(&snapshot, "SELECT count(*) FROM sqlite_schema", [], |_| {
+            Ok(())
+        })?;
         let mut target = Connection::open(to)?;
         // The copy is made once and checked after: it needs no journal of
         // its own while it is written.
@@ -354,27 +358,7 @@ impl Store {
     }
 }
 
-/// Runs `f` in a savepoint of `tx`: if it fails, its changes are rolled
-/// back and the rest of the transaction stands, so one bad item of a batch
-/// (an order that cannot expire) does not stop the others.
-pub(crate) fn isolated<T>(
-    tx: &Transaction<'_>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    tx.execute_batch("SAVEPOINT liteshop_isolated")?;
-    match f(tx) {
-        Ok(value) => {
-            tx.execute_batch("RELEASE liteshop_isolated")?;
-            Ok(value)
-        }
-        Err(err) => {
-            tx.execute_batch("ROLLBACK TO liteshop_isolated; RELEASE liteshop_isolated")?;
-            Err(err)
-        }
-    }
-}
-
-fn run_write<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+fn run_write<T>(conn: &mut Connection, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let value = f(&tx)?;
     tx.commit()?;
@@ -449,7 +433,7 @@ mod tests {
 
     fn users(store: &Store) -> i64 {
         store
-            .read(|tx| Ok(tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .read(|tx| tx.query_row("SELECT count(*) FROM users", &[])?.get(0))
             .unwrap()
     }
 
@@ -470,7 +454,7 @@ mod tests {
                                 let n = t * 60 + i;
                                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                     store.write(move |tx| {
-                                        tx.execute("INSERT INTO users (name, created_at) VALUES ('u', ?1)", [n])?;
+                                        tx.execute("INSERT INTO users (name, created_at) VALUES ('u', ?1)", &[&n])?;
                                         if n % 20 == 0 {
                                             panic!("write {n} panics");
                                         }
@@ -545,14 +529,14 @@ mod tests {
         let store = open(&path, &config).unwrap();
         let (id, held, refunded, amounts): (i32, i64, i64, i64) = store
             .read(|tx| {
-                Ok(tx.query_row(
+                let row = tx.query_row(
                     "SELECT (SELECT application_id FROM pragma_application_id),
                             (SELECT held FROM products WHERE id = 1),
                             (SELECT refunded FROM orders WHERE id = 1),
                             (SELECT sum(amount) FROM order_items)",
-                    [],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                )?)
+                    &[],
+                )?;
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })
             .unwrap();
         assert_eq!(
