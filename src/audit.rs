@@ -197,9 +197,11 @@ const LAWS: &[(Law, &str, &str)] = &[
     (
         Law::BalanceIsLedgerSum,
         "user",
-        "SELECT b.user_id, (SELECT coalesce(sum(l.amount), 0) FROM ledger l
-                            WHERE l.user_id = b.user_id) AS sum, b.amount
-         FROM balances b WHERE b.amount <> sum",
+        "SELECT user_id, ledger_sum, amount FROM
+           (SELECT b.user_id, (SELECT coalesce(CAST(sum(l.amount) AS BIGINT), 0) FROM ledger l
+                               WHERE l.user_id = b.user_id) AS ledger_sum, b.amount
+            FROM balances b) x
+         WHERE amount <> ledger_sum",
     ),
     (
         Law::BalanceNotNegative,
@@ -216,7 +218,7 @@ const LAWS: &[(Law, &str, &str)] = &[
         "product",
         concat!(
             "SELECT p.id, coalesce(x.units, 0), p.held FROM products p
-             LEFT JOIN (SELECT i.product_id, sum(i.quantity - i.refunded) AS units
+             LEFT JOIN (SELECT i.product_id, CAST(sum(i.quantity - i.refunded) AS BIGINT) AS units
                         FROM order_items i JOIN orders o ON o.id = i.order_id
                         WHERE o.status IN ",
             live!(),
@@ -227,41 +229,44 @@ const LAWS: &[(Law, &str, &str)] = &[
     (
         Law::OrderTotalsMatchLines,
         "order",
-        "SELECT o.id, sum(i.amount), o.total FROM orders o JOIN order_items i ON i.order_id = o.id
+        "SELECT o.id, CAST(sum(i.amount) AS BIGINT), o.total FROM orders o JOIN order_items i ON i.order_id = o.id
          GROUP BY o.id
-         HAVING o.total <> sum(i.amount) OR o.total + o.discount <> sum(i.unit_price * i.quantity)",
+         HAVING o.total <> CAST(sum(i.amount) AS BIGINT) OR o.total + o.discount <> CAST(sum(i.unit_price * i.quantity) AS BIGINT)",
     ),
     (
         Law::OneApprovedPaymentPerPaidOrder,
         "order",
-        "SELECT o.id, 1, (SELECT count(*) FROM payments p WHERE p.order_id = o.id
+        "SELECT id, 1, approved FROM
+           (SELECT o.id, (SELECT count(*) FROM payments p WHERE p.order_id = o.id
                           AND p.status IN ('approved', 'refunded')) AS approved
-         FROM orders o WHERE o.status IN ('paid', 'partially_refunded', 'refunded')
-           AND approved <> 1",
+            FROM orders o WHERE o.status IN ('paid', 'partially_refunded', 'refunded')) x
+         WHERE approved <> 1",
     ),
     (
         Law::RefundsAgree,
         "payment",
         "SELECT p.id, p.refunded, x.other FROM payments p,
-           (SELECT p2.id AS id, (SELECT coalesce(sum(r.amount), 0) FROM refunds r
+           (SELECT p2.id AS id, (SELECT coalesce(CAST(sum(r.amount) AS BIGINT), 0) FROM refunds r
                                  WHERE r.payment_id = p2.id AND r.status = 'completed') AS other
             FROM payments p2
             UNION ALL
             SELECT p2.id, (SELECT o.refunded FROM orders o WHERE o.id = p2.order_id)
             FROM payments p2 WHERE p2.status IN ('approved', 'refunded')
             UNION ALL
-            SELECT p2.id, (SELECT coalesce(sum(l.amount), 0) FROM ledger l JOIN refunds r
+            SELECT p2.id, (SELECT coalesce(CAST(sum(l.amount) AS BIGINT), 0) FROM ledger l JOIN refunds r
                            ON r.id = l.refund_id WHERE r.payment_id = p2.id) FROM payments p2
             UNION ALL
-            SELECT p2.id, min(p2.refunded, p2.amount) FROM payments p2) x
+            SELECT p2.id, CASE WHEN p2.refunded < p2.amount THEN p2.refunded ELSE p2.amount END
+            FROM payments p2) x
          WHERE x.id = p.id AND x.other <> p.refunded",
     ),
     (
         Law::CouponsWithinQuantity,
         "coupon",
-        "SELECT c.id, min(c.quantity, (SELECT count(*) FROM user_coupons u
-                                        WHERE u.coupon_id = c.id)), c.issued
-         FROM coupons c
+        "SELECT id, CASE WHEN quantity < holders THEN quantity ELSE holders END, issued
+         FROM (SELECT c.id, c.quantity, c.issued,
+                      (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id) AS holders
+               FROM coupons c) c
          WHERE c.issued > c.quantity
             OR c.issued <> (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id)",
     ),
@@ -284,21 +289,19 @@ const LAWS: &[(Law, &str, &str)] = &[
 
 /// The global laws: one figure each side.
 const MONEY: &str = "SELECT
-    (SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = 'charge'),
-    (SELECT coalesce(sum(amount), 0) FROM balances),
-    (SELECT coalesce(sum(amount), 0) FROM payments WHERE status IN ('requested', 'unknown')),
-    (SELECT coalesce(sum(amount - refunded), 0) FROM payments
+    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM ledger WHERE kind = 'charge'),
+    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM balances),
+    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM payments WHERE status IN ('requested', 'unknown')),
+    (SELECT coalesce(CAST(sum(amount - refunded) AS BIGINT), 0) FROM payments
        WHERE status IN ('approved', 'refunded')),
-    (SELECT coalesce(sum(refunded), 0) FROM payments),
-    (SELECT coalesce(sum(total - refunded), 0) FROM orders
+    (SELECT coalesce(CAST(sum(refunded) AS BIGINT), 0) FROM payments),
+    (SELECT coalesce(CAST(sum(total - refunded) AS BIGINT), 0) FROM orders
        WHERE status IN ('paid', 'partially_refunded', 'refunded')),
-    (SELECT coalesce(sum(stocked), 0) FROM products),
-    (SELECT coalesce(sum(stock), 0) FROM products),
-    (SELECT coalesce(sum(held), 0) FROM products)";
+    (SELECT coalesce(CAST(sum(stocked) AS BIGINT), 0) FROM products),
+    (SELECT coalesce(CAST(sum(stock) AS BIGINT), 0) FROM products),
+    (SELECT coalesce(CAST(sum(held) AS BIGINT), 0) FROM products)";
 
-const FEED: &str = "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0),
-    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
-    FROM events";
+const FEED: &str = "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0) FROM events";
 
 /// Rows of `sales_daily` and of a recount of the paid order lines
 /// (`sales::recount_sql`) that are not in the other.
@@ -307,9 +310,9 @@ const SALES: &str = concat!(
     crate::sales::recount_sql!(),
     ")
     SELECT (SELECT count(*) FROM (SELECT * FROM recount EXCEPT
-                                  SELECT day, product_id, units, revenue FROM sales_daily)),
+                                  SELECT day, product_id, units, revenue FROM sales_daily) missing),
            (SELECT count(*) FROM (SELECT day, product_id, units, revenue FROM sales_daily
-                                  EXCEPT SELECT * FROM recount))"
+                                  EXCEPT SELECT * FROM recount) extra)"
 );
 
 /// Checks every law in the snapshot of `conn`'s read transaction.
@@ -357,8 +360,8 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
     }
 
     let row = conn.query_row(FEED, &[])?;
-    let (count, first, last, given): (i64, i64, i64, i64) =
-        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let (count, first, last): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let given = i64::try_from(crate::event::last_seq(conn)?).unwrap_or(i64::MAX);
     figures.events = count;
     // Pruning removes a prefix: what is left runs from `first` to the last
     // number ever given, one row each.

@@ -491,6 +491,32 @@ pub enum Error {
     /// A schema migration failed.
     #[error("schema migration failed: {0}")]
     Migration(#[source] rusqlite_migration::Error),
+    /// The PostgreSQL schema holds tables that are not liteshop's (no
+    /// version row of ours). Nothing was changed.
+    #[error("PostgreSQL schema {schema:?} holds tables that are not liteshop's")]
+    ForeignSchema {
+        /// The schema.
+        schema: String,
+    },
+    /// A write's `COMMIT` was sent, but the connection was lost before the
+    /// database answered: the write may or may not have taken effect. It
+    /// is never retried blindly. A keyed write
+    /// ([`Shop::idempotent`](crate::Shop::idempotent)) resolves this
+    /// itself through its key; a host that gets it for a plain write reads
+    /// what it meant to change before trying again.
+    #[error("the commit was sent but its outcome is unknown: the connection was lost")]
+    CommitOutcomeUnknown,
+    /// The operation exists on SQLite only (an online backup: on
+    /// PostgreSQL use `pg_dump` and the platform's tools).
+    #[error("{what} is SQLite only")]
+    SqliteOnly {
+        /// What was asked.
+        what: &'static str,
+    },
+    /// PostgreSQL reported an error.
+    #[cfg(feature = "postgres")]
+    #[error("postgres error: {0}")]
+    Postgres(#[source] postgres::Error),
     /// SQLite reported an error.
     #[error("storage error: {0}")]
     Storage(#[source] rusqlite::Error),
@@ -580,10 +606,41 @@ impl Error {
             | NotADatabase { .. }
             | BalanceMissing(_)
             | Migration(_)
+            | ForeignSchema { .. }
+            | CommitOutcomeUnknown
+            | SqliteOnly { .. }
             | WriteNotRun
             | Storage(_)
             | Io(_)
             | Pool(_) => ErrorKind::Internal,
+            #[cfg(feature = "postgres")]
+            Postgres(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for Error {
+    /// A serialization failure, a deadlock, a lock or statement timeout, a
+    /// server shutting down or a lost connection is [`Error::Busy`] (the
+    /// call changed nothing and may be tried again); anything else is
+    /// [`Error::Postgres`].
+    fn from(err: postgres::Error) -> Error {
+        use postgres::error::SqlState;
+        let transient = [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ];
+        match err.code() {
+            Some(code) if transient.contains(code) => Error::Busy(Box::new(err)),
+            None if err.is_closed() => Error::Busy(Box::new(err)),
+            _ => Error::Postgres(err),
         }
     }
 }

@@ -64,8 +64,8 @@ macro_rules! recount_sql {
     () => {
         "SELECT (o.paid_at + x.ms - ((o.paid_at + x.ms) % 86400000 + 86400000) % 86400000)
                 / 86400000 AS day,
-                i.product_id AS product_id, sum(i.quantity - i.refunded) AS units,
-                sum(i.amount - i.amount * i.refunded / i.quantity) AS revenue
+                i.product_id AS product_id, CAST(sum(i.quantity - i.refunded) AS BIGINT) AS units,
+                CAST(sum(i.amount - i.amount * i.refunded / i.quantity) AS BIGINT) AS revenue
          FROM orders o JOIN order_items i ON i.order_id = o.id,
               (SELECT coalesce((SELECT value FROM settings
                                 WHERE name = 'sales_utc_offset_minutes'), 0) * 60000 AS ms) x
@@ -135,9 +135,9 @@ pub(crate) fn remove_units(tx: &dyn Db, paid_at: Timestamp, units: &[RefundUnits
 /// The window's rows of `sales_daily` (a range of its primary key), summed
 /// per product, ranked, cut to the limit, then named.
 pub(crate) const SELECT_BEST_SELLERS: &str = "SELECT s.product_id, p.name, s.units, s.revenue
-     FROM (SELECT product_id, sum(units) AS units, sum(revenue) AS revenue
+     FROM (SELECT product_id, CAST(sum(units) AS BIGINT) AS units, CAST(sum(revenue) AS BIGINT) AS revenue
            FROM sales_daily WHERE day BETWEEN ?1 AND ?2
-           GROUP BY product_id HAVING sum(units) > 0
+           GROUP BY product_id HAVING CAST(sum(units) AS BIGINT) > 0
            ORDER BY 2 DESC, 1 LIMIT ?3) s
      JOIN products p ON p.id = s.product_id
      ORDER BY s.units DESC, s.product_id";

@@ -183,9 +183,10 @@ const SELECT_BY_ID: &str = select_payments!("WHERE id = ?1");
 
 /// Money in flight for a user: held by payments and owed by refunds whose
 /// outcome is not settled. Each sum walks a partial index.
-pub(crate) const SELECT_IN_FLIGHT: &str = "SELECT (SELECT coalesce(sum(amount), 0) FROM payments
+pub(crate) const SELECT_IN_FLIGHT: &str =
+    "SELECT (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM payments
              WHERE user_id = ?1 AND status IN ('requested', 'unknown'))
-          + (SELECT coalesce(sum(amount), 0) FROM refunds
+          + (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM refunds
              WHERE user_id = ?1 AND status IN ('requested', 'unknown'))";
 
 pub(crate) const SELECT_EVENTS: &str =

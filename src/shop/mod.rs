@@ -114,9 +114,13 @@ pub struct ShopBuilder {
     payments: PaymentConfig,
     clock: Arc<dyn Clock>,
     utc_offset_minutes: Option<i32>,
+    pg_schema: String,
 }
 
 impl ShopBuilder {
+    /// Default PostgreSQL schema of liteshop's tables: `liteshop`.
+    pub const DEFAULT_PG_SCHEMA: &'static str = "liteshop";
+
     /// Default number of pooled connections: 8.
     pub const DEFAULT_POOL_SIZE: u32 = 8;
     /// Default time to wait for a lock or a pooled connection: 5 seconds.
@@ -162,7 +166,17 @@ impl ShopBuilder {
             },
             clock: Arc::new(SystemClock),
             utc_offset_minutes: None,
+            pg_schema: Self::DEFAULT_PG_SCHEMA.to_owned(),
         }
+    }
+
+    /// PostgreSQL only: the schema liteshop's tables live in (`liteshop` by
+    /// default), so a host's own tables can sit beside them in one
+    /// database. A lower-case SQL identifier. Two shops in one database
+    /// are two schemas.
+    pub fn pg_schema(mut self, schema: &str) -> ShopBuilder {
+        schema.clone_into(&mut self.pg_schema);
+        self
     }
 
     /// The most connections the pool opens (at least 1). Readers run in
@@ -356,7 +370,7 @@ impl ShopBuilder {
         if self.utc_offset_minutes.is_some_and(|m| m.abs() > 14 * 60) {
             return invalid("the UTC offset must be within -14 and +14 hours");
         }
-        let store = store::open(&self.path, &self.store)?;
+        let store = self.open_store()?;
         let asked = self.utc_offset_minutes;
         let (offset, rebuilt) = store.write(move |tx| {
             let offset = match asked {
@@ -371,7 +385,7 @@ impl ShopBuilder {
                 "sales table rebuilt for the UTC offset"
             );
         }
-        debug!(path = %self.path.display(), "shop opened");
+        debug!(target = %redacted(&self.path), "shop opened");
         Ok(Shop {
             inner: Arc::new(Inner {
                 store,
@@ -386,10 +400,61 @@ impl ShopBuilder {
     }
 }
 
+impl ShopBuilder {
+    /// The store the target names: a PostgreSQL connection string (a
+    /// `postgres://` or `postgresql://` URL, or libpq's `host=… port=…`
+    /// pairs, several hosts included) or a file.
+    fn open_store(&self) -> Result<Store> {
+        let target = self.path.to_str().unwrap_or_default();
+        #[cfg(feature = "postgres")]
+        if store::postgres::is_url(target) {
+            let config = store::postgres::PgConfig {
+                url: target.to_owned(),
+                schema: self.pg_schema.clone(),
+                pool_size: self.store.pool_size,
+                busy_timeout: self.store.busy_timeout,
+            };
+            return Ok(Store::Postgres(store::postgres::open(&config)?));
+        }
+        #[cfg(not(feature = "postgres"))]
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            return Err(Error::InvalidConfig {
+                reason: "a PostgreSQL shop needs liteshop built with the `postgres` feature",
+            });
+        }
+        Ok(Store::Sqlite(store::open_sqlite(&self.path, &self.store)?))
+    }
+}
+
+/// A target as it may be shown: a file's path, or a connection string
+/// with any password replaced by `***`.
+fn redacted(target: &Path) -> String {
+    let text = target.display().to_string();
+    if let Some(rest) = text
+        .strip_prefix("postgres://")
+        .or_else(|| text.strip_prefix("postgresql://"))
+        && let Some((credentials, host)) = rest.split_once('@')
+    {
+        let user = credentials.split(':').next().unwrap_or_default();
+        return format!("postgres://{user}:***@{host}");
+    }
+    text.split_whitespace()
+        .map(|pair| {
+            if pair.starts_with("password=") {
+                "password=***"
+            } else {
+                pair
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl fmt::Debug for ShopBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShopBuilder")
-            .field("path", &self.path)
+            .field("target", &redacted(&self.path))
+            .field("pg_schema", &self.pg_schema)
             .field("store", &self.store)
             .field("limits", &self.limits)
             .field("reservation_time", &self.reservation_time)
@@ -429,7 +494,7 @@ struct Inner {
 impl fmt::Debug for Shop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shop")
-            .field("path", &self.inner.path)
+            .field("target", &redacted(&self.inner.path))
             .field("limits", &self.inner.limits)
             .finish_non_exhaustive()
     }

@@ -6,6 +6,10 @@
 //! caller.
 
 mod batch;
+#[cfg(feature = "postgres")]
+mod pg_schema;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod schema;
 
 use std::path::Path;
@@ -101,7 +105,7 @@ pub(crate) struct StoreConfig {
 
 /// The open database: a pool for readers (and writers, in
 /// [`WriteMode::Pooled`]) and the writer the mode asks for.
-pub(crate) struct Store {
+pub(crate) struct SqliteStore {
     pool: Pool,
     writer: Writer,
     busy_timeout: Duration,
@@ -121,7 +125,7 @@ enum Writer {
 /// before any migration: a file from a newer liteshop, a file that is not a
 /// database, or another program's database is refused with its bytes
 /// untouched.
-pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
+pub(crate) fn open_sqlite(path: &Path, config: &StoreConfig) -> Result<SqliteStore> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(config.busy_timeout)?;
     check_file(&conn, path)?;
@@ -154,7 +158,7 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
         .test_on_check_out(false)
         .build(manager)
         .map_err(Error::Pool)?;
-    Ok(Store {
+    Ok(SqliteStore {
         pool,
         writer,
         busy_timeout: config.busy_timeout,
@@ -244,7 +248,7 @@ fn configure(conn: &Connection, config: &StoreConfig) -> rusqlite::Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Runs `f` atomically under `BEGIN IMMEDIATE` and returns once its
     /// changes committed; if `f` returns `Err`, its changes are rolled back,
     /// so a failed call changes nothing. In [`WriteMode::Batched`], `f` may
@@ -281,6 +285,53 @@ impl Store {
     }
 }
 
+/// The open shop database: one SQLite file, or a PostgreSQL schema.
+pub(crate) enum Store {
+    /// One SQLite file.
+    Sqlite(SqliteStore),
+    /// A schema in PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Runs `f` in one write transaction and commits: see
+    /// [`SqliteStore::write`] and `PgStore::write`.
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        match self {
+            Store::Sqlite(store) => store.write(f),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.write(f),
+        }
+    }
+
+    /// Runs `f` in one read snapshot.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Store::Sqlite(store) => store.read(f),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.read(f),
+        }
+    }
+
+    /// An online backup to a new file: SQLite only.
+    pub(crate) fn backup(&self, to: &Path, progress: impl FnMut(BackupProgress)) -> Result<()> {
+        match self {
+            Store::Sqlite(store) => store.backup(to, progress),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(_) => {
+                let _ = (to, progress);
+                Err(Error::SqliteOnly {
+                    what: "an online backup (on PostgreSQL use pg_dump)",
+                })
+            }
+        }
+    }
+}
+
 /// How far an online backup has come, in database pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackupProgress {
@@ -290,7 +341,7 @@ pub struct BackupProgress {
     pub total: u64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Copies the database to a new file at `to`, `PAGES_PER_STEP` pages
     /// at a time, reporting progress after each step. The source is read in
     /// one read transaction, so the copy is one consistent snapshot and, in
@@ -416,7 +467,7 @@ mod tests {
         ("history of a payment", payment::SELECT_EVENTS),
     ];
 
-    fn store(mode: WriteMode) -> (tempfile::TempDir, Store) {
+    fn store(mode: WriteMode) -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {
             pool_size: 4,
@@ -427,11 +478,11 @@ mod tests {
             cache_kib: 2_000,
             mmap_bytes: 0,
         };
-        let store = open(&dir.path().join("store.db"), &config).unwrap();
+        let store = open_sqlite(&dir.path().join("store.db"), &config).unwrap();
         (dir, store)
     }
 
-    fn users(store: &Store) -> i64 {
+    fn users(store: &SqliteStore) -> i64 {
         store
             .read(|tx| tx.query_row("SELECT count(*) FROM users", &[])?.get(0))
             .unwrap()
@@ -526,7 +577,7 @@ mod tests {
         };
 
         let path = v3("old.db", "");
-        let store = open(&path, &config).unwrap();
+        let store = open_sqlite(&path, &config).unwrap();
         let (id, held, refunded, amounts): (i32, i64, i64, i64) = store
             .read(|tx| {
                 let row = tx.query_row(
@@ -546,7 +597,7 @@ mod tests {
 
         let path = v3("look-alike.db", "CREATE TABLE notes (body TEXT);");
         let bytes = std::fs::read(&path).unwrap();
-        let err = open(&path, &config).err().unwrap();
+        let err = open_sqlite(&path, &config).err().unwrap();
         assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
@@ -565,7 +616,7 @@ mod tests {
             cache_kib: 2_000,
             mmap_bytes: 0,
         };
-        let store = open(&dir.path().join("plans.db"), &config).unwrap();
+        let store = open_sqlite(&dir.path().join("plans.db"), &config).unwrap();
         let conn = store.pool.get().unwrap();
         for (name, sql) in HOT_QUERIES {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

@@ -1,0 +1,425 @@
+//! The PostgreSQL store: a pool of connections to one schema, writes made
+//! as safe as SQLite's single writer, reads in one snapshot.
+//!
+//! **Isolation.** Every write runs in a `READ COMMITTED` transaction that
+//! first takes one transaction-scoped advisory lock (`WRITE_LOCK`): writes
+//! are serialised across every connection, process and app server, exactly
+//! as SQLite's `BEGIN IMMEDIATE` serialises them on one file. So every
+//! read-then-write of the domain layer is as safe as on SQLite, with no
+//! retry (a closure runs once), no retry storm on a hot row, and the event
+//! feed's numbers taken in commit order. The price is that writes do not
+//! run in parallel; ARCHITECTURE.md says why that is the first step and
+//! what a finer lock would take.
+//!
+//! **Reads** run in `REPEATABLE READ READ ONLY` transactions: one snapshot
+//! for every statement of a read, as on SQLite.
+//!
+//! **A commit whose outcome is unknown** — the connection lost after
+//! `COMMIT` was sent — is [`Error::CommitOutcomeUnknown`], never retried.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
+use postgres::{Client, IsolationLevel, NoTls, Statement};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+
+use super::pg_schema::MIGRATIONS;
+use crate::db::{Backend, Db, Row};
+use crate::error::{Error, Result};
+
+/// The advisory lock every write holds until it commits: "LSHPWRIT".
+const WRITE_LOCK: i64 = 0x4C53_4850_5752_4954;
+
+/// The advisory lock a migration holds: "LSHPMIGR".
+const MIGRATION_LOCK: i64 = 0x4C53_4850_4D49_4752;
+
+/// The schema version this library writes on PostgreSQL.
+pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// What opening a PostgreSQL shop needs.
+#[derive(Clone, Debug)]
+pub(crate) struct PgConfig {
+    /// The connection string, as libpq takes it (a URL or `key=value`
+    /// pairs, several hosts included); passed through untouched.
+    pub(crate) url: String,
+    /// The schema liteshop's tables live in.
+    pub(crate) schema: String,
+    /// Connections in the pool.
+    pub(crate) pool_size: u32,
+    /// How long a write waits for the write lock, and a statement for
+    /// anything, before it gives up with [`Error::Busy`].
+    pub(crate) busy_timeout: Duration,
+}
+
+/// Whether `target` names a PostgreSQL database rather than a file.
+pub(crate) fn is_url(target: &str) -> bool {
+    target.starts_with("postgres://")
+        || target.starts_with("postgresql://")
+        || (target.contains("host=") && target.contains(' '))
+        || target.starts_with("host=")
+}
+
+/// Checks a schema name: a plain lower-case SQL identifier, so it never
+/// needs quoting or escaping.
+pub(crate) fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=63).contains(&name.len())
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// One pooled connection and the statements prepared on it.
+pub(crate) struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Opens connections with the schema first on their `search_path`.
+struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The open PostgreSQL store.
+pub(crate) struct PgStore {
+    pool: r2d2::Pool<Manager>,
+    busy_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// Connects, checks (and creates or migrates) the schema, and builds the
+/// pool. A schema from a newer liteshop, or one holding another program's
+/// tables, is refused untouched.
+pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
+    if !valid_schema(&config.schema) {
+        return Err(Error::InvalidConfig {
+            reason: "the PostgreSQL schema is a lower-case identifier of 1 to 63 characters",
+        });
+    }
+    let mut pg: postgres::Config = config.url.parse().map_err(|_| Error::InvalidConfig {
+        reason: "the PostgreSQL connection string does not parse",
+    })?;
+    // The schema is set as a connection option (no SQL is built): every
+    // statement of every connection names liteshop's tables unqualified.
+    let options = format!("-c search_path={}", config.schema);
+    pg.options(&options);
+    pg.connect_timeout(config.busy_timeout.max(Duration::from_secs(1)));
+    migrate(&mut pg.connect(NoTls)?, &config.schema)?;
+    let pool = r2d2::Pool::builder()
+        .max_size(config.pool_size)
+        .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
+        .build(Manager { config: pg })?;
+    Ok(PgStore {
+        pool,
+        busy_timeout: config.busy_timeout,
+    })
+}
+
+/// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
+/// lock, so two processes opening at once migrate it once.
+fn migrate(client: &mut Client, schema: &str) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+            &[&schema],
+        )?
+        .is_some();
+    let tables: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema],
+        )?
+        .get(0);
+    let has_version = tx
+        .query_opt(
+            "SELECT 1 FROM information_schema.tables
+             WHERE table_schema = $1 AND table_name = 'liteshop_schema_version'",
+            &[&schema],
+        )?
+        .is_some();
+    let version: i64 = if has_version {
+        tx.query_one("SELECT version FROM liteshop_schema_version", &[])?
+            .get(0)
+    } else if tables > 0 {
+        return Err(Error::ForeignSchema {
+            schema: schema.to_owned(),
+        });
+    } else {
+        if !exists {
+            // An identifier checked by `valid_schema`, not a value.
+            tx.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+        }
+        tx.batch_execute(
+            "CREATE TABLE liteshop_schema_version (
+                 one      BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+                 app      TEXT    NOT NULL CHECK (app = 'liteshop'),
+                 version  BIGINT  NOT NULL
+             );
+             INSERT INTO liteshop_schema_version (app, version) VALUES ('liteshop', 0);",
+        )?;
+        0
+    };
+    if version > LATEST_VERSION {
+        return Err(Error::SchemaTooNew {
+            found: version,
+            supported: LATEST_VERSION,
+        });
+    }
+    for (i, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(version.unsigned_abs() as usize)
+    {
+        tx.batch_execute(migration)?;
+        let next = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        tx.execute("UPDATE liteshop_schema_version SET version = $1", &[&next])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Runs `f` in one write transaction holding the write lock, and
+    /// commits. `f` runs once: the lock leaves nothing to retry.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let PgConn { client, statements } = &mut *conn;
+        let mut tx = client.transaction()?;
+        let timeout = format!("{}ms", self.busy_timeout.as_millis().max(1));
+        tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        let db = PgTx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+        };
+        let value = f(&db)?;
+        let tx = db.tx.into_inner();
+        match tx.commit() {
+            Ok(()) => Ok(value),
+            // The COMMIT was sent; without an answer nobody knows whether
+            // it took effect.
+            Err(err) if err.is_closed() || err.code().is_none() => {
+                tracing::error!(error = %err, "the connection was lost after COMMIT was sent");
+                Err(Error::CommitOutcomeUnknown)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Runs `f` in one read-only snapshot.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let PgConn { client, statements } = &mut *conn;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let db = PgTx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+        };
+        let value = f(&db)?;
+        db.tx.into_inner().commit()?;
+        Ok(value)
+    }
+}
+
+/// A PostgreSQL transaction as a [`Db`]: statements prepared once per
+/// connection, `?N` placeholders rewritten to `$N`, values bound through
+/// [`PgValue`].
+struct PgTx<'a> {
+    tx: RefCell<postgres::Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<String, Statement>>,
+}
+
+impl PgTx<'_> {
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.borrow_mut().prepare(&dollar_placeholders(sql))?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// `?1` → `$1`: the one placeholder spelling both engines' SQL is written
+/// in, turned into PostgreSQL's.
+fn dollar_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Converts rusqlite parameters to values PostgreSQL binds.
+fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
+    params
+        .iter()
+        .map(|param| {
+            let value = match param.to_sql()? {
+                ToSqlOutput::Borrowed(value) => owned(value),
+                ToSqlOutput::Owned(value) => value,
+                _ => {
+                    return Err(Error::Storage(rusqlite::Error::ToSqlConversionFailure(
+                        "an unsupported parameter".into(),
+                    )));
+                }
+            };
+            Ok(PgValue(value))
+        })
+        .collect()
+}
+
+fn owned(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+impl Db for PgTx<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<usize> {
+        let statement = self.statement(sql)?;
+        let values = values(params)?;
+        let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        let values = values(params)?;
+        let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        self.tx
+            .borrow_mut()
+            .query(&statement, &refs)?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    fn query_opt(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+/// A PostgreSQL row as the domain reads it: integers, text and booleans
+/// (as 0 or 1), like SQLite's.
+fn row(row: &postgres::Row) -> Result<Row> {
+    (0..row.len())
+        .map(|i| {
+            let ty = row.columns()[i].type_();
+            Ok(match *ty {
+                Type::INT8 => row
+                    .try_get::<_, Option<i64>>(i)?
+                    .map_or(Value::Null, Value::Integer),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(i)?
+                    .map_or(Value::Null, |v| Value::Integer(v.into())),
+                Type::INT2 => row
+                    .try_get::<_, Option<i16>>(i)?
+                    .map_or(Value::Null, |v| Value::Integer(v.into())),
+                Type::BOOL => row
+                    .try_get::<_, Option<bool>>(i)?
+                    .map_or(Value::Null, |v| Value::Integer(v.into())),
+                Type::FLOAT8 => row
+                    .try_get::<_, Option<f64>>(i)?
+                    .map_or(Value::Null, Value::Real),
+                Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => row
+                    .try_get::<_, Option<String>>(i)?
+                    .map_or(Value::Null, Value::Text),
+                _ => {
+                    return Err(Error::Storage(rusqlite::Error::InvalidColumnType(
+                        i,
+                        ty.name().to_owned(),
+                        rusqlite::types::Type::Null,
+                    )));
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Row)
+}
+
+/// A value bound to a PostgreSQL parameter of whatever type the server
+/// inferred for it: an integer binds to `bigint`, `integer`, `smallint`
+/// (checked) or `boolean` (0 or 1); text to any text type; NULL to
+/// anything. Any other pairing is an error, which shows a statement whose
+/// types the two engines read differently.
+#[derive(Debug)]
+struct PgValue(Value);
+
+impl PgToSql for PgValue {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match (&self.0, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Integer(i), &Type::INT8) => i.to_sql(ty, out),
+            (Value::Integer(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+            (Value::Integer(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+            (Value::Integer(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
+            (Value::Integer(i), &Type::TEXT | &Type::VARCHAR) => i.to_string().to_sql(ty, out),
+            (Value::Text(t), &Type::TEXT | &Type::VARCHAR | &Type::NAME | &Type::BPCHAR) => {
+                t.to_sql(ty, out)
+            }
+            (Value::Real(f), &Type::FLOAT8) => f.to_sql(ty, out),
+            (value, ty) => Err(format!("cannot bind {value:?} to a {ty} parameter").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
