@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::balance;
 use crate::clock::Timestamp;
 use crate::coupon;
-use crate::db::{self, Db, Row};
+use crate::db::{self, Backend, Db, Row};
 use crate::error::{Error, Result};
 use crate::event::{self, EventPayload, Subject};
 use crate::ids::{CouponId, OrderId, ProductId, UserId};
@@ -291,6 +291,12 @@ pub(crate) const SELECT_DUE_HOLDING: &str =
     "SELECT o.id FROM orders o CROSS JOIN order_items i ON i.order_id = o.id
      WHERE o.status = 'pending' AND o.expires_at <= ?2 AND i.product_id = ?1";
 
+/// [`SELECT_DUE_HOLDING`] for PostgreSQL, whose planner picks the join
+/// order itself (`CROSS JOIN … ON` is SQLite's way to fix it).
+const SELECT_DUE_HOLDING_PG: &str =
+    "SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id
+     WHERE o.status = 'pending' AND o.expires_at <= ?2 AND i.product_id = ?1";
+
 /// Checks the lines of an order before anything is looked up: at least one
 /// line and at most `max_lines`, valid ids, quantities 1 to `max_quantity`,
 /// and no product twice.
@@ -537,8 +543,12 @@ pub(crate) fn expire_due(tx: &dyn Db, now: Timestamp) -> Result<usize> {
 
 /// Expires the overdue `Pending` orders that hold `product`; returns how many.
 fn expire_holding(tx: &dyn Db, product: ProductId, now: Timestamp) -> Result<usize> {
+    let sql = match tx.backend() {
+        Backend::Sqlite => SELECT_DUE_HOLDING,
+        Backend::Postgres => SELECT_DUE_HOLDING_PG,
+    };
     let due = tx
-        .query(SELECT_DUE_HOLDING, &[&product, &now])?
+        .query(sql, &[&product, &now])?
         .iter()
         .map(|row| row.get(0))
         .collect::<Result<Vec<OrderId>>>()?;

@@ -33,10 +33,7 @@ fn shop_with_history() -> (TestShop, UserId) {
 
 /// Runs `sql` on the file directly, as a stray tool would.
 fn tamper(t: &TestShop, sql: &str) {
-    rusqlite::Connection::open(&t.path)
-        .unwrap()
-        .execute_batch(sql)
-        .unwrap();
+    common::execute_outside(t, sql);
 }
 
 #[test]

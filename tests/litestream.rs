@@ -42,6 +42,9 @@ fn now_ms() -> u128 {
 #[test]
 #[ignore = "run by a_killed_writer_is_restored_from_the_litestream_replica as a child process"]
 fn litestream_child_writes() {
+    if common::sqlite_only("Litestream replicates a SQLite file") {
+        return;
+    }
     let Ok(db) = std::env::var(CHILD_DB) else {
         return;
     };
@@ -83,6 +86,9 @@ fn config(dir: &Path, db: &Path, replica: &Path) -> PathBuf {
 
 #[test]
 fn a_killed_writer_is_restored_from_the_litestream_replica() {
+    if common::sqlite_only("Litestream replicates a SQLite file") {
+        return;
+    }
     let Some(litestream) = litestream() else {
         eprintln!("no litestream on PATH: skipped (.ci/run installs it)");
         return;

@@ -161,6 +161,8 @@ struct Model {
     users: Vec<MUser>,
     products: Vec<MProduct>,
     cart: BTreeMap<i64, MItem>,
+    /// Cart line ids given so far: PostgreSQL's identity never reuses one.
+    cart_ids: i64,
     orders: Vec<MOrder>,
     payments: Vec<MPayment>,
     refunds: Vec<MRefund>,
@@ -401,8 +403,14 @@ impl Model {
                 {
                     return Err(Conflict);
                 }
-                // SQLite gives a rowid one past the largest in the table.
-                let id = self.cart.keys().next_back().map_or(1, |max| max + 1);
+                // SQLite gives a rowid one past the largest in the table;
+                // PostgreSQL's identity the next number, never reused.
+                self.cart_ids += 1;
+                let id = if common::postgres_url().is_some() {
+                    self.cart_ids
+                } else {
+                    self.cart.keys().next_back().map_or(1, |max| max + 1)
+                };
                 self.cart.insert(
                     id,
                     MItem {
@@ -649,6 +657,7 @@ impl ReferenceStateMachine for ShopModel {
                 .map(|&(price, stock)| MProduct { price, stock })
                 .collect(),
             cart: BTreeMap::new(),
+            cart_ids: 0,
             orders: Vec::new(),
             payments: Vec::new(),
             refunds: Vec::new(),

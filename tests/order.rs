@@ -479,6 +479,9 @@ fn the_documented_state_table_is_the_code_for_every_pair() {
 /// program refuses it) does not stop every other order from expiring.
 #[test]
 fn expire_orders_expires_every_other_order_when_one_cannot_be() -> Result<()> {
+    if common::sqlite_only("the planted trigger is written in SQLite's dialect") {
+        return Ok(());
+    }
     let t = open_with(|b| b.reservation_time(Duration::from_secs(60)));
     let kim = t.user("Kim");
     let tea = t.product("Tea", 0, 10);

@@ -87,7 +87,9 @@ impl PayShop {
     /// between the first transaction and the gateway call; returns the
     /// payment it left behind.
     fn crash_before_the_gateway_call(&self, order: OrderId) -> liteshop::Payment {
-        let crashing = Shop::builder(&self.t.path)
+        let crashing = self
+            .t
+            .builder()
             .gateway(Crashing)
             .clock(self.t.clock.clone())
             .build()
@@ -776,6 +778,9 @@ impl PaymentGateway for ApproveThenLock {
 
 #[test]
 fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> Result<()> {
+    if common::sqlite_only("it holds SQLite's write lock from another connection") {
+        return Ok(());
+    }
     let s = shop();
     let order = s.order(1);
     let gateway = std::sync::Arc::new(ApproveThenLock {

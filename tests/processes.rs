@@ -20,6 +20,9 @@ const USERS: i64 = 8;
 #[test]
 #[ignore = "run by two_processes_writing_one_file_keep_exact_totals as a child process"]
 fn processes_child_writes() {
+    if common::sqlite_only("two processes share one SQLite file") {
+        return;
+    }
     let (Ok(db), Ok(role)) = (std::env::var(CHILD_DB), std::env::var(CHILD_ROLE)) else {
         return;
     };
@@ -49,6 +52,9 @@ fn processes_child_writes() {
 
 #[test]
 fn two_processes_writing_one_file_keep_exact_totals() {
+    if common::sqlite_only("two processes share one SQLite file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     {

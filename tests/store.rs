@@ -9,6 +9,9 @@ use liteshop::{Error, ErrorKind, Money, NewProduct, PageRequest, Result, Shop};
 
 #[test]
 fn data_survives_closing_and_reopening() -> Result<()> {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return Ok(());
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.db");
     let (kim, tea) = {
@@ -34,6 +37,9 @@ fn data_survives_closing_and_reopening() -> Result<()> {
 
 #[test]
 fn a_database_from_a_newer_version_is_refused_and_left_untouched() -> Result<()> {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return Ok(());
+    }
     let t = open();
     t.user("Kim");
     let path = t.path.clone();
@@ -63,6 +69,9 @@ fn a_database_from_a_newer_version_is_refused_and_left_untouched() -> Result<()>
 
 #[test]
 fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
     let text = "These are my notes, not a database.\n".repeat(200);
@@ -79,6 +88,9 @@ fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
 
 #[test]
 fn another_programs_database_is_refused_and_left_untouched() {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
     {
@@ -94,6 +106,9 @@ fn another_programs_database_is_refused_and_left_untouched() {
 
 #[test]
 fn a_bad_configuration_is_refused_before_the_file_is_created() {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.db");
     let attempts = [
@@ -111,6 +126,9 @@ fn a_bad_configuration_is_refused_before_the_file_is_created() {
 
 #[test]
 fn the_schema_holds_the_invariants_even_against_raw_sql() -> Result<()> {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return Ok(());
+    }
     let t = open();
     let kim = t.user("Kim");
     let tea = t.product("Tea", 1_000, 1);
@@ -158,6 +176,9 @@ fn the_schema_holds_the_invariants_even_against_raw_sql() -> Result<()> {
 
 #[test]
 fn a_write_lock_held_past_the_busy_timeout_is_busy_and_changes_nothing() -> Result<()> {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return Ok(());
+    }
     let t = common::open_with(|b| b.busy_timeout(std::time::Duration::from_millis(50)));
     let kim = t.user("Kim");
     let before = t.dump();
@@ -183,6 +204,9 @@ fn a_write_lock_held_past_the_busy_timeout_is_busy_and_changes_nothing() -> Resu
 /// before anything is written: no header change, no WAL file, no migration.
 #[test]
 fn another_programs_database_with_any_user_version_is_refused_byte_for_byte() {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return;
+    }
     for version in [1, 2, 3, 4, 5, 99] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
@@ -208,6 +232,9 @@ fn another_programs_database_with_any_user_version_is_refused_byte_for_byte() {
 /// even when it is empty.
 #[test]
 fn a_database_marked_by_another_program_is_refused_byte_for_byte() {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
     {
@@ -224,6 +251,9 @@ fn a_database_marked_by_another_program_is_refused_byte_for_byte() {
 /// A liteshop file is marked, so it is recognised on every later open.
 #[test]
 fn a_liteshop_file_carries_the_liteshop_application_id() {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return;
+    }
     let t = open();
     let conn = rusqlite::Connection::open(&t.path).unwrap();
     let id: i32 = conn
@@ -236,6 +266,9 @@ fn a_liteshop_file_carries_the_liteshop_application_id() {
 /// to open one, so a tiny busy timeout cannot make `build()` fail.
 #[test]
 fn a_tiny_busy_timeout_never_fails_build_or_a_first_read() -> Result<()> {
+    if common::sqlite_only("the file marker, WAL and the file's schema are SQLite's") {
+        return Ok(());
+    }
     let dir = tempfile::tempdir().unwrap();
     for i in 0..100 {
         let path = dir.path().join(format!("shop-{i}.db"));

@@ -1,5 +1,11 @@
 //! Helpers shared by the integration tests: a temp-file shop with a manual
 //! clock, and a dump of every row to prove a refused call changed nothing.
+//!
+//! One switch runs the suite on PostgreSQL: with the `postgres` feature and
+//! `LITESHOP_TEST_POSTGRES` set to a server's URL (`scripts/with-postgres`
+//! sets it), every shop opens in a fresh schema of that server instead of
+//! a temp file, so tests still run in parallel. Tests that are SQLite by
+//! nature call [`sqlite_only`] and are skipped there, saying so.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
@@ -10,11 +16,15 @@ use std::thread;
 use liteshop::{Durability, ManualClock, Money, NewProduct, Product, Shop, ShopBuilder, User};
 use tempfile::TempDir;
 
-/// A shop on a fresh temp-file database, with the clock that drives it.
+/// A shop on a fresh temp-file database (or PostgreSQL schema), with the
+/// clock that drives it.
 pub struct TestShop {
     pub shop: Shop,
     pub clock: ManualClock,
+    /// The file, or the PostgreSQL URL.
     pub path: PathBuf,
+    /// The PostgreSQL schema, on PostgreSQL.
+    pub pg_schema: Option<String>,
     // Dropped last: removes the database directory.
     _dir: TempDir,
 }
@@ -28,24 +38,70 @@ pub fn open() -> TestShop {
 /// `Normal` to keep the suite fast; durability itself is SQLite's concern.
 pub fn open_with(configure: impl FnOnce(ShopBuilder) -> ShopBuilder) -> TestShop {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("shop.db");
+    let (path, pg_schema) = match postgres_url() {
+        Some(url) => (PathBuf::from(url), Some(fresh_schema())),
+        None => (dir.path().join("shop.db"), None),
+    };
     let clock = ManualClock::default();
-    let builder = Shop::builder(&path)
+    let mut builder = Shop::builder(&path)
         .durability(Durability::Normal)
         .clock(clock.clone());
+    if let Some(schema) = &pg_schema {
+        builder = builder.pg_schema(schema);
+    }
     let shop = configure(builder).build().expect("open shop");
     TestShop {
         shop,
         clock,
         path,
+        pg_schema,
         _dir: dir,
     }
+}
+
+/// The PostgreSQL server the suite runs on, if it runs on one.
+pub fn postgres_url() -> Option<String> {
+    if cfg!(feature = "postgres") {
+        std::env::var("LITESHOP_TEST_POSTGRES").ok()
+    } else {
+        None
+    }
+}
+
+/// Whether the suite runs on PostgreSQL; a test that is SQLite by nature
+/// returns early when this is true, saying why.
+pub fn sqlite_only(why: &str) -> bool {
+    let postgres = postgres_url().is_some();
+    if postgres {
+        eprintln!("skipped on PostgreSQL: {why}");
+    }
+    postgres
+}
+
+/// A schema name no other test uses.
+fn fresh_schema() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("random bytes");
+    format!("t_{}", u64::from_le_bytes(bytes))
 }
 
 impl TestShop {
     /// Every row of every table, as text, in a stable order.
     pub fn dump(&self) -> Vec<String> {
-        dump(&self.path)
+        match &self.pg_schema {
+            #[cfg(feature = "postgres")]
+            Some(schema) => dump_postgres(self.path.to_str().unwrap(), schema),
+            _ => dump(&self.path),
+        }
+    }
+
+    /// A builder for this same shop (its file, or its schema), to reopen it.
+    pub fn builder(&self) -> ShopBuilder {
+        let builder = Shop::builder(&self.path);
+        match &self.pg_schema {
+            Some(schema) => builder.pg_schema(schema),
+            None => builder,
+        }
     }
 
     pub fn user(&self, name: &str) -> User {
@@ -98,6 +154,64 @@ pub fn dump(path: &Path) -> Vec<String> {
         rows.extend(table_rows);
     }
     rows
+}
+
+/// Every row of every table of a PostgreSQL schema, as text, sorted per
+/// table, like [`dump`].
+#[cfg(feature = "postgres")]
+pub fn dump_postgres(url: &str, schema: &str) -> Vec<String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect for dump");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = $1 ORDER BY 1",
+            &[&schema],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut rows = Vec::new();
+    for table in tables {
+        // Identifiers read from the catalog, quoted: no SQL from values.
+        let sql = format!(
+            "SELECT * FROM \"{}\".\"{}\"",
+            schema.replace('"', "\"\""),
+            table.replace('"', "\"\"")
+        );
+        let mut table_rows = Vec::new();
+        for message in client.simple_query(&sql).unwrap() {
+            if let postgres::SimpleQueryMessage::Row(row) = message {
+                let values: Vec<String> = (0..row.len())
+                    .map(|i| format!("{:?}", row.get(i)))
+                    .collect();
+                table_rows.push(format!("{table}: {}", values.join(", ")));
+            }
+        }
+        table_rows.sort();
+        rows.extend(table_rows);
+    }
+    rows
+}
+
+/// Runs `sql` on the shop's database directly, as a stray tool would: on
+/// the file, or on the PostgreSQL schema.
+pub fn execute_outside(t: &TestShop, sql: &str) {
+    match &t.pg_schema {
+        #[cfg(feature = "postgres")]
+        Some(schema) => {
+            let mut client =
+                postgres::Client::connect(t.path.to_str().unwrap(), postgres::NoTls).unwrap();
+            client
+                .execute("SELECT set_config('search_path', $1, false)", &[schema])
+                .unwrap();
+            client.batch_execute(sql).unwrap();
+        }
+        _ => rusqlite::Connection::open(&t.path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+    }
 }
 
 /// Runs `f(i)` on `n` threads released together; returns the results in
