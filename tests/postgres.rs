@@ -64,3 +64,283 @@ fn the_flows_run_on_postgres_and_the_books_balance() {
     let report = shop.audit().unwrap();
     assert!(report.is_clean(), "{report}");
 }
+
+/// The advisory lock every liteshop write holds on PostgreSQL (see
+/// `store/postgres.rs`): "LSHPWRIT".
+const WRITE_LOCK: i64 = 0x4C53_4850_5752_4954;
+
+/// A shop in a fresh schema, and a raw client on the same schema.
+fn shop_and_client(name: &str) -> Option<(Shop, postgres::Client, String)> {
+    let url = url()?;
+    let schema = schema(name);
+    let shop = Shop::builder(&url)
+        .pg_schema(&schema)
+        .gateway(FakeGateway::new())
+        .max_balance(liteshop::Money::MAX)
+        .build()
+        .unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .execute("SELECT set_config('search_path', $1, false)", &[&schema])
+        .unwrap();
+    Some((shop, client, url))
+}
+
+fn tea(shop: &Shop, stock: u32) -> liteshop::ProductId {
+    shop.create_product(NewProduct {
+        name: "Tea".into(),
+        price: won(1_000),
+        stock,
+    })
+    .unwrap()
+    .id
+}
+
+/// A writer's transaction held open while others try to commit: the feed
+/// numbers are taken under the write lock, so no later number can become
+/// visible before the held one; a consumer reading in between sees
+/// nothing new, and afterwards every event, in order, with no gap.
+#[test]
+fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
+    let Some((shop, mut client, _)) = shop_and_client("feed") else {
+        return;
+    };
+    let kim = shop.create_user("Kim").unwrap();
+    shop.charge(kim.id, won(100_000)).unwrap();
+    let tea = tea(&shop, 100);
+    // Another writer: takes the lock, appends an event the way liteshop
+    // does, and holds its transaction open.
+    let mut held = client.transaction().unwrap();
+    held.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .unwrap();
+    held.batch_execute(
+        "WITH head AS (UPDATE feed_head SET last = last + 1 RETURNING last)
+         INSERT INTO events (seq, kind, user_id, order_id, payload, created_at)
+         SELECT last, 'order_cancelled', 1, 1, '{\"kind\":\"order_cancelled\"}', 0 FROM head",
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| shop.place_order(kim.id, &[OrderLine::new(tea, 1)])))
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // In between: nothing committed after the held writer can show.
+        assert!(shop.events(0, 100).unwrap().is_empty());
+        held.commit().unwrap();
+        for writer in writers {
+            writer.join().unwrap().unwrap();
+        }
+    });
+    let seqs: Vec<u64> = shop.events(0, 100).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    let kinds: Vec<String> = shop
+        .events(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.to_string())
+        .collect();
+    assert_eq!(
+        kinds[0], "order_cancelled",
+        "the held writer's event is first"
+    );
+    assert!(
+        shop.audit()
+            .unwrap()
+            .violations
+            .iter()
+            .all(|v| v.law != liteshop::Law::EventFeedWithoutGaps)
+    );
+}
+
+/// 200 threads order one product with a stock of 7: exactly 7 orders.
+#[test]
+fn two_hundred_threads_never_oversell_seven_units() {
+    let Some((shop, _, _)) = shop_and_client("stock") else {
+        return;
+    };
+    let buyers: Vec<_> = (0..200)
+        .map(|i| {
+            let user = shop.create_user(&format!("buyer {i}")).unwrap();
+            shop.charge(user.id, won(10_000)).unwrap();
+            user.id
+        })
+        .collect();
+    let tea = tea(&shop, 7);
+    let results = common::race(200, |i| {
+        shop.place_order(buyers[i], &[OrderLine::new(tea, 1)])
+    });
+    let placed = results.iter().filter(|r| r.is_ok()).count();
+    let short = results
+        .iter()
+        .filter(|r| matches!(r, Err(liteshop::Error::InsufficientStock { .. })))
+        .count();
+    assert_eq!(
+        (placed, short),
+        (7, 193),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    assert_eq!(shop.product(tea).unwrap().stock, 0);
+    assert!(shop.audit().unwrap().is_clean());
+}
+
+/// The database kills a connection in the middle of a write's
+/// transaction: the call fails with a typed, transient error, nothing of
+/// it stays, and the pool gives the next call a working connection.
+#[test]
+fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
+    let Some((shop, mut client, _)) = shop_and_client("kill") else {
+        return;
+    };
+    let kim = shop.create_user("Kim").unwrap();
+    shop.charge(kim.id, won(1_000)).unwrap();
+    // Hold the write lock so the next charge waits inside its transaction.
+    let mut held = client.transaction().unwrap();
+    held.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .unwrap();
+    let own_pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    std::thread::scope(|s| {
+        let charge = s.spawn(|| shop.charge(kim.id, won(500)));
+        // Find the backend waiting for the lock, and kill it.
+        let mut killed = false;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let waiting = held
+                .query(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                     AND pid <> $1",
+                    &[&own_pid],
+                )
+                .unwrap();
+            if let Some(row) = waiting.first() {
+                let pid: i32 = row.get(0);
+                held.execute("SELECT pg_terminate_backend($1)", &[&pid])
+                    .unwrap();
+                killed = true;
+                break;
+            }
+        }
+        assert!(killed, "the charge never waited for the lock");
+        let err = charge.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
+    });
+    held.commit().unwrap();
+    assert_eq!(shop.balance(kim.id).unwrap(), won(1_000), "nothing partial");
+    assert_eq!(
+        shop.charge(kim.id, won(500)).unwrap(),
+        won(1_500),
+        "the pool recovers"
+    );
+    assert!(shop.audit().unwrap().is_clean());
+}
+
+/// A proxy between the shop and PostgreSQL that forwards everything but
+/// cuts the connection when it sees the client send `COMMIT`, as many
+/// times as the returned counter says: the commit's outcome is then
+/// unknown to the client.
+fn cutting_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let target: postgres::Config = upstream.parse().unwrap();
+    let port = target.get_ports().first().copied().unwrap_or(5432);
+    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let left = cuts.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let (mut client_in, mut server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let left = left.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = client_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = &buf[..n];
+                    let commit = chunk.windows(6).any(|w| w == b"COMMIT");
+                    if commit
+                        && left
+                            .fetch_update(
+                                std::sync::atomic::Ordering::SeqCst,
+                                std::sync::atomic::Ordering::SeqCst,
+                                |n| n.checked_sub(1),
+                            )
+                            .is_ok()
+                    {
+                        let _ = client_in.shutdown(std::net::Shutdown::Both);
+                        let _ = server_out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if server_out.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+            });
+        }
+    });
+    (
+        format!("postgres://postgres@127.0.0.1:{}/postgres", addr.port()),
+        cuts,
+    )
+}
+
+/// The connection drops after `COMMIT` is sent: a plain write is never
+/// reported `Ok` nor run a second time (it says the outcome is unknown);
+/// a keyed write settles it through its key.
+#[test]
+fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
+    let Some(url) = url() else { return };
+    let schema = schema("commit");
+    // Create the schema directly, then go through a proxy that cuts the
+    // next two COMMITs.
+    drop(Shop::builder(&url).pg_schema(&schema).build().unwrap());
+    let direct = Shop::builder(&url).pg_schema(&schema).build().unwrap();
+    let kim = direct.create_user("Kim").unwrap();
+    let (proxy, cuts) = cutting_proxy(&url);
+    let proxied = Shop::builder(proxy).pg_schema(&schema).build().unwrap();
+    cuts.store(2, std::sync::atomic::Ordering::SeqCst);
+    let err = proxied.charge(kim.id, won(700)).unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::CommitOutcomeUnknown),
+        "{err:?}"
+    );
+    assert_eq!(
+        direct.balance(kim.id).unwrap(),
+        won(0),
+        "not run twice, and here not at all"
+    );
+    // A keyed write asks its key: the lost commit did not take, so it says
+    // the write did not happen (transient); the next try runs it once.
+    let key = liteshop::IdempotencyKey::new("k-commit", "charge:700");
+    let err = proxied
+        .idempotent(&key)
+        .charge(kim.id, won(700))
+        .unwrap_err();
+    assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
+    let charged = proxied.idempotent(&key).charge(kim.id, won(700)).unwrap();
+    assert!(!charged.is_replay());
+    assert!(
+        proxied
+            .idempotent(&key)
+            .charge(kim.id, won(700))
+            .unwrap()
+            .is_replay()
+    );
+    assert_eq!(
+        direct.balance(kim.id).unwrap(),
+        won(700),
+        "charged exactly once"
+    );
+    assert!(direct.audit().unwrap().is_clean());
+}

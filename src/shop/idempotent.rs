@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Shop;
 use crate::coupon::UserCoupon;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::idempotency::{self, IdempotencyKey, Keyed};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::money::Money;
@@ -179,9 +179,21 @@ impl Idempotent<'_> {
         };
         key.validate()?;
         let user = user.validate()?;
-        let key = key.clone();
         let now = self.shop.now();
-        store.write(move |tx| idempotency::run(tx, user, &key, now, body))
+        let owned = key.clone();
+        match store.write(move |tx| idempotency::run(tx, user, &owned, now, body)) {
+            // The connection was lost after COMMIT was sent: the key, stored
+            // in the same transaction as the effect, says whether it took.
+            Err(Error::CommitOutcomeUnknown) => {
+                match store.read(|db| idempotency::stored(db, user, key))? {
+                    Some(response) => Ok(Keyed::Replayed(response)),
+                    None => Err(Error::Busy(
+                        "the write did not take effect (its commit was lost); retry".into(),
+                    )),
+                }
+            }
+            other => other,
+        }
     }
 }
 

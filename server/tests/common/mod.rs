@@ -25,13 +25,23 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// A server on a fresh shop: a temp file, or — with the `postgres` feature
+/// and `LITESHOP_TEST_POSTGRES` set — a fresh schema of that server.
 pub fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let pg = FakeGateway::new();
-    let shop = Shop::builder(dir.path().join("shop.db"))
-        .gateway(pg.clone())
-        .build()
-        .unwrap();
+    let postgres = std::env::var("LITESHOP_TEST_POSTGRES")
+        .ok()
+        .filter(|_| cfg!(feature = "postgres"));
+    let builder = match &postgres {
+        Some(url) => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            Shop::builder(url).pg_schema(&format!("s_{}", u64::from_le_bytes(bytes)))
+        }
+        None => Shop::builder(dir.path().join("shop.db")),
+    };
+    let shop = builder.gateway(pg.clone()).build().unwrap();
     let admin = "test-admin-token".to_owned();
     let app = liteshop_server::router(
         shop.clone(),
