@@ -506,6 +506,22 @@ pub enum Error {
     /// what it meant to change before trying again.
     #[error("the commit was sent but its outcome is unknown: the connection was lost")]
     CommitOutcomeUnknown,
+    /// [`copy`](crate::copy) found rows in its target: it copies only into
+    /// an empty shop. Nothing was written.
+    #[error("the copy's target is not empty: table {table} holds rows")]
+    CopyTargetNotEmpty {
+        /// The first table found holding rows.
+        table: String,
+    },
+    /// After a [`copy`](crate::copy), an audit was not clean or the two
+    /// shops' figures differ.
+    #[error("the copy does not match its source: see both audits")]
+    CopyMismatch {
+        /// The source's audit.
+        from: Box<crate::AuditReport>,
+        /// The target's audit.
+        to: Box<crate::AuditReport>,
+    },
     /// The operation exists on SQLite only (an online backup: on
     /// PostgreSQL use `pg_dump` and the platform's tools).
     #[error("{what} is SQLite only")]
@@ -598,7 +614,8 @@ impl Error {
             | BalanceLimitExceeded { .. }
             | StockOverflow { .. }
             | AmountOverflow
-            | EmptyCart { .. } => ErrorKind::Conflict,
+            | EmptyCart { .. }
+            | CopyTargetNotEmpty { .. } => ErrorKind::Conflict,
             Busy(_) | GatewayUnavailable { .. } | DiskFull(_) => ErrorKind::Busy,
             NoGateway
             | GatewayRejected { .. }
@@ -607,6 +624,7 @@ impl Error {
             | BalanceMissing(_)
             | Migration(_)
             | ForeignSchema { .. }
+            | CopyMismatch { .. }
             | CommitOutcomeUnknown
             | SqliteOnly { .. }
             | WriteNotRun

@@ -344,3 +344,39 @@ fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
     );
     assert!(direct.audit().unwrap().is_clean());
 }
+
+/// The move: a SQLite file into an empty PostgreSQL schema, every figure
+/// equal on both sides; the copy then serves on.
+#[test]
+fn a_sqlite_shop_moves_to_postgres_with_every_figure_equal() {
+    let Some(url) = url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = Shop::builder(dir.path().join("shop.db"))
+        .gateway(FakeGateway::new())
+        .utc_offset_minutes(540)
+        .build()
+        .unwrap();
+    let kim = file.create_user("Kim").unwrap();
+    file.charge(kim.id, won(100_000)).unwrap();
+    let tea = tea(&file, 10);
+    let order = file.place_order(kim.id, &[OrderLine::new(tea, 4)]).unwrap();
+    file.pay(kim.id, order.id).unwrap();
+    file.refund_lines(kim.id, order.id, &[OrderLine::new(tea, 1)], "broken")
+        .unwrap();
+    let pg = Shop::builder(&url)
+        .pg_schema(&schema("moved"))
+        .gateway(FakeGateway::new())
+        .build()
+        .unwrap();
+    let report = liteshop::copy(&file, &pg).unwrap();
+    assert_eq!(report.figures, file.audit().unwrap().figures);
+    assert_eq!(pg.balance(kim.id).unwrap(), file.balance(kim.id).unwrap());
+    assert_eq!(pg.events(0, 100).unwrap(), file.events(0, 100).unwrap());
+    assert_eq!(
+        pg.best_sellers(1, 5).unwrap(),
+        file.best_sellers(1, 5).unwrap()
+    );
+    let again = pg.place_order(kim.id, &[OrderLine::new(tea, 1)]).unwrap();
+    assert_eq!(again.id.get(), order.id.get() + 1);
+    assert!(pg.audit().unwrap().is_clean());
+}

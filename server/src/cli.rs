@@ -22,20 +22,30 @@ const FAILED: u8 = 2;
 /// The shop a command works on.
 #[derive(Args, Debug)]
 pub(crate) struct Db {
-    /// The shop's database file; it must exist.
+    /// The shop: a database file, which must exist, or a PostgreSQL
+    /// connection string (`postgres://…`).
     #[arg(long, env = "LITESHOP_DB", default_value = "liteshop.db")]
     db: PathBuf,
+    /// The PostgreSQL schema of the shop's tables.
+    #[arg(long, env = "LITESHOP_PG_SCHEMA", default_value = liteshop::ShopBuilder::DEFAULT_PG_SCHEMA)]
+    pg_schema: String,
+}
+
+/// Whether a `--db` names a PostgreSQL database rather than a file.
+pub(crate) fn is_postgres(db: &Path) -> bool {
+    let text = db.to_string_lossy();
+    text.starts_with("postgres://") || text.starts_with("postgresql://") || text.contains("host=")
 }
 
 impl Db {
     /// Opens the shop, refusing a file that does not exist (a command never
     /// creates a shop by accident).
     fn open(&self, gateway: Option<&Gateway>) -> Result<Shop, ExitCode> {
-        if !self.db.exists() {
+        if !is_postgres(&self.db) && !self.db.exists() {
             eprintln!("{}: no such file", self.db.display());
             return Err(ExitCode::from(FAILED));
         }
-        let builder = Shop::builder(&self.db);
+        let builder = Shop::builder(&self.db).pg_schema(&self.pg_schema);
         let builder = match gateway {
             Some(gateway) => match gateway.build() {
                 Some(builder_gateway) => builder_gateway.install(builder),
@@ -95,7 +105,13 @@ impl Gateway {
 }
 
 fn fail(db: &Path, err: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{}: {err}", db.display());
+    // A connection string is never printed: it may carry a password.
+    let shown = if is_postgres(db) {
+        "the PostgreSQL database".to_owned()
+    } else {
+        db.display().to_string()
+    };
+    eprintln!("{shown}: {err}");
     ExitCode::from(FAILED)
 }
 
@@ -306,6 +322,63 @@ pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
         .checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{text:?}: too long"))
+}
+
+/// `liteshop copy`: a whole shop into an empty one (a SQLite file into
+/// PostgreSQL, say), then both audited and compared.
+#[derive(Args, Debug)]
+pub(crate) struct Copy {
+    /// The shop to copy: a file (or a PostgreSQL URL).
+    #[arg(long)]
+    from: PathBuf,
+    /// The empty shop to copy into: a PostgreSQL URL (or a new file).
+    #[arg(long)]
+    to: PathBuf,
+    /// The PostgreSQL schema of the target (and of the source, if it is
+    /// one).
+    #[arg(long, default_value = liteshop::ShopBuilder::DEFAULT_PG_SCHEMA)]
+    pg_schema: String,
+}
+
+impl Copy {
+    /// Copies, prints the rows per table and the figures; 1 if the audits
+    /// disagree, 2 if it could not run (a target with rows among them).
+    pub(crate) fn run(self) -> ExitCode {
+        let open = |target: &Path| {
+            Shop::builder(target)
+                .pg_schema(&self.pg_schema)
+                .build()
+                .map_err(|err| fail(target, &err))
+        };
+        exit((|| {
+            if !is_postgres(&self.from) && !self.from.exists() {
+                eprintln!("{}: no such file", self.from.display());
+                return Err(ExitCode::from(FAILED));
+            }
+            let (from, to) = (open(&self.from)?, open(&self.to)?);
+            match liteshop::copy(&from, &to) {
+                Ok(report) => {
+                    for (table, rows) in &report.rows {
+                        println!("{table}: {rows} rows");
+                    }
+                    println!(
+                        "copied; both audits clean and equal: {} won charged, {} events",
+                        report.figures.charged, report.figures.events
+                    );
+                    Ok(ExitCode::from(FINE))
+                }
+                Err(liteshop::Error::CopyMismatch { from, to }) => {
+                    eprintln!(
+                        "the copy does not match its source:
+{from}
+{to}"
+                    );
+                    Ok(ExitCode::from(PROBLEM))
+                }
+                Err(err) => Err(fail(&self.to, &err)),
+            }
+        })())
+    }
 }
 
 /// `liteshop events`: the feed as a named consumer.

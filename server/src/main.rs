@@ -1,6 +1,6 @@
 //! `liteshop`: the shop's one command. `serve` runs a whole shop over HTTP;
-//! `audit`, `backup`, `reconcile`, `expire-orders`, `prune-keys` and
-//! `events` are the operator's tools (see `cli.rs` for their exit codes).
+//! `audit`, `backup`, `reconcile`, `expire-orders`, `prune-keys`, `events`
+//! and `copy` are the operator's tools (see `cli.rs` for their exit codes).
 //!
 //! With no configuration `serve` serves `liteshop.db` in the working
 //! directory on `127.0.0.1:8080`, with an in-process fake payment gateway
@@ -43,13 +43,20 @@ enum Command {
     PruneKeys(cli::PruneKeys),
     /// Print the event feed after a consumer's cursor (JSON lines) and ack.
     Events(cli::Events),
+    /// Copy a shop into an empty one (a SQLite file into PostgreSQL), then
+    /// audit both and compare.
+    Copy(cli::Copy),
 }
 
 #[derive(clap::Args, Debug)]
 struct Serve {
-    /// The shop's database file.
+    /// The shop: a database file, or a PostgreSQL connection string
+    /// (`postgres://…`, several hosts with `target_session_attrs` included).
     #[arg(long, env = "LITESHOP_DB", default_value = "liteshop.db")]
     db: PathBuf,
+    /// The PostgreSQL schema of the shop's tables.
+    #[arg(long, env = "LITESHOP_PG_SCHEMA", default_value = liteshop::ShopBuilder::DEFAULT_PG_SCHEMA)]
+    pg_schema: String,
     /// Address to listen on.
     #[arg(long, env = "LITESHOP_ADDR", default_value = "127.0.0.1:8080")]
     addr: String,
@@ -122,6 +129,7 @@ fn main() -> std::process::ExitCode {
         Command::ExpireOrders(command) => return command.run(),
         Command::PruneKeys(command) => return command.run(),
         Command::Events(command) => return command.run(),
+        Command::Copy(command) => return command.run(),
     };
     let result = tokio::runtime::Runtime::new()
         .map_err(Box::<dyn std::error::Error>::from)
@@ -143,7 +151,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
-    let builder = Shop::builder(&args.db);
+    let builder = Shop::builder(&args.db).pg_schema(&args.pg_schema);
     let builder = match args.utc_offset_minutes {
         Some(minutes) => builder.utc_offset_minutes(minutes),
         None => builder,
@@ -215,7 +223,12 @@ async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
 
     let app = liteshop_server::router(shop, config);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
-    info!(addr = %listener.local_addr()?, db = %args.db.display(), "serving");
+    let db = if cli::is_postgres(&args.db) {
+        format!("PostgreSQL schema {}", args.pg_schema)
+    } else {
+        args.db.display().to_string()
+    };
+    info!(addr = %listener.local_addr()?, %db, "serving");
     let timeouts = Timeouts {
         header: Duration::from_secs(args.header_timeout.max(1)),
         grace: Duration::from_secs(args.shutdown_grace),

@@ -548,6 +548,11 @@ impl Shop {
         self.inner.clock.now()
     }
 
+    /// The store, for the crate's whole-shop operations ([`crate::copy`]).
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     // ----- users -----
 
     /// Creates a user with a balance of 0 won.

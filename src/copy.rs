@@ -1,0 +1,291 @@
+//! [`copy`]: a whole shop into an empty one — the move from one SQLite
+//! file to PostgreSQL in one call, checked by the audit on both sides.
+
+use rusqlite::types::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditFigures;
+use crate::db::Backend;
+use crate::error::{Error, Result};
+use crate::shop::Shop;
+
+/// Every table, parents before children, with its columns.
+const TABLES: &[(&str, &[&str])] = &[
+    ("users", &["id", "name", "created_at"]),
+    ("balances", &["user_id", "amount", "updated_at"]),
+    (
+        "products",
+        &[
+            "id",
+            "name",
+            "price",
+            "stock",
+            "created_at",
+            "updated_at",
+            "held",
+            "stocked",
+        ],
+    ),
+    (
+        "coupons",
+        &[
+            "id",
+            "name",
+            "kind",
+            "value",
+            "cap",
+            "quantity",
+            "issued",
+            "issuable_from",
+            "issuable_until",
+            "valid_for",
+            "min_order_total",
+            "created_at",
+        ],
+    ),
+    (
+        "orders",
+        &[
+            "id",
+            "user_id",
+            "status",
+            "cancel_reason",
+            "total",
+            "refunded",
+            "created_at",
+            "expires_at",
+            "updated_at",
+            "discount",
+            "coupon_id",
+            "paid_at",
+        ],
+    ),
+    (
+        "order_items",
+        &[
+            "id",
+            "order_id",
+            "product_id",
+            "name",
+            "unit_price",
+            "quantity",
+            "amount",
+            "refunded",
+        ],
+    ),
+    (
+        "cart_items",
+        &["id", "user_id", "product_id", "quantity", "created_at"],
+    ),
+    (
+        "payments",
+        &[
+            "id",
+            "order_id",
+            "user_id",
+            "amount",
+            "status",
+            "payment_key",
+            "pg_order_id",
+            "idempotency_key",
+            "pg_transaction_id",
+            "failure_code",
+            "failure_message",
+            "created_at",
+            "updated_at",
+            "refunded",
+        ],
+    ),
+    (
+        "payment_events",
+        &["id", "payment_id", "status", "detail", "created_at"],
+    ),
+    (
+        "refunds",
+        &[
+            "id",
+            "payment_id",
+            "order_id",
+            "user_id",
+            "amount",
+            "status",
+            "reason",
+            "idempotency_key",
+            "failure_code",
+            "failure_message",
+            "created_at",
+            "updated_at",
+        ],
+    ),
+    (
+        "refund_items",
+        &["refund_id", "order_item_id", "quantity", "amount"],
+    ),
+    (
+        "ledger",
+        &[
+            "id",
+            "user_id",
+            "kind",
+            "amount",
+            "balance_after",
+            "created_at",
+            "payment_id",
+            "refund_id",
+        ],
+    ),
+    (
+        "user_coupons",
+        &[
+            "id",
+            "coupon_id",
+            "user_id",
+            "issued_at",
+            "expires_at",
+            "order_id",
+            "used_at",
+        ],
+    ),
+    ("sales_daily", &["day", "product_id", "units", "revenue"]),
+    ("settings", &["name", "value"]),
+    (
+        "events",
+        &[
+            "seq",
+            "kind",
+            "user_id",
+            "order_id",
+            "payment_id",
+            "refund_id",
+            "payload",
+            "created_at",
+        ],
+    ),
+    ("event_consumers", &["name", "acked", "updated_at"]),
+    (
+        "idempotency_keys",
+        &["user_id", "key", "fingerprint", "response", "created_at"],
+    ),
+];
+
+/// The tables whose `id` a PostgreSQL identity gives: after a copy their
+/// identity continues past the largest copied id.
+const IDENTITIES: &[&str] = &[
+    "users",
+    "products",
+    "coupons",
+    "orders",
+    "order_items",
+    "cart_items",
+    "payments",
+    "payment_events",
+    "refunds",
+    "ledger",
+    "user_coupons",
+];
+
+/// What [`copy`] moved, and the audit figures both sides agreed on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyReport {
+    /// Rows copied, per table.
+    pub rows: Vec<(String, usize)>,
+    /// The audit's figures, equal on both sides.
+    pub figures: AuditFigures,
+}
+
+/// Copies every row of `from` into `to`, which must be empty, in one read
+/// snapshot and one write transaction; then audits both and compares every
+/// figure. Ids, sequence numbers, cursors and idempotency keys are kept, so
+/// clients and feed consumers carry on against the copy. Stop writes to
+/// `from` while it runs (its snapshot is what is copied).
+///
+/// # Failure
+///
+/// [`Error::CopyTargetNotEmpty`] (nothing written), [`Error::CopyMismatch`]
+/// (either side's audit not clean, or their figures differ), storage
+/// errors.
+pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
+    let tables: Vec<(usize, Vec<Vec<Value>>, u64)> = from.store().read(|db| {
+        let mut all = Vec::with_capacity(TABLES.len());
+        for (i, (table, columns)) in TABLES.iter().enumerate() {
+            // Table and column names are the constants above, not values.
+            let sql = format!("SELECT {} FROM {table}", columns.join(", "));
+            let rows = db.query(&sql, &[])?.into_iter().map(|row| row.0).collect();
+            all.push((i, rows, 0));
+        }
+        let head = crate::event::last_seq(db)?;
+        if let Some(last) = all.last_mut() {
+            last.2 = head;
+        }
+        Ok(all)
+    })?;
+    let head = tables.last().map_or(0, |t| t.2);
+    let rows: Vec<(String, usize)> = tables
+        .iter()
+        .map(|(i, rows, _)| (TABLES[*i].0.to_owned(), rows.len()))
+        .collect();
+    to.store().write(move |db| {
+        // `settings` holds what opening the target wrote (its UTC offset):
+        // it is overwritten by the source's, not counted as content.
+        for (table, _) in TABLES.iter().filter(|(t, _)| *t != "settings") {
+            let any = db.query_opt(&format!("SELECT 1 FROM {table} LIMIT 1"), &[])?;
+            if any.is_some() {
+                return Err(Error::CopyTargetNotEmpty {
+                    table: (*table).to_owned(),
+                });
+            }
+        }
+        for (i, rows, _) in &tables {
+            let (table, columns) = TABLES[*i];
+            let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
+            let upsert = if table == "settings" {
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES ({}){upsert}",
+                columns.join(", "),
+                placeholders.join(", ")
+            );
+            for row in rows {
+                let params: Vec<&dyn rusqlite::ToSql> =
+                    row.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+                db.execute(&sql, &params)?;
+            }
+        }
+        let head = i64::try_from(head).unwrap_or(i64::MAX);
+        if db.backend() == Backend::Sqlite && head > 0 {
+            // The last number ever given, pruned events included.
+            db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'", &[])?;
+            db.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?1)",
+                &[&head],
+            )?;
+        }
+        if db.backend() == Backend::Postgres {
+            for table in IDENTITIES {
+                db.query_row(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence(?1, 'id'),
+                                       (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+                    ),
+                    &[table],
+                )?;
+            }
+            db.execute("UPDATE feed_head SET last = ?1", &[&head])?;
+        }
+        Ok(())
+    })?;
+    let (source, target) = (from.audit()?, to.audit()?);
+    if !source.is_clean() || !target.is_clean() || source.figures != target.figures {
+        return Err(Error::CopyMismatch {
+            from: Box::new(source),
+            to: Box::new(target),
+        });
+    }
+    Ok(CopyReport {
+        rows,
+        figures: source.figures,
+    })
+}
