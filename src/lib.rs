@@ -283,6 +283,19 @@
 //! change survives a power loss. [`Durability::Normal`] trades the last
 //! moments before a power loss for faster commits; opt in only if that is
 //! acceptable for money.
+//!
+//! # On PostgreSQL
+//!
+//! With the `postgres` feature, `Shop::builder("postgres://…")` (or libpq's
+//! `host=… port=…` pairs, several hosts included) opens the same shop in a
+//! PostgreSQL schema ([`ShopBuilder::pg_schema`], `liteshop` by default):
+//! the same methods, errors and guarantees. Writes are serialised by one
+//! transaction-scoped advisory lock, as safe as SQLite's single writer;
+//! reads run in one `REPEATABLE READ` snapshot; the event feed is numbered
+//! in commit order with no gap. A write whose `COMMIT` lost its answer is
+//! [`Error::CommitOutcomeUnknown`], never retried blindly. [`copy`] moves a
+//! shop from a file into an empty schema, audited on both sides. The README
+//! ("Outgrow one machine") says when to move and what differs.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
