@@ -21,9 +21,10 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
+use common::Target;
 use liteshop::{
     Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, Money, NewProduct,
-    OrderLine, PaymentGateway, PgStatus, ProductId, Shop, StatusRequest, UserId,
+    OrderLine, PaymentGateway, PgStatus, ProductId, StatusRequest, UserId,
 };
 
 const USERS: i64 = 5;
@@ -32,6 +33,7 @@ const INITIAL_STOCK: u32 = 1_000_000;
 const CHILD_DB: &str = "LITESHOP_CRASH_DB";
 const CHILD_PG: &str = "LITESHOP_CRASH_PG";
 const CHILD_FEED: &str = "LITESHOP_CRASH_FEED";
+const CHILD_SCHEMA: &str = "LITESHOP_CRASH_SCHEMA";
 const CONSUMER: &str = "crash-sink";
 
 /// A PG whose record is an append-only file, synced before it answers.
@@ -199,13 +201,15 @@ impl PaymentGateway for FileGateway {
 #[test]
 #[ignore = "run by crash_at_random_moments_loses_nothing as a child process"]
 fn crash_child_pays_until_killed() {
-    if common::sqlite_only("the child process reopens a SQLite file") {
-        return;
-    }
     let (Ok(db), Ok(pg)) = (std::env::var(CHILD_DB), std::env::var(CHILD_PG)) else {
         return;
     };
-    let shop = Shop::builder(&db)
+    let target = Target {
+        path: db.into(),
+        schema: std::env::var(CHILD_SCHEMA).ok(),
+    };
+    let shop = target
+        .builder()
         .gateway(FileGateway::new(Path::new(&pg), Duration::from_millis(2)))
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
@@ -254,19 +258,17 @@ fn next_random(state: &mut u64) -> u64 {
 
 #[test]
 fn crash_at_random_moments_loses_nothing() {
-    if common::sqlite_only("the child process reopens a SQLite file") {
-        return;
-    }
     let rounds: u32 = std::env::var("LITESHOP_CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
+    let db = Target::fresh(dir.path(), "crash.db");
     let pg = dir.path().join("pg-record.log");
     let feed = dir.path().join("feed.log");
     {
-        let shop = Shop::builder(&db)
+        let shop = db
+            .builder()
             .max_balance(Money::MAX)
             .max_charge(Money::MAX)
             .build()
@@ -297,7 +299,8 @@ fn crash_at_random_moments_loses_nothing() {
                 "--ignored",
                 "--nocapture",
             ])
-            .env(CHILD_DB, &db)
+            .env(CHILD_DB, &db.path)
+            .envs(db.schema.iter().map(|schema| (CHILD_SCHEMA, schema)))
             .env(CHILD_PG, &pg)
             .env(CHILD_FEED, &feed)
             .stdout(Stdio::null())
@@ -311,7 +314,8 @@ fn crash_at_random_moments_loses_nothing() {
         let (payments, refunds) = unsettled(&db);
         interrupted_payments += payments;
         interrupted_refunds += refunds;
-        let shop = Shop::builder(&db)
+        let shop = db
+            .builder()
             .gateway(FileGateway::new(&pg, Duration::ZERO))
             .max_balance(Money::MAX)
             .reconcile_grace(Duration::ZERO)
@@ -323,26 +327,13 @@ fn crash_at_random_moments_loses_nothing() {
         check_invariants(&db, &pg, round);
     }
     let redelivered = check_feed(&db, &feed);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let summary: (i64, i64, i64, i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM orders),
-                    (SELECT count(*) FROM payments WHERE status IN ('approved', 'refunded')),
-                    (SELECT count(*) FROM payments WHERE status = 'declined'),
-                    (SELECT count(*) FROM refunds WHERE status = 'completed'),
-                    (SELECT count(*) FROM refunds WHERE status = 'declined')",
-            [],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            },
-        )
-        .unwrap();
+    let summary: (i64, i64, i64, i64, i64) = (
+        db.count("SELECT count(*) FROM orders"),
+        db.count("SELECT count(*) FROM payments WHERE status IN ('approved', 'refunded')"),
+        db.count("SELECT count(*) FROM payments WHERE status = 'declined'"),
+        db.count("SELECT count(*) FROM refunds WHERE status = 'completed'"),
+        db.count("SELECT count(*) FROM refunds WHERE status = 'declined'"),
+    );
     println!(
         "{rounds} kills; {interrupted_payments} payments and {interrupted_refunds} refunds were \
          in flight at a kill; {} orders, {} payments approved, {} declined, \
@@ -366,8 +357,8 @@ fn crash_at_random_moments_loses_nothing() {
 /// order, at least once — after a kill delivery resumes at or before the
 /// event after the last one delivered, never past it. Returns how many
 /// deliveries were repeats.
-fn check_feed(db: &Path, feed: &Path) -> usize {
-    let shop = Shop::open(db).unwrap();
+fn check_feed(db: &Target, feed: &Path) -> usize {
+    let shop = db.builder().build().unwrap();
     loop {
         let batch = shop
             .events(shop.event_cursor(CONSUMER).unwrap(), 1_000)
@@ -406,27 +397,20 @@ fn check_feed(db: &Path, feed: &Path) -> usize {
 }
 
 /// Payments and refunds a kill left without an outcome.
-fn unsettled(db: &Path) -> (i64, i64) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row(
-        "SELECT (SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')),
-                (SELECT count(*) FROM refunds WHERE status IN ('requested', 'unknown'))",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+fn unsettled(db: &Target) -> (i64, i64) {
+    (
+        db.count("SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown')"),
+        db.count("SELECT count(*) FROM refunds WHERE status IN ('requested', 'unknown')"),
     )
-    .unwrap()
 }
 
-fn check_invariants(db: &Path, pg: &Path, round: u32) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+fn check_invariants(db: &Target, pg: &Path, round: u32) {
+    let count = |sql: &str| -> i64 { db.count(sql) };
     let ids = |sql: &str| -> HashSet<String> {
-        conn.prepare(sql)
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        db.rows(sql)
+            .into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .collect()
     };
 
     // Every payment and refund is settled, and no order waits on one.
@@ -463,7 +447,7 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
     // Every conservation law (balances, money, stock, one approved payment
     // per paid order, refunds, the feed, the per-day sales), from the
     // shop's own audit; stocked is what the test put in.
-    let audit = Shop::open(db).unwrap().audit().unwrap();
+    let audit = db.builder().build().unwrap().audit().unwrap();
     assert!(audit.is_clean(), "round {round}: {audit}");
     assert_eq!(
         audit.figures.units_stocked,
@@ -485,26 +469,16 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
     // For every payment, the PG cancelled exactly what the shop's completed
     // refunds gave back, and the shop recorded it on the payment and order.
     let pg_cancelled = cancelled_by_pg(pg);
-    let mut stmt = conn
-        .prepare(
-            "SELECT p.pg_order_id, p.refunded, o.refunded,
-                    (SELECT coalesce(sum(amount), 0) FROM refunds r
-                     WHERE r.payment_id = p.id AND r.status = 'completed')
-             FROM payments p JOIN orders o ON o.id = p.order_id",
-        )
-        .unwrap();
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, i64>(3)?,
-            ))
-        })
-        .unwrap();
+    let rows = db.rows(
+        "SELECT p.pg_order_id, p.refunded, o.refunded,
+                (SELECT coalesce(sum(amount), 0) FROM refunds r
+                 WHERE r.payment_id = p.id AND r.status = 'completed')
+         FROM payments p JOIN orders o ON o.id = p.order_id",
+    );
     for row in rows {
-        let (pg_order_id, on_payment, on_order, completed) = row.unwrap();
+        let int = |i: usize| -> i64 { row[i].as_deref().unwrap().parse().unwrap() };
+        let (pg_order_id, on_payment, on_order, completed) =
+            (row[0].clone().unwrap(), int(1), int(2), int(3));
         let at_pg = pg_cancelled.get(&pg_order_id).copied().unwrap_or(0);
         assert_eq!(
             (at_pg, on_payment, on_order),
@@ -518,7 +492,8 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
         count(
             "SELECT count(*) FROM refunds r WHERE
                (SELECT count(*) FROM ledger l WHERE l.refund_id = r.id AND l.kind = 'refund'
-                  AND l.amount = r.amount) <> (r.status = 'completed' AND r.amount > 0)"
+                  AND l.amount = r.amount)
+               <> CASE WHEN r.status = 'completed' AND r.amount > 0 THEN 1 ELSE 0 END"
         ),
         0,
         "round {round}: a refund with a missing or extra credit"
@@ -530,7 +505,7 @@ fn check_invariants(db: &Path, pg: &Path, round: u32) {
             "SELECT count(*) FROM payments p WHERE
                (SELECT count(*) FROM ledger l WHERE l.payment_id = p.id AND l.kind = 'payment') <> 1
             OR (SELECT count(*) FROM ledger l WHERE l.payment_id = p.id AND l.kind = 'payment_reversal')
-               <> (p.status = 'declined')"
+               <> CASE WHEN p.status = 'declined' THEN 1 ELSE 0 END"
         ),
         0,
         "round {round}: a payment with a missing or extra debit or reversal"

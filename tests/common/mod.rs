@@ -214,6 +214,98 @@ pub fn execute_outside(t: &TestShop, sql: &str) {
     }
 }
 
+/// A shop's database as a test reaches it from outside the shop: a file,
+/// or a schema of the PostgreSQL server the suite runs on.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The file, or the PostgreSQL URL.
+    pub path: PathBuf,
+    /// The schema, on PostgreSQL.
+    pub schema: Option<String>,
+}
+
+impl Target {
+    /// A fresh target: a file in `dir`, or a new schema under the switch.
+    pub fn fresh(dir: &Path, file: &str) -> Target {
+        match postgres_url() {
+            Some(url) => Target {
+                path: PathBuf::from(url),
+                schema: Some(fresh_schema()),
+            },
+            None => Target {
+                path: dir.join(file),
+                schema: None,
+            },
+        }
+    }
+
+    /// A builder for the shop there.
+    pub fn builder(&self) -> ShopBuilder {
+        let builder = Shop::builder(&self.path);
+        match &self.schema {
+            Some(schema) => builder.pg_schema(schema),
+            None => builder,
+        }
+    }
+
+    /// The rows of `sql`, each value as text (`None` for NULL), read
+    /// straight from the database.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match &self.schema {
+            #[cfg(feature = "postgres")]
+            Some(schema) => {
+                let mut client =
+                    postgres::Client::connect(self.path.to_str().unwrap(), postgres::NoTls)
+                        .unwrap();
+                client
+                    .execute("SELECT set_config('search_path', $1, false)", &[schema])
+                    .unwrap();
+                client
+                    .simple_query(sql)
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_owned))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => {
+                let conn = rusqlite::Connection::open(&self.path).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let columns = stmt.column_count();
+                let mut rows = stmt.query([]).unwrap();
+                let mut all = Vec::new();
+                while let Some(row) = rows.next().unwrap() {
+                    all.push(
+                        (0..columns)
+                            .map(|i| match row.get_ref(i).unwrap() {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                                rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                                rusqlite::types::ValueRef::Blob(_) => Some("<blob>".into()),
+                            })
+                            .collect(),
+                    );
+                }
+                all
+            }
+        }
+    }
+
+    /// The one integer `sql` selects.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.rows(sql)[0][0].as_deref().unwrap().parse().unwrap()
+    }
+}
+
 /// Runs `f(i)` on `n` threads released together; returns the results in
 /// thread order.
 pub fn race<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
