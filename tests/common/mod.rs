@@ -197,6 +197,12 @@ pub fn dump_postgres(url: &str, schema: &str) -> Vec<String> {
 /// Runs `sql` on the shop's database directly, as a stray tool would: on
 /// the file, or on the PostgreSQL schema.
 pub fn execute_outside(t: &TestShop, sql: &str) {
+    try_execute_outside(t, sql).unwrap();
+}
+
+/// [`execute_outside`], answering the database's refusal instead of
+/// panicking on it.
+pub fn try_execute_outside(t: &TestShop, sql: &str) -> Result<(), String> {
     match &t.pg_schema {
         #[cfg(feature = "postgres")]
         Some(schema) => {
@@ -205,12 +211,13 @@ pub fn execute_outside(t: &TestShop, sql: &str) {
             client
                 .execute("SELECT set_config('search_path', $1, false)", &[schema])
                 .unwrap();
-            client.batch_execute(sql).unwrap();
+            client.batch_execute(sql).map_err(|e| e.to_string())
         }
-        _ => rusqlite::Connection::open(&t.path)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap(),
+        _ => {
+            let conn = rusqlite::Connection::open(&t.path).unwrap();
+            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+            conn.execute_batch(sql).map_err(|e| e.to_string())
+        }
     }
 }
 
