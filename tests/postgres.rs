@@ -380,3 +380,61 @@ fn a_sqlite_shop_moves_to_postgres_with_every_figure_equal() {
     assert_eq!(again.id.get(), order.id.get() + 1);
     assert!(pg.audit().unwrap().is_clean());
 }
+
+/// A schema of a newer liteshop, or one holding another program's tables,
+/// is refused and left as it was.
+#[test]
+fn a_newer_or_foreign_schema_is_refused_untouched() {
+    let Some(url) = url() else { return };
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // Another program's tables under the name liteshop would take.
+    let foreign = schema("foreign");
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {foreign}; CREATE TABLE {foreign}.accounts (id BIGINT PRIMARY KEY)"
+        ))
+        .unwrap();
+    let err = Shop::builder(&url).pg_schema(&foreign).build().unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::ForeignSchema { .. }),
+        "{err:?}"
+    );
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&foreign],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "nothing was added");
+    // A liteshop schema from a newer version.
+    let newer = schema("newer");
+    drop(Shop::builder(&url).pg_schema(&newer).build().unwrap());
+    client
+        .batch_execute(&format!(
+            "UPDATE {newer}.liteshop_schema_version SET version = 99"
+        ))
+        .unwrap();
+    let err = Shop::builder(&url).pg_schema(&newer).build().unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::SchemaTooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    let version: i64 = client
+        .query_one(
+            &format!("SELECT version FROM {newer}.liteshop_schema_version"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 99, "left as it was");
+    // A schema name that is not a plain identifier never reaches SQL.
+    let err = Shop::builder(&url)
+        .pg_schema("Robert'); DROP")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::InvalidConfig { .. }),
+        "{err:?}"
+    );
+}

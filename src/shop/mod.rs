@@ -179,15 +179,17 @@ impl ShopBuilder {
         self
     }
 
-    /// The most connections the pool opens (at least 1). Readers run in
-    /// parallel; writers take turns on SQLite's one write lock.
+    /// The most connections the pool opens (at least 1), on either
+    /// backend. Readers run in parallel; writers take turns on the one
+    /// write lock (SQLite's, or liteshop's advisory lock on PostgreSQL).
     pub fn pool_size(mut self, size: u32) -> ShopBuilder {
         self.store.pool_size = size;
         self
     }
 
     /// How long a call waits for the write lock or a free connection before
-    /// it gives up with [`Error::Busy`]; 5 seconds by default.
+    /// it gives up with [`Error::Busy`]; 5 seconds by default. Both
+    /// backends (on PostgreSQL it is the write's `lock_timeout`).
     ///
     /// Under [`WriteMode::Batched`] a write waits for its turn in the queue
     /// at most this long; if no batch has taken it by then, it is taken out
@@ -199,15 +201,16 @@ impl ShopBuilder {
         self
     }
 
-    /// How hard a commit works to survive a power loss; see [`Durability`].
-    /// The default is [`Durability::Full`].
+    /// SQLite only: how hard a commit works to survive a power loss; see
+    /// [`Durability`]. The default is [`Durability::Full`]. (On PostgreSQL
+    /// the server's `synchronous_commit` decides.)
     pub fn durability(mut self, durability: Durability) -> ShopBuilder {
         self.store.durability = durability;
         self
     }
 
-    /// How writers reach the database; [`WriteMode::Batched`] (group
-    /// commit) by default.
+    /// SQLite only: how writers reach the database; [`WriteMode::Batched`]
+    /// (group commit) by default.
     pub fn write_mode(mut self, mode: WriteMode) -> ShopBuilder {
         self.store.write_mode = mode;
         self
@@ -275,9 +278,9 @@ impl ShopBuilder {
         self
     }
 
-    /// After how many WAL pages a commit checkpoints the WAL into the
-    /// database file; `None` turns automatic checkpoints off. 1,000 pages by
-    /// default.
+    /// SQLite only: after how many WAL pages a commit checkpoints the WAL
+    /// into the database file; `None` turns automatic checkpoints off.
+    /// 1,000 pages by default.
     ///
     /// Turn them off only when something else checkpoints — Litestream does,
     /// and wants to be the only one that does (see the README, "Replicate
@@ -287,14 +290,15 @@ impl ShopBuilder {
         self
     }
 
-    /// The page cache of each connection, in KiB. Every pooled connection
-    /// and the writer has its own.
+    /// SQLite only: the page cache of each connection, in KiB. Every pooled
+    /// connection and the writer has its own.
     pub fn cache_size_kib(mut self, kib: u32) -> ShopBuilder {
         self.store.cache_kib = kib;
         self
     }
 
-    /// How much of the file each connection reads through a memory map
+    /// SQLite only: how much of the file each connection reads through a
+    /// memory map
     /// (`PRAGMA mmap_size`), in bytes; 0 turns it off. The map shares the
     /// operating system's page cache, so it costs address space, not
     /// memory per connection.
