@@ -298,8 +298,7 @@ impl ShopBuilder {
     }
 
     /// SQLite only: how much of the file each connection reads through a
-    /// memory map
-    /// (`PRAGMA mmap_size`), in bytes; 0 turns it off. The map shares the
+    /// memory map (`PRAGMA mmap_size`), in bytes; 0 turns it off. The map shares the
     /// operating system's page cache, so it costs address space, not
     /// memory per connection.
     pub fn mmap_size(mut self, bytes: u64) -> ShopBuilder {
