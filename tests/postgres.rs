@@ -438,3 +438,179 @@ fn a_newer_or_foreign_schema_is_refused_untouched() {
         "{err:?}"
     );
 }
+
+/// A cluster of the test's own (so restarting it disturbs no other test),
+/// from the server binaries `scripts/with-postgres` found; stopped and
+/// deleted on drop.
+struct OwnCluster {
+    bindir: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    fn start() -> Option<OwnCluster> {
+        let bindir = std::path::PathBuf::from(std::env::var("LITESHOP_PG_BINDIR").ok()?);
+        let dir = tempfile::Builder::new()
+            .prefix("liteshop-own-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout
+            == b"0\n";
+        if root {
+            std::process::Command::new("chown")
+                .args(["postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = OwnCluster {
+            bindir,
+            data: dir.path().join("data"),
+            port,
+            as_postgres: root,
+            _dir: dir,
+        };
+        let data = cluster.data.display().to_string();
+        assert!(cluster.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-locale"]
+        ));
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nfsync = on\n",
+            cluster._dir.path().display()
+        );
+        let path = cluster.data.join("postgresql.conf");
+        let mut all = std::fs::read_to_string(&path).unwrap();
+        all.push_str(&conf);
+        std::fs::write(&path, all).unwrap();
+        assert!(cluster.pg_ctl(&["start", "-w"]));
+        Some(cluster)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> bool {
+        let binary = self.bindir.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&binary);
+            c
+        } else {
+            std::process::Command::new(&binary)
+        };
+        command
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        let data = self.data.display().to_string();
+        let log = self.data.join("log").display().to_string();
+        let mut all = vec!["-D", &data, "-l", &log];
+        all.extend_from_slice(args);
+        self.run("pg_ctl", &all)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.pg_ctl(&["stop", "-m", "immediate"]);
+    }
+}
+
+/// `pg_ctl restart -m fast` under load: calls fail with a transient error
+/// (or, for a commit in flight, an unknown outcome) while the server is
+/// down and succeed after; nothing acknowledged is lost.
+#[test]
+fn a_restart_under_load_loses_nothing_acknowledged() {
+    if url().is_none() {
+        return;
+    }
+    let Some(cluster) = OwnCluster::start() else {
+        eprintln!("skipped: LITESHOP_PG_BINDIR is not set (run under scripts/with-postgres)");
+        return;
+    };
+    let shop = Shop::builder(cluster.url())
+        .max_balance(liteshop::Money::MAX)
+        .busy_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let users: Vec<_> = (0..4)
+        .map(|i| shop.create_user(&format!("u{i}")).unwrap().id)
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, unknown, transient, after) = std::thread::scope(|s| {
+        let workers: Vec<_> = users
+            .iter()
+            .map(|&user| {
+                let (shop, stop) = (&shop, &stop);
+                s.spawn(move || {
+                    let (mut ok, mut unknown, mut transient, mut last_ok) =
+                        (0_i64, 0_i64, 0, false);
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        match shop.charge(user, won(10)) {
+                            Ok(_) => {
+                                ok += 1;
+                                last_ok = true;
+                            }
+                            Err(liteshop::Error::CommitOutcomeUnknown) => {
+                                unknown += 1;
+                                last_ok = false;
+                            }
+                            Err(err) => {
+                                assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
+                                transient += 1;
+                                last_ok = false;
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                            }
+                        }
+                    }
+                    (ok, unknown, transient, last_ok)
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert!(cluster.pg_ctl(&["restart", "-m", "fast", "-w"]));
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        workers.into_iter().map(|w| w.join().unwrap()).fold(
+            (0, 0, 0, true),
+            |(a, b, c, d), (ok, unknown, transient, last_ok)| {
+                (a + ok, b + unknown, c + transient, d && last_ok)
+            },
+        )
+    });
+    assert!(transient + unknown > 0, "the restart was never noticed");
+    assert!(
+        after,
+        "every worker's calls succeed again after the restart"
+    );
+    let audit = shop.audit().unwrap();
+    assert!(audit.is_clean(), "{audit}");
+    let charged = audit.figures.charged / 10;
+    assert!(
+        (ok..=ok + unknown).contains(&charged),
+        "acknowledged {ok}, unknown {unknown}, in the books {charged}"
+    );
+    println!(
+        "restart: {ok} charges acknowledged, {unknown} unknown, {transient} transient failures; {charged} in the books"
+    );
+}

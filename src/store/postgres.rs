@@ -226,13 +226,17 @@ impl PgStore {
         let tx = db.tx.into_inner();
         match tx.commit() {
             Ok(()) => Ok(value),
-            // The COMMIT was sent; without an answer nobody knows whether
-            // it took effect.
-            Err(err) if err.is_closed() || err.code().is_none() => {
-                tracing::error!(error = %err, "the connection was lost after COMMIT was sent");
+            // The server refused the commit and rolled back: a definite
+            // answer (an integrity violation, a serialization failure).
+            Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
+            // Anything else once COMMIT was sent — the connection lost, the
+            // server shutting down (a fast shutdown may end a backend right
+            // after its commit record reached the disk) — leaves the
+            // outcome unknown.
+            Err(err) => {
+                tracing::error!(error = %err, "no answer to COMMIT: its outcome is unknown");
                 Err(Error::CommitOutcomeUnknown)
             }
-            Err(err) => Err(err.into()),
         }
     }
 
@@ -253,6 +257,13 @@ impl PgStore {
         db.tx.into_inner().commit()?;
         Ok(value)
     }
+}
+
+/// Whether an error answering `COMMIT` means the transaction was rolled
+/// back: SQLSTATE class 23 (integrity constraint violation) or 40
+/// (transaction rollback).
+fn rolled_back(sqlstate: &str) -> bool {
+    sqlstate.starts_with("23") || sqlstate.starts_with("40")
 }
 
 /// A PostgreSQL transaction as a [`Db`]: statements prepared once per
