@@ -614,3 +614,17 @@ fn a_restart_under_load_loses_nothing_acknowledged() {
         "restart: {ok} charges acknowledged, {unknown} unknown, {transient} transient failures; {charged} in the books"
     );
 }
+
+/// A connection string's password never reaches `Debug`.
+#[test]
+fn a_connection_string_password_never_reaches_debug() {
+    let builder = Shop::builder("postgres://shop:s3cret-pw@db.internal:5432/shop");
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(
+        shown.contains("postgres://shop:***@db.internal:5432/shop"),
+        "{shown}"
+    );
+    let pairs = Shop::builder("host=a,b port=5432,5432 user=shop password=s3cret-pw");
+    assert!(!format!("{pairs:?}").contains("s3cret-pw"));
+}

@@ -38,8 +38,9 @@ const MIGRATION_LOCK: i64 = 0x4C53_4850_4D49_4752;
 /// The schema version this library writes on PostgreSQL.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// What opening a PostgreSQL shop needs.
-#[derive(Clone, Debug)]
+/// What opening a PostgreSQL shop needs. No `Debug`: the connection
+/// string may carry a password.
+#[derive(Clone)]
 pub(crate) struct PgConfig {
     /// The connection string, as libpq takes it (a URL or `key=value`
     /// pairs, several hosts included); passed through untouched.
