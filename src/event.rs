@@ -192,43 +192,37 @@ pub(crate) fn append(
     now: Timestamp,
 ) -> Result<()> {
     let json = serde_json::to_string(payload).map_err(json_failure)?;
-    match tx.backend() {
+    let sql = match tx.backend() {
         // AUTOINCREMENT under SQLite's one write lock: commit order, no
         // gap, never reused.
-        Backend::Sqlite => tx.execute(
+        Backend::Sqlite => {
             "INSERT INTO events (kind, user_id, order_id, payment_id, refund_id, payload, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            &[
-                &payload.kind(),
-                &subject.user,
-                &subject.order,
-                &subject.payment,
-                &subject.refund,
-                &json,
-                &now,
-            ],
-        )?,
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        }
         // The feed's head row, moved in the transaction that holds the
         // write lock: the next number is taken only after this one's
         // transaction committed, so numbers follow commit order with no
         // gap (a sequence would leave gaps on rollback and let a late
         // commit be skipped).
-        Backend::Postgres => tx.execute(
+        Backend::Postgres => {
             "WITH head AS (UPDATE feed_head SET last = last + 1 RETURNING last)
              INSERT INTO events (seq, kind, user_id, order_id, payment_id, refund_id, payload,
                                  created_at)
-             SELECT last, ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM head",
-            &[
-                &payload.kind(),
-                &subject.user,
-                &subject.order,
-                &subject.payment,
-                &subject.refund,
-                &json,
-                &now,
-            ],
-        )?,
+             SELECT last, ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM head"
+        }
     };
+    tx.execute(
+        sql,
+        &[
+            &payload.kind(),
+            &subject.user,
+            &subject.order,
+            &subject.payment,
+            &subject.refund,
+            &json,
+            &now,
+        ],
+    )?;
     Ok(())
 }
 
