@@ -134,7 +134,7 @@ fn main() -> std::process::ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(Box::<dyn std::error::Error>::from)
         .and_then(|runtime| {
-            let result = runtime.block_on(serve(args));
+            let result = open_shop(&args).and_then(|shop| runtime.block_on(serve(args, shop)));
             // Whatever still runs on the blocking pool after the grace
             // period (a write finishing its commit) gets a moment; then the
             // process ends.
@@ -150,7 +150,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
+/// Opens the shop, before the async runtime starts: opening may block (a
+/// PostgreSQL connection, migrations), and the synchronous PostgreSQL
+/// client must not run on an async worker.
+fn open_shop(args: &Serve) -> Result<Shop, Box<dyn std::error::Error>> {
     let builder = Shop::builder(&args.db).pg_schema(&args.pg_schema);
     let builder = match args.utc_offset_minutes {
         Some(minutes) => builder.utc_offset_minutes(minutes),
@@ -165,8 +168,10 @@ async fn serve(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
             builder.gateway(FakeGateway::new())
         }
     };
-    let shop = builder.build()?;
+    Ok(builder.build()?)
+}
 
+async fn serve(args: Serve, shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
     let admin_token = match args.admin_token {
         Some(token) => token,
         None => {

@@ -190,3 +190,61 @@ fn expire_prune_and_events_do_one_thing_each() {
     let second = liteshop(&["events", "--db", &db, "--consumer", "warehouse"]);
     assert_eq!(stdout(&second), "", "nothing new");
 }
+
+/// `liteshop serve --db postgres://…` opens the shop before its async
+/// runtime starts (the synchronous PostgreSQL client must not block an
+/// async worker) and serves. Runs under the PostgreSQL switch.
+#[test]
+fn serve_runs_on_postgres() {
+    let Ok(url) = std::env::var("LITESHOP_TEST_POSTGRES") else {
+        eprintln!("skipped: LITESHOP_TEST_POSTGRES is not set (run under scripts/with-postgres)");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let schema = format!("serve_{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_liteshop"))
+        .args([
+            "serve",
+            "--db",
+            &url,
+            "--pg-schema",
+            &schema,
+            "--addr",
+            &addr,
+        ])
+        .env("LITESHOP_ADMIN_TOKEN", "admin")
+        .env("LITESHOP_TOKEN_SECRET", "secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(reply) = agent.get(&format!("http://{addr}/readyz")).call()
+            && reply.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let created = agent
+        .post(&format!("http://{addr}/users"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"name": "Kim"}"#)
+        .map(|r| r.status().as_u16());
+    let _ = child.kill();
+    let exit = child.wait().unwrap();
+    assert!(ready, "the server did not get ready (exit {exit:?})");
+    assert_eq!(created.unwrap(), 201);
+}
