@@ -8,6 +8,10 @@
 //! take an `Idempotency-Key` header: the first response is stored with its
 //! effect, in the same transaction, and a repeat gets it back.
 //!
+//! Open the [`liteshop::Shop`] before the async runtime starts (or inside
+//! `spawn_blocking`): on PostgreSQL the synchronous client starts a
+//! runtime of its own to connect, which tokio refuses on an async worker.
+//!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
 //! let shop = liteshop::Shop::builder("shop.db").gateway(liteshop::FakeGateway::new()).build()?;
