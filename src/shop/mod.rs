@@ -542,7 +542,9 @@ impl Shop {
         self.inner.payments.review_after
     }
 
-    /// The database file.
+    /// The database file — or, on PostgreSQL, the connection string as
+    /// given, which may carry a password: do not log it (`Shop`'s `Debug`
+    /// shows it redacted).
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
