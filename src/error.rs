@@ -491,6 +491,15 @@ pub enum Error {
     /// A schema migration failed.
     #[error("schema migration failed: {0}")]
     Migration(#[source] rusqlite_migration::Error),
+    /// [`ShopBuilder::existing_only`](crate::ShopBuilder::existing_only)
+    /// found no shop there (no file, or a PostgreSQL schema without
+    /// liteshop's tables). Nothing was created.
+    #[error("no liteshop shop at {target}")]
+    ShopMissing {
+        /// The file, or `PostgreSQL schema <name>` (never a connection
+        /// string, which may carry a password).
+        target: String,
+    },
     /// The PostgreSQL schema holds tables that are not liteshop's (no
     /// version row of ours). Nothing was changed.
     #[error("PostgreSQL schema {schema:?} holds tables that are not liteshop's")]
@@ -624,6 +633,7 @@ impl Error {
             | BalanceMissing(_)
             | Migration(_)
             | ForeignSchema { .. }
+            | ShopMissing { .. }
             | CopyMismatch { .. }
             | CommitOutcomeUnknown
             | SqliteOnly { .. }

@@ -628,3 +628,33 @@ fn a_connection_string_password_never_reaches_debug() {
     let pairs = Shop::builder("host=a,b port=5432,5432 user=shop password=s3cret-pw");
     assert!(!format!("{pairs:?}").contains("s3cret-pw"));
 }
+
+/// An operator's tool opens only a shop that exists: a schema without
+/// liteshop's tables is refused, and not created.
+#[test]
+fn existing_only_refuses_a_missing_schema_and_creates_nothing() {
+    let Some(url) = url() else { return };
+    let missing = schema("typo");
+    let err = Shop::builder(&url)
+        .pg_schema(&missing)
+        .existing_only()
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::ShopMissing { .. }),
+        "{err:?}"
+    );
+    assert!(
+        !format!("{err}").contains("postgres://"),
+        "no connection string in {err}"
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+            &[&missing],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 0, "nothing was created");
+}

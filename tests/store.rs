@@ -280,3 +280,28 @@ fn a_tiny_busy_timeout_never_fails_build_or_a_first_read() -> Result<()> {
     }
     Ok(())
 }
+
+/// An operator's tool opens only a shop that exists: a missing file is
+/// refused, and not created.
+#[test]
+fn existing_only_refuses_a_missing_file_and_creates_nothing() {
+    if common::sqlite_only("a file is SQLite's") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let err = liteshop::Shop::builder(&missing)
+        .existing_only()
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::ShopMissing { .. }),
+        "{err:?}"
+    );
+    assert!(!missing.exists());
+    let shop = common::open();
+    assert!(
+        shop.builder().existing_only().build().is_ok(),
+        "an existing shop opens"
+    );
+}

@@ -38,14 +38,13 @@ pub(crate) fn is_postgres(db: &Path) -> bool {
 }
 
 impl Db {
-    /// Opens the shop, refusing a file that does not exist (a command never
-    /// creates a shop by accident).
+    /// Opens the shop, refusing one that does not exist — a missing file,
+    /// or a PostgreSQL schema without liteshop's tables: a command never
+    /// creates a shop by accident.
     fn open(&self, gateway: Option<&Gateway>) -> Result<Shop, ExitCode> {
-        if !is_postgres(&self.db) && !self.db.exists() {
-            eprintln!("{}: no such file", self.db.display());
-            return Err(ExitCode::from(FAILED));
-        }
-        let builder = Shop::builder(&self.db).pg_schema(&self.pg_schema);
+        let builder = Shop::builder(&self.db)
+            .pg_schema(&self.pg_schema)
+            .existing_only();
         let builder = match gateway {
             Some(gateway) => match gateway.build() {
                 Some(builder_gateway) => builder_gateway.install(builder),
@@ -344,18 +343,16 @@ impl Copy {
     /// Copies, prints the rows per table and the figures; 1 if the audits
     /// disagree, 2 if it could not run (a target with rows among them).
     pub(crate) fn run(self) -> ExitCode {
-        let open = |target: &Path| {
-            Shop::builder(target)
-                .pg_schema(&self.pg_schema)
-                .build()
-                .map_err(|err| fail(target, &err))
-        };
+        let builder = |target: &Path| Shop::builder(target).pg_schema(&self.pg_schema);
         exit((|| {
-            if !is_postgres(&self.from) && !self.from.exists() {
-                eprintln!("{}: no such file", self.from.display());
-                return Err(ExitCode::from(FAILED));
-            }
-            let (from, to) = (open(&self.from)?, open(&self.to)?);
+            // The source must exist; the target may be created.
+            let from = builder(&self.from)
+                .existing_only()
+                .build()
+                .map_err(|err| fail(&self.from, &err))?;
+            let to = builder(&self.to)
+                .build()
+                .map_err(|err| fail(&self.to, &err))?;
             match liteshop::copy(&from, &to) {
                 Ok(report) => {
                     for (table, rows) in &report.rows {

@@ -115,6 +115,7 @@ pub struct ShopBuilder {
     clock: Arc<dyn Clock>,
     utc_offset_minutes: Option<i32>,
     pg_schema: String,
+    existing_only: bool,
 }
 
 impl ShopBuilder {
@@ -167,7 +168,17 @@ impl ShopBuilder {
             clock: Arc::new(SystemClock),
             utc_offset_minutes: None,
             pg_schema: Self::DEFAULT_PG_SCHEMA.to_owned(),
+            existing_only: false,
         }
+    }
+
+    /// Opens only a shop that exists — a file, or a PostgreSQL schema
+    /// holding liteshop's tables — and never creates one: a missing one is
+    /// [`Error::ShopMissing`], and nothing is created. For operators'
+    /// tools, which must not make an empty shop out of a typo.
+    pub fn existing_only(mut self) -> ShopBuilder {
+        self.existing_only = true;
+        self
     }
 
     /// PostgreSQL only: the schema liteshop's tables live in (`liteshop` by
@@ -416,6 +427,7 @@ impl ShopBuilder {
                 schema: self.pg_schema.clone(),
                 pool_size: self.store.pool_size,
                 busy_timeout: self.store.busy_timeout,
+                existing_only: self.existing_only,
             };
             return Ok(Store::Postgres(store::postgres::open(&config)?));
         }
@@ -423,6 +435,11 @@ impl ShopBuilder {
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
             return Err(Error::InvalidConfig {
                 reason: "a PostgreSQL shop needs liteshop built with the `postgres` feature",
+            });
+        }
+        if self.existing_only && !self.path.exists() {
+            return Err(Error::ShopMissing {
+                target: self.path.display().to_string(),
             });
         }
         Ok(Store::Sqlite(store::open_sqlite(&self.path, &self.store)?))

@@ -52,6 +52,8 @@ pub(crate) struct PgConfig {
     /// How long a write waits for the write lock, and a statement for
     /// anything, before it gives up with [`Error::Busy`].
     pub(crate) busy_timeout: Duration,
+    /// Refuse a schema without liteshop's tables instead of creating them.
+    pub(crate) existing_only: bool,
 }
 
 /// Whether `target` names a PostgreSQL database rather than a file.
@@ -133,7 +135,11 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
     let options = format!("-c search_path={}", config.schema);
     pg.options(&options);
     pg.connect_timeout(config.busy_timeout.max(Duration::from_secs(1)));
-    migrate(&mut pg.connect(NoTls)?, &config.schema)?;
+    migrate(
+        &mut pg.connect(NoTls)?,
+        &config.schema,
+        config.existing_only,
+    )?;
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
@@ -146,7 +152,7 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
 
 /// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
 /// lock, so two processes opening at once migrate it once.
-fn migrate(client: &mut Client, schema: &str) -> Result<()> {
+fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     let exists = tx
@@ -174,6 +180,10 @@ fn migrate(client: &mut Client, schema: &str) -> Result<()> {
     } else if tables > 0 {
         return Err(Error::ForeignSchema {
             schema: schema.to_owned(),
+        });
+    } else if existing_only {
+        return Err(Error::ShopMissing {
+            target: format!("PostgreSQL schema {schema}"),
         });
     } else {
         if !exists {
