@@ -650,7 +650,7 @@ impl Error {
 #[cfg(feature = "postgres")]
 impl From<postgres::Error> for Error {
     /// A serialization failure, a deadlock, a lock or statement timeout, a
-    /// server shutting down or a lost connection is [`Error::Busy`] (the
+    /// server shutting down or a lost or reset connection is [`Error::Busy`] (the
     /// call changed nothing and may be tried again); anything else is
     /// [`Error::Postgres`].
     fn from(err: postgres::Error) -> Error {
@@ -667,7 +667,12 @@ impl From<postgres::Error> for Error {
         ];
         match err.code() {
             Some(code) if transient.contains(code) => Error::Busy(Box::new(err)),
-            None if err.is_closed() => Error::Busy(Box::new(err)),
+            // A lost connection: closed, or reset under a statement.
+            None if err.is_closed()
+                || std::error::Error::source(&err).is_some_and(|e| e.is::<std::io::Error>()) =>
+            {
+                Error::Busy(Box::new(err))
+            }
             _ => Error::Postgres(err),
         }
     }

@@ -65,9 +65,9 @@ fn the_flows_run_on_postgres_and_the_books_balance() {
     assert!(report.is_clean(), "{report}");
 }
 
-/// The advisory lock every liteshop write holds on PostgreSQL (see
-/// `store/postgres.rs`): "LSHPWRIT".
-const WRITE_LOCK: i64 = 0x4C53_4850_5752_4954;
+/// Takes the advisory lock every liteshop write holds on PostgreSQL, for
+/// the schema on the connection's `search_path` (see `store/postgres.rs`).
+const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(1280526416, hashtext(current_schema()))";
 
 /// A shop in a fresh schema, and a raw client on the same schema.
 fn shop_and_client(name: &str) -> Option<(Shop, postgres::Client, String)> {
@@ -111,8 +111,7 @@ fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
     // Another writer: takes the lock, appends an event the way liteshop
     // does, and holds its transaction open.
     let mut held = client.transaction().unwrap();
-    held.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-        .unwrap();
+    held.execute(WRITE_LOCK, &[]).unwrap();
     held.batch_execute(
         "WITH head AS (UPDATE feed_head SET last = last + 1 RETURNING last)
          INSERT INTO events (seq, kind, user_id, order_id, payload, created_at)
@@ -196,8 +195,7 @@ fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
     shop.charge(kim.id, won(1_000)).unwrap();
     // Hold the write lock so the next charge waits inside its transaction.
     let mut held = client.transaction().unwrap();
-    held.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-        .unwrap();
+    held.execute(WRITE_LOCK, &[]).unwrap();
     let own_pid: i32 = held
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
@@ -208,10 +206,15 @@ fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
         let mut killed = false;
         for _ in 0..100 {
             std::thread::sleep(std::time::Duration::from_millis(20));
+            // Only a backend waiting for the very lock this test holds:
+            // other tests run beside it on the same server.
             let waiting = held
                 .query(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                     AND pid <> $1",
+                    "SELECT w.pid FROM pg_locks w JOIN pg_locks h
+                       ON h.locktype = 'advisory' AND h.granted AND h.pid = $1
+                      AND w.classid = h.classid AND w.objid = h.objid
+                      AND w.objsubid = h.objsubid
+                     WHERE w.locktype = 'advisory' AND NOT w.granted",
                     &[&own_pid],
                 )
                 .unwrap();

@@ -2,7 +2,8 @@
 //! as safe as SQLite's single writer, reads in one snapshot.
 //!
 //! **Isolation.** Every write runs in a `READ COMMITTED` transaction that
-//! first takes one transaction-scoped advisory lock (`WRITE_LOCK`): writes
+//! first takes one transaction-scoped advisory lock ([`WRITE_LOCK`], one
+//! per schema, so two shops in one database do not wait on each other): writes
 //! are serialised across every connection, process and app server, exactly
 //! as SQLite's `BEGIN IMMEDIATE` serialises them on one file. So every
 //! read-then-write of the domain layer is as safe as on SQLite, with no
@@ -29,11 +30,14 @@ use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
 
-/// The advisory lock every write holds until it commits: "LSHPWRIT".
-const WRITE_LOCK: i64 = 0x4C53_4850_5752_4954;
+/// Takes the advisory lock every write holds until it commits: class
+/// "LSHP" (0x4C534850), object the hash of the connection's schema — one
+/// lock per shop, whatever else the database holds.
+pub(crate) const WRITE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(1280526416, hashtext(current_schema()))";
 
-/// The advisory lock a migration holds: "LSHPMIGR".
-const MIGRATION_LOCK: i64 = 0x4C53_4850_4D49_4752;
+/// Takes the advisory lock a migration of schema `?1` holds: class "LSHQ".
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(1280526417, hashtext($1))";
 
 /// The schema version this library writes on PostgreSQL.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -154,7 +158,7 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
 /// lock, so two processes opening at once migrate it once.
 fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()> {
     let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.execute(MIGRATION_LOCK, &[&schema])?;
     let exists = tx
         .query_opt(
             "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
@@ -228,7 +232,7 @@ impl PgStore {
         let mut tx = client.transaction()?;
         let timeout = format!("{}ms", self.busy_timeout.as_millis().max(1));
         tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        tx.execute(WRITE_LOCK, &[])?;
         let db = PgTx {
             tx: RefCell::new(tx),
             statements: RefCell::new(statements),
