@@ -896,7 +896,6 @@ struct Check {
     detail: String,
 }
 
-
 fn law_name(law: Law) -> &'static str {
     match law {
         Law::BalanceIsLedgerSum => "audit: balance = ledger sum for every user",

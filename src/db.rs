@@ -15,6 +15,16 @@ use rusqlite::types::{FromSql, ToSql, Value, ValueRef};
 
 use crate::error::{Error, Result};
 
+/// Whether `target` names a PostgreSQL database rather than a file: a
+/// `postgres://` or `postgresql://` URL, or libpq's `host=…` pairs. The one
+/// rule the builder and the server's tools both go by.
+pub fn is_postgres_target(target: &str) -> bool {
+    target.starts_with("postgres://")
+        || target.starts_with("postgresql://")
+        || target.starts_with("host=")
+        || (target.contains("host=") && target.contains(' '))
+}
+
 /// Which engine a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -124,8 +134,9 @@ fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row> {
         .map(Row)
 }
 
-/// A borrowed SQLite value as an owned one.
-fn owned(value: ValueRef<'_>, column: usize) -> Result<Value> {
+/// A borrowed value as an owned one; `column` (or parameter) index names
+/// it in the error for text that is not UTF-8.
+pub(crate) fn owned(value: ValueRef<'_>, column: usize) -> Result<Value> {
     Ok(match value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),

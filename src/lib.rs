@@ -332,6 +332,7 @@ pub use cart::{Cart, CartLine};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use copy::{CopyReport, copy};
 pub use coupon::{Coupon, CouponState, Discount, NewCoupon, UserCoupon};
+pub use db::is_postgres_target;
 pub use error::{Entity, Error, ErrorKind, Result};
 pub use event::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{

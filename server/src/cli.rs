@@ -31,10 +31,10 @@ pub(crate) struct Db {
     pg_schema: String,
 }
 
-/// Whether a `--db` names a PostgreSQL database rather than a file.
+/// Whether a `--db` names a PostgreSQL database rather than a file, by the
+/// library's own rule.
 pub(crate) fn is_postgres(db: &Path) -> bool {
-    let text = db.to_string_lossy();
-    text.starts_with("postgres://") || text.starts_with("postgresql://") || text.contains("host=")
+    liteshop::is_postgres_target(&db.to_string_lossy())
 }
 
 impl Db {

@@ -421,7 +421,7 @@ impl ShopBuilder {
     fn open_store(&self) -> Result<Store> {
         let target = self.path.to_str().unwrap_or_default();
         #[cfg(feature = "postgres")]
-        if store::postgres::is_url(target) {
+        if crate::db::is_postgres_target(target) {
             let config = store::postgres::PgConfig {
                 url: target.to_owned(),
                 schema: self.pg_schema.clone(),
@@ -432,7 +432,7 @@ impl ShopBuilder {
             return Ok(Store::Postgres(store::postgres::open(&config)?));
         }
         #[cfg(not(feature = "postgres"))]
-        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        if crate::db::is_postgres_target(target) {
             return Err(Error::InvalidConfig {
                 reason: "a PostgreSQL shop needs liteshop built with the `postgres` feature",
             });

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, Statement};
-use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value};
 
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
@@ -58,14 +58,6 @@ pub(crate) struct PgConfig {
     pub(crate) busy_timeout: Duration,
     /// Refuse a schema without liteshop's tables instead of creating them.
     pub(crate) existing_only: bool,
-}
-
-/// Whether `target` names a PostgreSQL database rather than a file.
-pub(crate) fn is_url(target: &str) -> bool {
-    target.starts_with("postgres://")
-        || target.starts_with("postgresql://")
-        || (target.contains("host=") && target.contains(' '))
-        || target.starts_with("host=")
 }
 
 /// Checks a schema name: a plain lower-case SQL identifier, so it never
@@ -321,9 +313,10 @@ fn dollar_placeholders(sql: &str) -> String {
 fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
     params
         .iter()
-        .map(|param| {
+        .enumerate()
+        .map(|(i, param)| {
             let value = match param.to_sql()? {
-                ToSqlOutput::Borrowed(value) => owned(value),
+                ToSqlOutput::Borrowed(value) => crate::db::owned(value, i)?,
                 ToSqlOutput::Owned(value) => value,
                 _ => {
                     return Err(Error::Storage(rusqlite::Error::ToSqlConversionFailure(
@@ -334,16 +327,6 @@ fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
             Ok(PgValue(value))
         })
         .collect()
-}
-
-fn owned(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
 }
 
 impl Db for PgTx<'_> {
