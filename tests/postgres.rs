@@ -662,3 +662,30 @@ fn existing_only_refuses_a_missing_schema_and_creates_nothing() {
         .get(0);
     assert_eq!(found, 0, "nothing was created");
 }
+
+/// A write waits for the write lock no longer than the busy timeout, then
+/// fails as Busy, changing nothing.
+#[test]
+fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
+    let Some((_, mut client, url)) = shop_and_client("timeout") else {
+        return;
+    };
+    let schema: String = client
+        .query_one("SELECT current_schema()::text", &[])
+        .unwrap()
+        .get(0);
+    let shop = Shop::builder(&url)
+        .pg_schema(&schema)
+        .busy_timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let kim = shop.create_user("Kim").unwrap();
+    let mut held = client.transaction().unwrap();
+    held.execute(WRITE_LOCK, &[]).unwrap();
+    let started = std::time::Instant::now();
+    let err = shop.charge(kim.id, won(10)).unwrap_err();
+    assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    held.commit().unwrap();
+    assert_eq!(shop.balance(kim.id).unwrap(), won(0));
+}

@@ -105,7 +105,6 @@ impl r2d2::ManageConnection for Manager {
 /// The open PostgreSQL store.
 pub(crate) struct PgStore {
     pool: r2d2::Pool<Manager>,
-    busy_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -128,7 +127,13 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
     })?;
     // The schema is set as a connection option (no SQL is built): every
     // statement of every connection names liteshop's tables unqualified.
-    let options = format!("-c search_path={}", config.schema);
+    // The write lock's wait is bounded on the connection, once, rather
+    // than by one more round trip in every write.
+    let options = format!(
+        "-c search_path={} -c lock_timeout={}ms",
+        config.schema,
+        config.busy_timeout.as_millis().max(1)
+    );
     pg.options(&options);
     pg.connect_timeout(config.busy_timeout.max(Duration::from_secs(1)));
     migrate(
@@ -140,10 +145,7 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
         .max_size(config.pool_size)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
         .build(Manager { config: pg })?;
-    Ok(PgStore {
-        pool,
-        busy_timeout: config.busy_timeout,
-    })
+    Ok(PgStore { pool })
 }
 
 /// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
@@ -222,8 +224,6 @@ impl PgStore {
         let mut conn = self.pool.get()?;
         let PgConn { client, statements } = &mut *conn;
         let mut tx = client.transaction()?;
-        let timeout = format!("{}ms", self.busy_timeout.as_millis().max(1));
-        tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])?;
         tx.execute(WRITE_LOCK, &[])?;
         let db = PgTx {
             tx: RefCell::new(tx),
