@@ -22,25 +22,34 @@ struct Args {
     /// Seconds per backend.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Products; thread `i` orders product `i % products` (1: every order
+    /// takes the same, hot, row).
+    #[arg(long, default_value_t = 1)]
+    products: usize,
 }
 
 fn run(name: &str, shop: &Shop, args: &Args) {
     let users: Vec<_> = (0..args.threads)
         .map(|i| shop.create_user(&format!("u{i}")).unwrap().id)
         .collect();
-    let tea = shop
-        .create_product(NewProduct {
-            name: "Tea".into(),
-            price: Money::new(10).unwrap(),
-            stock: 4_000_000_000,
+    let products: Vec<_> = (0..args.products.max(1))
+        .map(|i| {
+            shop.create_product(NewProduct {
+                name: format!("Tea {i}"),
+                price: Money::new(10).unwrap(),
+                stock: 4_000_000_000,
+            })
+            .unwrap()
+            .id
         })
-        .unwrap()
-        .id;
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut latencies: Vec<u128> = std::thread::scope(|s| {
         let handles: Vec<_> = users
             .iter()
-            .map(|&user| {
+            .enumerate()
+            .map(|(i, &user)| {
+                let tea = products[i % products.len()];
                 s.spawn(move || {
                     let mut took = Vec::new();
                     while Instant::now() < deadline {

@@ -8,6 +8,7 @@ use crate::audit::AuditFigures;
 use crate::db::Backend;
 use crate::error::{Error, Result};
 use crate::shop::Shop;
+use crate::store::Scope;
 
 /// Every table, parents before children, with its columns.
 const TABLES: &[(&str, &[&str])] = &[
@@ -224,7 +225,7 @@ pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
         .iter()
         .map(|(i, rows, _)| (TABLES[*i].0.to_owned(), rows.len()))
         .collect();
-    to.store().write(move |db| {
+    to.store().write(Scope::Shop, move |db| {
         // `settings` holds what opening the target wrote (its UTC offset):
         // it is overwritten by the source's, not counted as content.
         for (table, _) in TABLES.iter().filter(|(t, _)| *t != "settings") {

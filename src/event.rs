@@ -199,16 +199,15 @@ pub(crate) fn append(
             "INSERT INTO events (kind, user_id, order_id, payment_id, refund_id, payload, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         }
-        // The feed's head row, moved in the transaction that holds the
-        // write lock: the next number is taken only after this one's
-        // transaction committed, so numbers follow commit order with no
-        // gap (a sequence would leave gaps on rollback and let a late
-        // commit be skipped).
+        // A provisional number, unique across concurrent transactions and
+        // negative: committed events are numbered after the feed's head by
+        // `store::postgres::NUMBER_EVENTS`, so numbers are given only to
+        // committed events, with no gap — a number taken here would let a
+        // consumer skip this event if a later one committed first.
         Backend::Postgres => {
-            "WITH head AS (UPDATE feed_head SET last = last + 1 RETURNING last)
-             INSERT INTO events (seq, kind, user_id, order_id, payment_id, refund_id, payload,
+            "INSERT INTO events (seq, kind, user_id, order_id, payment_id, refund_id, payload,
                                  created_at)
-             SELECT last, ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM head"
+             VALUES (-nextval('events_pending'), ?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         }
     };
     tx.execute(
@@ -223,6 +222,7 @@ pub(crate) fn append(
             &now,
         ],
     )?;
+    tx.event_appended();
     Ok(())
 }
 
@@ -289,7 +289,7 @@ pub(crate) fn ack(tx: &dyn Db, consumer: &str, upto: u64, now: Timestamp) -> Res
 /// The events of one order, in sequence order (an index seek).
 pub(crate) const SELECT_ORDER_EVENTS: &str =
     "SELECT seq, kind, user_id, order_id, payment_id, refund_id, payload, created_at
-     FROM events WHERE order_id = ?1 ORDER BY seq";
+     FROM events WHERE order_id = ?1 AND seq > 0 ORDER BY seq";
 
 /// Every event of `order` still in the feed, in sequence order.
 pub(crate) fn for_order(conn: &dyn Db, order: OrderId) -> Result<Vec<Event>> {

@@ -348,7 +348,11 @@ pub(crate) fn place(
         .iter()
         .map(|line| product::get(tx, line.product))
         .collect::<Result<Vec<Product>>>()?;
-    for line in lines {
+    // Product rows are locked in id order, as every write takes them, so
+    // two orders of the same products queue rather than deadlock.
+    let mut by_product: Vec<&OrderLine> = lines.iter().collect();
+    by_product.sort_by_key(|line| line.product);
+    for line in by_product {
         reserve(tx, line, now)?;
     }
     let mut items = lines
@@ -609,7 +613,8 @@ fn release(tx: &dyn Db, id: OrderId, reason: CancelReason, now: Timestamp) -> Re
 fn restock(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<()> {
     let lines = tx
         .query(
-            "SELECT product_id, quantity - refunded FROM order_items WHERE order_id = ?1",
+            "SELECT product_id, quantity - refunded FROM order_items WHERE order_id = ?1
+             ORDER BY product_id",
             &[&id],
         )?
         .iter()
@@ -728,6 +733,10 @@ pub(crate) fn refund_units(
                 changed,
             )));
         }
+    }
+    let mut by_product = units.to_vec();
+    by_product.sort_by_key(|unit| unit.product);
+    for unit in &by_product {
         product::release_stock(tx, unit.product, unit.quantity, now)?;
     }
     let left: i64 = tx

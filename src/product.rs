@@ -96,26 +96,27 @@ pub(crate) fn restock(
     quantity: u32,
     now: Timestamp,
 ) -> Result<Product> {
-    let current = get(tx, id)?;
-    let stock = current
-        .stock
-        .checked_add(quantity)
-        .filter(|stock| stock.checked_add(current.held).is_some())
-        .ok_or(Error::StockOverflow {
-            product: id,
-            stock: current.stock,
-            held: current.held,
-            quantity,
-        })?;
-    update(
-        tx,
-        "UPDATE products SET stocked = stocked + (?2 - stock), stock = ?2, updated_at = ?3
-         WHERE id = ?1
+    // One relative, guarded statement: an order reserving units of this
+    // product at the same moment (PostgreSQL runs writes in parallel) is
+    // neither overwritten nor lost.
+    let restocked = tx.query_opt(
+        "UPDATE products SET stocked = stocked + ?2, stock = stock + ?2, updated_at = ?3
+         WHERE id = ?1 AND stock + held + ?2 <= ?4
          RETURNING id, name, price, stock, held, created_at, updated_at",
-        id,
-        stock,
-        now,
-    )
+        &[&id, &quantity, &now, &u32::MAX],
+    )?;
+    match restocked {
+        Some(row) => product(&row),
+        None => {
+            let current = get(tx, id)?;
+            Err(Error::StockOverflow {
+                product: id,
+                stock: current.stock,
+                held: current.held,
+                quantity,
+            })
+        }
+    }
 }
 
 /// Sets the unit price of `id`. Orders already placed keep their price.

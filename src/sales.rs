@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::error::Result;
 use crate::ids::{OrderId, ProductId};
 use crate::money::Money;
@@ -83,6 +83,16 @@ pub(crate) fn ensure_offset(tx: &dyn Db, offset_minutes: i32) -> Result<bool> {
     if stored_offset(tx)? == Some(offset_minutes) {
         return Ok(false);
     }
+    if tx.backend() == Backend::Postgres {
+        // Writes run in parallel there: wait until every write that read
+        // the offset (to count a sale on its day) has ended, and keep new
+        // ones out until the table is rebuilt. Every such write read
+        // `settings`, and holds that table's share lock until it ends.
+        tx.execute("LOCK TABLE settings IN ACCESS EXCLUSIVE MODE", &[])?;
+        if stored_offset(tx)? == Some(offset_minutes) {
+            return Ok(false);
+        }
+    }
     tx.execute(
         "INSERT INTO settings (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -105,6 +115,7 @@ pub(crate) fn add_order(tx: &dyn Db, id: OrderId, paid_at: Timestamp) -> Result<
     tx.execute(
         "INSERT INTO sales_daily (day, product_id, units, revenue)
          SELECT ?1, product_id, quantity, amount FROM order_items WHERE order_id = ?2
+         ORDER BY product_id
          ON CONFLICT (day, product_id) DO UPDATE
          SET units = sales_daily.units + excluded.units,
              revenue = sales_daily.revenue + excluded.revenue",
@@ -116,7 +127,10 @@ pub(crate) fn add_order(tx: &dyn Db, id: OrderId, paid_at: Timestamp) -> Result<
 /// Takes refunded `units` off the day their order was paid.
 pub(crate) fn remove_units(tx: &dyn Db, paid_at: Timestamp, units: &[RefundUnits]) -> Result<()> {
     let day = day(paid_at, stored_offset(tx)?.unwrap_or(0));
-    for unit in units {
+    // Rows locked in product order, as every write takes them.
+    let mut units = units.to_vec();
+    units.sort_by_key(|unit| unit.product);
+    for unit in &units {
         let changed = tx.execute(
             "UPDATE sales_daily SET units = units - ?3, revenue = revenue - ?4
              WHERE day = ?1 AND product_id = ?2 AND units >= ?3 AND revenue >= ?4",

@@ -65,9 +65,11 @@ fn the_flows_run_on_postgres_and_the_books_balance() {
     assert!(report.is_clean(), "{report}");
 }
 
-/// Takes the advisory lock every liteshop write holds on PostgreSQL, for
-/// the schema on the connection's `search_path` (see `store/postgres.rs`).
-const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(1280526416, hashtext(current_schema()))";
+/// Takes the lock of user `$1` that every write of that user's rows holds
+/// on PostgreSQL, for the schema on the connection's `search_path` (see
+/// `store/postgres.rs`).
+const USER_LOCK: &str = "SELECT pg_advisory_xact_lock(
+     (hashtext(current_schema())::bigint << 32) | ($1::bigint & 4294967295))";
 
 /// A shop in a fresh schema, and a raw client on the same schema.
 fn shop_and_client(name: &str) -> Option<(Shop, postgres::Client, String)> {
@@ -96,51 +98,55 @@ fn tea(shop: &Shop, stock: u32) -> liteshop::ProductId {
     .id
 }
 
-/// A writer's transaction held open while others try to commit: the feed
-/// numbers are taken under the write lock, so no later number can become
-/// visible before the held one; a consumer reading in between sees
-/// nothing new, and afterwards every event, in order, with no gap.
+/// A writer's transaction holding an event stays open while others
+/// write and commit (writes run in parallel); a consumer reading in
+/// between gets the committed events, and the held one — committed late,
+/// and never numbered by its writer, as if it died right after its commit
+/// — comes after them, never skipped, with no gap.
 #[test]
 fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
     let Some((shop, mut client, _)) = shop_and_client("feed") else {
         return;
     };
-    let kim = shop.create_user("Kim").unwrap();
-    shop.charge(kim.id, won(100_000)).unwrap();
+    let buyers: Vec<_> = (0..4)
+        .map(|i| {
+            let user = shop.create_user(&format!("buyer {i}")).unwrap();
+            shop.charge(user.id, won(10_000)).unwrap();
+            user.id
+        })
+        .collect();
     let tea = tea(&shop, 100);
-    // Another writer: takes the lock, appends an event the way liteshop
-    // does, and holds its transaction open.
+    // Another writer appends an event the way liteshop does (a provisional
+    // number) and holds its transaction open, as a commit delayed by a
+    // slow disk or network.
     let mut held = client.transaction().unwrap();
-    held.execute(WRITE_LOCK, &[]).unwrap();
     held.batch_execute(
-        "WITH head AS (UPDATE feed_head SET last = last + 1 RETURNING last)
-         INSERT INTO events (seq, kind, user_id, order_id, payload, created_at)
-         SELECT last, 'order_cancelled', 1, 1, '{\"kind\":\"order_cancelled\"}', 0 FROM head",
+        "INSERT INTO events (seq, kind, user_id, order_id, payload, created_at)
+         VALUES (-nextval('events_pending'), 'order_cancelled', 1, 1,
+                 '{\"kind\":\"order_cancelled\"}', 0)",
     )
     .unwrap();
+    let shop = &shop;
     std::thread::scope(|s| {
-        let writers: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| shop.place_order(kim.id, &[OrderLine::new(tea, 1)])))
+        let writers: Vec<_> = buyers
+            .iter()
+            .map(|&buyer| s.spawn(move || shop.place_order(buyer, &[OrderLine::new(tea, 1)])))
             .collect();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        // In between: nothing committed after the held writer can show.
-        assert!(shop.events(0, 100).unwrap().is_empty());
-        held.commit().unwrap();
         for writer in writers {
             writer.join().unwrap().unwrap();
         }
     });
-    let seqs: Vec<u64> = shop.events(0, 100).unwrap().iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 5]);
-    let kinds: Vec<String> = shop
-        .events(0, 100)
-        .unwrap()
-        .iter()
-        .map(|e| e.kind.to_string())
-        .collect();
+    let first = shop.events(0, 100).unwrap();
+    let seqs: Vec<u64> = first.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "the committed writes' events, numbered");
+    assert!(first.iter().all(|e| e.kind.to_string() == "order_placed"));
+    let cursor = first[3].seq;
+    held.commit().unwrap();
+    let late = shop.events(cursor, 100).unwrap();
+    assert_eq!(late.len(), 1, "the late commit is not skipped");
     assert_eq!(
-        kinds[0], "order_cancelled",
-        "the held writer's event is first"
+        (late[0].seq, late[0].kind.to_string().as_str()),
+        (5, "order_cancelled")
     );
     assert!(
         shop.audit()
@@ -149,6 +155,73 @@ fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
             .iter()
             .all(|v| v.law != liteshop::Law::EventFeedWithoutGaps)
     );
+}
+
+/// A write PostgreSQL's deadlock detector ends runs again, and takes
+/// effect exactly once. The test makes the deadlock: it holds a product's
+/// row, lets an order of that product (holding its user's lock) wait for
+/// it, then asks for that user's lock. The order's backend detects the
+/// cycle first (the test's connection waits longer before it looks), so the
+/// order's transaction is the one ended; the test's then gets the lock,
+/// which proves the order's first attempt is gone, and commits; the order
+/// runs again and succeeds.
+#[test]
+fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
+    let Some((shop, mut client, _)) = shop_and_client("deadlock") else {
+        return;
+    };
+    let kim = shop.create_user("Kim").unwrap();
+    shop.charge(kim.id, won(10_000)).unwrap();
+    let tea = tea(&shop, 5);
+    let retries_before = shop.write_retries();
+    let mut held = client.transaction().unwrap();
+    held.batch_execute("SET LOCAL deadlock_timeout = '30s'")
+        .unwrap();
+    held.execute(
+        "SELECT stock FROM products WHERE id = $1 FOR UPDATE",
+        &[&tea.get()],
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        let order = s.spawn(|| shop.place_order(kim.id, &[OrderLine::new(tea, 2)]));
+        // Wait until the order holds Kim's lock and waits for the row.
+        let mut waiting = false;
+        for _ in 0..200 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let rows = held
+                .query(
+                    "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted
+                       AND a.wait_event_type = 'Lock' AND a.query LIKE '%UPDATE products%'",
+                    &[],
+                )
+                .unwrap();
+            if !rows.is_empty() {
+                waiting = true;
+                break;
+            }
+        }
+        assert!(waiting, "the order never waited for the product's row");
+        // Close the cycle: this waits until the order's transaction ends.
+        held.execute(USER_LOCK, &[&kim.id.get()]).unwrap();
+        held.commit().unwrap();
+        let placed = order.join().unwrap().unwrap();
+        assert_eq!(placed.total, won(2_000));
+    });
+    assert!(shop.write_retries() > retries_before, "the order ran again");
+    let orders = shop.orders(kim.id, Default::default()).unwrap();
+    assert_eq!(orders.items.len(), 1, "one order, not two");
+    let product = shop.product(tea).unwrap();
+    assert_eq!((product.stock, product.held), (3, 2), "reserved once");
+    let kinds: Vec<String> = shop
+        .events(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.to_string())
+        .collect();
+    assert_eq!(kinds, ["order_placed"]);
+    let report = shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
 }
 
 /// 200 threads order one product with a stock of 7: exactly 7 orders.
@@ -193,9 +266,9 @@ fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
     };
     let kim = shop.create_user("Kim").unwrap();
     shop.charge(kim.id, won(1_000)).unwrap();
-    // Hold the write lock so the next charge waits inside its transaction.
+    // Hold Kim's lock so the next charge waits inside its transaction.
     let mut held = client.transaction().unwrap();
-    held.execute(WRITE_LOCK, &[]).unwrap();
+    held.execute(USER_LOCK, &[&kim.id.get()]).unwrap();
     let own_pid: i32 = held
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
@@ -663,8 +736,8 @@ fn existing_only_refuses_a_missing_schema_and_creates_nothing() {
     assert_eq!(found, 0, "nothing was created");
 }
 
-/// A write waits for the write lock no longer than the busy timeout, then
-/// fails as Busy, changing nothing.
+/// A write waits for its user's lock no longer than the busy timeout,
+/// then fails as Busy, changing nothing.
 #[test]
 fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
     let Some((_, mut client, url)) = shop_and_client("timeout") else {
@@ -681,7 +754,7 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
         .unwrap();
     let kim = shop.create_user("Kim").unwrap();
     let mut held = client.transaction().unwrap();
-    held.execute(WRITE_LOCK, &[]).unwrap();
+    held.execute(USER_LOCK, &[&kim.id.get()]).unwrap();
     let started = std::time::Instant::now();
     let err = shop.charge(kim.id, won(10)).unwrap_err();
     assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");

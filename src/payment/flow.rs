@@ -22,7 +22,7 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::ids::{OrderId, PaymentId, RefundId, UserId};
 use crate::money::Money;
 use crate::order::OrderLine;
-use crate::store::Store;
+use crate::store::{Scope, Store};
 
 /// How the shop talks to its payment gateway; set on the builder.
 #[derive(Clone)]
@@ -200,7 +200,7 @@ impl Payments<'_> {
         key: Option<IdempotencyKey>,
     ) -> Result<(Payment, Replay)> {
         let now = self.now();
-        let begun = self.store.write(move |tx| {
+        let begun = self.store.write(Scope::User(user), move |tx| {
             // A key that started a payment before names it; nothing runs.
             if let Some(key) = &key
                 && let Some(stored) = idempotency::stored(tx, user, key)?
@@ -229,10 +229,9 @@ impl Payments<'_> {
 
         let now = self.now();
         let id = payment.id;
-        let recorded = match self
-            .store
-            .write(move |tx| super::record(tx, id, outcome, now))
-        {
+        let recorded = match self.store.write(Scope::User(user), move |tx| {
+            super::record(tx, id, outcome.clone(), now)
+        }) {
             Ok(recorded) => recorded,
             Err(err) => {
                 // The money is held and the gateway may have approved: only
@@ -266,7 +265,7 @@ impl Payments<'_> {
     ) -> Result<(Refund, Replay)> {
         let now = self.now();
         let max = self.max_balance;
-        let begun = self.store.write(move |tx| {
+        let begun = self.store.write(Scope::User(user), move |tx| {
             // A key that started an attempt before names it; nothing runs.
             if let Some(key) = &key
                 && let Some(stored) = idempotency::stored(tx, user, key)?
@@ -299,10 +298,9 @@ impl Payments<'_> {
 
         let now = self.now();
         let id = refund.id;
-        let recorded = match self
-            .store
-            .write(move |tx| refund::record(tx, id, outcome, now))
-        {
+        let recorded = match self.store.write(Scope::User(user), move |tx| {
+            refund::record(tx, id, outcome.clone(), now)
+        }) {
             Ok(recorded) => recorded,
             Err(err) => {
                 // The gateway may have given the money back: the attempt is

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::gateway::{Approval, GatewayError, PgStatus};
 use crate::ids::{OrderId, PaymentId, RefundId};
 use crate::shop::Shop;
+use crate::store::Scope;
 
 /// What one round of [`Shop::reconcile_payments`] did: every payment and
 /// refund attempt it looked at, with its id, its order, and its status
@@ -98,8 +99,9 @@ impl Payments<'_> {
             let recorded = match self.ask_about_payment(&payment) {
                 Some(outcome) => {
                     let (id, now) = (payment.id, self.clock.now());
-                    self.store
-                        .write(move |tx| super::record(tx, id, outcome, now))?
+                    self.store.write(Scope::User(payment.user), move |tx| {
+                        super::record(tx, id, outcome.clone(), now)
+                    })?
                 }
                 None => payment,
             };
@@ -126,8 +128,9 @@ impl Payments<'_> {
             let recorded = match self.ask_about_refund(&refund, &request) {
                 Some(outcome) => {
                     let (id, now) = (refund.id, self.clock.now());
-                    self.store
-                        .write(move |tx| refund::record(tx, id, outcome, now))?
+                    self.store.write(Scope::User(refund.user), move |tx| {
+                        refund::record(tx, id, outcome.clone(), now)
+                    })?
                 }
                 None => refund,
             };

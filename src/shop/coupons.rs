@@ -8,6 +8,7 @@ use crate::coupon::{self, Coupon, NewCoupon, UserCoupon};
 use crate::error::{Entity, Result};
 use crate::ids::{CouponId, UserId};
 use crate::page::{Page, PageRequest};
+use crate::store::Scope;
 use crate::user;
 use crate::validate;
 
@@ -63,7 +64,7 @@ impl Shop {
         let coupon = self
             .inner
             .store
-            .write(move |tx| coupon::create(tx, &new, now))?;
+            .write(Scope::Shop, move |tx| coupon::create(tx, &new, now))?;
         debug!(coupon = %coupon.id, quantity = coupon.quantity, "coupon created");
         Ok(coupon)
     }
@@ -97,7 +98,10 @@ impl Shop {
     /// [`Error::CouponAlreadyIssued`](crate::Error::CouponAlreadyIssued),
     /// [`Error::CouponSoldOut`](crate::Error::CouponSoldOut).
     pub fn issue_coupon(&self, user: UserId, id: CouponId) -> Result<UserCoupon> {
-        let issued = self.inner.store.write(self.issue_body(user, id)?)?;
+        let issued = self
+            .inner
+            .store
+            .write(Scope::User(user), self.issue_body(user, id)?)?;
         debug!(user = %user, coupon = %id, "coupon issued");
         Ok(issued)
     }
@@ -106,7 +110,7 @@ impl Shop {
         &self,
         user: UserId,
         id: CouponId,
-    ) -> Result<impl FnOnce(&dyn Db) -> Result<UserCoupon> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db) -> Result<UserCoupon> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();

@@ -7,6 +7,7 @@ use super::Shop;
 use crate::clock::Timestamp;
 use crate::error::{Entity, Result};
 use crate::event::{self, Event, EventPump, MAX_EVENT_BATCH};
+use crate::store::Scope;
 use crate::validate;
 
 impl Shop {
@@ -42,6 +43,7 @@ impl Shop {
     /// [`Error::OutOfRange`](crate::Error::OutOfRange) for `limit`.
     pub fn events(&self, after: u64, limit: u32) -> Result<Vec<Event>> {
         validate::range("limit", limit, 1, MAX_EVENT_BATCH)?;
+        self.inner.store.settle_feed()?;
         self.inner.store.read(|tx| event::after(tx, after, limit))
     }
 
@@ -78,7 +80,7 @@ impl Shop {
         let now = self.now();
         self.inner
             .store
-            .write(move |tx| event::ack(tx, &consumer, upto, now))
+            .write(Scope::Shop, move |tx| event::ack(tx, &consumer, upto, now))
     }
 
     /// Deletes the events created before `before` that every registered
@@ -89,7 +91,9 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn prune_events(&self, before: Timestamp) -> Result<usize> {
-        self.inner.store.write(move |tx| event::prune(tx, before))
+        self.inner
+            .store
+            .write(Scope::Shop, move |tx| event::prune(tx, before))
     }
 
     /// Registers `consumer` and starts a thread that hands its unacked

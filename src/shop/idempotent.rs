@@ -16,6 +16,7 @@ use crate::ids::{CouponId, OrderId, UserId};
 use crate::money::Money;
 use crate::order::{self, Order, OrderLine, OrderRequest};
 use crate::payment::{self, Payment, flow::Replay, refund::Refund};
+use crate::store::Scope;
 
 /// The writes of a [`Shop`] under an optional idempotency key, made by
 /// [`Shop::idempotent`].
@@ -171,17 +172,19 @@ impl Idempotent<'_> {
     fn write<T: Serialize + Send + 'static>(
         &self,
         user: UserId,
-        body: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+        body: impl Fn(&dyn Db) -> Result<T> + Send + 'static,
     ) -> Result<Keyed<T>> {
         let store = &self.shop.inner.store;
         let Some(key) = self.key else {
-            return store.write(body).map(Keyed::Fresh);
+            return store.write(Scope::User(user), body).map(Keyed::Fresh);
         };
         key.validate()?;
         let user = user.validate()?;
         let now = self.shop.now();
         let owned = key.clone();
-        match store.write(move |tx| idempotency::run(tx, user, &owned, now, body)) {
+        match store.write(Scope::User(user), move |tx| {
+            idempotency::run(tx, user, &owned, now, &body)
+        }) {
             // The connection was lost after COMMIT was sent: the key, stored
             // in the same transaction as the effect, says whether it took.
             Err(Error::CommitOutcomeUnknown) => {

@@ -29,7 +29,7 @@ use crate::payment::refund::{self, Refund};
 use crate::payment::{self, Payment, PaymentEvent};
 use crate::product::{self, NewProduct, Product};
 use crate::sales::{self, BestSeller};
-use crate::store::{self, Durability, Store, StoreConfig, WriteMode};
+use crate::store::{self, Durability, Scope, Store, StoreConfig, WriteMode};
 use crate::user::{self, User};
 use crate::validate;
 
@@ -386,7 +386,7 @@ impl ShopBuilder {
         }
         let store = self.open_store()?;
         let asked = self.utc_offset_minutes;
-        let (offset, rebuilt) = store.write(move |tx| {
+        let (offset, rebuilt) = store.write(Scope::Shop, move |tx| {
             let offset = match asked {
                 Some(offset) => offset,
                 None => sales::stored_offset(tx)?.unwrap_or(0),
@@ -592,7 +592,7 @@ impl Shop {
         let user = self
             .inner
             .store
-            .write(move |tx| user::create(tx, &name, now))?;
+            .write(Scope::Shop, move |tx| user::create(tx, &name, now))?;
         debug!(user = %user.id, "user created");
         Ok(user)
     }
@@ -655,7 +655,10 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ZeroAmount`], [`Error::UserNotFound`],
     /// [`Error::ChargeLimitExceeded`], [`Error::BalanceLimitExceeded`].
     pub fn charge(&self, user: UserId, amount: Money) -> Result<Money> {
-        let balance = self.inner.store.write(self.charge_body(user, amount)?)?;
+        let balance = self
+            .inner
+            .store
+            .write(Scope::User(user), self.charge_body(user, amount)?)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
         Ok(balance)
     }
@@ -665,7 +668,7 @@ impl Shop {
         &self,
         user: UserId,
         amount: Money,
-    ) -> Result<impl FnOnce(&dyn Db) -> Result<Money> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db) -> Result<Money> + Send + 'static> {
         let user = user.validate()?;
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
@@ -690,7 +693,7 @@ impl Shop {
     pub fn prune_idempotency_keys(&self, before: Timestamp) -> Result<usize> {
         self.inner
             .store
-            .write(move |tx| idempotency::prune(tx, before))
+            .write(Scope::Shop, move |tx| idempotency::prune(tx, before))
     }
 
     /// One page of the ledger of `user`, newest entry first.
@@ -718,10 +721,9 @@ impl Shop {
     pub fn create_product(&self, new: NewProduct) -> Result<Product> {
         let name = validate::name(Entity::Product, &new.name)?;
         let now = self.now();
-        let product = self
-            .inner
-            .store
-            .write(move |tx| product::create(tx, &name, new.price, new.stock, now))?;
+        let product = self.inner.store.write(Scope::Shop, move |tx| {
+            product::create(tx, &name, new.price, new.stock, now)
+        })?;
         debug!(product = %product.id, price = %product.price, stock = product.stock, "product created");
         Ok(product)
     }
@@ -776,10 +778,9 @@ impl Shop {
         let id = id.validate()?;
         let quantity = validate::quantity(quantity, u32::MAX)?;
         let now = self.now();
-        let product = self
-            .inner
-            .store
-            .write(move |tx| product::restock(tx, id, quantity, now))?;
+        let product = self.inner.store.write(Scope::Shop, move |tx| {
+            product::restock(tx, id, quantity, now)
+        })?;
         debug!(product = %id, quantity, stock = product.stock, "product restocked");
         Ok(product)
     }
@@ -793,10 +794,9 @@ impl Shop {
     pub fn set_price(&self, id: ProductId, price: Money) -> Result<Product> {
         let id = id.validate()?;
         let now = self.now();
-        let product = self
-            .inner
-            .store
-            .write(move |tx| product::set_price(tx, id, price, now))?;
+        let product = self.inner.store.write(Scope::Shop, move |tx| {
+            product::set_price(tx, id, price, now)
+        })?;
         debug!(product = %id, price = %price, "product price set");
         Ok(product)
     }
@@ -836,7 +836,7 @@ impl Shop {
         let product = product.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
         let now = self.now();
-        let line = self.inner.store.write(move |tx| {
+        let line = self.inner.store.write(Scope::User(user), move |tx| {
             user::ensure_exists(tx, user)?;
             cart::add(tx, user, product, quantity, now)
         })?;
@@ -862,10 +862,9 @@ impl Shop {
         let user = user.validate()?;
         let item = item.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
-        let line = self
-            .inner
-            .store
-            .write(move |tx| cart::set_quantity(tx, user, item, quantity))?;
+        let line = self.inner.store.write(Scope::User(user), move |tx| {
+            cart::set_quantity(tx, user, item, quantity)
+        })?;
         debug!(user = %user, item = %item, quantity, "cart quantity set");
         Ok(line)
     }
@@ -883,7 +882,7 @@ impl Shop {
         let item = item.validate()?;
         self.inner
             .store
-            .write(move |tx| cart::remove(tx, user, item))?;
+            .write(Scope::User(user), move |tx| cart::remove(tx, user, item))?;
         debug!(user = %user, item = %item, "removed from cart");
         Ok(())
     }
@@ -938,10 +937,10 @@ impl Shop {
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
     /// [`Error::CouponMinimumNotMet`]; then [`Error::InsufficientBalance`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
-        let order = self
-            .inner
-            .store
-            .write(self.place_order_body(user, request.into())?)?;
+        let order = self.inner.store.write(
+            Scope::User(user),
+            self.place_order_body(user, request.into())?,
+        )?;
         debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
         Ok(order)
     }
@@ -950,7 +949,7 @@ impl Shop {
         &self,
         user: UserId,
         request: OrderRequest,
-    ) -> Result<impl FnOnce(&dyn Db) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db) -> Result<Order> + Send + 'static> {
         let OrderRequest { lines, coupon } = request;
         let user = user.validate()?;
         let limits = &self.inner.limits;
@@ -977,7 +976,10 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::EmptyCart`],
     /// then as [`Shop::place_order`].
     pub fn checkout_cart(&self, user: UserId, coupon: Option<CouponId>) -> Result<Order> {
-        let order = self.inner.store.write(self.checkout_body(user, coupon)?)?;
+        let order = self
+            .inner
+            .store
+            .write(Scope::User(user), self.checkout_body(user, coupon)?)?;
         debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
         Ok(order)
     }
@@ -986,7 +988,7 @@ impl Shop {
         &self,
         user: UserId,
         coupon: Option<CouponId>,
-    ) -> Result<impl FnOnce(&dyn Db) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let max_quantity = self.inner.limits.max_order_quantity;
@@ -1040,7 +1042,10 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
     /// user's order), [`Error::InvalidTransition`] naming the current state.
     pub fn cancel_order(&self, user: UserId, id: OrderId) -> Result<Order> {
-        let order = self.inner.store.write(self.cancel_body(user, id)?)?;
+        let order = self
+            .inner
+            .store
+            .write(Scope::User(user), self.cancel_body(user, id)?)?;
         debug!(user = %user, order = %id, "order cancelled");
         Ok(order)
     }
@@ -1049,7 +1054,7 @@ impl Shop {
         &self,
         user: UserId,
         id: OrderId,
-    ) -> Result<impl FnOnce(&dyn Db) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
         let now = self.now();
@@ -1071,7 +1076,7 @@ impl Shop {
         let expired = self
             .inner
             .store
-            .write(move |tx| order::expire_due(tx, now))?;
+            .write(Scope::Shop, move |tx| order::expire_due(tx, now))?;
         if expired > 0 {
             debug!(expired, "overdue orders expired");
         }

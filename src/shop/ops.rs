@@ -56,6 +56,7 @@ impl Shop {
     ///
     /// Only storage errors; a breach is in the report, not an error.
     pub fn audit(&self) -> Result<AuditReport> {
+        self.inner.store.settle_feed()?;
         let now = self.now();
         self.inner.store.read(|tx| audit::run(tx, now))
     }
@@ -137,6 +138,7 @@ impl Shop {
     /// [`Error::InvalidId`]; storage errors.
     pub fn order_events(&self, order: OrderId) -> Result<Vec<Event>> {
         let order = order.validate()?;
+        self.inner.store.settle_feed()?;
         self.inner.store.read(|tx| event::for_order(tx, order))
     }
 
@@ -158,5 +160,25 @@ impl Shop {
     /// Only storage errors.
     pub fn event_consumers(&self) -> Result<Vec<ConsumerLag>> {
         self.inner.store.read(|tx| event::consumers(tx))
+    }
+
+    /// How many times this `Shop` ran a write again because the database
+    /// ended its transaction to break a deadlock or as a serialization
+    /// failure (PostgreSQL; such a transaction changed nothing). Always 0
+    /// on SQLite, where writes take turns. A figure for monitoring and
+    /// load tests: a number that keeps growing fast points at writes that
+    /// take shared rows in different orders.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
+    /// assert_eq!(shop.write_retries(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn write_retries(&self) -> u64 {
+        self.inner.store.write_retries()
     }
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::ids::UserId;
 
 /// The pool of connections to the one database file.
 pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
@@ -294,17 +295,63 @@ pub(crate) enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// Whose rows a write reads and then changes: what it must hold so that
+/// no concurrent write changes them between its read and its write.
+///
+/// On SQLite every write holds the one write lock, so the scope changes
+/// nothing. On PostgreSQL writes run in parallel: a [`Scope::User`] write
+/// first takes that user's lock, so the writes of one user (their balance,
+/// cart, orders, payments, refunds, coupons, idempotency keys) run one at
+/// a time while different users' run side by side. A [`Scope::Shop`] write
+/// takes no lock: it only inserts rows or changes shared rows (stock,
+/// coupon counters, a consumer's cursor, a pending order's state) through
+/// guarded single statements, which are safe under any interleaving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// One user's rows.
+    User(UserId),
+    /// Inserts and guarded statements only.
+    Shop,
+}
+
 impl Store {
-    /// Runs `f` in one write transaction and commits: see
-    /// [`SqliteStore::write`] and `PgStore::write`.
+    /// Runs `f` in one write transaction within `scope` and commits: see
+    /// [`SqliteStore::write`] and `PgStore::write`. `f` may run more than
+    /// once (PostgreSQL retries a write its deadlock detector ended), so it
+    /// has no effect outside its transaction.
     pub(crate) fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+        scope: Scope,
+        f: impl Fn(&dyn Db) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         match self {
-            Store::Sqlite(store) => store.write(f),
+            Store::Sqlite(store) => {
+                let _ = scope;
+                store.write(f)
+            }
             #[cfg(feature = "postgres")]
-            Store::Postgres(store) => store.write(f),
+            Store::Postgres(store) => store.write(scope, f),
+        }
+    }
+
+    /// Makes every committed event part of the feed before it is read.
+    /// SQLite numbers events as they are inserted; PostgreSQL numbers them
+    /// just after their write commits, and here any a writer left
+    /// unnumbered (it died in between).
+    pub(crate) fn settle_feed(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.settle_feed(),
+        }
+    }
+
+    /// How many writes ran again (PostgreSQL only; see `PgStore::write`).
+    pub(crate) fn write_retries(&self) -> u64 {
+        match self {
+            Store::Sqlite(_) => 0,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.retries(),
         }
     }
 

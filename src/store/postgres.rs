@@ -1,16 +1,34 @@
-//! The PostgreSQL store: a pool of connections to one schema, writes made
-//! as safe as SQLite's single writer, reads in one snapshot.
+//! The PostgreSQL store: a pool of connections to one schema, writes that
+//! run in parallel yet are as safe as SQLite's single writer, reads in one
+//! snapshot.
 //!
-//! **Isolation.** Every write runs in a `READ COMMITTED` transaction that
-//! first takes one transaction-scoped advisory lock ([`WRITE_LOCK`], one
-//! per schema, so two shops in one database do not wait on each other): writes
-//! are serialised across every connection, process and app server, exactly
-//! as SQLite's `BEGIN IMMEDIATE` serialises them on one file. So every
-//! read-then-write of the domain layer is as safe as on SQLite, with no
-//! retry (a closure runs once), no retry storm on a hot row, and the event
-//! feed's numbers taken in commit order. The price is that writes do not
-//! run in parallel; ARCHITECTURE.md says why that is the first step and
-//! what a finer lock would take.
+//! **Isolation.** Every write runs in a `READ COMMITTED` transaction. A
+//! write that reads a user's rows and then changes them ([`Scope::User`])
+//! first takes that user's transaction-scoped advisory lock
+//! ([`USER_LOCK`]): one user's writes run one at a time, in every
+//! connection, process and app server, while different users' writes run
+//! side by side. Rows several users share — a product's stock, a coupon's
+//! counter, a day's sales, a consumer's cursor, a pending order's state —
+//! change only through guarded single statements (`UPDATE … SET stock =
+//! stock - n WHERE stock >= n`), which PostgreSQL re-checks against the
+//! newest committed row after waiting for its lock. Locks are taken in one
+//! order (the user, then orders, then products by id, then the feed's
+//! head, last), so writes queue instead of deadlocking; a deadlock or
+//! serialization failure the server reports anyway is retried, so a write
+//! closure may run more than once (it has no effect outside its
+//! transaction). ARCHITECTURE.md gives the whole argument.
+//!
+//! **The event feed** is numbered after commit: a write inserts its
+//! events with provisional negative numbers and commits without touching
+//! anything shared; then, in a short transaction of its own, one statement
+//! ([`NUMBER_EVENTS`]) numbers every committed event still waiting, after
+//! the feed's head, under one lock. Numbers are only ever given to
+//! committed events and become visible in the order they are given, so a
+//! consumer reading `seq > cursor` never skips one; a numbering takes
+//! every waiting event of its snapshot in insertion order, so the events
+//! of one order keep the order of its changes. One numbering serves every
+//! writer that committed before it, so commits do not queue behind each
+//! other's disk writes.
 //!
 //! **Reads** run in `REPEATABLE READ READ ONLY` transactions: one snapshot
 //! for every statement of a read, as on SQLite.
@@ -18,23 +36,55 @@
 //! **A commit whose outcome is unknown** — the connection lost after
 //! `COMMIT` was sent — is [`Error::CommitOutcomeUnknown`], never retried.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 use rusqlite::types::{ToSqlOutput, Value};
 
+use super::Scope;
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
 
-/// Takes the advisory lock every write holds until it commits: class
-/// "LSHP" (0x4C534850), object the hash of the connection's schema — one
-/// lock per shop, whatever else the database holds.
-pub(crate) const WRITE_LOCK: &str =
-    "SELECT pg_advisory_xact_lock(1280526416, hashtext(current_schema()))";
+/// Takes the lock of user `$1` until the transaction ends: one advisory
+/// lock per user and schema, keyed by the schema's hash (high 32 bits) and
+/// the user's id (low 32 bits). Two users whose ids differ by a multiple
+/// of 2^32 share a lock, which costs waiting, never safety.
+pub(crate) const USER_LOCK: &str = "SELECT pg_advisory_xact_lock(
+     (hashtext(current_schema())::bigint << 32) | ($1::bigint & 4294967295))";
+
+/// Numbers every committed event still carrying its provisional number
+/// (`-nextval('events_pending')`, so from -1 down in insertion order)
+/// after the feed's head, and moves the head past them: in a transaction
+/// of its own, under one advisory lock per schema (class "LSHP", object
+/// the schema's hash), sent as one simple query (one round trip). The lock
+/// is taken before the statement that reads the waiting events, so that
+/// statement sees every event an earlier numbering took: two numberings
+/// never give one event two numbers or leave a gap.
+pub(crate) const NUMBER_EVENTS: &str = concat!(
+    "BEGIN; ",
+    "SELECT pg_advisory_xact_lock(1280526416, hashtext(current_schema())); ",
+    "WITH mine AS (
+         SELECT seq, row_number() OVER (ORDER BY seq DESC) AS n, count(*) OVER () AS total
+         FROM events WHERE seq < 0
+     ), head AS (
+         UPDATE feed_head SET last = last + (SELECT count(*) FROM mine)
+         WHERE EXISTS (SELECT 1 FROM mine)
+         RETURNING last
+     )
+     UPDATE events SET seq = head.last - mine.total + mine.n
+     FROM mine, head WHERE events.seq = mine.seq; ",
+    "COMMIT"
+);
+
+/// How many times [`PgStore::write`] runs a write the server rolled back
+/// (a deadlock, a serialization failure) before it returns the error.
+const MAX_ATTEMPTS: u32 = 8;
 
 /// Takes the advisory lock a migration of schema `?1` holds: class "LSHQ".
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(1280526417, hashtext($1))";
@@ -105,6 +155,7 @@ impl r2d2::ManageConnection for Manager {
 /// The open PostgreSQL store.
 pub(crate) struct PgStore {
     pool: r2d2::Pool<Manager>,
+    retries: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -145,7 +196,10 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
         .max_size(config.pool_size)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
         .build(Manager { config: pg })?;
-    Ok(PgStore { pool })
+    Ok(PgStore {
+        pool,
+        retries: AtomicU64::new(0),
+    })
 }
 
 /// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
@@ -218,33 +272,61 @@ fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()>
 }
 
 impl PgStore {
-    /// Runs `f` in one write transaction holding the write lock, and
-    /// commits. `f` runs once: the lock leaves nothing to retry.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+    /// Runs `f` in one `READ COMMITTED` write transaction and commits.
+    /// A [`Scope::User`] write first takes that user's lock
+    /// ([`USER_LOCK`]); the events `f` appended are numbered once it has
+    /// committed ([`NUMBER_EVENTS`]).
+    ///
+    /// A transaction PostgreSQL ended to break a deadlock, or as a
+    /// serialization failure, changed nothing: `f` runs again, up to
+    /// [`MAX_ATTEMPTS`] times, after a short randomised pause. Any other
+    /// error is returned as it is.
+    pub(crate) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
-        let PgConn { client, statements } = &mut *conn;
-        let mut tx = client.transaction()?;
-        tx.execute(WRITE_LOCK, &[])?;
-        let db = PgTx {
-            tx: RefCell::new(tx),
-            statements: RefCell::new(statements),
-        };
-        let value = f(&db)?;
-        let tx = db.tx.into_inner();
-        match tx.commit() {
-            Ok(()) => Ok(value),
-            // The server refused the commit and rolled back: a definite
-            // answer (an integrity violation, a serialization failure).
-            Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
-            // Anything else once COMMIT was sent — the connection lost, the
-            // server shutting down (a fast shutdown may end a backend right
-            // after its commit record reached the disk) — leaves the
-            // outcome unknown.
-            Err(err) => {
-                tracing::error!(error = %err, "no answer to COMMIT: its outcome is unknown");
-                Err(Error::CommitOutcomeUnknown)
+        let mut attempt = 1;
+        loop {
+            match attempt_write(&mut conn, scope, &f) {
+                Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
+                    tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(backoff(attempt));
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+                Ok((value, appended)) => {
+                    if appended {
+                        // The write has committed: a failure here only
+                        // delays its events, which the next numbering
+                        // (any write's, or a feed read's) takes up.
+                        if let Err(err) = number_events(&mut conn.client) {
+                            tracing::warn!(error = %err, "numbering the feed's new events failed; they wait for the next write or read of the feed");
+                        }
+                    }
+                    return Ok(value);
+                }
             }
         }
+    }
+
+    /// Numbers every committed event still waiting for its number, if
+    /// there is one: run before the feed is read, so that a consumer never
+    /// waits for a number whose writer died between its commit and
+    /// numbering it.
+    pub(crate) fn settle_feed(&self) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        let waiting = conn
+            .client
+            .query_one("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 0)", &[])?
+            .get::<_, bool>(0);
+        if waiting {
+            number_events(&mut conn.client)?;
+        }
+        Ok(())
+    }
+
+    /// How many times a write ran again since the store opened.
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// Runs `f` in one read-only snapshot.
@@ -259,11 +341,91 @@ impl PgStore {
         let db = PgTx {
             tx: RefCell::new(tx),
             statements: RefCell::new(statements),
+            appended: Cell::new(false),
         };
         let value = f(&db)?;
         db.tx.into_inner().commit()?;
         Ok(value)
     }
+}
+
+/// One attempt of [`PgStore::write`].
+/// Returns the value and whether the transaction appended events.
+fn attempt_write<T>(
+    conn: &mut PgConn,
+    scope: Scope,
+    f: &impl Fn(&dyn Db) -> Result<T>,
+) -> Result<(T, bool)> {
+    let PgConn { client, statements } = conn;
+    let mut tx = client.transaction()?;
+    if let Scope::User(user) = scope {
+        tx.execute(USER_LOCK, &[&user.get()])?;
+    }
+    let db = PgTx {
+        tx: RefCell::new(tx),
+        statements: RefCell::new(statements),
+        appended: Cell::new(false),
+    };
+    let value = f(&db)?;
+    let appended = db.appended.get();
+    let tx = db.tx.into_inner();
+    match tx.commit() {
+        Ok(()) => Ok((value, appended)),
+        // The server refused the commit and rolled back: a definite
+        // answer (an integrity violation, a serialization failure).
+        Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
+        // Anything else once COMMIT was sent — the connection lost, the
+        // server shutting down (a fast shutdown may end a backend right
+        // after its commit record reached the disk) — leaves the
+        // outcome unknown.
+        Err(err) => {
+            tracing::error!(error = %err, "no answer to COMMIT: its outcome is unknown");
+            Err(Error::CommitOutcomeUnknown)
+        }
+    }
+}
+
+/// Runs [`NUMBER_EVENTS`]. Any number of writers and readers may call it
+/// at once: the first numbers every committed event, the rest find
+/// nothing to do (and, having written nothing, wait for no disk).
+fn number_events(client: &mut Client) -> Result<()> {
+    match client.batch_execute(NUMBER_EVENTS) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            // A failed statement leaves the block open and aborted.
+            let _ = client.batch_execute("ROLLBACK");
+            Err(err.into())
+        }
+    }
+}
+
+/// Whether `err` is PostgreSQL ending a transaction that changed nothing
+/// and may simply run again: a deadlock (SQLSTATE 40P01) or a
+/// serialization failure (40001).
+fn retryable(err: &Error) -> bool {
+    let Error::Busy(source) = err else {
+        return false;
+    };
+    source
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::code)
+        .is_some_and(|code| {
+            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        })
+}
+
+/// The pause before attempt `attempt + 1`: a random share of a window
+/// that doubles each time from 1 ms, so writes that deadlocked each other
+/// do not meet again in step.
+fn backoff(attempt: u32) -> Duration {
+    let window = 1u64 << attempt.min(8);
+    let nanos = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos(),
+    );
+    Duration::from_micros(window * 1_000 * (500 + nanos % 500) / 1_000)
 }
 
 /// Whether an error answering `COMMIT` means the transaction was rolled
@@ -279,6 +441,8 @@ fn rolled_back(sqlstate: &str) -> bool {
 struct PgTx<'a> {
     tx: RefCell<postgres::Transaction<'a>>,
     statements: RefCell<&'a mut HashMap<String, Statement>>,
+    /// Whether an event was appended: the feed's head moves before commit.
+    appended: Cell<bool>,
 }
 
 impl PgTx<'_> {
@@ -332,6 +496,10 @@ fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
 impl Db for PgTx<'_> {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn event_appended(&self) {
+        self.appended.set(true);
     }
 
     fn execute(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<usize> {
