@@ -289,10 +289,12 @@
 //! With the `postgres` feature, `Shop::builder("postgres://…")` (or libpq's
 //! `host=… port=…` pairs, several hosts included) opens the same shop in a
 //! PostgreSQL schema ([`ShopBuilder::pg_schema`], `liteshop` by default):
-//! the same methods, errors and guarantees. Writes are serialised by one
-//! transaction-scoped advisory lock, as safe as SQLite's single writer;
-//! reads run in one `REPEATABLE READ` snapshot; the event feed is numbered
-//! in commit order with no gap. A write whose `COMMIT` lost its answer is
+//! the same methods, errors and guarantees. Writes run in parallel: one
+//! user's writes take turns on that user's lock, shared rows change only
+//! through guarded statements, and a write the server ends to break a
+//! deadlock runs again; reads run in one `REPEATABLE READ` snapshot; the
+//! event feed is numbered just after each commit, with no gap and never
+//! skipping a late commit. A write whose `COMMIT` lost its answer is
 //! [`Error::CommitOutcomeUnknown`], never retried blindly. [`copy`] moves a
 //! shop from a file into an empty schema, audited on both sides. The README
 //! ("Outgrow one machine") says when to move and what differs.

@@ -191,16 +191,18 @@ impl ShopBuilder {
     }
 
     /// The most connections the pool opens (at least 1), on either
-    /// backend. Readers run in parallel; writers take turns on the one
-    /// write lock (SQLite's, or liteshop's advisory lock on PostgreSQL).
+    /// backend. Readers run in parallel; on SQLite writers take turns on
+    /// the one write lock, on PostgreSQL writes of different users run in
+    /// parallel, up to this many at once.
     pub fn pool_size(mut self, size: u32) -> ShopBuilder {
         self.store.pool_size = size;
         self
     }
 
-    /// How long a call waits for the write lock or a free connection before
-    /// it gives up with [`Error::Busy`]; 5 seconds by default. Both
-    /// backends (on PostgreSQL it is the write's `lock_timeout`).
+    /// How long a call waits for the write lock (on PostgreSQL: a user's
+    /// lock or a row another write holds) or a free connection before it
+    /// gives up with [`Error::Busy`]; 5 seconds by default. Both backends
+    /// (on PostgreSQL it is the connection's `lock_timeout`).
     ///
     /// Under [`WriteMode::Batched`] a write waits for its turn in the queue
     /// at most this long; if no batch has taken it by then, it is taken out
@@ -630,8 +632,9 @@ impl Shop {
     /// [`Charge`](crate::LedgerKind::Charge) is written with it.
     ///
     /// Checks, in order: the id is valid and the amount is at least 1 won →
-    /// the user exists → (the write lock serialises all writers, so two
-    /// charges of one user never interleave) the amount is within the
+    /// the user exists → (one user's writes take turns — SQLite's write
+    /// lock, or the user's lock on PostgreSQL — so two charges of one user
+    /// never interleave) the amount is within the
     /// per-charge limit → the new balance, plus the money held by the user's
     /// payments in flight, is within the balance limit (a sum too large to
     /// represent counts as over it).
