@@ -350,9 +350,12 @@ pub(crate) fn consumers(conn: &dyn Db) -> Result<Vec<ConsumerLag>> {
 
 /// Deletes events older than `before` that every registered consumer has
 /// acked; returns how many.
+///
+/// Only numbered events: one still waiting for its number (PostgreSQL,
+/// `seq < 0`) has reached no consumer yet.
 pub(crate) fn prune(tx: &dyn Db, before: Timestamp) -> Result<usize> {
     tx.execute(
-        "DELETE FROM events WHERE created_at < ?1
+        "DELETE FROM events WHERE created_at < ?1 AND seq > 0
          AND seq <= coalesce((SELECT min(acked) FROM event_consumers), 9223372036854775807)",
         &[&before],
     )
