@@ -206,6 +206,8 @@ pub struct CopyReport {
 /// (either side's audit not clean, or their figures differ), storage
 /// errors.
 pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
+    // A PostgreSQL source may hold committed events not numbered yet.
+    from.store().settle_feed()?;
     let tables: Vec<(usize, Vec<Vec<Value>>, u64)> = from.store().read(|db| {
         let mut all = Vec::with_capacity(TABLES.len());
         for (i, (table, columns)) in TABLES.iter().enumerate() {
