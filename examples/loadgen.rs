@@ -26,7 +26,7 @@ use liteshop::{
     Approval, ApproveRequest, CancelRequest, Cancellation, Clock, CouponId, Discount, Durability,
     Error, ErrorKind, FakeGateway, FakeOutcome, GatewayError, HttpGateway, Law, Money, NewCoupon,
     NewProduct, OrderId, OrderLine, OrderRequest, PaymentGateway, PgStatus, ProductId, RetryPolicy,
-    Shop, StatusRequest, SystemClock, UserId, Violation, WriteMode,
+    Shop, ShopBuilder, StatusRequest, SystemClock, UserId, Violation, WriteMode,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Value, json};
@@ -61,9 +61,16 @@ struct Args {
     /// Share of orders whose first line is the one hot product (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     hot: f64,
-    /// Database file to create (default: a temp file); must not exist.
+    /// Database file to create (default: a temp file); must not exist. A
+    /// `postgres://` URL runs on PostgreSQL instead (built with
+    /// `--features postgres`), in a new schema.
     #[arg(long)]
     db: Option<PathBuf>,
+    /// With a PostgreSQL `--db`: the schema to create and keep (must not
+    /// exist; the raw baseline uses `<name>_raw`). Without it, a throwaway
+    /// `loadgen_<pid>` is dropped at the end.
+    #[arg(long)]
+    pg_schema: Option<String>,
     /// Commit durability.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
@@ -297,7 +304,28 @@ struct Worker {
     orders: VecDeque<(UserId, OrderId)>,
     paid: VecDeque<(UserId, OrderId)>,
     coupons: Vec<(UserId, CouponId)>,
-    conn: Option<Connection>,
+    conn: Option<RawConn>,
+}
+
+/// A raw baseline's own connection.
+enum RawConn {
+    File(Connection),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<raw_pg::Conn>),
+}
+
+impl RawConn {
+    fn open(place: &Place) -> RawConn {
+        match place {
+            Place::File(path) => RawConn::File(raw_connection(path)),
+            #[cfg(feature = "postgres")]
+            Place::Postgres { url, schema } => {
+                RawConn::Postgres(Box::new(raw_pg::Conn::new(pg_client(url, schema))))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Place::Postgres { .. } => unreachable!("refused in main without the feature"),
+        }
+    }
 }
 
 /// Something the mix runs against: liteshop or the raw baseline. `None`
@@ -455,7 +483,7 @@ fn run_mix(
     mix: &[(Op, u32)],
     target: &dyn Target,
     world: &World,
-    raw_db: Option<&Path>,
+    raw_db: Option<&Place>,
     label: &str,
 ) -> (BTreeMap<Op, Stats>, Duration) {
     let total_weight: u32 = mix.iter().map(|(_, w)| w).sum();
@@ -484,7 +512,7 @@ fn run_mix(
                         orders: VecDeque::new(),
                         paid: VecDeque::new(),
                         coupons: Vec::new(),
-                        conn: raw_db.map(raw_connection),
+                        conn: raw_db.map(RawConn::open),
                     };
                     let mut stats: BTreeMap<Op, Stats> = BTreeMap::new();
                     loop {
@@ -638,11 +666,142 @@ fn rss() -> String {
     format!("{} (peak {})", field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Where a shop under load lives: a SQLite file, or a schema of a
+/// PostgreSQL database.
+#[derive(Clone, Debug)]
+enum Place {
+    File(PathBuf),
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+impl Place {
+    /// The builder for this place, nothing else set.
+    fn builder(&self) -> ShopBuilder {
+        match self {
+            Place::File(path) => Shop::builder(path),
+            Place::Postgres { url, schema } => Shop::builder(url).pg_schema(schema),
+        }
+    }
+
+    /// The same place's twin for the raw baseline: `raw.db` beside the
+    /// temp file, or the schema `<schema>_raw`.
+    fn raw_twin(&self, dir: &Path) -> Place {
+        match self {
+            Place::File(_) => Place::File(dir.join("raw.db")),
+            Place::Postgres { url, schema } => Place::Postgres {
+                url: url.clone(),
+                schema: format!("{schema}_raw"),
+            },
+        }
+    }
+
+    /// Where it is, without a password.
+    fn describe(&self) -> String {
+        match self {
+            Place::File(path) => path.display().to_string(),
+            Place::Postgres { schema, .. } => format!("PostgreSQL schema {schema}"),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Place::File(_) => "sqlite",
+            Place::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// A direct connection for the checks and the report: counts and
+/// `(text, count)` rows from SQL with no parameters.
+enum Peek {
+    File(Connection),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Client),
+}
+
+impl Peek {
+    fn open(place: &Place) -> Peek {
+        match place {
+            Place::File(path) => Peek::File(Connection::open(path).expect("open for checks")),
+            #[cfg(feature = "postgres")]
+            Place::Postgres { url, schema } => Peek::Postgres(pg_client(url, schema)),
+            #[cfg(not(feature = "postgres"))]
+            Place::Postgres { .. } => unreachable!("refused in main without the feature"),
+        }
+    }
+
+    fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Peek::File(conn) => conn.query_row(sql, [], |row| row.get(0)).expect(sql),
+            #[cfg(feature = "postgres")]
+            Peek::Postgres(client) => client.query_one(sql, &[]).expect(sql).get(0),
+        }
+    }
+
+    fn pairs(&mut self, sql: &str) -> Vec<(String, i64)> {
+        match self {
+            Peek::File(conn) => conn
+                .prepare(sql)
+                .expect("prepare")
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows"),
+            #[cfg(feature = "postgres")]
+            Peek::Postgres(client) => client
+                .query(sql, &[])
+                .expect(sql)
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect(),
+        }
+    }
+}
+
+/// A plain connection with `schema` first on its search path.
+#[cfg(feature = "postgres")]
+fn pg_client(url: &str, schema: &str) -> postgres::Client {
+    let mut config: postgres::Config = url.parse().expect("a PostgreSQL URL");
+    config.options(&format!("-c search_path={schema}"));
+    config
+        .connect(postgres::NoTls)
+        .expect("connect to PostgreSQL")
+}
+
+/// Whether `schema` exists in the database at `url`.
+#[cfg(feature = "postgres")]
+fn pg_schema_exists(url: &str, schema: &str) -> bool {
+    pg_client(url, "public")
+        .query_opt(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+            &[&schema],
+        )
+        .expect("look the schema up")
+        .is_some()
+}
+
+/// Drops the throwaway schemas of this run.
+#[cfg(feature = "postgres")]
+fn pg_drop_schemas(url: &str, schemas: &[&str]) {
+    let mut client = pg_client(url, "public");
+    for schema in schemas {
+        // `schema` is `loadgen_<pid>[_raw]`, an identifier made here.
+        if let Err(err) = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")) {
+            eprintln!("dropping schema {schema}: {err}");
+        }
+    }
+}
+
 /// Coupon offers seeded, ids 1 to this.
 const COUPONS: i64 = 4;
 
-fn seed(path: &Path, args: &Args) -> Result<(), Error> {
-    let shop = Shop::builder(path)
+fn seed(place: &Place, args: &Args) -> Result<(), Error> {
+    let shop = place
+        .builder()
         .durability(Durability::Normal)
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
@@ -683,8 +842,8 @@ fn seed(path: &Path, args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
-fn open_shop(args: &Args, path: &Path, fake: &FakeGateway) -> Result<Shop, Error> {
-    let mut builder = Shop::builder(path);
+fn open_shop(args: &Args, place: &Place, fake: &FakeGateway) -> Result<Shop, Error> {
+    let mut builder = place.builder();
     if let Some(kib) = args.cache_kib {
         builder = builder.cache_size_kib(kib);
     }
@@ -739,36 +898,92 @@ fn main() -> ExitCode {
         }
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = args
-        .db
-        .clone()
-        .unwrap_or_else(|| dir.path().join("loadgen.db"));
+    let place = match place(&args, dir.path()) {
+        Ok(place) => place,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(&args, &mix, &place, dir.path());
+    #[cfg(feature = "postgres")]
+    if let (Place::Postgres { url, schema }, None) = (&place, &args.pg_schema) {
+        pg_drop_schemas(url, &[schema, &format!("{schema}_raw")]);
+    }
+    code
+}
+
+/// Where this run's shop goes: a new file (or, with `--reuse`, the one
+/// given), or a new PostgreSQL schema.
+fn place(args: &Args, dir: &Path) -> Result<Place, String> {
+    let given = args.db.as_ref().map(|db| db.to_string_lossy().into_owned());
+    if let Some(url) =
+        given.filter(|db| db.starts_with("postgres://") || db.starts_with("postgresql://"))
+    {
+        if args.reuse || args.preload.is_some() {
+            return Err("--reuse and --preload are for a SQLite file".into());
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            drop(url);
+            return Err("a PostgreSQL --db needs `--features postgres`".into());
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let schema = args
+                .pg_schema
+                .clone()
+                .unwrap_or_else(|| format!("loadgen_{}", std::process::id()));
+            for name in [schema.clone(), format!("{schema}_raw")] {
+                if pg_schema_exists(&url, &name) {
+                    return Err(format!("--pg-schema: schema {name} exists; name a new one"));
+                }
+            }
+            return Ok(Place::Postgres { url, schema });
+        }
+    }
+    if args.pg_schema.is_some() {
+        return Err("--pg-schema goes with a postgres:// --db".into());
+    }
+    let path = args.db.clone().unwrap_or_else(|| dir.join("loadgen.db"));
     if path.exists() && !args.reuse {
         // Reuse is asked for, never assumed.
-        eprintln!(
+        return Err(format!(
             "--db {}: the file exists; give a new path or --reuse",
             path.display()
-        );
-        return ExitCode::from(2);
+        ));
     }
+    Ok(Place::File(path))
+}
+
+/// Seeds (unless reused), runs the mix, settles payments, runs the
+/// baseline if asked, checks and reports.
+fn run(args: &Args, mix: &[(Op, u32)], place: &Place, dir: &Path) -> ExitCode {
+    let args = args.clone();
     if !args.reuse
-        && let Err(err) = seed(&path, &args)
+        && let Err(err) = seed(place, &args)
     {
-        eprintln!("seeding {}: {err}", path.display());
+        eprintln!("seeding {}: {err}", place.describe());
         return ExitCode::from(2);
     }
     let fake = FakeGateway::new();
-    let shop = match open_shop(&args, &path, &fake) {
+    let shop = match open_shop(&args, place, &fake) {
         Ok(shop) => shop,
         Err(err) => {
-            eprintln!("opening {}: {err}", path.display());
+            eprintln!("opening {}: {err}", place.describe());
             return ExitCode::from(2);
         }
     };
     // With --preload: the same mix on a fresh small file first, then the
     // big history under the file this run checks.
+    // `--preload` and `--reuse` are refused with PostgreSQL.
+    let file = match place {
+        Place::File(path) => Some(path.as_path()),
+        Place::Postgres { .. } => None,
+    };
     let small = args.preload.map(|extra| {
-        let small_path = dir.path().join("small.db");
+        let path = file.expect("a SQLite file");
+        let small_path = Place::File(dir.join("small.db"));
         seed(&small_path, &args).expect("seeding the small file");
         let small_shop = open_shop(&args, &small_path, &FakeGateway::new()).expect("small file");
         let world = World {
@@ -776,19 +991,19 @@ fn main() -> ExitCode {
             products: args.products,
             hot: args.hot,
         };
-        let run = run_mix(&args, &mix, &Liteshop(small_shop), &world, None, "small");
+        let run = run_mix(&args, mix, &Liteshop(small_shop), &world, None, "small");
         let started = Instant::now();
-        preload(&path, args.users, extra).expect("preloading the history");
+        preload(path, args.users, extra).expect("preloading the history");
         eprintln!(
             "preloaded {extra} users in {:.0} s: {}",
             started.elapsed().as_secs_f64(),
-            file_size(&path)
+            file_size(path)
         );
-        (run, file_size(&small_path), rss())
+        (run, file_size(&dir.join("small.db")), rss())
     });
     let world = World {
-        users: if args.reuse {
-            Connection::open(&path)
+        users: if let Some(path) = file.filter(|_| args.reuse) {
+            Connection::open(path)
                 .and_then(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get(0)))
                 .expect("count the users")
         } else {
@@ -799,7 +1014,7 @@ fn main() -> ExitCode {
     };
     let (stats, elapsed) = run_mix(
         &args,
-        &mix,
+        mix,
         &Liteshop(shop.clone()),
         &world,
         None,
@@ -808,7 +1023,7 @@ fn main() -> ExitCode {
 
     // Settle every payment, in bounded rounds.
     let mut rounds = 0;
-    while rounds < 10 && unsettled(&path) > 0 {
+    while rounds < 10 && unsettled(place) > 0 {
         if let Err(err) = shop.reconcile_payments() {
             eprintln!("reconcile: {err}");
         }
@@ -817,8 +1032,8 @@ fn main() -> ExitCode {
     drop(shop);
 
     let baseline = args.baseline.map(|_| {
-        let raw_path = dir.path().join("raw.db");
-        seed(&raw_path, &args).expect("seeding the raw database");
+        let raw_place = place.raw_twin(dir);
+        seed(&raw_place, &args).expect("seeding the raw database");
         let raw = raw::Raw {
             gateway: RandomGateway {
                 fake: FakeGateway::new(),
@@ -828,16 +1043,16 @@ fn main() -> ExitCode {
             },
             durability: args.durability,
         };
-        run_mix(&args, &mix, &raw, &world, Some(&raw_path), "raw")
+        run_mix(&args, mix, &raw, &world, Some(&raw_place), "raw")
     });
 
-    let checks = invariants(&path, args.pg_url.is_none().then_some(&fake));
+    let checks = invariants(place, args.pg_url.is_none().then_some(&fake));
     let report = report(
         &args,
         &stats,
         elapsed,
         baseline.as_ref(),
-        &path,
+        place,
         &checks,
         rounds,
     );
@@ -846,10 +1061,10 @@ fn main() -> ExitCode {
     } else {
         print_table(&args, &stats, elapsed, baseline.as_ref(), &report, &checks);
     }
-    if let Some(((small, small_elapsed), small_size, small_rss)) = &small {
+    if let (Some(((small, small_elapsed), small_size, small_rss)), Some(path)) = (&small, file) {
         println!(
             "large file ({}, RSS {}) against the small file run first ({}, RSS then {}):",
-            file_size(&path),
+            file_size(path),
             rss(),
             small_size,
             small_rss
@@ -879,15 +1094,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn unsettled(path: &Path) -> i64 {
-    let conn = Connection::open(path).expect("open for counting");
-    conn.query_row(
+fn unsettled(place: &Place) -> i64 {
+    Peek::open(place).count(
         "SELECT (SELECT count(*) FROM payments WHERE status IN ('requested', 'unknown'))
               + (SELECT count(*) FROM refunds WHERE status IN ('requested', 'unknown'))",
-        [],
-        |row| row.get(0),
     )
-    .expect("count unsettled")
 }
 
 struct Check {
@@ -915,9 +1126,17 @@ fn law_name(law: Law) -> &'static str {
     }
 }
 
-fn invariants(path: &Path, fake: Option<&FakeGateway>) -> Vec<Check> {
-    let conn = Connection::open(path).expect("open for checks");
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).expect(sql) };
+fn invariants(place: &Place, fake: Option<&FakeGateway>) -> Vec<Check> {
+    // The audit first: on PostgreSQL it also numbers any event still
+    // waiting for its number, so the feed counted below is settled.
+    let audit = place
+        .builder()
+        .existing_only()
+        .build()
+        .and_then(|shop| shop.audit())
+        .expect("audit the shop");
+    let mut peek = Peek::open(place);
+    let mut count = |sql: &str| -> i64 { peek.count(sql) };
     let mut checks = Vec::new();
     let mut check = |name, bad: i64, detail: String| {
         checks.push(Check {
@@ -928,9 +1147,6 @@ fn invariants(path: &Path, fake: Option<&FakeGateway>) -> Vec<Check> {
     };
 
     // The conservation laws, checked once, by the shop's own audit.
-    let audit = Shop::open(path)
-        .and_then(|shop| shop.audit())
-        .expect("audit the shop");
     for law in Law::ALL {
         let broken: Vec<&Violation> = audit.violations.iter().filter(|v| v.law == law).collect();
         let detail = match broken.first() {
@@ -978,12 +1194,22 @@ fn invariants(path: &Path, fake: Option<&FakeGateway>) -> Vec<Check> {
               + (SELECT count(*) FROM refunds WHERE status = 'completed')",
     );
     let events = count("SELECT count(*) FROM events");
-    let gaps = count(
-        "SELECT coalesce(max(seq) - min(seq) + 1 - count(*), 0)
-              + coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
-              - coalesce(max(seq), 0)
-         FROM events",
-    );
+    let gaps = count(match place {
+        Place::File(_) => {
+            "SELECT coalesce(max(seq) - min(seq) + 1 - count(*), 0)
+                  + coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)
+                  - coalesce(max(seq), 0)
+             FROM events"
+        }
+        // Numbers are given after commit, from `feed_head`; an event still
+        // without one (negative) counts as missing.
+        Place::Postgres { .. } => {
+            "SELECT coalesce(max(seq) - min(seq) + 1 - count(*), 0)
+                  + (SELECT last FROM feed_head) - coalesce(max(seq), 0)
+                  + (SELECT count(*) FROM events WHERE seq < 0)
+             FROM events WHERE seq > 0"
+        }
+    });
     check(
         "one event per state change, sequence without gaps",
         (events - expected).abs() + gaps.abs(),
@@ -991,16 +1217,9 @@ fn invariants(path: &Path, fake: Option<&FakeGateway>) -> Vec<Check> {
     );
 
     if let Some(fake) = fake {
-        let approved: Vec<(String, i64)> = conn
-            .prepare(
-                "SELECT pg_order_id, refunded FROM payments
-                  WHERE status IN ('approved', 'refunded')",
-            )
-            .expect("prepare")
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        let approved = peek.pairs(
+            "SELECT pg_order_id, refunded FROM payments WHERE status IN ('approved', 'refunded')",
+        );
         let missing = approved
             .iter()
             .filter(|(id, _)| fake.approval(id).is_none())
@@ -1051,19 +1270,13 @@ fn report(
     stats: &BTreeMap<Op, Stats>,
     elapsed: Duration,
     baseline: Option<&(BTreeMap<Op, Stats>, Duration)>,
-    path: &Path,
+    place: &Place,
     checks: &[Check],
     rounds: u32,
 ) -> Value {
-    let conn = Connection::open(path).expect("open for the report");
-    let by_status = |sql: &str| -> HashMap<String, i64> {
-        conn.prepare(sql)
-            .expect("prepare")
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
+    let mut peek = Peek::open(place);
+    let mut by_status =
+        |sql: &str| -> HashMap<String, i64> { peek.pairs(sql).into_iter().collect() };
     let mut ops = serde_json::Map::new();
     for (op, s) in stats {
         let mut entry = json!({
@@ -1098,6 +1311,7 @@ fn report(
             "durability": format!("{:?}", args.durability).to_lowercase(),
             "writer": format!("{:?}", args.writer).to_lowercase(),
             "gateway": if args.pg_url.is_some() { "http" } else { "fake" },
+            "backend": place.backend(),
         },
         "ops": ops,
         "payments": by_status("SELECT status, count(*) FROM payments GROUP BY status"),
@@ -1150,7 +1364,16 @@ fn print_table(
     }
     if let Some((raw, raw_elapsed)) = baseline {
         println!(
-            "raw rusqlite baseline, same mix, {:.1} s:",
+            "raw {} baseline, same mix, {:.1} s:",
+            if args
+                .db
+                .as_ref()
+                .is_some_and(|db| db.to_string_lossy().starts_with("postgres"))
+            {
+                "postgres"
+            } else {
+                "rusqlite"
+            },
             raw_elapsed.as_secs_f64()
         );
         for (op, r) in raw {
@@ -1214,7 +1437,15 @@ mod raw {
 
     impl Target for Raw {
         fn run(&self, op: Op, w: &mut Worker, world: &World) -> Option<R<()>> {
-            let mut conn = w.conn.take().expect("a raw connection");
+            let mut conn = match w.conn.take().expect("a raw connection") {
+                RawConn::File(conn) => conn,
+                #[cfg(feature = "postgres")]
+                RawConn::Postgres(mut conn) => {
+                    let result = raw_pg::run(&mut conn, &self.gateway, op, w, world);
+                    w.conn = Some(RawConn::Postgres(conn));
+                    return result;
+                }
+            };
             if conn.is_autocommit() {
                 let sync = match self.durability {
                     DurabilityArg::Full => "FULL",
@@ -1257,7 +1488,7 @@ mod raw {
                 Op::Refund | Op::Coupon => None,
                 Op::Read => Some(read(&conn, world.product(&mut w.rng).get())),
             };
-            w.conn = Some(conn);
+            w.conn = Some(RawConn::File(conn));
             result
         }
     }
@@ -1598,6 +1829,416 @@ mod raw {
                 ))
             })
             .map_err(sql)?;
+        Ok(())
+    }
+}
+
+/// The raw baseline on PostgreSQL: the statements of [`raw`], with `$n`
+/// parameters, on one plain `postgres` connection per thread, each prepared
+/// once per connection, one transaction per write. Where liteshop takes the
+/// user's lock, these take the balance row (`FOR UPDATE`) before reading
+/// it; product rows are taken in id order; a deadlock or serialization
+/// failure runs the transaction again, as liteshop does.
+#[cfg(feature = "postgres")]
+mod raw_pg {
+    use super::*;
+    use postgres::types::ToSql;
+    use postgres::{Client, Row, Statement};
+
+    type R<T> = Result<T, String>;
+
+    /// What a failed statement means here: a refusal, or "run the
+    /// transaction again".
+    const RETRY: &str = "retry";
+
+    pub(super) struct Conn {
+        client: Client,
+        statements: HashMap<&'static str, Statement>,
+    }
+
+    impl Conn {
+        pub(super) fn new(client: Client) -> Conn {
+            Conn {
+                client,
+                statements: HashMap::new(),
+            }
+        }
+
+        fn statement(&mut self, sql: &'static str) -> R<Statement> {
+            if let Some(statement) = self.statements.get(sql) {
+                return Ok(statement.clone());
+            }
+            let statement = self.client.prepare(sql).map_err(err)?;
+            self.statements.insert(sql, statement.clone());
+            Ok(statement)
+        }
+
+        fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> R<u64> {
+            let statement = self.statement(sql)?;
+            self.client.execute(&statement, params).map_err(err)
+        }
+
+        fn opt(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> R<Option<Row>> {
+            let statement = self.statement(sql)?;
+            self.client.query_opt(&statement, params).map_err(err)
+        }
+
+        fn one(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> R<Row> {
+            self.opt(sql, params)?.ok_or_else(|| "NotFound".to_owned())
+        }
+
+        fn all(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> R<Vec<Row>> {
+            let statement = self.statement(sql)?;
+            self.client.query(&statement, params).map_err(err)
+        }
+
+        /// Runs `body` in one transaction, again on a deadlock or
+        /// serialization failure.
+        fn transaction<T>(&mut self, body: impl Fn(&mut Conn) -> R<T>) -> R<T> {
+            for _ in 0..8 {
+                self.client.batch_execute("BEGIN").map_err(err)?;
+                let result = body(self);
+                let result = match result {
+                    Ok(value) => self
+                        .client
+                        .batch_execute("COMMIT")
+                        .map_err(err)
+                        .map(|()| value),
+                    Err(refused) => {
+                        self.client.batch_execute("ROLLBACK").map_err(err)?;
+                        Err(refused)
+                    }
+                };
+                match result {
+                    Err(e) if e == RETRY => continue,
+                    other => return other,
+                }
+            }
+            Err("retries exhausted".into())
+        }
+    }
+
+    fn err(error: postgres::Error) -> String {
+        use postgres::error::SqlState;
+        match error.code() {
+            Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED => RETRY.into(),
+            Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => RETRY.into(),
+            Some(code) if *code == SqlState::UNIQUE_VIOLATION => "Conflict".into(),
+            _ => format!("sql: {error}"),
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    pub(super) fn run(
+        conn: &mut Conn,
+        gateway: &RandomGateway,
+        op: Op,
+        w: &mut Worker,
+        world: &World,
+    ) -> Option<R<()>> {
+        match op {
+            Op::Charge => {
+                let user = world.user(&mut w.rng).get();
+                let amount = 1_000 * (1 + w.rng.below(50) as i64);
+                Some(conn.transaction(|c| charge(c, user, amount)))
+            }
+            Op::Cart => {
+                let (user, product) = (world.user(&mut w.rng), world.product(&mut w.rng));
+                let quantity = 1 + w.rng.below(3) as i64;
+                Some(cart(conn, user.get(), product.get(), quantity))
+            }
+            Op::Order => {
+                let user = world.user(&mut w.rng);
+                let lines = world.order_lines(&mut w.rng);
+                Some(
+                    conn.transaction(|c| order(c, user.get(), &lines))
+                        .map(|id| w.orders.push_back((user, OrderId::new(id)))),
+                )
+            }
+            Op::Pay => w
+                .orders
+                .pop_front()
+                .map(|(user, order)| pay(conn, gateway, user.get(), order.get())),
+            Op::Cancel => w
+                .orders
+                .pop_back()
+                .map(|(user, order)| conn.transaction(|c| cancel(c, user.get(), order.get()))),
+            // As on SQLite: no refunds or coupons in the baseline.
+            Op::Refund | Op::Coupon => None,
+            Op::Read => {
+                let product = world.product(&mut w.rng).get();
+                Some(
+                    conn.one(
+                        "SELECT id, name, price, stock, created_at, updated_at
+                         FROM products WHERE id = $1",
+                        &[&product],
+                    )
+                    .map(drop),
+                )
+            }
+        }
+    }
+
+    fn user_exists(c: &mut Conn, user: i64) -> R<()> {
+        c.one("SELECT 1 FROM users WHERE id = $1", &[&user])
+            .map(drop)
+    }
+
+    /// The balance, locked until commit.
+    fn balance(c: &mut Conn, user: i64) -> R<i64> {
+        Ok(c.one(
+            "SELECT amount FROM balances WHERE user_id = $1 FOR UPDATE",
+            &[&user],
+        )?
+        .get(0))
+    }
+
+    fn post(
+        c: &mut Conn,
+        user: i64,
+        kind: &str,
+        signed: i64,
+        payment: Option<i64>,
+        now: i64,
+    ) -> R<()> {
+        let after = balance(c, user)? + signed;
+        c.execute(
+            "UPDATE balances SET amount = $2, updated_at = $3 WHERE user_id = $1",
+            &[&user, &after, &now],
+        )?;
+        c.execute(
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&user, &kind, &signed, &after, &payment, &now],
+        )?;
+        Ok(())
+    }
+
+    fn charge(c: &mut Conn, user: i64, amount: i64) -> R<()> {
+        user_exists(c, user)?;
+        let _held: i64 = c
+            .one(
+                "SELECT coalesce(sum(amount), 0)::BIGINT FROM payments
+                 WHERE user_id = $1 AND status IN ('requested', 'unknown')",
+                &[&user],
+            )?
+            .get(0);
+        post(c, user, "charge", amount, None, now())
+    }
+
+    fn cart(c: &mut Conn, user: i64, product: i64, quantity: i64) -> R<()> {
+        let existing = c.transaction(|c| {
+            user_exists(c, user)?;
+            c.one(
+                "SELECT id, name, price, stock FROM products WHERE id = $1",
+                &[&product],
+            )?;
+            let existing = c.opt(
+                "SELECT id FROM cart_items WHERE user_id = $1 AND product_id = $2",
+                &[&user, &product],
+            )?;
+            match existing {
+                Some(row) => Ok(Some(row.get::<_, i64>(0))),
+                None => c
+                    .execute(
+                        "INSERT INTO cart_items (user_id, product_id, quantity, created_at)
+                         VALUES ($1, $2, $3, $4)",
+                        &[&user, &product, &quantity, &now()],
+                    )
+                    .map(|_| None),
+            }
+        })?;
+        // liteshop refuses, then removes in a second transaction.
+        if let Some(item) = existing {
+            c.transaction(|c| {
+                c.execute(
+                    "DELETE FROM cart_items WHERE id = $1 AND user_id = $2",
+                    &[&item, &user],
+                )
+                .map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn order(c: &mut Conn, user: i64, lines: &[OrderLine]) -> R<i64> {
+        let now = now();
+        user_exists(c, user)?;
+        let mut items = Vec::new();
+        for line in lines {
+            let row = c.one(
+                "SELECT name, price FROM products WHERE id = $1",
+                &[&line.product.get()],
+            )?;
+            items.push((
+                line.product.get(),
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1),
+                i64::from(line.quantity),
+            ));
+        }
+        items.sort_by_key(|item| item.0);
+        for (product, _, _, quantity) in &items {
+            let changed = c.execute(
+                "UPDATE products SET stock = stock - $2, updated_at = $3
+                 WHERE id = $1 AND stock >= $2",
+                &[product, quantity, &now],
+            )?;
+            if changed == 0 {
+                return Err("Conflict".into());
+            }
+        }
+        let total: i64 = items.iter().map(|(_, _, price, q)| price * q).sum();
+        if balance(c, user)? < total {
+            return Err("Conflict".into());
+        }
+        let id: i64 = c
+            .one(
+                "INSERT INTO orders (user_id, status, total, created_at, expires_at, updated_at)
+                 VALUES ($1, 'pending', $2, $3, $4, $3) RETURNING id",
+                &[&user, &total, &now, &(now + 900_000)],
+            )?
+            .get(0);
+        for (product, name, price, quantity) in &items {
+            c.execute(
+                "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&id, product, name, price, quantity],
+            )?;
+        }
+        Ok(id)
+    }
+
+    fn pay(c: &mut Conn, gateway: &RandomGateway, user: i64, order: i64) -> R<()> {
+        let now = now();
+        let key = format!("raw-pay-{order}-{now}");
+        let pg_order_id = format!("raw-{order}-{now}");
+        let (payment, total) = c.transaction(|c| {
+            let row = c.one(
+                "SELECT status, total FROM orders WHERE id = $1 AND user_id = $2",
+                &[&order, &user],
+            )?;
+            let (status, total): (String, i64) = (row.get(0), row.get(1));
+            c.all(
+                "SELECT product_id FROM order_items WHERE order_id = $1 ORDER BY id",
+                &[&order],
+            )?;
+            if status != "pending" {
+                return Err("Conflict".into());
+            }
+            if balance(c, user)? < total {
+                return Err("Conflict".into());
+            }
+            let payment: i64 = c
+                .one(
+                    "INSERT INTO payments (order_id, user_id, amount, status, payment_key,
+                                           pg_order_id, idempotency_key, created_at, updated_at)
+                     VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $7) RETURNING id",
+                    &[&order, &user, &total, &key, &pg_order_id, &key, &now],
+                )?
+                .get(0);
+            post(c, user, "payment", -total, Some(payment), now)?;
+            event(c, payment, "requested", now)?;
+            set_order(c, order, "pending", "paying", now)?;
+            Ok((payment, total))
+        })?;
+
+        let answer = gateway.approve(&ApproveRequest {
+            payment_key: key.clone(),
+            pg_order_id: pg_order_id.clone(),
+            amount: Money::new(total).expect("positive total"),
+            idempotency_key: key.clone(),
+            order: OrderId::new(order),
+        });
+
+        c.transaction(|c| {
+            let _current: String = c
+                .one("SELECT status FROM payments WHERE id = $1", &[&payment])?
+                .get(0);
+            match &answer {
+                Ok(approval) => {
+                    c.execute(
+                        "UPDATE payments SET status = 'approved', pg_transaction_id = $2,
+                                updated_at = $3 WHERE id = $1",
+                        &[&payment, &approval.transaction_id, &now],
+                    )?;
+                    event(c, payment, "approved", now)?;
+                    set_order(c, order, "paying", "paid", now)?;
+                    Ok(Ok(()))
+                }
+                Err(GatewayError::Unknown { .. }) => {
+                    c.execute(
+                        "UPDATE payments SET status = 'unknown', updated_at = $2 WHERE id = $1",
+                        &[&payment, &now],
+                    )?;
+                    event(c, payment, "unknown", now)?;
+                    Ok(Err("PaymentOutcomeUnknown".to_owned()))
+                }
+                Err(_) => {
+                    c.execute(
+                        "UPDATE payments SET status = 'declined', failure_code = 'X',
+                                failure_message = '', updated_at = $2 WHERE id = $1",
+                        &[&payment, &now],
+                    )?;
+                    post(c, user, "payment_reversal", total, Some(payment), now)?;
+                    event(c, payment, "declined", now)?;
+                    set_order(c, order, "paying", "pending", now)?;
+                    Ok(Err("PaymentDeclined".to_owned()))
+                }
+            }
+        })?
+    }
+
+    fn event(c: &mut Conn, payment: i64, status: &str, now: i64) -> R<()> {
+        c.execute(
+            "INSERT INTO payment_events (payment_id, status, detail, created_at)
+             VALUES ($1, $2, '', $3)",
+            &[&payment, &status, &now],
+        )
+        .map(drop)
+    }
+
+    fn set_order(c: &mut Conn, order: i64, from: &str, to: &str, now: i64) -> R<()> {
+        c.execute(
+            "UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
+            &[&order, &from, &to, &now],
+        )
+        .map(drop)
+    }
+
+    fn cancel(c: &mut Conn, user: i64, order: i64) -> R<()> {
+        let now = now();
+        let status: String = c
+            .one(
+                "SELECT status FROM orders WHERE id = $1 AND user_id = $2",
+                &[&order, &user],
+            )?
+            .get(0);
+        if status != "pending" {
+            return Err("Conflict".into());
+        }
+        c.execute(
+            "UPDATE orders SET status = 'cancelled', cancel_reason = 'user', updated_at = $2
+             WHERE id = $1 AND status = 'pending'",
+            &[&order, &now],
+        )?;
+        let lines = c.all(
+            "SELECT product_id, quantity FROM order_items WHERE order_id = $1
+             ORDER BY product_id",
+            &[&order],
+        )?;
+        for line in lines {
+            let (product, quantity): (i64, i64) = (line.get(0), line.get(1));
+            c.execute(
+                "UPDATE products SET stock = stock + $2, updated_at = $3 WHERE id = $1",
+                &[&product, &quantity, &now],
+            )?;
+        }
         Ok(())
     }
 }

@@ -71,11 +71,6 @@ pub(crate) trait Db {
     /// The first row a query returns, if any.
     fn query_opt(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<Row>>;
 
-    /// Notes that an event was appended to the feed in this transaction
-    /// (PostgreSQL numbers the transaction's events just before it
-    /// commits; SQLite numbers them as they are inserted).
-    fn event_appended(&self) {}
-
     /// The one row a query must return.
     fn query_row(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Row> {
         self.query_opt(sql, params)?

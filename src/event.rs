@@ -222,7 +222,6 @@ pub(crate) fn append(
             &now,
         ],
     )?;
-    tx.event_appended();
     Ok(())
 }
 

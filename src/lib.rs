@@ -293,7 +293,7 @@
 //! user's writes take turns on that user's lock, shared rows change only
 //! through guarded statements, and a write the server ends to break a
 //! deadlock runs again; reads run in one `REPEATABLE READ` snapshot; the
-//! event feed is numbered just after each commit, with no gap and never
+//! event feed is numbered when it is read, with no gap and never
 //! skipping a late commit. A write whose `COMMIT` lost its answer is
 //! [`Error::CommitOutcomeUnknown`], never retried blindly. [`copy`] moves a
 //! shop from a file into an empty schema, audited on both sides. The README

@@ -100,9 +100,9 @@ fn tea(shop: &Shop, stock: u32) -> liteshop::ProductId {
 
 /// A writer's transaction holding an event stays open while others
 /// write and commit (writes run in parallel); a consumer reading in
-/// between gets the committed events, and the held one — committed late,
-/// and never numbered by its writer, as if it died right after its commit
-/// — comes after them, never skipped, with no gap.
+/// between gets the committed events (numbered by that read), and the
+/// held one — committed late — comes after them, never skipped, with no
+/// gap, and is not pruned before it has its number.
 #[test]
 fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
     let Some((shop, mut client, _)) = shop_and_client("feed") else {

@@ -5,7 +5,12 @@
 //!
 //! ```sh
 //! cargo run --release -p liteshop-server --example httpload -- --threads 8 --seconds 10
+//! scripts/with-postgres sh -c 'cargo run --release -p liteshop-server --example httpload -- --db "$LITESHOP_TEST_POSTGRES"'
 //! ```
+//!
+//! With `--db postgres://…` both shops are schemas of that database
+//! (`<prefix>_http` and `<prefix>_direct`), left in place afterwards: run it
+//! on a throwaway cluster, as above.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,6 +27,14 @@ struct Args {
     /// Seconds per run (HTTP, then direct).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// A PostgreSQL URL to run both shops on, in new schemas (default: two
+    /// SQLite files in a temp directory).
+    #[arg(long)]
+    db: Option<String>,
+    /// With `--db`: the prefix of the two schemas (default
+    /// `httpload_<pid>`); they must not hold a shop yet.
+    #[arg(long)]
+    pg_schema: Option<String>,
 }
 
 const USERS: i64 = 100;
@@ -130,14 +143,32 @@ fn seed_shop(shop: &Shop) {
     }
 }
 
-fn open(dir: &std::path::Path, name: &str) -> Shop {
-    Shop::builder(dir.join(name))
+/// Opens the shop `name` (`http` or `direct`): a file in `dir`, or a new
+/// schema of the PostgreSQL database `--db` names.
+fn open(args: &Args, dir: &std::path::Path, name: &str) -> Shop {
+    let builder = match &args.db {
+        Some(url) => {
+            let prefix = args
+                .pg_schema
+                .clone()
+                .unwrap_or_else(|| format!("httpload_{}", std::process::id()));
+            Shop::builder(url).pg_schema(&format!("{prefix}_{name}"))
+        }
+        None => Shop::builder(dir.join(format!("{name}.db"))),
+    };
+    let shop = builder
         .gateway(FakeGateway::new())
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
-        .pool_size(16)
+        .pool_size(u32::try_from(args.threads + 2).unwrap_or(u32::MAX).max(16))
         .build()
-        .expect("open the shop")
+        .expect("open the shop");
+    assert_eq!(
+        shop.user(UserId::new(1)).err().map(|e| e.kind()),
+        Some(liteshop::ErrorKind::NotFound),
+        "{name}: the shop must be new"
+    );
+    shop
 }
 
 fn main() {
@@ -146,7 +177,7 @@ fn main() {
 
     // HTTP: an in-process server on a free port, tokens minted for the
     // seeded users.
-    let http_shop = open(dir.path(), "http.db");
+    let http_shop = open(&args, dir.path(), "http");
     seed_shop(&http_shop);
     let config = liteshop_server::Config::new(b"load secret".to_vec(), "load-admin".into());
     let tokens: Vec<String> = (1..=USERS)
@@ -215,7 +246,7 @@ fn main() {
         })
     });
 
-    let direct_shop = open(dir.path(), "direct.db");
+    let direct_shop = open(&args, dir.path(), "direct");
     seed_shop(&direct_shop);
     let (direct, direct_failed, direct_elapsed) = run(args.threads, args.seconds, |t, deadline| {
         let shop = &direct_shop;
@@ -242,8 +273,14 @@ fn main() {
     });
 
     println!(
-        "{} threads, {} s each; HTTP: keep-alive, one connection per thread; failed calls: HTTP {http_failed}, direct {direct_failed}",
-        args.threads, args.seconds
+        "{} threads, {} s each, on {}; HTTP: keep-alive, one connection per thread; failed calls: HTTP {http_failed}, direct {direct_failed}",
+        args.threads,
+        args.seconds,
+        if args.db.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     println!(
         "{:<7} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>7}",

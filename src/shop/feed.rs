@@ -78,6 +78,9 @@ impl Shop {
     pub fn ack_events(&self, consumer: &str, upto: u64) -> Result<u64> {
         let consumer = validate::name(Entity::EventConsumer, consumer)?;
         let now = self.now();
+        // PostgreSQL numbers events when the feed is read: every event
+        // committed so far has its number before `upto` is checked.
+        self.inner.store.settle_feed()?;
         self.inner
             .store
             .write(Scope::Shop, move |tx| event::ack(tx, &consumer, upto, now))

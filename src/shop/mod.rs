@@ -606,7 +606,7 @@ impl Shop {
     /// [`Error::InvalidId`], then [`Error::UserNotFound`].
     pub fn user(&self, id: UserId) -> Result<User> {
         let id = id.validate()?;
-        self.inner.store.read(|tx| user::get(tx, id))
+        self.inner.store.read_one(|tx| user::get(tx, id))
     }
 
     // ----- balance: seed flows 1 and 2 -----
@@ -740,7 +740,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ProductNotFound`].
     pub fn product(&self, id: ProductId) -> Result<Product> {
         let id = id.validate()?;
-        self.inner.store.read(|tx| product::get(tx, id))
+        self.inner.store.read_one(|tx| product::get(tx, id))
     }
 
     /// One page of the catalogue in id order (oldest product first).

@@ -336,8 +336,7 @@ impl Store {
 
     /// Makes every committed event part of the feed before it is read.
     /// SQLite numbers events as they are inserted; PostgreSQL numbers them
-    /// just after their write commits, and here any a writer left
-    /// unnumbered (it died in between).
+    /// here, when the feed is read (or acked, audited, copied).
     pub(crate) fn settle_feed(&self) -> Result<()> {
         match self {
             Store::Sqlite(_) => Ok(()),
@@ -361,6 +360,17 @@ impl Store {
             Store::Sqlite(store) => store.read(f),
             #[cfg(feature = "postgres")]
             Store::Postgres(store) => store.read(f),
+        }
+    }
+
+    /// Runs `f`, a read of exactly one statement (a second one panics on
+    /// PostgreSQL): a statement is a snapshot of its own, so PostgreSQL
+    /// runs it outside a transaction, one round trip instead of three.
+    pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Store::Sqlite(store) => store.read(f),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.read_one(f),
         }
     }
 

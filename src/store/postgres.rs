@@ -18,17 +18,18 @@
 //! retried, so a write closure may run more than once (it has no effect
 //! outside its transaction). ARCHITECTURE.md gives the whole argument.
 //!
-//! **The event feed** is numbered after commit: a write inserts its
+//! **The event feed** is numbered when it is read: a write inserts its
 //! events with provisional negative numbers and commits without touching
-//! anything shared; then, in a short transaction of its own, one statement
-//! ([`NUMBER_EVENTS`]) numbers every committed event still waiting, after
-//! the feed's head, under one lock. Numbers are only ever given to
-//! committed events and become visible in the order they are given, so a
-//! consumer reading `seq > cursor` never skips one; a numbering takes
-//! every waiting event of its snapshot in insertion order, so the events
-//! of one order keep the order of its changes. One numbering serves every
-//! writer that committed before it, so commits do not queue behind each
-//! other's disk writes.
+//! anything shared; whoever reads the feed next ([`PgStore::settle_feed`]:
+//! `events`, `order_events`, `audit`, `copy`, the event pump) first
+//! numbers every committed event still waiting, after the feed's head,
+//! with one statement ([`NUMBER_EVENTS`]) in a short transaction of its
+//! own, under one lock. Numbers are only ever given to committed events
+//! and become visible in the order they are given, so a consumer reading
+//! `seq > cursor` never skips one; a numbering takes every waiting event
+//! of its snapshot in insertion order, so the events of one order keep the
+//! order of its changes. Writers never wait for the feed: its lock and its
+//! commit are paid once per read of the feed, not once per write.
 //!
 //! **Reads** run in `REPEATABLE READ READ ONLY` transactions: one snapshot
 //! for every statement of a read, as on SQLite.
@@ -36,14 +37,14 @@
 //! **A commit whose outcome is unknown** — the connection lost after
 //! `COMMIT` was sent — is [`Error::CommitOutcomeUnknown`], never retried.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
-use postgres::{Client, IsolationLevel, NoTls, Statement};
+use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 use rusqlite::types::{ToSqlOutput, Value};
 
 use super::Scope;
@@ -194,6 +195,9 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
     )?;
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
+        // No ping per checkout: a connection that died idle is found by
+        // its call's first statement and replaced (`PgStore::stale`).
+        .test_on_check_out(false)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
         .build(Manager { config: pg })?;
     Ok(PgStore {
@@ -274,8 +278,8 @@ fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()>
 impl PgStore {
     /// Runs `f` in one `READ COMMITTED` write transaction and commits.
     /// A [`Scope::User`] write first takes that user's lock
-    /// ([`USER_LOCK`]); the events `f` appended are numbered once it has
-    /// committed ([`NUMBER_EVENTS`]).
+    /// ([`USER_LOCK`]). The events `f` appended wait for their numbers
+    /// until the feed is next read ([`PgStore::settle_feed`]).
     ///
     /// A transaction PostgreSQL ended to break a deadlock, or as a
     /// serialization failure, changed nothing: `f` runs again, up to
@@ -284,44 +288,76 @@ impl PgStore {
     pub(crate) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
         let mut attempt = 1;
+        let mut stale = 0;
         loop {
-            match attempt_write(&mut conn, scope, &f) {
-                Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
-                    tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(backoff(attempt));
-                    attempt += 1;
-                }
-                Err(err) => return Err(err),
-                Ok((value, appended)) => {
-                    if appended {
-                        // The write has committed: a failure here only
-                        // delays its events, which the next numbering
-                        // (any write's, or a feed read's) takes up.
-                        if let Err(err) = number_events(&mut conn.client) {
-                            tracing::warn!(error = %err, "numbering the feed's new events failed; they wait for the next write or read of the feed");
+            let not_begun = {
+                let PgConn { client, statements } = &mut *conn;
+                match client.transaction() {
+                    Ok(tx) => match attempt_write(tx, statements, scope, &f) {
+                        Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
+                            tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
+                            self.retries.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(backoff(attempt));
+                            attempt += 1;
+                            continue;
                         }
-                    }
-                    return Ok(value);
+                        other => return other,
+                    },
+                    Err(err) => err,
                 }
+            };
+            if attempt == 1 && self.stale(&conn.client, &mut stale) {
+                drop(conn);
+                conn = self.pool.get()?;
+                continue;
             }
+            return Err(not_begun.into());
         }
     }
 
     /// Numbers every committed event still waiting for its number, if
-    /// there is one: run before the feed is read, so that a consumer never
-    /// waits for a number whose writer died between its commit and
-    /// numbering it.
+    /// there is one: run before the feed is read, so a consumer sees every
+    /// event committed before its read.
     pub(crate) fn settle_feed(&self) -> Result<()> {
         let mut conn = self.pool.get()?;
-        let waiting = conn
-            .client
-            .query_one("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 0)", &[])?
-            .get::<_, bool>(0);
+        let mut stale = 0;
+        let waiting = loop {
+            // A simple query: one round trip, nothing prepared.
+            match conn
+                .client
+                .simple_query("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 0)")
+            {
+                Ok(messages) => {
+                    break messages.iter().any(|message| {
+                        matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+                    });
+                }
+                Err(_) if self.stale(&conn.client, &mut stale) => {
+                    drop(conn);
+                    conn = self.pool.get()?;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
         if waiting {
             number_events(&mut conn.client)?;
         }
         Ok(())
+    }
+
+    /// Whether a connection whose first statement of a call just failed
+    /// was found closed — it died while idle in the pool (a server
+    /// restart, an idle timeout): nothing was done on it, so the call
+    /// takes another connection and starts again, up to the pool's size
+    /// times. Connections are not pinged when checked out (that was one
+    /// more round trip in every call); this is the check instead.
+    fn stale(&self, client: &Client, replaced: &mut u32) -> bool {
+        if !client.is_closed() || *replaced >= self.pool.max_size() {
+            return false;
+        }
+        *replaced += 1;
+        tracing::debug!("a pooled PostgreSQL connection had closed; taking another");
+        true
     }
 
     /// How many times a write ran again since the store opened.
@@ -329,48 +365,89 @@ impl PgStore {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// Runs `f`, a read of exactly one statement, on its own: one
+    /// statement is one snapshot, so it needs no transaction (and no
+    /// `BEGIN`/`COMMIT` round trips). A second statement panics.
+    pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let mut stale = 0;
+        loop {
+            let failed = {
+                let PgConn { client, statements } = &mut *conn;
+                let db = PgTx {
+                    tx: RefCell::new(OneStatement { client, ran: false }),
+                    statements: RefCell::new(statements),
+                };
+                match f(&db) {
+                    Ok(value) => return Ok(value),
+                    Err(err) => err,
+                }
+            };
+            // A read changes nothing: on a connection that had died idle
+            // it simply runs again on another.
+            if self.stale(&conn.client, &mut stale) {
+                drop(conn);
+                conn = self.pool.get()?;
+                continue;
+            }
+            return Err(failed);
+        }
+    }
+
     /// Runs `f` in one read-only snapshot.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
-        let PgConn { client, statements } = &mut *conn;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        let db = PgTx {
-            tx: RefCell::new(tx),
-            statements: RefCell::new(statements),
-            appended: Cell::new(false),
-        };
-        let value = f(&db)?;
-        db.tx.into_inner().commit()?;
-        Ok(value)
+        let mut stale = 0;
+        loop {
+            let not_begun = {
+                let PgConn { client, statements } = &mut *conn;
+                let begun = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start();
+                match begun {
+                    Ok(tx) => {
+                        let db = PgTx {
+                            tx: RefCell::new(tx),
+                            statements: RefCell::new(statements),
+                        };
+                        let value = f(&db)?;
+                        db.tx.into_inner().commit()?;
+                        return Ok(value);
+                    }
+                    Err(err) => err,
+                }
+            };
+            if self.stale(&conn.client, &mut stale) {
+                drop(conn);
+                conn = self.pool.get()?;
+                continue;
+            }
+            return Err(not_begun.into());
+        }
     }
 }
 
-/// One attempt of [`PgStore::write`].
-/// Returns the value and whether the transaction appended events.
+/// One attempt of [`PgStore::write`], in the transaction `tx` it began.
 fn attempt_write<T>(
-    conn: &mut PgConn,
+    tx: postgres::Transaction<'_>,
+    statements: &mut HashMap<String, Statement>,
     scope: Scope,
     f: &impl Fn(&dyn Db) -> Result<T>,
-) -> Result<(T, bool)> {
-    let PgConn { client, statements } = conn;
-    let mut tx = client.transaction()?;
-    if let Scope::User(user) = scope {
-        tx.execute(USER_LOCK, &[&user.get()])?;
-    }
+) -> Result<T> {
     let db = PgTx {
         tx: RefCell::new(tx),
         statements: RefCell::new(statements),
-        appended: Cell::new(false),
     };
+    if let Scope::User(user) = scope {
+        // Through the statement cache: prepared once per connection.
+        db.execute(USER_LOCK, &[&user.get()])?;
+    }
     let value = f(&db)?;
-    let appended = db.appended.get();
     let tx = db.tx.into_inner();
     match tx.commit() {
-        Ok(()) => Ok((value, appended)),
+        Ok(()) => Ok(value),
         // The server refused the commit and rolled back: a definite
         // answer (an integrity violation, a serialization failure).
         Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
@@ -385,9 +462,9 @@ fn attempt_write<T>(
     }
 }
 
-/// Runs [`NUMBER_EVENTS`]. Any number of writers and readers may call it
-/// at once: the first numbers every committed event, the rest find
-/// nothing to do (and, having written nothing, wait for no disk).
+/// Runs [`NUMBER_EVENTS`]. Any number of readers may call it at once: the
+/// first numbers every committed event, the rest find nothing to do (and,
+/// having written nothing, wait for no disk).
 fn number_events(client: &mut Client) -> Result<()> {
     match client.batch_execute(NUMBER_EVENTS) {
         Ok(()) => Ok(()),
@@ -435,17 +512,88 @@ fn rolled_back(sqlstate: &str) -> bool {
     sqlstate.starts_with("23") || sqlstate.starts_with("40")
 }
 
-/// A PostgreSQL transaction as a [`Db`]: statements prepared once per
-/// connection, `?N` placeholders rewritten to `$N`, values bound through
-/// [`PgValue`].
-struct PgTx<'a> {
-    tx: RefCell<postgres::Transaction<'a>>,
+/// A PostgreSQL transaction (or one statement on its own) as a [`Db`]:
+/// statements prepared once per connection, `?N` placeholders rewritten to
+/// `$N`, values bound through [`PgValue`].
+struct PgTx<'a, C = postgres::Transaction<'a>> {
+    tx: RefCell<C>,
     statements: RefCell<&'a mut HashMap<String, Statement>>,
-    /// Whether an event was appended: the feed's head moves before commit.
-    appended: Cell<bool>,
 }
 
-impl PgTx<'_> {
+/// What a [`PgTx`] runs its statements on.
+trait Runs {
+    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error>;
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn PgToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error>;
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn PgToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error>;
+}
+
+impl Runs for postgres::Transaction<'_> {
+    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        postgres::Transaction::prepare(self, sql)
+    }
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn PgToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error> {
+        postgres::Transaction::execute(self, statement, params)
+    }
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn PgToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+        postgres::Transaction::query(self, statement, params)
+    }
+}
+
+/// A connection outside any transaction that runs one read statement, a
+/// snapshot of its own: [`PgStore::read_one`].
+struct OneStatement<'a> {
+    client: &'a mut Client,
+    ran: bool,
+}
+
+impl OneStatement<'_> {
+    fn once(&mut self) {
+        assert!(
+            !self.ran,
+            "a read given to `read_one` ran a second statement"
+        );
+        self.ran = true;
+    }
+}
+
+impl Runs for OneStatement<'_> {
+    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        self.client.prepare(sql)
+    }
+    fn execute(
+        &mut self,
+        _: &Statement,
+        _: &[&(dyn PgToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error> {
+        unreachable!("`read_one` runs a read, never a change")
+    }
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn PgToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+        self.once();
+        self.client.query(statement, params)
+    }
+}
+
+impl<C: Runs> PgTx<'_, C> {
     fn statement(&self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
@@ -493,13 +641,9 @@ fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
         .collect()
 }
 
-impl Db for PgTx<'_> {
+impl<C: Runs> Db for PgTx<'_, C> {
     fn backend(&self) -> Backend {
         Backend::Postgres
-    }
-
-    fn event_appended(&self) {
-        self.appended.set(true);
     }
 
     fn execute(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<usize> {
