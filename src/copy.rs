@@ -227,7 +227,7 @@ pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
         .iter()
         .map(|(i, rows, _)| (TABLES[*i].0.to_owned(), rows.len()))
         .collect();
-    to.store().write(Scope::Shop, move |db| {
+    to.write(Scope::Shop, move |db, _| {
         // `settings` holds what opening the target wrote (its UTC offset):
         // it is overwritten by the source's, not counted as content.
         for (table, _) in TABLES.iter().filter(|(t, _)| *t != "settings") {

@@ -124,12 +124,12 @@ pub(crate) fn run<T: Serialize>(
     user: UserId,
     key: &IdempotencyKey,
     now: Timestamp,
-    body: impl FnOnce(&dyn Db) -> Result<T>,
+    body: impl FnOnce(&dyn Db, Timestamp) -> Result<T>,
 ) -> Result<Keyed<T>> {
     if let Some(value) = stored(tx, user, key)? {
         return Ok(Keyed::Replayed(value));
     }
-    let value = body(tx)?;
+    let value = body(tx, now)?;
     store(tx, user, key, &value, now)?;
     Ok(Keyed::Fresh(value))
 }

@@ -73,14 +73,21 @@ const USER_LOCK: &str = "SELECT pg_advisory_xact_lock(
 
 /// A shop in a fresh schema, and a raw client on the same schema.
 fn shop_and_client(name: &str) -> Option<(Shop, postgres::Client, String)> {
+    shop_and_client_with(name, |builder| builder)
+}
+
+/// As [`shop_and_client`], with the builder adjusted by `adjust`.
+fn shop_and_client_with(
+    name: &str,
+    adjust: impl FnOnce(liteshop::ShopBuilder) -> liteshop::ShopBuilder,
+) -> Option<(Shop, postgres::Client, String)> {
     let url = url()?;
     let schema = schema(name);
-    let shop = Shop::builder(&url)
+    let builder = Shop::builder(&url)
         .pg_schema(&schema)
         .gateway(FakeGateway::new())
-        .max_balance(liteshop::Money::MAX)
-        .build()
-        .unwrap();
+        .max_balance(liteshop::Money::MAX);
+    let shop = adjust(builder).build().unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
         .execute("SELECT set_config('search_path', $1, false)", &[&schema])
@@ -170,16 +177,22 @@ fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
 /// cycle first (the test's connection waits longer before it looks), so the
 /// order's transaction is the one ended; the test's then gets the lock,
 /// which proves the order's first attempt is gone, and commits; the order
-/// runs again and succeeds.
+/// runs again and succeeds. Each attempt reads the clock once, and the
+/// order carries the time of the attempt that made it.
 #[test]
 fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
-    let Some((shop, mut client, _)) = shop_and_client("deadlock") else {
+    let clock = TickingClock::default();
+    let ticks = clock.clone();
+    let Some((shop, mut client, _)) =
+        shop_and_client_with("deadlock", |builder| builder.clock(ticks))
+    else {
         return;
     };
     let kim = shop.create_user("Kim").unwrap();
     shop.charge(kim.id, won(10_000)).unwrap();
     let tea = tea(&shop, 5);
     let retries_before = shop.write_retries();
+    let reads_before = clock.reads();
     let mut held = client.transaction().unwrap();
     held.batch_execute("SET LOCAL deadlock_timeout = '30s'")
         .unwrap();
@@ -213,6 +226,17 @@ fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
         held.commit().unwrap();
         let placed = order.join().unwrap().unwrap();
         assert_eq!(placed.total, won(2_000));
+        let attempts = 1 + shop.write_retries() - retries_before;
+        assert_eq!(
+            clock.reads() - reads_before,
+            attempts,
+            "one reading per attempt"
+        );
+        assert_eq!(
+            placed.created_at.as_millis(),
+            i64::try_from(clock.reads()).unwrap(),
+            "stamped by the last attempt's reading"
+        );
     });
     assert!(shop.write_retries() > retries_before, "the order ran again");
     let orders = shop.orders(kim.id, Default::default()).unwrap();
@@ -228,6 +252,23 @@ fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
     assert_eq!(kinds, ["order_placed"]);
     let report = shop.audit().unwrap();
     assert!(report.is_clean(), "{report}");
+}
+
+/// A clock that moves one millisecond each time it is read, and counts.
+#[derive(Clone, Debug, Default)]
+struct TickingClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl TickingClock {
+    fn reads(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl liteshop::Clock for TickingClock {
+    fn now(&self) -> liteshop::Timestamp {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        liteshop::Timestamp::from_millis(i64::try_from(n).unwrap())
+    }
 }
 
 /// 200 threads order one product with a stock of 7: exactly 7 orders.

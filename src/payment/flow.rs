@@ -16,6 +16,7 @@ use tracing::debug;
 use super::refund::{self, Refund, RefundStatus};
 use super::{Outcome, Payment, PaymentFailure, PaymentStatus, UNAVAILABLE_CODE};
 use crate::clock::{Clock, Timestamp};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::gateway::{GatewayError, PaymentGateway, RetryPolicy};
 use crate::idempotency::{self, IdempotencyKey};
@@ -71,7 +72,7 @@ pub(crate) struct Payments<'a> {
     pub(crate) store: &'a Store,
     pub(crate) gateway: &'a dyn PaymentGateway,
     pub(crate) config: &'a PaymentConfig,
-    pub(crate) clock: &'a dyn Clock,
+    pub(crate) clock: &'a Arc<dyn Clock>,
     pub(crate) max_balance: Money,
 }
 
@@ -186,8 +187,14 @@ pub(crate) fn refusal(
 }
 
 impl Payments<'_> {
-    fn now(&self) -> Timestamp {
-        self.clock.now()
+    /// Runs `f` as one write within `scope`, with the time read once per
+    /// run of it ([`Store::write`]).
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        scope: Scope,
+        f: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.store.write(scope, self.clock, f)
     }
 
     /// A payment: transaction 1 (`payment::begin`), the approval with no
@@ -199,8 +206,7 @@ impl Payments<'_> {
         payment_key: Option<String>,
         key: Option<IdempotencyKey>,
     ) -> Result<(Payment, Replay)> {
-        let now = self.now();
-        let begun = self.store.write(Scope::User(user), move |tx| {
+        let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started a payment before names it; nothing runs.
             if let Some(key) = &key
                 && let Some(stored) = idempotency::stored(tx, user, key)?
@@ -227,9 +233,8 @@ impl Payments<'_> {
         let answer = self.config.retry.run(|| self.gateway.approve(&request));
         let (outcome, failure) = settle(attempt, answer);
 
-        let now = self.now();
         let id = payment.id;
-        let recorded = match self.store.write(Scope::User(user), move |tx| {
+        let recorded = match self.write(Scope::User(user), move |tx, now| {
             super::record(tx, id, outcome.clone(), now)
         }) {
             Ok(recorded) => recorded,
@@ -263,9 +268,8 @@ impl Payments<'_> {
         reason: String,
         key: Option<IdempotencyKey>,
     ) -> Result<(Refund, Replay)> {
-        let now = self.now();
         let max = self.max_balance;
-        let begun = self.store.write(Scope::User(user), move |tx| {
+        let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started an attempt before names it; nothing runs.
             if let Some(key) = &key
                 && let Some(stored) = idempotency::stored(tx, user, key)?
@@ -296,9 +300,8 @@ impl Payments<'_> {
         let answer = self.config.retry.run(|| self.gateway.cancel(&request));
         let (outcome, failure) = settle(attempt, answer);
 
-        let now = self.now();
         let id = refund.id;
-        let recorded = match self.store.write(Scope::User(user), move |tx| {
+        let recorded = match self.write(Scope::User(user), move |tx, now| {
             refund::record(tx, id, outcome.clone(), now)
         }) {
             Ok(recorded) => recorded,

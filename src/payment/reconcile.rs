@@ -98,8 +98,8 @@ impl Payments<'_> {
         for payment in due {
             let recorded = match self.ask_about_payment(&payment) {
                 Some(outcome) => {
-                    let (id, now) = (payment.id, self.clock.now());
-                    self.store.write(Scope::User(payment.user), move |tx| {
+                    let id = payment.id;
+                    self.write(Scope::User(payment.user), move |tx, now| {
                         super::record(tx, id, outcome.clone(), now)
                     })?
                 }
@@ -127,8 +127,8 @@ impl Payments<'_> {
         for (request, refund) in due {
             let recorded = match self.ask_about_refund(&refund, &request) {
                 Some(outcome) => {
-                    let (id, now) = (refund.id, self.clock.now());
-                    self.store.write(Scope::User(refund.user), move |tx| {
+                    let id = refund.id;
+                    self.write(Scope::User(refund.user), move |tx, now| {
                         refund::record(tx, id, outcome.clone(), now)
                     })?
                 }

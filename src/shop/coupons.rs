@@ -1,5 +1,6 @@
 //! The coupon flows of [`Shop`]: create, issue, look up, list.
 
+use crate::clock::Timestamp;
 use crate::db::Db;
 use tracing::debug;
 
@@ -60,11 +61,7 @@ impl Shop {
         let name = validate::name(Entity::Coupon, &new.name)?;
         coupon::validate(&new)?;
         let new = NewCoupon { name, ..new };
-        let now = self.now();
-        let coupon = self
-            .inner
-            .store
-            .write(Scope::Shop, move |tx| coupon::create(tx, &new, now))?;
+        let coupon = self.write(Scope::Shop, move |tx, now| coupon::create(tx, &new, now))?;
         debug!(coupon = %coupon.id, quantity = coupon.quantity, "coupon created");
         Ok(coupon)
     }
@@ -98,10 +95,7 @@ impl Shop {
     /// [`Error::CouponAlreadyIssued`](crate::Error::CouponAlreadyIssued),
     /// [`Error::CouponSoldOut`](crate::Error::CouponSoldOut).
     pub fn issue_coupon(&self, user: UserId, id: CouponId) -> Result<UserCoupon> {
-        let issued = self
-            .inner
-            .store
-            .write(Scope::User(user), self.issue_body(user, id)?)?;
+        let issued = self.write(Scope::User(user), self.issue_body(user, id)?)?;
         debug!(user = %user, coupon = %id, "coupon issued");
         Ok(issued)
     }
@@ -110,11 +104,10 @@ impl Shop {
         &self,
         user: UserId,
         id: CouponId,
-    ) -> Result<impl Fn(&dyn Db) -> Result<UserCoupon> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<UserCoupon> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
-        let now = self.now();
-        Ok(move |tx: &dyn Db| {
+        Ok(move |tx: &dyn Db, now| {
             user::ensure_exists(tx, user)?;
             coupon::issue(tx, user, id, now)
         })

@@ -77,13 +77,12 @@ impl Shop {
     /// number not given yet.
     pub fn ack_events(&self, consumer: &str, upto: u64) -> Result<u64> {
         let consumer = validate::name(Entity::EventConsumer, consumer)?;
-        let now = self.now();
         // PostgreSQL numbers events when the feed is read: every event
         // committed so far has its number before `upto` is checked.
         self.inner.store.settle_feed()?;
-        self.inner
-            .store
-            .write(Scope::Shop, move |tx| event::ack(tx, &consumer, upto, now))
+        self.write(Scope::Shop, move |tx, now| {
+            event::ack(tx, &consumer, upto, now)
+        })
     }
 
     /// Deletes the events created before `before` that every registered
@@ -94,9 +93,7 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn prune_events(&self, before: Timestamp) -> Result<usize> {
-        self.inner
-            .store
-            .write(Scope::Shop, move |tx| event::prune(tx, before))
+        self.write(Scope::Shop, move |tx, _| event::prune(tx, before))
     }
 
     /// Registers `consumer` and starts a thread that hands its unacked

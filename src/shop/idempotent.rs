@@ -5,6 +5,7 @@
 //! one way to make a write idempotent — `shop.idempotent(key).charge(…)` —
 //! and no second copy of each method with a suffix.
 
+use crate::clock::Timestamp;
 use crate::db::Db;
 use serde::Serialize;
 
@@ -172,17 +173,16 @@ impl Idempotent<'_> {
     fn write<T: Serialize + Send + 'static>(
         &self,
         user: UserId,
-        body: impl Fn(&dyn Db) -> Result<T> + Send + 'static,
+        body: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
     ) -> Result<Keyed<T>> {
         let store = &self.shop.inner.store;
         let Some(key) = self.key else {
-            return store.write(Scope::User(user), body).map(Keyed::Fresh);
+            return self.shop.write(Scope::User(user), body).map(Keyed::Fresh);
         };
         key.validate()?;
         let user = user.validate()?;
-        let now = self.shop.now();
         let owned = key.clone();
-        match store.write(Scope::User(user), move |tx| {
+        match self.shop.write(Scope::User(user), move |tx, now| {
             idempotency::run(tx, user, &owned, now, &body)
         }) {
             // The connection was lost after COMMIT was sent: the key, stored

@@ -388,7 +388,7 @@ impl ShopBuilder {
         }
         let store = self.open_store()?;
         let asked = self.utc_offset_minutes;
-        let (offset, rebuilt) = store.write(Scope::Shop, move |tx| {
+        let (offset, rebuilt) = store.write(Scope::Shop, &self.clock, move |tx, _| {
             let offset = match asked {
                 Some(offset) => offset,
                 None => sales::stored_offset(tx)?.unwrap_or(0),
@@ -572,6 +572,16 @@ impl Shop {
         self.inner.clock.now()
     }
 
+    /// Runs `f` as one write within `scope`; `f` gets the time, read once
+    /// per run of it ([`Store::write`]).
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        scope: Scope,
+        f: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.store.write(scope, &self.inner.clock, f)
+    }
+
     /// The store, for the crate's whole-shop operations ([`crate::copy`]).
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
@@ -590,11 +600,7 @@ impl Shop {
     /// [`Error::EdgeWhitespace`].
     pub fn create_user(&self, name: &str) -> Result<User> {
         let name = validate::name(Entity::User, name)?;
-        let now = self.now();
-        let user = self
-            .inner
-            .store
-            .write(Scope::Shop, move |tx| user::create(tx, &name, now))?;
+        let user = self.write(Scope::Shop, move |tx, now| user::create(tx, &name, now))?;
         debug!(user = %user.id, "user created");
         Ok(user)
     }
@@ -658,10 +664,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ZeroAmount`], [`Error::UserNotFound`],
     /// [`Error::ChargeLimitExceeded`], [`Error::BalanceLimitExceeded`].
     pub fn charge(&self, user: UserId, amount: Money) -> Result<Money> {
-        let balance = self
-            .inner
-            .store
-            .write(Scope::User(user), self.charge_body(user, amount)?)?;
+        let balance = self.write(Scope::User(user), self.charge_body(user, amount)?)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
         Ok(balance)
     }
@@ -671,15 +674,14 @@ impl Shop {
         &self,
         user: UserId,
         amount: Money,
-    ) -> Result<impl Fn(&dyn Db) -> Result<Money> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Money> + Send + 'static> {
         let user = user.validate()?;
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
         }
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
-        let now = self.now();
-        Ok(move |tx: &dyn Db| {
+        Ok(move |tx: &dyn Db, now| {
             user::ensure_exists(tx, user)?;
             let cap = payment::cap(tx, user, max_balance)?;
             balance::charge(tx, user, amount, max_charge, cap, now)
@@ -694,9 +696,7 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn prune_idempotency_keys(&self, before: Timestamp) -> Result<usize> {
-        self.inner
-            .store
-            .write(Scope::Shop, move |tx| idempotency::prune(tx, before))
+        self.write(Scope::Shop, move |tx, _| idempotency::prune(tx, before))
     }
 
     /// One page of the ledger of `user`, newest entry first.
@@ -723,8 +723,7 @@ impl Shop {
     /// [`Error::EdgeWhitespace`].
     pub fn create_product(&self, new: NewProduct) -> Result<Product> {
         let name = validate::name(Entity::Product, &new.name)?;
-        let now = self.now();
-        let product = self.inner.store.write(Scope::Shop, move |tx| {
+        let product = self.write(Scope::Shop, move |tx, now| {
             product::create(tx, &name, new.price, new.stock, now)
         })?;
         debug!(product = %product.id, price = %product.price, stock = product.stock, "product created");
@@ -780,8 +779,7 @@ impl Shop {
     pub fn restock(&self, id: ProductId, quantity: u32) -> Result<Product> {
         let id = id.validate()?;
         let quantity = validate::quantity(quantity, u32::MAX)?;
-        let now = self.now();
-        let product = self.inner.store.write(Scope::Shop, move |tx| {
+        let product = self.write(Scope::Shop, move |tx, now| {
             product::restock(tx, id, quantity, now)
         })?;
         debug!(product = %id, quantity, stock = product.stock, "product restocked");
@@ -796,8 +794,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ProductNotFound`].
     pub fn set_price(&self, id: ProductId, price: Money) -> Result<Product> {
         let id = id.validate()?;
-        let now = self.now();
-        let product = self.inner.store.write(Scope::Shop, move |tx| {
+        let product = self.write(Scope::Shop, move |tx, now| {
             product::set_price(tx, id, price, now)
         })?;
         debug!(product = %id, price = %price, "product price set");
@@ -838,8 +835,7 @@ impl Shop {
         let user = user.validate()?;
         let product = product.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
-        let now = self.now();
-        let line = self.inner.store.write(Scope::User(user), move |tx| {
+        let line = self.write(Scope::User(user), move |tx, now| {
             user::ensure_exists(tx, user)?;
             cart::add(tx, user, product, quantity, now)
         })?;
@@ -865,7 +861,7 @@ impl Shop {
         let user = user.validate()?;
         let item = item.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
-        let line = self.inner.store.write(Scope::User(user), move |tx| {
+        let line = self.write(Scope::User(user), move |tx, _| {
             cart::set_quantity(tx, user, item, quantity)
         })?;
         debug!(user = %user, item = %item, quantity, "cart quantity set");
@@ -883,9 +879,7 @@ impl Shop {
     pub fn remove_from_cart(&self, user: UserId, item: CartItemId) -> Result<()> {
         let user = user.validate()?;
         let item = item.validate()?;
-        self.inner
-            .store
-            .write(Scope::User(user), move |tx| cart::remove(tx, user, item))?;
+        self.write(Scope::User(user), move |tx, _| cart::remove(tx, user, item))?;
         debug!(user = %user, item = %item, "removed from cart");
         Ok(())
     }
@@ -940,7 +934,7 @@ impl Shop {
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
     /// [`Error::CouponMinimumNotMet`]; then [`Error::InsufficientBalance`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
-        let order = self.inner.store.write(
+        let order = self.write(
             Scope::User(user),
             self.place_order_body(user, request.into())?,
         )?;
@@ -952,16 +946,16 @@ impl Shop {
         &self,
         user: UserId,
         request: OrderRequest,
-    ) -> Result<impl Fn(&dyn Db) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Order> + Send + 'static> {
         let OrderRequest { lines, coupon } = request;
         let user = user.validate()?;
         let limits = &self.inner.limits;
         order::validate_lines(&lines, limits.max_order_quantity, limits.max_order_lines)?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
-        let now = self.now();
-        let expires_at = now.saturating_add(self.inner.reservation_time);
-        Ok(move |tx: &dyn Db| {
+        let reservation = self.inner.reservation_time;
+        Ok(move |tx: &dyn Db, now: Timestamp| {
             user::ensure_exists(tx, user)?;
+            let expires_at = now.saturating_add(reservation);
             order::place(tx, user, &lines, coupon, expires_at, now)
         })
     }
@@ -979,10 +973,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::EmptyCart`],
     /// then as [`Shop::place_order`].
     pub fn checkout_cart(&self, user: UserId, coupon: Option<CouponId>) -> Result<Order> {
-        let order = self
-            .inner
-            .store
-            .write(Scope::User(user), self.checkout_body(user, coupon)?)?;
+        let order = self.write(Scope::User(user), self.checkout_body(user, coupon)?)?;
         debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
         Ok(order)
     }
@@ -991,15 +982,15 @@ impl Shop {
         &self,
         user: UserId,
         coupon: Option<CouponId>,
-    ) -> Result<impl Fn(&dyn Db) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let max_quantity = self.inner.limits.max_order_quantity;
         let max_lines = self.inner.limits.max_order_lines;
-        let now = self.now();
-        let expires_at = now.saturating_add(self.inner.reservation_time);
-        Ok(move |tx: &dyn Db| {
+        let reservation = self.inner.reservation_time;
+        Ok(move |tx: &dyn Db, now: Timestamp| {
             user::ensure_exists(tx, user)?;
+            let expires_at = now.saturating_add(reservation);
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
                 return Err(Error::EmptyCart { user });
@@ -1045,10 +1036,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
     /// user's order), [`Error::InvalidTransition`] naming the current state.
     pub fn cancel_order(&self, user: UserId, id: OrderId) -> Result<Order> {
-        let order = self
-            .inner
-            .store
-            .write(Scope::User(user), self.cancel_body(user, id)?)?;
+        let order = self.write(Scope::User(user), self.cancel_body(user, id)?)?;
         debug!(user = %user, order = %id, "order cancelled");
         Ok(order)
     }
@@ -1057,11 +1045,10 @@ impl Shop {
         &self,
         user: UserId,
         id: OrderId,
-    ) -> Result<impl Fn(&dyn Db) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
-        let now = self.now();
-        Ok(move |tx: &dyn Db| order::cancel(tx, user, id, now))
+        Ok(move |tx: &dyn Db, now| order::cancel(tx, user, id, now))
     }
 
     /// Cancels every order still `Pending` at its deadline (placed more than
@@ -1075,11 +1062,7 @@ impl Shop {
     ///
     /// Only storage errors ([`Error::Busy`], [`Error::Storage`]).
     pub fn expire_orders(&self) -> Result<usize> {
-        let now = self.now();
-        let expired = self
-            .inner
-            .store
-            .write(Scope::Shop, move |tx| order::expire_due(tx, now))?;
+        let expired = self.write(Scope::Shop, order::expire_due)?;
         if expired > 0 {
             debug!(expired, "overdue orders expired");
         }
@@ -1223,7 +1206,7 @@ impl Shop {
             store: &self.inner.store,
             gateway: self.gateway()?,
             config: &self.inner.payments,
-            clock: &*self.inner.clock,
+            clock: &self.inner.clock,
             max_balance: self.inner.limits.max_balance,
         })
     }

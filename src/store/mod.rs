@@ -13,6 +13,7 @@ pub(crate) mod postgres;
 pub(crate) mod schema;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -21,6 +22,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, Timestamp};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::ids::UserId;
@@ -318,12 +320,17 @@ impl Store {
     /// Runs `f` in one write transaction within `scope` and commits: see
     /// [`SqliteStore::write`] and `PgStore::write`. `f` may run more than
     /// once (PostgreSQL retries a write its deadlock detector ended), so it
-    /// has no effect outside its transaction.
+    /// has no effect outside its transaction, and it gets the time from
+    /// `clock` read once per run: the instant its changes are stamped with
+    /// is the attempt's that made them, never an earlier one's.
     pub(crate) fn write<T: Send + 'static>(
         &self,
         scope: Scope,
-        f: impl Fn(&dyn Db) -> Result<T> + Send + 'static,
+        clock: &Arc<dyn Clock>,
+        f: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let clock = Arc::clone(clock);
+        let f = move |tx: &dyn Db| f(tx, clock.now());
         match self {
             Store::Sqlite(store) => {
                 let _ = scope;

@@ -12,11 +12,12 @@
 //! change only through guarded single statements (`UPDATE … SET stock =
 //! stock - n WHERE stock >= n`), which PostgreSQL re-checks against the
 //! newest committed row after waiting for its lock. Locks are taken in one
-//! order (the user, then orders, then products by id, then sales rows; the
-//! feed's lock only after commit), so writes queue instead of deadlocking;
-//! a deadlock or serialization failure the server reports anyway is
-//! retried, so a write closure may run more than once (it has no effect
-//! outside its transaction). ARCHITECTURE.md gives the whole argument.
+//! order (the user, then orders, then products by id, then sales rows;
+//! writers never take the feed's lock), so writes queue instead of
+//! deadlocking; a deadlock or serialization failure the server reports
+//! anyway is retried, so a write closure may run more than once (it has no
+//! effect outside its transaction, and gets the time read for that run).
+//! ARCHITECTURE.md gives the whole argument.
 //!
 //! **The event feed** is numbered when it is read: a write inserts its
 //! events with provisional negative numbers and commits without touching
