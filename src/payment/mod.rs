@@ -159,15 +159,21 @@ pub(crate) const UNAVAILABLE_CODE: &str = "PG_UNAVAILABLE";
 /// The longest payment key the shop accepts.
 const MAX_PAYMENT_KEY: usize = 200;
 
+/// Every payment column, in the order `payment_row` reads them.
+macro_rules! payment_columns {
+    () => {
+        concat!(
+            "id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
+            "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
+            "updated_at, refunded"
+        )
+    };
+}
+
 /// A `SELECT` of every payment column, then `$rest`.
 macro_rules! select_payments {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
-            "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
-            "updated_at, refunded FROM payments ",
-            $rest
-        )
+        concat!("SELECT ", payment_columns!(), " FROM payments ", $rest)
     };
 }
 
@@ -348,13 +354,18 @@ pub(crate) fn record(
         }
         outcome => outcome,
     };
-    match outcome {
+    // Each change returns the payment as it now is (one round trip less
+    // than reading it again); nothing below changes the payment's row.
+    let recorded = match outcome {
         Outcome::Done(approval) => {
-            tx.execute(
-                "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3
-                 WHERE id = ?1",
+            let recorded = payment_row(&tx.query_row(
+                concat!(
+                    "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, ",
+                    "updated_at = ?3 WHERE id = ?1 RETURNING ",
+                    payment_columns!()
+                ),
                 &[&id, &approval.transaction_id, &now],
-            )?;
+            )?)?;
             event(
                 tx,
                 id,
@@ -376,14 +387,17 @@ pub(crate) fn record(
                 },
                 now,
             )?;
+            recorded
         }
         Outcome::Declined { code, message } => {
-            tx.execute(
-                "UPDATE payments SET status = 'declined', failure_code = ?2, failure_message = ?3,
-                                     updated_at = ?4
-                 WHERE id = ?1",
+            let recorded = payment_row(&tx.query_row(
+                concat!(
+                    "UPDATE payments SET status = 'declined', failure_code = ?2, ",
+                    "failure_message = ?3, updated_at = ?4 WHERE id = ?1 RETURNING ",
+                    payment_columns!()
+                ),
                 &[&id, &code, &message, &now],
-            )?;
+            )?)?;
             // The money comes back uncapped: it was the user's, and charges
             // already counted it against the limit while it was held.
             balance::post(
@@ -417,24 +431,31 @@ pub(crate) fn record(
                 },
                 now,
             )?;
+            recorded
         }
         Outcome::Unknown { reason } => {
-            if payment.status == PaymentStatus::Requested {
-                tx.execute(
-                    "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
-                    &[&id, &now],
-                )?;
-                event(
-                    tx,
-                    id,
-                    PaymentStatus::Unknown,
-                    &format!("no definite answer: {reason}"),
-                    now,
-                )?;
+            if payment.status != PaymentStatus::Requested {
+                return Ok(payment);
             }
+            let recorded = payment_row(&tx.query_row(
+                concat!(
+                    "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1 ",
+                    "RETURNING ",
+                    payment_columns!()
+                ),
+                &[&id, &now],
+            )?)?;
+            event(
+                tx,
+                id,
+                PaymentStatus::Unknown,
+                &format!("no definite answer: {reason}"),
+                now,
+            )?;
+            recorded
         }
-    }
-    get(tx, id)
+    };
+    Ok(recorded)
 }
 
 /// Adds `amount` to what completed refunds gave back of payment `id`,
