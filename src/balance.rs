@@ -93,6 +93,20 @@ pub(crate) fn get(db: &dyn Db, user: UserId) -> Result<Money> {
         .get(0)
 }
 
+/// The balance of `user`, read as the check that the user exists: every
+/// user has a balance row from the transaction that created it, so a write
+/// that needs both reads once. [`Error::UserNotFound`] if there is no such
+/// user; [`Error::BalanceMissing`] if only the row is missing.
+pub(crate) fn of_user(db: &dyn Db, user: UserId) -> Result<Money> {
+    match db.query_opt(SELECT_BALANCE, &[&user])? {
+        Some(row) => row.get(0),
+        None => {
+            crate::user::ensure_exists(db, user)?;
+            Err(Error::BalanceMissing(user))
+        }
+    }
+}
+
 /// The ceiling on a credit: the balance after it, plus the money `held` in
 /// flight (held by payments, which comes back if they are declined, and
 /// owed by refunds, which is credited when they complete), may not pass
@@ -109,6 +123,7 @@ pub(crate) struct Cap {
 pub(crate) fn charge(
     tx: &dyn Db,
     user: UserId,
+    balance: Money,
     amount: Money,
     max_charge: Money,
     cap: Cap,
@@ -120,9 +135,10 @@ pub(crate) fn charge(
             limit: max_charge,
         });
     }
-    post(
+    post_from(
         tx,
         user,
+        balance,
         Entry::new(LedgerKind::Charge, amount),
         Some(cap),
         now,
@@ -183,13 +199,26 @@ pub(crate) fn post(
     cap: Option<Cap>,
     now: Timestamp,
 ) -> Result<Money> {
+    let balance = get(tx, user)?;
+    post_from(tx, user, balance, entry, cap, now)
+}
+
+/// [`post`] from `balance`, the user's balance as this transaction already
+/// read it: under the write's lock it cannot have changed since.
+pub(crate) fn post_from(
+    tx: &dyn Db,
+    user: UserId,
+    balance: Money,
+    entry: Entry,
+    cap: Option<Cap>,
+    now: Timestamp,
+) -> Result<Money> {
     let Entry {
         kind,
         amount,
         payment,
         refund,
     } = entry;
-    let balance = get(tx, user)?;
     let new_balance = if kind.is_credit() {
         let sum = balance.checked_add(amount);
         match cap {

@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::balance;
 use crate::clock::Timestamp;
 use crate::coupon;
 use crate::db::{self, Backend, Db, Row};
@@ -327,7 +326,8 @@ pub(crate) fn validate_lines(
     Ok(())
 }
 
-/// Places an order of checked `lines` for `user` (known to exist), in the
+/// Places an order of checked `lines` for `user` (known to exist, with
+/// `available` on its balance as this transaction read it), in the
 /// seed's order: every product exists → each line's stock is reserved
 /// (expiring overdue orders that hold it, if short) → the coupon, if any,
 /// is the user's, available, unexpired and the subtotal reaches its minimum
@@ -339,6 +339,7 @@ pub(crate) fn validate_lines(
 pub(crate) fn place(
     tx: &dyn Db,
     user: UserId,
+    available: Money,
     lines: &[OrderLine],
     coupon: Option<CouponId>,
     expires_at: Timestamp,
@@ -378,7 +379,6 @@ pub(crate) fn place(
     let total = subtotal
         .checked_sub(discount)
         .ok_or(Error::AmountOverflow)?;
-    let available = balance::get(tx, user)?;
     if available < total {
         return Err(Error::InsufficientBalance {
             user,

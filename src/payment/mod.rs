@@ -284,9 +284,10 @@ pub(crate) fn begin(
             ],
         )?
         .get(0)?;
-    balance::post(
+    balance::post_from(
         tx,
         user,
+        available,
         Entry::for_payment(LedgerKind::Payment, order.total, id),
         None,
         now,

@@ -682,9 +682,10 @@ impl Shop {
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
         Ok(move |tx: &dyn Db, now| {
-            user::ensure_exists(tx, user)?;
+            // The balance is read once, as the check that the user exists.
+            let balance = balance::of_user(tx, user)?;
             let cap = payment::cap(tx, user, max_balance)?;
-            balance::charge(tx, user, amount, max_charge, cap, now)
+            balance::charge(tx, user, balance, amount, max_charge, cap, now)
         })
     }
 
@@ -954,9 +955,9 @@ impl Shop {
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let reservation = self.inner.reservation_time;
         Ok(move |tx: &dyn Db, now: Timestamp| {
-            user::ensure_exists(tx, user)?;
+            let available = balance::of_user(tx, user)?;
             let expires_at = now.saturating_add(reservation);
-            order::place(tx, user, &lines, coupon, expires_at, now)
+            order::place(tx, user, available, &lines, coupon, expires_at, now)
         })
     }
 
@@ -989,14 +990,14 @@ impl Shop {
         let max_lines = self.inner.limits.max_order_lines;
         let reservation = self.inner.reservation_time;
         Ok(move |tx: &dyn Db, now: Timestamp| {
-            user::ensure_exists(tx, user)?;
+            let available = balance::of_user(tx, user)?;
             let expires_at = now.saturating_add(reservation);
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
                 return Err(Error::EmptyCart { user });
             }
             order::validate_lines(&lines, max_quantity, max_lines)?;
-            let order = order::place(tx, user, &lines, coupon, expires_at, now)?;
+            let order = order::place(tx, user, available, &lines, coupon, expires_at, now)?;
             cart::clear(tx, user)?;
             Ok(order)
         })
