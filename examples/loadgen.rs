@@ -1835,10 +1835,14 @@ mod raw {
 
 /// The raw baseline on PostgreSQL: the statements of [`raw`], with `$n`
 /// parameters, on one plain `postgres` connection per thread, each prepared
-/// once per connection, one transaction per write. Where liteshop takes the
-/// user's lock, these take the balance row (`FOR UPDATE`) before reading
-/// it; product rows are taken in id order; a deadlock or serialization
-/// failure runs the transaction again, as liteshop does.
+/// once per connection, one transaction per write — and, unlike [`raw`],
+/// the rows liteshop's flows write besides: the feed's events (each with a
+/// provisional number and a JSON payload of the same shape) and the
+/// per-day sales of a paid order, so both sides write the same rows. Where
+/// liteshop takes the user's lock, these take the balance row (`FOR
+/// UPDATE`) before reading it; product rows are taken in id order; a
+/// deadlock or serialization failure runs the transaction again, as
+/// liteshop does.
 #[cfg(feature = "postgres")]
 mod raw_pg {
     use super::*;
@@ -1932,6 +1936,39 @@ mod raw_pg {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// Appends an event to the feed as liteshop does on PostgreSQL.
+    fn feed(
+        c: &mut Conn,
+        user: i64,
+        order: i64,
+        payment: Option<i64>,
+        payload: &Value,
+        now: i64,
+    ) -> R<()> {
+        let kind = payload["kind"].as_str().unwrap_or_default().to_owned();
+        c.execute(
+            "INSERT INTO events (seq, kind, user_id, order_id, payment_id, refund_id, payload,
+                                 created_at)
+             VALUES (-nextval('events_pending'), $1, $2, $3, $4, NULL, $5, $6)",
+            &[&kind, &user, &order, &payment, &payload.to_string(), &now],
+        )
+        .map(drop)
+    }
+
+    /// An order's lines as the feed's payloads carry them.
+    fn lines_json(items: &[(i64, String, i64, i64)]) -> (Value, i64) {
+        let lines: Vec<Value> = items
+            .iter()
+            .map(|(product, name, price, quantity)| {
+                json!({"product": product, "name": name, "unit_price": price,
+                       "quantity": quantity, "line_total": price * quantity,
+                       "amount": price * quantity, "refunded": 0})
+            })
+            .collect();
+        let subtotal = items.iter().map(|(_, _, price, q)| price * q).sum();
+        (Value::Array(lines), subtotal)
     }
 
     pub(super) fn run(
@@ -2104,11 +2141,22 @@ mod raw_pg {
                 &[&user, &total, &now, &(now + 900_000)],
             )?
             .get(0);
+        let (lines, subtotal) = lines_json(&items);
+        feed(
+            c,
+            user,
+            id,
+            None,
+            &json!({"kind": "order_placed", "lines": lines, "subtotal": subtotal,
+                    "discount": 0, "total": total, "coupon": null}),
+            now,
+        )?;
         for (product, name, price, quantity) in &items {
             c.execute(
-                "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[&id, product, name, price, quantity],
+                "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity,
+                                          amount)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&id, product, name, price, quantity, &(price * quantity)],
             )?;
         }
         Ok(id)
@@ -2118,16 +2166,21 @@ mod raw_pg {
         let now = now();
         let key = format!("raw-pay-{order}-{now}");
         let pg_order_id = format!("raw-{order}-{now}");
-        let (payment, total) = c.transaction(|c| {
+        let (payment, total, items) = c.transaction(|c| {
             let row = c.one(
                 "SELECT status, total FROM orders WHERE id = $1 AND user_id = $2",
                 &[&order, &user],
             )?;
             let (status, total): (String, i64) = (row.get(0), row.get(1));
-            c.all(
-                "SELECT product_id FROM order_items WHERE order_id = $1 ORDER BY id",
-                &[&order],
-            )?;
+            let items: Vec<(i64, String, i64, i64)> = c
+                .all(
+                    "SELECT product_id, name, unit_price, quantity FROM order_items
+                     WHERE order_id = $1 ORDER BY id",
+                    &[&order],
+                )?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+                .collect();
             if status != "pending" {
                 return Err("Conflict".into());
             }
@@ -2145,7 +2198,15 @@ mod raw_pg {
             post(c, user, "payment", -total, Some(payment), now)?;
             event(c, payment, "requested", now)?;
             set_order(c, order, "pending", "paying", now)?;
-            Ok((payment, total))
+            feed(
+                c,
+                user,
+                order,
+                Some(payment),
+                &json!({"kind": "payment_requested", "amount": total}),
+                now,
+            )?;
+            Ok((payment, total, items))
         })?;
 
         let answer = gateway.approve(&ApproveRequest {
@@ -2169,6 +2230,25 @@ mod raw_pg {
                     )?;
                     event(c, payment, "approved", now)?;
                     set_order(c, order, "paying", "paid", now)?;
+                    c.execute(
+                        "INSERT INTO sales_daily (day, product_id, units, revenue)
+                         SELECT $1, product_id, quantity, amount FROM order_items
+                         WHERE order_id = $2 ORDER BY product_id
+                         ON CONFLICT (day, product_id) DO UPDATE
+                         SET units = sales_daily.units + excluded.units,
+                             revenue = sales_daily.revenue + excluded.revenue",
+                        &[&now.div_euclid(86_400_000), &order],
+                    )?;
+                    let (lines, subtotal) = lines_json(&items);
+                    feed(
+                        c,
+                        user,
+                        order,
+                        Some(payment),
+                        &json!({"kind": "payment_approved", "amount": total, "lines": lines,
+                                "subtotal": subtotal, "discount": 0, "coupon": null}),
+                        now,
+                    )?;
                     Ok(Ok(()))
                 }
                 Err(GatewayError::Unknown { .. }) => {
@@ -2188,6 +2268,15 @@ mod raw_pg {
                     post(c, user, "payment_reversal", total, Some(payment), now)?;
                     event(c, payment, "declined", now)?;
                     set_order(c, order, "paying", "pending", now)?;
+                    feed(
+                        c,
+                        user,
+                        order,
+                        Some(payment),
+                        &json!({"kind": "payment_declined", "amount": total, "code": "X",
+                                "message": ""}),
+                        now,
+                    )?;
                     Ok(Err("PaymentDeclined".to_owned()))
                 }
             }
@@ -2239,6 +2328,13 @@ mod raw_pg {
                 &[&product, &quantity, &now],
             )?;
         }
-        Ok(())
+        feed(
+            c,
+            user,
+            order,
+            None,
+            &json!({"kind": "order_cancelled"}),
+            now,
+        )
     }
 }
