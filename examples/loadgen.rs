@@ -11,6 +11,14 @@
 //! `--baseline raw` runs the same mix again, for the same time, against a
 //! second database with the same statements written directly with rusqlite
 //! (no liteshop, no pool), and prints liteshop's throughput as a ratio of it.
+//!
+//! `--db postgres://…` (with `--features postgres`) runs it all on
+//! PostgreSQL, in a new schema (and `<schema>_raw` for the baseline, on the
+//! plain `postgres` crate), dropped afterwards unless `--pg-schema` named it:
+//!
+//! ```sh
+//! scripts/with-postgres sh -c 'cargo run --release --features postgres --example loadgen -- --db "$LITESHOP_TEST_POSTGRES" --baseline raw'
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
