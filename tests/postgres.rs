@@ -203,7 +203,10 @@ fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
     .unwrap();
     std::thread::scope(|s| {
         let order = s.spawn(|| shop.place_order(kim.id, &[OrderLine::new(tea, 2)]));
-        // Wait until the order holds Kim's lock and waits for the row.
+        // Wait until the backend holding Kim's lock in this schema (the
+        // order's) waits for a lock: the product's row, which the test
+        // holds. Matched by the lock's key, not the statement's text, as
+        // other tests run beside it on the same server.
         let mut waiting = false;
         for _ in 0..200 {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -211,8 +214,10 @@ fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
                 .query(
                     "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                      WHERE l.locktype = 'advisory' AND l.granted
-                       AND a.wait_event_type = 'Lock' AND a.query LIKE '%UPDATE products%'",
-                    &[],
+                       AND l.classid = (hashtext(current_schema())::bigint & 4294967295)::oid
+                       AND l.objid::bigint = $1
+                       AND a.wait_event_type = 'Lock'",
+                    &[&kim.id.get()],
                 )
                 .unwrap();
             if !rows.is_empty() {
