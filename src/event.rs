@@ -238,7 +238,8 @@ pub(crate) fn after(conn: &dyn Db, after: u64, limit: u32) -> Result<Vec<Event>>
 /// or not.
 pub(crate) fn last_seq(conn: &dyn Db) -> Result<u64> {
     // SQLite keeps the last AUTOINCREMENT value given; PostgreSQL keeps
-    // the feed's head in a counter row taken under the write lock.
+    // the feed's head in a counter row that each numbering moves (events
+    // still waiting for a number are not counted: settle the feed first).
     let sql = match conn.backend() {
         Backend::Sqlite => "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
         Backend::Postgres => "SELECT last FROM feed_head",

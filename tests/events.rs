@@ -134,6 +134,27 @@ fn concurrent_orders_get_gapless_sequence_numbers_in_commit_order() {
     }
 }
 
+/// The lag counts every committed event, also those no consumer has read
+/// yet (on PostgreSQL they get their numbers when the feed is read).
+#[test]
+fn a_consumers_lag_counts_events_nobody_has_read_yet() {
+    let s = shop();
+    let shop = &s.t.shop;
+    let place = || {
+        shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])
+            .unwrap()
+    };
+    for _ in 0..3 {
+        place();
+    }
+    shop.ack_events("mail", 1).unwrap();
+    place();
+    place();
+    let lag = shop.event_consumers().unwrap();
+    assert_eq!((lag[0].acked, lag[0].head, lag[0].behind), (1, 5, 4));
+    assert!(lag[0].oldest_unacked_at.is_some());
+}
+
 #[test]
 fn cursors_never_move_back_and_prune_keeps_what_is_not_acked() {
     let s = shop();

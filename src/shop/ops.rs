@@ -159,6 +159,9 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn event_consumers(&self) -> Result<Vec<ConsumerLag>> {
+        // The head counts every committed event: on PostgreSQL those no
+        // one has read yet get their numbers first.
+        self.inner.store.settle_feed()?;
         self.inner.store.read(|tx| event::consumers(tx))
     }
 
