@@ -22,7 +22,8 @@
 //! **The event feed** is numbered when it is read: a write inserts its
 //! events with provisional negative numbers and commits without touching
 //! anything shared; whoever reads the feed next ([`PgStore::settle_feed`]:
-//! `events`, `order_events`, `audit`, `copy`, the event pump) first
+//! `events`, `order_events`, `ack_events`, `event_consumers`, `audit`,
+//! `copy`, the event pump) first
 //! numbers every committed event still waiting, after the feed's head,
 //! with one statement ([`NUMBER_EVENTS`]) in a short transaction of its
 //! own, under one lock. Numbers are only ever given to committed events
