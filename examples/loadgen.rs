@@ -675,8 +675,8 @@ fn rss() -> String {
 }
 
 /// Where a shop under load lives: a SQLite file, or a schema of a
-/// PostgreSQL database.
-#[derive(Clone, Debug)]
+/// PostgreSQL database. No `Debug`: the URL may carry a password.
+#[derive(Clone)]
 enum Place {
     File(PathBuf),
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
