@@ -198,7 +198,7 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         // No ping per checkout: a connection that died idle is found by
-        // its call's first statement and replaced (`PgStore::stale`).
+        // its call's first statement and replaced (`PgStore::on_connection`).
         .test_on_check_out(false)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
         .build(Manager { config: pg })?;
@@ -288,78 +288,75 @@ impl PgStore {
     /// [`MAX_ATTEMPTS`] times, after a short randomised pause. Any other
     /// error is returned as it is.
     pub(crate) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        let mut attempt = 1;
-        let mut stale = 0;
-        loop {
-            let not_begun = {
-                let PgConn { client, statements } = &mut *conn;
-                match client.transaction() {
-                    Ok(tx) => match attempt_write(tx, statements, scope, &f) {
-                        Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
-                            tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
-                            self.retries.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(backoff(attempt));
-                            attempt += 1;
-                            continue;
-                        }
-                        other => return other,
-                    },
-                    Err(err) => err,
+        self.on_connection(|conn| {
+            let PgConn { client, statements } = conn;
+            let mut attempt = 1;
+            loop {
+                let tx = match client.transaction() {
+                    Ok(tx) => tx,
+                    Err(err) if attempt == 1 => return Call::NothingDone(err.into()),
+                    Err(err) => return Call::Done(Err(err.into())),
+                };
+                match attempt_write(tx, statements, scope, &f) {
+                    Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
+                        tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(backoff(attempt));
+                        attempt += 1;
+                    }
+                    other => return Call::Done(other),
                 }
-            };
-            if attempt == 1 && self.stale(&conn.client, &mut stale) {
-                drop(conn);
-                conn = self.pool.get()?;
-                continue;
             }
-            return Err(not_begun.into());
-        }
+        })
     }
 
     /// Numbers every committed event still waiting for its number, if
     /// there is one: run before the feed is read, so a consumer sees every
     /// event committed before its read.
     pub(crate) fn settle_feed(&self) -> Result<()> {
-        let mut conn = self.pool.get()?;
-        let mut stale = 0;
-        let waiting = loop {
+        self.on_connection(|conn| {
             // A simple query: one round trip, nothing prepared.
             match conn
                 .client
                 .simple_query("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 0)")
             {
-                Ok(messages) => {
-                    break messages.iter().any(|message| {
+                Err(err) => Call::NothingDone(err.into()),
+                Ok(messages) => Call::Done(
+                    if messages.iter().any(|message| {
                         matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
-                    });
-                }
-                Err(_) if self.stale(&conn.client, &mut stale) => {
+                    }) {
+                        number_events(&mut conn.client)
+                    } else {
+                        Ok(())
+                    },
+                ),
+            }
+        })
+    }
+
+    /// Runs `call` on a connection from the pool. Connections are not
+    /// pinged when checked out (that was one more round trip in every
+    /// call); instead, a call that failed having done nothing
+    /// ([`Call::NothingDone`]) on a connection found closed — it died while
+    /// idle in the pool: a server restart, an idle timeout — runs again on
+    /// another, up to the pool's size times.
+    fn on_connection<T>(&self, mut call: impl FnMut(&mut PgConn) -> Call<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let mut replaced = 0;
+        loop {
+            match call(&mut conn) {
+                Call::Done(result) => return result,
+                Call::NothingDone(err) => {
+                    if !conn.client.is_closed() || replaced >= self.pool.max_size() {
+                        return Err(err);
+                    }
+                    replaced += 1;
+                    tracing::debug!("a pooled PostgreSQL connection had closed; taking another");
                     drop(conn);
                     conn = self.pool.get()?;
                 }
-                Err(err) => return Err(err.into()),
             }
-        };
-        if waiting {
-            number_events(&mut conn.client)?;
         }
-        Ok(())
-    }
-
-    /// Whether a connection whose first statement of a call just failed
-    /// was found closed — it died while idle in the pool (a server
-    /// restart, an idle timeout): nothing was done on it, so the call
-    /// takes another connection and starts again, up to the pool's size
-    /// times. Connections are not pinged when checked out (that was one
-    /// more round trip in every call); this is the check instead.
-    fn stale(&self, client: &Client, replaced: &mut u32) -> bool {
-        if !client.is_closed() || *replaced >= self.pool.max_size() {
-            return false;
-        }
-        *replaced += 1;
-        tracing::debug!("a pooled PostgreSQL connection had closed; taking another");
-        true
     }
 
     /// How many times a write ran again since the store opened.
@@ -371,64 +368,55 @@ impl PgStore {
     /// statement is one snapshot, so it needs no transaction (and no
     /// `BEGIN`/`COMMIT` round trips). A second statement panics.
     pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        let mut stale = 0;
-        loop {
-            let failed = {
-                let PgConn { client, statements } = &mut *conn;
-                let db = PgTx {
-                    tx: RefCell::new(OneStatement { client, ran: false }),
-                    statements: RefCell::new(statements),
-                };
-                match f(&db) {
-                    Ok(value) => return Ok(value),
-                    Err(err) => err,
-                }
+        self.on_connection(|conn| {
+            let PgConn { client, statements } = conn;
+            let db = PgTx {
+                tx: RefCell::new(OneStatement { client, ran: false }),
+                statements: RefCell::new(statements),
             };
-            // A read changes nothing: on a connection that had died idle
-            // it simply runs again on another.
-            if self.stale(&conn.client, &mut stale) {
-                drop(conn);
-                conn = self.pool.get()?;
-                continue;
+            // A read changes nothing: whatever failed, it may run again.
+            match f(&db) {
+                Ok(value) => Call::Done(Ok(value)),
+                Err(err) => Call::NothingDone(err),
             }
-            return Err(failed);
-        }
+        })
     }
 
     /// Runs `f` in one read-only snapshot.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        let mut stale = 0;
-        loop {
-            let not_begun = {
-                let PgConn { client, statements } = &mut *conn;
-                let begun = client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start();
-                match begun {
-                    Ok(tx) => {
-                        let db = PgTx {
-                            tx: RefCell::new(tx),
-                            statements: RefCell::new(statements),
-                        };
-                        let value = f(&db)?;
-                        db.tx.into_inner().commit()?;
-                        return Ok(value);
-                    }
-                    Err(err) => err,
-                }
+        let mut f = Some(f);
+        self.on_connection(|conn| {
+            let PgConn { client, statements } = conn;
+            let begun = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start();
+            let tx = match begun {
+                Ok(tx) => tx,
+                Err(err) => return Call::NothingDone(err.into()),
             };
-            if self.stale(&conn.client, &mut stale) {
-                drop(conn);
-                conn = self.pool.get()?;
-                continue;
-            }
-            return Err(not_begun.into());
-        }
+            // Only a failed BEGIN runs the call again, so `f` runs once.
+            let f = f.take().expect("a read runs once");
+            let db = PgTx {
+                tx: RefCell::new(tx),
+                statements: RefCell::new(statements),
+            };
+            Call::Done(f(&db).and_then(|value| {
+                db.tx.into_inner().commit()?;
+                Ok(value)
+            }))
+        })
     }
+}
+
+/// What a call did on its connection ([`PgStore::on_connection`]).
+enum Call<T> {
+    /// It finished, either way.
+    Done(Result<T>),
+    /// It failed before doing anything (its `BEGIN`, or a read): it may run
+    /// again on another connection if this one had closed.
+    NothingDone(Error),
 }
 
 /// One attempt of [`PgStore::write`], in the transaction `tx` it began.
