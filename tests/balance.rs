@@ -199,3 +199,30 @@ fn ledger_refuses_bad_page_sizes_and_unknown_users() {
         .unwrap_err();
     assert!(matches!(err, Error::UserNotFound(_)));
 }
+
+/// A write reads the balance as its check that the user exists: a user
+/// whose balance row is gone (damage from outside) is refused with
+/// `BalanceMissing`, not taken for a missing user, and nothing changes;
+/// a user that does not exist is still `UserNotFound`.
+#[test]
+fn a_missing_balance_row_is_reported_as_such_and_changes_nothing() {
+    let t = open();
+    let kim = t.user("Kim").id;
+    let tea = t.product("Tea", 1_000, 5).id;
+    assert_eq!(kim.get(), 1, "the row deleted below is Kim's");
+    common::execute_outside(&t, "DELETE FROM balances WHERE user_id = 1");
+    let before = t.dump();
+    assert!(matches!(
+        t.shop.charge(kim, won(1_000)),
+        Err(Error::BalanceMissing(user)) if user == kim
+    ));
+    assert!(matches!(
+        t.shop.place_order(kim, &[liteshop::OrderLine::new(tea, 1)]),
+        Err(Error::BalanceMissing(user)) if user == kim
+    ));
+    assert_eq!(t.dump(), before);
+    assert!(matches!(
+        t.shop.charge(UserId::new(99), won(1_000)),
+        Err(Error::UserNotFound(_))
+    ));
+}
