@@ -95,6 +95,17 @@ fn shop_and_client_with(
     Some((shop, client, url))
 }
 
+/// `n` new users with 10,000 won each.
+fn buyers(shop: &Shop, n: usize) -> Vec<liteshop::UserId> {
+    (0..n)
+        .map(|i| {
+            let user = shop.create_user(&format!("buyer {i}")).unwrap();
+            shop.charge(user.id, won(10_000)).unwrap();
+            user.id
+        })
+        .collect()
+}
+
 fn tea(shop: &Shop, stock: u32) -> liteshop::ProductId {
     shop.create_product(NewProduct {
         name: "Tea".into(),
@@ -115,13 +126,7 @@ fn the_feed_never_skips_an_event_whose_transaction_commits_late() {
     let Some((shop, mut client, _)) = shop_and_client("feed") else {
         return;
     };
-    let buyers: Vec<_> = (0..4)
-        .map(|i| {
-            let user = shop.create_user(&format!("buyer {i}")).unwrap();
-            shop.charge(user.id, won(10_000)).unwrap();
-            user.id
-        })
-        .collect();
+    let buyers = buyers(&shop, 4);
     let tea = tea(&shop, 100);
     // Another writer appends an event the way liteshop does (a provisional
     // number) and holds its transaction open, as a commit delayed by a
@@ -282,13 +287,7 @@ fn two_hundred_threads_never_oversell_seven_units() {
     let Some((shop, _, _)) = shop_and_client("stock") else {
         return;
     };
-    let buyers: Vec<_> = (0..200)
-        .map(|i| {
-            let user = shop.create_user(&format!("buyer {i}")).unwrap();
-            shop.charge(user.id, won(10_000)).unwrap();
-            user.id
-        })
-        .collect();
+    let buyers = buyers(&shop, 200);
     let tea = tea(&shop, 7);
     let results = common::race(200, |i| {
         shop.place_order(buyers[i], &[OrderLine::new(tea, 1)])
