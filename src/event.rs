@@ -17,6 +17,7 @@ use crate::clock::Timestamp;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result, json_failure};
 use crate::ids::{CouponId, OrderId, PaymentId, RefundId, UserId};
+use crate::lease::{self, Led};
 use crate::money::Money;
 use crate::order::OrderItem;
 use crate::payment::refund::RefundLine;
@@ -388,9 +389,15 @@ fn event_row(row: &Row) -> Result<Event> {
 /// and delivered at least once — a batch whose ack failed, or whose process
 /// died before the ack, is delivered again. Dropping the handle, or calling
 /// [`stop`](EventPump::stop), stops the thread after the batch in hand.
+///
+/// Of the pumps for one consumer in every process on one database, one
+/// runs at a time: it holds the lease on [`EventPump::job`], renewed each
+/// round; the others ask again every interval and one takes over within
+/// three intervals of the leader's death (at once after a clean stop).
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the pump at once"]
 pub struct EventPump {
+    holder: String,
     _thread: Background,
 }
 
@@ -406,10 +413,20 @@ impl EventPump {
         mut handler: impl FnMut(&[Event]) -> Result<(), E> + Send + 'static,
         interval: Duration,
     ) -> EventPump {
+        let mut led = Led::new(
+            shop.clone(),
+            EventPump::job(&consumer),
+            lease::length_for(interval),
+        );
+        let holder = led.holder().to_owned();
         let thread = Background::spawn("liteshop-event-pump", move |stopped| {
             let mut wait = Duration::ZERO;
             let mut failures = 0u32;
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                if !led.leads() {
+                    wait = interval;
+                    continue;
+                }
                 let batch = shop
                     .event_cursor(&consumer)
                     .and_then(|cursor| shop.events(cursor, PUMP_BATCH));
@@ -449,7 +466,22 @@ impl EventPump {
                 }
             }
         });
-        EventPump { _thread: thread }
+        EventPump {
+            holder,
+            _thread: thread,
+        }
+    }
+
+    /// The job whose lease the pump of `consumer` holds while it leads
+    /// ([`Shop::lease`] tells who does).
+    pub fn job(consumer: &str) -> String {
+        format!("event pump: {consumer}")
+    }
+
+    /// The name this pump takes its lease under: compare it with
+    /// [`Lease::holder`](crate::Lease::holder).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Stops the pump and waits for its thread to end.

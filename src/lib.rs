@@ -315,6 +315,7 @@ mod event;
 mod gateway;
 mod idempotency;
 mod ids;
+mod lease;
 mod money;
 mod order;
 mod page;
@@ -346,6 +347,7 @@ pub use ids::{
     CartItemId, CouponId, LedgerEntryId, OrderId, PaymentEventId, PaymentId, ProductId, RefundId,
     UserId,
 };
+pub use lease::Lease;
 pub use money::Money;
 pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderRequest, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};

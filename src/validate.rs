@@ -8,11 +8,17 @@ pub const MAX_NAME_CHARS: usize = 100;
 /// Checks `name` is 1 to [`MAX_NAME_CHARS`] characters with no control
 /// character and no white space at either end. See [`text`].
 pub(crate) fn name(entity: Entity, name: &str) -> Result<String> {
-    text(entity, name, MAX_NAME_CHARS).map_err(|err| match err {
+    name_up_to(entity, name, MAX_NAME_CHARS)
+}
+
+/// As [`name`], with room for `max` characters: a lease's job names the
+/// job and what it works on (`event pump: ` and a consumer's name).
+pub(crate) fn name_up_to(entity: Entity, name: &str, max: usize) -> Result<String> {
+    text(entity, name, max).map_err(|err| match err {
         TextError::Length(length) => Error::InvalidName {
             entity,
             length,
-            max: MAX_NAME_CHARS,
+            max,
         },
         TextError::Control(err) => err,
     })

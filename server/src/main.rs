@@ -107,6 +107,9 @@ struct Serve {
     shutdown_grace: u64,
 }
 
+/// The lease the sweep (order expiry and key pruning) is led by.
+const SWEEP_JOB: &str = "liteshop serve: sweep";
+
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random generator");
@@ -193,39 +196,60 @@ async fn serve(args: Serve, shop: Shop) -> Result<(), Box<dyn std::error::Error>
     let mut config = liteshop_server::Config::new(token_secret, admin_token);
     config.body_timeout = Duration::from_secs(args.body_timeout.max(1));
 
-    // Background work: reconciliation on its own thread, expiry on the
-    // blocking pool; both stop when the server does.
+    // Background work: reconciliation on its own thread, expiry and key
+    // pruning on the blocking pool; both stop when the server does. Each
+    // is led by a lease: of N servers on one database, one runs each job at
+    // a time, and another takes over within three rounds if it dies.
     let reconciler = shop.spawn_reconciler(Duration::from_secs(args.reconcile_every.max(1)));
+    let sweeper = format!(
+        "liteshop serve pid {} {}",
+        std::process::id(),
+        random_hex(8)
+    );
     let expiry = {
         let shop = shop.clone();
+        let holder = sweeper.clone();
         let every = Duration::from_secs(args.expire_every.max(1));
+        let lease = every.saturating_mul(3);
         let keep_keys_ms =
             i64::try_from(args.keep_keys_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut leading = false;
             loop {
                 tick.tick().await;
                 let shop = shop.clone();
+                let holder = holder.clone();
                 let sweep = move || {
+                    if !shop.take_lease(SWEEP_JOB, &holder, lease)? {
+                        return Ok(None);
+                    }
                     let expired = shop.expire_orders()?;
                     let cutoff = SystemClock.now().as_millis().saturating_sub(keep_keys_ms);
                     let pruned = shop.prune_idempotency_keys(Timestamp::from_millis(cutoff))?;
-                    Ok::<_, liteshop::Error>((expired, pruned))
+                    Ok::<_, liteshop::Error>(Some((expired, pruned)))
                 };
                 match tokio::task::spawn_blocking(sweep).await {
-                    Ok(Ok((expired, pruned))) if expired + pruned > 0 => {
-                        info!(
-                            expired,
-                            pruned, "unpaid orders expired, old idempotency keys pruned"
-                        );
+                    Ok(Ok(swept)) => {
+                        if swept.is_some() != leading {
+                            leading = swept.is_some();
+                            info!(job = SWEEP_JOB, leading, "the sweep's lease changed hands");
+                        }
+                        if let Some((expired, pruned)) = swept.filter(|(e, p)| e + p > 0) {
+                            info!(
+                                expired,
+                                pruned, "unpaid orders expired, old idempotency keys pruned"
+                            );
+                        }
                     }
                     Ok(Err(err)) => warn!(error = %err, "the sweep failed"),
-                    _ => {}
+                    Err(_) => {}
                 }
             }
         })
     };
 
+    let shop_for_release = shop.clone();
     let app = liteshop_server::router(shop, config);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     let db = if cli::is_postgres(&args.db) {
@@ -240,6 +264,15 @@ async fn serve(args: Serve, shop: Shop) -> Result<(), Box<dyn std::error::Error>
     };
     run(listener, app, timeouts, shutdown()).await;
     expiry.abort();
+    // A clean stop hands the sweep over at once (the reconciler's handle
+    // gives its own lease back when it stops).
+    let released = {
+        let shop = shop_for_release;
+        tokio::task::spawn_blocking(move || shop.release_lease(SWEEP_JOB, &sweeper)).await
+    };
+    if let Ok(Err(err)) = released {
+        warn!(error = %err, "could not give the sweep's lease back; it expires on its own");
+    }
     reconciler.stop();
     info!("stopped");
     Ok(())

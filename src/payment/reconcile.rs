@@ -16,6 +16,7 @@ use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::gateway::{Approval, GatewayError, PgStatus};
 use crate::ids::{OrderId, PaymentId, RefundId};
+use crate::lease::{self, Led};
 use crate::shop::Shop;
 use crate::store::Scope;
 
@@ -219,19 +220,37 @@ impl Payments<'_> {
 ///
 /// Every interval it runs [`Shop::reconcile_payments`] and logs the report
 /// with `tracing` (at warn level when payments or refunds need review, at
-/// error level when the round failed). Dropping the handle, or calling
-/// [`stop`](Reconciler::stop), stops the thread and waits for the round in
-/// progress to finish.
+/// error level when the round failed) — if it holds the lease on
+/// [`Reconciler::JOB`]: of the reconcilers of every process on one
+/// database, one runs the rounds at a time (the others ask again every
+/// interval, and one takes over within three intervals of the leader's
+/// death; a clean stop hands the lease over at once). Dropping the handle,
+/// or calling [`stop`](Reconciler::stop), stops the thread and waits for
+/// the round in progress to finish.
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the reconciler at once"]
 pub struct Reconciler {
+    holder: String,
     _thread: Background,
 }
 
 impl Reconciler {
+    /// The job whose lease a reconciler holds while it leads
+    /// ([`Shop::lease`](crate::Shop::lease) tells who does).
+    pub const JOB: &'static str = "reconciler";
+
     pub(crate) fn spawn(shop: Shop, interval: Duration) -> Reconciler {
+        let mut led = Led::new(
+            shop.clone(),
+            Self::JOB.to_owned(),
+            lease::length_for(interval),
+        );
+        let holder = led.holder().to_owned();
         let thread = Background::spawn("liteshop-reconciler", move |stopped| {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                if !led.leads() {
+                    continue;
+                }
                 match shop.reconcile_payments() {
                     Ok(report) if report.needs_review() => {
                         tracing::warn!(?report, "reconciliation round: attempts need review");
@@ -241,10 +260,20 @@ impl Reconciler {
                 }
             }
         });
-        Reconciler { _thread: thread }
+        Reconciler {
+            holder,
+            _thread: thread,
+        }
     }
 
-    /// Stops the reconciler and waits for its thread to end.
+    /// The name this reconciler takes the lease under: compare it with
+    /// [`Lease::holder`](crate::Lease::holder).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Stops the reconciler and waits for its thread to end; if it led, it
+    /// gives the lease back.
     pub fn stop(self) {
         drop(self);
     }

@@ -36,6 +36,7 @@ use crate::validate;
 mod coupons;
 mod feed;
 mod idempotent;
+mod leases;
 mod ops;
 
 pub use idempotent::Idempotent;

@@ -235,4 +235,13 @@ CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
 -- numbered from `feed_head` just before its transaction commits.
 CREATE SEQUENCE events_pending;
 "#,
+    r#"
+-- One holder at a time per background job; a holder that dies stops
+-- renewing, and another takes the lease once it expires.
+CREATE TABLE leases (
+    job         TEXT   PRIMARY KEY CHECK (length(job) BETWEEN 1 AND 200),
+    holder      TEXT   NOT NULL CHECK (length(holder) BETWEEN 1 AND 200),
+    expires_at  BIGINT NOT NULL
+);
+"#,
 ];

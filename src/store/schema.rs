@@ -359,6 +359,18 @@ CREATE TABLE event_consumers (
     .foreign_key_check(),
     // 6: the operator's console shows one order's events.
     M::up("CREATE INDEX events_by_order ON events (order_id, seq);"),
+    // 7: leases, so several processes run the background work once.
+    M::up(
+        r#"
+-- One holder at a time per background job; a holder that dies stops
+-- renewing, and another takes the lease once it expires.
+CREATE TABLE leases (
+    job         TEXT    PRIMARY KEY CHECK (length(job) BETWEEN 1 AND 200),
+    holder      TEXT    NOT NULL CHECK (length(holder) BETWEEN 1 AND 200),
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
+    ),
 ];
 
 /// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by
