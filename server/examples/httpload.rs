@@ -1,16 +1,21 @@
-//! The same mix of calls over HTTP (keep-alive connections to an in-process
-//! `liteshop` server) and directly on the library, one after the other in
+//! The same mix of calls over HTTP (keep-alive connections to in-process
+//! `liteshop` servers) and directly on the library, one after the other in
 //! one run, with throughput, p50 and p99 per operation, and the audit of
-//! both shops afterwards.
+//! every shop afterwards.
 //!
 //! ```sh
 //! cargo run --release -p liteshop-server --example httpload -- --threads 8 --seconds 10
 //! scripts/with-postgres sh -c 'cargo run --release -p liteshop-server --example httpload -- --db "$LITESHOP_TEST_POSTGRES"'
+//! # one server, then two servers on one database, in one run:
+//! scripts/with-postgres sh -c 'cargo run --release -p liteshop-server --example httpload -- --db "$LITESHOP_TEST_POSTGRES" --servers 1,2'
 //! ```
 //!
-//! With `--db postgres://…` both shops are schemas of that database
-//! (`<prefix>_http` and `<prefix>_direct`), left in place afterwards: run it
-//! on a throwaway cluster, as above.
+//! `--servers 1,2` runs the HTTP mix once per count, each on a fresh shop:
+//! with N servers each has its own `Shop` on the one database (its own
+//! pool, as N processes would have), and client thread `t` talks to server
+//! `t mod N`. With `--db postgres://…` the shops are schemas of that
+//! database (`<prefix>_http<N>` and `<prefix>_direct`), left in place
+//! afterwards: run it on a throwaway cluster, as above.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,10 +36,14 @@ struct Args {
     /// SQLite files in a temp directory).
     #[arg(long)]
     db: Option<String>,
-    /// With `--db`: the prefix of the two schemas (default
-    /// `httpload_<pid>`); they must not hold a shop yet.
+    /// With `--db`: the prefix of the schemas (default `httpload_<pid>`);
+    /// they must not hold a shop yet.
     #[arg(long)]
     pg_schema: Option<String>,
+    /// How many servers share the database in the HTTP runs: one run per
+    /// count, e.g. `1,2`.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    servers: Vec<usize>,
 }
 
 const USERS: i64 = 100;
@@ -143,9 +152,9 @@ fn seed_shop(shop: &Shop) {
     }
 }
 
-/// Opens the shop `name` (`http` or `direct`): a file in `dir`, or a new
-/// schema of the PostgreSQL database `--db` names.
-fn open(args: &Args, dir: &std::path::Path, name: &str) -> Shop {
+/// Opens the shop `name` (`http<N>` or `direct`): a file in `dir`, or a
+/// schema of the PostgreSQL database `--db` names — new unless `again`.
+fn open(args: &Args, dir: &std::path::Path, name: &str, again: bool) -> Shop {
     let builder = match &args.db {
         Some(url) => {
             let prefix = args
@@ -163,27 +172,19 @@ fn open(args: &Args, dir: &std::path::Path, name: &str) -> Shop {
         .pool_size(u32::try_from(args.threads + 2).unwrap_or(u32::MAX).max(16))
         .build()
         .expect("open the shop");
-    assert_eq!(
-        shop.user(UserId::new(1)).err().map(|e| e.kind()),
-        Some(liteshop::ErrorKind::NotFound),
-        "{name}: the shop must be new"
-    );
+    if !again {
+        assert_eq!(
+            shop.user(UserId::new(1)).err().map(|e| e.kind()),
+            Some(liteshop::ErrorKind::NotFound),
+            "{name}: the shop must be new"
+        );
+    }
     shop
 }
 
-fn main() {
-    let args = Args::parse();
-    let dir = tempfile::tempdir().expect("temp dir");
-
-    // HTTP: an in-process server on a free port, tokens minted for the
-    // seeded users.
-    let http_shop = open(&args, dir.path(), "http");
-    seed_shop(&http_shop);
-    let config = liteshop_server::Config::new(b"load secret".to_vec(), "load-admin".into());
-    let tokens: Vec<String> = (1..=USERS)
-        .map(|u| config.secrets().user_token(UserId::new(u)))
-        .collect();
-    let app = liteshop_server::router(http_shop, config);
+/// Serves `shop` on a free port from a thread of its own: its base URL.
+fn serve(shop: Shop, config: liteshop_server::Config) -> String {
+    let app = liteshop_server::router(shop, config);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -195,9 +196,13 @@ fn main() {
             axum::serve(listener, app).await.expect("serve");
         });
     });
-    let base = format!("http://{}", rx.recv().expect("the server's address"));
+    format!("http://{}", rx.recv().expect("the server's address"))
+}
 
-    let (http, http_failed, http_elapsed) = run(args.threads, args.seconds, |t, deadline| {
+/// The HTTP mix through `bases`: client thread `t` talks to `bases[t mod N]`.
+fn http_run(args: &Args, bases: &[String], tokens: &[String]) -> (Samples, u64, Duration) {
+    run(args.threads, args.seconds, |t, deadline| {
+        let base = &bases[t % bases.len()];
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -244,9 +249,37 @@ fn main() {
                 Err(_) => false,
             }
         })
-    });
+    })
+}
 
-    let direct_shop = open(&args, dir.path(), "direct");
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // HTTP: N in-process servers on free ports, each with its own shop on
+    // the one database; tokens minted for the seeded users.
+    let config = || liteshop_server::Config::new(b"load secret".to_vec(), "load-admin".into());
+    let tokens: Vec<String> = (1..=USERS)
+        .map(|u| config().secrets().user_token(UserId::new(u)))
+        .collect();
+    let mut http_runs = Vec::new();
+    for &servers in &args.servers {
+        let name = format!("http{servers}");
+        let first = open(&args, dir.path(), &name, false);
+        seed_shop(&first);
+        let mut shops = vec![first];
+        for _ in 1..servers {
+            shops.push(open(&args, dir.path(), &name, true));
+        }
+        let bases: Vec<String> = shops
+            .into_iter()
+            .map(|shop| serve(shop, config()))
+            .collect();
+        let (samples, failed, elapsed) = http_run(&args, &bases, &tokens);
+        http_runs.push((servers, bases, samples, failed, elapsed));
+    }
+
+    let direct_shop = open(&args, dir.path(), "direct", false);
     seed_shop(&direct_shop);
     let (direct, direct_failed, direct_elapsed) = run(args.threads, args.seconds, |t, deadline| {
         let shop = &direct_shop;
@@ -272,54 +305,76 @@ fn main() {
         })
     });
 
+    let failed: Vec<String> = http_runs
+        .iter()
+        .map(|(n, _, _, failed, _)| format!("HTTP×{n} {failed}"))
+        .collect();
     println!(
-        "{} threads, {} s each, on {}; HTTP: keep-alive, one connection per thread; failed calls: HTTP {http_failed}, direct {direct_failed}",
+        "{} threads, {} s each, on {}; HTTP: keep-alive, one connection per thread; failed calls: {}, direct {direct_failed}",
         args.threads,
         args.seconds,
         if args.db.is_some() {
             "PostgreSQL"
         } else {
             "SQLite"
-        }
+        },
+        failed.join(", ")
     );
-    println!(
-        "{:<7} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>7}",
-        "op", "HTTP req/s", "p50 ms", "p99 ms", "direct /s", "p50 ms", "p99 ms", "ratio"
-    );
-    for op in OPS {
-        let (mut h, mut d) = (
-            http.get(op).cloned().unwrap_or_default(),
-            direct.get(op).cloned().unwrap_or_default(),
-        );
-        h.sort_unstable();
-        d.sort_unstable();
-        let hr = h.len() as f64 / http_elapsed.as_secs_f64();
-        let dr = d.len() as f64 / direct_elapsed.as_secs_f64();
-        println!(
-            "{op:<7} {hr:>12.0} {:>9.2} {:>9.2} {dr:>12.0} {:>9.2} {:>9.2} {:>6.2}x",
-            percentile(&h, 0.5),
-            percentile(&h, 0.99),
-            percentile(&d, 0.5),
-            percentile(&d, 0.99),
-            hr / dr
-        );
+    let mut header = format!("{:<7}", "op");
+    for (n, ..) in &http_runs {
+        let label = format!("HTTP×{n} /s");
+        header += &format!(" {label:>13} {:>8} {:>8}", "p50 ms", "p99 ms");
     }
-    // The HTTP shop is audited through the API, the direct one directly.
-    let audit_http: Value = ureq::get(format!("{base}/admin/audit"))
-        .header("Authorization", "Bearer load-admin")
-        .call()
-        .and_then(|mut r| r.body_mut().read_json())
-        .expect("GET /admin/audit");
-    let http_clean = audit_http["violations"]
-        .as_array()
-        .is_some_and(Vec::is_empty);
+    header += &format!(
+        " {:>10} {:>8} {:>8} {:>7}",
+        "direct /s", "p50 ms", "p99 ms", "ratio"
+    );
+    println!("{header}");
+    let rate = |samples: &Samples, op: &str, elapsed: Duration| {
+        let mut v = samples.get(op).cloned().unwrap_or_default();
+        v.sort_unstable();
+        (
+            v.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&v, 0.5),
+            percentile(&v, 0.99),
+        )
+    };
+    for op in OPS {
+        let mut line = format!("{op:<7}");
+        for (_, _, samples, _, elapsed) in &http_runs {
+            let (r, p50, p99) = rate(samples, op, *elapsed);
+            line += &format!(" {r:>13.0} {p50:>8.2} {p99:>8.2}");
+        }
+        let (dr, p50, p99) = rate(&direct, op, direct_elapsed);
+        let first = http_runs
+            .first()
+            .map_or(0.0, |(_, _, samples, _, elapsed)| {
+                rate(samples, op, *elapsed).0
+            });
+        line += &format!(" {dr:>10.0} {p50:>8.2} {p99:>8.2} {:>6.2}x", first / dr);
+        println!("{line}");
+    }
+    // The HTTP shops are audited through the API, the direct one directly.
+    let mut clean = true;
+    for (n, bases, ..) in &http_runs {
+        let audit: Value = ureq::get(format!("{}/admin/audit", bases[0]))
+            .header("Authorization", "Bearer load-admin")
+            .call()
+            .and_then(|mut r| r.body_mut().read_json())
+            .expect("GET /admin/audit");
+        let ok = audit["violations"].as_array().is_some_and(Vec::is_empty);
+        println!(
+            "audit: HTTP×{n} shop {}",
+            if ok { "clean" } else { "BROKEN" }
+        );
+        clean &= ok;
+    }
     let direct_clean = direct_shop.audit().expect("audit").is_clean();
     println!(
-        "audit: HTTP shop {}, direct shop {}",
-        if http_clean { "clean" } else { "BROKEN" },
-        if direct_clean { "clean" } else { "BROKEN" },
+        "audit: direct shop {}",
+        if direct_clean { "clean" } else { "BROKEN" }
     );
-    if !(http_clean && direct_clean) {
+    if !(clean && direct_clean) {
         std::process::exit(1);
     }
 }
