@@ -342,17 +342,18 @@ fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
     let audit = shop.audit().unwrap();
     assert!(audit.is_clean(), "{audit}");
     let history = charges(&restored);
-    let next = i64::try_from(history.len()).unwrap() + 1;
+    let kept = i64::try_from(history.len()).unwrap();
+    let next = kept + 1;
     shop.charge(UserId::new(1), Money::new(next).unwrap())
         .unwrap();
     let recovery = recovery.elapsed();
 
-    let expected: Vec<i64> = (1..=i64::try_from(history.len()).unwrap()).collect();
+    let expected: Vec<i64> = (1..=kept).collect();
     assert_eq!(history, expected, "the restored history is a prefix");
     let last_acked = acked.last().map_or(0, |(n, _)| *n);
     // A write may have committed with its line unprinted when it died.
-    assert!(next - 1 <= last_acked + 1);
-    let lost = last_acked - (next - 1);
+    assert!(kept <= last_acked + 1);
+    let lost = last_acked - kept;
     let old_enough = acked
         .iter()
         .filter(|(_, at)| *at + (DOCUMENTED_INTERVAL + MARGIN).as_millis() <= killed_at)
@@ -360,9 +361,8 @@ fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
         .max()
         .unwrap_or(0);
     assert!(
-        next - 1 >= old_enough,
-        "restored {}; {old_enough} were acknowledged {:?} before the host died",
-        next - 1,
+        kept >= old_enough,
+        "restored {kept}; {old_enough} were acknowledged {:?} before the host died",
         DOCUMENTED_INTERVAL + MARGIN
     );
     let lost_window = acked
@@ -372,10 +372,9 @@ fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
     let rate = |n: usize| n as f64 / PERIOD.as_secs_f64();
     println!(
         "host died at a {DOCUMENTED_INTERVAL:?} sync interval: {last_acked} writes acknowledged, \
-         {} restored, {lost} acknowledged writes lost (the last {lost_window} ms); \
+         {kept} restored, {lost} acknowledged writes lost (the last {lost_window} ms); \
          restore + open + audit + first write: {} ms; \
          writer alone {:.0} writes/s, beside Litestream {:.0} writes/s",
-        next - 1,
         recovery.as_millis(),
         rate(alone.len()),
         rate(acked.len()),
