@@ -441,12 +441,7 @@ pub enum Error {
         payment: PaymentId,
     },
     /// The database stayed locked, or no pooled connection came free, past
-    /// the busy timeout; or, on PostgreSQL, the server was unreachable or
-    /// the connection was lost. Nothing was changed — with one exception: a
-    /// PostgreSQL connection lost while its `COMMIT` was in flight (the
-    /// database machine died, say) may have committed. Retry a write with
-    /// the same [`IdempotencyKey`](crate::IdempotencyKey), which is right
-    /// either way: the first run's answer if it landed, a first run if not.
+    /// the busy timeout. Nothing was changed; the call may be retried.
     #[error("database busy: gave up waiting past the timeout: {0}")]
     Busy(#[source] Box<dyn std::error::Error + Send + Sync>),
 
@@ -656,8 +651,7 @@ impl Error {
 impl From<postgres::Error> for Error {
     /// A serialization failure, a deadlock, a lock or statement timeout, a
     /// server shutting down or a lost or reset connection is [`Error::Busy`] (the
-    /// call may be tried again — a write with its idempotency key, since a
-    /// connection lost under `COMMIT` may have committed); anything else is
+    /// call changed nothing and may be tried again); anything else is
     /// [`Error::Postgres`].
     fn from(err: postgres::Error) -> Error {
         use postgres::error::SqlState;
