@@ -88,6 +88,23 @@ pub(crate) fn get(tx: &dyn Db, job: &str) -> Result<Option<Lease>> {
     .transpose()
 }
 
+/// Every lease taken and not given back (some may have expired), by job.
+pub(crate) fn all(tx: &dyn Db) -> Result<Vec<Lease>> {
+    tx.query(
+        "SELECT job, holder, expires_at FROM leases ORDER BY job",
+        &[],
+    )?
+    .iter()
+    .map(|row| {
+        Ok(Lease {
+            job: row.get(0)?,
+            holder: row.get(1)?,
+            expires_at: row.get(2)?,
+        })
+    })
+    .collect()
+}
+
 /// A name no other holder has, on this machine or another: the process id
 /// (for the operator) and 64 random bits (std's per-process random hash
 /// keys) and a counter (for several holders in one process).

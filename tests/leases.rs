@@ -44,6 +44,19 @@ fn a_lease_has_one_holder_until_it_expires_or_is_given_back() {
         t.clock.now().saturating_add(minute)
     );
     assert!(shop.take_lease("hourly", "b", minute).unwrap());
+    let all: Vec<(String, String)> = shop
+        .leases()
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.job, l.holder))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("hourly".into(), "b".into()),
+            ("nightly".into(), "a".into())
+        ]
+    );
 
     // Until it expires nobody else takes it; then anyone may.
     t.clock.advance(Duration::from_secs(59));

@@ -307,13 +307,30 @@ fn the_pages_show_what_the_shop_holds() {
         );
     }
 
-    // Money in flight: the stuck payment, with its amount, order and user.
+    // Money in flight: the stuck payment, with its amount, order and user,
+    // and who runs the background work (nobody yet; then one live lease
+    // and one expired).
     let unsettled = s.shop.unsettled().unwrap();
     assert_eq!(unsettled.payments.len(), 1);
+    assert!(get("/console/in-flight").contains("No background job runs."));
+    let minute = std::time::Duration::from_secs(60);
+    assert!(s.shop.take_lease("reconciler", "server-a", minute).unwrap());
+    assert!(
+        s.shop
+            .take_lease("nightly", "server-b", std::time::Duration::ZERO)
+            .unwrap()
+    );
     let flight = get("/console/in-flight");
     assert!(flight.contains("1 payments hold ₩12,000"), "{flight}");
     assert!(flight.contains(&format!("/console/orders?order={stuck}")));
     assert!(flight.contains("unknown"));
+    assert!(!flight.contains("No background job runs."));
+    let row = |job: &str| {
+        let start = flight.find(&format!("data-job=\"{job}\"")).unwrap();
+        flight[start..start + flight[start..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(row("reconciler").contains("server-a") && !row("reconciler").contains("expired"));
+    assert!(row("nightly").contains("server-b") && row("nightly").contains("expired: free"));
 
     // Sales: the paid units and their revenue, drawn and listed.
     let ranking = s.shop.best_sellers(7, 10).unwrap();

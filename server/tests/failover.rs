@@ -284,16 +284,17 @@ fn free_port() -> u16 {
 
 // ----- the run -----
 
-/// Two clusters, the fake gateway, two servers.
+/// Two clusters, the fake gateway, two servers (dropped first: fields drop
+/// in order, and the clusters go last).
 struct Run {
-    pg: Pg,
+    servers: Vec<Server>,
     ports: [u16; 2],
     gateway: String,
     records: Arc<Mutex<fake_pg_server::Pg>>,
     fake: Arc<tiny_http::Server>,
-    servers: Vec<Server>,
     product: i64,
     coupons: Vec<i64>,
+    pg: Pg,
 }
 
 struct Server {
@@ -465,14 +466,14 @@ impl Run {
             });
         }
         Run {
-            pg,
+            servers,
             ports,
             gateway,
             records,
             fake,
-            servers,
             product,
             coupons,
+            pg,
         }
     }
 

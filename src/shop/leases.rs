@@ -71,4 +71,15 @@ impl Shop {
         let job = validate::name_up_to(Entity::Lease, job, MAX_NAME_CHARS)?;
         self.inner.store.read(move |tx| lease::get(tx, &job))
     }
+
+    /// Every lease taken and not given back, by job: which process runs
+    /// which background job (the console's "Money in flight" page shows
+    /// them). A lease whose `expires_at` has passed is free for the taking.
+    ///
+    /// # Failure
+    ///
+    /// Only storage errors.
+    pub fn leases(&self) -> Result<Vec<Lease>> {
+        self.inner.store.read(lease::all)
+    }
 }

@@ -233,8 +233,10 @@ async fn books(State(state): State<AppState>, operator: Operator) -> Response {
 }
 
 async fn in_flight(State(state): State<AppState>, operator: Operator) -> Response {
-    match read(&state, liteshop::Shop::unsettled).await {
-        Ok(unsettled) => pages::in_flight(&operator, &state.shop, &unsettled, None),
+    match read(&state, in_flight_now).await {
+        Ok((unsettled, leases)) => {
+            pages::in_flight(&operator, &state.shop, &unsettled, &leases, None)
+        }
         Err(page) => page,
     }
 }
@@ -257,10 +259,20 @@ async fn reconcile(
         needs_review = report.needs_review(),
         "reconciliation run from the console"
     );
-    match read(&state, liteshop::Shop::unsettled).await {
-        Ok(unsettled) => pages::in_flight(&operator, &state.shop, &unsettled, Some(&report)),
+    match read(&state, in_flight_now).await {
+        Ok((unsettled, leases)) => {
+            pages::in_flight(&operator, &state.shop, &unsettled, &leases, Some(&report))
+        }
         Err(page) => page,
     }
+}
+
+/// What the "Money in flight" page shows: the attempts in flight, and who
+/// runs the background work that settles them.
+fn in_flight_now(
+    shop: &liteshop::Shop,
+) -> liteshop::Result<(liteshop::Unsettled, Vec<liteshop::Lease>)> {
+    Ok((shop.unsettled()?, shop.leases()?))
 }
 
 /// The sales window asked for: 1 to 30 days (7 when missing or not a

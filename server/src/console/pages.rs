@@ -3,8 +3,8 @@
 
 use axum::response::{Html, IntoResponse, Response};
 use liteshop::{
-    AuditReport, BestSeller, ConsumerLag, Law, Order, ReconcileReport, Shop, Timestamp, Unsettled,
-    UserId,
+    AuditReport, BestSeller, ConsumerLag, Law, Lease, Order, ReconcileReport, Shop, Timestamp,
+    Unsettled, UserId,
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -174,6 +174,7 @@ pub(crate) fn in_flight(
     operator: &Operator,
     shop: &Shop,
     unsettled: &Unsettled,
+    leases: &[Lease],
     report: Option<&ReconcileReport>,
 ) -> Response {
     let offset = shop.utc_offset_minutes();
@@ -247,7 +248,23 @@ pub(crate) fn in_flight(
                     @if unsettled.refunds.is_empty() { tr { td colspan="8" { "None." } } }
                 }
             }
-            p class="note" { "Times in " (zone(offset)) "." }
+            table {
+                caption { "Background work: which process leads each job" }
+                thead { tr { th scope="col" { "Job" } th scope="col" { "Held by" } th scope="col" { "Until" } } }
+                tbody {
+                    @for l in leases {
+                        tr data-job=(l.job) {
+                            td { (l.job) } td { (l.holder) }
+                            td {
+                                (time(l.expires_at, offset))
+                                @if l.expires_at <= unsettled.at { " — expired: free for another process" }
+                            }
+                        }
+                    }
+                    @if leases.is_empty() { tr { td colspan="3" { "No background job runs." } } }
+                }
+            }
+            p class="note" { "Times in " (zone(offset)) ". " (PreEscaped("Each job runs in the one process holding its lease, renewed every round; another takes over when a holder stops renewing (<code>Shop::take_lease</code>).")) }
         },
     )
 }
