@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::shop::Shop;
 use crate::store::Scope;
 
-/// Every table, parents before children, with its columns.
+/// Every table, parents before children, with its columns — but `leases`:
+/// who runs the background work belongs to the processes on a database,
+/// and the copy's processes take their own.
 const TABLES: &[(&str, &[&str])] = &[
     ("users", &["id", "name", "created_at"]),
     ("balances", &["user_id", "amount", "updated_at"]),
