@@ -127,34 +127,11 @@ fn a_killed_writer_is_restored_from_the_litestream_replica() {
     );
     first_snapshot(&replica);
 
-    let mut writer = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "litestream_child_writes",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_DB, &db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the writer");
-    let reader = BufReader::new(writer.stdout.take().unwrap());
-    let started = Instant::now();
-    let mut acked: Vec<(i64, u128)> = Vec::new();
-    for line in reader.lines() {
-        let line = line.unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let ["ok", n, at] = words.as_slice() {
-            acked.push((n.parse().unwrap(), at.parse().unwrap()));
-        }
-        if started.elapsed() > Duration::from_secs(6) {
-            break;
-        }
-    }
-    writer.kill().unwrap();
-    let killed_at = now_ms();
-    writer.wait().unwrap();
+    // Every line the writer printed is an acknowledged write, read to the
+    // end after the kill: a line left unread in the pipe would make the
+    // restored copy look longer than what was acknowledged.
+    let (acked, killed_at) =
+        acked_until_killed(writer(&db), Duration::from_secs(6), |c| c.kill().unwrap());
     // Give replication the interval and margin to ship what it has.
     std::thread::sleep(MARGIN);
     drop(_replicator);
