@@ -26,7 +26,6 @@ use crate::clock::Timestamp;
 use crate::db::Db;
 use crate::error::Result;
 use crate::shop::Shop;
-use crate::store::Scope;
 
 /// The longest job or holder name, in characters (the table's `CHECK`).
 pub(crate) const MAX_NAME_CHARS: usize = 200;
@@ -153,10 +152,7 @@ impl Led {
     /// renews the lease. A storage error counts as not leading (the round
     /// is skipped, and the next one asks again).
     pub(crate) fn leads(&mut self) -> bool {
-        let (job, holder, length) = (self.job.clone(), self.holder.clone(), self.length);
-        let taken = self.shop.write(Scope::Shop, move |tx, now| {
-            take(tx, &job, &holder, now, now.saturating_add(length))
-        });
+        let taken = self.shop.take_lease(&self.job, &self.holder, self.length);
         let leads = match taken {
             Ok(leads) => leads,
             Err(err) => {
@@ -181,11 +177,7 @@ impl Drop for Led {
         if !self.leading {
             return;
         }
-        let (job, holder) = (self.job.clone(), self.holder.clone());
-        if let Err(err) = self
-            .shop
-            .write(Scope::Shop, move |tx, _| release(tx, &job, &holder))
-        {
+        if let Err(err) = self.shop.release_lease(&self.job, &self.holder) {
             tracing::warn!(job = %self.job, error = %err, "could not give the lease back; it expires on its own");
         }
     }
