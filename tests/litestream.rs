@@ -33,6 +33,19 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 /// the replica by: the interval and generous room for a loaded machine.
 const MARGIN: Duration = Duration::from_secs(3);
 
+/// The `litestream` binary, when these tests can run: on SQLite, with one
+/// on `PATH`; otherwise they say why and pass.
+fn runnable() -> Option<PathBuf> {
+    if common::sqlite_only("Litestream replicates a SQLite file") {
+        return None;
+    }
+    let found = litestream();
+    if found.is_none() {
+        eprintln!("no litestream on PATH: skipped (.ci/run installs it)");
+    }
+    found
+}
+
 fn litestream() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -100,32 +113,16 @@ fn config_with(dir: &Path, db: &Path, replica: &Path, interval: Duration) -> Pat
 
 #[test]
 fn a_killed_writer_is_restored_from_the_litestream_replica() {
-    if common::sqlite_only("Litestream replicates a SQLite file") {
-        return;
-    }
-    let Some(litestream) = litestream() else {
-        eprintln!("no litestream on PATH: skipped (.ci/run installs it)");
+    let Some(litestream) = runnable() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let replica = dir.path().join("replica");
     let restored = dir.path().join("restored.db");
-    {
-        let shop = Shop::builder(&db).wal_autocheckpoint(None).build().unwrap();
-        shop.create_user("Kim").unwrap();
-    }
+    new_shop(&db);
     let config = config(dir.path(), &db, &replica);
-    let _replicator = Killed(
-        Command::new(&litestream)
-            .args(["replicate", "-config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start litestream replicate"),
-    );
-    first_snapshot(&replica);
+    let replicator = replicate(&litestream, &config, &replica);
 
     // Every line the writer printed is an acknowledged write, read to the
     // end after the kill: a line left unread in the pipe would make the
@@ -134,17 +131,9 @@ fn a_killed_writer_is_restored_from_the_litestream_replica() {
         acked_until_killed(writer(&db), Duration::from_secs(6), |c| c.kill().unwrap());
     // Give replication the interval and margin to ship what it has.
     std::thread::sleep(MARGIN);
-    drop(_replicator);
+    drop(replicator);
 
-    let status = Command::new(&litestream)
-        .args(["restore", "-config"])
-        .arg(&config)
-        .arg("-o")
-        .arg(&restored)
-        .arg(&db)
-        .status()
-        .expect("run litestream restore");
-    assert!(status.success(), "litestream restore failed");
+    restore(&litestream, &config, &db, &restored, &replica);
 
     let conn = rusqlite::Connection::open(&restored).unwrap();
     let integrity: String = conn
@@ -158,13 +147,7 @@ fn a_killed_writer_is_restored_from_the_litestream_replica() {
     let audit = shop.audit().unwrap();
     assert!(audit.is_clean(), "{audit}");
 
-    let restored_charges: Vec<i64> = conn
-        .prepare("SELECT amount FROM ledger WHERE kind = 'charge' ORDER BY id")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let restored_charges = charges(&restored);
     // A prefix of what was acknowledged (a write may have committed and
     // been replicated just before its acknowledgement was read, so one past
     // the last read line is allowed).
@@ -260,11 +243,7 @@ fn charges(db: &Path) -> Vec<i64> {
 
 #[test]
 fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
-    if common::sqlite_only("Litestream replicates a SQLite file") {
-        return;
-    }
-    let Some(litestream) = litestream() else {
-        eprintln!("no litestream on PATH: skipped (.ci/run installs it)");
+    let Some(litestream) = runnable() else {
         return;
     };
     const PERIOD: Duration = Duration::from_secs(5);
@@ -281,37 +260,17 @@ fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
     let replica = dir.path().join("replica");
     new_shop(&db);
     let config = config_with(dir.path(), &db, &replica, DOCUMENTED_INTERVAL);
-    let mut replicator = Command::new(&litestream)
-        .args(["replicate", "-config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start litestream replicate");
-    first_snapshot(&replica);
+    let mut replicator = replicate(&litestream, &config, &replica);
     let (acked, killed_at) = acked_until_killed(writer(&db), PERIOD, |child| {
-        replicator.kill().unwrap();
+        replicator.0.kill().unwrap();
         child.kill().unwrap();
     });
-    replicator.wait().unwrap();
+    drop(replicator);
 
     // A new host restores the replica and takes writes again.
     let restored = dir.path().join("restored.db");
     let recovery = Instant::now();
-    let status = Command::new(&litestream)
-        .args(["restore", "-config"])
-        .arg(&config)
-        .arg("-o")
-        .arg(&restored)
-        .arg(&db)
-        .output()
-        .expect("run litestream restore");
-    assert!(
-        status.status.success(),
-        "litestream restore failed: {}; replica: {:?}",
-        String::from_utf8_lossy(&status.stderr),
-        walk(&replica)
-    );
+    restore(&litestream, &config, &db, &restored, &replica);
     let shop = Shop::builder(&restored)
         .max_balance(Money::MAX)
         .build()
@@ -355,6 +314,41 @@ fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
         recovery.as_millis(),
         rate(alone.len()),
         rate(acked.len()),
+    );
+}
+
+/// Starts `litestream replicate` with `config` (killed when dropped) and
+/// waits for its first snapshot in `replica`.
+fn replicate(litestream: &Path, config: &Path, replica: &Path) -> Killed {
+    let replicator = Killed(
+        Command::new(litestream)
+            .args(["replicate", "-config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start litestream replicate"),
+    );
+    first_snapshot(replica);
+    replicator
+}
+
+/// Restores `db` from the replica `config` names into `out`; fails with
+/// Litestream's words and the replica's files if it cannot.
+fn restore(litestream: &Path, config: &Path, db: &Path, out: &Path, replica: &Path) {
+    let restored = Command::new(litestream)
+        .args(["restore", "-config"])
+        .arg(config)
+        .arg("-o")
+        .arg(out)
+        .arg(db)
+        .output()
+        .expect("run litestream restore");
+    assert!(
+        restored.status.success(),
+        "litestream restore failed: {}; replica: {:?}",
+        String::from_utf8_lossy(&restored.stderr),
+        walk(replica)
     );
 }
 
