@@ -9,10 +9,13 @@
 //! them and sets `LITESHOP_REQUIRE_BROWSER=1`, which makes their absence a
 //! failure); elsewhere it says it is skipped and passes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Running, free_port};
 use fantoccini::{ClientBuilder, Locator};
 use liteshop::{
     Clock, FakeGateway, FakeOutcome, Law, ManualClock, Money, NewProduct, OrderLine, Shop,
@@ -20,24 +23,6 @@ use liteshop::{
 };
 
 const ADMIN: &str = "browser-admin-token";
-
-/// A child process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -26,17 +26,19 @@
 //! scripts/with-postgres cargo test -p liteshop-server --test failover -- --nocapture --test-threads 1
 //! ```
 
+mod common;
 #[path = "../../examples/support/fake_pg_server.rs"]
 mod fake_pg_server;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Running, free_port, wait_for};
 use liteshop::{
     Discount, EventKind, HttpGateway, LedgerKind, Money, NewCoupon, NewProduct, PageRequest,
     PaymentStatus, RefundStatus, Shop, Timestamp, UserId,
@@ -274,14 +276,6 @@ fn signal(signal: &str, pids: &[u32]) {
     run(&mut command);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ----- the run -----
 
 /// Two clusters, the fake gateway, two servers (dropped first: fields drop
@@ -299,14 +293,7 @@ struct Run {
 
 struct Server {
     base: String,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _process: Running,
 }
 
 impl Drop for Run {
@@ -379,11 +366,12 @@ impl Run {
             Replication::Synchronous => "sync",
             Replication::Asynchronous => "async",
         };
-        wait_until(Duration::from_secs(30), || {
-            pg.query(
+        wait_for(Duration::from_secs(30), || {
+            (pg.query(
                 ports[0],
                 "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'",
-            ) == expected
+            ) == expected)
+                .then_some(())
         });
 
         // The shared fake gateway.
@@ -456,13 +444,15 @@ impl Run {
                     .unwrap();
                 Server {
                     base: format!("http://127.0.0.1:{port}"),
-                    child,
+                    _process: Running(child),
                 }
             })
             .collect::<Vec<_>>();
         for server in &servers {
-            wait_until(Duration::from_secs(30), || {
-                send(&server.base, "GET", "/readyz", None, None, None).is_ok_and(|(s, _)| s == 200)
+            wait_for(Duration::from_secs(30), || {
+                send(&server.base, "GET", "/readyz", None, None, None)
+                    .is_ok_and(|(s, _)| s == 200)
+                    .then_some(())
             });
         }
         Run {
@@ -829,14 +819,6 @@ fn url(ports: &[u16]) -> String {
         "host={hosts} port={ports} user=postgres dbname=postgres \
          target_session_attrs=read-write connect_timeout=2"
     )
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ----- the clients -----

@@ -5,31 +5,17 @@
 //! binary and real signals, on a SQLite file — or, under the PostgreSQL
 //! switch, a fresh schema.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Running, free_port, wait_for};
 use liteshop::{Reconciler, Shop};
 
 /// The lease `liteshop serve` leads its sweep by.
 const SWEEP: &str = "liteshop serve: sweep";
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The database both servers share: a file in `dir`, or a new schema.
 fn target(dir: &tempfile::TempDir) -> (PathBuf, String) {
@@ -39,7 +25,7 @@ fn target(dir: &tempfile::TempDir) -> (PathBuf, String) {
     }
 }
 
-fn serve(db: &PathBuf, schema: &str) -> Serve {
+fn serve(db: &PathBuf, schema: &str) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_liteshop"))
         .arg("serve")
         .arg("--db")
@@ -54,7 +40,7 @@ fn serve(db: &PathBuf, schema: &str) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Serve(child)
+    Running(child)
 }
 
 /// The pid in a lease's holder name, if it is one of `pids`.
@@ -63,17 +49,6 @@ fn held_by(shop: &Shop, job: &str, pids: &[u32]) -> Option<u32> {
     pids.iter()
         .copied()
         .find(|pid| lease.holder.contains(&format!("pid {pid} ")))
-}
-
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

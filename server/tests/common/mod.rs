@@ -7,7 +7,9 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::net::SocketAddr;
+use std::process::Child;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use liteshop::{FakeGateway, Shop};
 use serde_json::{Value, json};
@@ -286,4 +288,35 @@ pub fn assert_problem(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.content_type, "application/problem+json");
     assert_eq!(reply.body["code"], json!(code), "{}", reply.body);
     assert_eq!(reply.body["status"], json!(status));
+}
+
+/// A loopback port free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process, killed and reaped when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 20 ms until it gives a value; fails after `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
