@@ -36,7 +36,7 @@ fn product(shop: &Shop, name: &str) -> ProductId {
 
 fn rich_user(shop: &Shop) -> UserId {
     let user = shop.create_user("bench").expect("user").id;
-    shop.charge(user, Money::new(1_000_000_000_000).expect("amount"))
+    shop.host_credit(user, Money::new(1_000_000_000_000).expect("amount"))
         .expect("charge");
     user
 }
@@ -48,7 +48,7 @@ fn charge(c: &mut Criterion) {
         let user = shop.create_user("bench").expect("user").id;
         group.bench_function(
             BenchmarkId::from_parameter(format!("{durability:?}")),
-            |b| b.iter(|| shop.charge(user, Money::from_won(1)).expect("charge")),
+            |b| b.iter(|| shop.host_credit(user, Money::from_won(1)).expect("charge")),
         );
     }
     group.finish();
@@ -101,7 +101,7 @@ fn pay(c: &mut Criterion) {
             |b| {
                 b.iter_batched(
                     || shop.place_order(user, &lines).expect("order").id,
-                    |order| shop.pay(user, order).expect("pay"),
+                    |order| shop.pay_from_balance(user, order).expect("pay"),
                     criterion::BatchSize::SmallInput,
                 )
             },
@@ -124,7 +124,7 @@ fn refund(c: &mut Criterion) {
                 b.iter_batched(
                     || {
                         let order = shop.place_order(user, &lines).expect("order").id;
-                        shop.pay(user, order).expect("pay");
+                        shop.pay_from_balance(user, order).expect("pay");
                         order
                     },
                     |order| {
@@ -150,7 +150,7 @@ fn readers_beside_a_writer(c: &mut Criterion) {
             let (shop, stop) = (shop.clone(), stop.clone());
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    shop.charge(writer_user, Money::from_won(1))
+                    shop.host_credit(writer_user, Money::from_won(1))
                         .expect("charge");
                 }
             })

@@ -151,7 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Some shopping: 60 orders; every 7th payment declined, every 5th
     // order cancelled instead of paid.
     let kim = shop.create_user("Kim")?;
-    shop.charge(kim.id, Money::new(2_000_000)?)?;
+    shop.host_credit(kim.id, Money::new(2_000_000)?)?;
     let tea = shop.create_product(NewProduct {
         name: "Green tea".into(),
         price: Money::new(12_000)?,
@@ -165,9 +165,9 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
         if i % 7 == 6 {
             pg.push(FakeOutcome::decline());
-            let _ = shop.pay(kim.id, order.id);
+            let _ = shop.pay_from_balance(kim.id, order.id);
         } else {
-            shop.pay(kim.id, order.id)?;
+            shop.pay_from_balance(kim.id, order.id)?;
         }
     }
 

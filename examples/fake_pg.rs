@@ -70,9 +70,24 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     args.decline_above = Some(30_000);
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0")?);
     let addr = server.server_addr().to_ip().ok_or("no IP address")?;
+    let records = Arc::new(Mutex::new(Pg::default()));
     let pg_thread = {
-        let (server, rules) = (server.clone(), args.rules());
-        thread::spawn(move || fake_pg_server::serve(&server, &rules, &Mutex::new(Pg::default())))
+        let (server, rules, records) = (server.clone(), args.rules(), records.clone());
+        thread::spawn(move || fake_pg_server::serve(&server, &rules, &records))
+    };
+    // The customer's browser: pays a started payment in the fake's widget
+    // and comes back with its redirect.
+    let widget = |started: &liteshop::Payment| -> liteshop::PgRedirect {
+        let widget = started.widget().expect("a PG part");
+        let payment_key = records
+            .lock()
+            .unwrap()
+            .pay_in_widget(&widget.pg_order_id, widget.amount.won());
+        liteshop::PgRedirect {
+            payment_key,
+            pg_order_id: widget.pg_order_id,
+            amount: widget.amount,
+        }
     };
 
     let dir = tempfile::tempdir()?;
@@ -81,24 +96,29 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .gateway(gateway)
         .build()?;
     let kim = shop.create_user("Kim")?;
-    shop.charge(kim.id, Money::new(100_000)?)?;
+    shop.host_credit(kim.id, Money::new(100_000)?)?;
     let tea = shop.create_product(NewProduct {
         name: "Green tea".into(),
         price: Money::new(12_000)?,
         stock: 10,
     })?;
 
+    // 4,000 from the balance, the rest by card.
     let small = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
-    let payment = shop.pay(kim.id, small.id)?;
+    let started = shop.start_payment(kim.id, small.id, Money::new(4_000)?)?;
+    let payment = shop.confirm_payment(kim.id, started.id, &widget(&started))?;
     println!(
-        "order #{} ({}): payment {} approved as {}",
+        "order #{} ({}): payment {} approved as {} ({} from the balance, {} by card)",
         small.id,
         small.total,
         payment.id,
-        payment.pg_transaction_id.unwrap_or_default()
+        payment.pg_transaction_id.unwrap_or_default(),
+        payment.balance_amount,
+        payment.pg_amount
     );
     let big = shop.place_order(kim.id, &[OrderLine::new(tea.id, 3)])?;
-    match shop.pay(kim.id, big.id) {
+    let started = shop.start_payment(kim.id, big.id, Money::ZERO)?;
+    match shop.confirm_payment(kim.id, started.id, &widget(&started)) {
         Err(Error::PaymentDeclined { code, message, .. }) => {
             println!(
                 "order #{} ({}): declined: {code}: {message}",

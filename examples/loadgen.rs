@@ -33,7 +33,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use liteshop::{
     Approval, ApproveRequest, CancelRequest, Cancellation, Clock, CouponId, Discount, Durability,
     Error, ErrorKind, FakeGateway, FakeOutcome, GatewayError, HttpGateway, Law, Money, NewCoupon,
-    NewProduct, OrderId, OrderLine, OrderRequest, PaymentGateway, PgStatus, ProductId, RetryPolicy,
+    NewProduct, OrderId, OrderLine, OrderRequest, PaymentGateway, PgRedirect, PgStatus, ProductId,
+    RetryPolicy,
     Shop, ShopBuilder, StatusRequest, SystemClock, UserId, Violation, WriteMode,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -256,7 +257,9 @@ impl PaymentGateway for RandomGateway {
         if self.fake.calls(&request.idempotency_key) == 0
             && let Some(outcome) = self.outcome()
         {
-            self.fake.push_for_order(request.order, outcome);
+            if let Some(order) = request.order {
+                self.fake.push_for_order(order, outcome);
+            }
         }
         self.fake.approve(request)
     }
@@ -382,7 +385,51 @@ fn kind_name(kind: ErrorKind) -> String {
     format!("{kind:?}")
 }
 
-struct Liteshop(Shop);
+/// The shop under load, and the customer's browser that pays the PG part
+/// of each payment in the PG's widget.
+struct Liteshop(Shop, Widget);
+
+/// Where the customer pays in the widget: the in-process fake, or a PG
+/// over HTTP that offers the fake widget step (`examples/fake_pg.rs`:
+/// `POST /v1/fake/widget`).
+#[derive(Clone)]
+enum Widget {
+    Fake(FakeGateway),
+    Http(String),
+}
+
+impl Widget {
+    fn for_args(args: &Args, fake: &FakeGateway) -> Widget {
+        match &args.pg_url {
+            Some(url) if args.pg_secret.is_some() => Widget::Http(url.clone()),
+            _ => Widget::Fake(fake.clone()),
+        }
+    }
+
+    /// The success redirect of the customer's payment of `widget`.
+    fn pay(&self, widget: &liteshop::WidgetRequest) -> Result<PgRedirect, String> {
+        match self {
+            Widget::Fake(fake) => Ok(fake.pay_widget(widget)),
+            Widget::Http(url) => {
+                let body = serde_json::json!({
+                    "orderId": widget.pg_order_id,
+                    "amount": widget.amount.won(),
+                });
+                let text = ureq::post(format!("{url}/v1/fake/widget"))
+                    .header("Content-Type", "application/json")
+                    .send(body.to_string())
+                    .and_then(|mut r| r.body_mut().read_to_string())
+                    .map_err(|err| format!("the widget step failed: {err}"))?;
+                let reply: Value = serde_json::from_str(&text).map_err(|err| err.to_string())?;
+                Ok(PgRedirect {
+                    payment_key: reply["paymentKey"].as_str().unwrap_or_default().to_owned(),
+                    pg_order_id: widget.pg_order_id.clone(),
+                    amount: widget.amount,
+                })
+            }
+        }
+    }
+}
 
 impl Target for Liteshop {
     fn run(&self, op: Op, w: &mut Worker, world: &World) -> Option<Result<(), String>> {
@@ -391,7 +438,7 @@ impl Target for Liteshop {
         Some(match op {
             Op::Charge => {
                 let user = world.user(&mut w.rng);
-                shop.charge(user, world.charge_amount(&mut w.rng))
+                shop.host_credit(user, world.charge_amount(&mut w.rng))
                     .map(drop)
                     .map_err(refused)
             }
@@ -426,12 +473,47 @@ impl Target for Liteshop {
                 }
             }
             Op::Pay => {
+                // By tender: a third wholly by balance, a third wholly by
+                // card, a third half and half; one card payment in twenty
+                // is abandoned in the widget (expiry ends it) and one in
+                // twenty comes back with a tampered amount (refused).
                 let (user, order) = w.orders.pop_front()?;
-                match shop.pay(user, order) {
-                    Ok(_) => {
+                let total = match shop.order(user, order) {
+                    Ok(o) => o.total,
+                    Err(err) => return Some(Err(refused(err))),
+                };
+                let balance_part = match w.rng.below(3) {
+                    0 => total,
+                    1 => Money::ZERO,
+                    _ => Money::new(total.won() / 2).expect("half a total"),
+                };
+                let paid = shop.start_payment(user, order, balance_part).and_then(|started| {
+                    let Some(widget) = started.widget() else {
+                        return Ok(true);
+                    };
+                    match w.rng.below(20) {
+                        0 => return Ok(false),
+                        1 => {
+                            let mut tampered = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
+                            tampered.amount = Money::new(1).expect("1 won");
+                            let refused = shop.confirm_payment(user, started.id, &tampered);
+                            assert!(
+                                matches!(refused, Err(Error::RedirectMismatch { .. })),
+                                "a tampered redirect must be refused: {refused:?}"
+                            );
+                            return Ok(false);
+                        }
+                        _ => {}
+                    }
+                    let redirect = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
+                    shop.confirm_payment(user, started.id, &redirect).map(|_| true)
+                });
+                match paid {
+                    Ok(true) => {
                         w.paid.push_back((user, order));
                         Ok(())
                     }
+                    Ok(false) => Ok(()),
                     Err(err) => Err(refused(err)),
                 }
             }
@@ -816,7 +898,7 @@ fn seed(place: &Place, args: &Args) -> Result<(), Error> {
         .build()?;
     for i in 0..args.users {
         let user = shop.create_user(&format!("user {i}"))?;
-        shop.charge(user.id, Money::new(1_000_000_000)?)?;
+        shop.host_credit(user.id, Money::new(1_000_000_000)?)?;
     }
     // Coupons for a quarter of the users each, issuable all run long.
     let now = SystemClock.now();
@@ -850,6 +932,11 @@ fn seed(place: &Place, args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long a started payment waits for its confirm under load: long
+/// enough for every confirm the run makes at once, short enough that the
+/// abandoned ones end right after the run.
+const PAYMENT_WINDOW: Duration = Duration::from_secs(2);
+
 fn open_shop(args: &Args, place: &Place, fake: &FakeGateway) -> Result<Shop, Error> {
     let mut builder = place.builder();
     if let Some(kib) = args.cache_kib {
@@ -873,6 +960,8 @@ fn open_shop(args: &Args, place: &Place, fake: &FakeGateway) -> Result<Shop, Err
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
         .reconcile_grace(Duration::ZERO)
+        // Abandoned widget payments end soon after the run (see `run`).
+        .payment_window(PAYMENT_WINDOW)
         .gateway_retry(RetryPolicy {
             retries: 2,
             base: Duration::from_millis(5),
@@ -993,13 +1082,15 @@ fn run(args: &Args, mix: &[(Op, u32)], place: &Place, dir: &Path) -> ExitCode {
         let path = file.expect("a SQLite file");
         let small_path = Place::File(dir.join("small.db"));
         seed(&small_path, &args).expect("seeding the small file");
-        let small_shop = open_shop(&args, &small_path, &FakeGateway::new()).expect("small file");
+        let small_fake = FakeGateway::new();
+        let small_shop = open_shop(&args, &small_path, &small_fake).expect("small file");
         let world = World {
             users: args.users,
             products: args.products,
             hot: args.hot,
         };
-        let run = run_mix(&args, mix, &Liteshop(small_shop), &world, None, "small");
+        let widget = Widget::Fake(small_fake.clone());
+        let run = run_mix(&args, mix, &Liteshop(small_shop, widget), &world, None, "small");
         let started = Instant::now();
         preload(path, args.users, extra).expect("preloading the history");
         eprintln!(
@@ -1023,13 +1114,18 @@ fn run(args: &Args, mix: &[(Op, u32)], place: &Place, dir: &Path) -> ExitCode {
     let (stats, elapsed) = run_mix(
         &args,
         mix,
-        &Liteshop(shop.clone()),
+        &Liteshop(shop.clone(), Widget::for_args(&args, &fake)),
         &world,
         None,
         "liteshop",
     );
 
-    // Settle every payment, in bounded rounds.
+    // End the payments abandoned in the widget, then settle every payment,
+    // in bounded rounds.
+    thread::sleep(PAYMENT_WINDOW);
+    if let Err(err) = shop.expire_payments() {
+        eprintln!("expiring abandoned payments: {err}");
+    }
     let mut rounds = 0;
     while rounds < 10 && unsettled(place) > 0 {
         if let Err(err) = shop.reconcile_payments() {
@@ -1225,13 +1321,31 @@ fn invariants(place: &Place, fake: Option<&FakeGateway>) -> Vec<Check> {
     );
 
     if let Some(fake) = fake {
+        // Only payments with a PG part reached the PG.
         let approved = peek.pairs(
-            "SELECT pg_order_id, refunded FROM payments WHERE status IN ('approved', 'refunded')",
+            "SELECT pg_order_id, pg_refunded FROM payments
+             WHERE status IN ('approved', 'refunded') AND pg_amount > 0",
+        );
+        let parts = peek.pairs(
+            "SELECT pg_order_id, pg_amount FROM payments
+             WHERE status IN ('approved', 'refunded') AND pg_amount > 0",
         );
         let missing = approved
             .iter()
             .filter(|(id, _)| fake.approval(id).is_none())
             .count() as i64;
+        let took_other = parts
+            .iter()
+            .filter(|(id, part)| {
+                fake.approval(id)
+                    .is_some_and(|a| a.approved_amount.won() != *part)
+            })
+            .count() as i64;
+        check(
+            "what the PG took of each payment = the PG part the shop recorded",
+            took_other,
+            format!("{took_other} payments where the PG took another amount"),
+        );
         let extra = fake.approved_count() as i64 - approved.len() as i64;
         check(
             "each approved payment was approved by the PG exactly once, and no other",
@@ -1249,7 +1363,7 @@ fn invariants(place: &Place, fake: Option<&FakeGateway>) -> Vec<Check> {
             .filter(|id| !known.contains(id.as_str()))
             .count() as i64;
         check(
-            "what the PG cancelled of each payment = what the shop refunded of it",
+            "what the PG cancelled of each payment = what the shop refunded of its PG part",
             differ + stray,
             format!("{differ} payments differ, {stray} cancelled by the PG only"),
         );
@@ -1712,7 +1826,7 @@ mod raw {
             pg_order_id,
             amount: Money::new(total).expect("positive total"),
             idempotency_key: key,
-            order: OrderId::new(order),
+            order: Some(OrderId::new(order)),
         });
 
         let tx = conn
@@ -2222,7 +2336,7 @@ mod raw_pg {
             pg_order_id: pg_order_id.clone(),
             amount: Money::new(total).expect("positive total"),
             idempotency_key: key.clone(),
-            order: OrderId::new(order),
+            order: Some(OrderId::new(order)),
         });
 
         c.transaction(|c| {

@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kim = shop.create_user("Kim Minji")?;
     println!("created user #{} {:?}", kim.id, kim.name);
 
-    let balance = shop.charge(kim.id, Money::new(50_000)?)?;
+    let balance = shop.host_credit(kim.id, Money::new(50_000)?)?;
     println!("charged 50,000 KRW: balance is now {balance}");
 
     let tea = shop.create_product(NewProduct {
@@ -61,8 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Refusals are typed errors with the figures involved, and change nothing.
     let refusals = [
         shop.add_to_cart(kim.id, tea.id, 1).map(drop),
-        shop.charge(kim.id, Money::new(5_000_000)?).map(drop),
-        shop.charge(kim.id, Money::ZERO).map(drop),
+        shop.host_credit(kim.id, Money::new(5_000_000)?).map(drop),
+        shop.host_credit(kim.id, Money::ZERO).map(drop),
     ];
     for refusal in refusals {
         if let Err(err) = refusal {
@@ -101,10 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
     pg.push(FakeOutcome::decline());
-    if let Err(err) = shop.pay(kim.id, order.id) {
+    if let Err(err) = shop.pay_from_balance(kim.id, order.id) {
         println!("first payment of order #{}: {err}", order.id);
     }
-    let payment = shop.pay(kim.id, order.id)?;
+    let payment = shop.pay_from_balance(kim.id, order.id)?;
     println!(
         "second payment of order #{}: {:?} as {}, order is {:?}",
         order.id,

@@ -19,10 +19,13 @@ pub enum Law {
     BalanceIsLedgerSum,
     /// No balance is below zero.
     BalanceNotNegative,
-    /// Charges = balances + money held by payments in flight + money kept
-    /// by approved payments (their amount less what was refunded).
+    /// Money in (top-ups, grants, host credits, less take-backs and top-up
+    /// refunds) = balances + balance parts held by open payments + balance
+    /// parts kept by approved payments (less what was refunded to the
+    /// balance).
     MoneyConserved,
-    /// Money kept by approved payments = paid orders' totals less refunds.
+    /// Money kept by approved order payments (both parts, less refunds) =
+    /// paid orders' totals less refunds.
     PaidOrdersMatchPayments,
     /// Per product: units ever stocked = stock on hand + units held.
     StockConserved,
@@ -35,8 +38,9 @@ pub enum Law {
     /// Each paid (or refunded) order has exactly one approved payment.
     OneApprovedPaymentPerPaidOrder,
     /// Per payment: refunded ≤ amount, and refunded = its completed
-    /// refunds = the refund credits in the ledger; for the approved payment
-    /// of an order, also = the order's refunded.
+    /// refunds; the part refunded through the PG = their PG parts; the rest
+    /// = the refund credits in the ledger; for the approved payment of an
+    /// order, also refunded = the order's refunded.
     RefundsAgree,
     /// Per coupon: issued ≤ quantity, and issued = users holding it.
     CouponsWithinQuantity,
@@ -72,10 +76,10 @@ impl Law {
             Law::BalanceIsLedgerSum => "Each balance equals the sum of its user's ledger entries.",
             Law::BalanceNotNegative => "No balance is below zero.",
             Law::MoneyConserved => {
-                "Money charged = balances + money held by payments in flight + money kept by approved payments."
+                "Money in = balances + balance parts held by open payments + balance parts kept by approved payments."
             }
             Law::PaidOrdersMatchPayments => {
-                "Money kept by approved payments = paid orders' totals less their refunds."
+                "Money kept by approved order payments = paid orders' totals less their refunds."
             }
             Law::StockConserved => "Per product: units ever stocked = units on hand + units held.",
             Law::HeldUnitsMatchOrders => {
@@ -118,15 +122,20 @@ pub struct Violation {
 /// The sums an audit added up, for a person reading the report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFigures {
-    /// Money ever charged to balances.
+    /// Money into balances from outside: top-ups, grants and host credits,
+    /// less take-backs and top-up refunds.
     pub charged: i64,
     /// Money in balances now.
     pub balances: i64,
-    /// Money held by payments in flight.
+    /// Balance parts held by open order payments.
     pub held_by_payments: i64,
-    /// Money kept by approved payments (less refunds).
+    /// Balance parts kept by approved order payments (less what went back
+    /// to the balance).
     pub kept: i64,
-    /// Money given back by completed refunds.
+    /// PG parts kept by approved order payments (less what went back
+    /// through the PG).
+    pub kept_by_pg: i64,
+    /// Money given back by completed refunds of orders, both parts.
     pub refunded: i64,
     /// Units ever stocked, over all products.
     pub units_stocked: i64,
@@ -161,8 +170,8 @@ impl fmt::Display for AuditReport {
         let x = &self.figures;
         writeln!(
             f,
-            "charged {} = balances {} + held by payments {} + kept {} (refunded {})",
-            x.charged, x.balances, x.held_by_payments, x.kept, x.refunded
+            "money in {} = balances {} + held by payments {} + kept from balances {} (kept by the PG {}, refunded {})",
+            x.charged, x.balances, x.held_by_payments, x.kept, x.kept_by_pg, x.refunded
         )?;
         writeln!(
             f,
@@ -251,10 +260,17 @@ const LAWS: &[(Law, &str, &str)] = &[
             FROM payments p2
             UNION ALL
             SELECT p2.id, (SELECT o.refunded FROM orders o WHERE o.id = p2.order_id)
-            FROM payments p2 WHERE p2.status IN ('approved', 'refunded')
+            FROM payments p2 WHERE p2.kind = 'order' AND p2.status IN ('approved', 'refunded')
             UNION ALL
-            SELECT p2.id, (SELECT coalesce(CAST(sum(l.amount) AS BIGINT), 0) FROM ledger l JOIN refunds r
-                           ON r.id = l.refund_id WHERE r.payment_id = p2.id) FROM payments p2
+            SELECT p2.id, p2.pg_refunded
+                + (SELECT coalesce(CAST(sum(l.amount) AS BIGINT), 0) FROM ledger l JOIN refunds r
+                   ON r.id = l.refund_id WHERE r.payment_id = p2.id AND l.kind = 'refund')
+            FROM payments p2 WHERE p2.kind = 'order'
+            UNION ALL
+            SELECT p2.id, p2.refunded - p2.pg_refunded
+                + (SELECT coalesce(CAST(sum(r.pg_amount) AS BIGINT), 0) FROM refunds r
+                   WHERE r.payment_id = p2.id AND r.status = 'completed')
+            FROM payments p2
             UNION ALL
             SELECT p2.id, CASE WHEN p2.refunded < p2.amount THEN p2.refunded ELSE p2.amount END
             FROM payments p2) x
@@ -289,17 +305,22 @@ const LAWS: &[(Law, &str, &str)] = &[
 
 /// The global laws: one figure each side.
 const MONEY: &str = "SELECT
-    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM ledger WHERE kind = 'charge'),
+    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM ledger
+       WHERE kind IN ('charge', 'top_up', 'grant', 'take_back', 'top_up_refund',
+                      'top_up_refund_reversal')),
     (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM balances),
-    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM payments WHERE status IN ('requested', 'unknown')),
-    (SELECT coalesce(CAST(sum(amount - refunded) AS BIGINT), 0) FROM payments
-       WHERE status IN ('approved', 'refunded')),
-    (SELECT coalesce(CAST(sum(refunded) AS BIGINT), 0) FROM payments),
+    (SELECT coalesce(CAST(sum(balance_amount) AS BIGINT), 0) FROM payments
+       WHERE kind = 'order' AND status IN ('started', 'requested', 'unknown')),
+    (SELECT coalesce(CAST(sum(balance_amount - (refunded - pg_refunded)) AS BIGINT), 0)
+       FROM payments WHERE kind = 'order' AND status IN ('approved', 'refunded')),
+    (SELECT coalesce(CAST(sum(refunded) AS BIGINT), 0) FROM payments WHERE kind = 'order'),
     (SELECT coalesce(CAST(sum(total - refunded) AS BIGINT), 0) FROM orders
        WHERE status IN ('paid', 'partially_refunded', 'refunded')),
     (SELECT coalesce(CAST(sum(stocked) AS BIGINT), 0) FROM products),
     (SELECT coalesce(CAST(sum(stock) AS BIGINT), 0) FROM products),
-    (SELECT coalesce(CAST(sum(held) AS BIGINT), 0) FROM products)";
+    (SELECT coalesce(CAST(sum(held) AS BIGINT), 0) FROM products),
+    (SELECT coalesce(CAST(sum(pg_amount - pg_refunded) AS BIGINT), 0)
+       FROM payments WHERE kind = 'order' AND status IN ('approved', 'refunded'))";
 
 /// The numbered events (on PostgreSQL an event committed a moment ago may
 /// still wait for its number, `seq < 0`: it is not in the feed yet).
@@ -342,6 +363,7 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
         units_stocked: row.get(6)?,
         units_on_hand: row.get(7)?,
         units_held: row.get(8)?,
+        kept_by_pg: row.get(9)?,
         events: 0,
     };
     let paid_kept: i64 = row.get(5)?;
@@ -358,8 +380,13 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
     if figures.charged != accounted {
         violations.push(shop(Law::MoneyConserved, figures.charged, accounted));
     }
-    if figures.kept != paid_kept {
-        violations.push(shop(Law::PaidOrdersMatchPayments, figures.kept, paid_kept));
+    let kept_by_payments = figures.kept.saturating_add(figures.kept_by_pg);
+    if kept_by_payments != paid_kept {
+        violations.push(shop(
+            Law::PaidOrdersMatchPayments,
+            kept_by_payments,
+            paid_kept,
+        ));
     }
 
     let row = conn.query_row(FEED, &[])?;

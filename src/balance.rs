@@ -14,35 +14,77 @@ use crate::text_enum::text_enum;
 
 /// Why a balance changed.
 ///
-/// Stored as text (`charge`, `payment`, …) under a `CHECK` constraint. Only
-/// [`LedgerKind::Payment`] takes money out of a balance.
+/// Stored as text (`top_up`, `payment`, …) under a `CHECK` constraint that
+/// also ties each kind to its sign. Money enters a balance only as a
+/// [`TopUp`](LedgerKind::TopUp) the PG was paid for, a
+/// [`Grant`](LedgerKind::Grant) by an operator, or a
+/// [`HostCredit`](LedgerKind::HostCredit) the host vouches for; every other
+/// credit gives back money that came from the balance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LedgerKind {
-    /// The user topped up the balance.
-    Charge,
-    /// A payment for an order took the amount out of the balance.
+    /// A credit the host vouches for, having taken the money by its own
+    /// means ([`Shop::host_credit`](crate::Shop::host_credit)). Stored as
+    /// `charge`, the name every credit had before top-ups went through the
+    /// PG.
+    HostCredit,
+    /// A top-up the customer paid through the PG, credited when the PG
+    /// approved it ([`Shop::start_top_up`](crate::Shop::start_top_up)).
+    TopUp,
+    /// An operator's grant (points, compensation, a correction), with its
+    /// note ([`Shop::grant`](crate::Shop::grant)).
+    Grant,
+    /// An operator took back balance, with its note
+    /// ([`Shop::take_back`](crate::Shop::take_back)). A debit.
+    TakeBack,
+    /// The balance part of a payment, held from the moment the payment
+    /// started. A debit.
     Payment,
-    /// A payment the gateway declined was put back.
+    /// The balance part of a payment that ended unpaid (declined, failed
+    /// in the widget, expired), given back.
     PaymentReversal,
-    /// A paid order was refunded.
+    /// The balance part of a refund.
     Refund,
+    /// A top-up refunded to the card: its money leaves the balance when
+    /// the refund starts. A debit.
+    TopUpRefund,
+    /// A top-up refund the PG refused, given back to the balance.
+    TopUpRefundReversal,
 }
 
 impl LedgerKind {
     /// Whether entries of this kind add to the balance (`false`: they take
     /// from it).
     pub const fn is_credit(self) -> bool {
-        !matches!(self, LedgerKind::Payment)
+        !matches!(
+            self,
+            LedgerKind::Payment | LedgerKind::TakeBack | LedgerKind::TopUpRefund
+        )
+    }
+
+    /// Whether entries of this kind move money between the balance and the
+    /// world outside it (top-ups and their refunds, grants, take-backs,
+    /// host credits), rather than between the balance and the shop's
+    /// payments: the audit's "money in" (`Law::MoneyConserved`).
+    pub const fn is_external(self) -> bool {
+        !matches!(
+            self,
+            LedgerKind::Payment | LedgerKind::PaymentReversal | LedgerKind::Refund
+        )
     }
 }
 
 text_enum!(LedgerKind {
-    Charge => "charge",
+    HostCredit => "charge",
+    TopUp => "top_up",
+    Grant => "grant",
+    TakeBack => "take_back",
     Payment => "payment",
     PaymentReversal => "payment_reversal",
     Refund => "refund",
+    TopUpRefund => "top_up_refund",
+    TopUpRefundReversal => "top_up_refund_reversal",
 });
 
 /// One change of a user's balance.
@@ -65,6 +107,9 @@ pub struct LedgerEntry {
     pub payment: Option<PaymentId>,
     /// The refund attempt a refund entry belongs to.
     pub refund: Option<RefundId>,
+    /// Why an operator granted or took back balance; `None` for every
+    /// other kind.
+    pub note: Option<String>,
 }
 
 impl LedgerEntry {
@@ -80,7 +125,7 @@ pub(crate) const UPDATE_BALANCE: &str =
     "UPDATE balances SET amount = ?2, updated_at = ?3 WHERE user_id = ?1";
 
 pub(crate) const SELECT_LEDGER_PAGE: &str =
-    "SELECT id, user_id, kind, amount, balance_after, created_at, payment_id, refund_id
+    "SELECT id, user_id, kind, amount, balance_after, created_at, payment_id, refund_id, note
      FROM ledger
      WHERE user_id = ?1 AND id < ?2
      ORDER BY id DESC
@@ -117,10 +162,42 @@ pub(crate) struct Cap {
     pub(crate) held: Money,
 }
 
-/// Adds `amount` to the balance of `user` (known to exist) under the charge
-/// rules, in the seed's order: the per-charge limit, then the balance limit.
-/// Returns the new balance.
-pub(crate) fn charge(
+/// The charge rules, in the seed's order, for money about to enter a
+/// balance by a host credit or a top-up: the per-charge limit, then the
+/// balance limit (the balance after it, with the money in flight, within
+/// `cap`; a sum too large to represent is over it).
+pub(crate) fn check_charge(balance: Money, amount: Money, max_charge: Money, cap: Cap) -> Result<()> {
+    if amount > max_charge {
+        return Err(Error::ChargeLimitExceeded {
+            amount,
+            limit: max_charge,
+        });
+    }
+    check_cap(balance, amount, cap)
+}
+
+/// The balance limit alone: `balance + amount + cap.held <= cap.max`.
+pub(crate) fn check_cap(balance: Money, amount: Money, cap: Cap) -> Result<()> {
+    let fits = balance
+        .checked_add(amount)
+        .and_then(|sum| sum.checked_add(cap.held))
+        .is_some_and(|total| total <= cap.max);
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::BalanceLimitExceeded {
+            balance,
+            held: cap.held,
+            amount,
+            limit: cap.max,
+        })
+    }
+}
+
+/// Adds `amount` to the balance of `user` (known to exist) as a credit the
+/// host vouches for, under the charge rules ([`check_charge`]). Returns the
+/// new balance.
+pub(crate) fn host_credit(
     tx: &dyn Db,
     user: UserId,
     balance: Money,
@@ -129,29 +206,26 @@ pub(crate) fn charge(
     cap: Cap,
     now: Timestamp,
 ) -> Result<Money> {
-    if amount > max_charge {
-        return Err(Error::ChargeLimitExceeded {
-            amount,
-            limit: max_charge,
-        });
-    }
+    check_charge(balance, amount, max_charge, cap)?;
     post_from(
         tx,
         user,
         balance,
-        Entry::new(LedgerKind::Charge, amount),
+        Entry::new(LedgerKind::HostCredit, amount),
         Some(cap),
         now,
     )
 }
 
-/// One ledger entry to write: why, how much, and for which payment.
-#[derive(Clone, Copy, Debug)]
+/// One ledger entry to write: why, how much, for which payment or refund,
+/// and an operator's note.
+#[derive(Clone, Debug)]
 pub(crate) struct Entry {
     pub(crate) kind: LedgerKind,
     pub(crate) amount: Money,
     pub(crate) payment: Option<PaymentId>,
     pub(crate) refund: Option<RefundId>,
+    pub(crate) note: Option<String>,
 }
 
 impl Entry {
@@ -161,6 +235,15 @@ impl Entry {
             amount,
             payment: None,
             refund: None,
+            note: None,
+        }
+    }
+
+    /// An operator's grant or take-back, with its note.
+    pub(crate) fn by_operator(kind: LedgerKind, amount: Money, note: &str) -> Entry {
+        Entry {
+            note: Some(note.to_owned()),
+            ..Entry::new(kind, amount)
         }
     }
 
@@ -171,10 +254,15 @@ impl Entry {
         }
     }
 
-    pub(crate) fn for_refund(amount: Money, payment: PaymentId, refund: RefundId) -> Entry {
+    pub(crate) fn for_refund(
+        kind: LedgerKind,
+        amount: Money,
+        payment: PaymentId,
+        refund: RefundId,
+    ) -> Entry {
         Entry {
             refund: Some(refund),
-            ..Entry::for_payment(LedgerKind::Refund, amount, payment)
+            ..Entry::for_payment(kind, amount, payment)
         }
     }
 }
@@ -218,31 +306,21 @@ pub(crate) fn post_from(
         amount,
         payment,
         refund,
+        note,
     } = entry;
     let new_balance = if kind.is_credit() {
-        let sum = balance.checked_add(amount);
-        match cap {
-            Some(Cap { max, held }) => sum
-                .filter(|&new_balance| {
-                    new_balance
-                        .checked_add(held)
-                        .is_some_and(|total| total <= max)
-                })
-                .ok_or(Error::BalanceLimitExceeded {
-                    balance,
-                    held,
-                    amount,
-                    limit: max,
-                })?,
-            None => sum.ok_or(Error::AmountOverflow)?,
+        if let Some(cap) = cap {
+            check_cap(balance, amount, cap)?;
         }
+        balance.checked_add(amount).ok_or(Error::AmountOverflow)?
     } else {
         balance.checked_sub(amount).ok_or(Error::AmountOverflow)?
     };
     tx.execute(UPDATE_BALANCE, &[&user, &new_balance, &now])?;
     tx.execute(
-        "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, refund_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, payment_id, refund_id, created_at,
+                             note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[
             &user,
             &kind,
@@ -251,9 +329,48 @@ pub(crate) fn post_from(
             &payment,
             &refund,
             &now,
+            &note,
         ],
     )?;
     Ok(new_balance)
+}
+
+/// An operator's grant of `amount` to `user` (known to exist, whose
+/// balance this transaction read as `balance`), with its note, under the
+/// balance limit. Returns the new balance.
+pub(crate) fn grant(
+    tx: &dyn Db,
+    user: UserId,
+    balance: Money,
+    amount: Money,
+    note: &str,
+    cap: Cap,
+    now: Timestamp,
+) -> Result<Money> {
+    let entry = Entry::by_operator(LedgerKind::Grant, amount, note);
+    post_from(tx, user, balance, entry, Some(cap), now)
+}
+
+/// An operator takes `amount` back from `user`, with its note; never more
+/// than the balance ([`Error::InsufficientBalance`]). Returns the new
+/// balance.
+pub(crate) fn take_back(
+    tx: &dyn Db,
+    user: UserId,
+    balance: Money,
+    amount: Money,
+    note: &str,
+    now: Timestamp,
+) -> Result<Money> {
+    if amount > balance {
+        return Err(Error::InsufficientBalance {
+            user,
+            needed: amount,
+            available: balance,
+        });
+    }
+    let entry = Entry::by_operator(LedgerKind::TakeBack, amount, note);
+    post_from(tx, user, balance, entry, None, now)
 }
 
 /// One page of the ledger of `user` (known to exist), newest first.
@@ -293,5 +410,6 @@ fn ledger_entry(row: &Row) -> Result<LedgerEntry> {
         created_at: row.get(5)?,
         payment: row.get(6)?,
         refund: row.get(7)?,
+        note: row.get(8)?,
     })
 }

@@ -97,6 +97,13 @@ const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "updated_at",
             "refunded",
+            "kind",
+            "balance_amount",
+            "pg_amount",
+            "pg_refunded",
+            "order_name",
+            "customer_key",
+            "expires_at",
         ],
     ),
     (
@@ -118,6 +125,8 @@ const TABLES: &[(&str, &[&str])] = &[
             "failure_message",
             "created_at",
             "updated_at",
+            "balance_amount",
+            "pg_amount",
         ],
     ),
     (
@@ -135,6 +144,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "payment_id",
             "refund_id",
+            "note",
         ],
     ),
     (

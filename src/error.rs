@@ -167,6 +167,39 @@ pub enum Error {
         /// The order.
         order: OrderId,
     },
+    /// A payment's balance part larger than the order's total.
+    #[error("a balance part of {balance_part} is more than the total {total} of order {order}")]
+    BalancePartTooLarge {
+        /// The order.
+        order: OrderId,
+        /// Its total (after any coupon).
+        total: Money,
+        /// The balance part asked for.
+        balance_part: Money,
+    },
+    /// A PG redirect whose `orderId` or `amount` differs from the payment
+    /// attempt's: nothing was sent to the PG and nothing changed (a
+    /// tampered redirect cannot underpay).
+    #[error(
+        "the redirect does not match payment {payment}: expected order id {expected_pg_order_id} and amount {expected_amount}"
+    )]
+    RedirectMismatch {
+        /// The payment.
+        payment: PaymentId,
+        /// The attempt's `orderId` at the PG.
+        expected_pg_order_id: String,
+        /// The attempt's PG part.
+        expected_amount: Money,
+    },
+    /// An operator's note (why balance was granted or taken back) that is
+    /// empty or too long.
+    #[error("invalid note: {length} characters, must be 1 to {max}")]
+    InvalidNote {
+        /// Its length in characters.
+        length: usize,
+        /// The longest note allowed.
+        max: usize,
+    },
     /// A payment key that is empty, too long, or not `[A-Za-z0-9_-]`.
     #[error("invalid payment key: must be 1 to 200 characters of A-Z, a-z, 0-9, '-' and '_'")]
     InvalidPaymentKey,
@@ -395,6 +428,24 @@ pub enum Error {
         /// The gateway's message.
         message: String,
     },
+    /// The PG declined a top-up: nothing was credited.
+    #[error("top-up {payment} was declined: {code}: {message}")]
+    TopUpDeclined {
+        /// The declined top-up.
+        payment: PaymentId,
+        /// The gateway's code.
+        code: String,
+        /// The gateway's message.
+        message: String,
+    },
+    /// The PG gave no definite answer to a top-up: nothing is credited
+    /// until [`Shop::reconcile_payments`](crate::Shop::reconcile_payments)
+    /// learns the outcome.
+    #[error("the outcome of top-up {payment} is not known yet")]
+    TopUpOutcomeUnknown {
+        /// The top-up.
+        payment: PaymentId,
+    },
     /// The payment gateway gave no definite answer. The money stays held and
     /// the order `Paying` until [`Shop::reconcile_payments`](crate::Shop::reconcile_payments)
     /// learns the outcome.
@@ -404,6 +455,15 @@ pub enum Error {
         payment: PaymentId,
         /// Its order.
         order: OrderId,
+    },
+    /// A started payment whose confirm window ended: it is never sent to
+    /// the PG; its balance part comes back when expiry ends it.
+    #[error("payment {payment} expired at {expired_at}: start a new one")]
+    PaymentExpired {
+        /// The payment.
+        payment: PaymentId,
+        /// When its window ended.
+        expired_at: Timestamp,
     },
     /// The gateway declined the refund: nothing moved (the attempt is
     /// recorded `Declined`); a later refund is a new attempt with a new key.
@@ -591,6 +651,9 @@ impl Error {
             | DuplicateOrderLine { .. }
             | NothingToPay { .. }
             | InvalidPaymentKey
+            | BalancePartTooLarge { .. }
+            | RedirectMismatch { .. }
+            | InvalidNote { .. }
             | InvalidRefundReason { .. }
             | InvalidConfig { .. }
             | InvalidCoupon { .. }
@@ -600,15 +663,18 @@ impl Error {
             | AckBeyondFeed { .. } => ErrorKind::InvalidInput,
             UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_)
             | PaymentNotFound(_) | CouponNotFound(_) => ErrorKind::NotFound,
-            PaymentDeclined { .. } | RefundDeclined { .. } => ErrorKind::PaymentDeclined,
-            PaymentOutcomeUnknown { .. } | RefundOutcomeUnknown { .. } => {
-                ErrorKind::PaymentOutcomeUnknown
+            PaymentDeclined { .. } | RefundDeclined { .. } | TopUpDeclined { .. } => {
+                ErrorKind::PaymentDeclined
             }
+            PaymentOutcomeUnknown { .. }
+            | RefundOutcomeUnknown { .. }
+            | TopUpOutcomeUnknown { .. } => ErrorKind::PaymentOutcomeUnknown,
             AlreadyInCart { .. }
             | InsufficientStock { .. }
             | InsufficientBalance { .. }
             | InvalidTransition { .. }
             | OrderExpired { .. }
+            | PaymentExpired { .. }
             | RefundExceedsOrder { .. }
             | RefundInProgress { .. }
             | CouponSoldOut { .. }

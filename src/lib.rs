@@ -11,7 +11,7 @@
 //!     .build()?;
 //!
 //! let kim = shop.create_user("Kim")?;
-//! shop.charge(kim.id, Money::new(50_000)?)?;
+//! shop.host_credit(kim.id, Money::new(50_000)?)?;
 //!
 //! let tea = shop.create_product(NewProduct {
 //!     name: "Green tea".into(),
@@ -353,7 +353,10 @@ pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderRequest, OrderSt
 pub use page::{Cursor, Page, PageRequest};
 pub use payment::reconcile::{ReconcileReport, ReconciledPayment, ReconciledRefund, Reconciler};
 pub use payment::refund::{Refund, RefundLine, RefundStatus};
-pub use payment::{Payment, PaymentEvent, PaymentFailure, PaymentStatus};
+pub use payment::{
+    Payment, PaymentEvent, PaymentFailure, PaymentKind, PaymentStatus, PgFailRedirect, PgRedirect,
+    WidgetRequest,
+};
 pub use product::{NewProduct, Product};
 pub use sales::BestSeller;
 pub use shop::{Idempotent, Limits, Shop, ShopBuilder, Unsettled};

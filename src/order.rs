@@ -326,12 +326,11 @@ pub(crate) fn validate_lines(
     Ok(())
 }
 
-/// Places an order of checked `lines` for `user` (known to exist, with
-/// `available` on its balance as this transaction read it), in the
+/// Places an order of checked `lines` for `user` (known to exist), in the
 /// seed's order: every product exists → each line's stock is reserved
 /// (expiring overdue orders that hold it, if short) → the coupon, if any,
 /// is the user's, available, unexpired and the subtotal reaches its minimum
-/// → the balance covers the total → the order is saved as `Pending` until
+/// → the order is saved as `Pending` until
 /// `expires_at`, and the coupon marked used by it.
 ///
 /// The caller's write transaction makes it all or nothing: a refusal of any
@@ -339,7 +338,6 @@ pub(crate) fn validate_lines(
 pub(crate) fn place(
     tx: &dyn Db,
     user: UserId,
-    available: Money,
     lines: &[OrderLine],
     coupon: Option<CouponId>,
     expires_at: Timestamp,
@@ -379,14 +377,6 @@ pub(crate) fn place(
     let total = subtotal
         .checked_sub(discount)
         .ok_or(Error::AmountOverflow)?;
-    if available < total {
-        return Err(Error::InsufficientBalance {
-            user,
-            needed: total,
-            available,
-        });
-    }
-
     let id: OrderId = tx
         .query_row(
             "INSERT INTO orders (user_id, status, total, discount, coupon_id, created_at,

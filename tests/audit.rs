@@ -11,7 +11,7 @@ fn shop_with_history() -> (TestShop, UserId) {
     let gateway = pg.clone();
     let t = open_with(move |b| b.gateway(gateway));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(100_000)).unwrap();
+    t.shop.host_credit(kim, won(100_000)).unwrap();
     let tea = t.product("Tea", 10_000, 10).id;
     let cup = t.product("Cup", 3_000, 10).id;
     let order = t
@@ -21,8 +21,8 @@ fn shop_with_history() -> (TestShop, UserId) {
     // A declined attempt first: its payment holds no refund, the order's
     // approved one does.
     pg.push(FakeOutcome::decline());
-    assert!(t.shop.pay(kim, order.id).is_err());
-    t.shop.pay(kim, order.id).unwrap();
+    assert!(t.shop.pay_from_balance(kim, order.id).is_err());
+    t.shop.pay_from_balance(kim, order.id).unwrap();
     t.shop
         .refund_lines(kim, order.id, &[OrderLine::new(tea, 1)], "one")
         .unwrap();

@@ -23,7 +23,7 @@ fn a_backup_under_write_load_is_consistent_and_complete() {
     let tea = t.product("Tea", 100, 1_000_000).id;
     // Some history first, so the file has pages to copy.
     for &u in &users {
-        t.shop.charge(u, won(1_000_000)).unwrap();
+        t.shop.host_credit(u, won(1_000_000)).unwrap();
     }
     let acked: Mutex<Vec<(usize, i64)>> = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
@@ -36,9 +36,9 @@ fn a_backup_under_write_load_is_consistent_and_complete() {
                 let mut n = 0_i64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    shop.charge(u, won(n)).unwrap();
+                    shop.host_credit(u, won(n)).unwrap();
                     let order = shop.place_order(u, &[OrderLine::new(tea, 1)]).unwrap();
-                    shop.pay(u, order.id).unwrap();
+                    shop.pay_from_balance(u, order.id).unwrap();
                     acked.lock().unwrap().push((i, n));
                 }
             });

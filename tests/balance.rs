@@ -23,14 +23,14 @@ fn a_new_user_has_a_zero_balance_and_an_empty_ledger() -> Result<()> {
 fn charge_adds_to_the_balance_and_writes_a_ledger_entry() -> Result<()> {
     let t = open();
     let kim = t.user("Kim");
-    assert_eq!(t.shop.charge(kim.id, won(10_000))?, won(10_000));
-    assert_eq!(t.shop.charge(kim.id, won(2_500))?, won(12_500));
+    assert_eq!(t.shop.host_credit(kim.id, won(10_000))?, won(10_000));
+    assert_eq!(t.shop.host_credit(kim.id, won(2_500))?, won(12_500));
     assert_eq!(t.shop.balance(kim.id)?, won(12_500));
 
     let ledger = t.shop.ledger(kim.id, PageRequest::first(10))?;
     assert_eq!(ledger.items.len(), 2);
     let newest = &ledger.items[0];
-    assert_eq!(newest.kind, LedgerKind::Charge);
+    assert_eq!(newest.kind, LedgerKind::HostCredit);
     assert_eq!(newest.user, kim.id);
     assert_eq!(newest.amount, won(2_500));
     assert_eq!(newest.balance_after, won(12_500));
@@ -46,7 +46,7 @@ fn charges_exactly_at_both_limits_are_accepted() -> Result<()> {
     let t = open_with(|b| b.max_charge(won(1_000)).max_balance(won(3_000)));
     let kim = t.user("Kim");
     for _ in 0..3 {
-        t.shop.charge(kim.id, won(1_000))?;
+        t.shop.host_credit(kim.id, won(1_000))?;
     }
     assert_eq!(t.shop.balance(kim.id)?, won(3_000));
     Ok(())
@@ -57,7 +57,7 @@ fn charge_of_zero_is_refused_and_changes_nothing() {
     let t = open();
     let kim = t.user("Kim");
     let before = t.dump();
-    let err = t.shop.charge(kim.id, Money::ZERO).unwrap_err();
+    let err = t.shop.host_credit(kim.id, Money::ZERO).unwrap_err();
     assert!(matches!(err, Error::ZeroAmount), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(t.dump(), before);
@@ -68,7 +68,7 @@ fn charge_to_an_unknown_user_is_not_found_and_changes_nothing() {
     let t = open();
     t.user("Kim");
     let before = t.dump();
-    let err = t.shop.charge(UserId::new(999), won(1_000)).unwrap_err();
+    let err = t.shop.host_credit(UserId::new(999), won(1_000)).unwrap_err();
     assert!(
         matches!(err, Error::UserNotFound(id) if id == UserId::new(999)),
         "{err:?}"
@@ -81,7 +81,7 @@ fn charge_to_an_unknown_user_is_not_found_and_changes_nothing() {
 fn charge_with_an_invalid_id_is_invalid_input_and_changes_nothing() {
     let t = open();
     let before = t.dump();
-    let err = t.shop.charge(UserId::new(0), won(1_000)).unwrap_err();
+    let err = t.shop.host_credit(UserId::new(0), won(1_000)).unwrap_err();
     assert!(matches!(err, Error::InvalidId { id: 0, .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(t.dump(), before);
@@ -91,9 +91,9 @@ fn charge_with_an_invalid_id_is_invalid_input_and_changes_nothing() {
 fn charge_over_the_per_charge_limit_is_refused_and_changes_nothing() -> Result<()> {
     let t = open_with(|b| b.max_charge(won(5_000)));
     let kim = t.user("Kim");
-    t.shop.charge(kim.id, won(1_000))?;
+    t.shop.host_credit(kim.id, won(1_000))?;
     let before = t.dump();
-    let err = t.shop.charge(kim.id, won(5_001)).unwrap_err();
+    let err = t.shop.host_credit(kim.id, won(5_001)).unwrap_err();
     assert!(
         matches!(err, Error::ChargeLimitExceeded { amount, limit }
             if amount == won(5_001) && limit == won(5_000)),
@@ -109,9 +109,9 @@ fn charge_over_the_per_charge_limit_is_refused_and_changes_nothing() -> Result<(
 fn charge_past_the_balance_limit_is_refused_and_changes_nothing() -> Result<()> {
     let t = open_with(|b| b.max_balance(won(10_000)));
     let kim = t.user("Kim");
-    t.shop.charge(kim.id, won(9_000))?;
+    t.shop.host_credit(kim.id, won(9_000))?;
     let before = t.dump();
-    let err = t.shop.charge(kim.id, won(1_001)).unwrap_err();
+    let err = t.shop.host_credit(kim.id, won(1_001)).unwrap_err();
     assert!(
         matches!(err, Error::BalanceLimitExceeded { balance, held, amount, limit }
             if balance == won(9_000) && held == Money::ZERO && amount == won(1_001) && limit == won(10_000)),
@@ -125,9 +125,9 @@ fn charge_past_the_balance_limit_is_refused_and_changes_nothing() -> Result<()> 
 fn a_charge_that_would_overflow_is_refused_as_over_the_limit() -> Result<()> {
     let t = open_with(|b| b.max_charge(Money::MAX).max_balance(Money::MAX));
     let kim = t.user("Kim");
-    t.shop.charge(kim.id, Money::MAX)?;
+    t.shop.host_credit(kim.id, Money::MAX)?;
     let before = t.dump();
-    let err = t.shop.charge(kim.id, won(1)).unwrap_err();
+    let err = t.shop.host_credit(kim.id, won(1)).unwrap_err();
     assert!(matches!(err, Error::BalanceLimitExceeded { .. }), "{err:?}");
     assert_eq!(t.dump(), before);
     Ok(())
@@ -137,10 +137,10 @@ fn a_charge_that_would_overflow_is_refused_as_over_the_limit() -> Result<()> {
 fn charge_checks_run_in_the_seeds_order() {
     let t = open_with(|b| b.max_charge(won(100)));
     // Input is checked before the user is looked up...
-    let err = t.shop.charge(UserId::new(42), Money::ZERO).unwrap_err();
+    let err = t.shop.host_credit(UserId::new(42), Money::ZERO).unwrap_err();
     assert!(matches!(err, Error::ZeroAmount), "{err:?}");
     // ...and the user before the limits.
-    let err = t.shop.charge(UserId::new(42), won(1_000)).unwrap_err();
+    let err = t.shop.host_credit(UserId::new(42), won(1_000)).unwrap_err();
     assert!(matches!(err, Error::UserNotFound(_)), "{err:?}");
 }
 
@@ -163,8 +163,8 @@ fn the_ledger_pages_newest_first_and_sums_to_the_balance() -> Result<()> {
     let kim = t.user("Kim");
     let lee = t.user("Lee");
     for amount in 1..=25 {
-        t.shop.charge(kim.id, won(amount * 100))?;
-        t.shop.charge(lee.id, won(7))?;
+        t.shop.host_credit(kim.id, won(amount * 100))?;
+        t.shop.host_credit(lee.id, won(7))?;
     }
     let mut entries = Vec::new();
     let mut page = t.shop.ledger(kim.id, PageRequest::first(10))?;
@@ -213,7 +213,7 @@ fn a_missing_balance_row_is_reported_as_such_and_changes_nothing() {
     common::execute_outside(&t, "DELETE FROM balances WHERE user_id = 1");
     let before = t.dump();
     assert!(matches!(
-        t.shop.charge(kim, won(1_000)),
+        t.shop.host_credit(kim, won(1_000)),
         Err(Error::BalanceMissing(user)) if user == kim
     ));
     assert!(matches!(
@@ -222,7 +222,7 @@ fn a_missing_balance_row_is_reported_as_such_and_changes_nothing() {
     ));
     assert_eq!(t.dump(), before);
     assert!(matches!(
-        t.shop.charge(UserId::new(99), won(1_000)),
+        t.shop.host_credit(UserId::new(99), won(1_000)),
         Err(Error::UserNotFound(_))
     ));
 }

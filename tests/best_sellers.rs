@@ -24,7 +24,7 @@ fn shop(offset: i32) -> (TestShop, UserId, Vec<ProductId>) {
             .max_charge(Money::MAX)
     });
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(1_000_000_000)).unwrap();
+    t.shop.host_credit(kim, won(1_000_000_000)).unwrap();
     let products = (0..6)
         .map(|i| t.product(&format!("p{i}"), 1_000 + 250 * i, 10_000).id)
         .collect();
@@ -130,7 +130,7 @@ proptest! {
                 lines.push(OrderLine::new(products[p], q));
             }
             let order = t.shop.place_order(kim, &lines).unwrap();
-            t.shop.pay(kim, order.id).unwrap();
+            t.shop.pay_from_balance(kim, order.id).unwrap();
             paid.push((order.id, lines));
             // Sometimes refund one unit of an earlier order, or all of it.
             let (id, lines) = &paid[s.refund as usize % paid.len()];
@@ -160,7 +160,7 @@ fn a_sale_counts_on_its_calendar_day_in_the_offset() {
         .shop
         .place_order(kim, &[OrderLine::new(products[0], 3)])
         .unwrap();
-    t.shop.pay(kim, order.id).unwrap();
+    t.shop.pay_from_balance(kim, order.id).unwrap();
     assert_eq!(t.shop.best_sellers(1, 5).unwrap()[0].units, 3);
     t.clock.advance(Duration::from_secs(120));
     assert!(
@@ -186,7 +186,7 @@ fn reopening_with_another_offset_rebuilds_the_days() {
         .shop
         .place_order(kim, &[OrderLine::new(products[1], 2)])
         .unwrap();
-    t.shop.pay(kim, order.id).unwrap();
+    t.shop.pay_from_balance(kim, order.id).unwrap();
     t.clock.advance(Duration::from_secs(3 * 3_600)); // 23:00 UTC, 08:00 in Seoul
     assert_eq!(t.shop.best_sellers(1, 5).unwrap()[0].units, 2);
 
@@ -231,7 +231,7 @@ fn opening_without_an_offset_keeps_the_files() {
         .shop
         .place_order(kim, &[OrderLine::new(products[0], 3)])
         .unwrap();
-    t.shop.pay(kim, order.id).unwrap();
+    t.shop.pay_from_balance(kim, order.id).unwrap();
     let before = t.shop.best_sellers(1, 5).unwrap();
     let tool = t.builder().clock(t.clock.clone()).build().unwrap();
     assert_eq!(tool.utc_offset_minutes(), KST);

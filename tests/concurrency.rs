@@ -40,7 +40,7 @@ fn a_hundred_concurrent_charges_through_the_batched_writer_all_land_exactly_once
 
 fn hundred_charges(t: common::TestShop) -> Result<()> {
     let kim = t.user("Kim");
-    let results = race(100, |_| t.shop.clone().charge(kim.id, won(1_000)));
+    let results = race(100, |_| t.shop.clone().host_credit(kim.id, won(1_000)));
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(t.shop.balance(kim.id)?, won(100_000));
 
@@ -49,7 +49,7 @@ fn hundred_charges(t: common::TestShop) -> Result<()> {
     assert!(
         entries
             .iter()
-            .all(|e| e.kind == LedgerKind::Charge && e.amount == won(1_000))
+            .all(|e| e.kind == LedgerKind::HostCredit && e.amount == won(1_000))
     );
     // Serialised: each entry's resulting balance is one step above the last.
     let mut afters: Vec<i64> = entries.iter().map(|e| e.balance_after.won()).collect();
@@ -100,9 +100,9 @@ fn concurrent_charges_through_the_batched_writer_never_cross_the_balance_limit()
 
 fn charges_against_the_limit(t: common::TestShop) -> Result<()> {
     let kim = t.user("Kim");
-    t.shop.charge(kim.id, won(500))?;
+    t.shop.host_credit(kim.id, won(500))?;
     // 100 charges of 1,000 against 49,500 of headroom: 49 fit.
-    let results = race(100, |_| t.shop.charge(kim.id, won(1_000)));
+    let results = race(100, |_| t.shop.host_credit(kim.id, won(1_000)));
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let refused = results
         .iter()
@@ -124,7 +124,7 @@ fn charges_of_many_users_from_many_threads_add_up_per_user() -> Result<()> {
     let users: Vec<UserId> = (0..8).map(|i| t.user(&format!("u{i}")).id).collect();
     let results = race(64, |i| {
         (0..5)
-            .map(|_| t.shop.charge(users[i % users.len()], won(100)))
+            .map(|_| t.shop.host_credit(users[i % users.len()], won(100)))
             .collect::<Result<Vec<_>>>()
     });
     assert!(results.iter().all(Result::is_ok));
@@ -150,7 +150,7 @@ fn never_oversell(t: common::TestShop) -> Result<()> {
     let users: Vec<UserId> = (0..100)
         .map(|i| {
             let id = t.user(&format!("buyer {i}")).id;
-            t.shop.charge(id, won(1_000_000)).unwrap();
+            t.shop.host_credit(id, won(1_000_000)).unwrap();
             id
         })
         .collect();
@@ -187,7 +187,7 @@ fn never_oversell(t: common::TestShop) -> Result<()> {
 fn concurrent_two_line_orders_are_all_or_nothing() -> Result<()> {
     let t = open();
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(1_000_000))?;
+    t.shop.host_credit(kim, won(1_000_000))?;
     let a = t.product("A", 100, 5).id;
     let b = t.product("B", 100, 1).id;
     let results = race(20, |_| {
@@ -213,7 +213,7 @@ fn concurrent_two_line_orders_are_all_or_nothing() -> Result<()> {
 fn orders_check_the_balance_but_do_not_hold_it() -> Result<()> {
     let t = open();
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(50_000))?;
+    t.shop.host_credit(kim, won(50_000))?;
     let tea = t.product("Tea", 10_000, 100).id;
     let results = race(10, |_| t.shop.place_order(kim, &[OrderLine::new(tea, 1)]));
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -229,7 +229,7 @@ fn orders_check_the_balance_but_do_not_hold_it() -> Result<()> {
 fn racing_cancels_and_expiry_release_stock_exactly_once() -> Result<()> {
     let t = open();
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(1_000_000))?;
+    t.shop.host_credit(kim, won(1_000_000))?;
     let tea = t.product("Tea", 100, 50).id;
     let orders: Vec<OrderId> = (0..10)
         .map(|_| {
@@ -290,7 +290,7 @@ fn a_write_that_timed_out_in_the_queue_never_runs() -> Result<()> {
         // Distinct amounts name each call in the ledger.
         let results = race(24, |i| {
             let amount = 1_000 + i as i64;
-            t.shop.charge(kim, won(amount)).map(|_| amount)
+            t.shop.host_credit(kim, won(amount)).map(|_| amount)
         });
         holder.join().unwrap();
         Ok(results)
@@ -311,10 +311,10 @@ fn a_write_that_timed_out_in_the_queue_never_runs() -> Result<()> {
     );
     // Whatever was still queued or waiting has had its chance to (wrongly)
     // run by now: one more write goes through the same queue.
-    t.shop.charge(kim, won(1))?;
+    t.shop.host_credit(kim, won(1))?;
     let mut landed: Vec<i64> = all_entries(&t.shop, kim)?
         .iter()
-        .filter(|e| e.kind == LedgerKind::Charge && e.amount != won(1))
+        .filter(|e| e.kind == LedgerKind::HostCredit && e.amount != won(1))
         .map(|e| e.amount.won())
         .collect();
     landed.sort_unstable();

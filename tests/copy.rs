@@ -14,15 +14,15 @@ pub fn busy_shop() -> TestShop {
     let t = open_with(|b| b.gateway(FakeGateway::new()).utc_offset_minutes(540));
     let kim = t.user("Kim").id;
     let lee = t.user("Lee").id;
-    t.shop.charge(kim, won(200_000)).unwrap();
-    t.shop.charge(lee, won(50_000)).unwrap();
+    t.shop.host_credit(kim, won(200_000)).unwrap();
+    t.shop.host_credit(lee, won(50_000)).unwrap();
     let tea = t.product("Tea", 12_000, 20).id;
     let cup = t.product("Cup", 30_000, 5).id;
     let paid = t
         .shop
         .place_order(kim, &[OrderLine::new(tea, 3), OrderLine::new(cup, 1)])
         .unwrap();
-    t.shop.pay(kim, paid.id).unwrap();
+    t.shop.pay_from_balance(kim, paid.id).unwrap();
     t.shop
         .refund_lines(kim, paid.id, &[OrderLine::new(tea, 1)], "one broke")
         .unwrap();
@@ -30,7 +30,7 @@ pub fn busy_shop() -> TestShop {
     t.shop.cancel_order(lee, cancelled.id).unwrap();
     t.shop.add_to_cart(lee, cup, 1).unwrap();
     let key = liteshop::IdempotencyKey::new("copy-key", "charge:1000");
-    t.shop.idempotent(&key).charge(lee, won(1_000)).unwrap();
+    t.shop.idempotent(&key).host_credit(lee, won(1_000)).unwrap();
     t.shop.ack_events("warehouse", 2).unwrap();
     t
 }
@@ -72,7 +72,7 @@ fn a_copy_keeps_every_row_and_both_audits_agree() {
         target
             .shop
             .idempotent(&key)
-            .charge(lee, won(1_000))
+            .host_credit(lee, won(1_000))
             .unwrap()
             .is_replay()
     );
@@ -80,7 +80,7 @@ fn a_copy_keeps_every_row_and_both_audits_agree() {
     let next = target.shop.create_user("Park").unwrap();
     assert_eq!(next.id.get(), 3);
     let tea = liteshop::ProductId::new(1);
-    target.shop.charge(next.id, won(20_000)).unwrap();
+    target.shop.host_credit(next.id, won(20_000)).unwrap();
     let order = target
         .shop
         .place_order(next.id, &[OrderLine::new(tea, 1)])

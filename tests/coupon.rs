@@ -29,7 +29,7 @@ fn shop() -> CouponShop {
     let gateway = pg.clone();
     let t = open_with(move |b| b.gateway(gateway).max_balance(won(100_000_000)));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(1_000_000)).unwrap();
+    t.shop.host_credit(kim, won(1_000_000)).unwrap();
     let tea = t.product("Tea", 10_000, 50).id;
     let cup = t.product("Cup", 3_333, 50).id;
     CouponShop {
@@ -247,7 +247,7 @@ fn a_declined_payment_keeps_the_coupon_used_and_only_a_full_refund_gives_it_back
 
     s.pg.push(FakeOutcome::decline());
     assert!(matches!(
-        s.t.shop.pay(s.kim, order.id),
+        s.t.shop.pay_from_balance(s.kim, order.id),
         Err(Error::PaymentDeclined { .. })
     ));
     assert_eq!(
@@ -256,7 +256,7 @@ fn a_declined_payment_keeps_the_coupon_used_and_only_a_full_refund_gives_it_back
     );
 
     let balance = s.t.shop.balance(s.kim).unwrap();
-    s.t.shop.pay(s.kim, order.id).unwrap();
+    s.t.shop.pay_from_balance(s.kim, order.id).unwrap();
     s.t.shop
         .refund_lines(s.kim, order.id, &[OrderLine::new(s.cup, 1)], "broken")
         .unwrap();
@@ -280,7 +280,7 @@ fn each_refusal_is_typed_and_changes_nothing() {
     let s = shop();
     let coupon = s.coupon(percent(10, None), 1);
     let lee = s.t.user("Lee").id;
-    s.t.shop.charge(lee, won(100_000)).unwrap();
+    s.t.shop.host_credit(lee, won(100_000)).unwrap();
 
     let before = s.t.dump();
     let now = s.t.clock.now();

@@ -132,6 +132,14 @@ impl PaymentGateway for FileGateway {
     fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
         let _one_at_a_time = self.lock.lock().unwrap();
         let id = &request.pg_order_id;
+        // Like the real PG, it confirms only what its widget issued: the
+        // key `widget_key` names for this orderId (see `widget_redirect`).
+        if request.payment_key != widget_key(id) {
+            return Err(GatewayError::Invalid {
+                code: "NOT_FOUND_PAYMENT".into(),
+                message: "no payment was authorised with this paymentKey".into(),
+            });
+        }
         if let Some(&reply) = read_record(&self.path).get(id) {
             return declined(reply, id);
         }
@@ -238,13 +246,59 @@ fn crash_child_pays_until_killed() {
         };
         if i % 7 == 0 {
             let _ = shop.cancel_order(user, order.id);
-        } else if shop.pay(user, order.id).is_ok() && i % 2 == 0 {
+        } else if pay(&shop, user, &order, i) && i % 2 == 0 {
             // Refund one unit, then (every other time) the rest.
             let _ = shop.refund_lines(user, order.id, &[OrderLine::new(product, 1)], "one");
             if i % 4 == 0 {
                 let _ = shop.refund(user, order.id, "the rest");
             }
         }
+    }
+}
+
+/// Two hours ahead of the system clock: past every child's payment window.
+#[derive(Debug)]
+struct LaterClock;
+
+impl liteshop::Clock for LaterClock {
+    fn now(&self) -> liteshop::Timestamp {
+        let now = liteshop::SystemClock.now().as_millis();
+        liteshop::Timestamp::from_millis(now + 2 * 3_600 * 1_000)
+    }
+}
+
+/// The `paymentKey` the file PG's "widget" issues for an `orderId`.
+fn widget_key(pg_order_id: &str) -> String {
+    format!("filepg_{pg_order_id}")
+}
+
+/// The success redirect of the file PG's widget for a started payment.
+fn widget_redirect(widget: &liteshop::WidgetRequest) -> liteshop::PgRedirect {
+    liteshop::PgRedirect {
+        payment_key: widget_key(&widget.pg_order_id),
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    }
+}
+
+/// Pays `order` by the tender `i` picks: wholly by balance, wholly by card,
+/// or half and half; one in eleven is left started in the widget
+/// (abandoned), to be ended by expiry.
+fn pay(shop: &liteshop::Shop, user: UserId, order: &liteshop::Order, i: i64) -> bool {
+    let balance_part = match i % 3 {
+        0 => order.total,
+        1 => Money::ZERO,
+        _ => Money::new(order.total.won() / 2).unwrap(),
+    };
+    let Ok(started) = shop.start_payment(user, order.id, balance_part) else {
+        return false;
+    };
+    match started.widget() {
+        None => true,
+        Some(_) if i % 11 == 0 => false,
+        Some(widget) => shop
+            .confirm_payment(user, started.id, &widget_redirect(&widget))
+            .is_ok(),
     }
 }
 
@@ -275,7 +329,7 @@ fn crash_at_random_moments_loses_nothing() {
             .unwrap();
         for i in 0..USERS {
             let user = shop.create_user(&format!("user {i}")).unwrap();
-            shop.charge(user.id, Money::new(1_000_000_000).unwrap())
+            shop.host_credit(user.id, Money::new(1_000_000_000).unwrap())
                 .unwrap();
         }
         for i in 0..PRODUCTS {
@@ -319,10 +373,15 @@ fn crash_at_random_moments_loses_nothing() {
             .gateway(FileGateway::new(&pg, Duration::ZERO))
             .max_balance(Money::MAX)
             .reconcile_grace(Duration::ZERO)
+            .payment_window(Duration::from_millis(1))
+            .clock(LaterClock)
             .build()
             .unwrap_or_else(|err| panic!("round {round}: reopen failed: {err}"));
         let report = shop.reconcile_payments().unwrap();
         assert!(report.all_settled(), "round {round}: {report:?}");
+        // Attempts the child started and nobody confirmed end by expiry
+        // (this shop's clock runs past every child's window).
+        shop.expire_payments().unwrap();
         drop(shop);
         check_invariants(&db, &pg, round);
     }
@@ -416,6 +475,11 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
     // Every payment and refund is settled, and no order waits on one.
     assert_eq!(unsettled(db), (0, 0), "round {round}: unsettled attempts");
     assert_eq!(
+        count("SELECT count(*) FROM payments WHERE status = 'started'"),
+        0,
+        "round {round}: started payments left"
+    );
+    assert_eq!(
         count("SELECT count(*) FROM orders WHERE status = 'paying'"),
         0,
         "round {round}"
@@ -433,7 +497,9 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| k.clone())
         .collect();
-    let approved = ids("SELECT pg_order_id FROM payments WHERE status IN ('approved', 'refunded')");
+    let approved = ids(
+        "SELECT pg_order_id FROM payments WHERE status IN ('approved', 'refunded') AND pg_amount > 0",
+    );
     assert_eq!(
         approved, pg_approved,
         "round {round}: approvals differ from the PG's record"
@@ -472,18 +538,36 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
     let rows = db.rows(
         "SELECT p.pg_order_id, p.refunded, o.refunded,
                 (SELECT coalesce(sum(amount), 0) FROM refunds r
-                 WHERE r.payment_id = p.id AND r.status = 'completed')
+                 WHERE r.payment_id = p.id AND r.status = 'completed'),
+                p.pg_refunded,
+                (SELECT coalesce(sum(pg_amount), 0) FROM refunds r
+                 WHERE r.payment_id = p.id AND r.status = 'completed'),
+                p.pg_amount
          FROM payments p JOIN orders o ON o.id = p.order_id",
     );
     for row in rows {
         let int = |i: usize| -> i64 { row[i].as_deref().unwrap().parse().unwrap() };
         let (pg_order_id, on_payment, on_order, completed) =
             (row[0].clone().unwrap(), int(1), int(2), int(3));
+        let (pg_refunded, completed_at_pg, pg_amount) = (int(4), int(5), int(6));
         let at_pg = pg_cancelled.get(&pg_order_id).copied().unwrap_or(0);
         assert_eq!(
-            (at_pg, on_payment, on_order),
-            (completed, completed, completed),
+            (on_payment, on_order),
+            (completed, completed),
             "round {round}: refunds of {pg_order_id}"
+        );
+        assert_eq!(
+            (at_pg, pg_refunded),
+            (completed_at_pg, completed_at_pg),
+            "round {round}: what the PG cancelled of {pg_order_id}"
+        );
+        // What the PG took is what the shop recorded as its part.
+        let taken = record.get(&pg_order_id).copied().flatten().unwrap_or(0);
+        let approved = approved.contains(&pg_order_id);
+        assert_eq!(
+            taken,
+            if approved && pg_amount > 0 { pg_amount } else { 0 },
+            "round {round}: what the PG took of {pg_order_id}"
         );
     }
     // Each completed refund is one ledger credit of its amount; no other
@@ -492,20 +576,23 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
         count(
             "SELECT count(*) FROM refunds r WHERE
                (SELECT count(*) FROM ledger l WHERE l.refund_id = r.id AND l.kind = 'refund'
-                  AND l.amount = r.amount)
-               <> CASE WHEN r.status = 'completed' AND r.amount > 0 THEN 1 ELSE 0 END"
+                  AND l.amount = r.balance_amount)
+               <> CASE WHEN r.status = 'completed' AND r.balance_amount > 0 THEN 1 ELSE 0 END"
         ),
         0,
         "round {round}: a refund with a missing or extra credit"
     );
 
-    // Every debit is matched by an approval or a reversal, exactly once.
+    // Every balance part is debited once, and given back once if the
+    // payment ended unpaid; a payment with no balance part has neither.
     assert_eq!(
         count(
             "SELECT count(*) FROM payments p WHERE
-               (SELECT count(*) FROM ledger l WHERE l.payment_id = p.id AND l.kind = 'payment') <> 1
+               (SELECT count(*) FROM ledger l WHERE l.payment_id = p.id AND l.kind = 'payment'
+                  AND l.amount = -p.balance_amount)
+               <> CASE WHEN p.balance_amount > 0 THEN 1 ELSE 0 END
             OR (SELECT count(*) FROM ledger l WHERE l.payment_id = p.id AND l.kind = 'payment_reversal')
-               <> CASE WHEN p.status = 'declined' THEN 1 ELSE 0 END"
+               <> CASE WHEN p.status = 'declined' AND p.balance_amount > 0 THEN 1 ELSE 0 END"
         ),
         0,
         "round {round}: a payment with a missing or extra debit or reversal"

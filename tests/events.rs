@@ -25,7 +25,7 @@ fn shop() -> FeedShop {
     let gateway = pg.clone();
     let t = open_with(move |b| b.gateway(gateway));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(1_000_000)).unwrap();
+    t.shop.host_credit(kim, won(1_000_000)).unwrap();
     let tea = t.product("Tea", 10_000, 1_000).id;
     FeedShop { t, pg, kim, tea }
 }
@@ -48,8 +48,8 @@ fn every_change_appends_one_event_in_order() {
     let (t, kim, tea) = (&s.t, s.kim, s.tea);
     let a = t.shop.place_order(kim, &[OrderLine::new(tea, 3)]).unwrap();
     s.pg.push(FakeOutcome::decline());
-    assert!(t.shop.pay(kim, a.id).is_err());
-    t.shop.pay(kim, a.id).unwrap();
+    assert!(t.shop.pay_from_balance(kim, a.id).is_err());
+    t.shop.pay_from_balance(kim, a.id).unwrap();
     t.shop
         .refund_lines(kim, a.id, &[OrderLine::new(tea, 1)], "one")
         .unwrap();

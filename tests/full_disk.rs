@@ -52,7 +52,7 @@ fn full_disk_child_writes() {
                     // Distinct amounts name each charge in the ledger.
                     let amount = 1_000_000 * (t + 1) + n;
                     let user = UserId::new(1 + t);
-                    match shop.charge(user, Money::new(amount).unwrap()) {
+                    match shop.host_credit(user, Money::new(amount).unwrap()) {
                         Ok(_) => {
                             failures_in_a_row = 0;
                             println!("ok charge {amount}");
@@ -180,5 +180,5 @@ fn a_full_disk_refuses_writes_and_loses_none() {
         .unwrap();
     assert_eq!(in_orders, orders, "exactly the acknowledged orders");
     // And it takes writes again.
-    shop.charge(UserId::new(1), Money::new(1).unwrap()).unwrap();
+    shop.host_credit(UserId::new(1), Money::new(1).unwrap()).unwrap();
 }

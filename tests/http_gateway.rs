@@ -151,7 +151,7 @@ fn approve_request() -> ApproveRequest {
         pg_order_id: "ls-7-0011aabb".into(),
         amount: won(15_000),
         idempotency_key: "ls-pay-key-1".into(),
-        order: OrderId::new(7),
+        order: Some(OrderId::new(7)),
     }
 }
 
@@ -417,14 +417,25 @@ fn a_shop_pays_end_to_end_through_the_http_gateway() -> liteshop::Result<()> {
     let gateway = HttpGateway::builder(format!("http://{addr}"), SECRET).build();
     let t = common::open_with(move |b| b.gateway(gateway).gateway_retry(RetryPolicy::default()));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(20_000))?;
+    t.shop.host_credit(kim, won(20_000))?;
     let tea = t.product("Tea", 12_000, 3).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?.id;
-    let paid = t.shop.pay(kim, order)?;
+    // 2,000 from the balance, 10,000 by card: the widget's redirect (this
+    // test server accepts any key) is confirmed for the PG part only.
+    let started = t.shop.start_payment(kim, order, won(2_000))?;
+    let widget = started.widget().expect("a PG part");
+    assert_eq!(widget.amount, won(10_000));
+    let redirect = liteshop::PgRedirect {
+        payment_key: "pk_from_widget".into(),
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    };
+    let paid = t.shop.confirm_payment(kim, started.id, &redirect)?;
     assert_eq!(paid.status, PaymentStatus::Approved);
     assert_eq!(paid.pg_transaction_id.as_deref(), Some("tx_123"));
+    assert_eq!(paid.pg_amount, won(10_000));
     assert_eq!(t.shop.order(kim, order)?.status, OrderStatus::Paid);
-    assert_eq!(t.shop.balance(kim)?, won(8_000));
+    assert_eq!(t.shop.balance(kim)?, won(18_000));
     server.unblock();
     handle.join().unwrap();
     Ok(())

@@ -22,14 +22,14 @@ fn a_repeated_charge_is_answered_from_the_store_and_charges_once() {
     let first = t
         .shop
         .idempotent(&key("k-1", "charge:5000"))
-        .charge(kim, won(5_000))
+        .host_credit(kim, won(5_000))
         .unwrap();
     assert_eq!(first, Keyed::Fresh(won(5_000)));
     let before = t.dump();
     let again = t
         .shop
         .idempotent(&key("k-1", "charge:5000"))
-        .charge(kim, won(5_000))
+        .host_credit(kim, won(5_000))
         .unwrap();
     assert!(again.is_replay());
     assert_eq!(again.to_json(), json!(5_000));
@@ -38,12 +38,12 @@ fn a_repeated_charge_is_answered_from_the_store_and_charges_once() {
     assert!(matches!(
         t.shop
             .idempotent(&key("k-1", "charge:7000"))
-            .charge(kim, won(7_000)),
+            .host_credit(kim, won(7_000)),
         Err(Error::IdempotencyKeyReused { .. })
     ));
     for bad in ["", "with space", &"x".repeat(256)] {
         assert!(matches!(
-            t.shop.idempotent(&key(bad, "f")).charge(kim, won(1)),
+            t.shop.idempotent(&key(bad, "f")).host_credit(kim, won(1)),
             Err(Error::InvalidIdempotencyKey)
         ));
     }
@@ -54,7 +54,7 @@ fn a_repeated_charge_is_answered_from_the_store_and_charges_once() {
     assert!(
         !t.shop
             .idempotent(&key("k-1", "charge:5000"))
-            .charge(lee, won(5_000))
+            .host_credit(lee, won(5_000))
             .unwrap()
             .is_replay()
     );
@@ -68,7 +68,7 @@ fn racing_repeats_charge_exactly_once() {
     let results = race(20, |_| {
         t.shop
             .idempotent(&key("retry-me", "charge:1000"))
-            .charge(kim, won(1_000))
+            .host_credit(kim, won(1_000))
             .unwrap()
     });
     assert_eq!(results.iter().filter(|r| !r.is_replay()).count(), 1);
@@ -88,7 +88,7 @@ fn a_refused_request_stores_nothing_and_a_repeat_runs_again() {
             .place_order(kim, &[OrderLine::new(tea, 2)]),
         Err(Error::InsufficientBalance { .. })
     ));
-    t.shop.charge(kim, won(50_000)).unwrap();
+    t.shop.host_credit(kim, won(50_000)).unwrap();
     let placed = t
         .shop
         .idempotent(&order_key)
@@ -134,7 +134,7 @@ fn a_refused_request_stores_nothing_and_a_repeat_runs_again() {
 fn checkout_and_coupon_issue_take_keys_too() {
     let t = open_with(|b| b);
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(50_000)).unwrap();
+    t.shop.host_credit(kim, won(50_000)).unwrap();
     let tea = t.product("Tea", 10_000, 5).id;
     let now = t.clock.now();
     let coupon = t
@@ -186,7 +186,7 @@ fn checkout_and_coupon_issue_take_keys_too() {
     assert!(matches!(
         t.shop
             .idempotent(&key("x", "y"))
-            .charge(UserId::new(0), won(1)),
+            .host_credit(UserId::new(0), won(1)),
         Err(Error::InvalidId { .. })
     ));
 }
@@ -197,31 +197,43 @@ fn a_retried_payment_or_partial_refund_never_runs_twice() {
     let gateway = pg.clone();
     let t = open_with(move |b| b.gateway(gateway));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(100_000)).unwrap();
+    t.shop.host_credit(kim, won(100_000)).unwrap();
     let tea = t.product("Tea", 10_000, 5).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 3)]).unwrap();
 
-    // A declined first attempt is what the key answers from then on.
+    // A start under a key is what the key answers from then on, as the
+    // attempt is now: here declined at the confirm.
     pg.push(liteshop::FakeOutcome::decline());
     let declined = key("pay-1", "pay");
+    let started = t
+        .shop
+        .idempotent(&declined)
+        .start_payment(kim, order.id, Money::ZERO)
+        .unwrap();
+    let id = liteshop::PaymentId::new(started.to_json()["id"].as_i64().unwrap());
+    let widget = t.shop.payment(kim, id).unwrap().widget().unwrap();
     assert!(matches!(
-        t.shop.idempotent(&declined).pay(kim, order.id),
+        t.shop.confirm_payment(kim, id, &pg.pay_widget(&widget)),
         Err(Error::PaymentDeclined { .. })
     ));
-    let again = t.shop.idempotent(&declined).pay(kim, order.id).unwrap();
+    let again = t
+        .shop
+        .idempotent(&declined)
+        .start_payment(kim, order.id, Money::ZERO)
+        .unwrap();
     assert!(again.is_replay());
     assert_eq!(again.to_json()["status"], json!("declined"));
 
-    // A new key pays; its repeat pays nothing more.
+    // A new key pays wholly from the balance; its repeat pays nothing more.
     let paid = t
         .shop
         .idempotent(&key("pay-2", "pay"))
-        .pay(kim, order.id)
+        .start_payment(kim, order.id, won(30_000))
         .unwrap();
     let repeat = t
         .shop
         .idempotent(&key("pay-2", "pay"))
-        .pay(kim, order.id)
+        .start_payment(kim, order.id, won(30_000))
         .unwrap();
     assert!(!paid.is_replay() && repeat.is_replay());
     assert_eq!(paid.to_json()["id"], repeat.to_json()["id"]);
@@ -265,7 +277,7 @@ fn a_key_is_one_request_across_every_write_of_a_user() {
     let shared = "3f0c6d1e-8a34-4c7e-9b1f-2a5d8e7c6b40";
     t.shop
         .idempotent(&key(shared, "charge:50000"))
-        .charge(kim, won(50_000))
+        .host_credit(kim, won(50_000))
         .unwrap();
     let before = t.dump();
     assert!(matches!(
@@ -282,12 +294,12 @@ fn a_key_is_one_request_across_every_write_of_a_user() {
     let pay_key = "pay-once";
     t.shop
         .idempotent(&key(pay_key, &format!("pay:{}", first.id)))
-        .pay(kim, first.id)
+        .start_payment(kim, first.id, won(10_000))
         .unwrap();
     assert!(matches!(
         t.shop
             .idempotent(&key(pay_key, &format!("pay:{}", second.id)))
-            .pay(kim, second.id),
+            .start_payment(kim, second.id, won(10_000)),
         Err(Error::IdempotencyKeyReused { .. })
     ));
     assert_eq!(
@@ -303,9 +315,9 @@ fn without_a_key_the_same_methods_are_the_plain_writes() {
     let t = open_with(|b| b);
     let kim = t.user("Kim").id;
     let plain = t.shop.idempotent(None);
-    assert_eq!(plain.charge(kim, won(700)).unwrap(), Keyed::Fresh(won(700)));
+    assert_eq!(plain.host_credit(kim, won(700)).unwrap(), Keyed::Fresh(won(700)));
     assert_eq!(
-        plain.charge(kim, won(700)).unwrap(),
+        plain.host_credit(kim, won(700)).unwrap(),
         Keyed::Fresh(won(1_400))
     );
     assert_eq!(t.shop.balance(kim).unwrap(), won(1_400), "charged twice");
@@ -320,13 +332,13 @@ fn keys_are_visible_ascii_as_documented() {
     assert!(
         t.shop
             .idempotent(&key(&visible, "f"))
-            .charge(kim, won(1))
+            .host_credit(kim, won(1))
             .is_ok()
     );
     assert!(
         t.shop
             .idempotent(&key(&"k".repeat(255), "f"))
-            .charge(kim, won(1))
+            .host_credit(kim, won(1))
             .is_ok()
     );
     // ...a space, a control character or a non-ASCII one is not, in the
@@ -342,7 +354,7 @@ fn keys_are_visible_ascii_as_documented() {
     ] {
         assert!(
             matches!(
-                t.shop.idempotent(&key(k, f)).charge(kim, won(1)),
+                t.shop.idempotent(&key(k, f)).host_credit(kim, won(1)),
                 Err(Error::InvalidIdempotencyKey)
             ),
             "{k:?} {f:?}"

@@ -116,7 +116,7 @@ fn two_pumps_for_one_consumer_deliver_each_event_once_and_hand_over_on_stop() {
     let t = common::open_with(|b| b.clock(SystemClock));
     let other = t.builder().build().unwrap();
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(1_000_000)).unwrap();
+    t.shop.host_credit(kim, won(1_000_000)).unwrap();
     let tea = t.product("Tea", 100, 1_000).id;
 
     let delivered: Arc<Mutex<Vec<(usize, u64)>>> = Arc::default();
@@ -242,11 +242,11 @@ fn a_killed_leader_is_replaced_once_its_lease_expires() {
     // The new leader does the work: a payment whose reply was lost is
     // settled by its rounds.
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(10_000)).unwrap();
+    t.shop.host_credit(kim, won(10_000)).unwrap();
     let tea = t.product("Tea", 1_000, 5).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)]).unwrap();
     pg.push(FakeOutcome::UnknownAfterCharge);
-    let Error::PaymentOutcomeUnknown { payment, .. } = t.shop.pay(kim, order.id).unwrap_err()
+    let Error::PaymentOutcomeUnknown { payment, .. } = t.shop.pay_from_balance(kim, order.id).unwrap_err()
     else {
         panic!("expected an unknown outcome");
     };

@@ -78,7 +78,7 @@ fn litestream_child_writes() {
         .expect("child opens the shop");
     println!();
     for n in 1_i64.. {
-        shop.charge(UserId::new(1), Money::new(n).unwrap()).unwrap();
+        shop.host_credit(UserId::new(1), Money::new(n).unwrap()).unwrap();
         println!("ok {n} {}", now_ms());
     }
 }
@@ -280,7 +280,7 @@ fn a_host_dying_under_load_loses_the_writes_litestream_had_not_shipped() {
     let history = charges(&restored);
     let kept = i64::try_from(history.len()).unwrap();
     let next = kept + 1;
-    shop.charge(UserId::new(1), Money::new(next).unwrap())
+    shop.host_credit(UserId::new(1), Money::new(next).unwrap())
         .unwrap();
     let recovery = recovery.elapsed();
 

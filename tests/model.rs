@@ -141,6 +141,9 @@ struct MRefund {
     order: i64,
     user: i64,
     amount: i64,
+    /// Its parts by the refund rule: the PG part first.
+    balance_part: i64,
+    pg_part: i64,
     /// (line index, units)
     units: Vec<(usize, u32)>,
     status: RefundStatus,
@@ -151,6 +154,11 @@ struct MPayment {
     order: i64,
     user: i64,
     amount: i64,
+    /// The tender: half the total (rounded down) from the balance, the rest
+    /// by card.
+    balance_part: i64,
+    pg_part: i64,
+    pg_refunded: i64,
     status: PaymentStatus,
 }
 
@@ -200,13 +208,13 @@ impl Model {
             .payments
             .iter()
             .filter(|p| p.user == user && p.status.is_unsettled())
-            .map(|p| p.amount)
+            .map(|p| p.balance_part)
             .sum();
         let refunds: i64 = self
             .refunds
             .iter()
             .filter(|r| r.user == user && r.status.is_unsettled())
-            .map(|r| r.amount)
+            .map(|r| r.balance_part)
             .sum();
         payments + refunds
     }
@@ -228,6 +236,8 @@ impl Model {
             order,
             user,
             amount,
+            balance_part,
+            pg_part,
             ref units,
             ..
         } = self.refunds[r];
@@ -247,16 +257,17 @@ impl Model {
         } else {
             OrderStatus::PartiallyRefunded
         };
+        let p = self
+            .payments
+            .iter()
+            .position(|p| p.order == order && p.status == PaymentStatus::Approved)
+            .expect("a refunded order has an approved payment");
+        self.payments[p].pg_refunded += pg_part;
         if all {
-            let p = self
-                .payments
-                .iter()
-                .position(|p| p.order == order && p.status == PaymentStatus::Approved)
-                .expect("a refunded order has an approved payment");
             self.payments[p].status = PaymentStatus::Refunded;
         }
-        if amount > 0 {
-            self.credit(user, amount);
+        if balance_part > 0 {
+            self.credit(user, balance_part);
         }
         self.refunds[r].status = RefundStatus::Completed;
     }
@@ -491,14 +502,20 @@ impl Model {
                 if total == 0 {
                     return Err(InvalidInput);
                 }
-                if self.users[(user - 1) as usize].balance < total {
+                let balance_part = total / 2;
+                if self.users[(user - 1) as usize].balance < balance_part {
                     return Err(Conflict);
                 }
-                self.credit(user, -total);
+                if balance_part > 0 {
+                    self.credit(user, -balance_part);
+                }
                 self.payments.push(MPayment {
                     order,
                     user,
                     amount: total,
+                    balance_part,
+                    pg_part: total - balance_part,
+                    pg_refunded: 0,
                     status: PaymentStatus::Requested,
                 });
                 let id = self.payments.len() as i64;
@@ -511,7 +528,9 @@ impl Model {
                     }
                     Pg::Decline => {
                         payment.status = PaymentStatus::Declined;
-                        self.credit(user, total);
+                        if balance_part > 0 {
+                            self.credit(user, balance_part);
+                        }
                         Err(PaymentDeclined)
                     }
                     Pg::LostBeforeCharge | Pg::LostAfterCharge => {
@@ -588,7 +607,15 @@ impl Model {
                     .iter()
                     .map(|&(i, n)| mine[i].price * i64::from(n))
                     .sum();
-                if self.users[(user - 1) as usize].balance + self.held(user) + amount > MAX_BALANCE
+                let paid = self
+                    .payments
+                    .iter()
+                    .find(|p| p.order == order && p.status == PaymentStatus::Approved)
+                    .expect("a refundable order has an approved payment");
+                let pg_part = amount.min(paid.pg_part - paid.pg_refunded);
+                let balance_part = amount - pg_part;
+                if self.users[(user - 1) as usize].balance + self.held(user) + balance_part
+                    > MAX_BALANCE
                 {
                     return Err(Conflict);
                 }
@@ -596,12 +623,14 @@ impl Model {
                     order,
                     user,
                     amount,
+                    balance_part,
+                    pg_part,
                     units,
                     status: RefundStatus::Requested,
                 });
                 let r = self.refunds.len() - 1;
                 let id = Some(r as i64 + 1);
-                if amount == 0 {
+                if pg_part == 0 {
                     self.complete_refund(r);
                     return Ok(id);
                 }
@@ -751,7 +780,7 @@ impl StateMachineTest for ShopModel {
         });
         for balance in START_USERS {
             let user = t.user("user");
-            t.shop.charge(user.id, won(balance)).unwrap();
+            t.shop.host_credit(user.id, won(balance)).unwrap();
         }
         for (price, stock) in START_PRODUCTS {
             t.product("product", price, stock);
@@ -764,7 +793,7 @@ impl StateMachineTest for ShopModel {
         let got = match step {
             Step::CreateUser => kind(shop.create_user("user"), |u| Some(u.id.get())),
             Step::Charge { user, amount } => {
-                kind(shop.charge(UserId::new(user), won(amount)), |b| {
+                kind(shop.host_credit(UserId::new(user), won(amount)), |b| {
                     Some(b.won())
                 })
             }
@@ -836,9 +865,15 @@ impl StateMachineTest for ShopModel {
                     };
                     sut.pg.push_for_order(OrderId::new(order), outcome);
                 }
-                kind(shop.pay(UserId::new(user), OrderId::new(order)), |p| {
-                    Some(p.id.get())
-                })
+                // The tender the model pays with: half from the balance.
+                let (user, order) = (UserId::new(user), OrderId::new(order));
+                let paid = shop.order(user, order).and_then(|o| {
+                    let half = liteshop::Money::new(o.total.won() / 2)?;
+                    let started = shop.start_payment(user, order, half)?;
+                    let widget = started.widget().expect("a PG part");
+                    shop.confirm_payment(user, started.id, &sut.pg.pay_widget(&widget))
+                });
+                kind(paid, |p| Some(p.id.get()))
             }
             Step::Reconcile => kind(shop.reconcile_payments(), |r| {
                 assert!(r.all_settled() && !r.needs_review(), "{r:?}");

@@ -18,7 +18,7 @@ fn stocked() -> (TestShop, UserId, ProductId, ProductId) {
 
 fn stocked_with(t: TestShop) -> (TestShop, UserId, ProductId, ProductId) {
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(100_000)).unwrap();
+    t.shop.host_credit(kim, won(100_000)).unwrap();
     let tea = t.product("Tea", 12_000, 10).id;
     let cup = t.product("Cup", 3_500, 4).id;
     (t, kim, tea, cup)
@@ -55,7 +55,7 @@ fn placing_an_order_reserves_stock_and_holds_no_money() -> Result<()> {
     assert_eq!((stock(&t, tea), stock(&t, cup)), (8, 3));
     assert_eq!(t.shop.balance(kim)?, won(100_000));
     let ledger = t.shop.ledger(kim, PageRequest::first(10))?;
-    assert!(ledger.items.iter().all(|e| e.kind == LedgerKind::Charge));
+    assert!(ledger.items.iter().all(|e| e.kind == LedgerKind::HostCredit));
     assert_eq!(t.shop.order(kim, order.id)?, order);
     Ok(())
 }
@@ -106,7 +106,7 @@ fn an_order_over_the_balance_is_refused_and_changes_nothing() -> Result<()> {
     assert_eq!(t.dump(), before);
     // Exactly the balance is fine.
     let lee = t.user("Lee").id;
-    t.shop.charge(lee, won(24_000))?;
+    t.shop.host_credit(lee, won(24_000))?;
     t.shop.place_order(lee, &[OrderLine::new(tea, 2)])?;
     assert_eq!(t.shop.balance(lee)?, won(24_000));
     Ok(())
@@ -295,8 +295,8 @@ fn expire_orders_cancels_overdue_orders_and_releases_their_stock() -> Result<()>
 fn placing_an_order_expires_overdue_orders_holding_its_stock() -> Result<()> {
     let (t, kim, tea, cup) = stocked();
     let lee = t.user("Lee").id;
-    t.shop.charge(lee, won(100_000))?;
-    t.shop.charge(kim, won(50_000))?;
+    t.shop.host_credit(lee, won(100_000))?;
+    t.shop.host_credit(kim, won(50_000))?;
     let held = t
         .shop
         .place_order(kim, &[OrderLine::new(tea, 10), OrderLine::new(cup, 1)])?;
@@ -324,7 +324,7 @@ fn placing_an_order_expires_overdue_orders_holding_its_stock() -> Result<()> {
 fn a_refused_order_does_not_keep_the_expiry_it_triggered() -> Result<()> {
     let (t, kim, tea, _) = stocked();
     let lee = t.user("Lee").id; // no balance
-    t.shop.charge(kim, won(50_000))?;
+    t.shop.host_credit(kim, won(50_000))?;
     let held = t.shop.place_order(kim, &[OrderLine::new(tea, 10)])?;
     t.clock.advance(t.shop.reservation_time());
     let err = t
@@ -394,7 +394,7 @@ fn checkout_of_an_empty_cart_is_invalid() {
 fn orders_page_newest_first_with_their_lines() -> Result<()> {
     let (t, kim, tea, cup) = stocked();
     let lee = t.user("Lee").id;
-    t.shop.charge(lee, won(100_000))?;
+    t.shop.host_credit(lee, won(100_000))?;
     let mut placed = Vec::new();
     for i in 0..5 {
         placed.push(

@@ -19,6 +19,9 @@ const FAST_RETRY: RetryPolicy = RetryPolicy {
     base: Duration::from_millis(1),
 };
 
+/// The part of each payment [`PayShop::pay`] takes by card.
+const PG_PART: Money = Money::from_won(1_000);
+
 struct PayShop {
     t: TestShop,
     pg: FakeGateway,
@@ -41,7 +44,7 @@ fn shop_with(configure: impl FnOnce(ShopBuilder) -> ShopBuilder) -> PayShop {
     let gateway = pg.clone();
     let t = open_with(move |b| configure(b.gateway(gateway).gateway_retry(FAST_RETRY)));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(50_000)).unwrap();
+    t.shop.host_credit(kim, won(50_000)).unwrap();
     let tea = t.product("Tea", 10_000, 20).id;
     PayShop { t, pg, kim, tea }
 }
@@ -77,6 +80,19 @@ impl PayShop {
         assert_eq!(won(sum), self.balance());
     }
 
+    /// Pays `order` by tender: all but [`PG_PART`] from the balance, the
+    /// rest by card in the fake's widget.
+    fn pay(&self, order: OrderId) -> Result<liteshop::Payment> {
+        self.pay_on(&self.t.shop, order)
+    }
+
+    /// [`PayShop::pay`] through `shop` (another handle on the same data).
+    fn pay_on(&self, shop: &Shop, order: OrderId) -> Result<liteshop::Payment> {
+        let total = shop.order(self.kim, order)?.total;
+        let balance_part = total.checked_sub(PG_PART).unwrap_or(Money::ZERO);
+        common::pay_split(shop, &self.pg, self.kim, order, balance_part)
+    }
+
     fn only_payment(&self, order: OrderId) -> liteshop::Payment {
         let payments = self.t.shop.payments_for_order(self.kim, order).unwrap();
         assert_eq!(payments.len(), 1, "{payments:?}");
@@ -94,7 +110,7 @@ impl PayShop {
             .clock(self.t.clock.clone())
             .build()
             .unwrap();
-        let died = catch_unwind(AssertUnwindSafe(|| crashing.pay(self.kim, order)));
+        let died = catch_unwind(AssertUnwindSafe(|| self.pay_on(&crashing, order)));
         assert!(died.is_err());
         self.only_payment(order)
     }
@@ -127,13 +143,17 @@ fn review(report: &ReconcileReport) -> Vec<PaymentId> {
 fn an_approved_payment_pays_the_order_and_debits_once() -> Result<()> {
     let s = shop();
     let order = s.order(2);
-    let payment = s.t.shop.pay(s.kim, order)?;
+    let payment = s.pay(order)?;
     assert_eq!(payment.status, PaymentStatus::Approved);
     assert_eq!(payment.amount, won(20_000));
-    assert_eq!(payment.order, order);
+    assert_eq!(payment.order, Some(order));
+    assert_eq!(
+        (payment.balance_amount, payment.pg_amount),
+        (won(19_000), PG_PART)
+    );
     assert!(payment.pg_transaction_id.is_some());
     assert!(payment.failure.is_none());
-    assert!(payment.payment_key.starts_with("lsk_"));
+    assert!(payment.payment_key.as_deref().unwrap().starts_with("fake_pk_"));
     assert!((6..=64).contains(&payment.pg_order_id.len()));
     assert_eq!(s.status(order), OrderStatus::Paid);
     assert_eq!(s.balance(), won(30_000));
@@ -162,7 +182,7 @@ fn a_declined_payment_gives_the_money_back_and_the_order_can_be_paid_again() -> 
     let s = shop();
     let order = s.order(1);
     s.pg.push(FakeOutcome::decline());
-    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let err = s.pay(order).unwrap_err();
     let Error::PaymentDeclined {
         payment,
         order: o,
@@ -188,13 +208,13 @@ fn a_declined_payment_gives_the_money_back_and_the_order_can_be_paid_again() -> 
         [
             LedgerKind::PaymentReversal,
             LedgerKind::Payment,
-            LedgerKind::Charge
+            LedgerKind::HostCredit
         ]
     );
     s.assert_ledger_balances();
 
     // A new attempt gets its own pg_order_id and idempotency key.
-    let second = s.t.shop.pay(s.kim, order)?;
+    let second = s.pay(order)?;
     assert_eq!(second.status, PaymentStatus::Approved);
     assert_ne!(second.pg_order_id, declined.pg_order_id);
     assert_ne!(second.idempotency_key, declined.idempotency_key);
@@ -211,7 +231,7 @@ fn an_unknown_outcome_holds_the_money_until_reconciliation_finds_it_approved() -
     let s = shop();
     let order = s.order(1);
     s.pg.push(FakeOutcome::UnknownAfterCharge);
-    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let err = s.pay(order).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PaymentOutcomeUnknown);
     let Error::PaymentOutcomeUnknown { payment, .. } = err else {
         panic!("expected an unknown outcome, got {err:?}");
@@ -262,7 +282,7 @@ fn a_never_received_approval_is_sent_again_with_the_same_key() -> Result<()> {
     let s = shop();
     let order = s.order(1);
     s.pg.push(FakeOutcome::UnknownBeforeCharge);
-    let payment = match s.t.shop.pay(s.kim, order) {
+    let payment = match s.pay(order) {
         Err(Error::PaymentOutcomeUnknown { payment, .. }) => payment,
         other => panic!("expected an unknown outcome, got {other:?}"),
     };
@@ -285,7 +305,7 @@ fn an_unknown_outcome_that_the_gateway_declines_on_resend_gives_the_money_back()
     s.pg.push(FakeOutcome::UnknownBeforeCharge);
     s.pg.push(FakeOutcome::decline());
     assert!(matches!(
-        s.t.shop.pay(s.kim, order),
+        s.pay(order),
         Err(Error::PaymentOutcomeUnknown { .. })
     ));
     s.past_grace();
@@ -347,11 +367,11 @@ fn a_crash_after_the_gateway_declined_is_recorded_as_declined_by_reconciliation(
     // The request did reach the PG, which declined it; the shop never heard.
     s.pg.push(FakeOutcome::decline());
     let request = ApproveRequest {
-        payment_key: payment.payment_key.clone(),
+        payment_key: payment.payment_key.clone().unwrap(),
         pg_order_id: payment.pg_order_id.clone(),
-        amount: payment.amount,
+        amount: payment.pg_amount,
         idempotency_key: payment.idempotency_key.clone(),
-        order,
+        order: Some(order),
     };
     assert!(matches!(
         s.pg.approve(&request),
@@ -383,7 +403,7 @@ fn an_unreachable_gateway_is_retried_with_the_same_key() -> Result<()> {
     let s = shop();
     let order = s.order(1);
     s.pg.fail_unavailable(2);
-    let payment = s.t.shop.pay(s.kim, order)?;
+    let payment = s.pay(order)?;
     assert_eq!(payment.status, PaymentStatus::Approved);
     assert_eq!(s.pg.calls(&payment.idempotency_key), 3);
     assert_eq!(s.pg.total_calls(), 3);
@@ -396,7 +416,7 @@ fn a_gateway_unreachable_after_every_retry_gives_the_money_back() -> Result<()> 
     let s = shop();
     let order = s.order(1);
     s.pg.fail_unavailable(3);
-    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let err = s.pay(order).unwrap_err();
     assert!(matches!(err, Error::GatewayUnavailable { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Busy);
     let payment = s.only_payment(order);
@@ -417,7 +437,7 @@ fn a_request_the_gateway_calls_invalid_is_an_internal_error_and_gives_the_money_
         code: "INVALID_API_KEY".into(),
         message: "bad key".into(),
     });
-    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let err = s.pay(order).unwrap_err();
     assert!(
         matches!(&err, Error::GatewayRejected { code, .. } if code == "INVALID_API_KEY"),
         "{err:?}"
@@ -434,27 +454,34 @@ fn refusals_before_the_gateway_change_nothing() {
     let order = s.order(1);
     let big = s.order(3);
     let first = s.order(3);
-    s.t.shop.pay(s.kim, first).unwrap(); // 20,000 left: not enough for `big`
+    s.pay(first).unwrap(); // 21,000 left: not enough for `big`'s 29,000
+    let started = s.order(1);
+    let attempt = s.t.shop.start_payment(s.kim, started, Money::ZERO).unwrap();
+    let widget = attempt.widget().unwrap();
     let cancelled = s.order(1);
     s.t.shop.cancel_order(s.kim, cancelled).unwrap();
     let before = s.t.dump();
 
     type Case = (Result<liteshop::Payment>, fn(&Error) -> bool);
     let cases: Vec<Case> = vec![
-        (s.t.shop.pay(lee, order), |e| {
+        (s.t.shop.start_payment(lee, order, Money::ZERO), |e| {
             matches!(e, Error::OrderNotFound(_))
         }),
-        (s.t.shop.pay(s.kim, OrderId::new(999)), |e| {
+        (s.t.shop.start_payment(s.kim, OrderId::new(999), Money::ZERO), |e| {
             matches!(e, Error::OrderNotFound(_))
         }),
-        (s.t.shop.pay(s.kim, OrderId::new(0)), |e| {
+        (s.t.shop.start_payment(s.kim, OrderId::new(0), Money::ZERO), |e| {
             matches!(e, Error::InvalidId { .. })
         }),
-        (s.t.shop.pay(s.kim, big), |e| {
+        (s.pay(big), |e| {
             matches!(e, Error::InsufficientBalance { needed, available, .. }
-                if *needed == won(30_000) && *available == won(20_000))
+                if *needed == won(29_000) && *available == won(21_000))
         }),
-        (s.t.shop.pay(s.kim, cancelled), |e| {
+        (s.t.shop.start_payment(s.kim, order, won(10_001)), |e| {
+            matches!(e, Error::BalancePartTooLarge { total, balance_part, .. }
+                if *total == won(10_000) && *balance_part == won(10_001))
+        }),
+        (s.pay(cancelled), |e| {
             matches!(
                 e,
                 Error::InvalidTransition {
@@ -464,9 +491,40 @@ fn refusals_before_the_gateway_change_nothing() {
                 }
             )
         }),
-        (s.t.shop.pay_with_pg_key(s.kim, order, "bad key!"), |e| {
-            matches!(e, Error::InvalidPaymentKey)
-        }),
+        (
+            s.t.shop.confirm_payment(
+                s.kim,
+                attempt.id,
+                &liteshop::PgRedirect {
+                    payment_key: "bad key!".into(),
+                    pg_order_id: widget.pg_order_id.clone(),
+                    amount: widget.amount,
+                },
+            ),
+            |e| matches!(e, Error::InvalidPaymentKey),
+        ),
+        // A tampered redirect: another amount, or another order id.
+        (
+            s.t.shop.confirm_payment(
+                s.kim,
+                attempt.id,
+                &s.pg.pay_in_widget(&widget.pg_order_id, won(1)),
+            ),
+            |e| matches!(e, Error::RedirectMismatch { expected_amount, .. } if *expected_amount == won(10_000)),
+        ),
+        (
+            s.t.shop.confirm_payment(
+                s.kim,
+                attempt.id,
+                &s.pg.pay_in_widget("ls-999-deadbeef", widget.amount),
+            ),
+            |e| matches!(e, Error::RedirectMismatch { .. }),
+        ),
+        // Another user's started payment is not found.
+        (
+            s.t.shop.confirm_payment(lee, attempt.id, &s.pg.pay_widget(&widget)),
+            |e| matches!(e, Error::PaymentNotFound(_)),
+        ),
     ];
     for (result, expected) in cases {
         let err = result.unwrap_err();
@@ -480,7 +538,7 @@ fn refusals_before_the_gateway_change_nothing() {
 fn a_shop_without_a_gateway_refuses_to_pay_and_changes_nothing() {
     let t = common::open();
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(10_000)).unwrap();
+    t.shop.host_credit(kim, won(10_000)).unwrap();
     let tea = t.product("Tea", 1_000, 5).id;
     let order = t
         .shop
@@ -488,15 +546,21 @@ fn a_shop_without_a_gateway_refuses_to_pay_and_changes_nothing() {
         .unwrap()
         .id;
     let before = t.dump();
-    let err = t.shop.pay(kim, order).unwrap_err();
+    let err = t.shop.start_payment(kim, order, won(999)).unwrap_err();
     assert!(matches!(err, Error::NoGateway), "{err:?}");
     assert!(err.to_string().contains("no payment gateway"));
-    assert!(matches!(t.shop.reconcile_payments(), Err(Error::NoGateway)));
     assert!(matches!(
-        t.shop.refund(kim, order, "x"),
+        t.shop.start_top_up(kim, won(1_000)),
         Err(Error::NoGateway)
     ));
+    assert!(matches!(t.shop.reconcile_payments(), Err(Error::NoGateway)));
     assert_eq!(t.dump(), before);
+
+    // Wholly by balance needs no PG, and neither does its refund.
+    let paid = t.shop.pay_from_balance(kim, order).unwrap();
+    assert_eq!((paid.status, paid.pg_amount), (PaymentStatus::Approved, Money::ZERO));
+    t.shop.refund(kim, order, "x").unwrap();
+    assert_eq!(t.shop.balance(kim).unwrap(), won(10_000));
 }
 
 #[test]
@@ -509,7 +573,7 @@ fn a_zero_total_order_has_nothing_to_pay() {
             .unwrap()
             .id;
     let before = s.t.dump();
-    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let err = s.pay(order).unwrap_err();
     assert!(
         matches!(err, Error::NothingToPay { order: o } if o == order),
         "{err:?}"
@@ -521,13 +585,13 @@ fn a_zero_total_order_has_nothing_to_pay() {
 fn paid_and_paying_orders_cannot_be_paid_or_cancelled_again() -> Result<()> {
     let s = shop();
     let paid = s.order(1);
-    s.t.shop.pay(s.kim, paid)?;
+    s.pay(paid)?;
     let paying = s.order(1);
     s.pg.push(FakeOutcome::UnknownBeforeCharge);
-    assert!(s.t.shop.pay(s.kim, paying).is_err());
+    assert!(s.pay(paying).is_err());
     let before = s.t.dump();
     for (order, state) in [(paid, OrderStatus::Paid), (paying, OrderStatus::Paying)] {
-        let err = s.t.shop.pay(s.kim, order).unwrap_err();
+        let err = s.pay(order).unwrap_err();
         assert!(
             matches!(err, Error::InvalidTransition { from, .. } if from == state),
             "{err:?}"
@@ -547,14 +611,53 @@ fn paid_and_paying_orders_cannot_be_paid_or_cancelled_again() -> Result<()> {
 }
 
 #[test]
-fn pay_with_pg_key_sends_the_hosts_payment_key() -> Result<()> {
+fn the_confirm_sends_the_key_the_widget_issued_and_only_the_pg_part() -> Result<()> {
+    let s = shop();
+    let order = s.order(2);
+    let started = s.t.shop.start_payment(s.kim, order, won(5_000))?;
+    assert_eq!(started.status, PaymentStatus::Started);
+    let widget = started.widget().unwrap();
+    assert_eq!(widget.amount, won(15_000));
+    assert_eq!(widget.order_name, "Tea");
+    assert_eq!(s.balance(), won(45_000), "the balance part is held");
+    let redirect = s.pg.pay_widget(&widget);
+    let payment = s.t.shop.confirm_payment(s.kim, started.id, &redirect)?;
+    assert_eq!(payment.payment_key.as_deref(), Some(redirect.payment_key.as_str()));
+    assert_eq!(payment.status, PaymentStatus::Approved);
+    assert_eq!(
+        s.pg.approval(&payment.pg_order_id).unwrap().approved_amount,
+        won(15_000),
+        "the PG took its part only"
+    );
+    assert_eq!(s.balance(), won(45_000), "the balance took its part only");
+    // A refreshed redirect returns the payment as it is and sends nothing.
+    let calls = s.pg.total_calls();
+    assert_eq!(s.t.shop.confirm_payment(s.kim, started.id, &redirect)?, payment);
+    assert_eq!(s.pg.total_calls(), calls);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn a_confirm_with_an_invented_key_is_refused_by_the_pg_and_gives_the_balance_part_back() -> Result<()> {
     let s = shop();
     let order = s.order(1);
-    let payment =
-        s.t.shop
-            .pay_with_pg_key(s.kim, order, "tgen_20240101_Abc-123")?;
-    assert_eq!(payment.payment_key, "tgen_20240101_Abc-123");
-    assert_eq!(payment.status, PaymentStatus::Approved);
+    let started = s.t.shop.start_payment(s.kim, order, won(4_000))?;
+    let widget = started.widget().unwrap();
+    let invented = liteshop::PgRedirect {
+        payment_key: "lsk_invented".into(),
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    };
+    let err = s.t.shop.confirm_payment(s.kim, started.id, &invented).unwrap_err();
+    assert!(
+        matches!(&err, Error::GatewayRejected { code, .. } if code == "NOT_FOUND_PAYMENT"),
+        "{err:?}"
+    );
+    assert_eq!(s.pg.approved_count(), 0);
+    assert_eq!(s.balance(), won(50_000));
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    s.assert_ledger_balances();
     Ok(())
 }
 
@@ -563,7 +666,7 @@ fn another_users_payment_is_not_found() -> Result<()> {
     let s = shop();
     let lee = s.t.user("Lee").id;
     let order = s.order(1);
-    let payment = s.t.shop.pay(s.kim, order)?;
+    let payment = s.pay(order)?;
     assert!(matches!(
         s.t.shop.payment(lee, payment.id),
         Err(Error::PaymentNotFound(_))
@@ -588,10 +691,10 @@ fn money_held_by_a_payment_in_flight_counts_against_the_balance_limit() -> Resul
     let s = shop_with(|b| b.max_balance(won(50_000)));
     let order = s.order(1);
     s.pg.push(FakeOutcome::UnknownBeforeCharge);
-    assert!(s.t.shop.pay(s.kim, order).is_err());
+    assert!(s.pay(order).is_err());
     assert_eq!(s.balance(), won(40_000));
 
-    let err = s.t.shop.charge(s.kim, won(1)).unwrap_err();
+    let err = s.t.shop.host_credit(s.kim, won(1)).unwrap_err();
     assert!(
         matches!(err, Error::BalanceLimitExceeded { balance, held, .. }
             if balance == won(40_000) && held == won(10_000)),
@@ -605,7 +708,7 @@ fn a_payment_unsettled_past_the_review_age_is_reported_and_never_declined() -> R
     let s = shop();
     let order = s.order(1);
     s.pg.push(FakeOutcome::UnknownBeforeCharge);
-    assert!(s.t.shop.pay(s.kim, order).is_err());
+    assert!(s.pay(order).is_err());
     let unknown = || GatewayError::Unknown {
         reason: "timeout".into(),
     };
@@ -631,7 +734,7 @@ fn the_background_reconciler_settles_payments_and_stops_when_dropped() -> Result
     let s = shop_with(|b| b.reconcile_grace(Duration::ZERO));
     let order = s.order(1);
     s.pg.push(FakeOutcome::UnknownAfterCharge);
-    assert!(s.t.shop.pay(s.kim, order).is_err());
+    assert!(s.pay(order).is_err());
 
     let reconciler = s.t.shop.spawn_reconciler(Duration::from_millis(5));
     // Bounded wait for the thread's first rounds; the assertion is on the
@@ -654,14 +757,14 @@ fn the_background_reconciler_settles_payments_and_stops_when_dropped() -> Result
 fn ten_threads_paying_ten_orders_from_one_balance_pay_exactly_five() -> Result<()> {
     let s = shop();
     let orders: Vec<OrderId> = (0..10).map(|_| s.order(1)).collect();
-    let results = common::race(10, |i| s.t.shop.pay(s.kim, orders[i]));
+    let results = common::race(10, |i| s.pay(orders[i]));
     let paid = results.iter().filter(|r| r.is_ok()).count();
     let short = results
         .iter()
         .filter(|r| matches!(r, Err(Error::InsufficientBalance { .. })))
         .count();
     assert_eq!((paid, short), (5, 5), "{results:?}");
-    assert_eq!(s.balance(), Money::ZERO);
+    assert_eq!(s.balance(), won(5_000), "50,000 less five balance parts of 9,000");
     assert_eq!(s.pg.approved_count(), 5);
     assert_eq!(s.pg.total_calls(), 5);
     let statuses: Vec<OrderStatus> = orders.iter().map(|&o| s.status(o)).collect();
@@ -689,7 +792,7 @@ fn ten_threads_paying_one_order_make_one_payment_and_one_gateway_call() -> Resul
     let order = s.order(2);
     // A slow gateway keeps the first payment in flight while the others try.
     s.pg.set_delay(Duration::from_millis(20));
-    let results = common::race(10, |_| s.t.shop.pay(s.kim, order));
+    let results = common::race(10, |_| s.pay(order));
     assert_eq!(
         results.iter().filter(|r| r.is_ok()).count(),
         1,
@@ -719,13 +822,13 @@ fn pay_and_reconciliation_racing_on_one_payment_record_one_outcome() -> Result<(
     // Requested meanwhile, asks, and re-sends with the same key.
     let s = shop_with(|b| b.reconcile_grace(Duration::ZERO));
     let (t, pg, kim) = (&s.t, &s.pg, s.kim);
-    t.shop.charge(kim, won(50_000))?;
+    t.shop.host_credit(kim, won(50_000))?;
     for _ in 0..10 {
         let order = s.order(1);
         pg.set_delay(Duration::from_millis(10));
         let results = common::race(2, |i| {
             if i == 0 {
-                t.shop.pay(kim, order).map(|_| ())
+                s.pay(order).map(|_| ())
             } else {
                 t.shop.reconcile_payments().map(|_| ())
             }
@@ -793,7 +896,7 @@ fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> R
         .busy_timeout(Duration::from_millis(50))
         .clock(s.t.clock.clone())
         .build()?;
-    let err = locking.pay(s.kim, order).unwrap_err();
+    let err = s.pay_on(&locking, order).unwrap_err();
     assert!(
         matches!(err, Error::PaymentOutcomeUnknown { order: o, .. } if o == order),
         "{err:?}"
@@ -824,7 +927,7 @@ fn an_order_past_its_reservation_cannot_be_paid_and_nothing_changes() -> Result<
     let order = s.order(1);
     s.t.clock.advance(ShopBuilder::DEFAULT_RESERVATION_TIME);
     let before = s.t.dump();
-    let err = s.t.shop.pay(s.kim, order).unwrap_err();
+    let err = s.pay(order).unwrap_err();
     assert!(
         matches!(err, Error::OrderExpired { order: o, .. } if o == order),
         "{err:?}"

@@ -38,7 +38,7 @@ fn the_flows_run_on_postgres_and_the_books_balance() {
         .build()
         .unwrap();
     let kim = shop.create_user("Kim").unwrap();
-    assert_eq!(shop.charge(kim.id, won(50_000)).unwrap(), won(50_000));
+    assert_eq!(shop.host_credit(kim.id, won(50_000)).unwrap(), won(50_000));
     let tea = shop
         .create_product(NewProduct {
             name: "Tea".into(),
@@ -50,7 +50,7 @@ fn the_flows_run_on_postgres_and_the_books_balance() {
         .place_order(kim.id, &[OrderLine::new(tea.id, 2)])
         .unwrap();
     assert_eq!(shop.product(tea.id).unwrap().stock, 3);
-    shop.pay(kim.id, order.id).unwrap();
+    shop.pay_from_balance(kim.id, order.id).unwrap();
     assert_eq!(
         shop.order(kim.id, order.id).unwrap().status,
         OrderStatus::Paid
@@ -100,7 +100,7 @@ fn buyers(shop: &Shop, n: usize) -> Vec<liteshop::UserId> {
     (0..n)
         .map(|i| {
             let user = shop.create_user(&format!("buyer {i}")).unwrap();
-            shop.charge(user.id, won(10_000)).unwrap();
+            shop.host_credit(user.id, won(10_000)).unwrap();
             user.id
         })
         .collect()
@@ -194,7 +194,7 @@ fn a_write_ended_by_a_deadlock_runs_again_and_takes_effect_once() {
         return;
     };
     let kim = shop.create_user("Kim").unwrap();
-    shop.charge(kim.id, won(10_000)).unwrap();
+    shop.host_credit(kim.id, won(10_000)).unwrap();
     let tea = tea(&shop, 5);
     let retries_before = shop.write_retries();
     let reads_before = clock.reads();
@@ -316,7 +316,7 @@ fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
         return;
     };
     let kim = shop.create_user("Kim").unwrap();
-    shop.charge(kim.id, won(1_000)).unwrap();
+    shop.host_credit(kim.id, won(1_000)).unwrap();
     // Hold Kim's lock so the next charge waits inside its transaction.
     let mut held = client.transaction().unwrap();
     held.execute(USER_LOCK, &[&kim.id.get()]).unwrap();
@@ -325,7 +325,7 @@ fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
         .unwrap()
         .get(0);
     std::thread::scope(|s| {
-        let charge = s.spawn(|| shop.charge(kim.id, won(500)));
+        let charge = s.spawn(|| shop.host_credit(kim.id, won(500)));
         // Find the backend waiting for the lock, and kill it.
         let mut killed = false;
         for _ in 0..100 {
@@ -357,7 +357,7 @@ fn a_connection_killed_mid_transaction_fails_cleanly_and_the_pool_recovers() {
     held.commit().unwrap();
     assert_eq!(shop.balance(kim.id).unwrap(), won(1_000), "nothing partial");
     assert_eq!(
-        shop.charge(kim.id, won(500)).unwrap(),
+        shop.host_credit(kim.id, won(500)).unwrap(),
         won(1_500),
         "the pool recovers"
     );
@@ -384,7 +384,7 @@ fn a_pooled_connection_that_died_idle_is_replaced_without_failing_a_call() {
         .build()
         .unwrap();
     let kim = shop.create_user("Kim").unwrap();
-    shop.charge(kim.id, won(1_000)).unwrap();
+    shop.host_credit(kim.id, won(1_000)).unwrap();
     let tea = tea(&shop, 5);
     shop.place_order(kim.id, &[OrderLine::new(tea, 1)]).unwrap();
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -411,7 +411,7 @@ fn a_pooled_connection_that_died_idle_is_replaced_without_failing_a_call() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(
-        shop.charge(kim.id, won(500)).unwrap(),
+        shop.host_credit(kim.id, won(500)).unwrap(),
         won(1_500),
         "a write"
     );
@@ -494,7 +494,7 @@ fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
     let (proxy, cuts) = cutting_proxy(&url);
     let proxied = Shop::builder(proxy).pg_schema(&schema).build().unwrap();
     cuts.store(2, std::sync::atomic::Ordering::SeqCst);
-    let err = proxied.charge(kim.id, won(700)).unwrap_err();
+    let err = proxied.host_credit(kim.id, won(700)).unwrap_err();
     assert!(
         matches!(err, liteshop::Error::CommitOutcomeUnknown),
         "{err:?}"
@@ -509,15 +509,15 @@ fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
     let key = liteshop::IdempotencyKey::new("k-commit", "charge:700");
     let err = proxied
         .idempotent(&key)
-        .charge(kim.id, won(700))
+        .host_credit(kim.id, won(700))
         .unwrap_err();
     assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
-    let charged = proxied.idempotent(&key).charge(kim.id, won(700)).unwrap();
+    let charged = proxied.idempotent(&key).host_credit(kim.id, won(700)).unwrap();
     assert!(!charged.is_replay());
     assert!(
         proxied
             .idempotent(&key)
-            .charge(kim.id, won(700))
+            .host_credit(kim.id, won(700))
             .unwrap()
             .is_replay()
     );
@@ -541,10 +541,10 @@ fn a_sqlite_shop_moves_to_postgres_with_every_figure_equal() {
         .build()
         .unwrap();
     let kim = file.create_user("Kim").unwrap();
-    file.charge(kim.id, won(100_000)).unwrap();
+    file.host_credit(kim.id, won(100_000)).unwrap();
     let tea = tea(&file, 10);
     let order = file.place_order(kim.id, &[OrderLine::new(tea, 4)]).unwrap();
-    file.pay(kim.id, order.id).unwrap();
+    file.pay_from_balance(kim.id, order.id).unwrap();
     file.refund_lines(kim.id, order.id, &[OrderLine::new(tea, 1)], "broken")
         .unwrap();
     let pg = Shop::builder(&url)
@@ -750,7 +750,7 @@ fn a_restart_under_load_loses_nothing_acknowledged() {
                     let (mut ok, mut unknown, mut transient, mut last_ok) =
                         (0_i64, 0_i64, 0, false);
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        match shop.charge(user, won(10)) {
+                        match shop.host_credit(user, won(10)) {
                             Ok(_) => {
                                 ok += 1;
                                 last_ok = true;
@@ -865,7 +865,7 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
     let mut held = client.transaction().unwrap();
     held.execute(USER_LOCK, &[&kim.id.get()]).unwrap();
     let started = std::time::Instant::now();
-    let err = shop.charge(kim.id, won(10)).unwrap_err();
+    let err = shop.host_credit(kim.id, won(10)).unwrap_err();
     assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     held.commit().unwrap();

@@ -42,7 +42,7 @@ fn processes_child_writes() {
             s.spawn(move || {
                 for i in 0..ROUNDS {
                     let user = UserId::new(1 + (t + i) % USERS);
-                    shop.charge(user, Money::new(10).unwrap()).unwrap();
+                    shop.host_credit(user, Money::new(10).unwrap()).unwrap();
                     shop.place_order(user, &[OrderLine::new(ProductId::new(1), 1)])
                         .unwrap();
                     if role == "cron" && t == 0 {
@@ -62,7 +62,7 @@ fn two_processes_writing_one_file_keep_exact_totals() {
         let shop = &t.shop;
         for i in 0..USERS {
             let user = shop.create_user(&format!("u{i}")).unwrap();
-            shop.charge(user.id, Money::new(1_000_000).unwrap())
+            shop.host_credit(user.id, Money::new(1_000_000).unwrap())
                 .unwrap();
         }
         shop.create_product(NewProduct {

@@ -22,7 +22,7 @@ proptest! {
         let mut expected: i64 = 0;
         let mut accepted = 0;
         for amount in amounts {
-            match t.shop.charge(kim.id, won(amount)) {
+            match t.shop.host_credit(kim.id, won(amount)) {
                 Ok(balance) => {
                     prop_assert!((1..=MAX_CHARGE).contains(&amount));
                     expected += amount;

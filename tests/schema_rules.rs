@@ -13,10 +13,10 @@ use std::time::Duration;
 fn every_rule_of_the_schema_refuses_a_breaking_write() {
     let t = open_with(|b| b.gateway(FakeGateway::new()));
     let kim = t.user("Kim").id;
-    t.shop.charge(kim, won(100_000)).unwrap();
+    t.shop.host_credit(kim, won(100_000)).unwrap();
     let tea = t.product("Tea", 1_000, 10).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)]).unwrap();
-    t.shop.pay(kim, order.id).unwrap();
+    t.shop.pay_from_balance(kim, order.id).unwrap();
     t.shop.add_to_cart(kim, tea, 1).unwrap();
     let coupon = t
         .shop

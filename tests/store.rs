@@ -17,7 +17,7 @@ fn data_survives_closing_and_reopening() -> Result<()> {
     let (kim, tea) = {
         let shop = Shop::open(&path)?;
         let kim = shop.create_user("Kim")?;
-        shop.charge(kim.id, won(5_000))?;
+        shop.host_credit(kim.id, won(5_000))?;
         let tea = shop.create_product(NewProduct {
             name: "Tea".into(),
             price: won(1_000),
@@ -193,7 +193,7 @@ fn a_write_lock_held_past_the_busy_timeout_is_busy_and_changes_nothing() -> Resu
     let lock = other
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .unwrap();
-    let err = t.shop.charge(kim.id, won(1_000)).unwrap_err();
+    let err = t.shop.host_credit(kim.id, won(1_000)).unwrap_err();
     assert!(matches!(err, Error::Busy(_)), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Busy);
     // Readers are not blocked by a writer in WAL mode.
@@ -201,7 +201,7 @@ fn a_write_lock_held_past_the_busy_timeout_is_busy_and_changes_nothing() -> Resu
     drop(lock);
 
     assert_eq!(t.dump(), before);
-    assert_eq!(t.shop.charge(kim.id, won(1_000))?, won(1_000));
+    assert_eq!(t.shop.host_credit(kim.id, won(1_000))?, won(1_000));
     Ok(())
 }
 

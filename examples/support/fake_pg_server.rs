@@ -31,9 +31,24 @@ pub struct Pg {
     pub payments: HashMap<String, Value>,
     replies: HashMap<String, (u16, Value)>,
     transactions: u64,
+    /// `paymentKey` → (`orderId`, `amount`) a customer authorised in the
+    /// widget: the only payments a confirm may take.
+    authorised: HashMap<String, (String, i64)>,
 }
 
 impl Pg {
+    /// The customer's browser paying `amount` for `order_id` in the PG's
+    /// widget: returns the `paymentKey` the success redirect carries. Over
+    /// HTTP the same step is `POST /v1/fake/widget {"orderId","amount"}`
+    /// (this fake's stand-in for the browser; not an API Toss offers).
+    pub fn pay_in_widget(&mut self, order_id: &str, amount: i64) -> String {
+        self.transactions += 1;
+        let payment_key = format!("fakepg_pk_{}_{order_id}", self.transactions);
+        self.authorised
+            .insert(payment_key.clone(), (order_id.to_owned(), amount));
+        payment_key
+    }
+
     fn handle(
         &mut self,
         rules: &Rules,
@@ -49,6 +64,18 @@ impl Pg {
         let segments: Vec<&str> = url.trim_start_matches('/').split('/').collect();
         let reply = match (method, segments.as_slice()) {
             ("POST", ["v1", "payments", "confirm"]) => self.confirm(rules, &request),
+            ("POST", ["v1", "fake", "widget"]) => {
+                match (request["orderId"].as_str(), request["amount"].as_i64()) {
+                    (Some(order_id), Some(amount)) => {
+                        let payment_key = self.pay_in_widget(order_id, amount);
+                        (
+                            200,
+                            json!({ "paymentKey": payment_key, "orderId": order_id, "amount": amount }),
+                        )
+                    }
+                    _ => error(400, "INVALID_REQUEST", "orderId and amount are required"),
+                }
+            }
             ("GET", ["v1", "payments", "orders", order_id]) => match self.payments.get(*order_id) {
                 Some(payment) => (200, payment.clone()),
                 None => error(404, "NOT_FOUND_PAYMENT", "no such payment"),
@@ -78,6 +105,23 @@ impl Pg {
         };
         if let Some(done) = self.payments.get(order_id) {
             return (200, done.clone());
+        }
+        // Toss confirms only the payment the customer authorised in its
+        // widget, with that paymentKey, orderId and amount: an unknown key
+        // is 404 NOT_FOUND_PAYMENT, another orderId or amount a 400
+        // (docs.tosspayments.com, "결제 승인" and /reference/error-codes).
+        match self.authorised.get(payment_key) {
+            None => return error(404, "NOT_FOUND_PAYMENT", "no payment with this paymentKey"),
+            Some((authorised, authorised_amount))
+                if authorised != order_id || *authorised_amount != amount =>
+            {
+                return error(
+                    400,
+                    "INVALID_REQUEST",
+                    "orderId or amount differs from the authorised payment",
+                );
+            }
+            Some(_) => {}
         }
         let declined = rules.decline_above.is_some_and(|limit| amount > limit)
             || rules

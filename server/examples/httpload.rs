@@ -139,7 +139,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn seed_shop(shop: &Shop) {
     for i in 0..USERS {
         let user = shop.create_user(&format!("user {i}")).expect("user");
-        shop.charge(user.id, Money::new(1_000_000).expect("won"))
+        shop.host_credit(user.id, Money::new(1_000_000).expect("won"))
             .expect("charge");
     }
     for i in 0..PRODUCTS {
@@ -287,7 +287,7 @@ fn main() {
             let user = UserId::new(1 + rng.below(USERS as u64) as i64);
             let product = ProductId::new(1 + rng.below(PRODUCTS as u64) as i64);
             match op {
-                "charge" => shop.charge(user, Money::new(1_000).expect("won")).is_ok(),
+                "charge" => shop.host_credit(user, Money::new(1_000).expect("won")).is_ok(),
                 "order" => match shop.place_order(user, &[OrderLine::new(product, 1)]) {
                     Ok(order) => {
                         orders.push((user.get(), order.id.get()));

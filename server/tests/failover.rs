@@ -608,7 +608,7 @@ impl Run {
             // Charges, by their ledger rows: each acked amount once.
             let mut charges: HashMap<i64, usize> = HashMap::new();
             for entry in all(|page| shop.ledger(user, page)) {
-                if entry.kind == LedgerKind::Charge {
+                if entry.kind == LedgerKind::HostCredit {
                     *charges.entry(entry.amount.won()).or_default() += 1;
                 }
             }

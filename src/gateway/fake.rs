@@ -67,7 +67,18 @@ impl FakeOutcome {
 
 /// An in-memory payment gateway for tests.
 ///
-/// It approves and cancels everything by default, a cancel of part of a
+/// Like Toss Payments, it confirms only a payment the customer authorised
+/// in its widget first: [`pay_in_widget`](FakeGateway::pay_in_widget) plays
+/// the customer's browser and returns the success redirect with a
+/// `paymentKey` it issued for that `orderId` and `amount`. A confirm with a
+/// key it never issued is refused as Toss refuses it (`NOT_FOUND_PAYMENT`,
+/// 404), and one whose `orderId` or `amount` differs from what the customer
+/// authorised as a bad request (`INVALID_REQUEST`, 400) — both
+/// [`GatewayError::Invalid`], so no test passes with an invented key or a
+/// wrong amount (docs.tosspayments.com, "결제 승인" and
+/// `/reference/error-codes`).
+///
+/// It approves and cancels every authorised payment by default, a cancel of part of a
 /// payment included (never more than is left: that is declined with
 /// `NOT_CANCELABLE_AMOUNT`). Script it per call
 /// ([`push`](FakeGateway::push)) or per order
@@ -90,6 +101,11 @@ impl FakeOutcome {
 /// pg.push(FakeOutcome::decline()); // the next approval is declined
 /// pg.fail_unavailable(2);          // then two calls fail as unreachable
 /// assert_eq!(pg.approved_count(), 0);
+///
+/// // The customer's browser pays 5,000 won for orderId "ls-1-abcdef".
+/// let redirect = pg.pay_in_widget("ls-1-abcdef", liteshop::Money::new(5_000)?);
+/// assert_eq!(redirect.pg_order_id, "ls-1-abcdef");
+/// # Ok::<(), liteshop::Error>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct FakeGateway {
@@ -110,12 +126,43 @@ struct State {
     declined: HashMap<String, (String, String)>,
     cancelled: HashMap<String, Money>,
     transactions: u64,
+    /// `paymentKey` → (`orderId`, `amount`) the customer authorised.
+    authorised: HashMap<String, (String, Money)>,
+    widget_payments: u64,
 }
 
 impl FakeGateway {
     /// A gateway that approves everything.
     pub fn new() -> FakeGateway {
         FakeGateway::default()
+    }
+
+    /// The customer's browser: pays `amount` for `pg_order_id` in the PG's
+    /// widget and returns the PG's success redirect, whose `paymentKey` is
+    /// the only one [`approve`](PaymentGateway::approve) accepts for that
+    /// `orderId` and `amount`.
+    pub fn pay_in_widget(&self, pg_order_id: &str, amount: Money) -> crate::PgRedirect {
+        let mut state = self.lock();
+        state.widget_payments += 1;
+        let payment_key = format!(
+            "fake_pk_{}_{}",
+            state.widget_payments,
+            crate::token::random_hex(6)
+        );
+        state
+            .authorised
+            .insert(payment_key.clone(), (pg_order_id.to_owned(), amount));
+        crate::PgRedirect {
+            payment_key,
+            pg_order_id: pg_order_id.to_owned(),
+            amount,
+        }
+    }
+
+    /// [`pay_in_widget`](FakeGateway::pay_in_widget) for what a started
+    /// payment's widget asks.
+    pub fn pay_widget(&self, widget: &crate::WidgetRequest) -> crate::PgRedirect {
+        self.pay_in_widget(&widget.pg_order_id, widget.amount)
     }
 
     /// Scripts the next approval call that has no per-order script.
@@ -260,9 +307,27 @@ impl PaymentGateway for FakeGateway {
         if let Some(reply) = state.approve_replies.get(&request.idempotency_key) {
             return reply.clone();
         }
-        let outcome = state
-            .per_order
-            .get_mut(&request.order)
+        // Only what the customer authorised in the widget can be confirmed.
+        match state.authorised.get(&request.payment_key) {
+            None => {
+                return Err(GatewayError::Invalid {
+                    code: "NOT_FOUND_PAYMENT".into(),
+                    message: "no payment was authorised with this paymentKey".into(),
+                });
+            }
+            Some((order_id, amount))
+                if *order_id != request.pg_order_id || *amount != request.amount =>
+            {
+                return Err(GatewayError::Invalid {
+                    code: "INVALID_REQUEST".into(),
+                    message: "orderId or amount differs from the authorised payment".into(),
+                });
+            }
+            Some(_) => {}
+        }
+        let outcome = request
+            .order
+            .and_then(|order| state.per_order.get_mut(&order))
             .and_then(VecDeque::pop_front)
             .or_else(|| state.next.pop_front())
             .unwrap_or(FakeOutcome::Approve);

@@ -427,7 +427,7 @@ impl PaymentGateway for HttpGateway {
         if reply.status != 200 {
             let failure = reply.failure();
             if let GatewayError::Invalid { code, message } = &failure {
-                tracing::error!(%code, %message, order = %request.order, "payment gateway refused our approve request");
+                tracing::error!(%code, %message, order = ?request.order, "payment gateway refused our approve request");
             }
             return Err(failure);
         }

@@ -14,7 +14,9 @@ use serde_json::json;
 use tracing::debug;
 
 use super::refund::{self, Refund, RefundStatus};
-use super::{Outcome, Payment, PaymentFailure, PaymentStatus, UNAVAILABLE_CODE};
+use super::{
+    Confirming, Outcome, Payment, PaymentFailure, PaymentStatus, PgRedirect, UNAVAILABLE_CODE,
+};
 use crate::clock::{Clock, Timestamp};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -32,6 +34,7 @@ pub(crate) struct PaymentConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) reconcile_grace: Duration,
     pub(crate) review_after: Duration,
+    pub(crate) window: Duration,
 }
 
 impl fmt::Debug for PaymentConfig {
@@ -41,6 +44,7 @@ impl fmt::Debug for PaymentConfig {
             .field("retry", &self.retry)
             .field("reconcile_grace", &self.reconcile_grace)
             .field("review_after", &self.review_after)
+            .field("window", &self.window)
             .finish()
     }
 }
@@ -66,11 +70,11 @@ fn started(stored: &serde_json::Value, field: &str, key: &IdempotencyKey) -> Res
 }
 
 /// Everything a flow that crosses the network needs, borrowed from the
-/// shop: the store, the gateway, the settings, the clock, and the balance
-/// limit.
+/// shop: the store, the gateway (if one is configured), the settings, the
+/// clock, and the balance limit.
 pub(crate) struct Payments<'a> {
     pub(crate) store: &'a Store,
-    pub(crate) gateway: &'a dyn PaymentGateway,
+    pub(crate) gateway: Option<&'a dyn PaymentGateway>,
     pub(crate) config: &'a PaymentConfig,
     pub(crate) clock: &'a Arc<dyn Clock>,
     pub(crate) max_balance: Money,
@@ -79,9 +83,10 @@ pub(crate) struct Payments<'a> {
 /// Which attempt an answer was about, for the error a caller sees.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Attempt {
+    /// A payment of an order (`Some`) or a top-up (`None`).
     Payment {
         payment: PaymentId,
-        order: OrderId,
+        order: Option<OrderId>,
     },
     Refund {
         refund: RefundId,
@@ -150,7 +155,14 @@ pub(crate) fn refusal(
 ) -> Error {
     let Some(recorded) = recorded else {
         return match attempt {
-            Attempt::Payment { payment, order } => Error::PaymentOutcomeUnknown { payment, order },
+            Attempt::Payment {
+                payment,
+                order: Some(order),
+            } => Error::PaymentOutcomeUnknown { payment, order },
+            Attempt::Payment {
+                payment,
+                order: None,
+            } => Error::TopUpOutcomeUnknown { payment },
             Attempt::Refund { refund, order, .. } => Error::RefundOutcomeUnknown { order, refund },
         };
     };
@@ -169,9 +181,20 @@ pub(crate) fn refusal(
                 message: String::new(),
             });
             match attempt {
-                Attempt::Payment { payment, order } => Error::PaymentDeclined {
+                Attempt::Payment {
+                    payment,
+                    order: Some(order),
+                } => Error::PaymentDeclined {
                     payment,
                     order,
+                    code,
+                    message,
+                },
+                Attempt::Payment {
+                    payment,
+                    order: None,
+                } => Error::TopUpDeclined {
+                    payment,
                     code,
                     message,
                 },
@@ -187,6 +210,17 @@ pub(crate) fn refusal(
 }
 
 impl Payments<'_> {
+    /// The gateway, or [`GatewayError::Invalid`] with `NO_GATEWAY` when the
+    /// shop has none: an attempt that needs the PG cannot start without one
+    /// ([`Error::NoGateway`]), so this answers only for attempts started
+    /// before the gateway was taken away, which it declines.
+    pub(crate) fn gateway(&self) -> Result<&dyn PaymentGateway, GatewayError> {
+        self.gateway.ok_or_else(|| GatewayError::Invalid {
+            code: "NO_GATEWAY".into(),
+            message: "the shop has no payment gateway configured".into(),
+        })
+    }
+
     /// Runs `f` as one write within `scope`, with the time read once per
     /// run of it ([`Store::write`]).
     pub(crate) fn write<T: Send + 'static>(
@@ -197,14 +231,14 @@ impl Payments<'_> {
         self.store.write(scope, self.clock, f)
     }
 
-    /// A payment: transaction 1 (`payment::begin`), the approval with no
-    /// transaction open, transaction 2 (`payment::record`).
-    pub(crate) fn pay(
+    /// Starts a payment or a top-up: one write transaction (`begin`, the
+    /// shape of [`super::begin`] or [`super::begin_top_up`]), under `key`
+    /// if there is one. No gateway is called.
+    pub(crate) fn start(
         &self,
         user: UserId,
-        order: OrderId,
-        payment_key: Option<String>,
         key: Option<IdempotencyKey>,
+        begin: impl Fn(&dyn Db, Timestamp) -> Result<Payment> + Send + 'static,
     ) -> Result<(Payment, Replay)> {
         let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started a payment before names it; nothing runs.
@@ -213,27 +247,66 @@ impl Payments<'_> {
             {
                 return started(&stored, "payment", key).map(|id| Err(PaymentId::new(id)));
             }
-            let payment = super::begin(tx, user, order, payment_key.as_deref(), now)?;
+            let payment = begin(tx, now)?;
             if let Some(key) = &key {
                 idempotency::store(tx, user, key, &json!({ "payment": payment.id }), now)?;
             }
             Ok(Ok(payment))
         })?;
+        match begun {
+            Ok(payment) => {
+                debug!(user = %user, payment = %payment.id, balance = %payment.balance_amount,
+                    pg = %payment.pg_amount, status = %payment.status, "payment started");
+                Ok((payment, Replay::No))
+            }
+            Err(id) => Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes)),
+        }
+    }
+
+    /// A confirm after the PG's redirect: transaction 1
+    /// (`payment::begin_confirm`: the redirect checked against the attempt,
+    /// its key stored), the confirm with no transaction open, transaction 2
+    /// (`payment::record`). A repeated redirect returns the attempt as it
+    /// is and sends nothing.
+    pub(crate) fn confirm(
+        &self,
+        user: UserId,
+        id: PaymentId,
+        redirect: PgRedirect,
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Payment, Replay)> {
+        let begun = self.write(Scope::User(user), move |tx, now| {
+            if let Some(key) = &key
+                && let Some(stored) = idempotency::stored(tx, user, key)?
+            {
+                let named = started(&stored, "payment", key)?;
+                if named != id.get() {
+                    return Err(Error::IdempotencyKeyReused {
+                        key: key.key.clone(),
+                    });
+                }
+                return Ok(Confirming::AsItIs(super::get(tx, id)?));
+            }
+            let confirming = super::begin_confirm(tx, user, id, &redirect, now)?;
+            if let Some(key) = &key {
+                idempotency::store(tx, user, key, &json!({ "payment": id }), now)?;
+            }
+            Ok(confirming)
+        })?;
         let payment = match begun {
-            Ok(payment) => payment,
-            Err(id) => return Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes)),
+            Confirming::Ask(payment) => payment,
+            Confirming::AsItIs(payment) => return Ok((payment, Replay::Yes)),
         };
-        debug!(user = %user, order = %order, payment = %payment.id, amount = %payment.amount, "payment requested");
+        debug!(user = %user, payment = %payment.id, amount = %payment.pg_amount, "confirm requested");
         let attempt = Attempt::Payment {
             payment: payment.id,
-            order,
+            order: payment.order,
         };
 
         let request = payment.approve_request();
-        let answer = self.config.retry.run(|| self.gateway.approve(&request));
+        let answer = self.config.retry.run(|| self.gateway()?.approve(&request));
         let (outcome, failure) = settle(attempt, answer);
 
-        let id = payment.id;
         let recorded = match self.write(Scope::User(user), move |tx, now| {
             super::record(tx, id, outcome.clone(), now)
         }) {
@@ -250,16 +323,17 @@ impl Payments<'_> {
         match recorded.status {
             PaymentStatus::Approved | PaymentStatus::Refunded => Ok((recorded, Replay::No)),
             PaymentStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
-            PaymentStatus::Requested | PaymentStatus::Unknown => {
+            PaymentStatus::Started | PaymentStatus::Requested | PaymentStatus::Unknown => {
                 Err(refusal(attempt, None, failure))
             }
         }
     }
 
     /// A refund: transaction 1 (`refund::begin`: every rule, the attempt
-    /// recorded with its own key), the cancel with no transaction open,
-    /// transaction 2 (`refund::record`). An attempt worth nothing completes
-    /// in transaction 1 and never reaches the gateway.
+    /// recorded with its own key and its two parts), the cancel of its PG
+    /// part with no transaction open, transaction 2 (`refund::record`). An
+    /// attempt with no PG part completes in transaction 1 and never reaches
+    /// the gateway.
     pub(crate) fn refund(
         &self,
         user: UserId,
@@ -269,6 +343,7 @@ impl Payments<'_> {
         key: Option<IdempotencyKey>,
     ) -> Result<(Refund, Replay)> {
         let max = self.max_balance;
+        let has_gateway = self.gateway.is_some();
         let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started an attempt before names it; nothing runs.
             if let Some(key) = &key
@@ -277,6 +352,9 @@ impl Payments<'_> {
                 return started(&stored, "refund", key).map(|id| Err(RefundId::new(id)));
             }
             let refund = refund::begin(tx, user, order, lines.as_deref(), &reason, max, now)?;
+            if !refund.pg_amount.is_zero() && !has_gateway {
+                return Err(Error::NoGateway);
+            }
             if let Some(key) = &key {
                 idempotency::store(tx, user, key, &json!({ "refund": refund.id }), now)?;
             }
@@ -297,7 +375,7 @@ impl Payments<'_> {
             order,
         };
 
-        let answer = self.config.retry.run(|| self.gateway.cancel(&request));
+        let answer = self.config.retry.run(|| self.gateway()?.cancel(&request));
         let (outcome, failure) = settle(attempt, answer);
 
         let id = refund.id;

@@ -36,30 +36,46 @@ use crate::token;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
-    /// The money is held and the gateway is being asked (or was about to be
-    /// when the process stopped).
+    /// Started: the balance part is held and the customer is to pay the PG
+    /// part in the PG's widget; nothing has been sent to the PG. It ends by
+    /// a confirm, the PG's failure redirect, or its expiry.
+    Started,
+    /// The money is held and the gateway is being asked to confirm (or was
+    /// about to be when the process stopped).
     Requested,
-    /// The gateway approved; the order is paid.
+    /// Paid: by the balance alone, or the gateway approved the PG part.
     Approved,
-    /// The gateway declined (or provably never received it); the money was
+    /// The gateway declined (or provably never received it), the customer's
+    /// widget failed, or nobody confirmed it in time; the balance part was
     /// given back.
     Declined,
     /// The gateway gave no definite answer; the money stays held until
     /// reconciliation settles it.
     Unknown,
-    /// Approved, then every unit of its order refunded. (A partly refunded
-    /// payment stays `Approved`, with [`Payment::refunded`] above zero.)
+    /// Approved, then every won of it refunded. (A partly refunded payment
+    /// stays `Approved`, with [`Payment::refunded`] above zero.)
     Refunded,
 }
 
 impl PaymentStatus {
-    /// Whether the outcome is still open: `Requested` or `Unknown`.
+    /// Whether the gateway's answer is still open: `Requested` or
+    /// `Unknown` (reconciliation settles these).
     pub const fn is_unsettled(self) -> bool {
         matches!(self, PaymentStatus::Requested | PaymentStatus::Unknown)
+    }
+
+    /// Whether the payment still holds money in flight: `Started`,
+    /// `Requested` or `Unknown`.
+    pub const fn is_open(self) -> bool {
+        matches!(
+            self,
+            PaymentStatus::Started | PaymentStatus::Requested | PaymentStatus::Unknown
+        )
     }
 }
 
 text_enum!(PaymentStatus {
+    Started => "started",
     Requested => "requested",
     Approved => "approved",
     Declined => "declined",
@@ -67,52 +83,145 @@ text_enum!(PaymentStatus {
     Refunded => "refunded",
 });
 
+/// What a payment pays for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    /// An order: by balance, by the PG, or both.
+    Order,
+    /// A top-up of the balance, wholly through the PG; the balance is
+    /// credited when the PG approves it.
+    TopUp,
+}
+
+text_enum!(PaymentKind {
+    Order => "order",
+    TopUp => "top_up",
+});
+
 /// Why a payment was declined, as the gateway said it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentFailure {
-    /// The gateway's code (`PG_UNAVAILABLE` when it could not be reached).
+    /// The gateway's code (`PG_UNAVAILABLE` when it could not be reached,
+    /// `CONFIRM_WINDOW_EXPIRED` when nobody confirmed it in time, the
+    /// widget's code for a failure redirect).
     pub code: String,
     /// The gateway's message.
     pub message: String,
 }
 
-/// One payment attempt for an order.
+/// One payment attempt: of an order (its balance part and PG part), or a
+/// top-up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     /// The payment's id.
     pub id: PaymentId,
-    /// The order it pays.
-    pub order: OrderId,
+    /// What it pays for.
+    pub kind: PaymentKind,
+    /// The order it pays; `None` for a top-up.
+    pub order: Option<OrderId>,
     /// Whose payment.
     pub user: UserId,
-    /// The amount: the order total.
+    /// The amount: `balance_amount + pg_amount` (for an order, its total).
     pub amount: Money,
+    /// The part taken from the balance (held from the start; zero for a
+    /// top-up).
+    pub balance_amount: Money,
+    /// The part the PG takes (zero for a payment wholly by balance).
+    pub pg_amount: Money,
     /// How much of it completed refunds gave back; never more than `amount`.
     pub refunded: Money,
+    /// How much of `refunded` went back through the PG; never more than
+    /// `pg_amount` (the rest went back to the balance, never more than
+    /// `balance_amount`).
+    pub pg_refunded: Money,
     /// Where it is.
     pub status: PaymentStatus,
-    /// The gateway's reference for the payment.
-    pub payment_key: String,
-    /// This attempt's id at the gateway, unique per attempt.
+    /// The PG's key for the payment, from the widget's redirect; `None`
+    /// until it is confirmed (and for a payment wholly by balance).
+    pub payment_key: Option<String>,
+    /// This attempt's id at the gateway (the widget's `orderId`), unique per
+    /// attempt: 6–64 characters of `[A-Za-z0-9_-]`.
     pub pg_order_id: String,
-    /// The key that makes a repeated approval the same payment.
+    /// The name the widget shows (`orderName`).
+    pub order_name: String,
+    /// The customer's key at the PG (`customerKey`).
+    pub customer_key: String,
+    /// The key that makes a repeated confirm the same payment.
     pub idempotency_key: String,
     /// The gateway's transaction id, once approved.
     pub pg_transaction_id: Option<String>,
     /// Why it was declined, if it was.
     pub failure: Option<PaymentFailure>,
+    /// When a started payment nobody confirmed ends.
+    pub expires_at: Timestamp,
     /// When it was created.
     pub created_at: Timestamp,
     /// When its status last changed.
     pub updated_at: Timestamp,
 }
 
+/// What the client's PG widget needs to take the PG part of a started
+/// payment (Toss Payments' `requestPayment({orderId, amount, orderName,
+/// customerKey})`): the shop's values, never the client's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetRequest {
+    /// The payment.
+    pub payment: PaymentId,
+    /// `orderId`: the attempt's id at the PG.
+    pub pg_order_id: String,
+    /// `amount`: the PG part.
+    pub amount: Money,
+    /// `orderName`.
+    pub order_name: String,
+    /// `customerKey`.
+    pub customer_key: String,
+    /// Confirm before this time, or the attempt ends.
+    pub expires_at: Timestamp,
+}
+
+/// What the PG's success redirect brought back (`paymentKey`, `orderId`,
+/// `amount` in its query string), for [`Shop::confirm_payment`](crate::Shop::confirm_payment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgRedirect {
+    /// `paymentKey`: the PG's key for the payment the customer authorised.
+    pub payment_key: String,
+    /// `orderId`: must equal the attempt's.
+    pub pg_order_id: String,
+    /// `amount`: must equal the attempt's PG part.
+    pub amount: Money,
+}
+
+/// What the PG's failure redirect brought back (`code`, `message`,
+/// `orderId`), for [`Shop::fail_payment`](crate::Shop::fail_payment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgFailRedirect {
+    /// `code`, for example `PAY_PROCESS_CANCELED`.
+    pub code: String,
+    /// `message`.
+    pub message: String,
+    /// `orderId`: must equal the attempt's.
+    pub pg_order_id: String,
+}
+
 impl Payment {
+    /// What the PG widget needs, while the payment is `Started`.
+    pub fn widget(&self) -> Option<WidgetRequest> {
+        (self.status == PaymentStatus::Started).then(|| WidgetRequest {
+            payment: self.id,
+            pg_order_id: self.pg_order_id.clone(),
+            amount: self.pg_amount,
+            order_name: self.order_name.clone(),
+            customer_key: self.customer_key.clone(),
+            expires_at: self.expires_at,
+        })
+    }
+
     pub(crate) fn approve_request(&self) -> ApproveRequest {
         ApproveRequest {
-            payment_key: self.payment_key.clone(),
+            payment_key: self.payment_key.clone().unwrap_or_default(),
             pg_order_id: self.pg_order_id.clone(),
-            amount: self.amount,
+            amount: self.pg_amount,
             idempotency_key: self.idempotency_key.clone(),
             order: self.order,
         }
@@ -122,6 +231,13 @@ impl Payment {
         StatusRequest {
             pg_order_id: self.pg_order_id.clone(),
         }
+    }
+
+    /// The order of an order payment; a top-up has none, and asking is a
+    /// bug in the caller.
+    fn order_id(&self) -> Result<OrderId> {
+        self.order
+            .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))
     }
 }
 
@@ -156,8 +272,14 @@ pub(crate) enum Outcome<T> {
 /// The code recorded for a payment the gateway provably never received.
 pub(crate) const UNAVAILABLE_CODE: &str = "PG_UNAVAILABLE";
 
+/// The code recorded for a started payment nobody confirmed in time.
+pub(crate) const EXPIRED_CODE: &str = "CONFIRM_WINDOW_EXPIRED";
+
 /// The longest payment key the shop accepts.
 const MAX_PAYMENT_KEY: usize = 200;
+
+/// The longest `orderName` Toss Payments takes.
+const MAX_ORDER_NAME: usize = 100;
 
 /// Every payment column, in the order `payment_row` reads them.
 macro_rules! payment_columns {
@@ -165,7 +287,8 @@ macro_rules! payment_columns {
         concat!(
             "id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
             "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
-            "updated_at, refunded"
+            "updated_at, refunded, kind, balance_amount, pg_amount, pg_refunded, order_name, ",
+            "customer_key, expires_at"
         )
     };
 }
@@ -185,14 +308,25 @@ pub(crate) const SELECT_UNSETTLED: &str = select_payments!(
     "WHERE status IN ('requested', 'unknown') AND created_at <= ?1 ORDER BY created_at"
 );
 
+pub(crate) const SELECT_STARTED_DUE: &str = select_payments!(
+    "WHERE status = 'started' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
+);
+
+pub(crate) const SELECT_TOP_UPS: &str = select_payments!(
+    "WHERE user_id = ?1 AND kind = 'top_up' AND id < ?2 ORDER BY id DESC LIMIT ?3"
+);
+
 const SELECT_BY_ID: &str = select_payments!("WHERE id = ?1");
 
-/// Money in flight for a user: held by payments and owed by refunds whose
-/// outcome is not settled. Each sum walks a partial index.
+/// Money in flight for a user: balance parts held by open payments, top-ups
+/// about to be credited, and balance parts owed by refunds whose outcome is
+/// not settled. Each sum walks a partial index.
 pub(crate) const SELECT_IN_FLIGHT: &str =
-    "SELECT (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM payments
-             WHERE user_id = ?1 AND status IN ('requested', 'unknown'))
-          + (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM refunds
+    "SELECT (SELECT coalesce(CAST(sum(CASE WHEN kind = 'top_up' THEN pg_amount
+                                          ELSE balance_amount END) AS BIGINT), 0)
+             FROM payments
+             WHERE user_id = ?1 AND status IN ('started', 'requested', 'unknown'))
+          + (SELECT coalesce(CAST(sum(balance_amount) AS BIGINT), 0) FROM refunds
              WHERE user_id = ?1 AND status IN ('requested', 'unknown'))";
 
 pub(crate) const SELECT_EVENTS: &str =
@@ -210,14 +344,15 @@ pub(crate) fn validate_key(key: &str) -> Result<&str> {
     }
 }
 
-/// The money in flight for `user`: held by payments and owed by refunds
-/// whose outcome is not settled. It counts against the balance limit, so a
-/// reversal or a refund credit can always be posted when it settles.
+/// The money in flight for `user`: balance parts held by open payments,
+/// top-ups awaiting their credit, and refund credits owed. It counts against
+/// the balance limit, so a reversal, a top-up or a refund credit can always
+/// be posted when it settles.
 pub(crate) fn in_flight(conn: &dyn Db, user: UserId) -> Result<Money> {
     conn.query_row(SELECT_IN_FLIGHT, &[&user])?.get(0)
 }
 
-/// The balance cap a charge of `user` must fit under.
+/// The balance cap a credit of `user` must fit under.
 pub(crate) fn cap(conn: &dyn Db, user: UserId, max: Money) -> Result<balance::Cap> {
     Ok(balance::Cap {
         max,
@@ -225,16 +360,43 @@ pub(crate) fn cap(conn: &dyn Db, user: UserId, max: Money) -> Result<balance::Ca
     })
 }
 
-/// The first transaction of a payment, in the seed's order: the order exists
-/// and is the user's → it is `Pending` → its reservation has not run out →
-/// it has something to pay → the balance covers it → the total is debited,
-/// the payment saved as `Requested` with fresh keys and its history row,
-/// and the order moved to `Paying`.
+/// How a payment starts: the rules the shop's settings give it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StartRules {
+    /// How long a started payment waits for its confirm.
+    pub(crate) window: std::time::Duration,
+    /// Whether a gateway is configured (a PG part needs one).
+    pub(crate) has_gateway: bool,
+}
+
+/// The name the widget shows for `order`: its first line's name, and how
+/// many more lines it has, within the PG's 100 characters.
+fn order_name(order: &order::Order) -> String {
+    let first = order.lines.first().map_or("Order", |line| line.name.as_str());
+    let suffix = match order.lines.len() {
+        0 | 1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    let room = MAX_ORDER_NAME - suffix.len();
+    let mut name: String = first.chars().take(room).collect();
+    name.push_str(&suffix);
+    name
+}
+
+/// The first transaction of an order's payment, in the seed's order: the
+/// order exists and is the user's → it is `Pending` → its reservation has
+/// not run out → it has something to pay → the balance part is at most the
+/// total → a PG part has a gateway → the balance covers the balance part →
+/// the balance part is debited (held), the payment saved as `Started` with
+/// its PG order id, fresh idempotency key and expiry, its history row, and
+/// the order moved to `Paying`. A payment wholly by balance is approved in
+/// this same transaction: the order is `Paid` and no PG is asked.
 pub(crate) fn begin(
     tx: &dyn Db,
     user: UserId,
     order_id: OrderId,
-    payment_key: Option<&str>,
+    balance_part: Money,
+    rules: StartRules,
     now: Timestamp,
 ) -> Result<Payment> {
     let order = order::get(tx, user, order_id)?;
@@ -255,86 +417,286 @@ pub(crate) fn begin(
     if order.total.is_zero() {
         return Err(Error::NothingToPay { order: order_id });
     }
+    let pg_part = order
+        .total
+        .checked_sub(balance_part)
+        .ok_or(Error::BalancePartTooLarge {
+            order: order_id,
+            total: order.total,
+            balance_part,
+        })?;
+    if !pg_part.is_zero() && !rules.has_gateway {
+        return Err(Error::NoGateway);
+    }
     let available = balance::get(tx, user)?;
-    if available < order.total {
+    if available < balance_part {
         return Err(Error::InsufficientBalance {
             user,
-            needed: order.total,
+            needed: balance_part,
             available,
         });
     }
-    let payment_key =
-        payment_key.map_or_else(|| format!("lsk_{}", token::random_hex(16)), str::to_owned);
     let pg_order_id = format!("ls-{order_id}-{}", token::random_hex(8));
-    let idempotency_key = format!("ls-pay-{}", token::random_hex(16));
-    let id: PaymentId = tx
-        .query_row(
-            "INSERT INTO payments (order_id, user_id, amount, status, payment_key, pg_order_id,
-                                   idempotency_key, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6, ?7, ?7)
-             RETURNING id",
-            &[
-                &order_id,
-                &user,
-                &order.total,
-                &payment_key,
-                &pg_order_id,
-                &idempotency_key,
-                &now,
-            ],
-        )?
-        .get(0)?;
-    balance::post_from(
+    let payment = insert(
         tx,
-        user,
-        available,
-        Entry::for_payment(LedgerKind::Payment, order.total, id),
-        None,
+        NewPayment {
+            kind: PaymentKind::Order,
+            order: Some(order_id),
+            user,
+            balance_part,
+            pg_part,
+            pg_order_id,
+            order_name: order_name(&order),
+        },
+        rules,
         now,
     )?;
+    if !balance_part.is_zero() {
+        balance::post_from(
+            tx,
+            user,
+            available,
+            Entry::for_payment(LedgerKind::Payment, balance_part, payment.id),
+            None,
+            now,
+        )?;
+    }
     event(
         tx,
-        id,
-        PaymentStatus::Requested,
+        payment.id,
+        PaymentStatus::Started,
         &format!(
-            "{} debited; approval requested as {pg_order_id}",
-            order.total
+            "started: {balance_part} held from the balance, {pg_part} to pay at the PG as {}",
+            payment.pg_order_id
         ),
         now,
     )?;
     order::transition(tx, order_id, OrderStatus::Pending, OrderStatus::Paying, now)?;
     feed::append(
         tx,
-        Subject::payment(user, order_id, id),
+        Subject::payment(user, order_id, payment.id),
         &EventPayload::PaymentRequested {
             amount: order.total,
         },
         now,
     )?;
-    Ok(Payment {
+    if pg_part.is_zero() {
+        return approve(tx, &payment, None, now);
+    }
+    Ok(payment)
+}
+
+/// The first transaction of a top-up of `amount` (checked by the caller to
+/// be at least 1): the user exists → a gateway is configured → the
+/// per-charge limit → the balance limit, counting the money already in
+/// flight → the payment saved as `Started`, wholly by PG, its amount
+/// counted in flight from now on so the credit always fits when the PG
+/// approves it.
+pub(crate) fn begin_top_up(
+    tx: &dyn Db,
+    user: UserId,
+    amount: Money,
+    max_charge: Money,
+    max_balance: Money,
+    rules: StartRules,
+    now: Timestamp,
+) -> Result<Payment> {
+    let balance = balance::of_user(tx, user)?;
+    if !rules.has_gateway {
+        return Err(Error::NoGateway);
+    }
+    balance::check_charge(balance, amount, max_charge, cap(tx, user, max_balance)?)?;
+    let payment = insert(
+        tx,
+        NewPayment {
+            kind: PaymentKind::TopUp,
+            order: None,
+            user,
+            balance_part: Money::ZERO,
+            pg_part: amount,
+            pg_order_id: format!("ls-topup-{user}-{}", token::random_hex(8)),
+            order_name: "Balance top-up".to_owned(),
+        },
+        rules,
+        now,
+    )?;
+    event(
+        tx,
+        payment.id,
+        PaymentStatus::Started,
+        &format!(
+            "top-up of {amount} started; to pay at the PG as {}",
+            payment.pg_order_id
+        ),
+        now,
+    )?;
+    Ok(payment)
+}
+
+struct NewPayment {
+    kind: PaymentKind,
+    order: Option<OrderId>,
+    user: UserId,
+    balance_part: Money,
+    pg_part: Money,
+    pg_order_id: String,
+    order_name: String,
+}
+
+fn insert(tx: &dyn Db, new: NewPayment, rules: StartRules, now: Timestamp) -> Result<Payment> {
+    let amount = new
+        .balance_part
+        .checked_add(new.pg_part)
+        .ok_or(Error::AmountOverflow)?;
+    let idempotency_key = format!("ls-pay-{}", token::random_hex(16));
+    let customer_key = format!("ls-c-{}", token::random_hex(12));
+    let expires_at = now.saturating_add(rules.window);
+    payment_row(&tx.query_row(
+        concat!(
+            "INSERT INTO payments (order_id, user_id, amount, status, pg_order_id, ",
+            "idempotency_key, created_at, updated_at, kind, balance_amount, pg_amount, ",
+            "order_name, customer_key, expires_at) ",
+            "VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ",
+            "RETURNING ",
+            payment_columns!()
+        ),
+        &[
+            &new.order,
+            &new.user,
+            &amount,
+            &new.pg_order_id,
+            &idempotency_key,
+            &now,
+            &new.kind,
+            &new.balance_part,
+            &new.pg_part,
+            &new.order_name,
+            &customer_key,
+            &expires_at,
+        ],
+    )?)
+}
+
+/// What the first transaction of a confirm found.
+pub(crate) enum Confirming {
+    /// The attempt moved to `Requested` with the redirect's key: ask the
+    /// gateway.
+    Ask(Payment),
+    /// The attempt was past `Started` (a repeated redirect): it is returned
+    /// as it is, and nothing is sent.
+    AsItIs(Payment),
+}
+
+/// The first transaction of a confirm, in order: the payment exists and is
+/// the user's → a payment past `Started` is returned as it is → the
+/// redirect's `orderId` and `amount` equal the attempt's → it has not
+/// expired → the redirect's payment key is stored and the payment moves to
+/// `Requested`.
+pub(crate) fn begin_confirm(
+    tx: &dyn Db,
+    user: UserId,
+    id: PaymentId,
+    redirect: &PgRedirect,
+    now: Timestamp,
+) -> Result<Confirming> {
+    let payment = get_for_user(tx, user, id)?;
+    if payment.status != PaymentStatus::Started {
+        return Ok(Confirming::AsItIs(payment));
+    }
+    check_redirect(&payment, &redirect.pg_order_id, Some(redirect.amount))?;
+    if payment.expires_at <= now {
+        return Err(Error::PaymentExpired {
+            payment: id,
+            expired_at: payment.expires_at,
+        });
+    }
+    let asked = payment_row(&tx.query_row(
+        concat!(
+            "UPDATE payments SET status = 'requested', payment_key = ?2, updated_at = ?3 ",
+            "WHERE id = ?1 AND status = 'started' RETURNING ",
+            payment_columns!()
+        ),
+        &[&id, &redirect.payment_key, &now],
+    )?)?;
+    event(
+        tx,
         id,
-        order: order_id,
-        user,
-        amount: order.total,
-        refunded: Money::ZERO,
-        status: PaymentStatus::Requested,
-        payment_key,
-        pg_order_id,
-        idempotency_key,
-        pg_transaction_id: None,
-        failure: None,
-        created_at: now,
-        updated_at: now,
-    })
+        PaymentStatus::Requested,
+        &format!("confirm of {} requested", payment.pg_amount),
+        now,
+    )?;
+    Ok(Confirming::Ask(asked))
+}
+
+/// A redirect is about this attempt: the same `orderId`, and (for a
+/// success redirect) the same amount. Nothing is sent otherwise.
+fn check_redirect(payment: &Payment, pg_order_id: &str, amount: Option<Money>) -> Result<()> {
+    let amount_differs = amount.is_some_and(|amount| amount != payment.pg_amount);
+    if pg_order_id != payment.pg_order_id || amount_differs {
+        return Err(Error::RedirectMismatch {
+            payment: payment.id,
+            expected_pg_order_id: payment.pg_order_id.clone(),
+            expected_amount: payment.pg_amount,
+        });
+    }
+    Ok(())
+}
+
+/// The PG's failure redirect for payment `id` of `user`: a `Started`
+/// attempt with that `orderId` ends at once as declined with the widget's
+/// code, its balance part given back; an attempt past `Started` is returned
+/// as it is.
+pub(crate) fn fail(
+    tx: &dyn Db,
+    user: UserId,
+    id: PaymentId,
+    redirect: &PgFailRedirect,
+    now: Timestamp,
+) -> Result<Payment> {
+    let payment = get_for_user(tx, user, id)?;
+    if payment.status != PaymentStatus::Started {
+        return Ok(payment);
+    }
+    check_redirect(&payment, &redirect.pg_order_id, None)?;
+    decline(tx, &payment, &redirect.code, &redirect.message, now)
+}
+
+/// The started payments whose confirm window ended at or before `now`,
+/// at most `limit`, oldest deadline first.
+pub(crate) fn started_due(conn: &dyn Db, now: Timestamp, limit: u32) -> Result<Vec<Payment>> {
+    conn.query(SELECT_STARTED_DUE, &[&now, &i64::from(limit)])?
+        .iter()
+        .map(payment_row)
+        .collect()
+}
+
+/// Ends payment `id` if it is still `Started` past its window: declined
+/// with [`EXPIRED_CODE`], its balance part given back, its order `Pending`
+/// again (the order's own expiry then releases its stock). Returns whether
+/// it ended it.
+pub(crate) fn expire(tx: &dyn Db, id: PaymentId, now: Timestamp) -> Result<bool> {
+    let payment = get(tx, id)?;
+    if payment.status != PaymentStatus::Started || payment.expires_at > now {
+        return Ok(false);
+    }
+    decline(
+        tx,
+        &payment,
+        EXPIRED_CODE,
+        "nobody confirmed the payment before its window ended",
+        now,
+    )?;
+    Ok(true)
 }
 
 /// Records the gateway's answer for payment `id`, exactly once: a payment
 /// that is no longer `Requested`/`Unknown` (someone else recorded an answer
 /// first) is returned as it is.
 ///
-/// - approved → payment `Approved`, order `Paid`;
-/// - declined → payment `Declined`, the debit reversed, order `Pending`;
-/// - unknown → payment `Unknown`, money held, order still `Paying`.
+/// - approved → payment `Approved`: an order `Paid`, a top-up credited;
+/// - declined → payment `Declined`, the balance part given back, an order
+///   `Pending`;
+/// - unknown → payment `Unknown`, money held, an order still `Paying`.
 pub(crate) fn record(
     tx: &dyn Db,
     id: PaymentId,
@@ -346,8 +708,8 @@ pub(crate) fn record(
         return Ok(payment);
     }
     let outcome = match outcome {
-        Outcome::Done(approval) if approval.approved_amount != payment.amount => {
-            tracing::error!(payment = %id, approved = %approval.approved_amount, asked = %payment.amount,
+        Outcome::Done(approval) if approval.approved_amount != payment.pg_amount => {
+            tracing::error!(payment = %id, approved = %approval.approved_amount, asked = %payment.pg_amount,
                 "the gateway approved a different amount; leaving the payment for review");
             Outcome::Unknown {
                 reason: format!("approved amount {} differs", approval.approved_amount),
@@ -355,85 +717,9 @@ pub(crate) fn record(
         }
         outcome => outcome,
     };
-    // Each change returns the payment as it now is (one round trip less
-    // than reading it again); nothing below changes the payment's row.
-    let recorded = match outcome {
-        Outcome::Done(approval) => {
-            let recorded = payment_row(&tx.query_row(
-                concat!(
-                    "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, ",
-                    "updated_at = ?3 WHERE id = ?1 RETURNING ",
-                    payment_columns!()
-                ),
-                &[&id, &approval.transaction_id, &now],
-            )?)?;
-            event(
-                tx,
-                id,
-                PaymentStatus::Approved,
-                &format!("approved as {}", approval.transaction_id),
-                now,
-            )?;
-            order::mark_paid(tx, payment.order, now)?;
-            let paid = order::get(tx, payment.user, payment.order)?;
-            feed::append(
-                tx,
-                Subject::payment(payment.user, payment.order, id),
-                &EventPayload::PaymentApproved {
-                    amount: payment.amount,
-                    lines: paid.lines,
-                    subtotal: paid.subtotal,
-                    discount: paid.discount,
-                    coupon: paid.coupon,
-                },
-                now,
-            )?;
-            recorded
-        }
-        Outcome::Declined { code, message } => {
-            let recorded = payment_row(&tx.query_row(
-                concat!(
-                    "UPDATE payments SET status = 'declined', failure_code = ?2, ",
-                    "failure_message = ?3, updated_at = ?4 WHERE id = ?1 RETURNING ",
-                    payment_columns!()
-                ),
-                &[&id, &code, &message, &now],
-            )?)?;
-            // The money comes back uncapped: it was the user's, and charges
-            // already counted it against the limit while it was held.
-            balance::post(
-                tx,
-                payment.user,
-                Entry::for_payment(LedgerKind::PaymentReversal, payment.amount, id),
-                None,
-                now,
-            )?;
-            event(
-                tx,
-                id,
-                PaymentStatus::Declined,
-                &format!("declined: {code}: {message}; {} given back", payment.amount),
-                now,
-            )?;
-            order::transition(
-                tx,
-                payment.order,
-                OrderStatus::Paying,
-                OrderStatus::Pending,
-                now,
-            )?;
-            feed::append(
-                tx,
-                Subject::payment(payment.user, payment.order, id),
-                &EventPayload::PaymentDeclined {
-                    amount: payment.amount,
-                    code,
-                    message,
-                },
-                now,
-            )?;
-            recorded
-        }
+    match outcome {
+        Outcome::Done(approval) => approve(tx, &payment, Some(&approval.transaction_id), now),
+        Outcome::Declined { code, message } => decline(tx, &payment, &code, &message, now),
         Outcome::Unknown { reason } => {
             if payment.status != PaymentStatus::Requested {
                 return Ok(payment);
@@ -453,28 +739,140 @@ pub(crate) fn record(
                 &format!("no definite answer: {reason}"),
                 now,
             )?;
-            recorded
+            Ok(recorded)
         }
+    }
+}
+
+/// Approves `payment`, with the PG's transaction id when the PG took a
+/// part: an order is `Paid` (and its sale counted), a top-up's PG part is
+/// credited to the balance — uncapped, since it counted as in flight from
+/// its start.
+fn approve(
+    tx: &dyn Db,
+    payment: &Payment,
+    transaction: Option<&str>,
+    now: Timestamp,
+) -> Result<Payment> {
+    let id = payment.id;
+    let recorded = payment_row(&tx.query_row(
+        concat!(
+            "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, ",
+            "updated_at = ?3 WHERE id = ?1 RETURNING ",
+            payment_columns!()
+        ),
+        &[&id, &transaction, &now],
+    )?)?;
+    let detail = match transaction {
+        Some(transaction) => format!("approved as {transaction}"),
+        None => "paid wholly from the balance".to_owned(),
     };
+    event(tx, id, PaymentStatus::Approved, &detail, now)?;
+    match payment.kind {
+        PaymentKind::TopUp => {
+            balance::post(
+                tx,
+                payment.user,
+                Entry::for_payment(LedgerKind::TopUp, payment.pg_amount, id),
+                None,
+                now,
+            )?;
+        }
+        PaymentKind::Order => {
+            let order_id = payment.order_id()?;
+            order::mark_paid(tx, order_id, now)?;
+            let paid = order::get(tx, payment.user, order_id)?;
+            feed::append(
+                tx,
+                Subject::payment(payment.user, order_id, id),
+                &EventPayload::PaymentApproved {
+                    amount: payment.amount,
+                    lines: paid.lines,
+                    subtotal: paid.subtotal,
+                    discount: paid.discount,
+                    coupon: paid.coupon,
+                },
+                now,
+            )?;
+        }
+    }
     Ok(recorded)
 }
 
-/// Adds `amount` to what completed refunds gave back of payment `id`,
-/// guarded so it never passes the amount paid (the schema's CHECK is the
-/// second guard); `fully` marks the payment `Refunded`.
+/// Declines `payment` (started or awaiting the gateway) with `code`: the
+/// balance part comes back uncapped (it was the user's, and credits
+/// counted it against the limit while it was held), and an order is
+/// `Pending` again.
+fn decline(
+    tx: &dyn Db,
+    payment: &Payment,
+    code: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<Payment> {
+    let id = payment.id;
+    let recorded = payment_row(&tx.query_row(
+        concat!(
+            "UPDATE payments SET status = 'declined', failure_code = ?2, ",
+            "failure_message = ?3, updated_at = ?4 WHERE id = ?1 RETURNING ",
+            payment_columns!()
+        ),
+        &[&id, &code, &message, &now],
+    )?)?;
+    if !payment.balance_amount.is_zero() {
+        balance::post(
+            tx,
+            payment.user,
+            Entry::for_payment(LedgerKind::PaymentReversal, payment.balance_amount, id),
+            None,
+            now,
+        )?;
+    }
+    event(
+        tx,
+        id,
+        PaymentStatus::Declined,
+        &format!(
+            "declined: {code}: {message}; {} given back to the balance",
+            payment.balance_amount
+        ),
+        now,
+    )?;
+    if let Some(order_id) = payment.order {
+        order::transition(tx, order_id, OrderStatus::Paying, OrderStatus::Pending, now)?;
+        feed::append(
+            tx,
+            Subject::payment(payment.user, order_id, id),
+            &EventPayload::PaymentDeclined {
+                amount: payment.amount,
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+            now,
+        )?;
+    }
+    Ok(recorded)
+}
+
+/// Adds `amount`, of which `pg_part` went back through the PG, to what
+/// completed refunds gave back of payment `id`, guarded so neither part
+/// ever passes what it paid (the schema's CHECKs are the second guard);
+/// `fully` marks the payment `Refunded`.
 pub(crate) fn add_refunded(
     tx: &dyn Db,
     id: PaymentId,
     amount: Money,
+    pg_part: Money,
     fully: bool,
     now: Timestamp,
 ) -> Result<()> {
     let changed = tx.execute(
         "UPDATE payments
-         SET refunded = refunded + ?2, updated_at = ?3,
+         SET refunded = refunded + ?2, pg_refunded = pg_refunded + ?5, updated_at = ?3,
              status = CASE WHEN ?4 = 1 THEN 'refunded' ELSE status END
-         WHERE id = ?1 AND status = 'approved' AND refunded + ?2 <= amount",
-        &[&id, &amount, &now, &i64::from(fully)],
+         WHERE id = ?1 AND status = 'approved' AND refunded + ?2 <= amount
+           AND pg_refunded + ?5 <= pg_amount",
+        &[&id, &amount, &now, &i64::from(fully), &pg_part],
     )?;
     if changed == 1 {
         Ok(())
@@ -518,6 +916,24 @@ pub(crate) fn approved_for_order(conn: &dyn Db, user: UserId, order: OrderId) ->
         .into_iter()
         .find(|payment| payment.status == PaymentStatus::Approved)
         .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))
+}
+
+/// One page of the top-ups of `user`, newest first.
+pub(crate) fn top_ups(
+    conn: &dyn Db,
+    user: UserId,
+    page: crate::page::PageRequest,
+) -> Result<crate::page::Page<Payment>> {
+    let before = page.cursor().map_or(i64::MAX, |c| c.key());
+    let limit = i64::from(page.limit()) + 1;
+    let rows = conn
+        .query(SELECT_TOP_UPS, &[&user, &before, &limit])?
+        .iter()
+        .map(payment_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(crate::page::Page::from_rows(rows, page.limit(), |p| {
+        p.id.get()
+    }))
 }
 
 /// The payments still `Requested`/`Unknown` that were created at or before
@@ -580,6 +996,13 @@ fn payment_row(row: &Row) -> Result<Payment> {
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
         refunded: row.get(13)?,
+        kind: row.get(14)?,
+        balance_amount: row.get(15)?,
+        pg_amount: row.get(16)?,
+        pg_refunded: row.get(17)?,
+        order_name: row.get(18)?,
+        customer_key: row.get(19)?,
+        expires_at: row.get(20)?,
     })
 }
 

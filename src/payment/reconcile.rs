@@ -36,8 +36,8 @@ pub struct ReconcileReport {
 pub struct ReconciledPayment {
     /// The payment.
     pub payment: PaymentId,
-    /// Its order.
-    pub order: OrderId,
+    /// Its order; `None` for a top-up.
+    pub order: Option<OrderId>,
     /// Its status after the round: `Approved` or `Declined` if settled,
     /// `Requested`/`Unknown` if still open.
     pub status: PaymentStatus,
@@ -108,7 +108,7 @@ impl Payments<'_> {
             };
             let needs_review = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
             if needs_review {
-                tracing::warn!(payment = %recorded.id, order = %recorded.order,
+                tracing::warn!(payment = %recorded.id, order = ?recorded.order,
                     "payment still unsettled past the review age; needs a person");
             }
             report.payments.push(ReconciledPayment {
@@ -164,13 +164,13 @@ impl Payments<'_> {
             payment: payment.id,
             order: payment.order,
         };
-        match retry.run(|| self.gateway.status(&payment.status_request())) {
+        match retry.run(|| self.gateway()?.status(&payment.status_request())) {
             Ok(PgStatus::Approved(approval)) => Some(Outcome::Done(approval)),
             Ok(PgStatus::Declined { code, message }) => Some(Outcome::Declined { code, message }),
             Ok(PgStatus::NotFound) => {
                 // Never received: send it again, with the same key.
                 let request = payment.approve_request();
-                Self::resent(attempt, retry.run(|| self.gateway.approve(&request)))
+                Self::resent(attempt, retry.run(|| self.gateway()?.approve(&request)))
             }
             Err(err) => {
                 if let GatewayError::Invalid { code, message } = &err {
@@ -200,7 +200,7 @@ impl Payments<'_> {
         };
         Self::resent(
             attempt,
-            self.config.retry.run(|| self.gateway.cancel(request)),
+            self.config.retry.run(|| self.gateway()?.cancel(request)),
         )
     }
 

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Outcome, Payment, PaymentFailure, PaymentStatus};
-use crate::balance::{self, Entry};
+use crate::balance::{self, Entry, LedgerKind};
 use crate::clock::Timestamp;
 use crate::db::{Db, Row};
 use crate::error::{Error, Result};
@@ -75,8 +75,13 @@ pub struct Refund {
     pub order: OrderId,
     /// Whose refund.
     pub user: UserId,
-    /// The money it gives back: the sum of its lines' amounts.
+    /// The money it gives back: the sum of its lines' amounts, and
+    /// `balance_amount + pg_amount`.
     pub amount: Money,
+    /// The part credited to the balance.
+    pub balance_amount: Money,
+    /// The part cancelled at the PG (back to the card).
+    pub pg_amount: Money,
     /// Where it is.
     pub status: RefundStatus,
     /// Why, as the gateway records it.
@@ -98,7 +103,8 @@ macro_rules! select_refunds {
     ($rest:literal) => {
         concat!(
             "SELECT id, payment_id, order_id, user_id, amount, status, reason, idempotency_key, ",
-            "failure_code, failure_message, created_at, updated_at FROM refunds ",
+            "failure_code, failure_message, created_at, updated_at, balance_amount, pg_amount ",
+            "FROM refunds ",
             $rest
         )
     };
@@ -123,13 +129,21 @@ pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount
 /// and is the user's → it is `Paid` or `PartiallyRefunded` → no other
 /// refund of its payment is in flight → each asked line is on the order
 /// with that many units left to refund (`lines: None` asks for every unit
-/// left) → the credit, with the money already in flight, fits under
-/// `max_balance`. Then the attempt is saved `Requested` with a fresh key
-/// and its lines. From here on its amount counts as in flight, so no charge
-/// can take the room its credit needs.
+/// left) → its amount is split by the refund rule → the balance part's
+/// credit, with the money already in flight, fits under `max_balance`.
+/// Then the attempt is saved `Requested` with a fresh key, its two parts
+/// and its lines. From here on its balance part counts as in flight, so no
+/// credit can take the room it needs.
 ///
-/// An attempt worth nothing (only free units) has nothing to ask the
-/// gateway and completes at once.
+/// **The refund rule**: money goes back the way it came, the PG part
+/// first — a refund cancels at the PG as much of its amount as the
+/// payment's PG part has left, and credits the rest to the balance. So a
+/// whole refund returns each part whole, and the refunds of each part never
+/// add up to more than that part.
+///
+/// An attempt with no PG part (a payment by balance, free units, or a PG
+/// part already given back) has nothing to ask the gateway and completes
+/// at once.
 pub(crate) fn begin(
     tx: &dyn Db,
     user: UserId,
@@ -156,27 +170,29 @@ pub(crate) fn begin(
     }
     let units = order::refundable_units(tx, order_id, lines)?;
     let amount = Money::checked_sum(units.iter().map(|u| u.amount)).ok_or(Error::AmountOverflow)?;
+    let pg_left = payment
+        .pg_amount
+        .checked_sub(payment.pg_refunded)
+        .unwrap_or(Money::ZERO);
+    let pg_part = amount.min(pg_left);
+    let balance_part = amount.checked_sub(pg_part).ok_or(Error::AmountOverflow)?;
     let balance = balance::get(tx, user)?;
-    let held = super::in_flight(tx, user)?;
-    let fits = balance
-        .checked_add(held)
-        .and_then(|total| total.checked_add(amount))
-        .is_some_and(|total| total <= max_balance);
-    if !fits {
-        return Err(Error::BalanceLimitExceeded {
-            balance,
-            held,
-            amount,
-            limit: max_balance,
-        });
-    }
+    balance::check_cap(
+        balance,
+        balance_part,
+        balance::Cap {
+            max: max_balance,
+            held: super::in_flight(tx, user)?,
+        },
+    )?;
 
     let idempotency_key = format!("ls-refund-{}", token::random_hex(16));
     let id: RefundId = tx
         .query_row(
             "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
-                                  idempotency_key, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7)
+                                  idempotency_key, created_at, updated_at, balance_amount,
+                                  pg_amount)
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7, ?8, ?9)
              RETURNING id",
             &[
                 &payment.id,
@@ -186,6 +202,8 @@ pub(crate) fn begin(
                 &reason,
                 &idempotency_key,
                 &now,
+                &balance_part,
+                &pg_part,
             ],
         )?
         .get(0)?;
@@ -196,20 +214,20 @@ pub(crate) fn begin(
             &[&id, &unit.item, &unit.quantity, &unit.amount],
         )?;
     }
-    if amount.is_zero() {
+    if pg_part.is_zero() {
         complete(tx, id, now)?;
     }
     get(tx, id)
 }
 
 /// The cancel request for refund attempt `refund`: the payment's gateway
-/// references, the attempt's amount and its own key.
+/// references, the attempt's PG part and its own key.
 pub(crate) fn cancel_request(conn: &dyn Db, refund: &Refund) -> Result<CancelRequest> {
     let payment: Payment = super::get(conn, refund.payment)?;
     Ok(CancelRequest {
-        payment_key: payment.payment_key,
+        payment_key: payment.payment_key.unwrap_or_default(),
         pg_order_id: payment.pg_order_id,
-        amount: refund.amount,
+        amount: refund.pg_amount,
         reason: refund.reason.clone(),
         idempotency_key: refund.idempotency_key.clone(),
     })
@@ -235,8 +253,8 @@ pub(crate) fn record(
         return Ok(refund);
     }
     let outcome = match outcome {
-        Outcome::Done(cancel) if cancel.cancelled_amount != refund.amount => {
-            tracing::error!(refund = %id, cancelled = %cancel.cancelled_amount, asked = %refund.amount,
+        Outcome::Done(cancel) if cancel.cancelled_amount != refund.pg_amount => {
+            tracing::error!(refund = %id, cancelled = %cancel.cancelled_amount, asked = %refund.pg_amount,
                 "the gateway cancelled a different amount; leaving the refund for review");
             Outcome::Unknown {
                 reason: format!("cancelled amount {} differs", cancel.cancelled_amount),
@@ -269,8 +287,8 @@ pub(crate) fn record(
 
 /// Completes refund attempt `id`: the units come back to the order lines
 /// and to stock, the payment and the order record the money given back
-/// (guarded so neither passes what was paid), the balance is credited by a
-/// ledger entry, and the payment's history says so.
+/// (guarded so neither part passes what was paid), the balance part is
+/// credited by a ledger entry, and the payment's history says so.
 ///
 /// The credit is not capped: its amount counted as in flight from the
 /// first transaction on, so it fits under the limit.
@@ -311,12 +329,24 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
         now,
     )?;
     let fully = status == OrderStatus::Refunded;
-    super::add_refunded(tx, refund.payment, refund.amount, fully, now)?;
-    if !refund.amount.is_zero() {
+    super::add_refunded(
+        tx,
+        refund.payment,
+        refund.amount,
+        refund.pg_amount,
+        fully,
+        now,
+    )?;
+    if !refund.balance_amount.is_zero() {
         balance::post(
             tx,
             refund.user,
-            Entry::for_refund(refund.amount, refund.payment, id),
+            Entry::for_refund(
+                LedgerKind::Refund,
+                refund.balance_amount,
+                refund.payment,
+                id,
+            ),
             None,
             now,
         )?;
@@ -329,7 +359,10 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
         } else {
             PaymentStatus::Approved
         },
-        &format!("refund {id} completed; {} credited", refund.amount),
+        &format!(
+            "refund {id} completed: {} cancelled at the PG, {} credited to the balance",
+            refund.pg_amount, refund.balance_amount
+        ),
         now,
     )?;
     Ok(())
@@ -422,5 +455,7 @@ fn refund_row(row: &Row) -> Result<Refund> {
         }),
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        balance_amount: row.get(12)?,
+        pg_amount: row.get(13)?,
     })
 }

@@ -38,7 +38,7 @@ impl Shop {
     ///     min_order_total: Money::new(10_000)?,
     /// })?;
     /// let kim = shop.create_user("Kim")?;
-    /// shop.charge(kim.id, Money::new(50_000)?)?;
+    /// shop.host_credit(kim.id, Money::new(50_000)?)?;
     /// shop.issue_coupon(kim.id, coupon.id)?;
     ///
     /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(12_000)?, stock: 5 })?;

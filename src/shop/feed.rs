@@ -23,7 +23,7 @@ impl Shop {
     /// use liteshop::{EventKind, Money, NewProduct, OrderLine};
     ///
     /// let kim = shop.create_user("Kim")?;
-    /// shop.charge(kim.id, Money::new(30_000)?)?;
+    /// shop.host_credit(kim.id, Money::new(30_000)?)?;
     /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(12_000)?, stock: 5 })?;
     /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
     /// shop.cancel_order(kim.id, order.id)?;

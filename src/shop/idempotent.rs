@@ -2,7 +2,7 @@
 //!
 //! Each method is the `Shop` method of the same name, run under the key;
 //! the checks, the transaction and the errors are that method's. There is
-//! one way to make a write idempotent — `shop.idempotent(key).charge(…)` —
+//! one way to make a write idempotent — `shop.idempotent(key).host_credit(…)` —
 //! and no second copy of each method with a suffix.
 
 use crate::clock::Timestamp;
@@ -13,10 +13,10 @@ use super::Shop;
 use crate::coupon::UserCoupon;
 use crate::error::{Error, Result};
 use crate::idempotency::{self, IdempotencyKey, Keyed};
-use crate::ids::{CouponId, OrderId, UserId};
+use crate::ids::{CouponId, OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{self, Order, OrderLine, OrderRequest};
-use crate::payment::{self, Payment, flow::Replay, refund::Refund};
+use crate::payment::{Payment, PgFailRedirect, PgRedirect, flow::Replay, refund::Refund};
 use crate::store::Scope;
 
 /// The writes of a [`Shop`] under an optional idempotency key, made by
@@ -29,8 +29,9 @@ use crate::store::Scope;
 /// [`Keyed::Replayed`] with that response. The same key with another
 /// request, for any write of the same user, is refused with
 /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused).
-/// For [`pay`](Idempotent::pay) and [`refund`](Idempotent::refund) the key
-/// is stored with the attempt in its first transaction, and a repeat gets
+/// For the payment and refund attempts ([`start_payment`](Idempotent::start_payment),
+/// [`confirm_payment`](Idempotent::confirm_payment), [`refund`](Idempotent::refund), …)
+/// the key is stored with the attempt in its first transaction, and a repeat gets
 /// that attempt as it is now (approved, declined, or still unsettled), so a
 /// client that timed out may retry and never pays or refunds twice.
 ///
@@ -50,12 +51,12 @@ use crate::store::Scope;
 /// use liteshop::{IdempotencyKey, Keyed, Money};
 ///
 /// let kim = shop.create_user("Kim")?;
-/// let key = IdempotencyKey::new("7f3a-charge", "charge:500"); // key, request fingerprint
-/// let first = shop.idempotent(&key).charge(kim.id, Money::new(500)?)?;
+/// let key = IdempotencyKey::new("7f3a-credit", "credit:500"); // key, request fingerprint
+/// let first = shop.idempotent(&key).host_credit(kim.id, Money::new(500)?)?;
 /// assert_eq!(first, Keyed::Fresh(Money::new(500)?));
-/// let again = shop.idempotent(&key).charge(kim.id, Money::new(500)?)?;
+/// let again = shop.idempotent(&key).host_credit(kim.id, Money::new(500)?)?;
 /// assert!(again.is_replay());
-/// assert_eq!(shop.balance(kim.id)?, Money::new(500)?); // charged once
+/// assert_eq!(shop.balance(kim.id)?, Money::new(500)?); // credited once
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -76,9 +77,9 @@ impl Shop {
 }
 
 impl Idempotent<'_> {
-    /// [`Shop::charge`]: the new balance is stored with the charge.
-    pub fn charge(&self, user: UserId, amount: Money) -> Result<Keyed<Money>> {
-        let body = self.shop.charge_body(user, amount)?;
+    /// [`Shop::host_credit`]: the new balance is stored with the credit.
+    pub fn host_credit(&self, user: UserId, amount: Money) -> Result<Keyed<Money>> {
+        let body = self.shop.host_credit_body(user, amount)?;
         self.write(user, body)
     }
 
@@ -114,26 +115,57 @@ impl Idempotent<'_> {
         self.write(user, body)
     }
 
-    /// [`Shop::pay`]: the key is stored with the payment attempt.
-    pub fn pay(&self, user: UserId, order: OrderId) -> Result<Keyed<Payment>> {
-        self.validate()?;
-        let (payment, replay) = self.shop.pay_inner(user, order, None, self.key.cloned())?;
-        Ok(answer(payment, replay))
-    }
-
-    /// [`Shop::pay_with_pg_key`]: the key is stored with the payment
-    /// attempt; the PG's payment key goes to the gateway.
-    pub fn pay_with_pg_key(
+    /// [`Shop::start_payment`]: the key is stored with the payment
+    /// attempt; a repeat returns that attempt as it is now.
+    pub fn start_payment(
         &self,
         user: UserId,
         order: OrderId,
-        pg_payment_key: &str,
+        balance_part: Money,
     ) -> Result<Keyed<Payment>> {
         self.validate()?;
-        let pg_payment_key = payment::validate_key(pg_payment_key)?;
         let (payment, replay) =
             self.shop
-                .pay_inner(user, order, Some(pg_payment_key), self.key.cloned())?;
+                .start_payment_inner(user, order, balance_part, self.key.cloned())?;
+        Ok(answer(payment, replay))
+    }
+
+    /// [`Shop::start_top_up`]: the key is stored with the top-up; a repeat
+    /// returns it as it is now and starts no second one.
+    pub fn start_top_up(&self, user: UserId, amount: Money) -> Result<Keyed<Payment>> {
+        self.validate()?;
+        let (payment, replay) = self
+            .shop
+            .start_top_up_inner(user, amount, self.key.cloned())?;
+        Ok(answer(payment, replay))
+    }
+
+    /// [`Shop::confirm_payment`]: the key is stored with the confirm's first
+    /// transaction; a repeat returns the payment as it is now.
+    pub fn confirm_payment(
+        &self,
+        user: UserId,
+        payment: PaymentId,
+        redirect: &PgRedirect,
+    ) -> Result<Keyed<Payment>> {
+        self.validate()?;
+        let (payment, replay) =
+            self.shop
+                .confirm_payment_inner(user, payment, redirect, self.key.cloned())?;
+        Ok(answer(payment, replay))
+    }
+
+    /// [`Shop::fail_payment`]: the key is stored with the ended attempt.
+    pub fn fail_payment(
+        &self,
+        user: UserId,
+        payment: PaymentId,
+        redirect: &PgFailRedirect,
+    ) -> Result<Keyed<Payment>> {
+        self.validate()?;
+        let (payment, replay) =
+            self.shop
+                .fail_payment_inner(user, payment, redirect, self.key.cloned())?;
         Ok(answer(payment, replay))
     }
 

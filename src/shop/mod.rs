@@ -38,6 +38,7 @@ mod feed;
 mod idempotent;
 mod leases;
 mod ops;
+mod payments;
 
 pub use idempotent::Idempotent;
 pub use ops::Unsettled;
@@ -139,6 +140,9 @@ impl ShopBuilder {
     pub const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1_000;
     /// Default time an unpaid order holds its stock: 15 minutes.
     pub const DEFAULT_RESERVATION_TIME: Duration = Duration::from_secs(15 * 60);
+    /// Default time a started payment waits for its confirm: 30 minutes,
+    /// the time Toss Payments keeps a payment window open.
+    pub const DEFAULT_PAYMENT_WINDOW: Duration = Duration::from_secs(30 * 60);
     /// Default age before reconciliation touches an unsettled payment: 2
     /// minutes.
     pub const DEFAULT_RECONCILE_GRACE: Duration = Duration::from_secs(2 * 60);
@@ -165,6 +169,7 @@ impl ShopBuilder {
                 retry: RetryPolicy::default(),
                 reconcile_grace: Self::DEFAULT_RECONCILE_GRACE,
                 review_after: Self::DEFAULT_REVIEW_AFTER,
+                window: Self::DEFAULT_PAYMENT_WINDOW,
             },
             clock: Arc::new(SystemClock),
             utc_offset_minutes: None,
@@ -333,6 +338,15 @@ impl ShopBuilder {
         self
     }
 
+    /// How long a started payment waits for the customer to pay in the PG's
+    /// widget and the shop to confirm; 30 minutes by default. Past it the
+    /// payment ends ([`Shop::expire_payments`]) and a confirm is refused
+    /// without reaching the PG.
+    pub fn payment_window(mut self, window: Duration) -> ShopBuilder {
+        self.payments.window = window;
+        self
+    }
+
     /// How old an unsettled payment must be before reconciliation reports it
     /// for review; 24 hours by default.
     pub fn review_after(mut self, age: Duration) -> ShopBuilder {
@@ -383,6 +397,9 @@ impl ShopBuilder {
         }
         if self.reservation_time.as_millis() == 0 {
             return invalid("reservation time must be at least 1 millisecond");
+        }
+        if self.payments.window.as_millis() == 0 {
+            return invalid("payment window must be at least 1 millisecond");
         }
         if self.utc_offset_minutes.is_some_and(|m| m.abs() > 14 * 60) {
             return invalid("the UTC offset must be within -14 and +14 hours");
@@ -447,6 +464,24 @@ impl ShopBuilder {
         }
         Ok(Store::Sqlite(store::open_sqlite(&self.path, &self.store)?))
     }
+}
+
+/// The checks of an operator's grant or take-back before any lookup: the
+/// id, an amount of at least 1 won, and the note.
+fn operator_entry(user: UserId, amount: Money, note: &str) -> Result<(UserId, String)> {
+    const MAX_NOTE: usize = 200;
+    let user = user.validate()?;
+    if amount.is_zero() {
+        return Err(Error::ZeroAmount);
+    }
+    let note = validate::text(Entity::LedgerEntry, note, MAX_NOTE).map_err(|err| match err {
+        validate::TextError::Length(length) => Error::InvalidNote {
+            length,
+            max: MAX_NOTE,
+        },
+        validate::TextError::Control(err) => err,
+    })?;
+    Ok((user, note))
 }
 
 /// A target as it may be shown: a file's path, or a connection string
@@ -634,17 +669,22 @@ impl Shop {
         })
     }
 
-    /// Adds `amount` to the balance of `user` and returns the new balance
-    /// (seed flow 2). A ledger entry of kind
-    /// [`Charge`](crate::LedgerKind::Charge) is written with it.
+    /// Credits `amount` to the balance of `user` as money **the host
+    /// vouches for** — money it took by its own means (a till, a bank
+    /// transfer it checked) — and returns the new balance. A ledger entry
+    /// of kind [`HostCredit`](crate::LedgerKind::HostCredit) is written
+    /// with it.
+    ///
+    /// This is not how a customer tops up: that is
+    /// [`Shop::start_top_up`], paid through the PG. Never reach this from a
+    /// route a customer's token can call (the reference server does not).
     ///
     /// Checks, in order: the id is valid and the amount is at least 1 won →
     /// the user exists → (one user's writes take turns — SQLite's write
-    /// lock, or the user's lock on PostgreSQL — so two charges of one user
-    /// never interleave) the amount is within the
-    /// per-charge limit → the new balance, plus the money held by the user's
-    /// payments in flight, is within the balance limit (a sum too large to
-    /// represent counts as over it).
+    /// lock, or the user's lock on PostgreSQL — so two credits of one user
+    /// never interleave) the amount is within the per-charge limit → the
+    /// new balance, plus the money in flight for the user, is within the
+    /// balance limit (a sum too large to represent counts as over it).
     ///
     /// # Example
     ///
@@ -654,8 +694,8 @@ impl Shop {
     /// use liteshop::{ErrorKind, Money};
     ///
     /// let kim = shop.create_user("Kim")?;
-    /// assert_eq!(shop.charge(kim.id, Money::new(10_000)?)?, Money::new(10_000)?);
-    /// let err = shop.charge(kim.id, Money::ZERO).unwrap_err();
+    /// assert_eq!(shop.host_credit(kim.id, Money::new(10_000)?)?, Money::new(10_000)?);
+    /// let err = shop.host_credit(kim.id, Money::ZERO).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -664,14 +704,14 @@ impl Shop {
     ///
     /// [`Error::InvalidId`], [`Error::ZeroAmount`], [`Error::UserNotFound`],
     /// [`Error::ChargeLimitExceeded`], [`Error::BalanceLimitExceeded`].
-    pub fn charge(&self, user: UserId, amount: Money) -> Result<Money> {
-        let balance = self.write(Scope::User(user), self.charge_body(user, amount)?)?;
-        debug!(user = %user, amount = %amount, balance = %balance, "balance charged");
+    pub fn host_credit(&self, user: UserId, amount: Money) -> Result<Money> {
+        let balance = self.write(Scope::User(user), self.host_credit_body(user, amount)?)?;
+        debug!(user = %user, amount = %amount, balance = %balance, "host credit");
         Ok(balance)
     }
 
-    /// The checks of a charge before any lookup, and its transaction.
-    fn charge_body(
+    /// The checks of a host credit before any lookup, and its transaction.
+    fn host_credit_body(
         &self,
         user: UserId,
         amount: Money,
@@ -686,8 +726,74 @@ impl Shop {
             // The balance is read once, as the check that the user exists.
             let balance = balance::of_user(tx, user)?;
             let cap = payment::cap(tx, user, max_balance)?;
-            balance::charge(tx, user, balance, amount, max_charge, cap, now)
+            balance::host_credit(tx, user, balance, amount, max_charge, cap, now)
         })
+    }
+
+    /// An operator grants `amount` to the balance of `user` — points,
+    /// compensation, a correction — with `note` saying why, and returns the
+    /// new balance: a ledger entry of kind
+    /// [`Grant`](crate::LedgerKind::Grant) carrying the note, counted by
+    /// the audit as money in.
+    ///
+    /// Checks, in order: the id is valid, the amount at least 1 won, the
+    /// note 1 to 200 characters with no white space at either end and no
+    /// control character → the user exists → the new balance, with the
+    /// money in flight, is within the balance limit. (The per-charge limit
+    /// is a customer's; an operator is not bound by it.)
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
+    /// use liteshop::{LedgerKind, Money, PageRequest};
+    ///
+    /// let kim = shop.create_user("Kim")?;
+    /// shop.grant(kim.id, Money::new(3_000)?, "late delivery")?;
+    /// assert_eq!(shop.take_back(kim.id, Money::new(1_000)?, "granted twice")?, Money::new(2_000)?);
+    /// let ledger = shop.ledger(kim.id, PageRequest::first(10))?;
+    /// assert_eq!(ledger.items[1].kind, LedgerKind::Grant);
+    /// assert_eq!(ledger.items[1].note.as_deref(), Some("late delivery"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::ZeroAmount`], [`Error::InvalidNote`],
+    /// [`Error::InvalidCharacter`], [`Error::EdgeWhitespace`],
+    /// [`Error::UserNotFound`], [`Error::BalanceLimitExceeded`].
+    pub fn grant(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
+        let (user, note) = operator_entry(user, amount, note)?;
+        let max_balance = self.inner.limits.max_balance;
+        let balance = self.write(Scope::User(user), move |tx, now| {
+            let balance = balance::of_user(tx, user)?;
+            let cap = payment::cap(tx, user, max_balance)?;
+            balance::grant(tx, user, balance, amount, &note, cap, now)
+        })?;
+        debug!(user = %user, amount = %amount, balance = %balance, "balance granted");
+        Ok(balance)
+    }
+
+    /// An operator takes `amount` back from the balance of `user`, with
+    /// `note` saying why, and returns the new balance: a ledger entry of
+    /// kind [`TakeBack`](crate::LedgerKind::TakeBack). Never more than the
+    /// balance; money held by a payment in flight is not the balance's.
+    ///
+    /// Checks, in order: as [`Shop::grant`] → the balance covers it.
+    ///
+    /// # Failure
+    ///
+    /// As [`Shop::grant`], but [`Error::InsufficientBalance`] instead of
+    /// the balance limit.
+    pub fn take_back(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
+        let (user, note) = operator_entry(user, amount, note)?;
+        let balance = self.write(Scope::User(user), move |tx, now| {
+            let balance = balance::of_user(tx, user)?;
+            balance::take_back(tx, user, balance, amount, &note, now)
+        })?;
+        debug!(user = %user, amount = %amount, balance = %balance, "balance taken back");
+        Ok(balance)
     }
 
     /// Deletes the idempotency keys stored before `before` and returns how
@@ -899,8 +1005,10 @@ impl Shop {
     /// line's stock suffices (if one is short, overdue orders holding that
     /// product are expired first, and the stock checked again) → the coupon,
     /// if any, is the user's, available, not expired, and the subtotal
-    /// reaches its minimum → the balance covers the total (subtotal less
-    /// the discount). All in one transaction: a refusal of any line leaves
+    /// reaches its minimum. The balance is not checked here: an order may be
+    /// paid by card, and the balance part of a payment is checked (and
+    /// held) when the payment starts ([`Shop::start_payment`]). All in one
+    /// transaction: a refusal of any line leaves
     /// every stock and the coupon as they were. Unit prices and names are
     /// copied onto the order; the discount is spread over its lines (see
     /// [`OrderItem::amount`](crate::OrderItem::amount)). The coupon is used
@@ -915,7 +1023,7 @@ impl Shop {
     /// use liteshop::{Money, NewProduct, OrderLine, OrderStatus};
     ///
     /// let kim = shop.create_user("Kim")?;
-    /// shop.charge(kim.id, Money::new(30_000)?)?;
+    /// shop.host_credit(kim.id, Money::new(30_000)?)?;
     /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(12_000)?, stock: 5 })?;
     /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
     /// assert_eq!(order.status, OrderStatus::Pending);
@@ -934,7 +1042,7 @@ impl Shop {
     /// [`Error::AmountOverflow`], and with a coupon
     /// [`Error::CouponNotFound`] (also one not issued to the user),
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
-    /// [`Error::CouponMinimumNotMet`]; then [`Error::InsufficientBalance`].
+    /// [`Error::CouponMinimumNotMet`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
         let order = self.write(
             Scope::User(user),
@@ -956,9 +1064,9 @@ impl Shop {
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let reservation = self.inner.reservation_time;
         Ok(move |tx: &dyn Db, now: Timestamp| {
-            let available = balance::of_user(tx, user)?;
+            balance::of_user(tx, user)?; // the user exists
             let expires_at = now.saturating_add(reservation);
-            order::place(tx, user, available, &lines, coupon, expires_at, now)
+            order::place(tx, user, &lines, coupon, expires_at, now)
         })
     }
 
@@ -991,14 +1099,14 @@ impl Shop {
         let max_lines = self.inner.limits.max_order_lines;
         let reservation = self.inner.reservation_time;
         Ok(move |tx: &dyn Db, now: Timestamp| {
-            let available = balance::of_user(tx, user)?;
+            balance::of_user(tx, user)?; // the user exists
             let expires_at = now.saturating_add(reservation);
             let lines = cart::order_lines(tx, user)?;
             if lines.is_empty() {
                 return Err(Error::EmptyCart { user });
             }
             order::validate_lines(&lines, max_quantity, max_lines)?;
-            let order = order::place(tx, user, available, &lines, coupon, expires_at, now)?;
+            let order = order::place(tx, user, &lines, coupon, expires_at, now)?;
             cart::clear(tx, user)?;
             Ok(order)
         })
@@ -1055,6 +1163,10 @@ impl Shop {
 
     /// Cancels every order still `Pending` at its deadline (placed more than
     /// the reservation time ago), puts its stock back, and returns how many.
+    /// First it ends the started payments whose confirm window ran out
+    /// ([`Shop::expire_payments`]), so an order nobody paid for in the PG's
+    /// widget is `Pending` again and expires here if its reservation ran out
+    /// too.
     /// Expired orders have [`CancelReason::Expired`](crate::CancelReason).
     ///
     /// A host calls this periodically; [`Shop::place_order`] also expires
@@ -1064,6 +1176,7 @@ impl Shop {
     ///
     /// Only storage errors ([`Error::Busy`], [`Error::Storage`]).
     pub fn expire_orders(&self) -> Result<usize> {
+        self.expire_payments()?;
         let expired = self.write(Scope::Shop, order::expire_due)?;
         if expired > 0 {
             debug!(expired, "overdue orders expired");
@@ -1104,113 +1217,16 @@ impl Shop {
             .ok_or(Error::NoGateway)
     }
 
-    /// Pays the order `order` of `user` from the user's balance, with a
-    /// payment key the shop generates (seed flow 8). See
-    /// [`Shop::pay_with_pg_key`] for the steps, checks and errors.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// use liteshop::{FakeGateway, Money, NewProduct, OrderLine, OrderStatus, PaymentStatus, Shop};
-    ///
-    /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(FakeGateway::new()).build()?;
-    /// let kim = shop.create_user("Kim")?;
-    /// shop.charge(kim.id, Money::new(30_000)?)?;
-    /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(12_000)?, stock: 5 })?;
-    /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
-    ///
-    /// let payment = shop.pay(kim.id, order.id)?;
-    /// assert_eq!(payment.status, PaymentStatus::Approved);
-    /// assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::Paid);
-    /// assert_eq!(shop.balance(kim.id)?, Money::new(6_000)?);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Failure
-    ///
-    /// As [`Shop::pay_with_pg_key`].
-    pub fn pay(&self, user: UserId, order: OrderId) -> Result<Payment> {
-        self.pay_inner(user, order, None, None)
-            .map(|(payment, _)| payment)
-    }
-
-    /// Pays the order `order` of `user` from the user's balance, with the
-    /// PG's payment key: the one the host's client got from the gateway's
-    /// checkout widget, sent to the gateway as the payment's key. (It is not
-    /// an idempotency key; to make a retried call safe, run it through
-    /// [`Shop::idempotent`].)
-    ///
-    /// The steps, exactly once whatever happens:
-    ///
-    /// 1. In one write transaction — checks, in order: ids and key valid →
-    ///    the order exists and is the user's → it is `Pending` → its
-    ///    reservation has not run out (an order past it is expired, as
-    ///    [`Shop::place_order`] sees it) → its total is not zero → the
-    ///    balance covers it. Then the total is debited (a
-    ///    [`Payment`](crate::LedgerKind::Payment) ledger entry), the payment
-    ///    saved as `Requested` with a fresh `pg_order_id` and idempotency
-    ///    key, its history started, and the order moved to `Paying`.
-    /// 2. With no transaction open, the gateway is asked to approve, retrying
-    ///    only calls that provably never reached it.
-    /// 3. In a second write transaction the answer is recorded:
-    ///    approved → `Ok`, order `Paid`; declined → the debit reversed, order
-    ///    `Pending` again, [`Error::PaymentDeclined`]; no definite answer →
-    ///    money held, order `Paying`, [`Error::PaymentOutcomeUnknown`] —
-    ///    [`Shop::reconcile_payments`] settles it later.
-    ///
-    /// A second `pay` of the same order, even a concurrent one, finds it
-    /// `Paying` and fails with [`Error::InvalidTransition`]: one payment only.
-    ///
-    /// # Failure
-    ///
-    /// [`Error::InvalidId`], [`Error::InvalidPaymentKey`],
-    /// [`Error::NoGateway`], [`Error::OrderNotFound`],
-    /// [`Error::InvalidTransition`], [`Error::OrderExpired`],
-    /// [`Error::NothingToPay`],
-    /// [`Error::InsufficientBalance`] (all changing nothing); then
-    /// [`Error::PaymentDeclined`], [`Error::GatewayUnavailable`] and
-    /// [`Error::GatewayRejected`] (money given back, order `Pending`) or
-    /// [`Error::PaymentOutcomeUnknown`] (money held, order `Paying`; also
-    /// when the answer could not be recorded, for example because the
-    /// database stayed busy).
-    pub fn pay_with_pg_key(
-        &self,
-        user: UserId,
-        order: OrderId,
-        pg_payment_key: &str,
-    ) -> Result<Payment> {
-        self.pay_inner(
-            user,
-            order,
-            Some(payment::validate_key(pg_payment_key)?),
-            None,
-        )
-        .map(|(payment, _)| payment)
-    }
-
-    fn pay_inner(
-        &self,
-        user: UserId,
-        order: OrderId,
-        payment_key: Option<&str>,
-        key: Option<IdempotencyKey>,
-    ) -> Result<(Payment, Replay)> {
-        let user = user.validate()?;
-        let order = order.validate()?;
-        self.payments()?
-            .pay(user, order, payment_key.map(str::to_owned), key)
-    }
-
-    /// The context of the flows that call the gateway.
-    fn payments(&self) -> Result<Payments<'_>> {
-        Ok(Payments {
+    /// The context of the flows that call the gateway (which may be
+    /// absent: a payment wholly by balance needs none).
+    fn payments(&self) -> Payments<'_> {
+        Payments {
             store: &self.inner.store,
-            gateway: self.gateway()?,
+            gateway: self.inner.payments.gateway.as_deref(),
             config: &self.inner.payments,
             clock: &self.inner.clock,
             max_balance: self.inner.limits.max_balance,
-        })
+        }
     }
 
     /// Settles every `Requested` or `Unknown` payment and refund attempt
@@ -1241,7 +1257,8 @@ impl Shop {
     /// [`Error::NoGateway`]; storage errors ([`Error::Busy`]) end the round
     /// early, and the next round continues.
     pub fn reconcile_payments(&self) -> Result<ReconcileReport> {
-        self.payments()?.reconcile()
+        self.gateway()?;
+        self.payments().reconcile()
     }
 
     /// Starts a background thread that runs [`Shop::reconcile_payments`]
@@ -1262,7 +1279,7 @@ impl Shop {
     ///
     /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(FakeGateway::new()).build()?;
     /// let kim = shop.create_user("Kim")?;
-    /// shop.charge(kim.id, Money::new(30_000)?)?;
+    /// shop.host_credit(kim.id, Money::new(30_000)?)?;
     /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(5_000)?, stock: 5 })?;
     /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 3)])?;
     /// shop.pay(kim.id, order.id)?;
@@ -1367,7 +1384,7 @@ impl Shop {
                 },
                 validate::TextError::Control(err) => err,
             })?;
-        self.payments()?.refund(user, order, lines, reason, key)
+        self.payments().refund(user, order, lines, reason, key)
     }
 
     /// Every refund attempt of the order `order` of `user`, oldest first,

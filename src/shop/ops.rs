@@ -45,7 +45,7 @@ impl Shop {
     /// # let dir = tempfile::tempdir()?;
     /// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
     /// let kim = shop.create_user("Kim")?;
-    /// shop.charge(kim.id, liteshop::Money::new(5_000)?)?;
+    /// shop.host_credit(kim.id, liteshop::Money::new(5_000)?)?;
     /// let report = shop.audit()?;
     /// assert!(report.is_clean(), "{report}");
     /// assert_eq!(report.figures.charged, 5_000);

@@ -244,4 +244,73 @@ CREATE TABLE leases (
     expires_at  BIGINT NOT NULL
 );
 "#,
+    // Tender and the PG's handshake: SQLite's migration 8, with the same
+    // columns (appended in the same order), CHECKs and indexes. The
+    // constraints replaced carry the names PostgreSQL gave them in the
+    // first migration.
+    r#"
+ALTER TABLE payments DROP CONSTRAINT payments_status_check,
+    DROP CONSTRAINT payments_check,
+    ALTER COLUMN order_id DROP NOT NULL,
+    ALTER COLUMN payment_key DROP NOT NULL,
+    ADD COLUMN kind TEXT NOT NULL DEFAULT 'order' CHECK (kind IN ('order', 'top_up')),
+    ADD COLUMN balance_amount BIGINT,
+    ADD COLUMN pg_amount BIGINT NOT NULL DEFAULT 0 CHECK (pg_amount >= 0),
+    ADD COLUMN pg_refunded BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN order_name TEXT,
+    ADD COLUMN customer_key TEXT,
+    ADD COLUMN expires_at BIGINT;
+UPDATE payments SET balance_amount = amount, order_name = 'Order ' || order_id,
+                    customer_key = 'ls-legacy-' || user_id, expires_at = created_at;
+ALTER TABLE payments ALTER COLUMN kind DROP DEFAULT,
+    ALTER COLUMN balance_amount SET NOT NULL,
+    ALTER COLUMN order_name SET NOT NULL,
+    ALTER COLUMN customer_key SET NOT NULL,
+    ALTER COLUMN expires_at SET NOT NULL,
+    ADD CHECK (status IN ('started', 'requested', 'approved', 'declined', 'unknown', 'refunded')),
+    ADD CHECK (balance_amount >= 0),
+    ADD CHECK (pg_refunded BETWEEN 0 AND pg_amount),
+    ADD CHECK (length(order_name) BETWEEN 1 AND 100),
+    ADD CHECK (length(customer_key) BETWEEN 2 AND 50),
+    ADD CHECK (amount = balance_amount + pg_amount),
+    ADD CHECK ((kind = 'order') = (order_id IS NOT NULL)),
+    ADD CHECK (kind = 'order' OR balance_amount = 0),
+    ADD CHECK (refunded - pg_refunded BETWEEN 0 AND balance_amount),
+    ADD CHECK (status = 'started' OR pg_amount = 0 OR payment_key IS NOT NULL),
+    ADD CHECK (status <> 'started' OR payment_key IS NULL),
+    ADD CHECK (pg_transaction_id IS NULL OR status IN ('approved', 'refunded')),
+    ADD CHECK (status NOT IN ('approved', 'refunded') OR pg_amount = 0
+               OR pg_transaction_id IS NOT NULL);
+DROP INDEX payments_one_live_per_order;
+CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
+    WHERE status IN ('started', 'requested', 'unknown', 'approved');
+CREATE INDEX payments_by_user ON payments (user_id, id);
+CREATE INDEX payments_started_by_expiry ON payments (expires_at) WHERE status = 'started';
+DROP INDEX payments_held_by_user;
+CREATE INDEX payments_held_by_user ON payments (user_id)
+    WHERE status IN ('started', 'requested', 'unknown');
+
+ALTER TABLE payment_events DROP CONSTRAINT payment_events_status_check,
+    ADD CHECK (status IN ('started', 'requested', 'approved', 'declined', 'unknown',
+                          'refunded'));
+
+ALTER TABLE refunds ALTER COLUMN order_id DROP NOT NULL,
+    ADD COLUMN balance_amount BIGINT,
+    ADD COLUMN pg_amount BIGINT NOT NULL DEFAULT 0 CHECK (pg_amount >= 0);
+UPDATE refunds SET balance_amount = amount;
+ALTER TABLE refunds ALTER COLUMN balance_amount SET NOT NULL,
+    ALTER COLUMN pg_amount DROP DEFAULT,
+    ADD CHECK (balance_amount >= 0),
+    ADD CHECK (amount = balance_amount + pg_amount);
+DROP INDEX refunds_owed_to_user;
+CREATE INDEX refunds_owed_to_user ON refunds (user_id) WHERE status IN ('requested', 'unknown');
+
+ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check,
+    DROP CONSTRAINT ledger_check,
+    ADD COLUMN note TEXT CHECK (length(note) BETWEEN 1 AND 200),
+    ADD CHECK (kind IN ('charge', 'top_up', 'grant', 'take_back', 'payment', 'payment_reversal',
+                        'refund', 'top_up_refund', 'top_up_refund_reversal')),
+    ADD CHECK ((kind IN ('payment', 'take_back', 'top_up_refund')) = (amount < 0)),
+    ADD CHECK ((kind IN ('grant', 'take_back')) = (note IS NOT NULL));
+"#,
 ];

@@ -371,6 +371,153 @@ CREATE TABLE leases (
 ) STRICT, WITHOUT ROWID;
 "#,
     ),
+    // 8: tender and the PG's handshake. A payment has a balance part and a
+    // PG part; it is started (the balance part held) before the customer
+    // pays in the PG's widget and confirmed after; a top-up is a payment
+    // with no order whose PG part is credited to the balance; operators
+    // grant and take back balance with a note. Payments, their history,
+    // refunds and the ledger are rebuilt (SQLite cannot change a CHECK in
+    // place) by the recipe of migration 4. Every payment made before this
+    // version debited its whole amount from the balance, so it becomes a
+    // payment wholly by balance, its PG references kept as they were.
+    M::up(
+        r#"
+CREATE TABLE payments_v8 (
+    id                 INTEGER PRIMARY KEY,
+    order_id           INTEGER REFERENCES orders (id),
+    user_id            INTEGER NOT NULL REFERENCES users (id),
+    amount             INTEGER NOT NULL CHECK (amount > 0),
+    status             TEXT    NOT NULL
+                       CHECK (status IN ('started', 'requested', 'approved', 'declined',
+                                         'unknown', 'refunded')),
+    payment_key        TEXT    CHECK (length(payment_key) BETWEEN 1 AND 200),
+    pg_order_id        TEXT    NOT NULL UNIQUE CHECK (length(pg_order_id) BETWEEN 6 AND 64),
+    idempotency_key    TEXT    NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 300),
+    pg_transaction_id  TEXT,
+    failure_code       TEXT,
+    failure_message    TEXT,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    refunded           INTEGER NOT NULL DEFAULT 0 CHECK (refunded BETWEEN 0 AND amount),
+    kind               TEXT    NOT NULL CHECK (kind IN ('order', 'top_up')),
+    balance_amount     INTEGER NOT NULL CHECK (balance_amount >= 0),
+    pg_amount          INTEGER NOT NULL CHECK (pg_amount >= 0),
+    pg_refunded        INTEGER NOT NULL DEFAULT 0 CHECK (pg_refunded BETWEEN 0 AND pg_amount),
+    order_name         TEXT    NOT NULL CHECK (length(order_name) BETWEEN 1 AND 100),
+    customer_key       TEXT    NOT NULL CHECK (length(customer_key) BETWEEN 2 AND 50),
+    expires_at         INTEGER NOT NULL,
+    CHECK (amount = balance_amount + pg_amount),
+    CHECK ((kind = 'order') = (order_id IS NOT NULL)),
+    CHECK (kind = 'order' OR balance_amount = 0),
+    CHECK (refunded - pg_refunded BETWEEN 0 AND balance_amount),
+    CHECK (status = 'started' OR pg_amount = 0 OR payment_key IS NOT NULL),
+    CHECK (status <> 'started' OR payment_key IS NULL),
+    CHECK (pg_transaction_id IS NULL OR status IN ('approved', 'refunded')),
+    CHECK (status NOT IN ('approved', 'refunded') OR pg_amount = 0
+           OR pg_transaction_id IS NOT NULL),
+    CHECK ((status = 'declined') = (failure_code IS NOT NULL))
+) STRICT;
+INSERT INTO payments_v8 (id, order_id, user_id, amount, status, payment_key, pg_order_id,
+                         idempotency_key, pg_transaction_id, failure_code, failure_message,
+                         created_at, updated_at, refunded, kind, balance_amount, pg_amount,
+                         pg_refunded, order_name, customer_key, expires_at)
+    SELECT id, order_id, user_id, amount, status, payment_key, pg_order_id, idempotency_key,
+           pg_transaction_id, failure_code, failure_message, created_at, updated_at, refunded,
+           'order', amount, 0, 0, 'Order ' || order_id, 'ls-legacy-' || user_id, created_at
+    FROM payments;
+
+CREATE TABLE payment_events_v8 (
+    id          INTEGER PRIMARY KEY,
+    payment_id  INTEGER NOT NULL REFERENCES payments (id),
+    status      TEXT    NOT NULL
+                CHECK (status IN ('started', 'requested', 'approved', 'declined', 'unknown',
+                                  'refunded')),
+    detail      TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+INSERT INTO payment_events_v8 SELECT id, payment_id, status, detail, created_at
+    FROM payment_events;
+
+CREATE TABLE refunds_v8 (
+    id               INTEGER PRIMARY KEY,
+    payment_id       INTEGER NOT NULL REFERENCES payments (id),
+    order_id         INTEGER REFERENCES orders (id),
+    user_id          INTEGER NOT NULL REFERENCES users (id),
+    amount           INTEGER NOT NULL CHECK (amount >= 0),
+    status           TEXT    NOT NULL
+                     CHECK (status IN ('requested', 'unknown', 'completed', 'declined')),
+    reason           TEXT    NOT NULL CHECK (length(reason) BETWEEN 1 AND 200),
+    idempotency_key  TEXT    NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 300),
+    failure_code     TEXT,
+    failure_message  TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    balance_amount   INTEGER NOT NULL CHECK (balance_amount >= 0),
+    pg_amount        INTEGER NOT NULL CHECK (pg_amount >= 0),
+    CHECK (amount = balance_amount + pg_amount),
+    CHECK ((status = 'declined') = (failure_code IS NOT NULL))
+) STRICT;
+INSERT INTO refunds_v8 SELECT id, payment_id, order_id, user_id, amount, status, reason,
+                              idempotency_key, failure_code, failure_message, created_at,
+                              updated_at, amount, 0
+    FROM refunds;
+
+CREATE TABLE ledger_v8 (
+    id             INTEGER PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users (id),
+    kind           TEXT    NOT NULL
+                   CHECK (kind IN ('charge', 'top_up', 'grant', 'take_back', 'payment',
+                                   'payment_reversal', 'refund', 'top_up_refund',
+                                   'top_up_refund_reversal')),
+    amount         INTEGER NOT NULL CHECK (amount <> 0),
+    balance_after  INTEGER NOT NULL CHECK (balance_after >= 0),
+    created_at     INTEGER NOT NULL,
+    payment_id     INTEGER REFERENCES payments (id),
+    refund_id      INTEGER REFERENCES refunds (id),
+    note           TEXT    CHECK (length(note) BETWEEN 1 AND 200),
+    CHECK ((kind IN ('payment', 'take_back', 'top_up_refund')) = (amount < 0)),
+    CHECK ((kind IN ('grant', 'take_back')) = (note IS NOT NULL))
+) STRICT;
+INSERT INTO ledger_v8 SELECT id, user_id, kind, amount, balance_after, created_at, payment_id,
+                             refund_id, NULL
+    FROM ledger;
+
+DROP TABLE ledger;
+DROP TABLE refunds;
+DROP TABLE payment_events;
+DROP TABLE payments;
+ALTER TABLE payments_v8 RENAME TO payments;
+ALTER TABLE payment_events_v8 RENAME TO payment_events;
+ALTER TABLE refunds_v8 RENAME TO refunds;
+ALTER TABLE ledger_v8 RENAME TO ledger;
+
+CREATE INDEX payments_by_order ON payments (order_id, id);
+-- At most one payment per order is started, in flight or approved.
+CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
+    WHERE status IN ('started', 'requested', 'unknown', 'approved');
+CREATE INDEX payments_by_user ON payments (user_id, id);
+-- Reconciliation walks the unsettled payments, oldest first.
+CREATE INDEX payments_unsettled ON payments (created_at)
+    WHERE status IN ('requested', 'unknown');
+-- Expiry walks the started payments nobody confirmed, oldest deadline first.
+CREATE INDEX payments_started_by_expiry ON payments (expires_at) WHERE status = 'started';
+-- Money in flight per user (counted against the balance limit).
+CREATE INDEX payments_held_by_user ON payments (user_id)
+    WHERE status IN ('started', 'requested', 'unknown');
+CREATE INDEX payment_events_by_payment ON payment_events (payment_id, id);
+CREATE INDEX refunds_by_order ON refunds (order_id, id);
+CREATE INDEX refunds_by_payment ON refunds (payment_id, id);
+CREATE UNIQUE INDEX refunds_one_live_per_payment ON refunds (payment_id)
+    WHERE status IN ('requested', 'unknown');
+CREATE INDEX refunds_unsettled ON refunds (created_at)
+    WHERE status IN ('requested', 'unknown');
+CREATE INDEX refunds_owed_to_user ON refunds (user_id)
+    WHERE status IN ('requested', 'unknown');
+CREATE INDEX ledger_by_user ON ledger (user_id, id);
+CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NULL;
+"#,
+    )
+    .foreign_key_check(),
 ];
 
 /// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by

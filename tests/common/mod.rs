@@ -333,3 +333,46 @@ pub fn race<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
             .collect()
     })
 }
+
+/// Pays the order `order` of `user` by card: the whole total as the PG
+/// part, the customer's browser played by the fake's widget, then the
+/// confirm with the redirect it brought back.
+pub fn pay_by_card(
+    shop: &Shop,
+    pg: &liteshop::FakeGateway,
+    user: liteshop::UserId,
+    order: liteshop::OrderId,
+) -> liteshop::Result<liteshop::Payment> {
+    pay_split(shop, pg, user, order, Money::ZERO)
+}
+
+/// Pays the order `order` of `user` with `balance_part` from the balance
+/// and the rest by card (the fake's widget playing the customer's
+/// browser); a payment wholly by balance completes at the start.
+pub fn pay_split(
+    shop: &Shop,
+    pg: &liteshop::FakeGateway,
+    user: liteshop::UserId,
+    order: liteshop::OrderId,
+    balance_part: Money,
+) -> liteshop::Result<liteshop::Payment> {
+    let started = shop.start_payment(user, order, balance_part)?;
+    match started.widget() {
+        Some(widget) => shop.confirm_payment(user, started.id, &pg.pay_widget(&widget)),
+        None => Ok(started),
+    }
+}
+
+/// Tops up the balance of `user` by `amount` through the PG, paid in the
+/// fake's widget; returns the new balance.
+pub fn top_up(
+    shop: &Shop,
+    pg: &liteshop::FakeGateway,
+    user: liteshop::UserId,
+    amount: Money,
+) -> liteshop::Result<Money> {
+    let started = shop.start_top_up(user, amount)?;
+    let widget = started.widget().expect("a started top-up has a widget step");
+    shop.confirm_payment(user, started.id, &pg.pay_widget(&widget))?;
+    shop.balance(user)
+}
