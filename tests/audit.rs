@@ -19,10 +19,11 @@ fn shop_with_history() -> (TestShop, UserId) {
         .place_order(kim, &[OrderLine::new(tea, 2), OrderLine::new(cup, 1)])
         .unwrap();
     // A declined attempt first: its payment holds no refund, the order's
-    // approved one does.
+    // approved one does. Each pays 13,000 from the balance and 10,000 by
+    // card; the refund of one tea goes back to the card (the PG part first).
     pg.push(FakeOutcome::decline());
-    assert!(t.shop.pay_from_balance(kim, order.id).is_err());
-    t.shop.pay_from_balance(kim, order.id).unwrap();
+    assert!(common::pay_split(&t.shop, &pg, kim, order.id, won(13_000)).is_err());
+    common::pay_split(&t.shop, &pg, kim, order.id, won(13_000)).unwrap();
     t.shop
         .refund_lines(kim, order.id, &[OrderLine::new(tea, 1)], "one")
         .unwrap();
@@ -46,7 +47,8 @@ fn clean_books_pass_with_their_figures() {
     assert!(report.is_clean(), "{report}");
     let f = &report.figures;
     assert_eq!(f.charged, 100_000);
-    assert_eq!(f.kept, 23_000 - 10_000);
+    assert_eq!(f.kept, 13_000, "the balance part");
+    assert_eq!(f.kept_by_pg, 0, "the card part, refunded");
     assert_eq!(f.refunded, 10_000);
     assert_eq!(f.balances, 100_000 - 13_000);
     assert_eq!(f.units_stocked, 25);

@@ -247,7 +247,7 @@ fn a_declined_payment_keeps_the_coupon_used_and_only_a_full_refund_gives_it_back
 
     s.pg.push(FakeOutcome::decline());
     assert!(matches!(
-        s.t.shop.pay_from_balance(s.kim, order.id),
+        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order.id),
         Err(Error::PaymentDeclined { .. })
     ));
     assert_eq!(
@@ -256,7 +256,7 @@ fn a_declined_payment_keeps_the_coupon_used_and_only_a_full_refund_gives_it_back
     );
 
     let balance = s.t.shop.balance(s.kim).unwrap();
-    s.t.shop.pay_from_balance(s.kim, order.id).unwrap();
+    common::pay_by_card(&s.t.shop, &s.pg, s.kim, order.id).unwrap();
     s.t.shop
         .refund_lines(s.kim, order.id, &[OrderLine::new(s.cup, 1)], "broken")
         .unwrap();

@@ -48,8 +48,8 @@ fn every_change_appends_one_event_in_order() {
     let (t, kim, tea) = (&s.t, s.kim, s.tea);
     let a = t.shop.place_order(kim, &[OrderLine::new(tea, 3)]).unwrap();
     s.pg.push(FakeOutcome::decline());
-    assert!(t.shop.pay_from_balance(kim, a.id).is_err());
-    t.shop.pay_from_balance(kim, a.id).unwrap();
+    assert!(common::pay_by_card(&t.shop, &s.pg, kim, a.id).is_err());
+    common::pay_by_card(&t.shop, &s.pg, kim, a.id).unwrap();
     t.shop
         .refund_lines(kim, a.id, &[OrderLine::new(tea, 1)], "one")
         .unwrap();

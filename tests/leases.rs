@@ -246,7 +246,7 @@ fn a_killed_leader_is_replaced_once_its_lease_expires() {
     let tea = t.product("Tea", 1_000, 5).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)]).unwrap();
     pg.push(FakeOutcome::UnknownAfterCharge);
-    let Error::PaymentOutcomeUnknown { payment, .. } = t.shop.pay_from_balance(kim, order.id).unwrap_err()
+    let Error::PaymentOutcomeUnknown { payment, .. } = common::pay_by_card(&t.shop, &pg, kim, order.id).unwrap_err()
     else {
         panic!("expected an unknown outcome");
     };
@@ -254,7 +254,7 @@ fn a_killed_leader_is_replaced_once_its_lease_expires() {
         let status = t.shop.payment(kim, payment).unwrap().status;
         (status == PaymentStatus::Approved).then_some(())
     });
-    assert_eq!(t.shop.balance(kim).unwrap(), won(8_000));
+    assert_eq!(t.shop.balance(kim).unwrap(), won(10_000));
     ours.stop();
     assert_eq!(lease(), None, "a clean stop gives the lease back");
 }

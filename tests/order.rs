@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{TestShop, open, open_with, won};
 use liteshop::{
-    CancelReason, Error, ErrorKind, LedgerKind, OrderId, OrderLine, OrderStatus, PageRequest,
+    CancelReason, Error, ErrorKind, LedgerKind, Money, OrderId, OrderLine, OrderStatus, PageRequest,
     ProductId, Result, UserId,
 };
 
@@ -89,14 +89,15 @@ fn insufficient_stock_names_the_figures_and_changes_nothing() {
 }
 
 #[test]
-fn an_order_over_the_balance_is_refused_and_changes_nothing() -> Result<()> {
+fn an_order_over_the_balance_is_placed_and_only_its_balance_part_is_checked() -> Result<()> {
     let (t, kim, tea, _) = stocked();
+    // 9 × 12,000 = 108,000 > 100,000: placing checks stock, not the
+    // balance (the order may be paid by card).
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 9)])?;
+    assert_eq!(order.total, won(108_000));
+    assert_eq!(t.shop.balance(kim)?, won(100_000));
     let before = t.dump();
-    // 9 × 12,000 = 108,000 > 100,000.
-    let err = t
-        .shop
-        .place_order(kim, &[OrderLine::new(tea, 9)])
-        .unwrap_err();
+    let err = t.shop.pay_from_balance(kim, order.id).unwrap_err();
     assert!(
         matches!(err, Error::InsufficientBalance { user, needed, available }
             if user == kim && needed == won(108_000) && available == won(100_000)),
@@ -104,11 +105,10 @@ fn an_order_over_the_balance_is_refused_and_changes_nothing() -> Result<()> {
     );
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(t.dump(), before);
-    // Exactly the balance is fine.
+    // A user with no balance at all may order.
     let lee = t.user("Lee").id;
-    t.shop.host_credit(lee, won(24_000))?;
-    t.shop.place_order(lee, &[OrderLine::new(tea, 2)])?;
-    assert_eq!(t.shop.balance(lee)?, won(24_000));
+    t.shop.place_order(lee, &[OrderLine::new(tea, 1)])?;
+    assert_eq!(t.shop.balance(lee)?, Money::ZERO);
     Ok(())
 }
 
@@ -323,15 +323,21 @@ fn placing_an_order_expires_overdue_orders_holding_its_stock() -> Result<()> {
 #[test]
 fn a_refused_order_does_not_keep_the_expiry_it_triggered() -> Result<()> {
     let (t, kim, tea, _) = stocked();
-    let lee = t.user("Lee").id; // no balance
+    let lee = t.user("Lee").id; // holds no coupon
     t.shop.host_credit(kim, won(50_000))?;
     let held = t.shop.place_order(kim, &[OrderLine::new(tea, 10)])?;
     t.clock.advance(t.shop.reservation_time());
+    // The coupon is checked after the stock (whose reservation expired the
+    // overdue order), so the refusal comes after that expiry.
     let err = t
         .shop
-        .place_order(lee, &[OrderLine::new(tea, 1)])
+        .place_order(
+            lee,
+            liteshop::OrderRequest::new(vec![OrderLine::new(tea, 1)])
+                .with_coupon(liteshop::CouponId::new(999)),
+        )
         .unwrap_err();
-    assert!(matches!(err, Error::InsufficientBalance { .. }), "{err:?}");
+    assert!(matches!(err, Error::CouponNotFound(_)), "{err:?}");
     // The whole call rolled back; expire_orders still finds the order.
     assert_eq!(t.shop.order(kim, held.id)?.status, OrderStatus::Pending);
     assert_eq!(t.shop.expire_orders()?, 1);

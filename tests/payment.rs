@@ -156,12 +156,12 @@ fn an_approved_payment_pays_the_order_and_debits_once() -> Result<()> {
     assert!(payment.payment_key.as_deref().unwrap().starts_with("fake_pk_"));
     assert!((6..=64).contains(&payment.pg_order_id.len()));
     assert_eq!(s.status(order), OrderStatus::Paid);
-    assert_eq!(s.balance(), won(30_000));
+    assert_eq!(s.balance(), won(31_000));
 
     let newest = &s.ledger()[0];
     assert_eq!(
         (newest.kind, newest.amount, newest.payment),
-        (LedgerKind::Payment, won(20_000), Some(payment.id))
+        (LedgerKind::Payment, won(19_000), Some(payment.id))
     );
     s.assert_ledger_balances();
     assert_eq!(s.pg.approved_count(), 1);
@@ -172,7 +172,11 @@ fn an_approved_payment_pays_the_order_and_debits_once() -> Result<()> {
     let statuses: Vec<PaymentStatus> = history.iter().map(|e| e.status).collect();
     assert_eq!(
         statuses,
-        [PaymentStatus::Requested, PaymentStatus::Approved]
+        [
+            PaymentStatus::Started,
+            PaymentStatus::Requested,
+            PaymentStatus::Approved
+        ]
     );
     Ok(())
 }
@@ -220,7 +224,7 @@ fn a_declined_payment_gives_the_money_back_and_the_order_can_be_paid_again() -> 
     assert_ne!(second.idempotency_key, declined.idempotency_key);
     assert_eq!(s.t.shop.payments_for_order(s.kim, order)?.len(), 2);
     assert_eq!(s.status(order), OrderStatus::Paid);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     s.assert_ledger_balances();
     Ok(())
 }
@@ -237,7 +241,7 @@ fn an_unknown_outcome_holds_the_money_until_reconciliation_finds_it_approved() -
         panic!("expected an unknown outcome, got {err:?}");
     };
     assert_eq!(s.status(order), OrderStatus::Paying);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     assert_eq!(
         s.t.shop.payment(s.kim, payment)?.status,
         PaymentStatus::Unknown
@@ -268,7 +272,7 @@ fn an_unknown_outcome_holds_the_money_until_reconciliation_finds_it_approved() -
     let settled = s.t.shop.payment(s.kim, payment)?;
     assert_eq!(settled.status, PaymentStatus::Approved);
     // Exactly one debit, and the approval was not sent again.
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     assert_eq!(s.pg.calls(&settled.idempotency_key), 1);
     assert_eq!(s.pg.approved_count(), 1);
     s.assert_ledger_balances();
@@ -293,7 +297,7 @@ fn a_never_received_approval_is_sent_again_with_the_same_key() -> Result<()> {
     assert_eq!(settled.status, PaymentStatus::Approved);
     assert_eq!(s.pg.calls(&settled.idempotency_key), 2);
     assert_eq!(s.pg.approved_count(), 1);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     s.assert_ledger_balances();
     Ok(())
 }
@@ -347,14 +351,14 @@ fn a_crash_before_the_gateway_call_is_finished_by_reconciliation() -> Result<()>
     let payment = s.crash_before_the_gateway_call(order);
     assert_eq!(payment.status, PaymentStatus::Requested);
     assert_eq!(s.status(order), OrderStatus::Paying);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
 
     s.past_grace();
     let report = s.t.shop.reconcile_payments()?;
     assert_eq!(report.payments_in(PaymentStatus::Approved), 1);
     assert_eq!(s.status(order), OrderStatus::Paid);
     assert_eq!(s.pg.calls(&payment.idempotency_key), 1);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     s.assert_ledger_balances();
     Ok(())
 }
@@ -692,12 +696,12 @@ fn money_held_by_a_payment_in_flight_counts_against_the_balance_limit() -> Resul
     let order = s.order(1);
     s.pg.push(FakeOutcome::UnknownBeforeCharge);
     assert!(s.pay(order).is_err());
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
 
     let err = s.t.shop.host_credit(s.kim, won(1)).unwrap_err();
     assert!(
         matches!(err, Error::BalanceLimitExceeded { balance, held, .. }
-            if balance == won(40_000) && held == won(10_000)),
+            if balance == won(41_000) && held == won(9_000)),
         "{err:?}"
     );
     Ok(())
@@ -725,7 +729,7 @@ fn a_payment_unsettled_past_the_review_age_is_reported_and_never_declined() -> R
     assert_eq!(review(&report), vec![payment.id]);
     assert_eq!(payment.status, PaymentStatus::Unknown);
     assert_eq!(s.status(order), OrderStatus::Paying);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     Ok(())
 }
 
@@ -749,7 +753,7 @@ fn the_background_reconciler_settles_payments_and_stops_when_dropped() -> Result
     }
     reconciler.stop();
     assert_eq!(status, OrderStatus::Paid);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     Ok(())
 }
 
@@ -812,7 +816,7 @@ fn ten_threads_paying_one_order_make_one_payment_and_one_gateway_call() -> Resul
     );
     assert_eq!(s.only_payment(order).status, PaymentStatus::Approved);
     assert_eq!(s.pg.total_calls(), 1);
-    assert_eq!(s.balance(), won(30_000));
+    assert_eq!(s.balance(), won(31_000));
     Ok(())
 }
 
@@ -842,7 +846,7 @@ fn pay_and_reconciliation_racing_on_one_payment_record_one_outcome() -> Result<(
         assert_eq!(t.shop.order(kim, order)?.status, OrderStatus::Paid);
     }
     // Ten orders of 10,000, each debited exactly once.
-    assert_eq!(s.balance(), Money::ZERO);
+    assert_eq!(s.balance(), won(10_000), "each debited its balance part once");
     assert_eq!(pg.approved_count(), 10);
     let ledger = t.shop.ledger(kim, PageRequest::first(100))?.items;
     assert_eq!(
@@ -905,7 +909,7 @@ fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> R
 
     // The PG approved; the shop holds the money with the payment unsettled.
     assert_eq!(s.only_payment(order).status, PaymentStatus::Requested);
-    assert_eq!(s.balance(), won(40_000));
+    assert_eq!(s.balance(), won(41_000));
     s.past_grace();
     assert_eq!(
         s.t.shop

@@ -68,6 +68,18 @@ impl RefundShop {
         order.id
     }
 
+    /// A paid order of `tea` teas and `cups` cups, `balance_part` of it
+    /// from the balance and the rest by card.
+    fn paid_by(&self, tea: u32, cups: u32, balance_part: Money) -> OrderId {
+        let mut lines = vec![OrderLine::new(self.tea, tea)];
+        if cups > 0 {
+            lines.push(OrderLine::new(self.cup, cups));
+        }
+        let order = self.t.shop.place_order(self.kim, &lines).unwrap();
+        common::pay_split(&self.t.shop, &self.pg, self.kim, order.id, balance_part).unwrap();
+        order.id
+    }
+
     fn balance(&self) -> Money {
         self.t.shop.balance(self.kim).unwrap()
     }
@@ -99,22 +111,22 @@ impl RefundShop {
         let sum: i64 = ledger.iter().map(LedgerEntry::signed_won).sum();
         assert_eq!(won(sum), self.balance(), "balance equals ledger");
         let payment = &self.t.shop.payments_for_order(self.kim, order).unwrap()[0];
-        let completed: Money = Money::checked_sum(
-            self.t
-                .shop
-                .refunds(self.kim, order)
-                .unwrap()
+        let refunds = self.t.shop.refunds(self.kim, order).unwrap();
+        let done = || {
+            refunds
                 .iter()
                 .filter(|r| r.status == RefundStatus::Completed)
-                .map(|r| r.amount),
-        )
-        .unwrap();
+        };
+        let completed = Money::checked_sum(done().map(|r| r.amount)).unwrap();
+        let by_pg = Money::checked_sum(done().map(|r| r.pg_amount)).unwrap();
         assert_eq!(payment.refunded, completed, "payment's refunded money");
+        assert_eq!(payment.pg_refunded, by_pg, "payment's refunded PG part");
         assert_eq!(
             self.pg.cancelled(&payment.pg_order_id),
-            completed,
-            "the PG's cancels"
+            by_pg,
+            "the PG's cancels: the refunds' PG parts"
         );
+        assert!(by_pg <= payment.pg_amount);
         assert!(completed <= payment.amount);
     }
 
@@ -126,14 +138,20 @@ impl RefundShop {
 #[test]
 fn a_whole_refund_credits_releases_and_moves_the_order_to_refunded() -> Result<()> {
     let s = shop();
-    let order = s.paid(2, 3); // 29,000
-    assert_eq!(s.balance(), won(71_000));
+    // 29,000: 9,000 from the balance, 20,000 by card.
+    let order = s.paid_by(2, 3, won(9_000));
+    assert_eq!(s.balance(), won(91_000));
     assert_eq!(s.stock(s.tea), (18, 2));
 
     let refund = s.t.shop.refund(s.kim, order, "changed my mind")?;
     assert_eq!(refund.status, RefundStatus::Completed);
     assert_eq!(refund.amount, won(29_000));
     assert_eq!(refund.reason, "changed my mind");
+    assert_eq!(
+        (refund.pg_amount, refund.balance_amount),
+        (won(20_000), won(9_000)),
+        "each part back the way it came"
+    );
     let lines: Vec<(ProductId, u32, Money)> = refund
         .lines
         .iter()
@@ -159,7 +177,7 @@ fn a_whole_refund_credits_releases_and_moves_the_order_to_refunded() -> Result<(
         (newest.kind, newest.amount, newest.payment, newest.refund),
         (
             LedgerKind::Refund,
-            won(29_000),
+            won(9_000),
             Some(payment.id),
             Some(refund.id)
         )
@@ -173,6 +191,7 @@ fn a_whole_refund_credits_releases_and_moves_the_order_to_refunded() -> Result<(
     assert_eq!(
         history,
         [
+            PaymentStatus::Started,
             PaymentStatus::Requested,
             PaymentStatus::Approved,
             PaymentStatus::Refunded
@@ -344,7 +363,7 @@ fn an_unknown_refund_is_held_and_reconciliation_completes_it_once() -> Result<()
             ),
             (refund, order, RefundStatus::Completed, false)
         );
-        assert_eq!(s.balance(), balance.checked_add(won(10_000)).unwrap());
+        assert_eq!(s.balance(), balance, "it went back to the card");
         assert_eq!(s.status(order), OrderStatus::PartiallyRefunded);
         let key = &s.t.shop.refunds(s.kim, order)?[0].idempotency_key;
         assert_eq!(s.pg.calls(key), 2, "{lost:?}: sent again with the same key");
@@ -493,7 +512,7 @@ fn refusals_before_the_gateway_change_nothing() -> Result<()> {
 #[test]
 fn a_refund_that_would_pass_the_balance_limit_is_refused_before_the_gateway() -> Result<()> {
     let s = shop_with(|b| b.max_balance(won(100_000)));
-    let order = s.paid(2, 0);
+    let order = s.paid_by(2, 0, won(20_000)); // from the balance: 80,000 left
     s.t.shop.host_credit(s.kim, won(15_000))?; // 95,000
     let before = s.t.dump();
     let err = s.t.shop.refund(s.kim, order, "too much").unwrap_err();
@@ -510,12 +529,13 @@ fn a_refund_that_would_pass_the_balance_limit_is_refused_before_the_gateway() ->
 #[test]
 fn money_owed_by_a_refund_in_flight_counts_against_the_balance_limit() -> Result<()> {
     let s = shop_with(|b| b.max_balance(won(100_000)));
-    let order = s.paid(2, 0); // 80,000 left
+    // 10,000 from the balance (90,000 left) and 10,000 by card.
+    let order = s.paid_by(2, 0, won(10_000));
     s.pg.push_cancel(FakeOutcome::UnknownAfterCharge);
     s.t.shop.refund(s.kim, order, "lost").unwrap_err();
     let err = s.t.shop.host_credit(s.kim, won(1)).unwrap_err();
     assert!(
-        matches!(err, Error::BalanceLimitExceeded { held, .. } if held == won(20_000)),
+        matches!(err, Error::BalanceLimitExceeded { held, .. } if held == won(10_000)),
         "{err:?}"
     );
     s.past_grace();
@@ -588,7 +608,7 @@ fn a_cancel_the_shop_could_not_record_is_completed_by_reconciliation() -> Result
     assert!(matches!(err, Error::RefundOutcomeUnknown { .. }), "{err:?}");
     locking.held.lock().unwrap().take(); // the other process lets go
     assert_eq!(pg.cancelled(&payment.pg_order_id), won(20_000));
-    assert_eq!(shop.balance(kim)?, won(30_000), "not credited yet");
+    assert_eq!(shop.balance(kim)?, won(50_000), "paid and refunded by card");
     assert_eq!(shop.refunds(kim, order)?[0].status, RefundStatus::Requested);
 
     let report = shop.reconcile_payments()?;
@@ -633,7 +653,7 @@ fn refunds_racing_over_overlapping_lines_never_credit_more_than_was_paid() -> Re
     assert!(credited <= 50_000, "{credited}");
     let after = s.t.shop.order(s.kim, order)?;
     assert_eq!(after.refunded, won(credited));
-    assert_eq!(s.balance(), won(50_000 + credited));
+    assert_eq!(s.balance(), won(100_000), "paid and refunded by card");
     let (stock, held) = s.stock(s.tea);
     assert_eq!(stock + held, 20);
     assert_eq!(held, 5 - after.lines[0].refunded);
@@ -667,7 +687,7 @@ fn a_refund_racing_reconciliation_completes_once() -> Result<()> {
                 .iter()
                 .filter(|e| e.kind == LedgerKind::Refund)
                 .count();
-        assert_eq!(credits, 1);
+        assert_eq!(credits, 0, "it went back to the card");
         assert_eq!(s.pg.cancelled(&s.pg_order_id(order)), won(20_000));
         s.assert_books(order);
     }

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 #[test]
 fn every_rule_of_the_schema_refuses_a_breaking_write() {
-    let t = open_with(|b| b.gateway(FakeGateway::new()));
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(|b| b.gateway(gateway));
     let kim = t.user("Kim").id;
     t.shop.host_credit(kim, won(100_000)).unwrap();
     let tea = t.product("Tea", 1_000, 10).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)]).unwrap();
-    t.shop.pay_from_balance(kim, order.id).unwrap();
+    common::pay_split(&t.shop, &pg, kim, order.id, won(500)).unwrap();
     t.shop.add_to_cart(kim, tea, 1).unwrap();
     let coupon = t
         .shop
@@ -97,13 +99,46 @@ fn every_rule_of_the_schema_refuses_a_breaking_write() {
             "one live payment per order",
             format!(
                 "INSERT INTO payments (order_id, user_id, amount, status, payment_key, pg_order_id,
-                                       idempotency_key, created_at, updated_at)
-                 VALUES ({order_id}, {user}, 5, 'requested', 'k', 'pg-order-x', 'idem-x', 0, 0)"
+                                       idempotency_key, created_at, updated_at, kind,
+                                       balance_amount, pg_amount, order_name, customer_key,
+                                       expires_at)
+                 VALUES ({order_id}, {user}, 5, 'requested', 'k', 'pg-order-x', 'idem-x', 0, 0,
+                         'order', 0, 5, 'Tea', 'ls-c-x', 0)"
             ),
         ),
         (
-            "an approved payment has a PG transaction",
+            "an approved payment with a PG part has a PG transaction",
             "UPDATE payments SET pg_transaction_id = NULL".into(),
+        ),
+        (
+            "a payment's two parts add up to its amount",
+            "UPDATE payments SET balance_amount = balance_amount + 1".into(),
+        ),
+        (
+            "what went back through the PG never passes the PG part",
+            "UPDATE payments SET pg_refunded = pg_amount + 1, refunded = pg_amount + 1".into(),
+        ),
+        (
+            "what went back to the balance never passes the balance part",
+            "UPDATE payments SET refunded = balance_amount + 1".into(),
+        ),
+        (
+            "a top-up has no order",
+            "UPDATE payments SET kind = 'top_up'".into(),
+        ),
+        (
+            "an operator's grant carries its note",
+            format!(
+                "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at)
+                 VALUES ({user}, 'grant', 5, 100005, 0)"
+            ),
+        ),
+        (
+            "a take-back is a debit",
+            format!(
+                "INSERT INTO ledger (user_id, kind, amount, balance_after, created_at, note)
+                 VALUES ({user}, 'take_back', 5, 100005, 0, 'why')"
+            ),
         ),
         (
             "coupons never issued past their quantity",
