@@ -34,8 +34,7 @@ use liteshop::{
     Approval, ApproveRequest, CancelRequest, Cancellation, Clock, CouponId, Discount, Durability,
     Error, ErrorKind, FakeGateway, FakeOutcome, GatewayError, HttpGateway, Law, Money, NewCoupon,
     NewProduct, OrderId, OrderLine, OrderRequest, PaymentGateway, PgRedirect, PgStatus, ProductId,
-    RetryPolicy,
-    Shop, ShopBuilder, StatusRequest, SystemClock, UserId, Violation, WriteMode,
+    RetryPolicy, Shop, ShopBuilder, StatusRequest, SystemClock, UserId, Violation, WriteMode,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Value, json};
@@ -487,27 +486,31 @@ impl Target for Liteshop {
                     1 => Money::ZERO,
                     _ => Money::new(total.won() / 2).expect("half a total"),
                 };
-                let paid = shop.start_payment(user, order, balance_part).and_then(|started| {
-                    let Some(widget) = started.widget() else {
-                        return Ok(true);
-                    };
-                    match w.rng.below(20) {
-                        0 => return Ok(false),
-                        1 => {
-                            let mut tampered = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
-                            tampered.amount = Money::new(1).expect("1 won");
-                            let refused = shop.confirm_payment(user, started.id, &tampered);
-                            assert!(
-                                matches!(refused, Err(Error::RedirectMismatch { .. })),
-                                "a tampered redirect must be refused: {refused:?}"
-                            );
-                            return Ok(false);
+                let paid = shop
+                    .start_payment(user, order, balance_part)
+                    .and_then(|started| {
+                        let Some(widget) = started.widget() else {
+                            return Ok(true);
+                        };
+                        match w.rng.below(20) {
+                            0 => return Ok(false),
+                            1 => {
+                                let mut tampered =
+                                    self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
+                                tampered.amount = Money::new(1).expect("1 won");
+                                let refused = shop.confirm_payment(user, started.id, &tampered);
+                                assert!(
+                                    matches!(refused, Err(Error::RedirectMismatch { .. })),
+                                    "a tampered redirect must be refused: {refused:?}"
+                                );
+                                return Ok(false);
+                            }
+                            _ => {}
                         }
-                        _ => {}
-                    }
-                    let redirect = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
-                    shop.confirm_payment(user, started.id, &redirect).map(|_| true)
-                });
+                        let redirect = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
+                        shop.confirm_payment(user, started.id, &redirect)
+                            .map(|_| true)
+                    });
                 match paid {
                     Ok(true) => {
                         w.paid.push_back((user, order));
@@ -1090,7 +1093,14 @@ fn run(args: &Args, mix: &[(Op, u32)], place: &Place, dir: &Path) -> ExitCode {
             hot: args.hot,
         };
         let widget = Widget::Fake(small_fake.clone());
-        let run = run_mix(&args, mix, &Liteshop(small_shop, widget), &world, None, "small");
+        let run = run_mix(
+            &args,
+            mix,
+            &Liteshop(small_shop, widget),
+            &world,
+            None,
+            "small",
+        );
         let started = Instant::now();
         preload(path, args.users, extra).expect("preloading the history");
         eprintln!(

@@ -166,7 +166,12 @@ pub(crate) struct Cap {
 /// balance by a host credit or a top-up: the per-charge limit, then the
 /// balance limit (the balance after it, with the money in flight, within
 /// `cap`; a sum too large to represent is over it).
-pub(crate) fn check_charge(balance: Money, amount: Money, max_charge: Money, cap: Cap) -> Result<()> {
+pub(crate) fn check_charge(
+    balance: Money,
+    amount: Money,
+    max_charge: Money,
+    cap: Cap,
+) -> Result<()> {
     if amount > max_charge {
         return Err(Error::ChargeLimitExceeded {
             amount,

@@ -6,12 +6,13 @@
 //! use liteshop::{FakeGateway, Money, NewProduct, OrderStatus, Shop};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let shop = Shop::builder(dir.path().join("shop.db"))
-//!     .gateway(FakeGateway::new()) // HttpGateway for a real PG
-//!     .build()?;
-//!
+//! // HttpGateway for a real PG; the FakeGateway plays it in tests.
+//! let pg = FakeGateway::new();
+//! let shop = Shop::builder(dir.path().join("shop.db")).gateway(pg.clone()).build()?;
 //! let kim = shop.create_user("Kim")?;
-//! shop.host_credit(kim.id, Money::new(50_000)?)?;
+//! // A top-up through the PG: the customer pays in the PG's widget first.
+//! let top_up = shop.start_top_up(kim.id, Money::new(20_000)?)?;
+//! shop.confirm_payment(kim.id, top_up.id, &pg.pay_widget(&top_up.widget().unwrap()))?;
 //!
 //! let tea = shop.create_product(NewProduct {
 //!     name: "Green tea".into(),
@@ -30,9 +31,13 @@
 //! assert_eq!(shop.product(tea.id)?.stock, 7);
 //! assert!(shop.cart(kim.id)?.lines.is_empty());
 //!
-//! shop.pay(kim.id, order.id)?;
+//! // 20,000 from the balance, 16,000 by card.
+//! let started = shop.start_payment(kim.id, order.id, Money::new(20_000)?)?;
+//! let widget = started.widget().expect("a PG part");
+//! assert_eq!(widget.amount, Money::new(16_000)?);
+//! shop.confirm_payment(kim.id, started.id, &pg.pay_widget(&widget))?;
 //! assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::Paid);
-//! assert_eq!(shop.balance(kim.id)?, Money::new(14_000)?);
+//! assert_eq!(shop.balance(kim.id)?, Money::ZERO);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -58,16 +63,18 @@
 //! | flow | method | checks, in order |
 //! |------|--------|------------------|
 //! | balance lookup | [`Shop::balance`] | id valid → user exists → balance row exists |
-//! | balance charge | [`Shop::charge`] | amount ≥ 1 → user exists → per-charge limit → balance limit |
+//! | balance charge (top-up) | [`Shop::start_top_up`], then [`Shop::confirm_payment`] | amount ≥ 1 → user exists → a PG → per-charge limit → balance limit (with money in flight) → top-up started; the customer pays in the PG's widget; the confirm credits it once |
+//! | grant, take back | [`Shop::grant`], [`Shop::take_back`] (operators), [`Shop::host_credit`] (money the host took itself) | amount ≥ 1, note valid → user exists → balance limit / balance covers it |
 //! | product lookup | [`Shop::product`] | id valid → product exists |
 //! | cart list | [`Shop::cart`] | user exists |
 //! | cart add | [`Shop::add_to_cart`] | input valid → user exists → product exists → not in the cart |
 //! | cart remove | [`Shop::remove_from_cart`] | input valid → line exists and is the user's |
-//! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved → balance covers the total |
-//! | payment | [`Shop::pay`], [`Shop::pay_with_pg_key`] | input valid → order exists, is the user's, is `Pending` and not past its reservation → balance covers the total → debit, payment and history saved → gateway asked → outcome recorded |
+//! | order | [`Shop::place_order`], [`Shop::checkout_cart`] | input valid → user exists → products exist → stock suffices and is reserved (the balance is checked when paying, for the balance part) |
+//! | payment (start) | [`Shop::start_payment`], [`Shop::pay_from_balance`] | input valid → order exists, is the user's, is `Pending` and not past its reservation → balance part ≤ total → a PG for a PG part → balance covers the balance part → balance part held, payment and history saved, order `Paying` (wholly by balance: `Paid` here) |
+//! | payment (confirm) | [`Shop::confirm_payment`], [`Shop::fail_payment`], [`Shop::expire_payments`] | payment is the user's → past `Started`: as it is → redirect's `orderId` and amount are the attempt's → not expired → key stored → PG asked with the attempt's key → outcome recorded |
 //! | coupon issue | [`Shop::issue_coupon`] | ids valid → user exists → coupon exists → inside its issue window → not held by the user → one left (guarded increment) |
 //! | best sellers | [`Shop::best_sellers`] | days 1–30, limit 1–100 → the window's per-day rows |
-//! | refund | [`Shop::refund`], [`Shop::refund_lines`] | input valid → order exists, is the user's, is paid → no refund in flight → units left to refund → credit fits the limit → attempt saved → gateway asked → outcome recorded |
+//! | refund | [`Shop::refund`], [`Shop::refund_lines`] | input valid → order exists, is the user's, is paid → no refund in flight → units left to refund → split, the PG part first → the balance part's credit fits the limit → attempt saved → PG part cancelled at the gateway → outcome recorded, balance part credited |
 //!
 //! Every balance change is a [`LedgerEntry`] written in the same transaction,
 //! so a balance always equals the sum of its user's ledger ([`Shop::ledger`]).

@@ -68,7 +68,10 @@ fn charge_to_an_unknown_user_is_not_found_and_changes_nothing() {
     let t = open();
     t.user("Kim");
     let before = t.dump();
-    let err = t.shop.host_credit(UserId::new(999), won(1_000)).unwrap_err();
+    let err = t
+        .shop
+        .host_credit(UserId::new(999), won(1_000))
+        .unwrap_err();
     assert!(
         matches!(err, Error::UserNotFound(id) if id == UserId::new(999)),
         "{err:?}"
@@ -137,7 +140,10 @@ fn a_charge_that_would_overflow_is_refused_as_over_the_limit() -> Result<()> {
 fn charge_checks_run_in_the_seeds_order() {
     let t = open_with(|b| b.max_charge(won(100)));
     // Input is checked before the user is looked up...
-    let err = t.shop.host_credit(UserId::new(42), Money::ZERO).unwrap_err();
+    let err = t
+        .shop
+        .host_credit(UserId::new(42), Money::ZERO)
+        .unwrap_err();
     assert!(matches!(err, Error::ZeroAmount), "{err:?}");
     // ...and the user before the limits.
     let err = t.shop.host_credit(UserId::new(42), won(1_000)).unwrap_err();

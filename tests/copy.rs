@@ -30,7 +30,10 @@ pub fn busy_shop() -> TestShop {
     t.shop.cancel_order(lee, cancelled.id).unwrap();
     t.shop.add_to_cart(lee, cup, 1).unwrap();
     let key = liteshop::IdempotencyKey::new("copy-key", "charge:1000");
-    t.shop.idempotent(&key).host_credit(lee, won(1_000)).unwrap();
+    t.shop
+        .idempotent(&key)
+        .host_credit(lee, won(1_000))
+        .unwrap();
     t.shop.ack_events("warehouse", 2).unwrap();
     t
 }

@@ -566,7 +566,11 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
         let approved = approved.contains(&pg_order_id);
         assert_eq!(
             taken,
-            if approved && pg_amount > 0 { pg_amount } else { 0 },
+            if approved && pg_amount > 0 {
+                pg_amount
+            } else {
+                0
+            },
             "round {round}: what the PG took of {pg_order_id}"
         );
     }

@@ -180,5 +180,6 @@ fn a_full_disk_refuses_writes_and_loses_none() {
         .unwrap();
     assert_eq!(in_orders, orders, "exactly the acknowledged orders");
     // And it takes writes again.
-    shop.host_credit(UserId::new(1), Money::new(1).unwrap()).unwrap();
+    shop.host_credit(UserId::new(1), Money::new(1).unwrap())
+        .unwrap();
 }

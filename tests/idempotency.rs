@@ -307,7 +307,11 @@ fn a_key_is_one_request_across_every_write_of_a_user() {
         OrderStatus::Pending
     );
     assert_eq!(t.shop.balance(kim).unwrap(), won(40_000), "one payment");
-    assert_eq!(pg.total_calls(), 0, "paid from the balance: the PG is never asked");
+    assert_eq!(
+        pg.total_calls(),
+        0,
+        "paid from the balance: the PG is never asked"
+    );
 }
 
 #[test]
@@ -315,7 +319,10 @@ fn without_a_key_the_same_methods_are_the_plain_writes() {
     let t = open_with(|b| b);
     let kim = t.user("Kim").id;
     let plain = t.shop.idempotent(None);
-    assert_eq!(plain.host_credit(kim, won(700)).unwrap(), Keyed::Fresh(won(700)));
+    assert_eq!(
+        plain.host_credit(kim, won(700)).unwrap(),
+        Keyed::Fresh(won(700))
+    );
     assert_eq!(
         plain.host_credit(kim, won(700)).unwrap(),
         Keyed::Fresh(won(1_400))

@@ -246,7 +246,8 @@ fn a_killed_leader_is_replaced_once_its_lease_expires() {
     let tea = t.product("Tea", 1_000, 5).id;
     let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)]).unwrap();
     pg.push(FakeOutcome::UnknownAfterCharge);
-    let Error::PaymentOutcomeUnknown { payment, .. } = common::pay_by_card(&t.shop, &pg, kim, order.id).unwrap_err()
+    let Error::PaymentOutcomeUnknown { payment, .. } =
+        common::pay_by_card(&t.shop, &pg, kim, order.id).unwrap_err()
     else {
         panic!("expected an unknown outcome");
     };

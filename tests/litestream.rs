@@ -78,7 +78,8 @@ fn litestream_child_writes() {
         .expect("child opens the shop");
     println!();
     for n in 1_i64.. {
-        shop.host_credit(UserId::new(1), Money::new(n).unwrap()).unwrap();
+        shop.host_credit(UserId::new(1), Money::new(n).unwrap())
+            .unwrap();
         println!("ok {n} {}", now_ms());
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{TestShop, open, open_with, won};
 use liteshop::{
-    CancelReason, Error, ErrorKind, LedgerKind, Money, OrderId, OrderLine, OrderStatus, PageRequest,
-    ProductId, Result, UserId,
+    CancelReason, Error, ErrorKind, LedgerKind, Money, OrderId, OrderLine, OrderStatus,
+    PageRequest, ProductId, Result, UserId,
 };
 
 /// A shop with Kim holding 100,000 won and two products: tea (12,000 ×
@@ -55,7 +55,12 @@ fn placing_an_order_reserves_stock_and_holds_no_money() -> Result<()> {
     assert_eq!((stock(&t, tea), stock(&t, cup)), (8, 3));
     assert_eq!(t.shop.balance(kim)?, won(100_000));
     let ledger = t.shop.ledger(kim, PageRequest::first(10))?;
-    assert!(ledger.items.iter().all(|e| e.kind == LedgerKind::HostCredit));
+    assert!(
+        ledger
+            .items
+            .iter()
+            .all(|e| e.kind == LedgerKind::HostCredit)
+    );
     assert_eq!(t.shop.order(kim, order.id)?, order);
     Ok(())
 }

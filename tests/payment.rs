@@ -153,7 +153,13 @@ fn an_approved_payment_pays_the_order_and_debits_once() -> Result<()> {
     );
     assert!(payment.pg_transaction_id.is_some());
     assert!(payment.failure.is_none());
-    assert!(payment.payment_key.as_deref().unwrap().starts_with("fake_pk_"));
+    assert!(
+        payment
+            .payment_key
+            .as_deref()
+            .unwrap()
+            .starts_with("fake_pk_")
+    );
     assert!((6..=64).contains(&payment.pg_order_id.len()));
     assert_eq!(s.status(order), OrderStatus::Paid);
     assert_eq!(s.balance(), won(31_000));
@@ -471,12 +477,15 @@ fn refusals_before_the_gateway_change_nothing() {
         (s.t.shop.start_payment(lee, order, Money::ZERO), |e| {
             matches!(e, Error::OrderNotFound(_))
         }),
-        (s.t.shop.start_payment(s.kim, OrderId::new(999), Money::ZERO), |e| {
-            matches!(e, Error::OrderNotFound(_))
-        }),
-        (s.t.shop.start_payment(s.kim, OrderId::new(0), Money::ZERO), |e| {
-            matches!(e, Error::InvalidId { .. })
-        }),
+        (
+            s.t.shop
+                .start_payment(s.kim, OrderId::new(999), Money::ZERO),
+            |e| matches!(e, Error::OrderNotFound(_)),
+        ),
+        (
+            s.t.shop.start_payment(s.kim, OrderId::new(0), Money::ZERO),
+            |e| matches!(e, Error::InvalidId { .. }),
+        ),
         (s.pay(big), |e| {
             matches!(e, Error::InsufficientBalance { needed, available, .. }
                 if *needed == won(29_000) && *available == won(21_000))
@@ -526,7 +535,8 @@ fn refusals_before_the_gateway_change_nothing() {
         ),
         // Another user's started payment is not found.
         (
-            s.t.shop.confirm_payment(lee, attempt.id, &s.pg.pay_widget(&widget)),
+            s.t.shop
+                .confirm_payment(lee, attempt.id, &s.pg.pay_widget(&widget)),
             |e| matches!(e, Error::PaymentNotFound(_)),
         ),
     ];
@@ -562,7 +572,10 @@ fn a_shop_without_a_gateway_refuses_to_pay_and_changes_nothing() {
 
     // Wholly by balance needs no PG, and neither does its refund.
     let paid = t.shop.pay_from_balance(kim, order).unwrap();
-    assert_eq!((paid.status, paid.pg_amount), (PaymentStatus::Approved, Money::ZERO));
+    assert_eq!(
+        (paid.status, paid.pg_amount),
+        (PaymentStatus::Approved, Money::ZERO)
+    );
     t.shop.refund(kim, order, "x").unwrap();
     assert_eq!(t.shop.balance(kim).unwrap(), won(10_000));
 }
@@ -626,7 +639,10 @@ fn the_confirm_sends_the_key_the_widget_issued_and_only_the_pg_part() -> Result<
     assert_eq!(s.balance(), won(45_000), "the balance part is held");
     let redirect = s.pg.pay_widget(&widget);
     let payment = s.t.shop.confirm_payment(s.kim, started.id, &redirect)?;
-    assert_eq!(payment.payment_key.as_deref(), Some(redirect.payment_key.as_str()));
+    assert_eq!(
+        payment.payment_key.as_deref(),
+        Some(redirect.payment_key.as_str())
+    );
     assert_eq!(payment.status, PaymentStatus::Approved);
     assert_eq!(
         s.pg.approval(&payment.pg_order_id).unwrap().approved_amount,
@@ -636,14 +652,18 @@ fn the_confirm_sends_the_key_the_widget_issued_and_only_the_pg_part() -> Result<
     assert_eq!(s.balance(), won(45_000), "the balance took its part only");
     // A refreshed redirect returns the payment as it is and sends nothing.
     let calls = s.pg.total_calls();
-    assert_eq!(s.t.shop.confirm_payment(s.kim, started.id, &redirect)?, payment);
+    assert_eq!(
+        s.t.shop.confirm_payment(s.kim, started.id, &redirect)?,
+        payment
+    );
     assert_eq!(s.pg.total_calls(), calls);
     s.assert_ledger_balances();
     Ok(())
 }
 
 #[test]
-fn a_confirm_with_an_invented_key_is_refused_by_the_pg_and_gives_the_balance_part_back() -> Result<()> {
+fn a_confirm_with_an_invented_key_is_refused_by_the_pg_and_gives_the_balance_part_back()
+-> Result<()> {
     let s = shop();
     let order = s.order(1);
     let started = s.t.shop.start_payment(s.kim, order, won(4_000))?;
@@ -653,7 +673,10 @@ fn a_confirm_with_an_invented_key_is_refused_by_the_pg_and_gives_the_balance_par
         pg_order_id: widget.pg_order_id.clone(),
         amount: widget.amount,
     };
-    let err = s.t.shop.confirm_payment(s.kim, started.id, &invented).unwrap_err();
+    let err =
+        s.t.shop
+            .confirm_payment(s.kim, started.id, &invented)
+            .unwrap_err();
     assert!(
         matches!(&err, Error::GatewayRejected { code, .. } if code == "NOT_FOUND_PAYMENT"),
         "{err:?}"
@@ -768,7 +791,11 @@ fn ten_threads_paying_ten_orders_from_one_balance_pay_exactly_five() -> Result<(
         .filter(|r| matches!(r, Err(Error::InsufficientBalance { .. })))
         .count();
     assert_eq!((paid, short), (5, 5), "{results:?}");
-    assert_eq!(s.balance(), won(5_000), "50,000 less five balance parts of 9,000");
+    assert_eq!(
+        s.balance(),
+        won(5_000),
+        "50,000 less five balance parts of 9,000"
+    );
     assert_eq!(s.pg.approved_count(), 5);
     assert_eq!(s.pg.total_calls(), 5);
     let statuses: Vec<OrderStatus> = orders.iter().map(|&o| s.status(o)).collect();
@@ -846,7 +873,11 @@ fn pay_and_reconciliation_racing_on_one_payment_record_one_outcome() -> Result<(
         assert_eq!(t.shop.order(kim, order)?.status, OrderStatus::Paid);
     }
     // Ten orders of 10,000, each debited exactly once.
-    assert_eq!(s.balance(), won(10_000), "each debited its balance part once");
+    assert_eq!(
+        s.balance(),
+        won(10_000),
+        "each debited its balance part once"
+    );
     assert_eq!(pg.approved_count(), 10);
     let ledger = t.shop.ledger(kim, PageRequest::first(100))?.items;
     assert_eq!(

@@ -512,7 +512,10 @@ fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
         .host_credit(kim.id, won(700))
         .unwrap_err();
     assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
-    let charged = proxied.idempotent(&key).host_credit(kim.id, won(700)).unwrap();
+    let charged = proxied
+        .idempotent(&key)
+        .host_credit(kim.id, won(700))
+        .unwrap();
     assert!(!charged.is_replay());
     assert!(
         proxied

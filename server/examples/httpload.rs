@@ -287,7 +287,9 @@ fn main() {
             let user = UserId::new(1 + rng.below(USERS as u64) as i64);
             let product = ProductId::new(1 + rng.below(PRODUCTS as u64) as i64);
             match op {
-                "charge" => shop.host_credit(user, Money::new(1_000).expect("won")).is_ok(),
+                "charge" => shop
+                    .host_credit(user, Money::new(1_000).expect("won"))
+                    .is_ok(),
                 "order" => match shop.place_order(user, &[OrderLine::new(product, 1)]) {
                     Ok(order) => {
                         orders.push((user.get(), order.id.get()));

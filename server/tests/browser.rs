@@ -53,7 +53,8 @@ fn seed(path: &Path) -> (i64, i64) {
         .build()
         .unwrap();
     let kim = shop.create_user("Kim Min-ji").unwrap();
-    shop.host_credit(kim.id, Money::new(500_000).unwrap()).unwrap();
+    shop.host_credit(kim.id, Money::new(500_000).unwrap())
+        .unwrap();
     let product = |name: &str, price: i64| {
         shop.create_product(NewProduct {
             name: name.into(),

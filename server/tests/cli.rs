@@ -31,7 +31,8 @@ fn seeded(dir: &Path) -> String {
     let pg = FakeGateway::new();
     let shop = Shop::builder(&path).gateway(pg.clone()).build().unwrap();
     let kim = shop.create_user("Kim").unwrap();
-    shop.host_credit(kim.id, Money::new(100_000).unwrap()).unwrap();
+    shop.host_credit(kim.id, Money::new(100_000).unwrap())
+        .unwrap();
     let tea = shop
         .create_product(NewProduct {
             name: "Tea".into(),

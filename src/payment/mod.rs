@@ -308,9 +308,8 @@ pub(crate) const SELECT_UNSETTLED: &str = select_payments!(
     "WHERE status IN ('requested', 'unknown') AND created_at <= ?1 ORDER BY created_at"
 );
 
-pub(crate) const SELECT_STARTED_DUE: &str = select_payments!(
-    "WHERE status = 'started' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
-);
+pub(crate) const SELECT_STARTED_DUE: &str =
+    select_payments!("WHERE status = 'started' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2");
 
 pub(crate) const SELECT_TOP_UPS: &str = select_payments!(
     "WHERE user_id = ?1 AND kind = 'top_up' AND id < ?2 ORDER BY id DESC LIMIT ?3"
@@ -372,7 +371,10 @@ pub(crate) struct StartRules {
 /// The name the widget shows for `order`: its first line's name, and how
 /// many more lines it has, within the PG's 100 characters.
 fn order_name(order: &order::Order) -> String {
-    let first = order.lines.first().map_or("Order", |line| line.name.as_str());
+    let first = order
+        .lines
+        .first()
+        .map_or("Order", |line| line.name.as_str());
     let suffix = match order.lines.len() {
         0 | 1 => String::new(),
         n => format!(" and {} more", n - 1),

@@ -1277,19 +1277,23 @@ impl Shop {
     /// # let dir = tempfile::tempdir()?;
     /// use liteshop::{FakeGateway, Money, NewProduct, OrderLine, OrderStatus, RefundStatus, Shop};
     ///
-    /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(FakeGateway::new()).build()?;
+    /// let pg = FakeGateway::new();
+    /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(pg.clone()).build()?;
     /// let kim = shop.create_user("Kim")?;
-    /// shop.host_credit(kim.id, Money::new(30_000)?)?;
+    /// shop.grant(kim.id, Money::new(30_000)?, "welcome points")?;
     /// let tea = shop.create_product(NewProduct { name: "Tea".into(), price: Money::new(5_000)?, stock: 5 })?;
     /// let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 3)])?;
-    /// shop.pay(kim.id, order.id)?;
+    /// // 10,000 from the balance, 5,000 by card.
+    /// let started = shop.start_payment(kim.id, order.id, Money::new(10_000)?)?;
+    /// shop.confirm_payment(kim.id, started.id, &pg.pay_widget(&started.widget().unwrap()))?;
     ///
+    /// // The PG part goes back first: this unit goes back to the card.
     /// let one = shop.refund_lines(kim.id, order.id, &[OrderLine::new(tea.id, 1)], "one broke")?;
-    /// assert_eq!((one.status, one.amount), (RefundStatus::Completed, Money::new(5_000)?));
+    /// assert_eq!((one.status, one.pg_amount), (RefundStatus::Completed, Money::new(5_000)?));
     /// assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::PartiallyRefunded);
     ///
     /// let rest = shop.refund(kim.id, order.id, "changed my mind")?;
-    /// assert_eq!(rest.amount, Money::new(10_000)?);
+    /// assert_eq!(rest.balance_amount, Money::new(10_000)?);
     /// assert_eq!(shop.order(kim.id, order.id)?.status, OrderStatus::Refunded);
     /// assert_eq!(shop.balance(kim.id)?, Money::new(30_000)?);
     /// assert_eq!(shop.product(tea.id)?.stock, 5);

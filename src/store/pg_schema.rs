@@ -276,7 +276,7 @@ ALTER TABLE payments ALTER COLUMN kind DROP DEFAULT,
     ADD CHECK ((kind = 'order') = (order_id IS NOT NULL)),
     ADD CHECK (kind = 'order' OR balance_amount = 0),
     ADD CHECK (refunded - pg_refunded BETWEEN 0 AND balance_amount),
-    ADD CHECK (status = 'started' OR pg_amount = 0 OR payment_key IS NOT NULL),
+    ADD CHECK (status IN ('started', 'declined') OR pg_amount = 0 OR payment_key IS NOT NULL),
     ADD CHECK (status <> 'started' OR payment_key IS NULL),
     ADD CHECK (pg_transaction_id IS NULL OR status IN ('approved', 'refunded')),
     ADD CHECK (status NOT IN ('approved', 'refunded') OR pg_amount = 0

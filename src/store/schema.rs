@@ -410,7 +410,7 @@ CREATE TABLE payments_v8 (
     CHECK ((kind = 'order') = (order_id IS NOT NULL)),
     CHECK (kind = 'order' OR balance_amount = 0),
     CHECK (refunded - pg_refunded BETWEEN 0 AND balance_amount),
-    CHECK (status = 'started' OR pg_amount = 0 OR payment_key IS NOT NULL),
+    CHECK (status IN ('started', 'declined') OR pg_amount = 0 OR payment_key IS NOT NULL),
     CHECK (status <> 'started' OR payment_key IS NULL),
     CHECK (pg_transaction_id IS NULL OR status IN ('approved', 'refunded')),
     CHECK (status NOT IN ('approved', 'refunded') OR pg_amount = 0

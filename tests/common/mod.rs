@@ -372,7 +372,9 @@ pub fn top_up(
     amount: Money,
 ) -> liteshop::Result<Money> {
     let started = shop.start_top_up(user, amount)?;
-    let widget = started.widget().expect("a started top-up has a widget step");
+    let widget = started
+        .widget()
+        .expect("a started top-up has a widget step");
     shop.confirm_payment(user, started.id, &pg.pay_widget(&widget))?;
     shop.balance(user)
 }
