@@ -254,11 +254,10 @@ impl PaymentGateway for RandomGateway {
         // Scripted per order, so concurrent payments of other orders do not
         // take this outcome; a retried or reconciled attempt replays by key.
         if self.fake.calls(&request.idempotency_key) == 0
+            && let Some(order) = request.order
             && let Some(outcome) = self.outcome()
         {
-            if let Some(order) = request.order {
-                self.fake.push_for_order(order, outcome);
-            }
+            self.fake.push_for_order(order, outcome);
         }
         self.fake.approve(request)
     }

@@ -232,3 +232,49 @@ fn a_missing_balance_row_is_reported_as_such_and_changes_nothing() {
         Err(Error::UserNotFound(_))
     ));
 }
+
+#[test]
+fn an_operator_grants_and_takes_back_with_a_note_and_bad_input_changes_nothing() -> Result<()> {
+    let t = open();
+    let kim = t.user("Kim").id;
+    assert_eq!(t.shop.grant(kim, won(5_000), "late delivery")?, won(5_000));
+    let before = t.dump();
+    for (result, what) in [
+        (t.shop.grant(kim, won(1), ""), "an empty note"),
+        (t.shop.grant(kim, won(1), " padded"), "a padded note"),
+        (t.shop.grant(kim, Money::ZERO, "zero"), "zero"),
+        (
+            t.shop.take_back(kim, won(5_001), "too much"),
+            "more than the balance",
+        ),
+    ] {
+        assert!(result.is_err(), "{what}");
+    }
+    assert!(matches!(
+        t.shop.take_back(kim, won(5_001), "too much"),
+        Err(Error::InsufficientBalance { .. })
+    ));
+    assert_eq!(t.dump(), before);
+    assert_eq!(
+        t.shop.take_back(kim, won(2_000), "granted twice")?,
+        won(3_000)
+    );
+    let kinds: Vec<(LedgerKind, Option<String>)> = t
+        .shop
+        .ledger(kim, PageRequest::first(10))?
+        .items
+        .into_iter()
+        .map(|e| (e.kind, e.note))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (LedgerKind::TakeBack, Some("granted twice".into())),
+            (LedgerKind::Grant, Some("late delivery".into())),
+        ]
+    );
+    let audit = t.shop.audit()?;
+    assert!(audit.is_clean(), "{audit}");
+    assert_eq!(audit.figures.charged, 3_000);
+    Ok(())
+}

@@ -153,7 +153,6 @@ struct MRefund {
 struct MPayment {
     order: i64,
     user: i64,
-    amount: i64,
     /// The tender: half the total (rounded down) from the balance, the rest
     /// by card.
     balance_part: i64,
@@ -511,7 +510,6 @@ impl Model {
                 self.payments.push(MPayment {
                     order,
                     user,
-                    amount: total,
                     balance_part,
                     pg_part: total - balance_part,
                     pg_refunded: 0,

@@ -972,3 +972,139 @@ fn an_order_past_its_reservation_cannot_be_paid_and_nothing_changes() -> Result<
     assert_eq!(s.pg.total_calls(), 0);
     Ok(())
 }
+
+#[test]
+fn a_started_payment_nobody_confirms_expires_gives_the_balance_part_back_and_refuses_its_confirm()
+-> Result<()> {
+    let s = shop_with(|b| b.payment_window(Duration::from_secs(600)));
+    let order = s.order(2);
+    let started = s.t.shop.start_payment(s.kim, order, won(5_000))?;
+    let redirect = s.pg.pay_widget(&started.widget().unwrap());
+    assert_eq!(s.balance(), won(45_000));
+    s.t.clock.advance(Duration::from_secs(601));
+
+    // Past the window a confirm is refused, changes nothing, sends nothing.
+    let before = s.t.dump();
+    let err =
+        s.t.shop
+            .confirm_payment(s.kim, started.id, &redirect)
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::PaymentExpired { payment, .. } if payment == started.id),
+        "{err:?}"
+    );
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(s.pg.total_calls(), 0);
+
+    // Expiry ends it: the balance part comes back, the order is payable again.
+    assert_eq!(s.t.shop.expire_payments()?, 1);
+    assert_eq!(s.t.shop.expire_payments()?, 0);
+    let ended = s.t.shop.payment(s.kim, started.id)?;
+    assert_eq!(ended.status, PaymentStatus::Declined);
+    assert_eq!(ended.failure.unwrap().code, "CONFIRM_WINDOW_EXPIRED");
+    assert_eq!(s.balance(), won(50_000));
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    // A late redirect returns the ended attempt as it is.
+    assert_eq!(
+        s.t.shop
+            .confirm_payment(s.kim, started.id, &redirect)?
+            .status,
+        PaymentStatus::Declined
+    );
+    assert_eq!(s.pg.total_calls(), 0);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn the_pgs_failure_redirect_ends_the_attempt_at_once_and_gives_the_balance_part_back() -> Result<()>
+{
+    let s = shop();
+    let order = s.order(1);
+    let started = s.t.shop.start_payment(s.kim, order, won(3_000))?;
+    let fail = liteshop::PgFailRedirect {
+        code: "PAY_PROCESS_CANCELED".into(),
+        message: "the customer closed the widget".into(),
+        pg_order_id: started.pg_order_id.clone(),
+    };
+    // Another order id is refused and changes nothing.
+    let before = s.t.dump();
+    let wrong = liteshop::PgFailRedirect {
+        pg_order_id: "ls-1-00000000".into(),
+        ..fail.clone()
+    };
+    assert!(matches!(
+        s.t.shop.fail_payment(s.kim, started.id, &wrong),
+        Err(Error::RedirectMismatch { .. })
+    ));
+    assert_eq!(s.t.dump(), before);
+
+    let ended = s.t.shop.fail_payment(s.kim, started.id, &fail)?;
+    assert_eq!(ended.status, PaymentStatus::Declined);
+    assert_eq!(ended.failure.unwrap().code, "PAY_PROCESS_CANCELED");
+    assert_eq!(s.balance(), won(50_000));
+    assert_eq!(s.status(order), OrderStatus::Pending);
+    assert_eq!(s.pg.total_calls(), 0);
+    // Paying again is a new attempt.
+    assert_eq!(s.pay(order)?.status, PaymentStatus::Approved);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn a_top_up_is_credited_once_under_twenty_concurrent_confirms() -> Result<()> {
+    let s = shop();
+    let started = s.t.shop.start_top_up(s.kim, won(30_000))?;
+    assert_eq!(s.balance(), won(50_000), "nothing before the PG approves");
+    let redirect = s.pg.pay_widget(&started.widget().unwrap());
+    s.pg.set_delay(Duration::from_millis(10));
+    let results = common::race(20, |_| {
+        s.t.shop.confirm_payment(s.kim, started.id, &redirect)
+    });
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(s.balance(), won(80_000));
+    assert_eq!(s.pg.approved_count(), 1);
+    assert_eq!(s.pg.calls(&started.idempotency_key), 1);
+    let top_ups: Vec<LedgerKind> = s
+        .ledger()
+        .iter()
+        .filter(|e| e.kind == LedgerKind::TopUp)
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(top_ups.len(), 1);
+    s.assert_ledger_balances();
+    assert!(s.t.shop.audit()?.is_clean());
+    Ok(())
+}
+
+#[test]
+fn a_declined_top_up_credits_nothing_and_over_the_limits_is_refused_untouched() -> Result<()> {
+    let s = shop_with(|b| b.max_charge(won(50_000)).max_balance(won(100_000)));
+    let before = s.t.dump();
+    assert!(matches!(
+        s.t.shop.start_top_up(s.kim, won(50_001)),
+        Err(Error::ChargeLimitExceeded { .. })
+    ));
+    assert_eq!(s.t.dump(), before);
+    let started = s.t.shop.start_top_up(s.kim, won(40_000))?; // 50,000 + 40,000 in flight
+    assert!(matches!(
+        s.t.shop.start_top_up(s.kim, won(10_001)),
+        Err(Error::BalanceLimitExceeded { held, .. }) if held == won(40_000)
+    ));
+    s.pg.push(FakeOutcome::decline());
+    let err =
+        s.t.shop
+            .confirm_payment(
+                s.kim,
+                started.id,
+                &s.pg.pay_widget(&started.widget().unwrap()),
+            )
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::TopUpDeclined { payment, .. } if payment == started.id),
+        "{err:?}"
+    );
+    assert_eq!(s.balance(), won(50_000));
+    s.assert_ledger_balances();
+    Ok(())
+}
