@@ -299,7 +299,7 @@ fn main() {
                 },
                 "pay" => {
                     let (owner, order) = orders.remove(0);
-                    shop.pay(UserId::new(owner), liteshop::OrderId::new(order))
+                    shop.pay_from_balance(UserId::new(owner), liteshop::OrderId::new(order))
                         .is_ok()
                 }
                 _ => shop.product(product).is_ok(),

@@ -217,10 +217,10 @@ impl Reconcile {
                     } else {
                         ""
                     };
-                    println!(
-                        "payment {} (order {}): {}{review}",
-                        p.payment, p.order, p.status
-                    );
+                    let of = p
+                        .order
+                        .map_or_else(|| "a top-up".to_owned(), |o| format!("order {o}"));
+                    println!("payment {} ({of}): {}{review}", p.payment, p.status);
                 }
                 for r in &report.refunds {
                     let review = if r.needs_review {

@@ -439,15 +439,12 @@ async fn charge(
     let key = idempotency_key(&headers, "POST", "/me/balance/charge", &body)?;
     let request: Charge = parse(&body)?;
     let amount = money(request.amount)?;
-    let shop = state.shop.clone();
-    let result = blocking(move || shop.idempotent(key.as_ref()).charge(user, amount)).await?;
-    // The library stores the new balance; the response wraps it, the same
-    // way the first time and on a repeat.
-    let wrapped = match result {
-        Keyed::Fresh(balance) => Keyed::Fresh(serde_json::json!({ "balance": balance })),
-        Keyed::Replayed(balance) => Keyed::Replayed(serde_json::json!({ "balance": balance })),
-    };
-    Ok(keyed(StatusCode::OK, wrapped))
+    // A top-up through the PG: nothing is credited until the customer has
+    // paid in the PG's widget and the confirm approved it.
+    write(&state, StatusCode::OK, key, move |shop| {
+        shop.start_top_up(user, amount)
+    })
+    .await
 }
 
 /// The acting user's ledger, newest first.
@@ -671,11 +668,13 @@ async fn cancel_order(
 /// (the shop makes one).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"payment_key": null}))]
+#[schema(example = json!({"balance_part": 0}))]
 pub(crate) struct Pay {
-    /// The PG widget's payment key, 1 to 200 printable characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[A-Za-z0-9_\-]+$")]
-    payment_key: Option<String>,
+    /// Won of the total to take from the balance (0 when absent); the rest
+    /// is paid in the PG's widget.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "int")]
+    balance_part: i64,
 }
 
 /// Pays a pending order through the payment gateway. Send an
@@ -703,11 +702,9 @@ async fn pay(
         parse(&body)?
     };
     let order = OrderId::new(id);
+    let balance_part = Money::new(request.balance_part)?;
     write(&state, StatusCode::OK, key, move |shop| {
-        match request.payment_key {
-            Some(pg_payment_key) => shop.pay_with_pg_key(user, order, &pg_payment_key),
-            None => shop.pay(user, order),
-        }
+        shop.start_payment(user, order, balance_part)
     })
     .await
 }

@@ -205,7 +205,7 @@ pub(crate) fn in_flight(
                     @if !report.payments.is_empty() || !report.refunds.is_empty() {
                         ul {
                             @for p in &report.payments {
-                                li { "Payment " (p.payment) " of order " (p.order) ": " (p.status) @if p.needs_review { " — needs a person" } }
+                                li { "Payment " (p.payment) @if let Some(order) = p.order { " of order " (order) } @else { " (a top-up)" } ": " (p.status) @if p.needs_review { " — needs a person" } }
                             }
                             @for r in &report.refunds {
                                 li { "Refund " (r.refund) " of order " (r.order) ": " (r.status) @if r.needs_review { " — needs a person" } }
@@ -224,7 +224,7 @@ pub(crate) fn in_flight(
                 tbody {
                     @for p in &unsettled.payments {
                         tr {
-                            td { (p.id) } td { a href={ "/console/orders?order=" (p.order) } { (p.order) } } td { (p.user) }
+                            td { (p.id) } td { @if let Some(order) = p.order { a href={ "/console/orders?order=" (order) } { (order) } } @else { "top-up" } } td { (p.user) }
                             td class="num" { (won(p.amount.won())) } td { (p.status) }
                             td { (time(p.created_at, offset)) } td { (age(p.created_at, unsettled.at)) }
                             td { @if for_a_person(p.created_at) { span class="fail" { "yes" } } @else { "no" } }
