@@ -246,11 +246,22 @@ CREATE TABLE leases (
 "#,
     // Tender and the PG's handshake: SQLite's migration 8, with the same
     // columns (appended in the same order), CHECKs and indexes. The
-    // constraints replaced carry the names PostgreSQL gave them in the
-    // first migration.
+    // column CHECKs replaced carry the names PostgreSQL gives them
+    // (`<table>_<column>_check`); a table CHECK is found by its text.
     r#"
+-- The CHECK tying `pg_transaction_id` to the status is found by what it
+-- says, not by the name PostgreSQL gave it.
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT conname FROM pg_constraint
+             WHERE conrelid = 'payments'::regclass AND contype = 'c'
+               AND pg_get_constraintdef(oid) LIKE '%pg_transaction_id%'
+    LOOP
+        EXECUTE format('ALTER TABLE payments DROP CONSTRAINT %I', c.conname);
+    END LOOP;
+END $$;
 ALTER TABLE payments DROP CONSTRAINT payments_status_check,
-    DROP CONSTRAINT payments_check,
     ALTER COLUMN order_id DROP NOT NULL,
     ALTER COLUMN payment_key DROP NOT NULL,
     ADD COLUMN kind TEXT NOT NULL DEFAULT 'order' CHECK (kind IN ('order', 'top_up')),
