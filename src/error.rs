@@ -200,6 +200,13 @@ pub enum Error {
         /// The longest note allowed.
         max: usize,
     },
+    /// A PG failure redirect whose `code` is not 1 to 64 characters of
+    /// `A-Z`, `a-z`, `0-9` and `_`, or whose `message` is over 500
+    /// characters or has a control character: nothing was recorded.
+    #[error(
+        "invalid failure redirect: code is 1 to 64 characters of A-Z, a-z, 0-9 and '_', message at most 500 characters with no control character"
+    )]
+    InvalidFailRedirect,
     /// A payment key that is empty, too long, or not `[A-Za-z0-9_-]`.
     #[error("invalid payment key: must be 1 to 200 characters of A-Z, a-z, 0-9, '-' and '_'")]
     InvalidPaymentKey,
@@ -651,6 +658,7 @@ impl Error {
             | DuplicateOrderLine { .. }
             | NothingToPay { .. }
             | InvalidPaymentKey
+            | InvalidFailRedirect
             | BalancePartTooLarge { .. }
             | RedirectMismatch { .. }
             | InvalidNote { .. }

@@ -1038,6 +1038,31 @@ fn the_pgs_failure_redirect_ends_the_attempt_at_once_and_gives_the_balance_part_
         Err(Error::RedirectMismatch { .. })
     ));
     assert_eq!(s.t.dump(), before);
+    // So is a code or message a browser could not have been sent.
+    for bad in [
+        liteshop::PgFailRedirect {
+            code: String::new(),
+            ..fail.clone()
+        },
+        liteshop::PgFailRedirect {
+            code: "PAY PROCESS".into(),
+            ..fail.clone()
+        },
+        liteshop::PgFailRedirect {
+            message: "a\u{7}bell".into(),
+            ..fail.clone()
+        },
+        liteshop::PgFailRedirect {
+            message: "x".repeat(501),
+            ..fail.clone()
+        },
+    ] {
+        assert!(matches!(
+            s.t.shop.fail_payment(s.kim, started.id, &bad),
+            Err(Error::InvalidFailRedirect)
+        ));
+    }
+    assert_eq!(s.t.dump(), before);
 
     let ended = s.t.shop.fail_payment(s.kim, started.id, &fail)?;
     assert_eq!(ended.status, PaymentStatus::Declined);

@@ -29,6 +29,7 @@ mod auth;
 mod body;
 mod console;
 mod contract;
+mod fake_widget;
 mod problem;
 mod routes;
 mod schemas;
@@ -55,6 +56,9 @@ pub struct Config {
     /// headers arrived (30 s by default); a slower one is answered 408 and
     /// its connection closed, so a stalled client cannot hold a worker.
     pub body_timeout: std::time::Duration,
+    /// The in-process fake PG whose widget step `POST /fake-pg/widget`
+    /// plays, if any (see [`Config::with_fake_widget`]).
+    fake_widget: Option<liteshop::FakeGateway>,
 }
 
 impl Config {
@@ -65,7 +69,22 @@ impl Config {
             secrets: Secrets::new(&token_secret, &admin_token),
             body_limit: 64 * 1024,
             body_timeout: std::time::Duration::from_secs(30),
+            fake_widget: None,
         }
+    }
+
+    /// Serves `POST /fake-pg/widget`, a FAKE stand-in for the PG's widget
+    /// over `pg` (the shop's own [`liteshop::FakeGateway`]), so the whole
+    /// payment flow can be tried with curl when no PG is configured: it
+    /// takes `{"pg_order_id", "amount"}` of a started payment and answers
+    /// the redirect (`payment_key`, `pg_order_id`, `amount`) to `POST
+    /// /me/payments/{id}/confirm`. No money moves anywhere; every answer
+    /// carries `X-Fake-PG: true` and every call is logged as fake. It is
+    /// not in the OpenAPI document. Never configure it in front of a real
+    /// PG (`liteshop serve` offers it only when it runs on the fake).
+    pub fn with_fake_widget(mut self, pg: liteshop::FakeGateway) -> Config {
+        self.fake_widget = Some(pg);
+        self
     }
 
     /// The secrets, to mint a user's token outside a request.
@@ -114,6 +133,10 @@ pub fn router(shop: Shop, config: Config) -> Router {
         .with_state(state)
         .split_for_parts();
     let api = Arc::new(with_limits(api, &limits));
+    let router = match config.fake_widget {
+        Some(pg) => router.merge(fake_widget::routes(pg)),
+        None => router,
+    };
     router
         .merge(console::routes().with_state(state_for_console))
         .route(

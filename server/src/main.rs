@@ -4,8 +4,8 @@
 //!
 //! With no configuration `serve` serves `liteshop.db` in the working
 //! directory on `127.0.0.1:8080`, with an in-process fake payment gateway
-//! that approves everything (logged loudly) and a random admin token
-//! printed once.
+//! (logged loudly) whose fake widget step is `POST /fake-pg/widget`, and a
+//! random admin token printed once.
 
 mod cli;
 
@@ -60,8 +60,8 @@ struct Serve {
     /// Address to listen on.
     #[arg(long, env = "LITESHOP_ADDR", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// The payment gateway's base URL; without it a fake gateway approves
-    /// everything.
+    /// The payment gateway's base URL; without it a FAKE gateway approves
+    /// every payment paid in its FAKE widget step (`POST /fake-pg/widget`).
     #[arg(long, env = "LITESHOP_PG_URL", requires = "pg_secret")]
     pg_url: Option<String>,
     /// The payment gateway's secret key.
@@ -137,7 +137,8 @@ fn main() -> std::process::ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(Box::<dyn std::error::Error>::from)
         .and_then(|runtime| {
-            let result = open_shop(&args).and_then(|shop| runtime.block_on(serve(args, shop)));
+            let result =
+                open_shop(&args).and_then(|(shop, fake)| runtime.block_on(serve(args, shop, fake)));
             // Whatever still runs on the blocking pool after the grace
             // period (a write finishing its commit) gets a moment; then the
             // process ends.
@@ -155,26 +156,36 @@ fn main() -> std::process::ExitCode {
 
 /// Opens the shop, before the async runtime starts: opening may block (a
 /// PostgreSQL connection, migrations), and the synchronous PostgreSQL
-/// client must not run on an async worker.
-fn open_shop(args: &Serve) -> Result<Shop, Box<dyn std::error::Error>> {
+/// client must not run on an async worker. Without a PG configured, the
+/// shop runs on an in-process fake gateway, returned too so the server can
+/// offer its (fake) widget step.
+fn open_shop(args: &Serve) -> Result<(Shop, Option<FakeGateway>), Box<dyn std::error::Error>> {
     let builder = Shop::builder(&args.db).pg_schema(&args.pg_schema);
     let builder = match args.utc_offset_minutes {
         Some(minutes) => builder.utc_offset_minutes(minutes),
         None => builder,
     };
-    let builder = match (&args.pg_url, &args.pg_secret) {
-        (Some(url), Some(secret)) => builder.gateway(HttpGateway::builder(url, secret).build()),
+    let (builder, fake) = match (&args.pg_url, &args.pg_secret) {
+        (Some(url), Some(secret)) => (
+            builder.gateway(HttpGateway::builder(url, secret).build()),
+            None,
+        ),
         _ => {
             warn!(
-                "NO PAYMENT GATEWAY CONFIGURED: a FAKE gateway approves every payment; set LITESHOP_PG_URL and LITESHOP_PG_SECRET for real money"
+                "NO PAYMENT GATEWAY CONFIGURED: a FAKE gateway approves every payment paid in its FAKE widget (POST /fake-pg/widget); set LITESHOP_PG_URL and LITESHOP_PG_SECRET for real money"
             );
-            builder.gateway(FakeGateway::new())
+            let fake = FakeGateway::new();
+            (builder.gateway(fake.clone()), Some(fake))
         }
     };
-    Ok(builder.build()?)
+    Ok((builder.build()?, fake))
 }
 
-async fn serve(args: Serve, shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    args: Serve,
+    shop: Shop,
+    fake: Option<FakeGateway>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let admin_token = match args.admin_token {
         Some(token) => token,
         None => {
@@ -195,6 +206,9 @@ async fn serve(args: Serve, shop: Shop) -> Result<(), Box<dyn std::error::Error>
     };
     let mut config = liteshop_server::Config::new(token_secret, admin_token);
     config.body_timeout = Duration::from_secs(args.body_timeout.max(1));
+    if let Some(fake) = fake {
+        config = config.with_fake_widget(fake);
+    }
 
     // Background work: reconciliation on its own thread, expiry and key
     // pruning on the blocking pool; both stop when the server does. Each

@@ -168,6 +168,30 @@ fn fields(err: &Error) -> Value {
         Error::PaymentOutcomeUnknown { payment, order } => {
             json!({ "payment": payment, "order": order })
         }
+        Error::TopUpDeclined {
+            payment,
+            code,
+            message,
+        } => json!({ "payment": payment, "pg_code": code, "pg_message": message }),
+        Error::TopUpOutcomeUnknown { payment } => json!({ "payment": payment }),
+        Error::BalancePartTooLarge {
+            order,
+            total,
+            balance_part,
+        } => json!({ "order": order, "total": total, "balance_part": balance_part }),
+        Error::RedirectMismatch {
+            payment,
+            expected_pg_order_id,
+            expected_amount,
+        } => json!({
+            "payment": payment,
+            "expected_pg_order_id": expected_pg_order_id,
+            "expected_amount": expected_amount,
+        }),
+        Error::PaymentExpired {
+            payment,
+            expired_at,
+        } => json!({ "payment": payment, "expired_at": expired_at }),
         Error::IdempotencyKeyReused { key } => json!({ "key": key }),
         _ => Value::Null,
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use liteshop::{
     CartItemId, CouponId, Cursor, Discount, IdempotencyKey, Keyed, Money, NewCoupon, NewProduct,
-    OrderId, OrderLine, OrderRequest, PageRequest, PaymentId, ProductId, Timestamp,
+    OrderId, OrderLine, OrderRequest, PageRequest, PaymentId, PgFailRedirect, PgRedirect,
+    ProductId, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,6 +38,8 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(balance))
         .routes(routes!(charge))
         .routes(routes!(ledger))
+        .routes(routes!(grant))
+        .routes(routes!(take_back))
         .routes(routes!(products))
         .routes(routes!(product))
         .routes(routes!(create_product))
@@ -46,6 +49,8 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(order))
         .routes(routes!(cancel_order))
         .routes(routes!(pay))
+        .routes(routes!(confirm_payment))
+        .routes(routes!(fail_payment))
         .routes(routes!(payment))
         .routes(routes!(payment_history))
         .routes(routes!(order_payments))
@@ -127,7 +132,19 @@ contract!(
 );
 contract!(
     /// The error responses of `pay`.
-    PayErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict, PaymentDeclined, PaymentOutcomeUnknown])
+    PayErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `confirm_payment`.
+    ConfirmErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict, PaymentDeclined, PaymentOutcomeUnknown])
+);
+contract!(
+    /// The error responses of `fail_payment`.
+    FailErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound])
+);
+contract!(
+    /// The error responses of `grant` and `take_back`.
+    OperatorEntryErrors = Contract::new(Auth::Admin).body().key().params().errors(&[InvalidInput, NotFound, Conflict])
 );
 contract!(
     /// The error responses of `payment`.
@@ -294,6 +311,19 @@ fn keyed<T: Serialize>(status: StatusCode, result: Keyed<T>) -> Response {
     response
 }
 
+/// A keyed write that returns a balance, answered as [`Balance`]: the
+/// stored response is the balance alone.
+fn keyed_balance(result: Keyed<Money>) -> Response {
+    let replayed = result.is_replay();
+    let mut response = Json(serde_json::json!({ "balance": result.to_json() })).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
 fn money(won: i64) -> Result<Money, ApiError> {
     Money::new(won).map_err(ApiError::from)
 }
@@ -423,13 +453,18 @@ pub(crate) struct Charge {
     amount: i64,
 }
 
-/// Charges the acting user's balance. Send an `Idempotency-Key` to make a
-/// retry safe: a repeat returns the first response and charges nothing.
+/// Starts a top-up of the acting user's balance, paid through the payment
+/// gateway: nothing is credited here. The answer is a `started` payment
+/// whose `pg_order_id`, `pg_amount`, `order_name` and `customer_key` are
+/// what the PG's widget needs; after the customer pays there, `POST
+/// /me/payments/{id}/confirm` with the PG's redirect credits the balance
+/// once. Send an `Idempotency-Key` to make a retry safe: a repeat starts no
+/// second top-up.
 #[utoipa::path(post, path = "/me/balance/charge", request_body = Charge,
     security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
     responses(
-        (status = 200, body = Balance), ChargeErrors))]
+        (status = 200, body = schemas::Payment, description = "the top-up, started: pay its widget step, then confirm"), ChargeErrors))]
 async fn charge(
     State(state): State<AppState>,
     Me(user): Me,
@@ -439,12 +474,87 @@ async fn charge(
     let key = idempotency_key(&headers, "POST", "/me/balance/charge", &body)?;
     let request: Charge = parse(&body)?;
     let amount = money(request.amount)?;
-    // A top-up through the PG: nothing is credited until the customer has
-    // paid in the PG's widget and the confirm approved it.
     write(&state, StatusCode::OK, key, move |shop| {
         shop.start_top_up(user, amount)
     })
     .await
+}
+
+/// Balance an operator grants or takes back, and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 3000, "note": "late delivery"}))]
+pub(crate) struct OperatorEntry {
+    /// Won, at least 1.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "int")]
+    amount: i64,
+    /// Why, 1 to 200 characters of one line; kept on the ledger entry.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
+    )]
+    note: String,
+}
+
+/// Grants balance to a user (admin): points, compensation, a correction —
+/// a `grant` ledger entry with the note, money in that no PG took. Send an
+/// `Idempotency-Key` to make a retry safe: a repeat grants nothing more.
+#[utoipa::path(post, path = "/admin/users/{id}/grant", request_body = OperatorEntry,
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
+async fn grant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers, "POST", &format!("/admin/users/{id}/grant"), &body)?;
+    let request: OperatorEntry = parse(&body)?;
+    let amount = money(request.amount)?;
+    let shop = state.shop.clone();
+    let result = blocking(move || {
+        shop.idempotent(key.as_ref())
+            .grant(UserId::new(id), amount, &request.note)
+    })
+    .await?;
+    Ok(keyed_balance(result))
+}
+
+/// Takes balance back from a user (admin), never more than the balance: a
+/// `take_back` ledger entry with the note. Send an `Idempotency-Key` to
+/// make a retry safe.
+#[utoipa::path(post, path = "/admin/users/{id}/take-back", request_body = OperatorEntry,
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
+async fn take_back(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(
+        &headers,
+        "POST",
+        &format!("/admin/users/{id}/take-back"),
+        &body,
+    )?;
+    let request: OperatorEntry = parse(&body)?;
+    let amount = money(request.amount)?;
+    let shop = state.shop.clone();
+    let result = blocking(move || {
+        shop.idempotent(key.as_ref())
+            .take_back(UserId::new(id), amount, &request.note)
+    })
+    .await?;
+    Ok(keyed_balance(result))
 }
 
 /// The acting user's ledger, newest first.
@@ -664,8 +774,8 @@ async fn cancel_order(
     .await
 }
 
-/// What to pay with: the payment key the PG's widget returned, or none
-/// (the shop makes one).
+/// How to pay: how much of the order's total comes from the balance; the
+/// rest is paid in the PG's widget.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"balance_part": 0}))]
@@ -677,7 +787,12 @@ pub(crate) struct Pay {
     balance_part: i64,
 }
 
-/// Pays a pending order through the payment gateway. Send an
+/// Starts paying a pending order by tender: `balance_part` won from the
+/// balance (held at once), the rest through the PG. Wholly by balance, the
+/// answer is already `approved` and no PG is involved. Otherwise it is a
+/// `started` payment whose `pg_order_id`, `pg_amount`, `order_name` and
+/// `customer_key` are what the PG's widget needs; after the customer pays
+/// there, `POST /me/payments/{id}/confirm` with the PG's redirect. Send an
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
@@ -694,8 +809,7 @@ async fn pay(
 ) -> Result<Response, ApiError> {
     let path = format!("/me/orders/{id}/pay");
     let key = idempotency_key(&headers, "POST", &path, &body)?;
-    // No body, or `{}`, pays with a key of the shop's own; the PG widget's
-    // payment key comes as `{"payment_key": "…"}`.
+    // No body is `{}`: all of it through the PG.
     let request: Pay = if body.iter().all(u8::is_ascii_whitespace) {
         Pay::default()
     } else {
@@ -705,6 +819,103 @@ async fn pay(
     let balance_part = Money::new(request.balance_part)?;
     write(&state, StatusCode::OK, key, move |shop| {
         shop.start_payment(user, order, balance_part)
+    })
+    .await
+}
+
+/// What the PG's success redirect brought back to the shop's success page
+/// (`paymentKey`, `orderId` and `amount` in its query string).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"payment_key": "tgen_20261201abcd", "pg_order_id": "ls-1-6f1c2a9e", "amount": 14000}))]
+pub(crate) struct Confirm {
+    /// `paymentKey`: 1 to 200 characters of `A-Z`, `a-z`, `0-9`, `-`, `_`.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9_-]+$")]
+    payment_key: String,
+    /// `orderId`: must be the payment's `pg_order_id`.
+    pg_order_id: String,
+    /// `amount`: must be the payment's `pg_amount`.
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "int")]
+    amount: i64,
+}
+
+/// Confirms a started payment (of an order or a top-up) with the PG's
+/// success redirect. An `orderId` or `amount` other than the payment's is
+/// refused (400 `redirect_mismatch`) and nothing reaches the PG; a payment
+/// already past `started` (a refreshed redirect) is returned as it is; an
+/// expired one is refused (409 `payment_expired`). The PG's answer: 200
+/// approved (the order paid, the top-up credited), 402 declined (the
+/// balance part given back), 202 not known yet (reconciliation settles it).
+/// Send an `Idempotency-Key` to make a retry safe.
+#[utoipa::path(post, path = "/me/payments/{id}/confirm", request_body = Confirm,
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    security(("bearer" = [])),
+    responses((status = 200, body = schemas::Payment), ConfirmErrors))]
+async fn confirm_payment(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = format!("/me/payments/{id}/confirm");
+    let key = idempotency_key(&headers, "POST", &path, &body)?;
+    let request: Confirm = parse(&body)?;
+    let redirect = PgRedirect {
+        payment_key: request.payment_key,
+        pg_order_id: request.pg_order_id,
+        amount: money(request.amount)?,
+    };
+    write(&state, StatusCode::OK, key, move |shop| {
+        shop.confirm_payment(user, PaymentId::new(id), &redirect)
+    })
+    .await
+}
+
+/// What the PG's failure redirect brought back to the shop's failure page
+/// (`code`, `message` and `orderId` in its query string).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "PAY_PROCESS_CANCELED", "message": "the customer closed the widget", "pg_order_id": "ls-1-6f1c2a9e"}))]
+pub(crate) struct Fail {
+    /// `code`: 1 to 64 characters of `A-Z`, `a-z`, `0-9`, `_`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_]+$")]
+    code: String,
+    /// `message`: at most 500 characters, no control character.
+    #[schema(max_length = 500)]
+    message: String,
+    /// `orderId`: must be the payment's `pg_order_id`.
+    pg_order_id: String,
+}
+
+/// Ends a started payment with the PG's failure redirect (the customer
+/// closed the widget, the card company refused): `declined` at once, its
+/// balance part given back, its order `pending` again; nothing reaches the
+/// PG. A payment already past `started` is returned as it is.
+#[utoipa::path(post, path = "/me/payments/{id}/fail", request_body = Fail,
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    security(("bearer" = [])),
+    responses((status = 200, body = schemas::Payment), FailErrors))]
+async fn fail_payment(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = format!("/me/payments/{id}/fail");
+    let key = idempotency_key(&headers, "POST", &path, &body)?;
+    let request: Fail = parse(&body)?;
+    let redirect = PgFailRedirect {
+        code: request.code,
+        message: request.message,
+        pg_order_id: request.pg_order_id,
+    };
+    write(&state, StatusCode::OK, key, move |shop| {
+        shop.fail_payment(user, PaymentId::new(id), &redirect)
     })
     .await
 }

@@ -18,12 +18,15 @@ pub(crate) struct User {
 
 /// One balance change.
 #[derive(ToSchema)]
-#[schema(example = json!({"id": 1, "user": 1, "kind": "charge", "amount": 50000, "balance_after": 50000,
-    "created_at": 1795529268165_i64, "payment": null, "refund": null}))]
+#[schema(example = json!({"id": 1, "user": 1, "kind": "top_up", "amount": 50000, "balance_after": 50000,
+    "created_at": 1795529268165_i64, "payment": 1, "refund": null, "note": null}))]
 pub(crate) struct LedgerEntry {
     id: i64,
     user: i64,
-    /// `charge`, `payment`, `payment_reversal` or `refund`.
+    /// `top_up` (paid through the PG), `grant` or `take_back` (an
+    /// operator's, with a note), `charge` (a credit the host vouched for),
+    /// `payment` (an order's balance part), `payment_reversal`, `refund`,
+    /// `top_up_refund` or `top_up_refund_reversal`.
     kind: String,
     /// Won, always positive; `kind` says which way it went.
     amount: i64,
@@ -31,6 +34,9 @@ pub(crate) struct LedgerEntry {
     created_at: i64,
     payment: Option<i64>,
     refund: Option<i64>,
+    /// Why an operator granted or took back balance; null for every other
+    /// kind.
+    note: Option<String>,
 }
 
 /// A page of ledger entries, newest first.
@@ -140,21 +146,49 @@ pub(crate) struct PaymentFailure {
     message: String,
 }
 
-/// A payment attempt.
+/// A payment attempt: of an order (its balance part and PG part), or a
+/// top-up of the balance (PG only).
 #[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "kind": "order", "order": 1, "user": 1, "amount": 24000,
+    "balance_amount": 10000, "pg_amount": 14000, "refunded": 0, "pg_refunded": 0,
+    "status": "started", "payment_key": null, "pg_order_id": "ls-1-6f1c2a9e",
+    "order_name": "Tea and 1 more", "customer_key": "ls-c-3f9a1b2c4d5e",
+    "idempotency_key": "ls-pay-0c6e2d4b9a8f7e61", "pg_transaction_id": null, "failure": null,
+    "expires_at": 1795531068217_i64, "created_at": 1795529268217_i64,
+    "updated_at": 1795529268217_i64}))]
 pub(crate) struct Payment {
     id: i64,
-    order: i64,
+    /// `order` or `top_up`.
+    kind: String,
+    /// The order it pays; null for a top-up.
+    order: Option<i64>,
     user: i64,
+    /// `balance_amount + pg_amount`.
     amount: i64,
-    /// `requested`, `approved`, `declined`, `unknown` or `refunded`.
+    /// The part taken from the balance (held from the start).
+    balance_amount: i64,
+    /// The part the PG takes: the widget's `amount`.
+    pg_amount: i64,
+    /// `started` (waiting for the widget and the confirm), `requested`,
+    /// `approved`, `declined`, `unknown` or `refunded`.
     status: String,
-    payment_key: String,
+    /// The PG's key, from the widget's redirect; null until confirmed.
+    payment_key: Option<String>,
+    /// The widget's `orderId`.
     pg_order_id: String,
+    /// The widget's `orderName`.
+    order_name: String,
+    /// The widget's `customerKey`.
+    customer_key: String,
     idempotency_key: String,
     pg_transaction_id: Option<String>,
     failure: Option<PaymentFailure>,
+    /// Given back by completed refunds.
     refunded: i64,
+    /// The part of `refunded` that went back through the PG.
+    pg_refunded: i64,
+    /// A started payment nobody confirmed by then ends.
+    expires_at: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -185,6 +219,10 @@ pub(crate) struct Refund {
     order: i64,
     user: i64,
     amount: i64,
+    /// The part credited to the balance.
+    balance_amount: i64,
+    /// The part cancelled at the PG (back to the card).
+    pg_amount: i64,
     /// `requested`, `unknown`, `completed` or `declined`.
     status: String,
     reason: String,

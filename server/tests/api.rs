@@ -60,7 +60,6 @@ fn authentication_and_ownership() {
     assert_problem(&s.post("/admin/products", None, body), 401, "unauthorized");
     // Another user's order is not found.
     let tea = s.product(1_000, 10);
-    s.post("/me/balance/charge", Some(&kim), json!({ "amount": 5_000 }));
     let order = s.post(
         "/me/orders",
         Some(&kim),
@@ -106,12 +105,20 @@ fn the_flows_and_their_refusals() {
         400,
         "negative_amount",
     );
+    // A charge starts a top-up through the PG and credits nothing.
     let charged = s.post(
         "/me/balance/charge",
         Some(&kim),
         json!({ "amount": 30_000 }),
     );
-    assert_eq!(charged.body, json!({ "balance": 30_000 }));
+    assert_eq!(charged.status, 200, "{}", charged.body);
+    assert_eq!(charged.body["kind"], json!("top_up"));
+    assert_eq!(charged.body["status"], json!("started"));
+    assert_eq!(charged.body["pg_amount"], json!(30_000));
+    assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
+    let confirmed = s.confirm(&kim, &charged.body);
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    assert_eq!(confirmed.body["status"], json!("approved"));
     assert_eq!(
         s.get("/me/balance", Some(&kim)).body["balance"],
         json!(30_000)
@@ -180,8 +187,14 @@ fn the_flows_and_their_refusals() {
         400,
         "empty_order",
     );
-    let paid = s.post(&format!("/me/orders/{id}/pay"), Some(&kim), json!({}));
+    // Wholly by balance: approved at once, no PG.
+    let paid = s.post(
+        &format!("/me/orders/{id}/pay"),
+        Some(&kim),
+        json!({ "balance_part": 20_000 }),
+    );
     assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["pg_amount"], json!(0));
     assert_eq!(paid.body["status"], json!("approved"));
     let payment = paid.body["id"].as_i64().unwrap();
     assert_eq!(
@@ -235,7 +248,23 @@ fn idempotent_posts_replay_and_refuse_a_different_body() {
         json!({ "amount": 7_000 }),
     );
     assert_eq!((again.status, again.replayed), (200, true));
-    assert_eq!(again.body, first.body);
+    assert_eq!(again.body, first.body, "one top-up started");
+    // Its confirm, keyed, credits once however often it is sent.
+    let redirect = s.widget(&first.body);
+    let confirm = format!("/me/payments/{}/confirm", first.body["id"]);
+    for replayed in [false, true] {
+        let confirmed = s.post_keyed(
+            &confirm,
+            &kim,
+            "00000002-0000-4000-8000-000000000000",
+            redirect.clone(),
+        );
+        assert_eq!((confirmed.status, confirmed.replayed), (200, replayed));
+        assert_eq!(confirmed.body["status"], json!("approved"));
+    }
+    // A refreshed redirect without the key: the payment as it is.
+    let refreshed = s.post(&confirm, Some(&kim), redirect);
+    assert_eq!(refreshed.body["status"], json!("approved"));
     assert_eq!(
         s.get("/me/ledger", Some(&kim)).body["items"]
             .as_array()
@@ -291,11 +320,6 @@ fn two_hundred_concurrent_orders_on_a_stock_of_seven() {
     let users: Vec<String> = (0..20)
         .map(|i| {
             let (_, token) = s.user(&format!("u{i}"));
-            s.post(
-                "/me/balance/charge",
-                Some(&token),
-                json!({ "amount": 100_000 }),
-            );
             token
         })
         .collect();
@@ -327,11 +351,7 @@ fn two_hundred_concurrent_orders_on_a_stock_of_seven() {
 fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     let s = start();
     let (_, kim) = s.user("Kim");
-    s.post(
-        "/me/balance/charge",
-        Some(&kim),
-        json!({ "amount": 100_000 }),
-    );
+    assert_eq!(s.top_up(&kim, 100_000), 100_000);
     let tea = s.product(10_000, 10);
     let admin = s.admin.clone();
 
@@ -424,23 +444,32 @@ fn cart_checkout_refunds_coupons_and_the_admin_reads() {
     );
     assert_problem(&removed, 404, "cart_item_not_found");
 
-    // Pay with a key, then a one-unit refund asked twice: one refund.
-    let paid = call(
+    // Pay by card with a key (no body: all of it through the PG), then a
+    // one-unit refund asked twice: one refund.
+    let started = call(
         "POST",
         &s.url(&format!("/me/orders/{id}/pay")),
         Some(&kim),
         Some("00000005-0000-4000-8000-000000000000"),
         None,
     );
-    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert_eq!(started.body["status"], json!("started"));
+    assert_eq!(started.body["pg_amount"], json!(25_000));
+    let paid = s.confirm(&kim, &started.body);
+    assert_eq!(paid.body["status"], json!("approved"), "{}", paid.body);
     let payment = paid.body["id"].as_i64().unwrap();
+    let history = s.get(&format!("/me/payments/{payment}/history"), Some(&kim));
+    let statuses: Vec<&serde_json::Value> = history
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| &event["status"])
+        .collect();
     assert_eq!(
-        s.get(&format!("/me/payments/{payment}/history"), Some(&kim))
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+        statuses,
+        [&json!("started"), &json!("requested"), &json!("approved")]
     );
     let body = json!({ "lines": lines(&[(tea, 1)]), "reason": "broken" });
     let refunded = s.post_keyed(
@@ -504,41 +533,220 @@ fn an_idempotency_key_must_be_a_uuid() {
 }
 
 #[test]
-fn pay_with_the_pg_widgets_payment_key() {
+fn a_split_payment_takes_each_part_once_and_a_tampered_redirect_changes_nothing() {
     let s = start();
-    let (_, kim) = s.user("Kim");
-    s.post(
-        "/me/balance/charge",
-        Some(&kim),
-        json!({ "amount": 10_000 }),
-    );
+    let (kim_id, kim) = s.user("Kim");
+    assert_eq!(s.top_up(&kim, 10_000), 10_000);
     let tea = s.product(1_000, 5);
     let order = s.post(
         "/me/orders",
         Some(&kim),
-        json!({ "lines": lines(&[(tea, 1)]) }),
+        json!({ "lines": lines(&[(tea, 3)]) }),
     );
     let id = order.body["id"].as_i64().unwrap();
     assert_problem(
         &s.post(
             &format!("/me/orders/{id}/pay"),
             Some(&kim),
-            json!({ "payment_key": "no spaces" }),
+            json!({ "balance_part": 3_001 }),
         ),
+        400,
+        "balance_part_too_large",
+    );
+    // 1,000 from the balance (held at once), 2,000 by card.
+    let started = s.post(
+        &format!("/me/orders/{id}/pay"),
+        Some(&kim),
+        json!({ "balance_part": 1_000 }),
+    );
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert_eq!(
+        (&started.body["balance_amount"], &started.body["pg_amount"]),
+        (&json!(1_000), &json!(2_000))
+    );
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(9_000)
+    );
+
+    // Tampered or malformed redirects are refused and change nothing.
+    let confirm = format!("/me/payments/{}/confirm", started.body["id"]);
+    let redirect = s.widget(&started.body);
+    let before = s.get(&format!("/me/payments/{}", started.body["id"]), Some(&kim));
+    let mut cheaper = redirect.clone();
+    cheaper["amount"] = json!(1);
+    assert_problem(
+        &s.post(&confirm, Some(&kim), cheaper),
+        400,
+        "redirect_mismatch",
+    );
+    let mut other = redirect.clone();
+    other["pg_order_id"] = json!("ls-999-00000000");
+    assert_problem(
+        &s.post(&confirm, Some(&kim), other),
+        400,
+        "redirect_mismatch",
+    );
+    let mut bad_key = redirect.clone();
+    bad_key["payment_key"] = json!("no spaces");
+    assert_problem(
+        &s.post(&confirm, Some(&kim), bad_key),
         400,
         "invalid_payment_key",
     );
-    let paid = s.post(
-        &format!("/me/orders/{id}/pay"),
-        Some(&kim),
-        json!({ "payment_key": "widget_key-1" }),
+    let (_, lee) = s.user("Lee");
+    assert_problem(
+        &s.post(&confirm, Some(&lee), redirect.clone()),
+        404,
+        "payment_not_found",
     );
-    assert_eq!(paid.status, 200, "{}", paid.body);
-    assert_eq!(paid.body["payment_key"], json!("widget_key-1"));
-    let payments = s.get(&format!("/me/orders/{id}/payments"), Some(&kim));
     assert_eq!(
-        payments.body.as_array().unwrap().len(),
-        1,
-        "the refused payment key started no attempt"
+        s.get(&format!("/me/payments/{}", started.body["id"]), Some(&kim))
+            .body,
+        before.body
     );
+    assert_eq!(
+        s.pg.total_calls(),
+        1,
+        "only the top-up's confirm reached the PG"
+    );
+
+    let paid = s.post(&confirm, Some(&kim), redirect);
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["status"], json!("approved"));
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(9_000)
+    );
+    let ledger = s.get("/me/ledger", Some(&kim)).body;
+    assert_eq!(ledger["items"][0]["kind"], json!("payment"));
+    assert_eq!(
+        ledger["items"][0]["amount"],
+        json!(1_000),
+        "the ledger shows the balance part"
+    );
+
+    // The whole refund: the card part to the card, the balance part back.
+    let refund = s.post(
+        &format!("/me/orders/{id}/refunds"),
+        Some(&kim),
+        json!({ "whole": true, "reason": "changed my mind" }),
+    );
+    assert_eq!(refund.status, 201, "{}", refund.body);
+    assert_eq!(
+        (&refund.body["balance_amount"], &refund.body["pg_amount"]),
+        (&json!(1_000), &json!(2_000))
+    );
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(10_000)
+    );
+
+    // The PG's failure redirect ends an attempt and gives its part back.
+    let again = s.post(
+        "/me/orders",
+        Some(&kim),
+        json!({ "lines": lines(&[(tea, 1)]) }),
+    );
+    let again = again.body["id"].as_i64().unwrap();
+    let started = s.post(
+        &format!("/me/orders/{again}/pay"),
+        Some(&kim),
+        json!({ "balance_part": 500 }),
+    );
+    let fail = format!("/me/payments/{}/fail", started.body["id"]);
+    assert_problem(
+        &s.post(
+            &fail,
+            Some(&kim),
+            json!({ "code": "PAY PROCESS", "message": "", "pg_order_id": started.body["pg_order_id"] }),
+        ),
+        400,
+        "invalid_fail_redirect",
+    );
+    let failed = s.post(
+        &fail,
+        Some(&kim),
+        json!({ "code": "PAY_PROCESS_CANCELED", "message": "closed", "pg_order_id": started.body["pg_order_id"] }),
+    );
+    assert_eq!(failed.body["status"], json!("declined"), "{}", failed.body);
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(10_000)
+    );
+    assert_eq!(
+        s.get(&format!("/me/orders/{again}"), Some(&kim)).body["status"],
+        json!("pending")
+    );
+    assert!(s.shop.audit().unwrap().is_clean());
+    let _ = kim_id;
+}
+
+#[test]
+fn a_user_token_cannot_mint_money_and_an_operator_grants_with_a_note() {
+    let s = start();
+    let (kim_id, kim) = s.user("Kim");
+    // Three charges, never paid at the PG: nothing credited.
+    for _ in 0..3 {
+        let started = s.post(
+            "/me/balance/charge",
+            Some(&kim),
+            json!({ "amount": 2_000_000 }),
+        );
+        assert_eq!(started.body["status"], json!("started"), "{}", started.body);
+    }
+    assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
+    // The admin routes refuse a user's token.
+    let grant = format!("/admin/users/{kim_id}/grant");
+    let body = json!({ "amount": 3_000, "note": "late delivery" });
+    assert_problem(&s.post(&grant, Some(&kim), body.clone()), 403, "forbidden");
+    assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
+
+    let admin = s.admin.clone();
+    let key = "00000009-0000-4000-8000-000000000000";
+    let granted = s.post_keyed(&grant, &admin, key, body.clone());
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert_eq!(granted.body, json!({ "balance": 3_000 }));
+    let replayed = s.post_keyed(&grant, &admin, key, body);
+    assert_eq!(
+        (replayed.replayed, &replayed.body),
+        (true, &json!({ "balance": 3_000 }))
+    );
+    assert_problem(
+        &s.post(&grant, Some(&admin), json!({ "amount": 1, "note": "" })),
+        400,
+        "invalid_note",
+    );
+    assert_problem(
+        &s.post(
+            "/admin/users/999/grant",
+            Some(&admin),
+            json!({ "amount": 1, "note": "x" }),
+        ),
+        404,
+        "user_not_found",
+    );
+    let take_back = format!("/admin/users/{kim_id}/take-back");
+    assert_problem(
+        &s.post(
+            &take_back,
+            Some(&admin),
+            json!({ "amount": 3_001, "note": "too much" }),
+        ),
+        409,
+        "insufficient_balance",
+    );
+    let taken = s.post(
+        &take_back,
+        Some(&admin),
+        json!({ "amount": 1_000, "note": "granted twice" }),
+    );
+    assert_eq!(taken.body, json!({ "balance": 2_000 }));
+    let ledger = s.get("/me/ledger", Some(&kim)).body;
+    assert_eq!(ledger["items"][0]["kind"], json!("take_back"));
+    assert_eq!(ledger["items"][0]["note"], json!("granted twice"));
+    assert_eq!(ledger["items"][1]["kind"], json!("grant"));
+    assert_eq!(ledger["items"][1]["note"], json!("late delivery"));
+    assert_eq!(ledger["items"].as_array().unwrap().len(), 2);
+    assert!(s.shop.audit().unwrap().is_clean());
 }

@@ -69,12 +69,15 @@ fn seed(path: &Path) -> (i64, i64) {
     let paid = shop
         .place_order(kim.id, &[OrderLine::new(tea, 5), OrderLine::new(cup, 2)])
         .unwrap();
-    shop.pay(kim.id, paid.id).unwrap();
+    shop.pay_from_balance(kim.id, paid.id).unwrap();
     let more = shop.place_order(kim.id, &[OrderLine::new(tea, 3)]).unwrap();
-    shop.pay(kim.id, more.id).unwrap();
+    common::pay_by_card(&shop, &pg, kim.id, more.id).unwrap();
     let stuck = shop.place_order(kim.id, &[OrderLine::new(cup, 1)]).unwrap();
+    // By card, and the PG never answers the confirm.
+    let started = shop.start_payment(kim.id, stuck.id, Money::ZERO).unwrap();
+    let redirect = pg.pay_widget(&started.widget().unwrap());
     pg.push(FakeOutcome::UnknownBeforeCharge);
-    assert!(shop.pay(kim.id, stuck.id).is_err());
+    assert!(shop.confirm_payment(kim.id, started.id, &redirect).is_err());
     shop.ack_events("warehouse", 2).unwrap();
     (paid.id.get(), stuck.id.get())
 }

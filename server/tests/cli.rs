@@ -43,12 +43,15 @@ fn seeded(dir: &Path) -> String {
     let paid = shop
         .place_order(kim.id, &[OrderLine::new(tea.id, 2)])
         .unwrap();
-    shop.pay(kim.id, paid.id).unwrap();
+    shop.pay_from_balance(kim.id, paid.id).unwrap();
     let stuck = shop
         .place_order(kim.id, &[OrderLine::new(tea.id, 1)])
         .unwrap();
+    // By card, and the PG never answers the confirm.
+    let started = shop.start_payment(kim.id, stuck.id, Money::ZERO).unwrap();
+    let redirect = pg.pay_widget(&started.widget().unwrap());
     pg.push(FakeOutcome::UnknownBeforeCharge);
-    assert!(shop.pay(kim.id, stuck.id).is_err());
+    assert!(shop.confirm_payment(kim.id, started.id, &redirect).is_err());
     path.display().to_string()
 }
 

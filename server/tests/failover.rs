@@ -504,6 +504,7 @@ impl Run {
                     coupons: self.coupons.clone(),
                     log: Arc::clone(&log),
                     stop: Arc::clone(&stop),
+                    pg: Arc::clone(&self.records),
                 };
                 std::thread::spawn(move || client.run())
             })
@@ -608,7 +609,7 @@ impl Run {
             // Charges, by their ledger rows: each acked amount once.
             let mut charges: HashMap<i64, usize> = HashMap::new();
             for entry in all(|page| shop.ledger(user, page)) {
-                if entry.kind == LedgerKind::HostCredit {
+                if entry.kind == LedgerKind::TopUp {
                     *charges.entry(entry.amount.won()).or_default() += 1;
                 }
             }
@@ -653,9 +654,14 @@ impl Run {
                     }
                 }
             }
+            for top_up in all(|page| shop.top_ups(user, page)) {
+                if was_approved(top_up.status) {
+                    approved_in_db.insert(top_up.pg_order_id.clone(), top_up);
+                }
+            }
             for payment in acked.iter().filter(|a| a.kind == Kind::Pay) {
                 match shop.payment(user, liteshop::PaymentId::new(payment.id)) {
-                    Ok(found) if found.order.get() == payment.order => {
+                    Ok(found) if found.order.map(|o| o.get()) == Some(payment.order) => {
                         if !was_approved(found.status) {
                             check.gateway_problems.push(format!(
                                 "payment {} is {:?} after reconciliation",
@@ -703,16 +709,18 @@ impl Run {
                     "the gateway took {total} for {pg_order}; the shop has no approved payment"
                 )),
                 Some(payment) => {
+                    // What the PG took and gave back is the PG part: the
+                    // balance part never reaches it.
                     let refunded: i64 = refunds_in_db
                         .values()
                         .filter(|r| r.payment == payment.id)
-                        .map(|r| r.amount.won())
+                        .map(|r| r.pg_amount.won())
                         .sum();
-                    if total != payment.amount.won() || total - left != refunded {
+                    if total != payment.pg_amount.won() || total - left != refunded {
                         check.gateway_problems.push(format!(
                             "{pg_order}: the gateway has {total} paid, {} given back; the shop {} and {refunded}",
                             total - left,
-                            payment.amount
+                            payment.pg_amount
                         ));
                     }
                 }
@@ -871,27 +879,21 @@ struct Client {
     coupons: Vec<i64>,
     log: Arc<Log>,
     stop: Arc<AtomicBool>,
+    /// The shared fake PG, whose widget step the client plays as the
+    /// customer's browser.
+    pg: Arc<Mutex<fake_pg_server::Pg>>,
 }
 
 impl Client {
-    /// Cycles of charge → order → pay → refund one unit → refund the rest
-    /// → issue a coupon, until told to stop. A refusal (4xx) ends its
-    /// cycle: after the fault, a refund of an order whose payment or last
-    /// refund is still in flight is refused until reconciliation settles
-    /// it.
+    /// Cycles of top-up → order → pay (a third from the balance, the rest
+    /// by card) → refund one unit → refund the rest → issue a coupon, until
+    /// told to stop. A refusal (4xx) ends its cycle: after the fault, a
+    /// refund of an order whose payment or last refund is still in flight
+    /// is refused until reconciliation settles it.
     fn run(&self) {
         let mut charges = 0_i64;
         let funding = 1_000_000 + i64::try_from(self.n).unwrap();
-        if self
-            .write(
-                Kind::Charge,
-                "/me/balance/charge",
-                json!({ "amount": funding }),
-                0,
-                funding,
-            )
-            .is_none()
-        {
+        if self.top_up(funding).is_none() {
             return;
         }
         let mut cycle = 0;
@@ -899,22 +901,15 @@ impl Client {
             charges += 1;
             let amount = 1_000 + charges;
             let _ = (|| {
-                self.write(
-                    Kind::Charge,
-                    "/me/balance/charge",
-                    json!({ "amount": amount }),
-                    0,
-                    amount,
-                )?;
+                self.top_up(amount)?;
                 let lines = json!({ "lines": { self.product.to_string(): 3 } });
                 let order = self.write(Kind::Order, "/me/orders", lines, 0, 0)?["id"].as_i64()?;
-                self.write(
+                let started = self.attempt(
                     Kind::Pay,
                     &format!("/me/orders/{order}/pay"),
-                    json!({}),
-                    order,
-                    0,
+                    json!({ "balance_part": 100 }),
                 )?;
+                self.confirm(Kind::Pay, &started, order, 0)?;
                 let one =
                     json!({ "lines": { self.product.to_string(): 1 }, "reason": "one broke" });
                 self.write(
@@ -947,10 +942,71 @@ impl Client {
         }
     }
 
+    /// A top-up of `amount` through the PG: started, paid in the widget,
+    /// confirmed (acked as a charge of `amount`).
+    fn top_up(&self, amount: i64) -> Option<Value> {
+        let started = self.attempt(
+            Kind::Charge,
+            "/me/balance/charge",
+            json!({ "amount": amount }),
+        )?;
+        self.confirm(Kind::Charge, &started, 0, amount)
+    }
+
+    /// The customer's browser at the shared fake PG's widget for a started
+    /// payment, then the confirm with its redirect, keyed and acked.
+    fn confirm(&self, kind: Kind, started: &Value, order: i64, amount: i64) -> Option<Value> {
+        let pg_order_id = started["pg_order_id"].as_str()?;
+        let pg_amount = started["pg_amount"].as_i64()?;
+        let payment_key = self
+            .pg
+            .lock()
+            .unwrap()
+            .pay_in_widget(pg_order_id, pg_amount);
+        self.write(
+            kind,
+            &format!("/me/payments/{}/confirm", started["id"]),
+            json!({ "payment_key": payment_key, "pg_order_id": pg_order_id, "amount": pg_amount }),
+            order,
+            amount,
+        )
+    }
+
+    /// [`Client::write`] of a step whose success is not yet an
+    /// acknowledged effect (a started payment): nothing is acked.
+    fn attempt(&self, kind: Kind, path: &str, body: Value) -> Option<Value> {
+        self.send_keyed(kind, path, body).map(|(body, _)| body)
+    }
+
     /// One write with a fresh key, retried with the same key on any
     /// error but a refusal, alternating servers, until it succeeds: its
     /// body, or `None` if it was refused.
     fn write(&self, kind: Kind, path: &str, body: Value, order: i64, amount: i64) -> Option<Value> {
+        let started = Instant::now();
+        let (body, end) = self.send_keyed(kind, path, body)?;
+        // An issued coupon answers with the coupon it issued.
+        let id = match kind {
+            Kind::Charge => Some(0),
+            Kind::Coupon => body["coupon"]["id"].as_i64(),
+            _ => body["id"].as_i64(),
+        }
+        .unwrap_or_else(|| panic!("{kind:?} {path}: {body}"));
+        self.log.acked.lock().unwrap().push(Acked {
+            kind,
+            user: self.user,
+            id,
+            amount,
+            order,
+            started,
+            latency: end - started,
+        });
+        Some(body)
+    }
+
+    /// One request with a fresh key, retried with the same key on any
+    /// error but a refusal, alternating servers, until it succeeds: its
+    /// body and when it arrived, or `None` if it was refused.
+    fn send_keyed(&self, kind: Kind, path: &str, body: Value) -> Option<(Value, Instant)> {
         let key = uuid();
         let started = Instant::now();
         let body = (!body.is_null()).then_some(body);
@@ -982,25 +1038,7 @@ impl Client {
                 // the gateway's answer and its record): the attempt exists;
                 // the same key fetches it as it is now.
                 Ok((202, _)) => std::thread::sleep(Duration::from_millis(20)),
-                Ok((status, body)) if (200..300).contains(&status) => {
-                    // An issued coupon answers with the coupon it issued.
-                    let id = match kind {
-                        Kind::Charge => Some(0),
-                        Kind::Coupon => body["coupon"]["id"].as_i64(),
-                        _ => body["id"].as_i64(),
-                    }
-                    .unwrap_or_else(|| panic!("{kind:?} {path}: {status} {body}"));
-                    self.log.acked.lock().unwrap().push(Acked {
-                        kind,
-                        user: self.user,
-                        id,
-                        amount,
-                        order,
-                        started,
-                        latency: end - started,
-                    });
-                    return Some(body);
-                }
+                Ok((status, body)) if (200..300).contains(&status) => return Some((body, end)),
                 Ok((status, body)) if (400..500).contains(&status) => {
                     self.log
                         .refused

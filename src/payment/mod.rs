@@ -343,6 +343,20 @@ pub(crate) fn validate_key(key: &str) -> Result<&str> {
     }
 }
 
+/// Checks a failure redirect's `code` and `message` before anything is
+/// stored: they come from the customer's browser.
+pub(crate) fn validate_fail_redirect(redirect: &PgFailRedirect) -> Result<()> {
+    let code_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let code_ok = (1..=64).contains(&redirect.code.len()) && redirect.code.chars().all(code_char);
+    let message_ok =
+        redirect.message.chars().count() <= 500 && !redirect.message.chars().any(char::is_control);
+    if code_ok && message_ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidFailRedirect)
+    }
+}
+
 /// The money in flight for `user`: balance parts held by open payments,
 /// top-ups awaiting their credit, and refund credits owed. It counts against
 /// the balance limit, so a reversal, a top-up or a refund credit can always

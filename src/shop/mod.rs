@@ -764,15 +764,26 @@ impl Shop {
     /// [`Error::InvalidCharacter`], [`Error::EdgeWhitespace`],
     /// [`Error::UserNotFound`], [`Error::BalanceLimitExceeded`].
     pub fn grant(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
+        let body = self.grant_body(user, amount, note)?;
+        let balance = self.write(Scope::User(user), body)?;
+        debug!(user = %user, amount = %amount, balance = %balance, "balance granted");
+        Ok(balance)
+    }
+
+    /// The checks of a grant before any lookup, and its transaction.
+    pub(crate) fn grant_body(
+        &self,
+        user: UserId,
+        amount: Money,
+        note: &str,
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Money> + Send + 'static> {
         let (user, note) = operator_entry(user, amount, note)?;
         let max_balance = self.inner.limits.max_balance;
-        let balance = self.write(Scope::User(user), move |tx, now| {
+        Ok(move |tx: &dyn Db, now| {
             let balance = balance::of_user(tx, user)?;
             let cap = payment::cap(tx, user, max_balance)?;
             balance::grant(tx, user, balance, amount, &note, cap, now)
-        })?;
-        debug!(user = %user, amount = %amount, balance = %balance, "balance granted");
-        Ok(balance)
+        })
     }
 
     /// An operator takes `amount` back from the balance of `user`, with
@@ -787,13 +798,24 @@ impl Shop {
     /// As [`Shop::grant`], but [`Error::InsufficientBalance`] instead of
     /// the balance limit.
     pub fn take_back(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
-        let (user, note) = operator_entry(user, amount, note)?;
-        let balance = self.write(Scope::User(user), move |tx, now| {
-            let balance = balance::of_user(tx, user)?;
-            balance::take_back(tx, user, balance, amount, &note, now)
-        })?;
+        let body = self.take_back_body(user, amount, note)?;
+        let balance = self.write(Scope::User(user), body)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance taken back");
         Ok(balance)
+    }
+
+    /// The checks of a take-back before any lookup, and its transaction.
+    pub(crate) fn take_back_body(
+        &self,
+        user: UserId,
+        amount: Money,
+        note: &str,
+    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Money> + Send + 'static> {
+        let (user, note) = operator_entry(user, amount, note)?;
+        Ok(move |tx: &dyn Db, now| {
+            let balance = balance::of_user(tx, user)?;
+            balance::take_back(tx, user, balance, amount, &note, now)
+        })
     }
 
     /// Deletes the idempotency keys stored before `before` and returns how

@@ -273,9 +273,10 @@ impl Shop {
     ///
     /// # Failure
     ///
-    /// [`Error::InvalidId`], [`Error::PaymentNotFound`] (also another
-    /// user's), [`Error::RedirectMismatch`] for another `orderId` — each
-    /// changing nothing.
+    /// [`Error::InvalidId`], [`Error::InvalidFailRedirect`],
+    /// [`Error::PaymentNotFound`] (also another user's),
+    /// [`Error::RedirectMismatch`] for another `orderId` — each changing
+    /// nothing.
     pub fn fail_payment(
         &self,
         user: UserId,
@@ -295,6 +296,7 @@ impl Shop {
     ) -> Result<(Payment, Replay)> {
         let user = user.validate()?;
         let id = payment.validate()?;
+        payment::validate_fail_redirect(redirect)?;
         let redirect = redirect.clone();
         self.payments().start(user, key, move |tx: &dyn Db, now| {
             payment::fail(tx, user, id, &redirect, now)

@@ -47,7 +47,7 @@ pub fn start() -> Server {
     let admin = "test-admin-token".to_owned();
     let app = liteshop_server::router(
         shop.clone(),
-        liteshop_server::Config::new(SECRET.to_vec(), admin.clone()),
+        liteshop_server::Config::new(SECRET.to_vec(), admin.clone()).with_fake_widget(pg.clone()),
     );
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
@@ -222,6 +222,60 @@ impl Server {
         reply.body["id"].as_i64().unwrap()
     }
 
+    /// The customer's browser at the (fake) PG's widget for a started
+    /// payment (its JSON): the redirect to confirm with.
+    pub fn widget(&self, payment: &Value) -> Value {
+        let reply = self.post(
+            "/fake-pg/widget",
+            None,
+            json!({ "pg_order_id": payment["pg_order_id"], "amount": payment["pg_amount"] }),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// Confirms a started payment (its JSON) after paying its widget step.
+    pub fn confirm(&self, token: &str, payment: &Value) -> Reply {
+        let redirect = self.widget(payment);
+        self.post(
+            &format!("/me/payments/{}/confirm", payment["id"]),
+            Some(token),
+            redirect,
+        )
+    }
+
+    /// Tops the balance up by `amount` through the (fake) PG: start, pay
+    /// in the widget, confirm. Returns the new balance.
+    pub fn top_up(&self, token: &str, amount: i64) -> i64 {
+        let started = self.post(
+            "/me/balance/charge",
+            Some(token),
+            json!({ "amount": amount }),
+        );
+        assert_eq!(started.status, 200, "{}", started.body);
+        let confirmed = self.confirm(token, &started.body);
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+        assert_eq!(confirmed.body["status"], "approved");
+        self.get("/me/balance", Some(token)).body["balance"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Pays order `order` with `balance_part` from the balance and the
+    /// rest in the (fake) PG's widget; the last answer (the start's when
+    /// it is wholly by balance or refused, else the confirm's).
+    pub fn pay(&self, token: &str, order: i64, balance_part: i64) -> Reply {
+        let started = self.post(
+            &format!("/me/orders/{order}/pay"),
+            Some(token),
+            json!({ "balance_part": balance_part }),
+        );
+        if started.status != 200 || started.body["status"] != "started" {
+            return started;
+        }
+        self.confirm(token, &started.body)
+    }
+
     /// Every status sent that the document does not list for its
     /// operation, as "METHOD /template: status".
     pub fn undocumented(&self) -> Vec<String> {
@@ -271,6 +325,19 @@ fn matches(template: &str, path: &str) -> bool {
         && t.iter()
             .zip(&p)
             .all(|(t, p)| (t.starts_with('{') && t.ends_with('}')) || t == p)
+}
+
+/// Pays `order` of `user` wholly by card through the library: starts the
+/// payment, plays the customer's browser at `pg`'s widget, confirms.
+pub fn pay_by_card(
+    shop: &Shop,
+    pg: &FakeGateway,
+    user: liteshop::UserId,
+    order: liteshop::OrderId,
+) -> liteshop::Result<liteshop::Payment> {
+    let started = shop.start_payment(user, order, liteshop::Money::ZERO)?;
+    let redirect = pg.pay_widget(&started.widget().expect("a PG part"));
+    shop.confirm_payment(user, started.id, &redirect)
 }
 
 /// Order or refund lines: product id → quantity.
