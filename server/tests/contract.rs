@@ -13,7 +13,8 @@ use common::{SECRET, Server, assert_problem, lines, start};
 use liteshop::{OrderId, OrderStatus, PageRequest, UserId};
 use serde_json::{Value, json};
 
-/// A user with money and a paid order of 4 units of one product.
+/// A user with money and a paid order of 4 units of one product: 10,000
+/// from the balance, 10,000 by card.
 struct Paid {
     kim: String,
     kim_id: UserId,
@@ -23,15 +24,7 @@ struct Paid {
 
 fn paid(s: &Server) -> Paid {
     let (kim_id, kim) = s.user("Kim");
-    assert_eq!(
-        s.post(
-            "/me/balance/charge",
-            Some(&kim),
-            json!({ "amount": 100_000 })
-        )
-        .status,
-        200
-    );
+    assert_eq!(s.top_up(&kim, 100_000), 100_000);
     let tea = s.product(5_000, 10);
     let order = s.post(
         "/me/orders",
@@ -39,11 +32,8 @@ fn paid(s: &Server) -> Paid {
         json!({ "lines": lines(&[(tea, 4)]) }),
     );
     let order = order.body["id"].as_i64().unwrap();
-    assert_eq!(
-        s.post(&format!("/me/orders/{order}/pay"), Some(&kim), json!({}))
-            .status,
-        200
-    );
+    let paid = s.pay(&kim, order, 10_000);
+    assert_eq!(paid.body["status"], json!("approved"), "{}", paid.body);
     Paid {
         kim,
         kim_id: UserId::new(kim_id),
@@ -328,6 +318,11 @@ fn an_empty_or_malformed_key_is_refused_and_either_case_is_one_key() {
     );
     assert_eq!((first.status, first.replayed), (200, false));
     assert_eq!((again.status, again.replayed), (200, true));
+    assert_eq!(first.body["id"], again.body["id"], "one top-up started");
+    assert_eq!(
+        s.confirm(&kim, &first.body).body["status"],
+        json!("approved")
+    );
     assert_eq!(
         s.get("/me/balance", Some(&kim)).body["balance"],
         json!(1_000)
@@ -347,6 +342,10 @@ fn a_key_is_one_request_per_user_across_every_route() {
         json!({ "amount": 10_000 }),
     );
     assert_eq!(charged.status, 200);
+    assert_eq!(
+        s.confirm(&kim, &charged.body).body["status"],
+        json!("approved")
+    );
     // The same key on another route is refused; no order is placed.
     let order = s.post_keyed(
         "/me/orders",
@@ -375,14 +374,15 @@ fn a_key_is_one_request_per_user_across_every_route() {
         &format!("/me/orders/{first}/pay"),
         &kim,
         &pay_key,
-        json!({}),
+        json!({ "balance_part": 1_000 }),
     );
     assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["status"], json!("approved"));
     let other = s.post_keyed(
         &format!("/me/orders/{second}/pay"),
         &kim,
         &pay_key,
-        json!({}),
+        json!({ "balance_part": 1_000 }),
     );
     assert_problem(&other, 422, "idempotency_key_reused");
     assert_eq!(
@@ -423,14 +423,16 @@ fn concurrent_requests_with_one_key_have_one_effect_and_all_replay_it() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(
-        replies
-            .iter()
-            .all(|(status, _, body)| *status == 200 && body["balance"] == json!(700))
-    );
+    assert!(replies.iter().all(|(status, _, body)| *status == 200
+        && body["id"] == replies[0].2["id"]
+        && body["pg_amount"] == json!(700)));
     assert_eq!(
         replies.iter().filter(|(_, replayed, _)| !replayed).count(),
         1
+    );
+    assert_eq!(
+        s.confirm(&kim, &replies[0].2).body["status"],
+        json!("approved")
     );
     assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(700));
 }
@@ -681,15 +683,19 @@ fn every_error_path_of_every_route_sends_a_documented_status() {
         .expect("the balance limit is reached");
     assert_problem(&over_limit, 409, "balance_limit_exceeded");
     let pending = order(1).body["id"].as_i64().unwrap();
-    s.pg.push(liteshop::FakeOutcome::decline());
     assert_problem(
-        &s.post(&format!("/me/orders/{pending}/pay"), kim, json!({})),
-        402,
-        "payment_declined",
+        &s.post(
+            &format!("/me/orders/{pending}/pay"),
+            kim,
+            json!({ "balance_part": 5_001 }),
+        ),
+        400,
+        "balance_part_too_large",
     );
+    s.pg.push(liteshop::FakeOutcome::decline());
+    assert_problem(&s.pay(&p.kim, pending, 0), 402, "payment_declined");
     s.pg.push(liteshop::FakeOutcome::UnknownBeforeCharge);
-    let unknown = s.post(&format!("/me/orders/{pending}/pay"), kim, json!({}));
-    assert_problem(&unknown, 202, "payment_outcome_unknown");
+    assert_problem(&s.pay(&p.kim, pending, 0), 202, "payment_outcome_unknown");
     assert_problem(
         &s.post(&format!("/me/orders/{pending}/cancel"), kim, json!({})),
         409,
