@@ -3,6 +3,12 @@
 //! one run, with throughput, p50 and p99 per operation, and the audit of
 //! every shop afterwards.
 //!
+//! The mix is the shop's money flows as a customer runs them, on the
+//! in-process fake PG: `top_up` (start a top-up, pay it in the fake
+//! widget, confirm: three requests over HTTP), `order` (place one unit),
+//! `pay` (the oldest unpaid order, half from the balance and half by card:
+//! start, widget, confirm) and `read` (a product).
+//!
 //! ```sh
 //! cargo run --release -p liteshop-server --example httpload -- --threads 8 --seconds 10
 //! scripts/with-postgres sh -c 'cargo run --release -p liteshop-server --example httpload -- --db "$LITESHOP_TEST_POSTGRES"'
@@ -21,7 +27,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use liteshop::{FakeGateway, Money, NewProduct, OrderLine, ProductId, Shop, UserId};
+use liteshop::{FakeGateway, Money, NewProduct, OrderId, OrderLine, ProductId, Shop, UserId};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -48,7 +54,9 @@ struct Args {
 
 const USERS: i64 = 100;
 const PRODUCTS: i64 = 50;
-const OPS: [&str; 4] = ["charge", "order", "pay", "read"];
+const OPS: [&str; 4] = ["top_up", "order", "pay", "read"];
+/// Each product's price; a payment takes half from the balance.
+const PRICE: i64 = 1_000;
 
 /// Latencies in microseconds, per operation.
 type Samples = BTreeMap<&'static str, Vec<u64>>;
@@ -64,7 +72,7 @@ impl Rng {
     }
 }
 
-/// One thread's mix until `deadline`: charge 30, order 30, pay 20 (the
+/// One thread's mix until `deadline`: top-up 30, order 30, pay 20 (the
 /// thread's oldest unpaid order), read 20.
 fn mix(
     seed: u64,
@@ -77,7 +85,7 @@ fn mix(
     let mut failed = 0;
     while Instant::now() < deadline {
         let op = match rng.below(100) {
-            0..30 => "charge",
+            0..30 => "top_up",
             30..60 => "order",
             60..80 => "pay",
             _ => "read",
@@ -139,13 +147,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn seed_shop(shop: &Shop) {
     for i in 0..USERS {
         let user = shop.create_user(&format!("user {i}")).expect("user");
-        shop.host_credit(user.id, Money::new(1_000_000).expect("won"))
-            .expect("charge");
+        shop.grant(user.id, Money::new(1_000_000).expect("won"), "load test")
+            .expect("grant");
     }
     for i in 0..PRODUCTS {
         shop.create_product(NewProduct {
             name: format!("product {i}"),
-            price: Money::new(1_000).expect("won"),
+            price: Money::new(PRICE).expect("won"),
             stock: 10_000_000,
         })
         .expect("product");
@@ -153,8 +161,10 @@ fn seed_shop(shop: &Shop) {
 }
 
 /// Opens the shop `name` (`http<N>` or `direct`): a file in `dir`, or a
-/// schema of the PostgreSQL database `--db` names — new unless `again`.
-fn open(args: &Args, dir: &std::path::Path, name: &str, again: bool) -> Shop {
+/// schema of the PostgreSQL database `--db` names — new unless `again` —
+/// on a fake PG of its own, returned too.
+fn open(args: &Args, dir: &std::path::Path, name: &str, again: bool) -> (Shop, FakeGateway) {
+    let pg = FakeGateway::new();
     let builder = match &args.db {
         Some(url) => {
             let prefix = args
@@ -166,7 +176,7 @@ fn open(args: &Args, dir: &std::path::Path, name: &str, again: bool) -> Shop {
         None => Shop::builder(dir.join(format!("{name}.db"))),
     };
     let shop = builder
-        .gateway(FakeGateway::new())
+        .gateway(pg.clone())
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
         .pool_size(u32::try_from(args.threads + 2).unwrap_or(u32::MAX).max(16))
@@ -179,7 +189,7 @@ fn open(args: &Args, dir: &std::path::Path, name: &str, again: bool) -> Shop {
             "{name}: the shop must be new"
         );
     }
-    shop
+    (shop, pg)
 }
 
 /// Serves `shop` on a free port from a thread of its own: its base URL.
@@ -208,45 +218,61 @@ fn http_run(args: &Args, bases: &[String], tokens: &[String]) -> (Samples, u64, 
                 .http_status_as_error(false)
                 .build(),
         );
+        // One request; its JSON body when it succeeded.
+        let post = |path: &str, token: &str, body: Value| -> Option<Value> {
+            let mut r = agent
+                .post(format!("{base}{path}"))
+                .header("Authorization", token)
+                .send_json(body)
+                .ok()?;
+            let ok = r.status().is_success();
+            let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+            ok.then_some(body)
+        };
+        // The fake widget step and the confirm of a started payment.
+        let confirm = |token: &str, started: Value| -> Option<()> {
+            let redirect = post(
+                "/fake-pg/widget",
+                token,
+                json!({ "pg_order_id": started["pg_order_id"], "amount": started["pg_amount"] }),
+            )?;
+            let path = format!("/me/payments/{}/confirm", started["id"]);
+            let paid = post(&path, token, redirect)?;
+            (paid["status"] == "approved").then_some(())
+        };
         mix(t as u64 * 7919 + 1, deadline, |op, rng, orders| {
             let user = rng.below(USERS as u64) as usize;
             let token = format!("Bearer {}", tokens[user]);
             let product = 1 + rng.below(PRODUCTS as u64);
-            let response = match op {
-                "charge" => agent
-                    .post(format!("{base}/me/balance/charge"))
-                    .header("Authorization", &token)
-                    .send_json(json!({ "amount": 1_000 })),
-                "order" => agent
-                    .post(format!("{base}/me/orders"))
-                    .header("Authorization", &token)
-                    .send_json(json!({ "lines": { product.to_string(): 1 } })),
+            match op {
+                "top_up" => post("/me/balance/charge", &token, json!({ "amount": 1_000 }))
+                    .and_then(|started| confirm(&token, started))
+                    .is_some(),
+                "order" => {
+                    let body = json!({ "lines": { product.to_string(): 1 } });
+                    match post("/me/orders", &token, body).and_then(|o| o["id"].as_i64()) {
+                        Some(id) => {
+                            orders.push((user as i64, id));
+                            true
+                        }
+                        None => false,
+                    }
+                }
                 "pay" => {
                     let (owner, order) = orders.remove(0);
-                    agent
-                        .post(format!("{base}/me/orders/{order}/pay"))
-                        .header(
-                            "Authorization",
-                            format!("Bearer {}", tokens[owner as usize]),
-                        )
-                        .send_empty()
+                    let token = format!("Bearer {}", tokens[owner as usize]);
+                    let body = json!({ "balance_part": PRICE / 2 });
+                    post(&format!("/me/orders/{order}/pay"), &token, body)
+                        .and_then(|started| confirm(&token, started))
+                        .is_some()
                 }
-                _ => agent.get(format!("{base}/products/{product}")).call(),
-            };
-            match response {
-                Ok(mut r) => {
-                    let ok = r.status().is_success();
-                    if op == "order" && ok {
-                        let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
-                        if let Some(id) = body["id"].as_i64() {
-                            orders.push((user as i64, id));
-                        }
-                    } else {
+                _ => agent
+                    .get(format!("{base}/products/{product}"))
+                    .call()
+                    .is_ok_and(|mut r| {
                         let _ = r.body_mut().read_to_string();
-                    }
-                    ok
-                }
-                Err(_) => false,
+                        r.status().is_success()
+                    }),
             }
         })
     })
@@ -266,30 +292,41 @@ fn main() {
     for &servers in &args.servers {
         let name = format!("http{servers}");
         let first = open(&args, dir.path(), &name, false);
-        seed_shop(&first);
+        seed_shop(&first.0);
         let mut shops = vec![first];
         for _ in 1..servers {
             shops.push(open(&args, dir.path(), &name, true));
         }
+        // Each server fronts its own fake PG; client thread t always
+        // talks to one server, so its widget step and confirm meet.
         let bases: Vec<String> = shops
             .into_iter()
-            .map(|shop| serve(shop, config()))
+            .map(|(shop, pg)| serve(shop, config().with_fake_widget(pg)))
             .collect();
         let (samples, failed, elapsed) = http_run(&args, &bases, &tokens);
         http_runs.push((servers, bases, samples, failed, elapsed));
     }
 
-    let direct_shop = open(&args, dir.path(), "direct", false);
+    let (direct_shop, direct_pg) = open(&args, dir.path(), "direct", false);
     seed_shop(&direct_shop);
+    let by_widget = |user: UserId, started: liteshop::Payment| {
+        let redirect = direct_pg.pay_widget(&started.widget()?);
+        let paid = direct_shop
+            .confirm_payment(user, started.id, &redirect)
+            .ok()?;
+        (paid.status == liteshop::PaymentStatus::Approved).then_some(())
+    };
     let (direct, direct_failed, direct_elapsed) = run(args.threads, args.seconds, |t, deadline| {
         let shop = &direct_shop;
         mix(t as u64 * 7919 + 1, deadline, |op, rng, orders| {
             let user = UserId::new(1 + rng.below(USERS as u64) as i64);
             let product = ProductId::new(1 + rng.below(PRODUCTS as u64) as i64);
             match op {
-                "charge" => shop
-                    .host_credit(user, Money::new(1_000).expect("won"))
-                    .is_ok(),
+                "top_up" => shop
+                    .start_top_up(user, Money::new(1_000).expect("won"))
+                    .ok()
+                    .and_then(|started| by_widget(user, started))
+                    .is_some(),
                 "order" => match shop.place_order(user, &[OrderLine::new(product, 1)]) {
                     Ok(order) => {
                         orders.push((user.get(), order.id.get()));
@@ -299,8 +336,15 @@ fn main() {
                 },
                 "pay" => {
                     let (owner, order) = orders.remove(0);
-                    shop.pay_from_balance(UserId::new(owner), liteshop::OrderId::new(order))
-                        .is_ok()
+                    let owner = UserId::new(owner);
+                    shop.start_payment(
+                        owner,
+                        OrderId::new(order),
+                        Money::new(PRICE / 2).expect("won"),
+                    )
+                    .ok()
+                    .and_then(|started| by_widget(owner, started))
+                    .is_some()
                 }
                 _ => shop.product(product).is_ok(),
             }
