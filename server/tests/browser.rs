@@ -229,7 +229,9 @@ fn the_console_in_a_real_browser() {
         shot("books").await;
 
         // Money in flight: the payment the gateway never answered; the
-        // button settles it through the server's gateway.
+        // button settles it through the server's gateway — a fresh fake
+        // that never saw the customer pay in its widget, so, as a real PG
+        // refuses a key it never issued, it ends declined.
         let unsettled = shop.unsettled().unwrap();
         assert_eq!(unsettled.payments.len(), 1);
         click(
@@ -249,7 +251,7 @@ fn the_console_in_a_real_browser() {
         assert!(text.contains("Reconciliation just run"), "{text}");
         assert!(
             text.contains(&format!(
-                "Payment {} of order {stuck}: approved",
+                "Payment {} of order {stuck}: declined",
                 unsettled.payments[0].id
             )),
             "{text}"
