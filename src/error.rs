@@ -10,6 +10,7 @@ use crate::clock::Timestamp;
 use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, RefundId, UserId};
 use crate::money::Money;
 use crate::order::OrderStatus;
+use crate::payment::{PaymentKind, PaymentStatus};
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -355,6 +356,38 @@ pub enum Error {
         /// The refund in flight.
         refund: RefundId,
     },
+    /// A top-up refund of a payment that is not an approved top-up (a
+    /// payment of an order is refunded by its order's units; a top-up not
+    /// approved, or wholly refunded, has nothing to give back).
+    #[error(
+        "payment {payment} is a {kind} payment, {status}: it is not a top-up that can be refunded"
+    )]
+    TopUpNotRefundable {
+        /// The payment.
+        payment: PaymentId,
+        /// What it pays for.
+        kind: PaymentKind,
+        /// Where it is.
+        status: PaymentStatus,
+    },
+    /// A top-up refund larger than what the PG still holds of the top-up.
+    #[error("top-up {payment} has {refundable} left to refund, {amount} asked")]
+    RefundExceedsTopUp {
+        /// The top-up.
+        payment: PaymentId,
+        /// The amount asked for.
+        amount: Money,
+        /// Its PG amount not yet refunded.
+        refundable: Money,
+    },
+    /// Another refund of the top-up is in flight; one at a time.
+    #[error("refund {refund} of top-up {payment} is still in flight")]
+    TopUpRefundInProgress {
+        /// The top-up.
+        payment: PaymentId,
+        /// The refund in flight.
+        refund: RefundId,
+    },
     /// The order is not in a state that allows the move; `from` is its
     /// current state.
     #[error("order {order} is {from}: it cannot become {to}")]
@@ -484,6 +517,31 @@ pub enum Error {
         code: String,
         /// The gateway's message.
         message: String,
+    },
+    /// The gateway declined the refund of a top-up: the amount taken from
+    /// the balance for it was given back (a
+    /// [`TopUpRefundReversal`](crate::LedgerKind::TopUpRefundReversal)).
+    #[error("refund {refund} of top-up {payment} was declined: {code}: {message}")]
+    TopUpRefundDeclined {
+        /// The top-up.
+        payment: PaymentId,
+        /// The declined attempt.
+        refund: RefundId,
+        /// The gateway's code.
+        code: String,
+        /// The gateway's message.
+        message: String,
+    },
+    /// The gateway gave no definite answer to the refund of a top-up: the
+    /// amount stays taken from the balance until
+    /// [`Shop::reconcile_payments`](crate::Shop::reconcile_payments)
+    /// settles it.
+    #[error("the outcome of refund {refund} of top-up {payment} is not known yet")]
+    TopUpRefundOutcomeUnknown {
+        /// The top-up.
+        payment: PaymentId,
+        /// The attempt.
+        refund: RefundId,
     },
     /// The gateway gave no definite answer to the refund. The attempt is
     /// held (`Unknown`) until [`Shop::reconcile_payments`](crate::Shop::reconcile_payments)
@@ -671,12 +729,14 @@ impl Error {
             | AckBeyondFeed { .. } => ErrorKind::InvalidInput,
             UserNotFound(_) | ProductNotFound(_) | CartItemNotFound(_) | OrderNotFound(_)
             | PaymentNotFound(_) | CouponNotFound(_) => ErrorKind::NotFound,
-            PaymentDeclined { .. } | RefundDeclined { .. } | TopUpDeclined { .. } => {
-                ErrorKind::PaymentDeclined
-            }
+            PaymentDeclined { .. }
+            | RefundDeclined { .. }
+            | TopUpDeclined { .. }
+            | TopUpRefundDeclined { .. } => ErrorKind::PaymentDeclined,
             PaymentOutcomeUnknown { .. }
             | RefundOutcomeUnknown { .. }
-            | TopUpOutcomeUnknown { .. } => ErrorKind::PaymentOutcomeUnknown,
+            | TopUpOutcomeUnknown { .. }
+            | TopUpRefundOutcomeUnknown { .. } => ErrorKind::PaymentOutcomeUnknown,
             AlreadyInCart { .. }
             | InsufficientStock { .. }
             | InsufficientBalance { .. }
@@ -685,6 +745,9 @@ impl Error {
             | PaymentExpired { .. }
             | RefundExceedsOrder { .. }
             | RefundInProgress { .. }
+            | TopUpNotRefundable { .. }
+            | RefundExceedsTopUp { .. }
+            | TopUpRefundInProgress { .. }
             | CouponSoldOut { .. }
             | CouponAlreadyIssued { .. }
             | CouponNotIssuable { .. }

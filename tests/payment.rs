@@ -11,7 +11,7 @@ use liteshop::{
     Approval, ApproveRequest, CancelRequest, Cancellation, Error, ErrorKind, FakeGateway,
     FakeOutcome, GatewayError, LedgerEntry, LedgerKind, Money, OrderId, OrderLine, OrderStatus,
     PageRequest, PaymentGateway, PaymentId, PaymentStatus, PgStatus, ProductId, ReconcileReport,
-    Result, RetryPolicy, Shop, ShopBuilder, StatusRequest, UserId,
+    RefundStatus, Result, RetryPolicy, Shop, ShopBuilder, StatusRequest, UserId,
 };
 
 const FAST_RETRY: RetryPolicy = RetryPolicy {
@@ -1131,5 +1131,159 @@ fn a_declined_top_up_credits_nothing_and_over_the_limits_is_refused_untouched() 
     );
     assert_eq!(s.balance(), won(50_000));
     s.assert_ledger_balances();
+    Ok(())
+}
+
+/// Tops Kim up by `amount` through the PG; the top-up's id.
+fn topped_up(s: &PayShop, amount: i64) -> PaymentId {
+    let started = s.t.shop.start_top_up(s.kim, won(amount)).unwrap();
+    let redirect = s.pg.pay_widget(&started.widget().unwrap());
+    s.t.shop
+        .confirm_payment(s.kim, started.id, &redirect)
+        .unwrap();
+    started.id
+}
+
+#[test]
+fn a_top_up_goes_back_to_the_card_only_while_its_money_is_unspent() -> Result<()> {
+    let s = shop();
+    let top_up = topped_up(&s, 30_000);
+    let pg_order = s.t.shop.payment(s.kim, top_up)?.pg_order_id;
+    assert_eq!(s.balance(), won(80_000));
+
+    // Refusals change nothing: more than the top-up, zero, no reason,
+    // another user's top-up, a payment of an order.
+    let order = s.order(1);
+    let paid = s.pay(order)?;
+    let before = s.t.dump();
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, top_up, won(30_001), "too much"),
+        Err(Error::RefundExceedsTopUp { refundable, .. }) if refundable == won(30_000)
+    ));
+    assert!(matches!(
+        s.t.shop
+            .refund_top_up(s.kim, top_up, Money::ZERO, "nothing"),
+        Err(Error::ZeroAmount)
+    ));
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, top_up, won(1), ""),
+        Err(Error::InvalidRefundReason { .. })
+    ));
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, paid.id, won(1), "an order's"),
+        Err(Error::TopUpNotRefundable { .. })
+    ));
+    assert_eq!(s.t.dump(), before);
+    let lee = s.t.user("Lee").id;
+    let with_lee = s.t.dump();
+    assert!(matches!(
+        s.t.shop.refund_top_up(lee, top_up, won(1), "not mine"),
+        Err(Error::PaymentNotFound(_))
+    ));
+    assert_eq!(s.t.dump(), with_lee);
+
+    // Spend all but 5,000 of the balance: only that much can go back.
+    let balance = s.balance();
+    s.t.shop.take_back(
+        s.kim,
+        balance.checked_sub(won(5_000)).unwrap(),
+        "spent elsewhere",
+    )?;
+    let before = s.t.dump();
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, top_up, won(5_001), "all of it"),
+        Err(Error::InsufficientBalance { available, .. }) if available == won(5_000)
+    ));
+    assert_eq!(s.t.dump(), before);
+
+    // Declined at the PG: the amount comes back to the balance.
+    s.pg.push_cancel(FakeOutcome::decline());
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, top_up, won(4_000), "first try"),
+        Err(Error::TopUpRefundDeclined { payment, .. }) if payment == top_up
+    ));
+    assert_eq!(s.balance(), won(5_000));
+    assert_eq!(s.pg.cancelled(&pg_order), Money::ZERO);
+
+    // No answer: the amount stays out of the balance until reconciliation.
+    s.pg.push_cancel(FakeOutcome::UnknownBeforeCharge);
+    let unknown =
+        s.t.shop
+            .refund_top_up(s.kim, top_up, won(4_000), "second try");
+    let Err(Error::TopUpRefundOutcomeUnknown { refund, .. }) = unknown else {
+        panic!("{unknown:?}");
+    };
+    assert_eq!(s.balance(), won(1_000));
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, top_up, won(1_000), "meanwhile"),
+        Err(Error::TopUpRefundInProgress { refund: r, .. }) if r == refund
+    ));
+    assert!(s.t.shop.audit()?.is_clean());
+    s.t.clock.advance(Duration::from_secs(120));
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.refunds.len(), 1, "{report:?}");
+    assert_eq!(report.refunds[0].order, None);
+    let refunds = s.t.shop.top_up_refunds(s.kim, top_up)?;
+    assert_eq!(refunds.len(), 2, "the refused third try left no attempt");
+    assert_eq!(refunds[0].status, RefundStatus::Declined);
+    assert_eq!(refunds[1].status, RefundStatus::Completed);
+    assert_eq!(s.pg.cancelled(&pg_order), won(4_000));
+    assert_eq!(s.balance(), won(1_000));
+
+    // The rest of what is unspent, exactly once under one key.
+    let key = liteshop::IdempotencyKey::new("refund-the-rest", "fp");
+    for _ in 0..2 {
+        let rest =
+            s.t.shop
+                .idempotent(&key)
+                .refund_top_up(s.kim, top_up, won(1_000), "the rest")?;
+        assert_eq!(rest.to_json()["status"], "completed");
+    }
+    assert_eq!(s.pg.cancelled(&pg_order), won(5_000));
+    assert_eq!(s.balance(), Money::ZERO);
+    let payment = s.t.shop.payment(s.kim, top_up)?;
+    assert_eq!(
+        (payment.status, payment.refunded, payment.pg_refunded),
+        (PaymentStatus::Approved, won(5_000), won(5_000))
+    );
+    let kinds: Vec<LedgerKind> = s.ledger().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds[..4],
+        [
+            LedgerKind::TopUpRefund,
+            LedgerKind::TopUpRefund,
+            LedgerKind::TopUpRefundReversal,
+            LedgerKind::TopUpRefund
+        ]
+    );
+    s.assert_ledger_balances();
+    assert!(s.t.shop.audit()?.is_clean());
+    Ok(())
+}
+
+#[test]
+fn a_whole_top_up_refund_leaves_it_refunded() -> Result<()> {
+    let s = shop();
+    let top_up = topped_up(&s, 20_000);
+    let refund =
+        s.t.shop
+            .refund_top_up(s.kim, top_up, won(20_000), "not needed")?;
+    assert_eq!(
+        (refund.order, refund.pg_amount, refund.balance_amount),
+        (None, won(20_000), Money::ZERO)
+    );
+    assert_eq!(s.balance(), won(50_000));
+    assert_eq!(
+        s.t.shop.payment(s.kim, top_up)?.status,
+        PaymentStatus::Refunded
+    );
+    assert!(matches!(
+        s.t.shop.refund_top_up(s.kim, top_up, won(1), "again"),
+        Err(Error::TopUpNotRefundable {
+            status: PaymentStatus::Refunded,
+            ..
+        })
+    ));
+    assert!(s.t.shop.audit()?.is_clean());
     Ok(())
 }

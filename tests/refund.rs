@@ -361,7 +361,7 @@ fn an_unknown_refund_is_held_and_reconciliation_completes_it_once() -> Result<()
                 settled.status,
                 settled.needs_review
             ),
-            (refund, order, RefundStatus::Completed, false)
+            (refund, Some(order), RefundStatus::Completed, false)
         );
         assert_eq!(s.balance(), balance, "it went back to the card");
         assert_eq!(s.status(order), OrderStatus::PartiallyRefunded);
@@ -786,7 +786,7 @@ fn reconciliation_reports_payments_and_refunds_by_id() -> Result<()> {
             report.refunds[0].order,
             report.refunds[0].status
         ),
-        (refund, paid, RefundStatus::Completed)
+        (refund, Some(paid), RefundStatus::Completed)
     );
     Ok(())
 }

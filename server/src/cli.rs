@@ -228,10 +228,10 @@ impl Reconcile {
                     } else {
                         ""
                     };
-                    println!(
-                        "refund {} (order {}): {}{review}",
-                        r.refund, r.order, r.status
-                    );
+                    let of = r
+                        .order
+                        .map_or_else(|| "a top-up".to_owned(), |o| format!("order {o}"));
+                    println!("refund {} ({of}): {}{review}", r.refund, r.status);
                 }
                 println!(
                     "{} payments and {} refunds looked at; {}",

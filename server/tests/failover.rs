@@ -677,7 +677,7 @@ impl Run {
             for refund in acked.iter().filter(|a| a.kind == Kind::Refund) {
                 if refunds_in_db
                     .get(&refund.id)
-                    .is_none_or(|r| r.order.get() != refund.order)
+                    .is_none_or(|r| r.order.map(|o| o.get()) != Some(refund.order))
                 {
                     check
                         .lost

@@ -88,10 +88,11 @@ pub(crate) enum Attempt {
         payment: PaymentId,
         order: Option<OrderId>,
     },
+    /// A refund of an order (`Some`) or of a top-up (`None`).
     Refund {
         refund: RefundId,
         payment: PaymentId,
-        order: OrderId,
+        order: Option<OrderId>,
     },
 }
 
@@ -163,7 +164,16 @@ pub(crate) fn refusal(
                 payment,
                 order: None,
             } => Error::TopUpOutcomeUnknown { payment },
-            Attempt::Refund { refund, order, .. } => Error::RefundOutcomeUnknown { order, refund },
+            Attempt::Refund {
+                refund,
+                order: Some(order),
+                ..
+            } => Error::RefundOutcomeUnknown { order, refund },
+            Attempt::Refund {
+                refund,
+                payment,
+                order: None,
+            } => Error::TopUpRefundOutcomeUnknown { payment, refund },
         };
     };
     match failure {
@@ -198,8 +208,22 @@ pub(crate) fn refusal(
                     code,
                     message,
                 },
-                Attempt::Refund { refund, order, .. } => Error::RefundDeclined {
+                Attempt::Refund {
+                    refund,
+                    order: Some(order),
+                    ..
+                } => Error::RefundDeclined {
                     order,
+                    refund,
+                    code,
+                    message,
+                },
+                Attempt::Refund {
+                    refund,
+                    payment,
+                    order: None,
+                } => Error::TopUpRefundDeclined {
+                    payment,
                     refund,
                     code,
                     message,
@@ -329,11 +353,11 @@ impl Payments<'_> {
         }
     }
 
-    /// A refund: transaction 1 (`refund::begin`: every rule, the attempt
-    /// recorded with its own key and its two parts), the cancel of its PG
-    /// part with no transaction open, transaction 2 (`refund::record`). An
-    /// attempt with no PG part completes in transaction 1 and never reaches
-    /// the gateway.
+    /// A refund of an order's units: transaction 1 (`refund::begin`: every
+    /// rule, the attempt recorded with its own key and its two parts), the
+    /// cancel of its PG part with no transaction open, transaction 2
+    /// (`refund::record`). An attempt with no PG part completes in
+    /// transaction 1 and never reaches the gateway.
     pub(crate) fn refund(
         &self,
         user: UserId,
@@ -343,6 +367,33 @@ impl Payments<'_> {
         key: Option<IdempotencyKey>,
     ) -> Result<(Refund, Replay)> {
         let max = self.max_balance;
+        self.run_refund(user, key, move |tx, now| {
+            refund::begin(tx, user, order, lines.as_deref(), &reason, max, now)
+        })
+    }
+
+    /// A top-up's refund to the card: as [`Payments::refund`], with
+    /// `refund::begin_top_up` as transaction 1.
+    pub(crate) fn refund_top_up(
+        &self,
+        user: UserId,
+        payment: PaymentId,
+        amount: Money,
+        reason: String,
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Refund, Replay)> {
+        self.run_refund(user, key, move |tx, now| {
+            refund::begin_top_up(tx, user, payment, amount, &reason, now)
+        })
+    }
+
+    /// The three steps of a refund whose first transaction is `begin`.
+    fn run_refund(
+        &self,
+        user: UserId,
+        key: Option<IdempotencyKey>,
+        begin: impl Fn(&dyn Db, Timestamp) -> Result<Refund> + Send + 'static,
+    ) -> Result<(Refund, Replay)> {
         let has_gateway = self.gateway.is_some();
         let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started an attempt before names it; nothing runs.
@@ -351,7 +402,7 @@ impl Payments<'_> {
             {
                 return started(&stored, "refund", key).map(|id| Err(RefundId::new(id)));
             }
-            let refund = refund::begin(tx, user, order, lines.as_deref(), &reason, max, now)?;
+            let refund = begin(tx, now)?;
             if !refund.pg_amount.is_zero() && !has_gateway {
                 return Err(Error::NoGateway);
             }
@@ -365,14 +416,14 @@ impl Payments<'_> {
             Ok(begun) => begun,
             Err(id) => return Ok((self.store.read(|tx| refund::get(tx, id))?, Replay::Yes)),
         };
-        debug!(user = %user, order = %order, refund = %refund.id, amount = %refund.amount, "refund requested");
+        debug!(user = %user, order = ?refund.order, refund = %refund.id, amount = %refund.amount, "refund requested");
         if refund.status == RefundStatus::Completed {
             return Ok((refund, Replay::No));
         }
         let attempt = Attempt::Refund {
             refund: refund.id,
             payment: refund.payment,
-            order,
+            order: refund.order,
         };
 
         let answer = self.config.retry.run(|| self.gateway()?.cancel(&request));

@@ -325,7 +325,9 @@ pub(crate) const SELECT_IN_FLIGHT: &str =
                                           ELSE balance_amount END) AS BIGINT), 0)
              FROM payments
              WHERE user_id = ?1 AND status IN ('started', 'requested', 'unknown'))
-          + (SELECT coalesce(CAST(sum(balance_amount) AS BIGINT), 0) FROM refunds
+          + (SELECT coalesce(CAST(sum(CASE WHEN order_id IS NULL THEN amount
+                                          ELSE balance_amount END) AS BIGINT), 0)
+             FROM refunds
              WHERE user_id = ?1 AND status IN ('requested', 'unknown'))";
 
 pub(crate) const SELECT_EVENTS: &str =
@@ -358,7 +360,8 @@ pub(crate) fn validate_fail_redirect(redirect: &PgFailRedirect) -> Result<()> {
 }
 
 /// The money in flight for `user`: balance parts held by open payments,
-/// top-ups awaiting their credit, and refund credits owed. It counts against
+/// top-ups awaiting their credit, refund credits owed, and top-up refunds in
+/// flight (given back if the PG declines them). It counts against
 /// the balance limit, so a reversal, a top-up or a refund credit can always
 /// be posted when it settles.
 pub(crate) fn in_flight(conn: &dyn Db, user: UserId) -> Result<Money> {

@@ -52,8 +52,8 @@ pub struct ReconciledPayment {
 pub struct ReconciledRefund {
     /// The refund attempt.
     pub refund: RefundId,
-    /// Its order.
-    pub order: OrderId,
+    /// Its order; `None` for a top-up's refund.
+    pub order: Option<OrderId>,
     /// Its status after the round: `Completed` or `Declined` if settled,
     /// `Requested`/`Unknown` if still open.
     pub status: RefundStatus,
@@ -137,7 +137,7 @@ impl Payments<'_> {
             };
             let needs_review = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
             if needs_review {
-                tracing::warn!(refund = %recorded.id, order = %recorded.order,
+                tracing::warn!(refund = %recorded.id, order = ?recorded.order,
                     "refund still unsettled past the review age; needs a person");
             }
             report.refunds.push(ReconciledRefund {

@@ -64,15 +64,16 @@ pub struct RefundLine {
     pub amount: Money,
 }
 
-/// One refund attempt of a paid order: some or all of its units.
+/// One refund attempt: some or all units of a paid order, or part or all
+/// of a top-up's money back to the card.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     /// The attempt's id.
     pub id: RefundId,
     /// The payment it gives money back from.
     pub payment: PaymentId,
-    /// The order.
-    pub order: OrderId,
+    /// The order; `None` for the refund of a top-up.
+    pub order: Option<OrderId>,
     /// Whose refund.
     pub user: UserId,
     /// The money it gives back: the sum of its lines' amounts, and
@@ -86,7 +87,8 @@ pub struct Refund {
     pub status: RefundStatus,
     /// Why, as the gateway records it.
     pub reason: String,
-    /// The units it returns, in the order's line order.
+    /// The units it returns, in the order's line order (none for a
+    /// top-up's refund).
     pub lines: Vec<RefundLine>,
     /// This attempt's own key: a repeated cancel with it is the same cancel.
     pub idempotency_key: String,
@@ -113,6 +115,9 @@ macro_rules! select_refunds {
 const SELECT_BY_ID: &str = select_refunds!("WHERE id = ?1");
 
 pub(crate) const SELECT_FOR_ORDER: &str = select_refunds!("WHERE order_id = ?1 ORDER BY id");
+
+pub(crate) const SELECT_FOR_TOP_UP: &str =
+    select_refunds!("WHERE payment_id = ?1 AND order_id IS NULL ORDER BY id");
 
 pub(crate) const SELECT_LIVE_FOR_PAYMENT: &str =
     "SELECT id FROM refunds WHERE payment_id = ?1 AND status IN ('requested', 'unknown')";
@@ -220,6 +225,91 @@ pub(crate) fn begin(
     get(tx, id)
 }
 
+/// The first transaction of a top-up's refund to the card, while its money
+/// is unspent. Checks, in order: the payment exists and is the user's → it
+/// is an approved top-up ([`Error::TopUpNotRefundable`]) → no other refund
+/// of it is in flight → `amount` is at least 1 won and no more than the
+/// top-up's PG amount not yet refunded ([`Error::RefundExceedsTopUp`]) →
+/// the balance covers it ([`Error::InsufficientBalance`]: the money was
+/// spent). Then the attempt is saved `Requested` with a fresh key, and the
+/// amount is taken from the balance at once (a
+/// [`TopUpRefund`](LedgerKind::TopUpRefund) entry), so it cannot be spent
+/// while the PG gives it back; a declined cancel gives it back to the
+/// balance (a [`TopUpRefundReversal`](LedgerKind::TopUpRefundReversal)),
+/// and until then it counts as in flight, so that credit always fits.
+pub(crate) fn begin_top_up(
+    tx: &dyn Db,
+    user: UserId,
+    payment_id: PaymentId,
+    amount: Money,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Refund> {
+    let payment = super::get_for_user(tx, user, payment_id)?;
+    if payment.kind != super::PaymentKind::TopUp || payment.status != PaymentStatus::Approved {
+        return Err(Error::TopUpNotRefundable {
+            payment: payment_id,
+            kind: payment.kind,
+            status: payment.status,
+        });
+    }
+    if let Some(live) = live_for_payment(tx, payment_id)? {
+        return Err(Error::TopUpRefundInProgress {
+            payment: payment_id,
+            refund: live,
+        });
+    }
+    if amount.is_zero() {
+        return Err(Error::ZeroAmount);
+    }
+    let refundable = payment
+        .pg_amount
+        .checked_sub(payment.pg_refunded)
+        .unwrap_or(Money::ZERO);
+    if amount > refundable {
+        return Err(Error::RefundExceedsTopUp {
+            payment: payment_id,
+            amount,
+            refundable,
+        });
+    }
+    let balance = balance::get(tx, user)?;
+    if balance < amount {
+        return Err(Error::InsufficientBalance {
+            user,
+            needed: amount,
+            available: balance,
+        });
+    }
+    let idempotency_key = format!("ls-refund-{}", token::random_hex(16));
+    let id: RefundId = tx
+        .query_row(
+            "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
+                                  idempotency_key, created_at, updated_at, balance_amount,
+                                  pg_amount)
+             VALUES (?1, NULL, ?2, ?3, 'requested', ?4, ?5, ?6, ?6, 0, ?3)
+             RETURNING id",
+            &[&payment_id, &user, &amount, &reason, &idempotency_key, &now],
+        )?
+        .get(0)?;
+    balance::post_from(
+        tx,
+        user,
+        balance,
+        Entry::for_refund(LedgerKind::TopUpRefund, amount, payment_id, id),
+        None,
+        now,
+    )?;
+    super::event(
+        tx,
+        payment_id,
+        PaymentStatus::Approved,
+        &format!("refund {id} requested: {amount} taken from the balance to go back to the card"),
+        now,
+    )?;
+    get(tx, id)
+}
+
 /// The cancel request for refund attempt `refund`: the payment's gateway
 /// references, the attempt's PG part and its own key.
 pub(crate) fn cancel_request(conn: &dyn Db, refund: &Refund) -> Result<CancelRequest> {
@@ -271,6 +361,23 @@ pub(crate) fn record(
                  WHERE id = ?1",
                 &[&id, &code, &message, &now],
             )?;
+            if refund.order.is_none() {
+                // A top-up's refund took its amount from the balance at the
+                // start: the PG kept the money, so the balance gets it back
+                // (not capped: it counted as in flight all along).
+                balance::post(
+                    tx,
+                    refund.user,
+                    Entry::for_refund(
+                        LedgerKind::TopUpRefundReversal,
+                        refund.amount,
+                        refund.payment,
+                        id,
+                    ),
+                    None,
+                    now,
+                )?;
+            }
         }
         Outcome::Unknown { reason } => {
             if refund.status == RefundStatus::Requested {
@@ -304,8 +411,11 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
             changed,
         )));
     }
+    let Some(order_id) = refund.order else {
+        return complete_top_up(tx, &refund, now);
+    };
     let units = units_of(tx, id)?;
-    let status = order::refund_units(tx, refund.order, &units, refund.amount, now)?;
+    let status = order::refund_units(tx, order_id, &units, refund.amount, now)?;
     let lines = units
         .iter()
         .map(|unit| RefundLine {
@@ -318,7 +428,7 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
         tx,
         crate::event::Subject {
             user: refund.user,
-            order: refund.order,
+            order: order_id,
             payment: Some(refund.payment),
             refund: Some(id),
         },
@@ -366,6 +476,48 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
         now,
     )?;
     Ok(())
+}
+
+/// Completes the refund of a top-up: the PG gave the money back to the
+/// card. The balance was debited when the attempt began; the payment
+/// records what went back, and is `Refunded` once all of it has.
+fn complete_top_up(tx: &dyn Db, refund: &Refund, now: Timestamp) -> Result<()> {
+    let payment = super::get(tx, refund.payment)?;
+    let fully = payment.pg_refunded.checked_add(refund.amount) == Some(payment.pg_amount);
+    super::add_refunded(
+        tx,
+        refund.payment,
+        refund.amount,
+        refund.pg_amount,
+        fully,
+        now,
+    )?;
+    super::event(
+        tx,
+        refund.payment,
+        if fully {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::Approved
+        },
+        &format!(
+            "refund {} completed: {} given back to the card",
+            refund.id, refund.amount
+        ),
+        now,
+    )
+}
+
+/// Every refund attempt of the top-up `payment` of `user`, oldest first.
+pub(crate) fn for_top_up(conn: &dyn Db, user: UserId, payment: PaymentId) -> Result<Vec<Refund>> {
+    let top_up = super::get_for_user(conn, user, payment)?;
+    if top_up.kind != super::PaymentKind::TopUp {
+        return Ok(Vec::new());
+    }
+    conn.query(SELECT_FOR_TOP_UP, &[&payment])?
+        .iter()
+        .map(refund_row)
+        .collect()
 }
 
 /// The refund attempt `id`, whoever owns it (for the shop's own

@@ -192,6 +192,23 @@ impl Idempotent<'_> {
         Ok(answer(refund, replay))
     }
 
+    /// [`Shop::refund_top_up`]: the key is stored with the refund attempt;
+    /// a repeat returns that attempt as it is now and gives nothing back
+    /// twice.
+    pub fn refund_top_up(
+        &self,
+        user: UserId,
+        payment: PaymentId,
+        amount: Money,
+        reason: &str,
+    ) -> Result<Keyed<Refund>> {
+        self.validate()?;
+        let (refund, replay) =
+            self.shop
+                .refund_top_up_inner(user, payment, amount, reason, self.key.cloned())?;
+        Ok(answer(refund, replay))
+    }
+
     /// [`Shop::refund_lines`]: the key is stored with the refund attempt, so
     /// a retried partial refund never returns the units twice.
     pub fn refund_lines(

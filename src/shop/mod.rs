@@ -468,6 +468,19 @@ impl ShopBuilder {
 
 /// The checks of an operator's grant or take-back before any lookup: the
 /// id, an amount of at least 1 won, and the note.
+/// A refund's reason: 1 to 200 characters, no white space at either end,
+/// no control character.
+pub(crate) fn refund_reason(reason: &str) -> Result<String> {
+    const MAX_REASON: usize = 200;
+    validate::text(Entity::Refund, reason, MAX_REASON).map_err(|err| match err {
+        validate::TextError::Length(length) => Error::InvalidRefundReason {
+            length,
+            max: MAX_REASON,
+        },
+        validate::TextError::Control(err) => err,
+    })
+}
+
 fn operator_entry(user: UserId, amount: Money, note: &str) -> Result<(UserId, String)> {
     const MAX_NOTE: usize = 200;
     let user = user.validate()?;
@@ -1399,17 +1412,9 @@ impl Shop {
         reason: &str,
         key: Option<IdempotencyKey>,
     ) -> Result<(Refund, Replay)> {
-        const MAX_REASON: usize = 200;
         let user = user.validate()?;
         let order = order.validate()?;
-        let reason =
-            validate::text(Entity::Refund, reason, MAX_REASON).map_err(|err| match err {
-                validate::TextError::Length(length) => Error::InvalidRefundReason {
-                    length,
-                    max: MAX_REASON,
-                },
-                validate::TextError::Control(err) => err,
-            })?;
+        let reason = refund_reason(reason)?;
         self.payments().refund(user, order, lines, reason, key)
     }
 

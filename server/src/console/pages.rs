@@ -208,7 +208,7 @@ pub(crate) fn in_flight(
                                 li { "Payment " (p.payment) @if let Some(order) = p.order { " of order " (order) } @else { " (a top-up)" } ": " (p.status) @if p.needs_review { " — needs a person" } }
                             }
                             @for r in &report.refunds {
-                                li { "Refund " (r.refund) " of order " (r.order) ": " (r.status) @if r.needs_review { " — needs a person" } }
+                                li { "Refund " (r.refund) @if let Some(order) = r.order { " of order " (order) } @else { " (of a top-up)" } ": " (r.status) @if r.needs_review { " — needs a person" } }
                             }
                         }
                     }
@@ -239,7 +239,7 @@ pub(crate) fn in_flight(
                 tbody {
                     @for r in &unsettled.refunds {
                         tr {
-                            td { (r.id) } td { a href={ "/console/orders?order=" (r.order) } { (r.order) } } td { (r.user) }
+                            td { (r.id) } td { @if let Some(order) = r.order { a href={ "/console/orders?order=" (order) } { (order) } } @else { "top-up " (r.payment) } } td { (r.user) }
                             td class="num" { (won(r.amount.won())) } td { (r.status) }
                             td { (time(r.created_at, offset)) } td { (age(r.created_at, unsettled.at)) }
                             td { @if for_a_person(r.created_at) { span class="fail" { "yes" } } @else { "no" } }
