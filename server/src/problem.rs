@@ -174,6 +174,22 @@ fn fields(err: &Error) -> Value {
             message,
         } => json!({ "payment": payment, "pg_code": code, "pg_message": message }),
         Error::TopUpOutcomeUnknown { payment } => json!({ "payment": payment }),
+        Error::TopUpRefundDeclined {
+            payment,
+            refund,
+            code,
+            message,
+        } => {
+            json!({ "payment": payment, "refund": refund, "pg_code": code, "pg_message": message })
+        }
+        Error::TopUpRefundOutcomeUnknown { payment, refund } => {
+            json!({ "payment": payment, "refund": refund })
+        }
+        Error::RefundExceedsTopUp {
+            payment,
+            amount,
+            refundable,
+        } => json!({ "payment": payment, "amount": amount, "refundable": refundable }),
         Error::BalancePartTooLarge {
             order,
             total,

@@ -55,6 +55,8 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(payment_history))
         .routes(routes!(order_payments))
         .routes(routes!(refund, refunds))
+        .routes(routes!(top_ups))
+        .routes(routes!(refund_top_up, top_up_refunds))
         .routes(routes!(cart))
         .routes(routes!(add_to_cart))
         .routes(routes!(set_cart_quantity, remove_from_cart))
@@ -161,6 +163,18 @@ contract!(
 contract!(
     /// The error responses of `refund`.
     RefundErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict, PaymentDeclined, PaymentOutcomeUnknown])
+);
+contract!(
+    /// The error responses of `top_ups`.
+    TopUpsErrors = Contract::new(Auth::User).params().errors(&[InvalidInput])
+);
+contract!(
+    /// The error responses of `refund_top_up`.
+    RefundTopUpErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict, PaymentDeclined, PaymentOutcomeUnknown])
+);
+contract!(
+    /// The error responses of `top_up_refunds`.
+    TopUpRefundsErrors = Contract::new(Auth::User).params().errors(&[InvalidInput, NotFound])
 );
 contract!(
     /// The error responses of `refunds`.
@@ -1032,6 +1046,81 @@ async fn refunds(
 ) -> Result<Response, ApiError> {
     let shop = state.shop.clone();
     let refunds = blocking(move || shop.refunds(user, OrderId::new(id))).await?;
+    Ok(Json(refunds).into_response())
+}
+
+/// The acting user's top-ups, newest first.
+#[utoipa::path(get, path = "/me/top-ups", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = schemas::PaymentPage), TopUpsErrors))]
+async fn top_ups(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = page.request()?;
+    let shop = state.shop.clone();
+    let page = blocking(move || shop.top_ups(user, page)).await?;
+    Ok(Json(page).into_response())
+}
+
+/// Money of a top-up to give back to the card, and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 10000, "reason": "not needed"}))]
+pub(crate) struct TopUpRefundRequest {
+    /// Won, at least 1; no more than the top-up not yet refunded, nor than
+    /// the balance.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "int")]
+    amount: i64,
+    /// Why, 1 to 200 characters of one line.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
+    )]
+    reason: String,
+}
+
+/// Gives money of a top-up back to the card it was paid with, while it is
+/// still unspent in the balance: taken from the balance at once, cancelled
+/// at the PG, and given back to the balance if the PG declines (402). Send
+/// an `Idempotency-Key`: a repeat starts no second refund.
+#[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    request_body = TopUpRefundRequest, security(("bearer" = [])),
+    responses((status = 201, body = schemas::Refund), RefundTopUpErrors))]
+async fn refund_top_up(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(
+        &headers,
+        "POST",
+        &format!("/me/top-ups/{id}/refunds"),
+        &body,
+    )?;
+    let request: TopUpRefundRequest = parse(&body)?;
+    let amount = money(request.amount)?;
+    write(&state, StatusCode::CREATED, key, move |shop| {
+        shop.refund_top_up(user, PaymentId::new(id), amount, &request.reason)
+    })
+    .await
+}
+
+/// Every refund attempt of one of the acting user's top-ups.
+#[utoipa::path(get, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+    responses((status = 200, body = [schemas::Refund]), TopUpRefundsErrors))]
+async fn top_up_refunds(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let shop = state.shop.clone();
+    let refunds = blocking(move || shop.top_up_refunds(user, PaymentId::new(id))).await?;
     Ok(Json(refunds).into_response())
 }
 

@@ -193,6 +193,13 @@ pub(crate) struct Payment {
     updated_at: i64,
 }
 
+/// A page of payments (top-ups), newest first.
+#[derive(ToSchema)]
+pub(crate) struct PaymentPage {
+    items: Vec<Payment>,
+    next: Option<i64>,
+}
+
 /// One status change of a payment.
 #[derive(ToSchema)]
 pub(crate) struct PaymentEvent {
@@ -211,12 +218,13 @@ pub(crate) struct RefundLine {
     amount: i64,
 }
 
-/// A refund attempt.
+/// A refund attempt: of an order's units, or of a top-up's money.
 #[derive(ToSchema)]
 pub(crate) struct Refund {
     id: i64,
     payment: i64,
-    order: i64,
+    /// Null for a top-up's refund.
+    order: Option<i64>,
     user: i64,
     amount: i64,
     /// The part credited to the balance.

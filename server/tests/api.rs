@@ -750,3 +750,47 @@ fn a_user_token_cannot_mint_money_and_an_operator_grants_with_a_note() {
     assert_eq!(ledger["items"].as_array().unwrap().len(), 2);
     assert!(s.shop.audit().unwrap().is_clean());
 }
+
+#[test]
+fn a_top_up_goes_back_to_the_card_while_unspent() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    let started = s.post(
+        "/me/balance/charge",
+        Some(&kim),
+        json!({ "amount": 20_000 }),
+    );
+    s.confirm(&kim, &started.body);
+    let id = started.body["id"].as_i64().unwrap();
+    let listed = s.get("/me/top-ups", Some(&kim));
+    assert_eq!(listed.body["items"][0]["id"], json!(id));
+    let refunds = format!("/me/top-ups/{id}/refunds");
+    assert_problem(
+        &s.post(
+            &refunds,
+            Some(&kim),
+            json!({ "amount": 20_001, "reason": "all" }),
+        ),
+        409,
+        "refund_exceeds_top_up",
+    );
+    let refund = s.post(
+        &refunds,
+        Some(&kim),
+        json!({ "amount": 15_000, "reason": "not needed" }),
+    );
+    assert_eq!(refund.status, 201, "{}", refund.body);
+    assert_eq!(refund.body["order"], json!(null));
+    assert_eq!(refund.body["status"], json!("completed"));
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(5_000)
+    );
+    assert_eq!(
+        s.get(&refunds, Some(&kim)).body.as_array().unwrap().len(),
+        1
+    );
+    let pg_order = started.body["pg_order_id"].as_str().unwrap();
+    assert_eq!(s.pg.cancelled(pg_order), liteshop::Money::from_won(15_000));
+    assert!(s.shop.audit().unwrap().is_clean());
+}
