@@ -785,7 +785,10 @@ impl Run {
             // The feed is of orders: a top-up's approval is not in it.
             (
                 EventKind::PaymentApproved,
-                approved_in_db.values().filter(|p| p.order.is_some()).count(),
+                approved_in_db
+                    .values()
+                    .filter(|p| p.order.is_some())
+                    .count(),
             ),
             (EventKind::RefundCompleted, refunds_in_db.len()),
         ] {
