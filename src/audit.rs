@@ -414,6 +414,29 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
 #[cfg(test)]
 mod law_tests {
     use super::Law;
+    use crate::balance::LedgerKind;
+
+    /// "Money in" in `MONEY` is exactly the ledger kinds that move money
+    /// between a balance and the world outside the shop's payments.
+    #[test]
+    fn money_in_counts_exactly_the_external_ledger_kinds() {
+        let listed = super::MONEY
+            .split("WHERE kind IN (")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .expect("the first figure lists its kinds");
+        for &kind in LedgerKind::VARIANTS {
+            assert_eq!(
+                listed.contains(&format!("'{}'", kind.as_str())),
+                kind.is_external(),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            listed.matches('\'').count(),
+            2 * LedgerKind::VARIANTS.iter().filter(|k| k.is_external()).count()
+        );
+    }
 
     /// `Law::ALL` lists every law once: the match below has no wildcard,
     /// so a new law does not compile until it has a place here.

@@ -12,6 +12,10 @@ macro_rules! text_enum {
                     $($name::$variant => $text,)+
                 }
             }
+
+            /// Every variant, in declaration order.
+            #[allow(dead_code, reason = "for the tests of some enums only")]
+            pub(crate) const VARIANTS: &'static [$name] = &[$($name::$variant),+];
         }
 
         impl std::fmt::Display for $name {
