@@ -434,7 +434,10 @@ mod law_tests {
         }
         assert_eq!(
             listed.matches('\'').count(),
-            2 * LedgerKind::VARIANTS.iter().filter(|k| k.is_external()).count()
+            2 * LedgerKind::VARIANTS
+                .iter()
+                .filter(|k| k.is_external())
+                .count()
         );
     }
 

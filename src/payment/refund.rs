@@ -439,12 +439,14 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
         now,
     )?;
     let fully = status == OrderStatus::Refunded;
-    super::add_refunded(
+    given_back(
         tx,
-        refund.payment,
-        refund.amount,
-        refund.pg_amount,
+        &refund,
         fully,
+        &format!(
+            "refund {id} completed: {} cancelled at the PG, {} credited to the balance",
+            refund.pg_amount, refund.balance_amount
+        ),
         now,
     )?;
     if !refund.balance_amount.is_zero() {
@@ -461,20 +463,6 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
             now,
         )?;
     }
-    super::event(
-        tx,
-        refund.payment,
-        if fully {
-            PaymentStatus::Refunded
-        } else {
-            PaymentStatus::Approved
-        },
-        &format!(
-            "refund {id} completed: {} cancelled at the PG, {} credited to the balance",
-            refund.pg_amount, refund.balance_amount
-        ),
-        now,
-    )?;
     Ok(())
 }
 
@@ -484,6 +472,28 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
 fn complete_top_up(tx: &dyn Db, refund: &Refund, now: Timestamp) -> Result<()> {
     let payment = super::get(tx, refund.payment)?;
     let fully = payment.pg_refunded.checked_add(refund.amount) == Some(payment.pg_amount);
+    given_back(
+        tx,
+        refund,
+        fully,
+        &format!(
+            "refund {} completed: {} given back to the card",
+            refund.id, refund.amount
+        ),
+        now,
+    )
+}
+
+/// The payment of a completed refund records what went back (guarded so
+/// neither part passes what was paid) and `Refunded` once `fully`, and
+/// its history says so with `detail`.
+fn given_back(
+    tx: &dyn Db,
+    refund: &Refund,
+    fully: bool,
+    detail: &str,
+    now: Timestamp,
+) -> Result<()> {
     super::add_refunded(
         tx,
         refund.payment,
@@ -492,20 +502,12 @@ fn complete_top_up(tx: &dyn Db, refund: &Refund, now: Timestamp) -> Result<()> {
         fully,
         now,
     )?;
-    super::event(
-        tx,
-        refund.payment,
-        if fully {
-            PaymentStatus::Refunded
-        } else {
-            PaymentStatus::Approved
-        },
-        &format!(
-            "refund {} completed: {} given back to the card",
-            refund.id, refund.amount
-        ),
-        now,
-    )
+    let status = if fully {
+        PaymentStatus::Refunded
+    } else {
+        PaymentStatus::Approved
+    };
+    super::event(tx, refund.payment, status, detail, now)
 }
 
 /// Every refund attempt of the top-up `payment` of `user`, oldest first.

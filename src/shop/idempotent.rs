@@ -86,13 +86,13 @@ impl Idempotent<'_> {
     /// [`Shop::grant`] (an operator's): the new balance is stored with the
     /// grant under the key, in the user's keys; a repeat grants nothing.
     pub fn grant(&self, user: UserId, amount: Money, note: &str) -> Result<Keyed<Money>> {
-        let body = self.shop.grant_body(user, amount, note)?;
+        let body = self.shop.operator_body(true, user, amount, note)?;
         self.write(user, body)
     }
 
     /// [`Shop::take_back`] (an operator's): as [`Idempotent::grant`].
     pub fn take_back(&self, user: UserId, amount: Money, note: &str) -> Result<Keyed<Money>> {
-        let body = self.shop.take_back_body(user, amount, note)?;
+        let body = self.shop.operator_body(false, user, amount, note)?;
         self.write(user, body)
     }
 

@@ -777,15 +777,17 @@ impl Shop {
     /// [`Error::InvalidCharacter`], [`Error::EdgeWhitespace`],
     /// [`Error::UserNotFound`], [`Error::BalanceLimitExceeded`].
     pub fn grant(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
-        let body = self.grant_body(user, amount, note)?;
+        let body = self.operator_body(true, user, amount, note)?;
         let balance = self.write(Scope::User(user), body)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance granted");
         Ok(balance)
     }
 
-    /// The checks of a grant before any lookup, and its transaction.
-    pub(crate) fn grant_body(
+    /// The checks of an operator's grant or take-back (`grant`: which)
+    /// before any lookup, and its transaction.
+    pub(crate) fn operator_body(
         &self,
+        grant: bool,
         user: UserId,
         amount: Money,
         note: &str,
@@ -794,8 +796,12 @@ impl Shop {
         let max_balance = self.inner.limits.max_balance;
         Ok(move |tx: &dyn Db, now| {
             let balance = balance::of_user(tx, user)?;
-            let cap = payment::cap(tx, user, max_balance)?;
-            balance::grant(tx, user, balance, amount, &note, cap, now)
+            if grant {
+                let cap = payment::cap(tx, user, max_balance)?;
+                balance::grant(tx, user, balance, amount, &note, cap, now)
+            } else {
+                balance::take_back(tx, user, balance, amount, &note, now)
+            }
         })
     }
 
@@ -811,24 +817,10 @@ impl Shop {
     /// As [`Shop::grant`], but [`Error::InsufficientBalance`] instead of
     /// the balance limit.
     pub fn take_back(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
-        let body = self.take_back_body(user, amount, note)?;
+        let body = self.operator_body(false, user, amount, note)?;
         let balance = self.write(Scope::User(user), body)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance taken back");
         Ok(balance)
-    }
-
-    /// The checks of a take-back before any lookup, and its transaction.
-    pub(crate) fn take_back_body(
-        &self,
-        user: UserId,
-        amount: Money,
-        note: &str,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Money> + Send + 'static> {
-        let (user, note) = operator_entry(user, amount, note)?;
-        Ok(move |tx: &dyn Db, now| {
-            let balance = balance::of_user(tx, user)?;
-            balance::take_back(tx, user, balance, amount, &note, now)
-        })
     }
 
     /// Deletes the idempotency keys stored before `before` and returns how
