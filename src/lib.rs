@@ -75,6 +75,7 @@
 //! | coupon issue | [`Shop::issue_coupon`] | ids valid → user exists → coupon exists → inside its issue window → not held by the user → one left (guarded increment) |
 //! | best sellers | [`Shop::best_sellers`] | days 1–30, limit 1–100 → the window's per-day rows |
 //! | refund | [`Shop::refund`], [`Shop::refund_lines`] | input valid → order exists, is the user's, is paid → no refund in flight → units left to refund → split, the PG part first → the balance part's credit fits the limit → attempt saved → PG part cancelled at the gateway → outcome recorded, balance part credited |
+//! | top-up refund | [`Shop::refund_top_up`] | input valid → payment is the user's approved top-up → no refund of it in flight → amount ≤ what is left of it → balance covers it → attempt saved, amount taken from the balance → cancelled at the gateway → outcome recorded (declined: given back) |
 //!
 //! Every balance change is a [`LedgerEntry`] written in the same transaction,
 //! so a balance always equals the sum of its user's ledger ([`Shop::ledger`]).
@@ -83,18 +84,19 @@
 //!
 //! Placing an order reserves its stock at once, with a guarded decrement
 //! inside the write transaction, so stock never goes below zero and is never
-//! oversold, whatever the concurrency. The balance must cover the total when
-//! the order is placed, but nothing is debited until it is paid. An order
-//! moves through these states ([`OrderStatus`]); any other move is refused
+//! oversold, whatever the concurrency. Placing an order checks stock, not
+//! the balance: an order paid by card needs none, and the balance is
+//! checked (and its part held) when a payment with a balance part starts.
+//! An order moves through these states ([`OrderStatus`]); any other move is refused
 //! with [`Error::InvalidTransition`], which names the current state.
 //!
 //! | from | to | by | stock |
 //! |------|----|----|-------|
 //! | — | `Pending` | [`Shop::place_order`], [`Shop::checkout_cart`] | reserved |
 //! | `Pending` | `Cancelled` | [`Shop::cancel_order`], or expiry | released |
-//! | `Pending` | `Paying` | a payment starts; the money is held | kept |
-//! | `Paying` | `Paid` | the payment gateway approved | kept |
-//! | `Paying` | `Pending` | the gateway declined; the money is given back | kept |
+//! | `Pending` | `Paying` | a payment starts; its balance part is held | kept |
+//! | `Paying` | `Paid` | the PG approved its PG part (wholly by balance: at once) | kept |
+//! | `Paying` | `Pending` | the PG declined, the widget failed, or nobody confirmed in time; the balance part is given back | kept |
 //! | `Paid` | `PartiallyRefunded` | a refund of some units | those released |
 //! | `Paid` | `Refunded` | a refund of every unit | released |
 //! | `PartiallyRefunded` | `PartiallyRefunded` | a refund of more units, not the last | those released |
@@ -110,56 +112,103 @@
 //! [`CancelReason::Expired`] and releases its stock, and placing an order
 //! that finds a product short first expires the overdue orders holding it.
 //!
-//! # Payments, exactly once
+//! # Payments, exactly once, by tender
 //!
-//! A payment takes the order total from the user's balance and has the
-//! payment gateway (PG) approve it, in three steps, with no database
+//! An order is paid by balance, by the payment gateway (PG), or both: the
+//! caller of [`Shop::start_payment`] says how much of the total (after any
+//! coupon) comes from the balance, and the rest is the PG part. A top-up
+//! ([`Shop::start_top_up`]) is a payment wholly by PG whose approval
+//! credits the balance. Each [`Payment`] records both parts
+//! (`balance_amount`, `pg_amount`); the ledger shows only the balance part.
+//! Money enters a balance only through an approved top-up, an operator's
+//! [`Shop::grant`], or a [`Shop::host_credit`] the host vouches for.
+//!
+//! The PG works by its own handshake (Toss Payments: the customer pays in
+//! the PG's widget, which redirects back with `paymentKey`, `orderId` and
+//! `amount`; the shop then confirms with the same `orderId` and `amount`),
+//! so a payment with a PG part takes three steps, with no database
 //! transaction open across the network:
 //!
-//! 1. one write transaction: the order is the user's and `Pending`, the
-//!    balance covers it; the total is debited, a [`Payment`] saved as
-//!    `Requested` with a fresh `pg_order_id` and idempotency key, its history
-//!    started, and the order moved to `Paying`;
-//! 2. no transaction: [`PaymentGateway::approve`], carrying the key;
+//! 1. start, one write transaction: every check, the balance part held (a
+//!    [`Payment`](LedgerKind::Payment) entry), the attempt saved `Started`
+//!    with its PG order id, PG amount, idempotency key and expiry
+//!    ([`ShopBuilder::payment_window`]), the order `Paying`; it returns
+//!    what the widget needs ([`Payment::widget`]). Wholly by balance, the
+//!    payment is `Approved` in this same transaction and the PG is never
+//!    called;
+//! 2. [`Shop::confirm_payment`] with the redirect: in one write
+//!    transaction the redirect is checked against the attempt (another
+//!    `orderId` or amount is [`Error::RedirectMismatch`], and nothing is
+//!    sent) and its key stored, the payment `Requested`; then, with no
+//!    transaction open, [`PaymentGateway::approve`] carrying the attempt's
+//!    key;
 //! 3. a second write transaction records the answer, exactly once.
 //!
-//! | gateway answer | payment | money | order | `pay` returns |
-//! |----------------|---------|-------|-------|---------------|
+//! | from | to | by | balance part |
+//! |------|----|----|--------------|
+//! | — | `Started` | [`Shop::start_payment`], [`Shop::start_top_up`] | held |
+//! | — | `Approved` | [`Shop::start_payment`] wholly by balance | taken |
+//! | `Started` | `Requested` | [`Shop::confirm_payment`] (its first transaction) | held |
+//! | `Started` | `Declined` | [`Shop::fail_payment`], [`Shop::expire_payments`] | given back |
+//! | `Requested`, `Unknown` | `Approved` | the PG approved (a top-up credited) | taken |
+//! | `Requested`, `Unknown` | `Declined` | the PG declined | given back |
+//! | `Requested` | `Unknown` | no definite answer | held |
+//! | `Approved` | `Refunded` | refunds gave back all of it | — |
+//!
+//! | gateway answer | payment | balance part | order | `confirm_payment` returns |
+//! |----------------|---------|--------------|-------|---------------------------|
 //! | approved | `Approved` | taken | `Paid` | `Ok(Payment)` |
-//! | declined | `Declined` | given back | `Pending` | [`Error::PaymentDeclined`] |
+//! | declined | `Declined` | given back | `Pending` | [`Error::PaymentDeclined`] ([`Error::TopUpDeclined`]) |
 //! | unreachable, after retries | `Declined` (`PG_UNAVAILABLE`) | given back | `Pending` | [`Error::GatewayUnavailable`] |
 //! | invalid request | `Declined` | given back | `Pending` | [`Error::GatewayRejected`] |
-//! | no definite answer | `Unknown` | held | `Paying` | [`Error::PaymentOutcomeUnknown`] |
+//! | no definite answer | `Unknown` | held | `Paying` | [`Error::PaymentOutcomeUnknown`] ([`Error::TopUpOutcomeUnknown`]) |
+//!
+//! A redirect that arrives twice (a refresh) gets the attempt as it is. An
+//! attempt nobody confirms ends when its window does:
+//! [`Shop::expire_payments`] (run first by [`Shop::expire_orders`])
+//! declines it with `CONFIRM_WINDOW_EXPIRED`, gives the balance part back
+//! and returns the order to `Pending` (expired in turn if its reservation
+//! ran out); a confirm after that is [`Error::PaymentExpired`] and never
+//! reaches the PG.
 //!
 //! [`Shop::reconcile_payments`] (or a [`Reconciler`] thread from
 //! [`Shop::spawn_reconciler`]) settles every `Requested`/`Unknown` payment
 //! (and refund attempt, below) older than a grace period, and reports each
 //! by id ([`ReconcileReport`]). For a payment, it asks the PG's [`status`](PaymentGateway::status);
 //! an approval or decline is recorded as above; "never received" means the
-//! approval is sent again with the **stored** idempotency key, so the PG
-//! charges at most once whatever happened before. A payment still unsettled
-//! past a review age is reported, never declined silently. A process killed
-//! at any point leaves a `Requested` or `Unknown` payment that
-//! reconciliation finishes.
+//! confirm is sent again with the **stored** key and idempotency key, so
+//! the PG charges at most once whatever happened before. A payment still
+//! unsettled past a review age is reported, never declined silently. A
+//! process killed at any point leaves a `Started`, `Requested` or `Unknown`
+//! payment that expiry or reconciliation finishes. (A payment an older
+//! liteshop left in flight — before payments by tender, schema version 8 —
+//! migrates as wholly by balance and is reported for a person at once: that
+//! version asked the PG for the whole total as well.)
 //!
 //! # Refunds, exactly once, whole or partial
 //!
 //! [`Shop::refund`] returns every unit not refunded yet; [`Shop::refund_lines`]
-//! returns the units it names. A refund is an attempt ([`Refund`]) in the
-//! same three steps as a payment:
+//! returns the units it names. Money goes back the way it came, by one
+//! rule: **the PG part first** — a refund cancels at the PG as much of its
+//! amount as the payment's PG part has left, and credits the rest to the
+//! balance — so a whole refund returns each part whole, and the refunds of
+//! each part never add up to more than that part. A refund is an attempt
+//! ([`Refund`], with its `pg_amount` and `balance_amount`) in the same
+//! three steps as a payment (one with no PG part completes in its first
+//! transaction, without the PG):
 //!
 //! 1. one write transaction checks every rule (the order is the user's and
 //!    `Paid` or `PartiallyRefunded`, no other refund of it is in flight, the
 //!    units are on the order and not refunded yet, the credit fits under the
 //!    balance limit) and records the attempt as `Requested` with **its own
 //!    fresh idempotency key** and its lines;
-//! 2. no transaction: [`PaymentGateway::cancel`] for the attempt's amount,
+//! 2. no transaction: [`PaymentGateway::cancel`] for the attempt's PG part,
 //!    carrying its key;
 //! 3. a second write transaction records the answer, exactly once.
 //!
 //! | gateway answer | refund | money | units | order | `refund` returns |
 //! |----------------|--------|-------|-------|-------|------------------|
-//! | cancelled | `Completed` | credited | released | `PartiallyRefunded` or `Refunded` | `Ok(Refund)` |
+//! | cancelled | `Completed` | PG part to the card, balance part credited | released | `PartiallyRefunded` or `Refunded` | `Ok(Refund)` |
 //! | declined | `Declined` | — | — | unchanged | [`Error::RefundDeclined`] |
 //! | unreachable, after retries | `Declined` (`PG_UNAVAILABLE`) | — | — | unchanged | [`Error::GatewayUnavailable`] |
 //! | invalid request | `Declined` | — | — | unchanged | [`Error::GatewayRejected`] |
@@ -172,6 +221,13 @@
 //! sends the cancel again with the attempt's stored key. While an attempt
 //! is in flight its amount counts against the balance limit (as money held
 //! by a payment in flight does), so its credit always fits.
+//!
+//! [`Shop::refund_top_up`] gives money of a top-up back to the card while
+//! it is unspent, in the same three steps: the amount leaves the balance in
+//! the first transaction (a [`TopUpRefund`](LedgerKind::TopUpRefund)
+//! entry, so it cannot be spent meanwhile; money already spent is
+//! [`Error::InsufficientBalance`]), the PG cancels it, and a decline gives
+//! it back ([`TopUpRefundReversal`](LedgerKind::TopUpRefundReversal)).
 //!
 //! The money of an order line is spread over its units: the first `r` of
 //! `q` units of a line that cost `a` are worth `⌊a × r / q⌋`, so the

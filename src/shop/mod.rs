@@ -274,8 +274,11 @@ impl ShopBuilder {
     }
 
     /// The payment gateway that approves, looks up and cancels payments.
-    /// Without one, [`Shop::pay`], [`Shop::reconcile_payments`] and
-    /// [`Shop::refund`] fail with [`Error::NoGateway`].
+    /// Without one, a payment or top-up with a PG part
+    /// ([`Shop::start_payment`], [`Shop::start_top_up`],
+    /// [`Shop::confirm_payment`]), a refund with a PG part and
+    /// [`Shop::reconcile_payments`] fail with [`Error::NoGateway`]; a
+    /// payment wholly by balance needs none.
     pub fn gateway(mut self, gateway: impl PaymentGateway + 'static) -> ShopBuilder {
         self.payments.gateway = Some(Arc::new(gateway));
         self
@@ -1263,7 +1266,8 @@ impl Shop {
     /// With no transaction open during gateway calls, oldest first:
     ///
     /// - a payment: the gateway's `status` for its `pg_order_id` is asked;
-    ///   an approval or a decline is recorded as [`Shop::pay`] records it;
+    ///   an approval or a decline is recorded as [`Shop::confirm_payment`]
+    ///   records it;
     ///   "never received" means the approval is sent again **with the
     ///   payment's stored idempotency key**, so it is charged at most once
     ///   whatever happened before;
