@@ -60,7 +60,9 @@ struct Args {
     /// Initial stock of each product.
     #[arg(long, default_value_t = 100_000)]
     stock: u32,
-    /// Weights of the operations.
+    /// Weights of the operations: `charge` is a top-up through the PG
+    /// (start, widget, confirm), `pay` a payment by tender (balance, card
+    /// or both; some abandoned or tampered in the widget).
     #[arg(
         long,
         default_value = "charge=20,cart=20,order=20,pay=15,cancel=5,refund=3,coupon=2,read=15"
@@ -435,8 +437,15 @@ impl Target for Liteshop {
         let refused = |err: Error| kind_name(err.kind());
         Some(match op {
             Op::Charge => {
+                // A top-up through the PG: started, paid in the widget,
+                // confirmed (credited once on approval).
                 let user = world.user(&mut w.rng);
-                shop.host_credit(user, world.charge_amount(&mut w.rng))
+                shop.start_top_up(user, world.charge_amount(&mut w.rng))
+                    .and_then(|started| {
+                        let widget = started.widget().ok_or(Error::ZeroAmount)?;
+                        let redirect = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
+                        shop.confirm_payment(user, started.id, &redirect)
+                    })
                     .map(drop)
                     .map_err(refused)
             }
@@ -900,7 +909,7 @@ fn seed(place: &Place, args: &Args) -> Result<(), Error> {
         .build()?;
     for i in 0..args.users {
         let user = shop.create_user(&format!("user {i}"))?;
-        shop.host_credit(user.id, Money::new(1_000_000_000)?)?;
+        shop.grant(user.id, Money::new(1_000_000_000)?, "load test seed")?;
     }
     // Coupons for a quarter of the users each, issuable all run long.
     let now = SystemClock.now();
@@ -1302,10 +1311,13 @@ fn invariants(place: &Place, fake: Option<&FakeGateway>) -> Vec<Check> {
     let expected = count(
         "SELECT (SELECT count(*) FROM orders)
               + (SELECT count(*) FROM orders WHERE status = 'cancelled')
-              + (SELECT count(*) FROM payments)
-              + (SELECT count(*) FROM payments WHERE status IN ('approved', 'refunded', 'declined'))
-              + (SELECT count(*) FROM refunds WHERE status = 'completed')",
+              + (SELECT count(*) FROM payments WHERE kind = 'order')
+              + (SELECT count(*) FROM payments WHERE kind = 'order'
+                   AND status IN ('approved', 'refunded', 'declined'))
+              + (SELECT count(*) FROM refunds WHERE status = 'completed'
+                   AND order_id IS NOT NULL)",
     );
+    // (The feed is of orders: a top-up and its refunds have no events.)
     let events = count("SELECT count(*) FROM events");
     let gaps = count(match place {
         Place::File(_) => {
