@@ -1601,6 +1601,7 @@ mod raw {
                     let user = world.user(&mut w.rng);
                     Some(charge(
                         &mut conn,
+                        &self.gateway,
                         user.get(),
                         1_000 * (1 + w.rng.below(50) as i64),
                     ))
@@ -1619,10 +1620,12 @@ mod raw {
                             .map(|id| w.orders.push_back((user, OrderId::new(id)))),
                     )
                 }
-                Op::Pay => w
-                    .orders
-                    .pop_front()
-                    .map(|(user, order)| pay(&mut conn, &self.gateway, user.get(), order.get())),
+                Op::Pay => {
+                    let tender = w.rng.below(3);
+                    w.orders.pop_front().map(|(user, order)| {
+                        pay(&mut conn, &self.gateway, user.get(), order.get(), tender)
+                    })
+                }
                 Op::Cancel => w
                     .orders
                     .pop_back()
@@ -1673,23 +1676,184 @@ mod raw {
         Ok(())
     }
 
-    fn charge(conn: &mut Connection, user: i64, amount: i64) -> R<()> {
+    /// A top-up as liteshop runs it: started (one transaction), paid in
+    /// the widget, confirmed and recorded (two more).
+    fn charge(conn: &mut Connection, gateway: &RandomGateway, user: i64, amount: i64) -> R<()> {
+        let now = now();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         if !exists(&tx, "SELECT 1 FROM users WHERE id = ?1", user)? {
             return Err("NotFound".into());
         }
-        let _held: i64 = tx
+        let _in_flight: i64 = tx
             .prepare_cached(
-                "SELECT coalesce(sum(amount), 0) FROM payments
-                 WHERE user_id = ?1 AND status IN ('requested', 'unknown')",
+                "SELECT coalesce(sum(CASE WHEN kind = 'top_up' THEN pg_amount
+                                     ELSE balance_amount END), 0) FROM payments
+                 WHERE user_id = ?1 AND status IN ('started', 'requested', 'unknown')",
             )
             .map_err(sql)?
             .query_row([user], |r| r.get(0))
             .map_err(sql)?;
-        post(&tx, user, "charge", amount, None, now())?;
-        tx.commit().map_err(sql)
+        let started = insert_started(&tx, None, user, 0, amount, now)?;
+        tx.commit().map_err(sql)?;
+        confirm(conn, gateway, user, None, &started, now)
+    }
+
+    /// A payment attempt as `insert_started` saved it.
+    struct Started {
+        id: i64,
+        pg_order_id: String,
+        key: String,
+        balance_part: i64,
+        pg_part: i64,
+    }
+
+    /// Saves a `started` payment (of `order`, or a top-up), with its
+    /// history's first row.
+    fn insert_started(
+        tx: &Connection,
+        order: Option<i64>,
+        user: i64,
+        balance_part: i64,
+        pg_part: i64,
+        now: i64,
+    ) -> R<Started> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pg_order_id = format!("raw-{}-{n}", order.unwrap_or(0));
+        let key = format!("raw-pay-{n}");
+        let kind = if order.is_some() { "order" } else { "top_up" };
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO payments (order_id, user_id, amount, status, pg_order_id,
+                                       idempotency_key, created_at, updated_at, kind,
+                                       balance_amount, pg_amount, order_name, customer_key,
+                                       expires_at)
+                 VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?6, ?7, ?8, ?9, 'Raw', 'raw-c', ?6)
+                 RETURNING id",
+            )
+            .map_err(sql)?
+            .query_row(
+                (
+                    order,
+                    user,
+                    balance_part + pg_part,
+                    &pg_order_id,
+                    &key,
+                    now,
+                    kind,
+                    balance_part,
+                    pg_part,
+                ),
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        event(tx, id, "started", now)?;
+        Ok(Started {
+            id,
+            pg_order_id,
+            key,
+            balance_part,
+            pg_part,
+        })
+    }
+
+    /// The widget step, then the confirm: the key stored (`requested`, one
+    /// transaction), the PG asked with no transaction open, the answer
+    /// recorded (one more): an order `paid` or `pending` again (its balance
+    /// part given back), a top-up credited.
+    fn confirm(
+        conn: &mut Connection,
+        gateway: &RandomGateway,
+        user: i64,
+        order: Option<i64>,
+        started: &Started,
+        now: i64,
+    ) -> R<()> {
+        let amount = Money::new(started.pg_part).expect("a PG part");
+        let redirect = gateway.fake.pay_in_widget(&started.pg_order_id, amount);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        tx.prepare_cached(
+            "UPDATE payments SET status = 'requested', payment_key = ?2, updated_at = ?3
+             WHERE id = ?1 AND status = 'started'",
+        )
+        .map_err(sql)?
+        .execute((started.id, &redirect.payment_key, now))
+        .map_err(sql)?;
+        event(&tx, started.id, "requested", now)?;
+        tx.commit().map_err(sql)?;
+
+        let answer = gateway.approve(&ApproveRequest {
+            payment_key: redirect.payment_key,
+            pg_order_id: started.pg_order_id.clone(),
+            amount,
+            idempotency_key: started.key.clone(),
+            order: order.map(OrderId::new),
+        });
+
+        let payment = started.id;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let _current: String = tx
+            .prepare_cached("SELECT status FROM payments WHERE id = ?1")
+            .map_err(sql)?
+            .query_row([payment], |r| r.get(0))
+            .map_err(sql)?;
+        let result = match answer {
+            Ok(approval) => {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3 WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute((payment, &approval.transaction_id, now))
+                .map_err(sql)?;
+                event(&tx, payment, "approved", now)?;
+                match order {
+                    Some(order) => set_order(&tx, order, "paying", "paid", now)?,
+                    None => post(&tx, user, "top_up", started.pg_part, Some(payment), now)?,
+                }
+                Ok(())
+            }
+            Err(GatewayError::Unknown { .. }) => {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute((payment, now))
+                .map_err(sql)?;
+                event(&tx, payment, "unknown", now)?;
+                Err("PaymentOutcomeUnknown".to_owned())
+            }
+            Err(_) => {
+                tx.prepare_cached(
+                    "UPDATE payments SET status = 'declined', failure_code = 'X', failure_message = '', updated_at = ?2 WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute((payment, now))
+                .map_err(sql)?;
+                if started.balance_part > 0 {
+                    post(
+                        &tx,
+                        user,
+                        "payment_reversal",
+                        started.balance_part,
+                        Some(payment),
+                        now,
+                    )?;
+                }
+                event(&tx, payment, "declined", now)?;
+                if let Some(order) = order {
+                    set_order(&tx, order, "paying", "pending", now)?;
+                }
+                Err("PaymentDeclined".to_owned())
+            }
+        };
+        tx.commit().map_err(sql)?;
+        result
     }
 
     fn cart(conn: &mut Connection, user: i64, product: i64, quantity: i64) -> R<()> {
@@ -1796,7 +1960,17 @@ mod raw {
         Ok(id)
     }
 
-    fn pay(conn: &mut Connection, gateway: &RandomGateway, user: i64, order: i64) -> R<()> {
+    /// A payment by tender as liteshop runs it (`tender`: 0 wholly by
+    /// balance, 1 wholly by card, 2 half and half): started in one
+    /// transaction with the balance part held — wholly by balance, approved
+    /// there — then the widget step and the confirm.
+    fn pay(
+        conn: &mut Connection,
+        gateway: &RandomGateway,
+        user: i64,
+        order: i64,
+        tender: u64,
+    ) -> R<()> {
         let now = now();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1816,85 +1990,46 @@ mod raw {
         if status != "pending" {
             return Err("Conflict".into());
         }
-        let balance: i64 = tx
-            .prepare_cached("SELECT amount FROM balances WHERE user_id = ?1")
-            .map_err(sql)?
-            .query_row([user], |r| r.get(0))
-            .map_err(sql)?;
-        if balance < total {
-            return Err("Conflict".into());
+        let balance_part = match tender {
+            0 => total,
+            1 => 0,
+            _ => total / 2,
+        };
+        if balance_part > 0 {
+            let balance: i64 = tx
+                .prepare_cached("SELECT amount FROM balances WHERE user_id = ?1")
+                .map_err(sql)?
+                .query_row([user], |r| r.get(0))
+                .map_err(sql)?;
+            if balance < balance_part {
+                return Err("Conflict".into());
+            }
         }
-        let key = format!("raw-pay-{order}-{now}");
-        let pg_order_id = format!("raw-{order}-{now}");
-        let payment: i64 = tx
-            .prepare_cached(
-                "INSERT INTO payments (order_id, user_id, amount, status, payment_key, pg_order_id,
-                                       idempotency_key, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6, ?7, ?7) RETURNING id",
+        let started = insert_started(
+            &tx,
+            Some(order),
+            user,
+            balance_part,
+            total - balance_part,
+            now,
+        )?;
+        if balance_part > 0 {
+            post(&tx, user, "payment", -balance_part, Some(started.id), now)?;
+        }
+        set_order(&tx, order, "pending", "paying", now)?;
+        if started.pg_part == 0 {
+            tx.prepare_cached(
+                "UPDATE payments SET status = 'approved', updated_at = ?2 WHERE id = ?1",
             )
             .map_err(sql)?
-            .query_row((order, user, total, &key, &pg_order_id, &key, now), |r| {
-                r.get(0)
-            })
+            .execute((started.id, now))
             .map_err(sql)?;
-        post(&tx, user, "payment", -total, Some(payment), now)?;
-        event(&tx, payment, "requested", now)?;
-        set_order(&tx, order, "pending", "paying", now)?;
+            event(&tx, started.id, "approved", now)?;
+            set_order(&tx, order, "paying", "paid", now)?;
+            return tx.commit().map_err(sql);
+        }
         tx.commit().map_err(sql)?;
-
-        let answer = gateway.approve(&ApproveRequest {
-            payment_key: key.clone(),
-            pg_order_id,
-            amount: Money::new(total).expect("positive total"),
-            idempotency_key: key,
-            order: Some(OrderId::new(order)),
-        });
-
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let _current: String = tx
-            .prepare_cached("SELECT status FROM payments WHERE id = ?1")
-            .map_err(sql)?
-            .query_row([payment], |r| r.get(0))
-            .map_err(sql)?;
-        let result = match answer {
-            Ok(approval) => {
-                tx.prepare_cached(
-                    "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, updated_at = ?3 WHERE id = ?1",
-                )
-                .map_err(sql)?
-                .execute((payment, &approval.transaction_id, now))
-                .map_err(sql)?;
-                event(&tx, payment, "approved", now)?;
-                set_order(&tx, order, "paying", "paid", now)?;
-                Ok(())
-            }
-            Err(GatewayError::Unknown { .. }) => {
-                tx.prepare_cached(
-                    "UPDATE payments SET status = 'unknown', updated_at = ?2 WHERE id = ?1",
-                )
-                .map_err(sql)?
-                .execute((payment, now))
-                .map_err(sql)?;
-                event(&tx, payment, "unknown", now)?;
-                Err("PaymentOutcomeUnknown".to_owned())
-            }
-            Err(_) => {
-                tx.prepare_cached(
-                    "UPDATE payments SET status = 'declined', failure_code = 'X', failure_message = '', updated_at = ?2 WHERE id = ?1",
-                )
-                .map_err(sql)?
-                .execute((payment, now))
-                .map_err(sql)?;
-                post(&tx, user, "payment_reversal", total, Some(payment), now)?;
-                event(&tx, payment, "declined", now)?;
-                set_order(&tx, order, "paying", "pending", now)?;
-                Err("PaymentDeclined".to_owned())
-            }
-        };
-        tx.commit().map_err(sql)?;
-        result
+        confirm(conn, gateway, user, Some(order), &started, now)
     }
 
     fn event(tx: &Connection, payment: i64, status: &str, now: i64) -> R<()> {
@@ -2125,7 +2260,7 @@ mod raw_pg {
             Op::Charge => {
                 let user = world.user(&mut w.rng).get();
                 let amount = 1_000 * (1 + w.rng.below(50) as i64);
-                Some(conn.transaction(|c| charge(c, user, amount)))
+                Some(charge(conn, gateway, user, amount))
             }
             Op::Cart => {
                 let (user, product) = (world.user(&mut w.rng), world.product(&mut w.rng));
@@ -2140,10 +2275,12 @@ mod raw_pg {
                         .map(|id| w.orders.push_back((user, OrderId::new(id)))),
                 )
             }
-            Op::Pay => w
-                .orders
-                .pop_front()
-                .map(|(user, order)| pay(conn, gateway, user.get(), order.get())),
+            Op::Pay => {
+                let tender = w.rng.below(3);
+                w.orders
+                    .pop_front()
+                    .map(|(user, order)| pay(conn, gateway, user.get(), order.get(), tender))
+            }
             Op::Cancel => w
                 .orders
                 .pop_back()
@@ -2199,16 +2336,199 @@ mod raw_pg {
         Ok(())
     }
 
-    fn charge(c: &mut Conn, user: i64, amount: i64) -> R<()> {
-        user_exists(c, user)?;
-        let _held: i64 = c
+    /// A top-up as liteshop runs it: started (one transaction), paid in
+    /// the widget, confirmed and recorded (two more).
+    fn charge(conn: &mut Conn, gateway: &RandomGateway, user: i64, amount: i64) -> R<()> {
+        let now = now();
+        let started = conn.transaction(|c| {
+            user_exists(c, user)?;
+            let _in_flight: i64 = c
+                .one(
+                    "SELECT coalesce(sum(CASE WHEN kind = 'top_up' THEN pg_amount
+                                         ELSE balance_amount END), 0)::BIGINT FROM payments
+                     WHERE user_id = $1 AND status IN ('started', 'requested', 'unknown')",
+                    &[&user],
+                )?
+                .get(0);
+            insert_started(c, None, user, 0, amount, now)
+        })?;
+        confirm(conn, gateway, user, None, &started, &[], now)
+    }
+
+    /// A payment attempt as `insert_started` saved it.
+    struct Started {
+        id: i64,
+        pg_order_id: String,
+        key: String,
+        balance_part: i64,
+        pg_part: i64,
+    }
+
+    /// Saves a `started` payment (of `order`, or a top-up), with its
+    /// history's first row.
+    fn insert_started(
+        c: &mut Conn,
+        order: Option<i64>,
+        user: i64,
+        balance_part: i64,
+        pg_part: i64,
+        now: i64,
+    ) -> R<Started> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pg_order_id = format!("raw-{}-{n}", order.unwrap_or(0));
+        let key = format!("raw-pay-{n}");
+        let kind = if order.is_some() { "order" } else { "top_up" };
+        let amount = balance_part + pg_part;
+        let id: i64 = c
             .one(
-                "SELECT coalesce(sum(amount), 0)::BIGINT FROM payments
-                 WHERE user_id = $1 AND status IN ('requested', 'unknown')",
-                &[&user],
+                "INSERT INTO payments (order_id, user_id, amount, status, pg_order_id,
+                                       idempotency_key, created_at, updated_at, kind,
+                                       balance_amount, pg_amount, order_name, customer_key,
+                                       expires_at)
+                 VALUES ($1, $2, $3, 'started', $4, $5, $6, $6, $7, $8, $9, 'Raw', 'raw-c', $6)
+                 RETURNING id",
+                &[
+                    &order,
+                    &user,
+                    &amount,
+                    &pg_order_id,
+                    &key,
+                    &now,
+                    &kind,
+                    &balance_part,
+                    &pg_part,
+                ],
             )?
             .get(0);
-        post(c, user, "charge", amount, None, now())
+        event(c, id, "started", now)?;
+        Ok(Started {
+            id,
+            pg_order_id,
+            key,
+            balance_part,
+            pg_part,
+        })
+    }
+
+    /// The widget step, then the confirm: the key stored (`requested`, one
+    /// transaction), the PG asked with no transaction open, the answer
+    /// recorded (one more), with the feed and the sales of an order.
+    fn confirm(
+        conn: &mut Conn,
+        gateway: &RandomGateway,
+        user: i64,
+        order: Option<i64>,
+        started: &Started,
+        items: &[(i64, String, i64, i64)],
+        now: i64,
+    ) -> R<()> {
+        let amount = Money::new(started.pg_part).expect("a PG part");
+        let redirect = gateway.fake.pay_in_widget(&started.pg_order_id, amount);
+        let payment = started.id;
+        conn.transaction(|c| {
+            c.execute(
+                "UPDATE payments SET status = 'requested', payment_key = $2, updated_at = $3
+                 WHERE id = $1 AND status = 'started'",
+                &[&payment, &redirect.payment_key, &now],
+            )?;
+            event(c, payment, "requested", now)
+        })?;
+
+        let answer = gateway.approve(&ApproveRequest {
+            payment_key: redirect.payment_key.clone(),
+            pg_order_id: started.pg_order_id.clone(),
+            amount,
+            idempotency_key: started.key.clone(),
+            order: order.map(OrderId::new),
+        });
+        let total = started.balance_part + started.pg_part;
+
+        conn.transaction(|c| {
+            let _current: String = c
+                .one("SELECT status FROM payments WHERE id = $1", &[&payment])?
+                .get(0);
+            match &answer {
+                Ok(approval) => {
+                    c.execute(
+                        "UPDATE payments SET status = 'approved', pg_transaction_id = $2,
+                                updated_at = $3 WHERE id = $1",
+                        &[&payment, &approval.transaction_id, &now],
+                    )?;
+                    event(c, payment, "approved", now)?;
+                    match order {
+                        Some(order) => paid(c, user, order, payment, total, items, now)?,
+                        None => post(c, user, "top_up", started.pg_part, Some(payment), now)?,
+                    }
+                    Ok(Ok(()))
+                }
+                Err(GatewayError::Unknown { .. }) => {
+                    c.execute(
+                        "UPDATE payments SET status = 'unknown', updated_at = $2 WHERE id = $1",
+                        &[&payment, &now],
+                    )?;
+                    event(c, payment, "unknown", now)?;
+                    Ok(Err("PaymentOutcomeUnknown".to_owned()))
+                }
+                Err(_) => {
+                    c.execute(
+                        "UPDATE payments SET status = 'declined', failure_code = 'X',
+                                failure_message = '', updated_at = $2 WHERE id = $1",
+                        &[&payment, &now],
+                    )?;
+                    if started.balance_part > 0 {
+                        let back = started.balance_part;
+                        post(c, user, "payment_reversal", back, Some(payment), now)?;
+                    }
+                    event(c, payment, "declined", now)?;
+                    if let Some(order) = order {
+                        set_order(c, order, "paying", "pending", now)?;
+                        feed(
+                            c,
+                            user,
+                            order,
+                            Some(payment),
+                            &json!({"kind": "payment_declined", "amount": total, "code": "X",
+                                    "message": ""}),
+                            now,
+                        )?;
+                    }
+                    Ok(Err("PaymentDeclined".to_owned()))
+                }
+            }
+        })?
+    }
+
+    /// An approved payment's order: `paid`, its sales counted, the feed told.
+    fn paid(
+        c: &mut Conn,
+        user: i64,
+        order: i64,
+        payment: i64,
+        total: i64,
+        items: &[(i64, String, i64, i64)],
+        now: i64,
+    ) -> R<()> {
+        set_order(c, order, "paying", "paid", now)?;
+        c.execute(
+            "INSERT INTO sales_daily (day, product_id, units, revenue)
+             SELECT $1, product_id, quantity, amount FROM order_items
+             WHERE order_id = $2 ORDER BY product_id
+             ON CONFLICT (day, product_id) DO UPDATE
+             SET units = sales_daily.units + excluded.units,
+                 revenue = sales_daily.revenue + excluded.revenue",
+            &[&now.div_euclid(86_400_000), &order],
+        )?;
+        let (lines, subtotal) = lines_json(items);
+        feed(
+            c,
+            user,
+            order,
+            Some(payment),
+            &json!({"kind": "payment_approved", "amount": total, "lines": lines,
+                    "subtotal": subtotal, "discount": 0, "coupon": null}),
+            now,
+        )
     }
 
     fn cart(c: &mut Conn, user: i64, product: i64, quantity: i64) -> R<()> {
@@ -2305,11 +2625,13 @@ mod raw_pg {
         Ok(id)
     }
 
-    fn pay(c: &mut Conn, gateway: &RandomGateway, user: i64, order: i64) -> R<()> {
+    /// A payment by tender as liteshop runs it (`tender`: 0 wholly by
+    /// balance, 1 wholly by card, 2 half and half): started in one
+    /// transaction with the balance part held — wholly by balance, approved
+    /// there — then the widget step and the confirm.
+    fn pay(c: &mut Conn, gateway: &RandomGateway, user: i64, order: i64, tender: u64) -> R<()> {
         let now = now();
-        let key = format!("raw-pay-{order}-{now}");
-        let pg_order_id = format!("raw-{order}-{now}");
-        let (payment, total, items) = c.transaction(|c| {
+        let (started, items) = c.transaction(|c| {
             let row = c.one(
                 "SELECT status, total FROM orders WHERE id = $1 AND user_id = $2",
                 &[&order, &user],
@@ -2327,103 +2649,48 @@ mod raw_pg {
             if status != "pending" {
                 return Err("Conflict".into());
             }
-            if balance(c, user)? < total {
+            let balance_part = match tender {
+                0 => total,
+                1 => 0,
+                _ => total / 2,
+            };
+            if balance_part > 0 && balance(c, user)? < balance_part {
                 return Err("Conflict".into());
             }
-            let payment: i64 = c
-                .one(
-                    "INSERT INTO payments (order_id, user_id, amount, status, payment_key,
-                                           pg_order_id, idempotency_key, created_at, updated_at)
-                     VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $7) RETURNING id",
-                    &[&order, &user, &total, &key, &pg_order_id, &key, &now],
-                )?
-                .get(0);
-            post(c, user, "payment", -total, Some(payment), now)?;
-            event(c, payment, "requested", now)?;
+            let started = insert_started(
+                c,
+                Some(order),
+                user,
+                balance_part,
+                total - balance_part,
+                now,
+            )?;
+            if balance_part > 0 {
+                post(c, user, "payment", -balance_part, Some(started.id), now)?;
+            }
             set_order(c, order, "pending", "paying", now)?;
             feed(
                 c,
                 user,
                 order,
-                Some(payment),
+                Some(started.id),
                 &json!({"kind": "payment_requested", "amount": total}),
                 now,
             )?;
-            Ok((payment, total, items))
-        })?;
-
-        let answer = gateway.approve(&ApproveRequest {
-            payment_key: key.clone(),
-            pg_order_id: pg_order_id.clone(),
-            amount: Money::new(total).expect("positive total"),
-            idempotency_key: key.clone(),
-            order: Some(OrderId::new(order)),
-        });
-
-        c.transaction(|c| {
-            let _current: String = c
-                .one("SELECT status FROM payments WHERE id = $1", &[&payment])?
-                .get(0);
-            match &answer {
-                Ok(approval) => {
-                    c.execute(
-                        "UPDATE payments SET status = 'approved', pg_transaction_id = $2,
-                                updated_at = $3 WHERE id = $1",
-                        &[&payment, &approval.transaction_id, &now],
-                    )?;
-                    event(c, payment, "approved", now)?;
-                    set_order(c, order, "paying", "paid", now)?;
-                    c.execute(
-                        "INSERT INTO sales_daily (day, product_id, units, revenue)
-                         SELECT $1, product_id, quantity, amount FROM order_items
-                         WHERE order_id = $2 ORDER BY product_id
-                         ON CONFLICT (day, product_id) DO UPDATE
-                         SET units = sales_daily.units + excluded.units,
-                             revenue = sales_daily.revenue + excluded.revenue",
-                        &[&now.div_euclid(86_400_000), &order],
-                    )?;
-                    let (lines, subtotal) = lines_json(&items);
-                    feed(
-                        c,
-                        user,
-                        order,
-                        Some(payment),
-                        &json!({"kind": "payment_approved", "amount": total, "lines": lines,
-                                "subtotal": subtotal, "discount": 0, "coupon": null}),
-                        now,
-                    )?;
-                    Ok(Ok(()))
-                }
-                Err(GatewayError::Unknown { .. }) => {
-                    c.execute(
-                        "UPDATE payments SET status = 'unknown', updated_at = $2 WHERE id = $1",
-                        &[&payment, &now],
-                    )?;
-                    event(c, payment, "unknown", now)?;
-                    Ok(Err("PaymentOutcomeUnknown".to_owned()))
-                }
-                Err(_) => {
-                    c.execute(
-                        "UPDATE payments SET status = 'declined', failure_code = 'X',
-                                failure_message = '', updated_at = $2 WHERE id = $1",
-                        &[&payment, &now],
-                    )?;
-                    post(c, user, "payment_reversal", total, Some(payment), now)?;
-                    event(c, payment, "declined", now)?;
-                    set_order(c, order, "paying", "pending", now)?;
-                    feed(
-                        c,
-                        user,
-                        order,
-                        Some(payment),
-                        &json!({"kind": "payment_declined", "amount": total, "code": "X",
-                                "message": ""}),
-                        now,
-                    )?;
-                    Ok(Err("PaymentDeclined".to_owned()))
-                }
+            if started.pg_part == 0 {
+                c.execute(
+                    "UPDATE payments SET status = 'approved', updated_at = $2 WHERE id = $1",
+                    &[&started.id, &now],
+                )?;
+                event(c, started.id, "approved", now)?;
+                paid(c, user, order, started.id, total, &items, now)?;
             }
-        })?
+            Ok((started, items))
+        })?;
+        if started.pg_part == 0 {
+            return Ok(());
+        }
+        confirm(c, gateway, user, Some(order), &started, &items, now)
     }
 
     fn event(c: &mut Conn, payment: i64, status: &str, now: i64) -> R<()> {
