@@ -1,7 +1,8 @@
 //! A tour of liteshop: open a shop in a temp dir, create a user and products,
-//! charge a balance, fill a cart, check it out as an order, cancel it, pay an
-//! order through a fake payment gateway (declined, then approved), refund it,
-//! and see a few refusals.
+//! top the balance up through a fake payment gateway's widget, fill a cart,
+//! check it out as an order, cancel it, pay an order partly from the balance
+//! and partly by card (declined, then approved), refund it the way the money
+//! came, and see a few refusals.
 //!
 //! Run with `cargo run --example quickstart`.
 
@@ -18,8 +19,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kim = shop.create_user("Kim Minji")?;
     println!("created user #{} {:?}", kim.id, kim.name);
 
-    let balance = shop.host_credit(kim.id, Money::new(50_000)?)?;
-    println!("charged 50,000 KRW: balance is now {balance}");
+    // A top-up: started here, paid in the PG's widget (the fake plays the
+    // customer's browser), credited once when the confirm is approved.
+    let top_up = shop.start_top_up(kim.id, Money::new(50_000)?)?;
+    let widget = top_up.widget().expect("a widget step");
+    println!(
+        "top-up #{} started: the widget gets orderId {} for {}; balance still {}",
+        top_up.id,
+        widget.pg_order_id,
+        widget.amount,
+        shop.balance(kim.id)?
+    );
+    let redirect = pg.pay_widget(&widget);
+    shop.confirm_payment(kim.id, top_up.id, &redirect)?;
+    println!("confirmed: balance is now {}", shop.balance(kim.id)?);
 
     let tea = shop.create_product(NewProduct {
         name: "Jeju green tea".into(),
@@ -61,8 +74,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Refusals are typed errors with the figures involved, and change nothing.
     let refusals = [
         shop.add_to_cart(kim.id, tea.id, 1).map(drop),
-        shop.host_credit(kim.id, Money::new(5_000_000)?).map(drop),
-        shop.host_credit(kim.id, Money::ZERO).map(drop),
+        shop.start_top_up(kim.id, Money::new(5_000_000)?).map(drop),
+        shop.start_top_up(kim.id, Money::ZERO).map(drop),
     ];
     for refusal in refusals {
         if let Err(err) = refusal {
@@ -99,17 +112,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("refused ({:?}): {err}", err.kind());
     }
 
+    // 10,000 from the balance, the rest by card: the card is declined the
+    // first time (the balance part comes back), approved the second.
     let order = shop.place_order(kim.id, &[OrderLine::new(tea.id, 2)])?;
+    let balance_part = Money::new(10_000)?;
+    let first = shop.start_payment(kim.id, order.id, balance_part)?;
     pg.push(FakeOutcome::decline());
-    if let Err(err) = shop.pay_from_balance(kim.id, order.id) {
-        println!("first payment of order #{}: {err}", order.id);
+    let redirect = pg.pay_widget(&first.widget().expect("a card part"));
+    if let Err(err) = shop.confirm_payment(kim.id, first.id, &redirect) {
+        println!(
+            "first payment of order #{}: {err}; balance back to {}",
+            order.id,
+            shop.balance(kim.id)?
+        );
     }
-    let payment = shop.pay_from_balance(kim.id, order.id)?;
+    let second = shop.start_payment(kim.id, order.id, balance_part)?;
+    let redirect = pg.pay_widget(&second.widget().expect("a card part"));
+    let payment = shop.confirm_payment(kim.id, second.id, &redirect)?;
     println!(
-        "second payment of order #{}: {:?} as {}, order is {:?}",
+        "second payment of order #{}: {:?} as {} ({} from the balance, {} by card), order is {:?}",
         order.id,
         payment.status,
         payment.pg_transaction_id.as_deref().unwrap_or("-"),
+        payment.balance_amount,
+        payment.pg_amount,
         shop.order(kim.id, order.id)?.status
     );
     let one = shop.refund_lines(
@@ -119,17 +145,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "one too many",
     )?;
     println!(
-        "refund #{}: {} back for 1 tea ({:?}), order is {:?}",
+        "refund #{}: {} back for 1 tea, {} of it to the card ({:?}), order is {:?}",
         one.id,
         one.amount,
+        one.pg_amount,
         one.status,
         shop.order(kim.id, order.id)?.status
     );
     let rest = shop.refund(kim.id, order.id, "changed my mind")?;
     println!(
-        "refund #{}: {} back for the rest, order is {:?}",
+        "refund #{}: {} back for the rest ({} to the card, {} to the balance), order is {:?}",
         rest.id,
         rest.amount,
+        rest.pg_amount,
+        rest.balance_amount,
         shop.order(kim.id, order.id)?.status
     );
 
