@@ -8,20 +8,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use liteshop::{Durability, FakeGateway, Money, NewProduct, OrderLine, ProductId, Shop, UserId};
+use liteshop::{
+    Durability, FakeGateway, Money, NewProduct, OrderLine, Payment, ProductId, Shop, UserId,
+};
 
 const DURABILITIES: [Durability; 2] = [Durability::Full, Durability::Normal];
 
 fn open(durability: Durability) -> (tempfile::TempDir, Shop) {
+    let (dir, shop, _) = open_with_pg(durability);
+    (dir, shop)
+}
+
+/// A shop on a fake PG, with the PG to play the customer's widget.
+fn open_with_pg(durability: Durability) -> (tempfile::TempDir, Shop, FakeGateway) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let pg = FakeGateway::new();
     let shop = Shop::builder(dir.path().join("bench.db"))
         .durability(durability)
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
-        .gateway(FakeGateway::new())
+        .gateway(pg.clone())
         .build()
         .expect("open shop");
-    (dir, shop)
+    (dir, shop, pg)
+}
+
+/// A started payment paid in the widget and confirmed.
+fn by_widget(shop: &Shop, pg: &FakeGateway, user: UserId, started: &Payment) -> Payment {
+    let redirect = pg.pay_widget(&started.widget().expect("a PG part"));
+    shop.confirm_payment(user, started.id, &redirect)
+        .expect("confirm")
 }
 
 fn product(shop: &Shop, name: &str) -> ProductId {
@@ -41,14 +57,32 @@ fn rich_user(shop: &Shop) -> UserId {
     user
 }
 
-fn charge(c: &mut Criterion) {
-    let mut group = c.benchmark_group("charge");
+fn host_credit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("host credit");
     for durability in DURABILITIES {
         let (_dir, shop) = open(durability);
         let user = shop.create_user("bench").expect("user").id;
         group.bench_function(
             BenchmarkId::from_parameter(format!("{durability:?}")),
-            |b| b.iter(|| shop.host_credit(user, Money::from_won(1)).expect("charge")),
+            |b| b.iter(|| shop.host_credit(user, Money::from_won(1)).expect("credit")),
+        );
+    }
+    group.finish();
+}
+
+fn top_up(c: &mut Criterion) {
+    let mut group = c.benchmark_group("top-up, fake PG (start, widget, confirm)");
+    for durability in DURABILITIES {
+        let (_dir, shop, pg) = open_with_pg(durability);
+        let user = shop.create_user("bench").expect("user").id;
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{durability:?}")),
+            |b| {
+                b.iter(|| {
+                    let started = shop.start_top_up(user, Money::from_won(1)).expect("top-up");
+                    by_widget(&shop, &pg, user, &started)
+                })
+            },
         );
     }
     group.finish();
@@ -91,7 +125,7 @@ fn place_order(c: &mut Criterion) {
 }
 
 fn pay(c: &mut Criterion) {
-    let mut group = c.benchmark_group("pay, fake PG");
+    let mut group = c.benchmark_group("pay from balance");
     for durability in DURABILITIES {
         let (_dir, shop) = open(durability);
         let user = rich_user(&shop);
@@ -108,12 +142,35 @@ fn pay(c: &mut Criterion) {
         );
     }
     group.finish();
+
+    let mut group = c.benchmark_group("pay half by card, fake PG (start, widget, confirm)");
+    for durability in DURABILITIES {
+        let (_dir, shop, pg) = open_with_pg(durability);
+        let user = rich_user(&shop);
+        let lines = [OrderLine::new(product(&shop, "tea"), 1)];
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{durability:?}")),
+            |b| {
+                b.iter_batched(
+                    || shop.place_order(user, &lines).expect("order").id,
+                    |order| {
+                        let started = shop
+                            .start_payment(user, order, Money::from_won(500))
+                            .expect("start");
+                        by_widget(&shop, &pg, user, &started)
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    group.finish();
 }
 
 fn refund(c: &mut Criterion) {
-    let mut group = c.benchmark_group("refund one of two units, fake PG");
+    let mut group = c.benchmark_group("refund one of two units to the card, fake PG");
     for durability in DURABILITIES {
-        let (_dir, shop) = open(durability);
+        let (_dir, shop, pg) = open_with_pg(durability);
         let user = rich_user(&shop);
         let tea = product(&shop, "tea");
         let lines = [OrderLine::new(tea, 2)];
@@ -124,7 +181,8 @@ fn refund(c: &mut Criterion) {
                 b.iter_batched(
                     || {
                         let order = shop.place_order(user, &lines).expect("order").id;
-                        shop.pay_from_balance(user, order).expect("pay");
+                        let started = shop.start_payment(user, order, Money::ZERO).expect("start");
+                        by_widget(&shop, &pg, user, &started);
                         order
                     },
                     |order| {
@@ -180,7 +238,8 @@ fn readers_beside_a_writer(c: &mut Criterion) {
 
 criterion_group!(
     benches,
-    charge,
+    host_credit,
+    top_up,
     product_lookup,
     cart_list,
     place_order,
