@@ -717,8 +717,6 @@ impl Error {
             | NothingToPay { .. }
             | InvalidPaymentKey
             | InvalidFailRedirect
-            | BalancePartTooLarge { .. }
-            | RedirectMismatch { .. }
             | InvalidNote { .. }
             | InvalidRefundReason { .. }
             | InvalidConfig { .. }
@@ -745,6 +743,10 @@ impl Error {
             | PaymentExpired { .. }
             | RefundExceedsOrder { .. }
             | RefundInProgress { .. }
+            // These compare the request with what the shop holds (the
+            // order's total, the attempt's orderId and amount).
+            | BalancePartTooLarge { .. }
+            | RedirectMismatch { .. }
             | TopUpNotRefundable { .. }
             | RefundExceedsTopUp { .. }
             | TopUpRefundInProgress { .. }

@@ -142,7 +142,7 @@ contract!(
 );
 contract!(
     /// The error responses of `fail_payment`.
-    FailErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound])
+    FailErrors = Contract::new(Auth::User).body().key().params().errors(&[InvalidInput, NotFound, Conflict])
 );
 contract!(
     /// The error responses of `grant` and `take_back`.
@@ -856,7 +856,7 @@ pub(crate) struct Confirm {
 
 /// Confirms a started payment (of an order or a top-up) with the PG's
 /// success redirect. An `orderId` or `amount` other than the payment's is
-/// refused (400 `redirect_mismatch`) and nothing reaches the PG; a payment
+/// refused (409 `redirect_mismatch`) and nothing reaches the PG; a payment
 /// already past `started` (a refreshed redirect) is returned as it is; an
 /// expired one is refused (409 `payment_expired`). The PG's answer: 200
 /// approved (the order paid, the top-up credited), 402 declined (the
@@ -898,7 +898,7 @@ pub(crate) struct Fail {
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_]+$")]
     code: String,
     /// `message`: at most 500 characters, no control character.
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     message: String,
     /// `orderId`: must be the payment's `pg_order_id`.
     pg_order_id: String,

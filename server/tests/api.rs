@@ -550,7 +550,7 @@ fn a_split_payment_takes_each_part_once_and_a_tampered_redirect_changes_nothing(
             Some(&kim),
             json!({ "balance_part": 3_001 }),
         ),
-        400,
+        409,
         "balance_part_too_large",
     );
     // 1,000 from the balance (held at once), 2,000 by card.
@@ -577,14 +577,14 @@ fn a_split_payment_takes_each_part_once_and_a_tampered_redirect_changes_nothing(
     cheaper["amount"] = json!(1);
     assert_problem(
         &s.post(&confirm, Some(&kim), cheaper),
-        400,
+        409,
         "redirect_mismatch",
     );
     let mut other = redirect.clone();
     other["pg_order_id"] = json!("ls-999-00000000");
     assert_problem(
         &s.post(&confirm, Some(&kim), other),
-        400,
+        409,
         "redirect_mismatch",
     );
     let mut bad_key = redirect.clone();

@@ -689,7 +689,7 @@ fn every_error_path_of_every_route_sends_a_documented_status() {
             kim,
             json!({ "balance_part": 5_001 }),
         ),
-        400,
+        409,
         "balance_part_too_large",
     );
     s.pg.push(liteshop::FakeOutcome::decline());
