@@ -103,31 +103,28 @@ impl Payments<'_> {
             // total as well as debiting the balance, so neither a lookup nor
             // a re-sent confirm can settle it safely: a person compares it
             // with the PG's records.
-            if payment.pg_amount.is_zero() {
+            let (recorded, needs_review) = if payment.pg_amount.is_zero() {
                 tracing::warn!(payment = %payment.id, order = ?payment.order,
                     "a payment from before the tender model is in flight; needs a person");
-                report.payments.push(ReconciledPayment {
-                    payment: payment.id,
-                    order: payment.order,
-                    status: payment.status,
-                    needs_review: true,
-                });
-                continue;
-            }
-            let recorded = match self.ask_about_payment(&payment) {
-                Some(outcome) => {
-                    let id = payment.id;
-                    self.write(Scope::User(payment.user), move |tx, now| {
-                        super::record(tx, id, outcome.clone(), now)
-                    })?
+                (payment, true)
+            } else {
+                let recorded = match self.ask_about_payment(&payment) {
+                    Some(outcome) => {
+                        let id = payment.id;
+                        self.write(Scope::User(payment.user), move |tx, now| {
+                            super::record(tx, id, outcome.clone(), now)
+                        })?
+                    }
+                    None => payment,
+                };
+                let needs_review =
+                    recorded.status.is_unsettled() && self.overdue(recorded.created_at);
+                if needs_review {
+                    tracing::warn!(payment = %recorded.id, order = ?recorded.order,
+                        "payment still unsettled past the review age; needs a person");
                 }
-                None => payment,
+                (recorded, needs_review)
             };
-            let needs_review = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
-            if needs_review {
-                tracing::warn!(payment = %recorded.id, order = ?recorded.order,
-                    "payment still unsettled past the review age; needs a person");
-            }
             report.payments.push(ReconciledPayment {
                 payment: recorded.id,
                 order: recorded.order,
