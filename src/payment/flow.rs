@@ -1,5 +1,7 @@
-//! The orchestration of a payment and of a refund: one write transaction,
-//! the gateway call with **no transaction open**, one write transaction.
+//! The orchestration of a payment's confirm and of a refund: one write
+//! transaction, the gateway call with **no transaction open**, one write
+//! transaction. (A payment's start, before the customer's widget step, is
+//! one write transaction of its own and calls no gateway.)
 //!
 //! This file and `reconcile.rs` are the only places that call the gateway;
 //! [`settle`] is the one place a gateway answer becomes an outcome to
