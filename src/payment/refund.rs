@@ -76,8 +76,9 @@ pub struct Refund {
     pub order: Option<OrderId>,
     /// Whose refund.
     pub user: UserId,
-    /// The money it gives back: the sum of its lines' amounts, and
-    /// `balance_amount + pg_amount`.
+    /// The money it gives back: the sum of its lines' amounts (for a
+    /// top-up's refund, the amount asked), and `balance_amount +
+    /// pg_amount`.
     pub amount: Money,
     /// The part credited to the balance.
     pub balance_amount: Money,
