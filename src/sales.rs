@@ -10,14 +10,16 @@
 //! and money off that same day, so "sold in the last days" means paid in
 //! those days and not refunded since.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::db::{Backend, Db};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{OrderId, ProductId};
 use crate::money::Money;
-use crate::order::RefundUnits;
+use crate::order::{RefundUnits, refund_value};
 
 const DAY_MILLIS: i64 = 86_400_000;
 const OFFSET_SETTING: &str = "sales_utc_offset_minutes";
@@ -54,26 +56,60 @@ pub(crate) fn stored_offset(conn: &dyn Db) -> Result<Option<i32>> {
     .transpose()
 }
 
+/// One row of `sales_daily`: units and revenue of a product on a day.
+pub(crate) type DayRow = (i64, ProductId, i64, i64);
+
 /// The per-day sales recounted from the paid order lines, in the offset
-/// stored in `settings`: columns day, product_id, units, revenue. What each
-/// line kept is its amount less the refund value of its refunded units,
-/// ⌊amount × refunded / quantity⌋ (`order::refund_value`, summed). The
-/// rebuild writes it; the audit compares the table with it. A literal for
-/// `concat!`.
-macro_rules! recount_sql {
-    () => {
-        "SELECT (o.paid_at + x.ms - ((o.paid_at + x.ms) % 86400000 + 86400000) % 86400000)
-                / 86400000 AS day,
-                i.product_id AS product_id, CAST(sum(i.quantity - i.refunded) AS BIGINT) AS units,
-                CAST(sum(i.amount - i.amount * i.refunded / i.quantity) AS BIGINT) AS revenue
-         FROM orders o JOIN order_items i ON i.order_id = o.id,
-              (SELECT coalesce((SELECT value FROM settings
-                                WHERE name = 'sales_utc_offset_minutes'), 0) * 60000 AS ms) x
-         WHERE o.paid_at IS NOT NULL
-         GROUP BY 1, 2"
-    };
+/// stored in `settings`, as `sales_daily` rows in key order. What each line
+/// kept is its amount less the refund value of its refunded units
+/// (`order::refund_value`: ⌊amount × refunded / quantity⌋, in 128-bit
+/// integers). The arithmetic is Rust's, not SQL's: SQL's `bigint` (and
+/// SQLite's integers, which silently turn to floats) overflow on the
+/// product `amount × refunded` long before the money it stands for does.
+/// The rebuild writes it; the audit compares the table with it.
+///
+/// # Failure
+///
+/// [`Error::AmountOverflow`] if a day's revenue of one product does not
+/// fit a `sales_daily` row (no payment could have put it there either).
+pub(crate) fn recount(conn: &dyn Db) -> Result<Vec<DayRow>> {
+    let offset = stored_offset(conn)?.unwrap_or(0);
+    let mut days: BTreeMap<(i64, ProductId), (i128, i128)> = BTreeMap::new();
+    for row in conn.query(
+        "SELECT o.paid_at, i.product_id, i.quantity, i.refunded, i.amount
+         FROM orders o JOIN order_items i ON i.order_id = o.id
+         WHERE o.paid_at IS NOT NULL",
+        &[],
+    )? {
+        let paid_at: Timestamp = row.get(0)?;
+        let product: ProductId = row.get(1)?;
+        let quantity: u32 = row.get(2)?;
+        let refunded: u32 = row.get(3)?;
+        let amount: Money = row.get(4)?;
+        let given_back = refund_value(amount, quantity, 0, refunded);
+        let kept = i128::from(amount.won()) - i128::from(given_back.won());
+        let sums = days.entry((day(paid_at, offset), product)).or_default();
+        sums.0 += i128::from(quantity) - i128::from(refunded);
+        sums.1 += kept;
+    }
+    days.into_iter()
+        .map(|((day, product), (units, revenue))| {
+            let fits = |n: i128| i64::try_from(n).map_err(|_| Error::AmountOverflow);
+            Ok((day, product, fits(units)?, fits(revenue)?))
+        })
+        .collect()
 }
-pub(crate) use recount_sql;
+
+/// Every row of `sales_daily`, in key order.
+pub(crate) fn rows(conn: &dyn Db) -> Result<Vec<DayRow>> {
+    conn.query(
+        "SELECT day, product_id, units, revenue FROM sales_daily ORDER BY day, product_id",
+        &[],
+    )?
+    .iter()
+    .map(|row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+    .collect()
+}
 
 /// Makes the sales table agree with `offset_minutes`: if the stored offset
 /// differs (or none is stored, as after the migration that added the
@@ -99,13 +135,12 @@ pub(crate) fn ensure_offset(tx: &dyn Db, offset_minutes: i32) -> Result<bool> {
         &[&OFFSET_SETTING, &offset_minutes],
     )?;
     tx.execute("DELETE FROM sales_daily", &[])?;
-    tx.execute(
-        concat!(
-            "INSERT INTO sales_daily (day, product_id, units, revenue) ",
-            recount_sql!()
-        ),
-        &[],
-    )?;
+    for (day, product, units, revenue) in recount(tx)? {
+        tx.execute(
+            "INSERT INTO sales_daily (day, product_id, units, revenue) VALUES (?1, ?2, ?3, ?4)",
+            &[&day, &product, &units, &revenue],
+        )?;
+    }
     Ok(true)
 }
 

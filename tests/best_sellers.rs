@@ -243,3 +243,81 @@ fn opening_without_an_offset_keeps_the_files() {
         assert_eq!(fresh.utc_offset_minutes(), 0);
     }
 }
+
+/// Money at the extremes: a line of 2 units at 3·10^18 won each (its
+/// amount 6·10^18, a product `amount × refunded` of 1.2·10^19 — past any
+/// 64-bit integer) paid and refunded whole. The audit's recount and the
+/// rebuild under another offset are exact on both engines: no `bigint out
+/// of range`, no float.
+#[test]
+fn money_at_the_extremes_is_counted_exactly() {
+    let t = open_with(|b| {
+        b.gateway(FakeGateway::new())
+            .max_balance(Money::MAX)
+            .max_charge(Money::MAX)
+            .max_order_quantity(u32::MAX)
+    });
+    let kim = t.user("Kim").id;
+    let unit = 3_000_000_000_000_000_000_i64;
+    t.shop.host_credit(kim, won(2 * unit)).unwrap();
+    let big = t.product("Gold bar", unit, 10).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(big, 2)]).unwrap();
+    t.shop.pay_from_balance(kim, order.id).unwrap();
+    let report = t.shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(t.shop.best_sellers(1, 5).unwrap()[0].revenue, won(2 * unit));
+
+    // One unit back, then the other: 3·10^18 each, exactly.
+    let one = t
+        .shop
+        .refund_lines(kim, order.id, &[OrderLine::new(big, 1)], "one")
+        .unwrap();
+    assert_eq!(one.amount, won(unit));
+    let report = t.shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+    t.shop.refund(kim, order.id, "the other").unwrap();
+    let report = t.shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(t.shop.balance(kim).unwrap(), won(2 * unit));
+
+    // A second line of 4,294,967,295 units at 2 won, a third of it refunded:
+    // ⌊amount × refunded / quantity⌋ needs 128 bits on the way.
+    let many = t.product("Grain", 2, u32::MAX).id;
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(many, u32::MAX)])
+        .unwrap();
+    t.shop.pay_from_balance(kim, order.id).unwrap();
+    t.shop
+        .refund_lines(
+            kim,
+            order.id,
+            &[OrderLine::new(many, u32::MAX / 3)],
+            "a third",
+        )
+        .unwrap();
+    let report = t.shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+
+    // Reopened in another offset, the sales table is rebuilt from the same
+    // exact recount.
+    let seoul = t
+        .builder()
+        .clock(t.clock.clone())
+        .gateway(FakeGateway::new())
+        .utc_offset_minutes(KST)
+        .max_balance(Money::MAX)
+        .max_charge(Money::MAX)
+        .build()
+        .unwrap();
+    let report = seoul.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+    let grain = seoul
+        .best_sellers(1, 5)
+        .unwrap()
+        .into_iter()
+        .find(|b| b.product == many)
+        .unwrap();
+    let left = u32::MAX - u32::MAX / 3;
+    assert_eq!(grain.units, u64::from(left));
+}
