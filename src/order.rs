@@ -280,8 +280,8 @@ pub(crate) const SELECT_ITEMS_OF_RANGE: &str =
      WHERE o.user_id = ?1 AND o.id BETWEEN ?2 AND ?3
      ORDER BY i.id";
 
-pub(crate) const SELECT_DUE: &str =
-    "SELECT id FROM orders WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at";
+pub(crate) const SELECT_DUE: &str = "SELECT id, user_id FROM orders
+     WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
 
 /// `CROSS JOIN` fixes the join order: walk the few overdue pending orders
 /// (partial index), then probe each for the product, rather than walk every
@@ -524,15 +524,27 @@ pub(crate) fn cancel(tx: &dyn Db, user: UserId, id: OrderId, now: Timestamp) -> 
     })
 }
 
-/// Cancels every order still `Pending` at its deadline and releases its
-/// stock; returns how many.
-pub(crate) fn expire_due(tx: &dyn Db, now: Timestamp) -> Result<usize> {
-    let due = tx
-        .query(SELECT_DUE, &[&now])?
+/// Up to `limit` orders still `Pending` at their deadline, oldest deadline
+/// first, with their owners.
+pub(crate) fn due(conn: &dyn Db, now: Timestamp, limit: u32) -> Result<Vec<(OrderId, UserId)>> {
+    conn.query(SELECT_DUE, &[&now, &i64::from(limit)])?
         .iter()
-        .map(|row| row.get(0))
-        .collect::<Result<Vec<OrderId>>>()?;
-    expire(tx, &due, now)
+        .map(|row| Ok((row.get(0)?, row.get(1)?)))
+        .collect()
+}
+
+/// Expires the order `id` if it is still `Pending` past its deadline, and
+/// releases its stock, as a write of its own: it takes the order's row and
+/// then its products in id order, the lock order every write keeps.
+/// Returns whether it expired it.
+pub(crate) fn expire_one(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<bool> {
+    let overdue = tx
+        .query_opt(
+            "SELECT 1 FROM orders WHERE id = ?1 AND status = 'pending' AND expires_at <= ?2",
+            &[&id, &now],
+        )?
+        .is_some();
+    Ok(overdue && release(tx, id, CancelReason::Expired, now)?)
 }
 
 /// Expires the overdue `Pending` orders that hold `product`; returns how many.

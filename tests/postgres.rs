@@ -874,3 +874,84 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
     held.commit().unwrap();
     assert_eq!(shop.balance(kim.id).unwrap(), won(0));
 }
+
+/// The sweep and a placement take their locks in the one order (the user,
+/// then orders, then products by id): two overdue orders, the earlier
+/// holding product 2 and the later product 1, expired by `expire_orders`
+/// while another user places an order of both products — the race that
+/// deadlocked when the sweep released every order in one transaction
+/// (order A's row and product 2, then order B's row and product 1). In a
+/// database of its own, so PostgreSQL's deadlock count is this test's.
+#[test]
+fn the_sweep_racing_a_placement_never_deadlocks() {
+    let Some(url) = url() else { return };
+    let name = schema("deadlock").to_lowercase();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // `name` is made here from random digits, never from input.
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let db_url = format!("{base}/{name}");
+    let clock = liteshop::ManualClock::default();
+    let shop = Shop::builder(&db_url)
+        .clock(clock.clone())
+        .gateway(FakeGateway::new())
+        .build()
+        .unwrap();
+    let product = |name: &str| {
+        shop.create_product(NewProduct {
+            name: name.into(),
+            price: won(1_000),
+            stock: 1_000_000,
+        })
+        .unwrap()
+        .id
+    };
+    let (p1, p2) = (product("one"), product("two"));
+    let (a, b, c) = (
+        shop.create_user("A").unwrap().id,
+        shop.create_user("B").unwrap().id,
+        shop.create_user("C").unwrap().id,
+    );
+    for _ in 0..40 {
+        let earlier = shop.place_order(a, &[OrderLine::new(p2, 1)]).unwrap();
+        clock.advance(std::time::Duration::from_millis(1));
+        let later = shop.place_order(b, &[OrderLine::new(p1, 1)]).unwrap();
+        clock.advance(shop.reservation_time());
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            let sweep = scope.spawn(|| {
+                start.wait();
+                shop.expire_orders().unwrap()
+            });
+            let place = scope.spawn(|| {
+                start.wait();
+                shop.place_order(c, &[OrderLine::new(p2, 1), OrderLine::new(p1, 1)])
+                    .unwrap()
+            });
+            // It also expires C's orders of earlier rounds (both products).
+            assert!(sweep.join().unwrap() >= 1);
+            place.join().unwrap();
+        });
+        for (user, order) in [(a, earlier.id), (b, later.id)] {
+            assert_eq!(
+                shop.order(user, order).unwrap().status,
+                OrderStatus::Cancelled
+            );
+        }
+    }
+    assert_eq!(shop.write_retries(), 0, "a write was run again");
+    assert!(shop.audit().unwrap().is_clean());
+    drop(shop);
+    // Backends report their statistics when they end or go idle.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let deadlocks: i64 = admin
+        .query_one(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = $1",
+            &[&name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(deadlocks, 0, "PostgreSQL broke deadlocks");
+}

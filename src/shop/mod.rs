@@ -1202,12 +1202,44 @@ impl Shop {
     /// A host calls this periodically; [`Shop::place_order`] also expires
     /// the overdue orders that hold stock it needs.
     ///
+    /// Each order expires in a write of its own, under its owner's
+    /// serialisation, taking the order's row and then its products in id
+    /// order — never one order's products and then another order's row, so
+    /// the sweep cannot deadlock with a placement on PostgreSQL. An order
+    /// that cannot be expired (a database altered outside liteshop) is
+    /// logged and left for a person; the others still expire.
+    ///
     /// # Failure
     ///
     /// Only storage errors ([`Error::Busy`], [`Error::Storage`]).
     pub fn expire_orders(&self) -> Result<usize> {
+        const BATCH: u32 = 100;
         self.expire_payments()?;
-        let expired = self.write(Scope::Shop, order::expire_due)?;
+        let mut expired = 0;
+        loop {
+            let now = self.now();
+            let due = self.inner.store.read(|tx| order::due(tx, now, BATCH))?;
+            let batch = due.len();
+            let before = expired;
+            for (id, owner) in due {
+                match self.write(Scope::User(owner), move |tx, now| {
+                    order::expire_one(tx, id, now)
+                }) {
+                    Ok(true) => expired += 1,
+                    Ok(false) => {}
+                    Err(err @ (Error::Busy(_) | Error::CommitOutcomeUnknown)) => return Err(err),
+                    Err(err) => {
+                        tracing::error!(order = %id, error = %err,
+                            "the order could not be expired; left for a person");
+                    }
+                }
+            }
+            // A full batch that expired nothing is orders left for a
+            // person: the next batch would be the same.
+            if batch < BATCH as usize || expired == before {
+                break;
+            }
+        }
         if expired > 0 {
             debug!(expired, "overdue orders expired");
         }
