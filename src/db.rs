@@ -78,24 +78,6 @@ pub(crate) trait Db {
     }
 }
 
-/// Runs `f` in a savepoint of `db`'s transaction: its changes stay if it
-/// returns `Ok`, and are rolled back, leaving the rest of the transaction
-/// as it was, if it returns `Err`. Both engines speak the same `SAVEPOINT`.
-pub(crate) fn isolated<T>(db: &dyn Db, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-    db.execute("SAVEPOINT isolated", &[])?;
-    match f(db) {
-        Ok(value) => {
-            db.execute("RELEASE isolated", &[])?;
-            Ok(value)
-        }
-        Err(err) => {
-            db.execute("ROLLBACK TO isolated", &[])?;
-            db.execute("RELEASE isolated", &[])?;
-            Err(err)
-        }
-    }
-}
-
 impl Db for rusqlite::Connection {
     fn backend(&self) -> Backend {
         Backend::Sqlite

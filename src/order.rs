@@ -4,13 +4,13 @@
 //! The life cycle table is in the crate docs; [`OrderStatus::can_become`]
 //! is its code.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::coupon;
-use crate::db::{self, Backend, Db, Row};
+use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
 use crate::event::{self, EventPayload, Subject};
 use crate::ids::{CouponId, OrderId, ProductId, UserId};
@@ -287,13 +287,13 @@ pub(crate) const SELECT_DUE: &str = "SELECT id, user_id FROM orders
 /// (partial index), then probe each for the product, rather than walk every
 /// order line the product ever had.
 pub(crate) const SELECT_DUE_HOLDING: &str =
-    "SELECT o.id FROM orders o CROSS JOIN order_items i ON i.order_id = o.id
+    "SELECT o.id, o.user_id FROM orders o CROSS JOIN order_items i ON i.order_id = o.id
      WHERE o.status = 'pending' AND o.expires_at <= ?2 AND i.product_id = ?1";
 
 /// [`SELECT_DUE_HOLDING`] for PostgreSQL, whose planner picks the join
 /// order itself (`CROSS JOIN … ON` is SQLite's way to fix it).
 const SELECT_DUE_HOLDING_PG: &str =
-    "SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id
+    "SELECT o.id, o.user_id FROM orders o JOIN order_items i ON i.order_id = o.id
      WHERE o.status = 'pending' AND o.expires_at <= ?2 AND i.product_id = ?1";
 
 /// Checks the lines of an order before anything is looked up: at least one
@@ -328,7 +328,8 @@ pub(crate) fn validate_lines(
 
 /// Places an order of checked `lines` for `user` (known to exist), in the
 /// seed's order: every product exists → each line's stock is reserved
-/// (expiring overdue orders that hold it, if short) → the coupon, if any,
+/// (a product short as read first has the overdue orders that hold it
+/// expired, their rows before any product row) → the coupon, if any,
 /// is the user's, available, unexpired and the subtotal reaches its minimum
 /// → the order is saved as `Pending` until
 /// `expires_at`, and the coupon marked used by it.
@@ -347,12 +348,53 @@ pub(crate) fn place(
         .iter()
         .map(|line| product::get(tx, line.product))
         .collect::<Result<Vec<Product>>>()?;
-    // Product rows are locked in id order, as every write takes them, so
-    // two orders of the same products queue rather than deadlock.
-    let mut by_product: Vec<&OrderLine> = lines.iter().collect();
-    by_product.sort_by_key(|line| line.product);
-    for line in by_product {
-        reserve(tx, line, now)?;
+    // A product short as read now may be held by overdue orders: they are
+    // expired first, in this transaction — their rows locked before any
+    // product — and then every product row this placement changes (the
+    // expired orders' and its own) is taken once, in id order, as every
+    // write takes them, so this never deadlocks with a sweep, a cancel or
+    // another placement.
+    let mut releases: BTreeMap<ProductId, u32> = BTreeMap::new();
+    let mut expired = Vec::new();
+    for (line, product) in lines.iter().zip(&products) {
+        if product.stock < line.quantity {
+            for (id, _) in due_holding(tx, line.product, now)? {
+                if !expired.contains(&id) {
+                    expired.push(id);
+                }
+            }
+        }
+    }
+    expired.sort_unstable();
+    let mut ended = Vec::new();
+    for id in expired {
+        if let Some(owner) = end_overdue(tx, id, now)? {
+            for (product, quantity) in unreleased(tx, id)? {
+                *releases.entry(product).or_default() += quantity;
+            }
+            ended.push((id, owner));
+        }
+    }
+    let wanted: BTreeMap<ProductId, &OrderLine> =
+        lines.iter().map(|line| (line.product, line)).collect();
+    let touched: BTreeSet<ProductId> = releases.keys().chain(wanted.keys()).copied().collect();
+    for product in touched {
+        if let Some(&quantity) = releases.get(&product) {
+            product::release_stock(tx, product, quantity, now)?;
+        }
+        if let Some(line) = wanted.get(&product) {
+            reserve(tx, line, now)?;
+        }
+    }
+    for (id, owner) in ended {
+        coupon::release(tx, id)?;
+        event::append(
+            tx,
+            Subject::order(owner, id),
+            &EventPayload::OrderExpired,
+            now,
+        )?;
+        tracing::debug!(order = %id, "order expired for a placement");
     }
     let mut items = lines
         .iter()
@@ -440,15 +482,11 @@ pub(crate) fn place(
     })
 }
 
-/// Reserves the stock of one line; if short, expires overdue orders holding
-/// that product and tries once more.
+/// Reserves the stock of one line, or refuses with
+/// [`Error::InsufficientStock`]. (Overdue orders holding the product were
+/// expired before any product was taken: see [`place`].)
 fn reserve(tx: &dyn Db, line: &OrderLine, now: Timestamp) -> Result<()> {
     if product::reserve_stock(tx, line.product, line.quantity, now)? {
-        return Ok(());
-    }
-    if expire_holding(tx, line.product, now)? > 0
-        && product::reserve_stock(tx, line.product, line.quantity, now)?
-    {
         return Ok(());
     }
     Err(Error::InsufficientStock {
@@ -547,39 +585,30 @@ pub(crate) fn expire_one(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<boo
     Ok(overdue && release(tx, id, CancelReason::Expired, now)?)
 }
 
-/// Expires the overdue `Pending` orders that hold `product`; returns how many.
-fn expire_holding(tx: &dyn Db, product: ProductId, now: Timestamp) -> Result<usize> {
+/// The overdue `Pending` orders that hold `product`, with their owners.
+fn due_holding(tx: &dyn Db, product: ProductId, now: Timestamp) -> Result<Vec<(OrderId, UserId)>> {
     let sql = match tx.backend() {
         Backend::Sqlite => SELECT_DUE_HOLDING,
         Backend::Postgres => SELECT_DUE_HOLDING_PG,
     };
-    let due = tx
-        .query(sql, &[&product, &now])?
+    tx.query(sql, &[&product, &now])?
         .iter()
-        .map(|row| row.get(0))
-        .collect::<Result<Vec<OrderId>>>()?;
-    expire(tx, &due, now)
+        .map(|row| Ok((row.get(0)?, row.get(1)?)))
+        .collect()
 }
 
-/// Expires each of `due`, each in its own savepoint: an order that cannot
-/// be expired (a storage error, a database altered outside liteshop) is
-/// logged and left as it was, and every other order still expires.
-fn expire(tx: &dyn Db, due: &[OrderId], now: Timestamp) -> Result<usize> {
-    let mut expired = 0;
-    for &id in due {
-        match db::isolated(tx, |tx| release(tx, id, CancelReason::Expired, now)) {
-            Ok(true) => {
-                tracing::debug!(order = %id, "order expired");
-                expired += 1;
-            }
-            Ok(false) => {}
-            Err(err @ Error::Busy(_)) => return Err(err),
-            Err(err) => {
-                tracing::error!(order = %id, error = %err, "the order could not be expired; left for a person");
-            }
-        }
-    }
-    Ok(expired)
+/// Moves the order `id` from `Pending` to `Cancelled` (expired) if it is
+/// still pending past its deadline, and returns its owner; its stock,
+/// coupon and event are the caller's to do.
+fn end_overdue(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<Option<UserId>> {
+    tx.query_opt(
+        "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ?2
+         WHERE id = ?1 AND status = 'pending' AND expires_at <= ?2
+         RETURNING user_id",
+        &[&id, &now],
+    )?
+    .map(|row| row.get(0))
+    .transpose()
 }
 
 /// Moves the order `id` from `Pending` to `Cancelled` for `reason` and puts
@@ -613,19 +642,22 @@ fn release(tx: &dyn Db, id: OrderId, reason: CancelReason, now: Timestamp) -> Re
 /// this only in the transaction that moves the order out of a
 /// stock-holding state. (Refunds release their own units line by line.)
 fn restock(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<()> {
-    let lines = tx
-        .query(
-            "SELECT product_id, quantity - refunded FROM order_items WHERE order_id = ?1
-             ORDER BY product_id",
-            &[&id],
-        )?
-        .iter()
-        .map(|row| Ok((row.get(0)?, row.get(1)?)))
-        .collect::<Result<Vec<(ProductId, u32)>>>()?;
-    for (product, quantity) in lines {
+    for (product, quantity) in unreleased(tx, id)? {
         product::release_stock(tx, product, quantity, now)?;
     }
     Ok(())
+}
+
+/// The units each line of order `id` still holds, in product order.
+fn unreleased(tx: &dyn Db, id: OrderId) -> Result<Vec<(ProductId, u32)>> {
+    tx.query(
+        "SELECT product_id, quantity - refunded FROM order_items WHERE order_id = ?1
+         ORDER BY product_id",
+        &[&id],
+    )?
+    .iter()
+    .map(|row| Ok((row.get(0)?, row.get(1)?)))
+    .collect()
 }
 
 /// Units of one order line a refund returns: the line (`item`, its rowid),

@@ -876,12 +876,14 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
 }
 
 /// The sweep and a placement take their locks in the one order (the user,
-/// then orders, then products by id): two overdue orders, the earlier
+/// then orders, then products by id). First: two overdue orders, the earlier
 /// holding product 2 and the later product 1, expired by `expire_orders`
 /// while another user places an order of both products — the race that
 /// deadlocked when the sweep released every order in one transaction
-/// (order A's row and product 2, then order B's row and product 1). In a
-/// database of its own, so PostgreSQL's deadlock count is this test's.
+/// (order A's row and product 2, then order B's row and product 1). Then a
+/// placement that must expire an overdue order to get its unit, racing the
+/// sweep. In a database of its own, so PostgreSQL's deadlock count is this
+/// test's.
 #[test]
 fn the_sweep_racing_a_placement_never_deadlocks() {
     let Some(url) = url() else { return };
@@ -940,6 +942,37 @@ fn the_sweep_racing_a_placement_never_deadlocks() {
                 OrderStatus::Cancelled
             );
         }
+    }
+    // A placement that finds a product short expires the overdue order
+    // holding it (its row before any product), racing the sweep expiring
+    // the same order: the placement used to hold its first product while it
+    // waited for that order's row, and the sweep the reverse.
+    let scarce = product("scarce");
+    for round in 0..100_u64 {
+        shop.restock(scarce, 1).unwrap();
+        let overdue = shop
+            .place_order(a, &[OrderLine::new(p1, 1), OrderLine::new(scarce, 1)])
+            .unwrap();
+        clock.advance(shop.reservation_time());
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            let sweep = scope.spawn(|| {
+                start.wait();
+                shop.expire_orders().unwrap()
+            });
+            let place = scope.spawn(|| {
+                start.wait();
+                // Walk the start of the placement across the sweep's.
+                std::thread::sleep(std::time::Duration::from_micros(round % 40 * 50));
+                shop.place_order(c, &[OrderLine::new(scarce, 1), OrderLine::new(p1, 1)])
+            });
+            sweep.join().unwrap();
+            place.join().unwrap().expect("the overdue order's unit");
+        });
+        assert_eq!(
+            shop.order(a, overdue.id).unwrap().status,
+            OrderStatus::Cancelled
+        );
     }
     assert_eq!(shop.write_retries(), 0, "a write was run again");
     assert!(shop.audit().unwrap().is_clean());
