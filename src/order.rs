@@ -387,13 +387,7 @@ pub(crate) fn place(
         }
     }
     for (id, owner) in ended {
-        coupon::release(tx, id)?;
-        event::append(
-            tx,
-            Subject::order(owner, id),
-            &EventPayload::OrderExpired,
-            now,
-        )?;
+        after_release(tx, id, owner, CancelReason::Expired, now)?;
         tracing::debug!(order = %id, "order expired for a placement");
     }
     let mut items = lines
@@ -576,13 +570,12 @@ pub(crate) fn due(conn: &dyn Db, now: Timestamp, limit: u32) -> Result<Vec<(Orde
 /// then its products in id order, the lock order every write keeps.
 /// Returns whether it expired it.
 pub(crate) fn expire_one(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<bool> {
-    let overdue = tx
-        .query_opt(
-            "SELECT 1 FROM orders WHERE id = ?1 AND status = 'pending' AND expires_at <= ?2",
-            &[&id, &now],
-        )?
-        .is_some();
-    Ok(overdue && release(tx, id, CancelReason::Expired, now)?)
+    let Some(owner) = end_overdue(tx, id, now)? else {
+        return Ok(false);
+    };
+    restock(tx, id, now)?;
+    after_release(tx, id, owner, CancelReason::Expired, now)?;
+    Ok(true)
 }
 
 /// The overdue `Pending` orders that hold `product`, with their owners.
@@ -598,8 +591,8 @@ fn due_holding(tx: &dyn Db, product: ProductId, now: Timestamp) -> Result<Vec<(O
 }
 
 /// Moves the order `id` from `Pending` to `Cancelled` (expired) if it is
-/// still pending past its deadline, and returns its owner; its stock,
-/// coupon and event are the caller's to do.
+/// still pending past its deadline, and returns its owner; its stock and
+/// [`after_release`] are the caller's to do.
 fn end_overdue(tx: &dyn Db, id: OrderId, now: Timestamp) -> Result<Option<UserId>> {
     tx.query_opt(
         "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ?2
@@ -629,13 +622,25 @@ fn release(tx: &dyn Db, id: OrderId, reason: CancelReason, now: Timestamp) -> Re
         return Ok(false);
     };
     restock(tx, id, now)?;
+    after_release(tx, id, user, reason, now)?;
+    Ok(true)
+}
+
+/// What follows an order of `owner` leaving `Pending` for `reason`, once
+/// its stock is back: its coupon given back and the feed told.
+fn after_release(
+    tx: &dyn Db,
+    id: OrderId,
+    owner: UserId,
+    reason: CancelReason,
+    now: Timestamp,
+) -> Result<()> {
     coupon::release(tx, id)?;
     let payload = match reason {
         CancelReason::User => EventPayload::OrderCancelled,
         CancelReason::Expired => EventPayload::OrderExpired,
     };
-    event::append(tx, Subject::order(user, id), &payload, now)?;
-    Ok(true)
+    event::append(tx, Subject::order(owner, id), &payload, now)
 }
 
 /// Puts the units of every line of order `id` back into stock. Callers do
