@@ -218,7 +218,9 @@ pub fn serve(server: &tiny_http::Server, rules: &Rules, pg: &Mutex<Pg>) {
         let mut body = String::new();
         let _ = request.as_reader().read_to_string(&mut body);
         // The widget step is the customer's browser, which never holds
-        // the shop's secret key (Toss's widget runs with a client key).
+        // the shop's secret key: Toss's widget SDK authenticates with the
+        // client key, and the secret key is for server calls only
+        // (docs.tosspayments.com/reference/using-api/api-keys, "API 키").
         let browser = method == "POST" && url == "/v1/fake/widget";
         let (status, reply) = if authorized || browser {
             pg.lock().unwrap().handle(rules, &method, &url, key, &body)
