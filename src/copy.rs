@@ -127,6 +127,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "updated_at",
             "balance_amount",
             "pg_amount",
+            "pg_transaction_key",
         ],
     ),
     (

@@ -402,8 +402,9 @@ pub use db::is_postgres_target;
 pub use error::{Entity, Error, ErrorKind, Result};
 pub use event::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, FakeGateway, FakeOutcome, GatewayError,
-    HttpGateway, HttpGatewayBuilder, PaymentGateway, PgStatus, RetryPolicy, StatusRequest,
+    Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, FakeGateway, FakeOutcome,
+    GatewayError, GatewayLimits, HttpGateway, HttpGatewayBuilder, PaymentGateway, PgApi, PgCancel,
+    PgPending, PgStatus, RetryPolicy, StatusRequest, TOSS_CODES, TossCode,
 };
 pub use idempotency::{IdempotencyKey, Keyed};
 pub use ids::{
@@ -414,7 +415,9 @@ pub use lease::Lease;
 pub use money::Money;
 pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderRequest, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};
-pub use payment::reconcile::{ReconcileReport, ReconciledPayment, ReconciledRefund, Reconciler};
+pub use payment::reconcile::{
+    NOT_CANCELLED_AT_PG, ReconcileReport, ReconciledPayment, ReconciledRefund, Reconciler,
+};
 pub use payment::refund::{Refund, RefundLine, RefundStatus};
 pub use payment::{
     Payment, PaymentEvent, PaymentFailure, PaymentKind, PaymentStatus, PgFailRedirect, PgRedirect,

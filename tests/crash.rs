@@ -61,6 +61,7 @@ impl FileGateway {
             transaction_id: format!("file-{pg_order_id}"),
             approved_amount: Money::new(amount).unwrap(),
             approved_at: String::new(),
+            cancels: Vec::new(),
         }
     }
 }
@@ -177,6 +178,7 @@ impl PaymentGateway for FileGateway {
         };
         let done = || Cancellation {
             cancelled_amount: request.amount,
+            transaction_key: format!("file-{key}"),
         };
         if let Some(reply) = read_cancels(&self.path).get(key) {
             return reply.as_ref().map(|_| done()).ok_or_else(refused);

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use common::won;
 use liteshop::{
     ApproveRequest, CancelRequest, GatewayError, HttpGateway, OrderId, OrderLine, OrderStatus,
-    PaymentGateway, PaymentStatus, PgStatus, RetryPolicy, StatusRequest,
+    PaymentGateway, PaymentStatus, PgCancel, PgPending, PgStatus, RetryPolicy, StatusRequest,
 };
 use serde_json::{Value, json};
 
@@ -61,6 +61,7 @@ struct Seen {
     url: String,
     authorization: Option<String>,
     idempotency_key: Option<String>,
+    test_code: Option<String>,
     body: String,
 }
 
@@ -92,6 +93,7 @@ impl PgServer {
                     };
                     let authorization = header(&request, "Authorization");
                     let idempotency_key = header(&request, "Idempotency-Key");
+                    let test_code = header(&request, "TossPayments-Test-Code");
                     let mut body = String::new();
                     let _ = request.as_reader().read_to_string(&mut body);
                     seen.lock().unwrap().push(Seen {
@@ -99,6 +101,7 @@ impl PgServer {
                         url: request.url().to_owned(),
                         authorization,
                         idempotency_key,
+                        test_code,
                         body,
                     });
                     let next = replies[index.min(replies.len() - 1)].clone();
@@ -225,25 +228,89 @@ fn still_processing_after_every_retry_is_unknown() {
     assert_eq!(pg.seen().len(), 4); // the first ask and 3 more
 }
 
+/// A payment object with `cancels[]` as Toss returns it after cancels:
+/// `lastTransactionKey` names the last one.
+fn cancelled_payment(status: &str, total: i64, cancels: &[(&str, i64)]) -> Value {
+    let mut object = payment("ls-7-0011aabb", status, total);
+    let left = total - cancels.iter().map(|(_, amount)| amount).sum::<i64>();
+    object["balanceAmount"] = json!(left);
+    object["cancels"] = json!(
+        cancels
+            .iter()
+            .map(|(key, amount)| json!({
+                "transactionKey": key,
+                "cancelAmount": amount,
+                "cancelReason": "changed my mind",
+                "canceledAt": "2024-02-13T12:20:00+09:00",
+            }))
+            .collect::<Vec<_>>()
+    );
+    if let Some((last, _)) = cancels.last() {
+        object["lastTransactionKey"] = json!(last);
+    }
+    object
+}
+
 #[test]
-fn status_reads_done_aborted_and_not_found() {
+fn status_reads_every_state_toss_documents() {
     let pg = PgServer::start(vec![
         reply(200, payment("ls-7-0011aabb", "DONE", 15_000)),
         reply(200, payment("ls-7-0011aabb", "ABORTED", 15_000)),
         error(404, "NOT_FOUND_PAYMENT"),
         reply(200, payment("ls-7-0011aabb", "IN_PROGRESS", 15_000)),
+        reply(200, payment("ls-7-0011aabb", "READY", 15_000)),
+        reply(200, payment("ls-7-0011aabb", "WAITING_FOR_DEPOSIT", 15_000)),
+        reply(200, payment("ls-7-0011aabb", "EXPIRED", 15_000)),
+        reply(
+            200,
+            cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c1", 5_000)]),
+        ),
+        reply(
+            200,
+            cancelled_payment("CANCELED", 15_000, &[("c1", 5_000), ("c2", 10_000)]),
+        ),
+        reply(200, payment("ls-7-0011aabb", "SOMETHING_ELSE", 15_000)),
     ]);
     let gateway = pg.gateway();
     let request = StatusRequest {
         pg_order_id: "ls-7-0011aabb".into(),
     };
     assert!(
-        matches!(gateway.status(&request), Ok(PgStatus::Approved(a)) if a.approved_amount == won(15_000))
+        matches!(gateway.status(&request), Ok(PgStatus::Approved(a)) if a.approved_amount == won(15_000) && a.cancels.is_empty())
     );
     assert!(
         matches!(gateway.status(&request), Ok(PgStatus::Declined { code, .. }) if code == "ABORTED")
     );
     assert_eq!(gateway.status(&request), Ok(PgStatus::NotFound));
+    assert_eq!(
+        gateway.status(&request),
+        Ok(PgStatus::Pending(PgPending::InProgress))
+    );
+    assert_eq!(
+        gateway.status(&request),
+        Ok(PgStatus::Pending(PgPending::Ready))
+    );
+    assert_eq!(
+        gateway.status(&request),
+        Ok(PgStatus::Pending(PgPending::WaitingForDeposit))
+    );
+    assert!(
+        matches!(gateway.status(&request), Ok(PgStatus::Declined { code, .. }) if code == "EXPIRED")
+    );
+    match gateway.status(&request) {
+        Ok(PgStatus::Approved(approval)) => assert_eq!(
+            approval.cancels,
+            vec![PgCancel {
+                transaction_key: "c1".into(),
+                amount: won(5_000)
+            }]
+        ),
+        other => panic!("PARTIAL_CANCELED is approved with its cancels: {other:?}"),
+    }
+    match gateway.status(&request) {
+        Ok(PgStatus::Cancelled(approval)) => assert_eq!(approval.cancels.len(), 2),
+        other => panic!("CANCELED is cancelled whole: {other:?}"),
+    }
     assert!(matches!(
         gateway.status(&request),
         Err(GatewayError::Unknown { .. })
@@ -254,6 +321,76 @@ fn status_reads_done_aborted_and_not_found() {
             .all(|s| s.method == "GET" && s.url == "/v1/payments/orders/ls-7-0011aabb")
     );
     assert!(seen.iter().all(|s| s.authorization.is_some()));
+}
+
+#[test]
+fn documented_final_confirm_declines_are_declines() {
+    for (status, code) in [
+        (403, "FDS_ERROR"),
+        (403, "FORBIDDEN_REQUEST"),
+        (403, "NOT_AVAILABLE_BANK"),
+        (403, "INVALID_PASSWORD"),
+        (400, "NOT_SUPPORTED_INSTALLMENT_PLAN_CARD_OR_MERCHANT"),
+        (400, "UNAPPROVED_ORDER_ID"),
+        (400, "RESTRICTED_TRANSFER_ACCOUNT"),
+        (404, "NOT_FOUND_PAYMENT_SESSION"),
+    ] {
+        let pg = PgServer::start(vec![error(status, code)]);
+        let err = pg.gateway().approve(&approve_request()).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Declined { code: c, .. } if c == code),
+            "{code}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn already_processed_is_settled_by_the_pgs_record_never_read_as_approved() {
+    // Approved with this amount: the approval.
+    let pg = PgServer::start(vec![
+        error(400, "ALREADY_PROCESSED_PAYMENT"),
+        reply(200, payment("ls-7-0011aabb", "DONE", 15_000)),
+    ]);
+    let approval = pg.gateway().approve(&approve_request()).unwrap();
+    assert_eq!(approval.approved_amount, won(15_000));
+    let seen = pg.seen();
+    assert_eq!(seen[1].method, "GET");
+    // Aborted: declined. Waiting for a deposit or cancelled: unknown.
+    for (status, expected) in [
+        ("ABORTED", "declined"),
+        ("WAITING_FOR_DEPOSIT", "unknown"),
+        ("CANCELED", "unknown"),
+    ] {
+        let pg = PgServer::start(vec![
+            error(400, "ALREADY_PROCESSED_PAYMENT"),
+            reply(200, payment("ls-7-0011aabb", status, 15_000)),
+        ]);
+        let err = pg.gateway().approve(&approve_request()).unwrap_err();
+        let class = match err {
+            GatewayError::Declined { .. } => "declined",
+            GatewayError::Unknown { .. } => "unknown",
+            _ => "other",
+        };
+        assert_eq!(class, expected, "{status}");
+    }
+}
+
+#[test]
+fn extra_headers_go_with_every_call() {
+    let pg = PgServer::start(vec![error(403, "REJECT_CARD_PAYMENT")]);
+    let gateway = HttpGateway::builder(&pg.base, SECRET)
+        .header("TossPayments-Test-Code", "REJECT_CARD_PAYMENT")
+        .build();
+    let _ = gateway.approve(&approve_request());
+    let _ = gateway.status(&StatusRequest {
+        pg_order_id: "ls-7-0011aabb".into(),
+    });
+    let seen = pg.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .all(|s| s.test_code.as_deref() == Some("REJECT_CARD_PAYMENT"))
+    );
 }
 
 #[test]
@@ -334,33 +471,25 @@ fn a_refused_connection_is_unavailable() {
     assert!(!format!("{err:?}").contains(SECRET));
 }
 
-#[test]
-fn cancel_sends_the_contract_and_already_cancelled_counts_as_done() {
-    let pg = PgServer::start(vec![
-        reply(200, payment("ls-7-0011aabb", "CANCELED", 15_000)),
-        error(400, "ALREADY_CANCELED_PAYMENT"),
-        error(403, "REJECT_CARD_PAYMENT"),
-    ]);
-    let gateway = pg.gateway();
-    let request = CancelRequest {
+fn cancel_request() -> CancelRequest {
+    CancelRequest {
         payment_key: "pk_abc".into(),
         pg_order_id: "ls-7-0011aabb".into(),
-        amount: won(15_000),
+        amount: won(5_000),
         reason: "changed my mind".into(),
         idempotency_key: "ls-pay-key-1-refund".into(),
-    };
-    assert_eq!(
-        gateway.cancel(&request).unwrap().cancelled_amount,
-        won(15_000)
-    );
-    assert_eq!(
-        gateway.cancel(&request).unwrap().cancelled_amount,
-        won(15_000)
-    );
-    assert!(matches!(
-        gateway.cancel(&request),
-        Err(GatewayError::Declined { .. })
-    ));
+    }
+}
+
+#[test]
+fn cancel_sends_the_contract_and_reads_what_the_pg_cancelled() {
+    let pg = PgServer::start(vec![reply(
+        200,
+        cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c0", 1_000), ("c1", 5_000)]),
+    )]);
+    let cancellation = pg.gateway().cancel(&cancel_request()).unwrap();
+    assert_eq!(cancellation.cancelled_amount, won(5_000));
+    assert_eq!(cancellation.transaction_key, "c1");
     let seen = pg.seen();
     assert_eq!(
         (seen[0].method.as_str(), seen[0].url.as_str()),
@@ -373,8 +502,72 @@ fn cancel_sends_the_contract_and_already_cancelled_counts_as_done() {
     let body: Value = serde_json::from_str(&seen[0].body).unwrap();
     assert_eq!(
         body,
-        json!({ "cancelReason": "changed my mind", "cancelAmount": 15_000 })
+        json!({ "cancelReason": "changed my mind", "cancelAmount": 5_000 })
     );
+}
+
+#[test]
+fn a_cancel_of_a_payment_cancelled_elsewhere_is_a_decline_never_a_refund() {
+    // An operator cancelled the payment whole in the PG's dashboard.
+    for (status, code) in [
+        (400, "ALREADY_CANCELED_PAYMENT"),
+        (400, "ALREADY_REFUND_PAYMENT"),
+        (403, "NOT_ALLOWED_PARTIAL_REFUND"),
+        (403, "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT"),
+        (400, "REFUND_REJECTED"),
+        (400, "INVALID_REFUND_ACCOUNT_INFO"),
+        (400, "INVALID_BANK"),
+    ] {
+        let pg = PgServer::start(vec![error(status, code)]);
+        let err = pg.gateway().cancel(&cancel_request()).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Declined { code: c, .. } if c == code),
+            "{code}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cancel_reply_that_does_not_show_the_cancel_is_unknown() {
+    for body in [
+        // No cancels[] at all.
+        payment("ls-7-0011aabb", "CANCELED", 15_000),
+        // lastTransactionKey names no entry of cancels[].
+        {
+            let mut object = cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c1", 5_000)]);
+            object["lastTransactionKey"] = json!("other");
+            object
+        },
+        // Not cancelled.
+        payment("ls-7-0011aabb", "DONE", 15_000),
+    ] {
+        let pg = PgServer::start(vec![reply(200, body.clone())]);
+        let err = pg.gateway().cancel(&cancel_request()).unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Unknown { .. }),
+            "{body}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn consecutive_requests_are_asked_again_later_not_declined() {
+    let pg = PgServer::start(vec![
+        error(403, "FORBIDDEN_CONSECUTIVE_REQUEST"),
+        reply(
+            200,
+            cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c1", 5_000)]),
+        ),
+    ]);
+    let cancellation = pg.gateway().cancel(&cancel_request()).unwrap();
+    assert_eq!(cancellation.transaction_key, "c1");
+    let seen = pg.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].idempotency_key, seen[1].idempotency_key);
+    // Still refused after every ask: unknown (asked again later), not a decline.
+    let pg = PgServer::start(vec![error(403, "FORBIDDEN_CONSECUTIVE_REQUEST")]);
+    let err = pg.gateway().cancel(&cancel_request()).unwrap_err();
+    assert!(matches!(err, GatewayError::Unknown { .. }), "{err:?}");
 }
 
 #[test]

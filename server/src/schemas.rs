@@ -239,6 +239,9 @@ pub(crate) struct Refund {
     failure: Option<PaymentFailure>,
     created_at: i64,
     updated_at: i64,
+    /// The PG's key for the cancel of the PG part, once completed; null
+    /// otherwise.
+    pg_transaction_key: Option<String>,
 }
 
 /// A coupon offer.

@@ -6,8 +6,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, PaymentGateway, PgStatus,
-    StatusRequest,
+    Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, GatewayLimits,
+    PaymentGateway, PgCancel, PgPending, PgStatus, StatusRequest,
 };
 use crate::ids::OrderId;
 use crate::money::Money;
@@ -80,7 +80,19 @@ impl FakeOutcome {
 ///
 /// It approves and cancels every authorised payment by default, a cancel of part of a
 /// payment included (never more than is left: that is declined with
-/// `NOT_CANCELABLE_AMOUNT`). Script it per call
+/// `NOT_CANCELABLE_AMOUNT`). As Toss does, it answers a lookup of a payment
+/// authorised but not confirmed `IN_PROGRESS` ([`PgPending::InProgress`]),
+/// and `EXPIRED` once [`expire_unconfirmed`](FakeGateway::expire_unconfirmed)
+/// plays the window passing (a confirm then gets `NOT_FOUND_PAYMENT_SESSION`);
+/// a cancel of a payment cancelled whole answers `ALREADY_CANCELED_PAYMENT`
+/// (a decline); a partial cancel of a payment marked with
+/// [`forbid_partial_cancel`](FakeGateway::forbid_partial_cancel) answers
+/// `NOT_ALLOWED_PARTIAL_REFUND`; [`cancel_in_dashboard`](FakeGateway::cancel_in_dashboard)
+/// plays an operator cancelling in the PG's dashboard; and
+/// [`forget_keys`](FakeGateway::forget_keys) plays its keys outliving their
+/// lifetime ([`set_limits`](FakeGateway::set_limits)). Every cancel is
+/// recorded in the payment's `cancels` with a transaction key, as Toss's
+/// `cancels[]`. Script it per call
 /// ([`push`](FakeGateway::push)) or per order
 /// ([`push_for_order`](FakeGateway::push_for_order)) to decline, fail as
 /// unknown before or after it "charged", or fail as unavailable; delay every
@@ -124,10 +136,18 @@ struct State {
     cancel_replies: HashMap<String, Result<Cancellation, GatewayError>>,
     approved: HashMap<String, Approval>,
     declined: HashMap<String, (String, String)>,
-    cancelled: HashMap<String, Money>,
+    /// Each payment's cancels, oldest first (Toss's `cancels[]`).
+    cancels: HashMap<String, Vec<PgCancel>>,
     transactions: u64,
     /// `paymentKey` → (`orderId`, `amount`) the customer authorised.
     authorised: HashMap<String, (String, Money)>,
+    /// The `orderId`s authorised in the widget.
+    authorised_orders: std::collections::HashSet<String>,
+    /// Authorised payments whose confirm window passed.
+    expired: std::collections::HashSet<String>,
+    /// Payments that refuse a partial cancel.
+    whole_cancel_only: std::collections::HashSet<String>,
+    limits: GatewayLimits,
     widget_payments: u64,
 }
 
@@ -152,6 +172,7 @@ impl FakeGateway {
         state
             .authorised
             .insert(payment_key.clone(), (pg_order_id.to_owned(), amount));
+        state.authorised_orders.insert(pg_order_id.to_owned());
         crate::PgRedirect {
             payment_key,
             pg_order_id: pg_order_id.to_owned(),
@@ -232,25 +253,84 @@ impl FakeGateway {
     /// Whether it cancelled the whole of the payment attempt `pg_order_id`.
     pub fn is_cancelled(&self, pg_order_id: &str) -> bool {
         let state = self.lock();
-        state.approved.get(pg_order_id).is_some_and(|approval| {
-            state.cancelled.get(pg_order_id) == Some(&approval.approved_amount)
-        })
+        state
+            .approved
+            .get(pg_order_id)
+            .is_some_and(|approval| state.cancelled(pg_order_id) == approval.approved_amount)
     }
 
     /// How much of the payment attempt `pg_order_id` it cancelled, over all
     /// its whole and partial cancels (each counted once, however often its
     /// key was sent).
     pub fn cancelled(&self, pg_order_id: &str) -> Money {
-        self.lock()
-            .cancelled
-            .get(pg_order_id)
-            .copied()
-            .unwrap_or(Money::ZERO)
+        self.lock().cancelled(pg_order_id)
     }
 
     /// What it cancelled, per payment attempt (`pg_order_id` → amount).
     pub fn cancelled_by_order(&self) -> HashMap<String, Money> {
-        self.lock().cancelled.clone()
+        let state = self.lock();
+        state
+            .cancels
+            .keys()
+            .map(|id| (id.clone(), state.cancelled(id)))
+            .collect()
+    }
+
+    /// Its record of the cancels of `pg_order_id`, oldest first.
+    pub fn cancels(&self, pg_order_id: &str) -> Vec<PgCancel> {
+        self.lock()
+            .cancels
+            .get(pg_order_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Plays the confirm window passing: every payment authorised in the
+    /// widget and not confirmed is `EXPIRED`, and a confirm of it is
+    /// declined with `NOT_FOUND_PAYMENT_SESSION`.
+    pub fn expire_unconfirmed(&self) {
+        let mut state = self.lock();
+        let unconfirmed: Vec<String> = state
+            .authorised_orders
+            .iter()
+            .filter(|id| !state.approved.contains_key(*id) && !state.declined.contains_key(*id))
+            .cloned()
+            .collect();
+        state.expired.extend(unconfirmed);
+    }
+
+    /// Makes a partial cancel of `pg_order_id` refused with
+    /// `NOT_ALLOWED_PARTIAL_REFUND`, as Toss refuses it for an escrow or a
+    /// cash-card payment.
+    pub fn forbid_partial_cancel(&self, pg_order_id: &str) {
+        self.lock().whole_cancel_only.insert(pg_order_id.to_owned());
+    }
+
+    /// An operator cancels `amount` of the approved payment `pg_order_id`
+    /// in the PG's dashboard, outside the shop (at most what is left).
+    /// Returns the cancel's transaction key.
+    pub fn cancel_in_dashboard(&self, pg_order_id: &str, amount: Money) -> Option<String> {
+        let mut state = self.lock();
+        let approved = state.approved.get(pg_order_id)?.approved_amount;
+        let left = approved.checked_sub(state.cancelled(pg_order_id))?;
+        if amount.is_zero() || amount > left {
+            return None;
+        }
+        Some(state.record_cancel(pg_order_id, amount).transaction_key)
+    }
+
+    /// Forgets every idempotency key, as a PG does once keys outlive
+    /// [`GatewayLimits::key_lifetime`]: a request sent again with an old
+    /// key runs as a new one.
+    pub fn forget_keys(&self) {
+        let mut state = self.lock();
+        state.approve_replies.clear();
+        state.cancel_replies.clear();
+    }
+
+    /// Sets the limits it declares; [`GatewayLimits::TOSS`] by default.
+    pub fn set_limits(&self, limits: GatewayLimits) {
+        self.lock().limits = limits;
     }
 
     /// Drops every script not yet used (approvals, per-order approvals,
@@ -280,6 +360,39 @@ impl FakeGateway {
 }
 
 impl State {
+    fn cancelled(&self, pg_order_id: &str) -> Money {
+        self.cancels
+            .get(pg_order_id)
+            .into_iter()
+            .flatten()
+            .try_fold(Money::ZERO, |sum, cancel| sum.checked_add(cancel.amount))
+            .unwrap_or(Money::MAX)
+    }
+
+    fn record_cancel(&mut self, pg_order_id: &str, amount: Money) -> PgCancel {
+        self.transactions += 1;
+        let cancel = PgCancel {
+            transaction_key: format!("fake-cancel-{}", self.transactions),
+            amount,
+        };
+        self.cancels
+            .entry(pg_order_id.to_owned())
+            .or_default()
+            .push(cancel.clone());
+        cancel
+    }
+
+    /// The PG's record of an approved payment, with its cancels.
+    fn record_of(&self, pg_order_id: &str) -> Option<PgStatus> {
+        let mut approval = self.approved.get(pg_order_id)?.clone();
+        approval.cancels = self.cancels.get(pg_order_id).cloned().unwrap_or_default();
+        if self.cancelled(pg_order_id) == approval.approved_amount {
+            Some(PgStatus::Cancelled(approval))
+        } else {
+            Some(PgStatus::Approved(approval))
+        }
+    }
+
     fn approve_now(&mut self, request: &ApproveRequest) -> Approval {
         if let Some(existing) = self.approved.get(&request.pg_order_id) {
             return existing.clone();
@@ -289,6 +402,7 @@ impl State {
             transaction_id: format!("fake-tx-{}", self.transactions),
             approved_amount: request.amount,
             approved_at: format!("fake-time-{}", self.transactions),
+            cancels: Vec::new(),
         };
         self.approved
             .insert(request.pg_order_id.clone(), approval.clone());
@@ -324,6 +438,13 @@ impl PaymentGateway for FakeGateway {
                 });
             }
             Some(_) => {}
+        }
+        if state.expired.contains(&request.pg_order_id) {
+            // Confirmed after the window: the PG dropped the payment.
+            return Err(GatewayError::Declined {
+                code: "NOT_FOUND_PAYMENT_SESSION".into(),
+                message: "the payment session expired before the confirm".into(),
+            });
         }
         let outcome = request
             .order
@@ -366,14 +487,25 @@ impl PaymentGateway for FakeGateway {
         if let Some(error) = state.status_failures.pop_front() {
             return Err(error);
         }
-        if let Some(approval) = state.approved.get(&request.pg_order_id) {
-            return Ok(PgStatus::Approved(approval.clone()));
+        if let Some(record) = state.record_of(&request.pg_order_id) {
+            return Ok(record);
         }
         if let Some((code, message)) = state.declined.get(&request.pg_order_id) {
             return Ok(PgStatus::Declined {
                 code: code.clone(),
                 message: message.clone(),
             });
+        }
+        if state.expired.contains(&request.pg_order_id) {
+            return Ok(PgStatus::Declined {
+                code: "EXPIRED".into(),
+                message: "authenticated but never confirmed in time".into(),
+            });
+        }
+        if state.authorised_orders.contains(&request.pg_order_id) {
+            // Authenticated in the widget, no confirm yet: Toss says
+            // IN_PROGRESS, never "not found".
+            return Ok(PgStatus::Pending(PgPending::InProgress));
         }
         Ok(PgStatus::NotFound)
     }
@@ -398,22 +530,24 @@ impl PaymentGateway for FakeGateway {
                 message: "no approved payment to cancel".into(),
             });
         };
-        let already = state
-            .cancelled
-            .get(&request.pg_order_id)
-            .copied()
-            .unwrap_or(Money::ZERO);
+        let already = state.cancelled(&request.pg_order_id);
         let left = approved.checked_sub(already).unwrap_or(Money::ZERO);
-        if left.is_zero() && request.amount == approved {
-            // A whole cancel of a payment already cancelled whole is done.
-            return Ok(Cancellation {
-                cancelled_amount: request.amount,
-            });
-        }
-        let outcome = if request.amount > left || request.amount.is_zero() {
+        let outcome = if left.is_zero() {
+            // Cancelled whole before (by the shop or in the dashboard):
+            // this request cancels nothing.
+            FakeOutcome::Decline {
+                code: "ALREADY_CANCELED_PAYMENT".into(),
+                message: "the payment was already cancelled".into(),
+            }
+        } else if request.amount > left || request.amount.is_zero() {
             FakeOutcome::Decline {
                 code: "NOT_CANCELABLE_AMOUNT".into(),
                 message: format!("{} asked, {left} left to cancel", request.amount),
+            }
+        } else if request.amount < left && state.whole_cancel_only.contains(&request.pg_order_id) {
+            FakeOutcome::Decline {
+                code: "NOT_ALLOWED_PARTIAL_REFUND".into(),
+                message: "this payment can only be cancelled whole".into(),
             }
         } else {
             state
@@ -421,23 +555,23 @@ impl PaymentGateway for FakeGateway {
                 .pop_front()
                 .unwrap_or(FakeOutcome::Approve)
         };
-        let cancellation = Cancellation {
-            cancelled_amount: request.amount,
-        };
-        let now_cancelled = already.checked_add(request.amount).unwrap_or(Money::MAX);
         let (reply, remembered) = match outcome {
             FakeOutcome::Approve => {
-                state
-                    .cancelled
-                    .insert(request.pg_order_id.clone(), now_cancelled);
+                let cancel = state.record_cancel(&request.pg_order_id, request.amount);
+                let cancellation = Cancellation {
+                    cancelled_amount: cancel.amount,
+                    transaction_key: cancel.transaction_key,
+                };
                 (Ok(cancellation.clone()), Some(Ok(cancellation)))
             }
             FakeOutcome::UnknownAfterCharge => {
-                state
-                    .cancelled
-                    .insert(request.pg_order_id.clone(), now_cancelled);
+                let cancel = state.record_cancel(&request.pg_order_id, request.amount);
                 let lost = GatewayError::Unknown {
                     reason: "the reply was lost after the cancel".into(),
+                };
+                let cancellation = Cancellation {
+                    cancelled_amount: cancel.amount,
+                    transaction_key: cancel.transaction_key,
                 };
                 (Err(lost), Some(Ok(cancellation)))
             }
@@ -453,5 +587,9 @@ impl PaymentGateway for FakeGateway {
                 .insert(request.idempotency_key.clone(), remembered);
         }
         reply
+    }
+
+    fn limits(&self) -> GatewayLimits {
+        self.lock().limits
     }
 }

@@ -10,68 +10,41 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::codes::class_of;
 use super::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, PaymentGateway, PgStatus,
-    StatusRequest,
+    Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, GatewayError, PaymentGateway,
+    PgApi, PgCancel, PgPending, PgStatus, StatusRequest,
 };
 use crate::money::Money;
 
-/// Error codes that mean the PG may have acted: only a later status call
-/// settles them.
-const UNKNOWN_CODES: &[&str] = &[
-    "PROVIDER_ERROR",
-    "ALREADY_PROCESSED_PAYMENT",
-    "FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING",
-    "FAILED_INTERNAL_SYSTEM_PROCESSING",
-    "UNKNOWN_PAYMENT_ERROR",
-    "IDEMPOTENT_REQUEST_PROCESSING",
-];
-/// Error codes (or prefixes, ending in `_`) of a final "no".
-const DECLINED_CODES: &[&str] = &[
-    "REJECT_",
-    "INVALID_CARD_",
-    "EXCEED_MAX_",
-    "INVALID_STOPPED_CARD",
-    "INVALID_REJECT_CARD",
-    "BELOW_MINIMUM_AMOUNT",
-    "NOT_FOUND_PAYMENT_SESSION",
-    "NOT_CANCELABLE_",
-    "EXCEED_CANCEL_",
-];
-/// Error codes that mean our request or configuration is wrong.
-const INVALID_CODES: &[&str] = &[
-    "INVALID_API_KEY",
-    "UNAUTHORIZED_KEY",
-    "INCORRECT_BASIC_AUTH_FORMAT",
-    "INVALID_REQUEST",
-    "INVALID_IDEMPOTENCY_KEY",
-];
 const PROCESSING: &str = "IDEMPOTENT_REQUEST_PROCESSING";
-const NOT_FOUND_PAYMENT: &str = "NOT_FOUND_PAYMENT";
-const ALREADY_CANCELED: &str = "ALREADY_CANCELED_PAYMENT";
+const CONSECUTIVE: &str = "FORBIDDEN_CONSECUTIVE_REQUEST";
 
-/// Sorts a PG error code into its class. A code in no table is
+/// The error a PG error `code` (answered by `api` with HTTP `status`)
+/// means, by [`TOSS_CODES`](super::TOSS_CODES). A code in no row is
 /// [`GatewayError::Unknown`], never a decline: the money may have moved.
-pub(crate) fn classify(code: &str, message: &str) -> GatewayError {
-    let matches = |pattern: &&str| {
-        if pattern.ends_with('_') {
-            code.starts_with(pattern)
-        } else {
-            code == *pattern
-        }
-    };
+/// The classes a caller settles itself ([`CodeClass::SettleByLookup`],
+/// [`CodeClass::NotFound`]) are unknown here.
+pub(crate) fn classify(api: PgApi, status: u16, code: &str, message: &str) -> GatewayError {
     let (code, message) = (code.to_owned(), message.to_owned());
-    if UNKNOWN_CODES.iter().any(matches) {
-        GatewayError::Unknown {
-            reason: format!("{code}: {message}"),
+    match class_of(api, status, &code) {
+        CodeClass::Declined => GatewayError::Declined { code, message },
+        CodeClass::AlreadyCancelled => {
+            // Whatever the PG cancelled before, this request cancelled
+            // nothing: a cancel made outside the shop (the PG's dashboard, a
+            // reversed deposit) for a person to look at, never a refund.
+            tracing::error!(%code, %message,
+                "the PG had already cancelled this payment outside the shop; nothing was refunded");
+            GatewayError::Declined { code, message }
         }
-    } else if DECLINED_CODES.iter().any(matches) {
-        GatewayError::Declined { code, message }
-    } else if INVALID_CODES.iter().any(matches) {
-        GatewayError::Invalid { code, message }
-    } else {
-        GatewayError::Unknown {
-            reason: format!("unlisted code {code}: {message}"),
+        CodeClass::Invalid => GatewayError::Invalid { code, message },
+        CodeClass::RetryLater | CodeClass::Processing => GatewayError::Unknown {
+            reason: format!("{code} (ask again later with the same key): {message}"),
+        },
+        CodeClass::Unknown | CodeClass::SettleByLookup | CodeClass::NotFound => {
+            GatewayError::Unknown {
+                reason: format!("{code}: {message}"),
+            }
         }
     }
 }
@@ -85,21 +58,35 @@ pub(crate) fn classify(code: &str, message: &str) -> GatewayError {
 ///   header and `{"paymentKey","orderId","amount"}` → 200 with the payment
 ///   object `{"paymentKey","orderId","status":"DONE","totalAmount","approvedAt",…}`;
 /// - status: `GET {base}/v1/payments/orders/{orderId}` → the payment object,
-///   or 404 `NOT_FOUND_PAYMENT`;
+///   or 404 `NOT_FOUND_PAYMENT`. Its `status` is read as Toss documents it
+///   (docs.tosspayments.com/reference#payment-객체): `DONE` and
+///   `PARTIAL_CANCELED` are approved (with `cancels[]`), `CANCELED` is
+///   approved and cancelled whole, `READY`/`IN_PROGRESS`/`WAITING_FOR_DEPOSIT`
+///   are pending, `ABORTED`/`EXPIRED` are declined;
 /// - cancel: `POST {base}/v1/payments/{paymentKey}/cancel` with
 ///   `{"cancelReason","cancelAmount"}` (the attempt's amount: the whole
 ///   payment or part of it) and the attempt's own `Idempotency-Key` → 200
-///   with the payment object, `"status"` `CANCELED` or `PARTIAL_CANCELED`;
-/// - errors: `{"code","message"}`, classified by `code` (not by HTTP status
-///   alone) into [`GatewayError`]'s classes; any code it does not know is
+///   with the payment object. What this request cancelled is read from the
+///   PG's record, not assumed: the entry of `cancels[]` whose
+///   `transactionKey` is the payment's `lastTransactionKey`, with its
+///   `cancelAmount`. `ALREADY_CANCELED_PAYMENT` is a decline (somebody
+///   cancelled the payment outside the shop; this request cancelled
+///   nothing), logged at error level for a person;
+/// - errors: `{"code","message"}`, classified by the call, the code and its
+///   HTTP status through one table transcribed from Toss's
+///   ([`TOSS_CODES`](super::TOSS_CODES)); any code it does not list is
 ///   `Unknown`, never `Declined`.
 ///
 /// A reply whose `orderId` or `totalAmount` does not match the request is
 /// `Unknown`. A 409 `IDEMPOTENT_REQUEST_PROCESSING` (the PG is still working
-/// on the first request with this key) is asked again with the same key
-/// after a short wait, a few times, then reported `Unknown`. Unavailable
-/// calls are retried by the shop ([`RetryPolicy`](super::RetryPolicy)), not
-/// here.
+/// on the first request with this key) or a 403
+/// `FORBIDDEN_CONSECUTIVE_REQUEST` (a second request for the payment within
+/// a second) is asked again with the same key after a short wait, a few
+/// times, then reported `Unknown`. A confirm answered
+/// `ALREADY_PROCESSED_PAYMENT` (Toss's answer for an approved, aborted,
+/// cancelled or waiting payment alike) is settled by looking the payment
+/// up. Unavailable calls are retried by the shop
+/// ([`RetryPolicy`](super::RetryPolicy)), not here.
 ///
 /// The secret never appears in `Debug`, `Display`, an error or a log line.
 ///
@@ -123,6 +110,7 @@ pub struct HttpGateway {
     processing_retries: u32,
     connect_timeout: Duration,
     response_timeout: Duration,
+    headers: Vec<(String, String)>,
 }
 
 /// Configures an [`HttpGateway`]. Made by [`HttpGateway::builder`].
@@ -134,9 +122,23 @@ pub struct HttpGatewayBuilder {
     response_timeout: Duration,
     processing_wait: Duration,
     processing_retries: u32,
+    headers: Vec<(String, String)>,
 }
 
 impl HttpGatewayBuilder {
+    /// Adds a header to every call — for Toss's sandbox, for example,
+    /// `TossPayments-Test-Code` with a documented error code, which makes
+    /// the sandbox answer that error
+    /// (docs.tosspayments.com/reference/using-api/test-code).
+    pub fn header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> HttpGatewayBuilder {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// How long to wait for a connection; 5 s by default. A connect timeout
     /// is `Unavailable` (the request never left).
     pub fn connect_timeout(mut self, timeout: Duration) -> HttpGatewayBuilder {
@@ -177,6 +179,7 @@ impl HttpGatewayBuilder {
             processing_retries: self.processing_retries,
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
+            headers: self.headers,
         }
     }
 }
@@ -203,7 +206,8 @@ impl fmt::Debug for HttpGateway {
     }
 }
 
-/// The PG's payment object, as far as the shop reads it.
+/// The PG's payment object, as far as the shop reads it
+/// (docs.tosspayments.com/reference#payment-객체).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PaymentObject {
@@ -215,6 +219,19 @@ struct PaymentObject {
     approved_at: Option<String>,
     #[serde(default)]
     last_transaction_key: Option<String>,
+    /// `null` until something is cancelled.
+    #[serde(default)]
+    cancels: Option<Vec<CancelObject>>,
+    #[serde(default)]
+    failure: Option<ErrorBody>,
+}
+
+/// One entry of the payment object's `cancels[]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelObject {
+    transaction_key: String,
+    cancel_amount: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,10 +252,17 @@ impl Reply {
         serde_json::from_str(&self.body).ok()
     }
 
-    /// The error a non-200 reply means.
-    fn failure(&self) -> GatewayError {
+    /// The error code of a non-200 reply and its class for `api`.
+    fn code(&self, api: PgApi) -> Option<(ErrorBody, CodeClass)> {
+        let error = self.error_body()?;
+        let class = class_of(api, self.status, &error.code);
+        Some((error, class))
+    }
+
+    /// The error a non-200 reply from `api` means.
+    fn failure(&self, api: PgApi) -> GatewayError {
         match self.error_body() {
-            Some(error) => classify(&error.code, &error.message),
+            Some(error) => classify(api, self.status, &error.code, &error.message),
             None => GatewayError::Unknown {
                 reason: format!("HTTP {} with an unreadable body", self.status),
             },
@@ -263,6 +287,7 @@ impl HttpGateway {
             response_timeout: Duration::from_secs(60),
             processing_wait: Duration::from_secs(1),
             processing_retries: 3,
+            headers: Vec::new(),
         }
     }
 
@@ -277,16 +302,23 @@ impl HttpGateway {
         let mut attempt = 0;
         loop {
             let reply = self.exchange(url, idempotency_key, body)?;
-            let processing = reply.status == 409
-                && reply
+            // Still working on the first request with this key (409), or a
+            // second request for one payment within a second (403): the
+            // same request, later (docs.tosspayments.com/reference/error-codes).
+            let again =
+                reply
                     .error_body()
-                    .is_some_and(|error| error.code == PROCESSING);
-            if !processing {
+                    .and_then(|error| match (reply.status, error.code.as_str()) {
+                        (409, PROCESSING) => Some(PROCESSING),
+                        (403, CONSECUTIVE) => Some(CONSECUTIVE),
+                        _ => None,
+                    });
+            let Some(code) = again else {
                 return Ok(reply);
-            }
+            };
             if attempt == self.processing_retries {
                 return Err(GatewayError::Unknown {
-                    reason: format!("still {PROCESSING} after {attempt} retries"),
+                    reason: format!("still {code} after {attempt} retries"),
                 });
             }
             attempt += 1;
@@ -315,13 +347,21 @@ impl HttpGateway {
                 if let Some(key) = idempotency_key {
                     request = request.header("Idempotency-Key", key);
                 }
+                for (name, value) in &self.headers {
+                    request = request.header(name, value);
+                }
                 request.send(body)
             }
-            None => self
-                .agent
-                .get(url)
-                .header("Authorization", &self.authorization)
-                .call(),
+            None => {
+                let mut request = self
+                    .agent
+                    .get(url)
+                    .header("Authorization", &self.authorization);
+                for (name, value) in &self.headers {
+                    request = request.header(name, value);
+                }
+                request.call()
+            }
         };
         let mut response = result.map_err(transport_error)?;
         let status = response.status().as_u16();
@@ -407,10 +447,90 @@ fn approval(
             reason: format!("reply amount {approved_amount} differs from the request"),
         });
     }
+    let cancels = payment
+        .cancels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|cancel| {
+            Ok(PgCancel {
+                amount: Money::new(cancel.cancel_amount).map_err(|_| GatewayError::Unknown {
+                    reason: format!("negative cancelAmount {}", cancel.cancel_amount),
+                })?,
+                transaction_key: cancel.transaction_key,
+            })
+        })
+        .collect::<Result<Vec<_>, GatewayError>>()?;
+    // The approval's own transaction: once something is cancelled,
+    // `lastTransactionKey` names the last cancel instead.
+    let transaction_id = if cancels.is_empty() {
+        payment.last_transaction_key.unwrap_or(payment.payment_key)
+    } else {
+        payment.payment_key
+    };
     Ok(Approval {
-        transaction_id: payment.last_transaction_key.unwrap_or(payment.payment_key),
+        transaction_id,
         approved_amount,
         approved_at: payment.approved_at.unwrap_or_default(),
+        cancels,
+    })
+}
+
+/// Reads a looked-up payment object as Toss documents its `status`.
+fn pg_status(payment: PaymentObject, pg_order_id: &str) -> Result<PgStatus, GatewayError> {
+    if payment.order_id != pg_order_id {
+        return Err(GatewayError::Unknown {
+            reason: format!(
+                "reply names order {:?}, asked for {pg_order_id:?}",
+                payment.order_id
+            ),
+        });
+    }
+    match payment.status.as_str() {
+        "DONE" | "PARTIAL_CANCELED" => approval(payment, pg_order_id, None).map(PgStatus::Approved),
+        "CANCELED" => approval(payment, pg_order_id, None).map(PgStatus::Cancelled),
+        "READY" => Ok(PgStatus::Pending(PgPending::Ready)),
+        "IN_PROGRESS" => Ok(PgStatus::Pending(PgPending::InProgress)),
+        "WAITING_FOR_DEPOSIT" => Ok(PgStatus::Pending(PgPending::WaitingForDeposit)),
+        "ABORTED" | "EXPIRED" => {
+            let message = payment.failure.map_or_else(
+                || format!("the payment gateway reports the payment {}", payment.status),
+                |failure| format!("{}: {}", failure.code, failure.message),
+            );
+            Ok(PgStatus::Declined {
+                code: payment.status,
+                message,
+            })
+        }
+        other => Err(GatewayError::Unknown {
+            reason: format!("payment {:?} has status {other}", payment.order_id),
+        }),
+    }
+}
+
+/// What a cancel's reply says this request cancelled: the entry of
+/// `cancels[]` the payment's `lastTransactionKey` names.
+fn cancellation(payment: PaymentObject) -> Result<Cancellation, GatewayError> {
+    if !matches!(payment.status.as_str(), "CANCELED" | "PARTIAL_CANCELED") {
+        return Err(GatewayError::Unknown {
+            reason: format!("payment status {} after cancel", payment.status),
+        });
+    }
+    let last = payment.last_transaction_key.unwrap_or_default();
+    let cancel = payment
+        .cancels
+        .unwrap_or_default()
+        .into_iter()
+        .find(|cancel| !last.is_empty() && cancel.transaction_key == last)
+        .ok_or_else(|| GatewayError::Unknown {
+            reason: format!(
+                "no cancel in the reply's cancels[] has the lastTransactionKey {last:?}"
+            ),
+        })?;
+    Ok(Cancellation {
+        cancelled_amount: Money::new(cancel.cancel_amount).map_err(|_| GatewayError::Unknown {
+            reason: format!("negative cancelAmount {}", cancel.cancel_amount),
+        })?,
+        transaction_key: cancel.transaction_key,
     })
 }
 
@@ -425,7 +545,10 @@ impl PaymentGateway for HttpGateway {
         .to_string();
         let reply = self.send(&url, Some(&request.idempotency_key), Some(&body))?;
         if reply.status != 200 {
-            let failure = reply.failure();
+            if let Some((error, CodeClass::SettleByLookup)) = reply.code(PgApi::Confirm) {
+                return self.settle_by_lookup(request, &error);
+            }
+            let failure = reply.failure(PgApi::Confirm);
             if let GatewayError::Invalid { code, message } = &failure {
                 tracing::error!(%code, %message, order = ?request.order, "payment gateway refused our approve request");
             }
@@ -447,29 +570,13 @@ impl PaymentGateway for HttpGateway {
             path_segment(&request.pg_order_id)?
         );
         let reply = self.send(&url, None, None)?;
-        if reply.status == 404
-            && reply
-                .error_body()
-                .is_some_and(|error| error.code == NOT_FOUND_PAYMENT)
-        {
-            return Ok(PgStatus::NotFound);
-        }
         if reply.status != 200 {
-            return Err(reply.failure());
-        }
-        let payment = reply.payment()?;
-        match payment.status.as_str() {
-            "DONE" => approval(payment, &request.pg_order_id, None).map(PgStatus::Approved),
-            "CANCELED" | "ABORTED" | "EXPIRED" if payment.order_id == request.pg_order_id => {
-                Ok(PgStatus::Declined {
-                    message: format!("the payment gateway reports the payment {}", payment.status),
-                    code: payment.status,
-                })
+            if let Some((_, CodeClass::NotFound)) = reply.code(PgApi::Lookup) {
+                return Ok(PgStatus::NotFound);
             }
-            other => Err(GatewayError::Unknown {
-                reason: format!("payment {:?} has status {other}", payment.order_id),
-            }),
+            return Err(reply.failure(PgApi::Lookup));
         }
+        pg_status(reply.payment()?, &request.pg_order_id)
     }
 
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
@@ -484,22 +591,34 @@ impl PaymentGateway for HttpGateway {
         })
         .to_string();
         let reply = self.send(&url, Some(&request.idempotency_key), Some(&body))?;
-        let done = Ok(Cancellation {
-            cancelled_amount: request.amount,
-        });
         if reply.status != 200 {
-            if reply
-                .error_body()
-                .is_some_and(|error| error.code == ALREADY_CANCELED)
-            {
-                return done;
-            }
-            return Err(reply.failure());
+            return Err(reply.failure(PgApi::Cancel));
         }
-        match reply.payment()?.status.as_str() {
-            "CANCELED" | "PARTIAL_CANCELED" => done,
+        cancellation(reply.payment()?)
+    }
+}
+
+impl HttpGateway {
+    /// A confirm answered `ALREADY_PROCESSED_PAYMENT`: Toss's answer for a
+    /// payment approved, aborted, cancelled or waiting for a deposit alike,
+    /// so the PG's record of it decides.
+    fn settle_by_lookup(
+        &self,
+        request: &ApproveRequest,
+        error: &ErrorBody,
+    ) -> Result<Approval, GatewayError> {
+        let status = self.status(&StatusRequest {
+            pg_order_id: request.pg_order_id.clone(),
+        })?;
+        match status {
+            PgStatus::Approved(approval)
+                if approval.approved_amount == request.amount && approval.cancels.is_empty() =>
+            {
+                Ok(approval)
+            }
+            PgStatus::Declined { code, message } => Err(GatewayError::Declined { code, message }),
             other => Err(GatewayError::Unknown {
-                reason: format!("payment status {other} after cancel"),
+                reason: format!("{}: the payment gateway's record says {other}", error.code),
             }),
         }
     }
@@ -510,49 +629,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_classified_by_the_table_and_unknown_codes_are_unknown() {
-        let class = |code| match classify(code, "m") {
+    fn each_class_of_the_table_becomes_its_error() {
+        let class = |api, status, code| match classify(api, status, code, "m") {
             GatewayError::Declined { .. } => "declined",
             GatewayError::Invalid { .. } => "invalid",
             GatewayError::Unknown { .. } => "unknown",
             GatewayError::Unavailable { .. } => "unavailable",
         };
-        for code in [
-            "REJECT_CARD_PAYMENT",
-            "REJECT_ACCOUNT_PAYMENT",
-            "INVALID_CARD_EXPIRATION",
-            "INVALID_STOPPED_CARD",
-            "INVALID_REJECT_CARD",
-            "EXCEED_MAX_DAILY_PAYMENT_COUNT",
-            "BELOW_MINIMUM_AMOUNT",
-            "NOT_FOUND_PAYMENT_SESSION",
-            "NOT_CANCELABLE_AMOUNT",
-            "EXCEED_CANCEL_LIMIT",
-        ] {
-            assert_eq!(class(code), "declined", "{code}");
+        for row in super::super::TOSS_CODES {
+            let expected = match row.class {
+                CodeClass::Declined | CodeClass::AlreadyCancelled => "declined",
+                CodeClass::Invalid => "invalid",
+                CodeClass::Unknown
+                | CodeClass::RetryLater
+                | CodeClass::Processing
+                | CodeClass::SettleByLookup
+                | CodeClass::NotFound => "unknown",
+            };
+            assert_eq!(class(row.api, row.status, row.code), expected, "{row:?}");
         }
-        for code in [
-            "INVALID_API_KEY",
-            "UNAUTHORIZED_KEY",
-            "INCORRECT_BASIC_AUTH_FORMAT",
-            "INVALID_REQUEST",
-            "INVALID_IDEMPOTENCY_KEY",
-        ] {
-            assert_eq!(class(code), "invalid", "{code}");
-        }
-        for code in [
-            "PROVIDER_ERROR",
-            "ALREADY_PROCESSED_PAYMENT",
-            "FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING",
-            "FAILED_INTERNAL_SYSTEM_PROCESSING",
-            "UNKNOWN_PAYMENT_ERROR",
-            "IDEMPOTENT_REQUEST_PROCESSING",
-            "SOMETHING_NEW",
-            "INVALID_CARD", // not the INVALID_CARD_ prefix
-            "",
-        ] {
-            assert_eq!(class(code), "unknown", "{code}");
-        }
+        // A documented final decline, a cancel refusal, an unlisted code, a
+        // known code with another status.
+        assert_eq!(class(PgApi::Confirm, 403, "FDS_ERROR"), "declined");
+        assert_eq!(
+            class(PgApi::Cancel, 403, "NOT_ALLOWED_PARTIAL_REFUND"),
+            "declined"
+        );
+        assert_eq!(class(PgApi::Confirm, 400, "SOMETHING_NEW"), "unknown");
+        assert_eq!(class(PgApi::Confirm, 400, "INVALID_CARD"), "unknown");
+        assert_eq!(class(PgApi::Confirm, 502, "REJECT_CARD_PAYMENT"), "unknown");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! implementations — [`FakeGateway`] for tests and [`HttpGateway`] for a PG
 //! that speaks the JSON contract described on [`HttpGateway`].
 
+mod codes;
 mod fake;
 mod http;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::OrderId;
 use crate::money::Money;
 
+pub use codes::{CodeClass, PgApi, TOSS_CODES, TossCode};
 pub use fake::{FakeGateway, FakeOutcome};
 pub use http::{HttpGateway, HttpGatewayBuilder};
 
@@ -70,21 +72,63 @@ pub struct Approval {
     pub approved_amount: Money,
     /// When the PG approved it, as the PG wrote it (ISO 8601 for an HTTP PG).
     pub approved_at: String,
+    /// What the PG has cancelled of the payment since, oldest first (Toss:
+    /// the Payment object's `cancels[]`); empty in a confirm's answer.
+    #[serde(default)]
+    pub cancels: Vec<PgCancel>,
+}
+
+/// One cancel in the PG's record of a payment (Toss: an entry of
+/// `cancels[]`, docs.tosspayments.com/reference#payment-객체).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgCancel {
+    /// The PG's key for this cancel (Toss: `transactionKey`).
+    pub transaction_key: String,
+    /// The amount it cancelled (Toss: `cancelAmount`).
+    pub amount: Money,
 }
 
 /// The PG cancelled a payment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancellation {
-    /// The amount the PG cancelled.
+    /// The amount the PG cancelled with this request, as its own record of
+    /// the payment shows it (never simply the amount asked).
     pub cancelled_amount: Money,
+    /// The PG's key for this cancel (Toss: the `transactionKey` of the
+    /// cancel in `cancels[]`); the shop stores it with the refund, so a
+    /// later look at the PG's record can tell its cancels from others.
+    #[serde(default)]
+    pub transaction_key: String,
+}
+
+/// Where a payment the PG holds but has not finished stands (Toss: the
+/// Payment object's `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PgPending {
+    /// Created, not yet authenticated by the customer (Toss `READY`).
+    Ready,
+    /// Authenticated in the widget and waiting for the shop's confirm
+    /// (Toss `IN_PROGRESS`): a confirm lost on its way can be sent again,
+    /// with the same key, inside the PG's confirm window.
+    InProgress,
+    /// A virtual account was issued and the deposit has not come (Toss
+    /// `WAITING_FOR_DEPOSIT`).
+    WaitingForDeposit,
 }
 
 /// What the PG knows of one payment attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PgStatus {
-    /// It approved the attempt.
+    /// It approved the attempt (Toss `DONE`, or `PARTIAL_CANCELED`: approved
+    /// with part cancelled since — see [`Approval::cancels`]).
     Approved(Approval),
-    /// It declined, aborted, expired or cancelled the attempt.
+    /// It approved the attempt and then cancelled all of it (Toss
+    /// `CANCELED`): the money is back with the customer.
+    Cancelled(Approval),
+    /// It holds the attempt and has not finished it.
+    Pending(PgPending),
+    /// It declined, aborted or expired the attempt (Toss `ABORTED`,
+    /// `EXPIRED`): no money was taken.
     Declined {
         /// The PG's code.
         code: String,
@@ -94,6 +138,43 @@ pub enum PgStatus {
     /// It never received the attempt: sending the approval again, with the
     /// same idempotency key, is safe.
     NotFound,
+}
+
+/// What a gateway promises about time: how long it remembers an
+/// idempotency key, and how long after the customer authenticates it
+/// accepts the confirm.
+///
+/// The shop never sends a request again with a key older than
+/// `key_lifetime` (a PG that forgot the key would run it as a new request:
+/// a second refund), and re-sends a lost confirm only inside
+/// `confirm_window`. Past either it settles by looking the payment up, or
+/// hands the attempt to a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayLimits {
+    /// How long the PG keeps an idempotency key from its first use.
+    pub key_lifetime: Duration,
+    /// How long after authentication the PG accepts the confirm.
+    pub confirm_window: Duration,
+}
+
+impl GatewayLimits {
+    /// Toss Payments' limits: a key lasts 15 days from its first use
+    /// (docs.tosspayments.com/guides/using-api/idempotency-key, "멱등키는
+    /// 처음 요청에 사용한 날부터 15일 간 유효합니다"), and a payment must be
+    /// confirmed within 10 minutes of authentication, after which the PG
+    /// answers `NOT_FOUND_PAYMENT_SESSION` and the payment expires
+    /// (docs.tosspayments.com/reference/error-codes, "결제 승인").
+    pub const TOSS: GatewayLimits = GatewayLimits {
+        key_lifetime: Duration::from_secs(15 * 24 * 60 * 60),
+        confirm_window: Duration::from_secs(10 * 60),
+    };
+}
+
+impl Default for GatewayLimits {
+    /// [`GatewayLimits::TOSS`].
+    fn default() -> GatewayLimits {
+        GatewayLimits::TOSS
+    }
 }
 
 /// Why a gateway call did not succeed. Each class is handled differently by
@@ -139,11 +220,14 @@ pub enum GatewayError {
 ///
 /// Implementations must treat a repeated idempotency key as the same
 /// request (replaying the first definite outcome: an approval, a decline, a
-/// cancel), answer [`status`](Self::status) truthfully from their own
-/// records, cancel part of a payment when asked for less than it (never
-/// more than what is left), and return `Ok` for a cancel of a payment they
-/// already cancelled whole. Keys must stay valid for longer than the shop's
-/// review age ([`ShopBuilder::review_after`](crate::ShopBuilder::review_after)).
+/// cancel) for as long as [`limits`](Self::limits) says, answer
+/// [`status`](Self::status) truthfully from their own records (a payment
+/// authenticated but not confirmed is [`PgStatus::Pending`], not
+/// `NotFound`), and cancel part of a payment when asked for less than it
+/// (never more than what is left). A cancel returns what the PG's record
+/// says this request cancelled; a cancel of a payment the PG had already
+/// cancelled (from its dashboard, say) is a decline, never `Ok`: the shop
+/// must not give back money somebody else already gave back.
 /// The shop never holds a database transaction across any of these calls.
 pub trait PaymentGateway: Send + Sync {
     /// Approves one payment attempt.
@@ -152,6 +236,11 @@ pub trait PaymentGateway: Send + Sync {
     fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError>;
     /// Cancels (refunds) all or part of an approved payment.
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError>;
+    /// How long its keys last and how long it waits for a confirm;
+    /// [`GatewayLimits::TOSS`] unless the implementation says otherwise.
+    fn limits(&self) -> GatewayLimits {
+        GatewayLimits::TOSS
+    }
 }
 
 impl<G: PaymentGateway + ?Sized> PaymentGateway for std::sync::Arc<G> {
@@ -163,6 +252,9 @@ impl<G: PaymentGateway + ?Sized> PaymentGateway for std::sync::Arc<G> {
     }
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
         (**self).cancel(request)
+    }
+    fn limits(&self) -> GatewayLimits {
+        (**self).limits()
     }
 }
 
@@ -220,6 +312,10 @@ impl fmt::Display for PgStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PgStatus::Approved(approval) => write!(f, "approved as {}", approval.transaction_id),
+            PgStatus::Cancelled(approval) => {
+                write!(f, "approved as {} and cancelled", approval.transaction_id)
+            }
+            PgStatus::Pending(state) => write!(f, "pending: {state:?}"),
             PgStatus::Declined { code, message } => write!(f, "declined: {code}: {message}"),
             PgStatus::NotFound => f.write_str("never received"),
         }

@@ -964,6 +964,21 @@ pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Payment>
         .collect()
 }
 
+/// When the confirm of `payment` was first asked for — when its key was
+/// first used, and (within a redirect's time) when the customer
+/// authenticated: its first `requested` history entry, or its creation if
+/// it has none (a payment older than that entry).
+pub(crate) fn requested_at(conn: &dyn Db, payment: &Payment) -> Result<Timestamp> {
+    let first: Option<Timestamp> = conn
+        .query_row(
+            "SELECT min(created_at) FROM payment_events
+             WHERE payment_id = ?1 AND status = 'requested'",
+            &[&payment.id],
+        )?
+        .get(0)?;
+    Ok(first.unwrap_or(payment.created_at))
+}
+
 /// The history of payment `id`, oldest first.
 pub(crate) fn events(conn: &dyn Db, id: PaymentId) -> Result<Vec<PaymentEvent>> {
     conn.query(SELECT_EVENTS, &[&id])?

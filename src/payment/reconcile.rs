@@ -14,11 +14,18 @@ use super::{Outcome, Payment, PaymentStatus};
 use crate::background::Background;
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::gateway::{Approval, GatewayError, PgStatus};
+use crate::gateway::{
+    Approval, CancelRequest, Cancellation, GatewayError, GatewayLimits, PgCancel, PgPending,
+    PgStatus, StatusRequest,
+};
 use crate::ids::{OrderId, PaymentId, RefundId};
 use crate::lease::{self, Led};
 use crate::shop::Shop;
 use crate::store::Scope;
+
+/// The decline code of a refund whose key outlived the PG's memory of it
+/// and whose cancel the PG's record does not hold: the PG never ran it.
+pub const NOT_CANCELLED_AT_PG: &str = "NOT_CANCELLED_AT_PG";
 
 /// What one round of [`Shop::reconcile_payments`] did: every payment and
 /// refund attempt it looked at, with its id, its order, and its status
@@ -95,8 +102,14 @@ impl Payments<'_> {
         let cutoff = Timestamp::from_millis(now.as_millis().saturating_sub(grace));
         let mut report = ReconcileReport::default();
 
-        let due = self.store.read(|tx| super::unsettled(tx, cutoff))?;
-        for payment in due {
+        let limits = self.gateway.map(|g| g.limits()).unwrap_or_default();
+        let due = self.store.read(|tx| {
+            super::unsettled(tx, cutoff)?
+                .into_iter()
+                .map(|payment| Ok((super::requested_at(tx, &payment)?, payment)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (requested_at, payment) in due {
             // An unsettled payment with no PG part can only be one an older
             // liteshop left in flight (a payment by balance now completes in
             // its first transaction). That model asked the PG for the whole
@@ -108,7 +121,9 @@ impl Payments<'_> {
                     "a payment from before the tender model is in flight; needs a person");
                 (payment, true)
             } else {
-                let recorded = match self.ask_about_payment(&payment) {
+                let key_age = self.age(requested_at);
+                let (outcome, external) = self.ask_about_payment(&payment, key_age, limits);
+                let recorded = match outcome {
                     Some(outcome) => {
                         let id = payment.id;
                         self.write(Scope::User(payment.user), move |tx, now| {
@@ -117,13 +132,12 @@ impl Payments<'_> {
                     }
                     None => payment,
                 };
-                let needs_review =
-                    recorded.status.is_unsettled() && self.overdue(recorded.created_at);
-                if needs_review {
+                let overdue = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
+                if overdue {
                     tracing::warn!(payment = %recorded.id, order = ?recorded.order,
                         "payment still unsettled past the review age; needs a person");
                 }
-                (recorded, needs_review)
+                (recorded, overdue || external)
             };
             report.payments.push(ReconciledPayment {
                 payment: recorded.id,
@@ -136,11 +150,20 @@ impl Payments<'_> {
         let due = self.store.read(|tx| {
             refund::unsettled(tx, cutoff)?
                 .into_iter()
-                .map(|refund| Ok((refund::cancel_request(tx, &refund)?, refund)))
+                .map(|refund| {
+                    let recorded = refund::recorded_cancels(tx, refund.payment)?;
+                    Ok((refund::cancel_request(tx, &refund)?, recorded, refund))
+                })
                 .collect::<Result<Vec<_>>>()
         })?;
-        for (request, refund) in due {
-            let recorded = match self.ask_about_refund(&refund, &request) {
+        for (request, recorded_cancels, refund) in due {
+            let key_age = self.age(refund.created_at);
+            let answer = if key_age < limits.key_lifetime {
+                self.ask_about_refund(&refund, &request)
+            } else {
+                self.look_up_refund(&refund, &request, &recorded_cancels)
+            };
+            let recorded = match answer {
                 Some(outcome) => {
                     let id = refund.id;
                     self.write(Scope::User(refund.user), move |tx, now| {
@@ -166,34 +189,142 @@ impl Payments<'_> {
     }
 
     fn overdue(&self, created_at: Timestamp) -> bool {
-        let age = u64::try_from(self.clock.now().as_millis() - created_at.as_millis()).unwrap_or(0);
-        Duration::from_millis(age) >= self.config.review_after
+        self.age(created_at) >= self.config.review_after
     }
 
-    /// What the gateway says of one unsettled payment, as an outcome to
-    /// record; `None` to leave it for the next round.
-    fn ask_about_payment(&self, payment: &Payment) -> Option<Outcome<Approval>> {
+    /// How long ago `then` was.
+    fn age(&self, then: Timestamp) -> Duration {
+        let age = u64::try_from(self.clock.now().as_millis() - then.as_millis()).unwrap_or(0);
+        Duration::from_millis(age)
+    }
+
+    /// What the gateway says of one unsettled payment whose key was first
+    /// used `key_age` ago, as an outcome to record (`None` to leave it for
+    /// the next round), and whether the PG's record shows a change made
+    /// outside the shop (a person should look).
+    ///
+    /// A payment the PG holds authenticated but unconfirmed (Toss
+    /// `IN_PROGRESS`) — a confirm lost on its way, or a process killed
+    /// before sending it — gets its confirm again, with the same key,
+    /// while the PG's confirm window lasts; a payment the PG never received
+    /// gets it again while the key lasts. Past those the PG settles it
+    /// itself (Toss expires it: declined), and nothing is re-sent with a
+    /// key the PG may have forgotten.
+    fn ask_about_payment(
+        &self,
+        payment: &Payment,
+        key_age: Duration,
+        limits: GatewayLimits,
+    ) -> (Option<Outcome<Approval>>, bool) {
         let retry = &self.config.retry;
         let attempt = Attempt::Payment {
             payment: payment.id,
             order: payment.order,
         };
+        let resend = || {
+            let request = payment.approve_request();
+            Self::resent(attempt, retry.run(|| self.gateway()?.approve(&request)))
+        };
+        let key_alive = key_age < limits.key_lifetime;
         match retry.run(|| self.gateway()?.status(&payment.status_request())) {
-            Ok(PgStatus::Approved(approval)) => Some(Outcome::Done(approval)),
-            Ok(PgStatus::Declined { code, message }) => Some(Outcome::Declined { code, message }),
-            Ok(PgStatus::NotFound) => {
-                // Never received: send it again, with the same key.
-                let request = payment.approve_request();
-                Self::resent(attempt, retry.run(|| self.gateway()?.approve(&request)))
+            Ok(PgStatus::Approved(approval)) => {
+                let external = !approval.cancels.is_empty();
+                if external {
+                    tracing::error!(payment = %payment.id, order = ?payment.order, cancels = ?approval.cancels,
+                        "the PG approved this payment and cancelled part of it outside the shop; needs a person");
+                }
+                (Some(Outcome::Done(approval)), external)
+            }
+            Ok(PgStatus::Cancelled(approval)) => {
+                // Approved and cancelled whole before the shop heard of it:
+                // the customer has the money back, so nothing was paid.
+                tracing::error!(payment = %payment.id, order = ?payment.order, cancels = ?approval.cancels,
+                    "the PG approved this payment and cancelled it whole outside the shop; needs a person");
+                let outcome = Outcome::Declined {
+                    code: "CANCELED".into(),
+                    message: "approved and then cancelled whole at the payment gateway".into(),
+                };
+                (Some(outcome), true)
+            }
+            Ok(PgStatus::Declined { code, message }) => {
+                (Some(Outcome::Declined { code, message }), false)
+            }
+            Ok(PgStatus::Pending(PgPending::InProgress))
+                if key_alive && key_age < limits.confirm_window =>
+            {
+                (resend(), false)
+            }
+            Ok(PgStatus::NotFound) if key_alive => (resend(), false),
+            Ok(status) => {
+                debug!(payment = %payment.id, %status, "left for the gateway to settle");
+                (None, false)
             }
             Err(err) => {
                 if let GatewayError::Invalid { code, message } = &err {
                     tracing::error!(payment = %payment.id, %code, %message,
                         "the gateway refused a status request as invalid");
                 }
-                Some(Outcome::Unknown {
+                let outcome = Outcome::Unknown {
                     reason: err.to_string(),
-                })
+                };
+                (Some(outcome), false)
+            }
+        }
+    }
+
+    /// Settles a refund whose key may have outlived the PG's memory of it
+    /// by the PG's record of the payment alone, never by sending the cancel
+    /// again (a PG that forgot the key would run it as a second refund).
+    ///
+    /// The cancels the PG holds that the shop did not record (`recorded`:
+    /// the PG keys of this payment's completed refunds) are the ones it
+    /// could be: exactly one, of this attempt's amount, is this attempt's
+    /// cancel; none means the PG never ran it, so it is declined; anything
+    /// else is left for a person.
+    fn look_up_refund(
+        &self,
+        refund: &Refund,
+        request: &CancelRequest,
+        recorded: &[Option<String>],
+    ) -> Option<Outcome<Cancellation>> {
+        let status = StatusRequest {
+            pg_order_id: request.pg_order_id.clone(),
+        };
+        let approval = match self.config.retry.run(|| self.gateway()?.status(&status)) {
+            Ok(PgStatus::Approved(approval) | PgStatus::Cancelled(approval)) => approval,
+            other => {
+                tracing::warn!(refund = %refund.id, answer = ?other,
+                    "a refund past its key's lifetime cannot be settled by the PG's record; needs a person");
+                return None;
+            }
+        };
+        if recorded.iter().any(Option::is_none) {
+            tracing::warn!(refund = %refund.id,
+                "the payment has refunds recorded without the PG's key; needs a person");
+            return None;
+        }
+        let unexplained: Vec<&PgCancel> = approval
+            .cancels
+            .iter()
+            .filter(|cancel| {
+                !recorded
+                    .iter()
+                    .any(|key| key.as_deref() == Some(&cancel.transaction_key))
+            })
+            .collect();
+        match unexplained.as_slice() {
+            [] => Some(Outcome::Declined {
+                code: NOT_CANCELLED_AT_PG.into(),
+                message: "the payment gateway's record holds no cancel for this attempt".into(),
+            }),
+            [cancel] if cancel.amount == refund.pg_amount => Some(Outcome::Done(Cancellation {
+                cancelled_amount: cancel.amount,
+                transaction_key: cancel.transaction_key.clone(),
+            })),
+            _ => {
+                tracing::error!(refund = %refund.id, cancels = ?unexplained,
+                    "the PG holds cancels the shop cannot attribute; needs a person");
+                None
             }
         }
     }
@@ -205,8 +336,8 @@ impl Payments<'_> {
     fn ask_about_refund(
         &self,
         refund: &Refund,
-        request: &crate::gateway::CancelRequest,
-    ) -> Option<Outcome<crate::gateway::Cancellation>> {
+        request: &CancelRequest,
+    ) -> Option<Outcome<Cancellation>> {
         let attempt = Attempt::Refund {
             refund: refund.id,
             payment: refund.payment,

@@ -99,6 +99,11 @@ pub struct Refund {
     pub created_at: Timestamp,
     /// When its status last changed.
     pub updated_at: Timestamp,
+    /// The PG's key for the cancel of its PG part, once completed (Toss:
+    /// the `transactionKey` in the payment's `cancels[]`); `None` with no
+    /// PG part, before completion, or for a refund older than liteshop
+    /// storing it.
+    pub pg_transaction_key: Option<String>,
 }
 
 /// A `SELECT` of every refund column, then `$rest`.
@@ -106,8 +111,8 @@ macro_rules! select_refunds {
     ($rest:literal) => {
         concat!(
             "SELECT id, payment_id, order_id, user_id, amount, status, reason, idempotency_key, ",
-            "failure_code, failure_message, created_at, updated_at, balance_amount, pg_amount ",
-            "FROM refunds ",
+            "failure_code, failure_message, created_at, updated_at, balance_amount, pg_amount, ",
+            "pg_transaction_key FROM refunds ",
             $rest
         )
     };
@@ -354,7 +359,15 @@ pub(crate) fn record(
         outcome => outcome,
     };
     match outcome {
-        Outcome::Done(_) => complete(tx, id, now)?,
+        Outcome::Done(cancel) => {
+            complete(tx, id, now)?;
+            if !cancel.transaction_key.is_empty() {
+                tx.execute(
+                    "UPDATE refunds SET pg_transaction_key = ?2 WHERE id = ?1",
+                    &[&id, &cancel.transaction_key],
+                )?;
+            }
+        }
         Outcome::Declined { code, message } => {
             tx.execute(
                 "UPDATE refunds SET status = 'declined', failure_code = ?2, failure_message = ?3,
@@ -559,6 +572,20 @@ pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Refund>>
     Ok(refunds)
 }
 
+/// The PG's keys of the completed cancels the shop recorded for
+/// `payment`, one per completed refund with a PG part (`None` for one
+/// recorded before liteshop stored the key).
+pub(crate) fn recorded_cancels(conn: &dyn Db, payment: PaymentId) -> Result<Vec<Option<String>>> {
+    conn.query(
+        "SELECT pg_transaction_key FROM refunds
+         WHERE payment_id = ?1 AND status = 'completed' AND pg_amount > 0 ORDER BY id",
+        &[&payment],
+    )?
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
 /// The refund of `payment` in flight, if any.
 fn live_for_payment(conn: &dyn Db, payment: PaymentId) -> Result<Option<RefundId>> {
     conn.query_opt(SELECT_LIVE_FOR_PAYMENT, &[&payment])?
@@ -612,5 +639,6 @@ fn refund_row(row: &Row) -> Result<Refund> {
         updated_at: row.get(11)?,
         balance_amount: row.get(12)?,
         pg_amount: row.get(13)?,
+        pg_transaction_key: row.get(14)?,
     })
 }

@@ -324,4 +324,9 @@ ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check,
     ADD CHECK ((kind IN ('payment', 'take_back', 'top_up_refund')) = (amount < 0)),
     ADD CHECK ((kind IN ('grant', 'take_back')) = (note IS NOT NULL));
 "#,
+    // SQLite's migration 9.
+    r#"
+ALTER TABLE refunds ADD COLUMN pg_transaction_key TEXT
+    CHECK (pg_transaction_key IS NULL OR length(pg_transaction_key) BETWEEN 1 AND 200);
+"#,
 ];

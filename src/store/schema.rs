@@ -518,6 +518,13 @@ CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NU
 "#,
     )
     .foreign_key_check(),
+    // The PG's key for each refund's cancel (Toss: the `transactionKey` of
+    // its entry in `cancels[]`), so a later look at the PG's record can tell
+    // the shop's cancels from ones made outside it.
+    M::up(
+        "ALTER TABLE refunds ADD COLUMN pg_transaction_key TEXT
+             CHECK (pg_transaction_key IS NULL OR length(pg_transaction_key) BETWEEN 1 AND 200);",
+    ),
 ];
 
 /// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by

@@ -1,0 +1,358 @@
+//! The PG's own record is the truth: a payment cancelled outside the shop
+//! never pays out again, a lost confirm is sent again while the PG holds the
+//! payment, a key that may have outlived the PG's memory is never re-sent,
+//! and a partial cancel the PG forbids is a decline, not a refund held for
+//! ever. Against the FakeGateway, which answers as Toss documents.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestShop, open_with, won};
+use liteshop::{
+    Error, FakeGateway, FakeOutcome, GatewayLimits, LedgerEntry, Money, NOT_CANCELLED_AT_PG,
+    OrderId, OrderLine, OrderStatus, PageRequest, PaymentGateway, PaymentStatus, PgPending,
+    PgStatus, ProductId, RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
+};
+
+struct Shop {
+    t: TestShop,
+    pg: FakeGateway,
+    kim: UserId,
+    tea: ProductId,
+}
+
+/// Kim holds 100,000 won; tea costs 10,000 (stock 20). Reconciliation
+/// waits a minute; review after 30 days (so only the rules under test
+/// hand an attempt to a person).
+fn shop() -> Shop {
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| {
+        b.gateway(gateway)
+            .gateway_retry(RetryPolicy {
+                retries: 1,
+                base: Duration::from_millis(1),
+            })
+            .reconcile_grace(Duration::from_secs(60))
+            .review_after(Duration::from_secs(30 * 24 * 3_600))
+    });
+    let kim = t.user("Kim").id;
+    t.shop.host_credit(kim, won(100_000)).unwrap();
+    let tea = t.product("Tea", 10_000, 20).id;
+    Shop { t, pg, kim, tea }
+}
+
+impl Shop {
+    /// An order of `teas` teas paid wholly by card.
+    fn paid(&self, teas: u32) -> OrderId {
+        let order = self
+            .t
+            .shop
+            .place_order(self.kim, &[OrderLine::new(self.tea, teas)])
+            .unwrap();
+        common::pay_by_card(&self.t.shop, &self.pg, self.kim, order.id).unwrap();
+        order.id
+    }
+
+    fn pg_order_id(&self, order: OrderId) -> String {
+        self.t.shop.payments_for_order(self.kim, order).unwrap()[0]
+            .pg_order_id
+            .clone()
+    }
+
+    fn balance(&self) -> Money {
+        self.t.shop.balance(self.kim).unwrap()
+    }
+
+    fn assert_ledger_balances(&self) {
+        let ledger = self
+            .t
+            .shop
+            .ledger(self.kim, PageRequest::first(100))
+            .unwrap()
+            .items;
+        let sum: i64 = ledger.iter().map(LedgerEntry::signed_won).sum();
+        assert_eq!(won(sum), self.balance());
+    }
+
+    fn advance(&self, by: Duration) {
+        self.t.clock.advance(by);
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3_600);
+
+#[test]
+fn a_payment_cancelled_in_the_pgs_dashboard_never_pays_out_again() -> Result<()> {
+    let s = shop();
+    let order = s.paid(3); // 30,000 by card
+    let pg_order_id = s.pg_order_id(order);
+    s.pg.cancel_in_dashboard(&pg_order_id, won(30_000))
+        .expect("the operator cancels it whole");
+    let balance = s.balance();
+    let before = s.t.dump();
+
+    // The customer asks for one tea back, then another: each attempt is
+    // declined as the PG answers it, and no won is credited or recorded.
+    for _ in 0..3 {
+        let err =
+            s.t.shop
+                .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+                .unwrap_err();
+        assert!(
+            matches!(&err, Error::RefundDeclined { code, .. } if code == "ALREADY_CANCELED_PAYMENT"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(s.balance(), balance);
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Paid);
+    let payment = &s.t.shop.payments_for_order(s.kim, order)?[0];
+    assert_eq!((payment.refunded, payment.pg_refunded), (won(0), won(0)));
+    assert_eq!(
+        s.pg.cancelled(&pg_order_id),
+        won(30_000),
+        "the PG's one cancel"
+    );
+    // Only the declined attempts were added.
+    let refunds = s.t.shop.refunds(s.kim, order)?;
+    assert_eq!(refunds.len(), 3);
+    assert!(refunds.iter().all(|r| r.status == RefundStatus::Declined));
+    assert_ne!(s.t.dump(), before);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn a_completed_refund_stores_the_pgs_key_for_its_cancel() -> Result<()> {
+    let s = shop();
+    let order = s.paid(2);
+    let refund =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")?;
+    let cancels = s.pg.cancels(&s.pg_order_id(order));
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(
+        refund.pg_transaction_key.as_deref(),
+        Some(cancels[0].transaction_key.as_str())
+    );
+    Ok(())
+}
+
+#[test]
+fn a_lost_confirm_is_sent_again_while_the_pg_holds_it_in_progress() -> Result<()> {
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
+    s.pg.push(FakeOutcome::UnknownBeforeCharge);
+    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
+        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
+    else {
+        panic!("the confirm was lost on its way");
+    };
+    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    // Toss keeps an authenticated, unconfirmed payment as IN_PROGRESS.
+    assert_eq!(
+        s.pg.status(&StatusRequest {
+            pg_order_id: pg_order_id.clone()
+        }),
+        Ok(PgStatus::Pending(PgPending::InProgress))
+    );
+    s.advance(Duration::from_secs(61));
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.payments_in(PaymentStatus::Approved), 1, "{report:?}");
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Paid);
+    assert_eq!(s.pg.approved_count(), 1);
+    Ok(())
+}
+
+#[test]
+fn past_the_confirm_window_nothing_is_resent_and_the_pgs_expiry_declines_it() -> Result<()> {
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
+    // 4,000 from the balance, 6,000 by card; the confirm is lost.
+    let started = s.t.shop.start_payment(s.kim, order, won(4_000))?;
+    let redirect = s.pg.pay_widget(&started.widget().unwrap());
+    s.pg.push(FakeOutcome::UnknownBeforeCharge);
+    assert!(matches!(
+        s.t.shop.confirm_payment(s.kim, started.id, &redirect),
+        Err(Error::PaymentOutcomeUnknown { .. })
+    ));
+    assert_eq!(s.balance(), won(96_000), "the balance part is held");
+    let key = s.t.shop.payment(s.kim, started.id)?.idempotency_key;
+
+    // Eleven minutes on: the PG no longer takes the confirm, so the shop
+    // does not send it; the payment waits for the PG to settle it.
+    s.advance(Duration::from_secs(11 * 60));
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.payments_in(PaymentStatus::Unknown), 1, "{report:?}");
+    assert_eq!(s.pg.calls(&key), 1, "not sent again");
+
+    // The PG expires it: declined, the balance part given back.
+    s.pg.expire_unconfirmed();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.payments_in(PaymentStatus::Declined), 1, "{report:?}");
+    assert_eq!(s.pg.calls(&key), 1);
+    assert_eq!(s.balance(), won(100_000));
+    assert_eq!(s.pg.approved_count(), 0);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn a_refund_past_its_keys_lifetime_is_settled_by_the_pgs_record_never_resent() -> Result<()> {
+    // The cancel ran at the PG and its reply was lost: completed from the
+    // PG's record, with the PG's key; never a second cancel.
+    let s = shop();
+    let order = s.paid(2);
+    let pg_order_id = s.pg_order_id(order);
+    s.pg.push_cancel(FakeOutcome::UnknownAfterCharge);
+    let Err(Error::RefundOutcomeUnknown { refund, .. }) =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+    else {
+        panic!("the reply was lost");
+    };
+    let key = s.t.shop.refunds(s.kim, order)?[0].idempotency_key.clone();
+    s.advance(16 * DAY);
+    s.pg.forget_keys();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.refunds_in(RefundStatus::Completed), 1, "{report:?}");
+    assert_eq!(s.pg.calls(&key), 1, "never sent again past the key's life");
+    assert_eq!(s.pg.cancelled(&pg_order_id), won(10_000), "cancelled once");
+    let settled = &s.t.shop.refunds(s.kim, order)?[0];
+    assert_eq!(settled.id, refund);
+    assert_eq!(
+        settled.pg_transaction_key.as_deref(),
+        Some(s.pg.cancels(&pg_order_id)[0].transaction_key.as_str())
+    );
+    assert_eq!(
+        s.t.shop.order(s.kim, order)?.status,
+        OrderStatus::PartiallyRefunded
+    );
+
+    // The cancel never reached the PG: declined from the PG's record, so a
+    // new attempt (a new key) can run.
+    let s = shop();
+    let order = s.paid(2);
+    let pg_order_id = s.pg_order_id(order);
+    s.pg.push_cancel(FakeOutcome::UnknownBeforeCharge);
+    assert!(
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+            .is_err()
+    );
+    let key = s.t.shop.refunds(s.kim, order)?[0].idempotency_key.clone();
+    s.advance(16 * DAY);
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.refunds_in(RefundStatus::Declined), 1, "{report:?}");
+    let declined = &s.t.shop.refunds(s.kim, order)?[0];
+    assert_eq!(
+        declined.failure.as_ref().map(|f| f.code.as_str()),
+        Some(NOT_CANCELLED_AT_PG)
+    );
+    assert_eq!(s.pg.calls(&key), 1, "never sent again");
+    assert_eq!(s.pg.cancelled(&pg_order_id), won(0));
+    s.t.shop
+        .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "again")?;
+    assert_eq!(s.pg.cancelled(&pg_order_id), won(10_000));
+    Ok(())
+}
+
+#[test]
+fn a_refund_the_pg_cannot_attribute_is_left_for_a_person() -> Result<()> {
+    let s = shop();
+    let order = s.paid(3);
+    let pg_order_id = s.pg_order_id(order);
+    s.pg.push_cancel(FakeOutcome::UnknownAfterCharge);
+    assert!(
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+            .is_err()
+    );
+    // Meanwhile an operator cancels another 10,000 in the dashboard: two
+    // cancels of the same amount the shop never recorded.
+    s.pg.cancel_in_dashboard(&pg_order_id, won(10_000)).unwrap();
+    s.advance(16 * DAY);
+    let balance = s.balance();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.refunds_in(RefundStatus::Unknown), 1, "{report:?}");
+    assert_eq!(s.balance(), balance);
+    assert_eq!(s.pg.cancelled(&pg_order_id), won(20_000), "nothing more");
+    Ok(())
+}
+
+#[test]
+fn a_partial_refund_the_pg_forbids_is_declined_and_the_whole_one_still_runs() -> Result<()> {
+    let s = shop();
+    let order = s.paid(2);
+    let pg_order_id = s.pg_order_id(order);
+    s.pg.forbid_partial_cancel(&pg_order_id);
+    let err =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+            .unwrap_err();
+    assert!(
+        matches!(&err, Error::RefundDeclined { code, .. } if code == "NOT_ALLOWED_PARTIAL_REFUND"),
+        "{err:?}"
+    );
+    // Not held "in flight": the whole refund runs at once.
+    let refund = s.t.shop.refund(s.kim, order, "all back")?;
+    assert_eq!(refund.status, RefundStatus::Completed);
+    assert_eq!(s.pg.cancelled(&pg_order_id), won(20_000));
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Refunded);
+    Ok(())
+}
+
+#[test]
+fn a_payment_the_pg_approved_and_cancelled_outside_the_shop_is_reported() -> Result<()> {
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 2)])?.id;
+    s.pg.push(FakeOutcome::UnknownAfterCharge);
+    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
+        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
+    else {
+        panic!("the reply was lost");
+    };
+    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    // Before reconciliation runs, an operator cancels part of it.
+    s.pg.cancel_in_dashboard(&pg_order_id, won(5_000)).unwrap();
+    s.advance(Duration::from_secs(61));
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.payments_in(PaymentStatus::Approved), 1);
+    assert!(
+        report.needs_review(),
+        "a change outside the shop: {report:?}"
+    );
+
+    // Cancelled whole before the shop heard: nothing was paid.
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
+    s.pg.push(FakeOutcome::UnknownAfterCharge);
+    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
+        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
+    else {
+        panic!("the reply was lost");
+    };
+    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    s.pg.cancel_in_dashboard(&pg_order_id, won(10_000)).unwrap();
+    s.advance(Duration::from_secs(61));
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.payments_in(PaymentStatus::Declined), 1);
+    assert!(report.needs_review());
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Pending);
+    Ok(())
+}
+
+#[test]
+fn a_gateway_declares_its_limits() {
+    assert_eq!(FakeGateway::new().limits(), GatewayLimits::TOSS);
+    assert_eq!(GatewayLimits::TOSS.key_lifetime, 15 * DAY);
+    assert_eq!(GatewayLimits::TOSS.confirm_window, Duration::from_secs(600));
+    let pg = FakeGateway::new();
+    let short = GatewayLimits {
+        key_lifetime: DAY,
+        confirm_window: Duration::from_secs(60),
+    };
+    pg.set_limits(short);
+    assert_eq!(pg.limits(), short);
+}
