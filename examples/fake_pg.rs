@@ -10,7 +10,8 @@
 //!
 //! Contract (amounts in won): `POST /v1/payments/confirm`,
 //! `GET /v1/payments/orders/{orderId}`, `POST /v1/payments/{paymentKey}/cancel`,
-//! Basic auth with the secret, `Idempotency-Key` replayed like a real PG.
+//! Basic auth with the secret, `Idempotency-Key` replayed like a real PG —
+//! and Toss's states and codes as `support/fake_pg_server.rs` lists them.
 
 #[path = "support/fake_pg_server.rs"]
 mod fake_pg_server;
@@ -40,6 +41,13 @@ struct Args {
     /// Stop after this many requests (default: serve forever).
     #[arg(long)]
     max_requests: Option<usize>,
+    /// Refuse partial cancels with NOT_ALLOWED_PARTIAL_REFUND.
+    #[arg(long)]
+    whole_cancel_only: bool,
+    /// Forget an idempotency key this many seconds after its first use
+    /// (Toss keeps them 15 days).
+    #[arg(long)]
+    key_lifetime_secs: Option<u64>,
     /// Start on a free port, pay two orders through a shop, print, and exit.
     #[arg(long)]
     demo: bool,
@@ -53,6 +61,8 @@ impl Args {
             decline_order_prefix: self.decline_order_prefix.clone(),
             max_requests: self.max_requests,
             log: true,
+            whole_cancel_only: self.whole_cancel_only,
+            key_lifetime: self.key_lifetime_secs.map(std::time::Duration::from_secs),
         }
     }
 }

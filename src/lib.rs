@@ -175,10 +175,15 @@
 //! [`Shop::spawn_reconciler`]) settles every `Requested`/`Unknown` payment
 //! (and refund attempt, below) older than a grace period, and reports each
 //! by id ([`ReconcileReport`]). For a payment, it asks the PG's [`status`](PaymentGateway::status);
-//! an approval or decline is recorded as above; "never received" means the
-//! confirm is sent again with the **stored** key and idempotency key, so
-//! the PG charges at most once whatever happened before. A payment still
-//! unsettled past a review age is reported, never declined silently. A
+//! an approval or decline is recorded as above (an approval with cancels
+//! made outside the shop, or one cancelled whole before the shop heard —
+//! recorded as declined, since nothing was paid — is reported for a
+//! person); a payment the PG holds authenticated but unconfirmed
+//! ([`PgPending::InProgress`]) inside its confirm window, or never received,
+//! gets its confirm again with the **stored** key and idempotency key, so
+//! the PG charges at most once whatever happened before. Nothing is sent
+//! again with a key older than the gateway's [`GatewayLimits`]. A payment
+//! still unsettled past a review age is reported, never declined silently. A
 //! process killed at any point leaves a `Started`, `Requested` or `Unknown`
 //! payment that expiry or reconciliation finishes. (A payment an older
 //! liteshop left in flight — before payments by tender, schema version 8 —
@@ -218,7 +223,15 @@
 //! key, so a gateway that replays outcomes per key cannot turn a temporary
 //! "no" into a permanent one. An unknown attempt — or one a killed process
 //! left `Requested` — is settled by [`Shop::reconcile_payments`], which
-//! sends the cancel again with the attempt's stored key. While an attempt
+//! sends the cancel again with the attempt's stored key while the gateway
+//! still remembers it ([`GatewayLimits::key_lifetime`]); past that it
+//! settles the attempt from the PG's record of the payment only (a cancel
+//! the shop never recorded, of this amount, completes it; none declines it
+//! with [`NOT_CANCELLED_AT_PG`]; anything else waits for a person). A cancel
+//! the PG answers "already cancelled" (someone cancelled the payment in the
+//! PG's dashboard) is a decline: the shop never credits money somebody else
+//! gave back. A completed refund keeps the PG's key for its cancel
+//! ([`Refund::pg_transaction_key`]). While an attempt
 //! is in flight its amount counts against the balance limit (as money held
 //! by a payment in flight does), so its credit always fits.
 //!

@@ -633,3 +633,92 @@ fn a_shop_pays_end_to_end_through_the_http_gateway() -> liteshop::Result<()> {
     handle.join().unwrap();
     Ok(())
 }
+
+#[path = "../examples/support/fake_pg_server.rs"]
+#[allow(dead_code)]
+mod fake_pg_server;
+
+#[test]
+fn the_toss_double_and_the_http_gateway_agree_on_toss_behaviour() -> liteshop::Result<()> {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let addr = server.server_addr().to_ip().unwrap();
+    let records = Arc::new(Mutex::new(fake_pg_server::Pg::default()));
+    let handle = {
+        let (server, records) = (server.clone(), records.clone());
+        let rules = fake_pg_server::Rules {
+            secret: SECRET.to_owned(),
+            ..Default::default()
+        };
+        thread::spawn(move || fake_pg_server::serve(&server, &rules, &records))
+    };
+    let base = format!("http://{addr}");
+    let gateway = HttpGateway::builder(&base, SECRET).build();
+    let t = common::open_with(move |b| b.gateway(gateway));
+    let kim = t.user("Kim").id;
+    let tea = t.product("Tea", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 3)])?.id;
+    let started = t.shop.start_payment(kim, order, won(0))?;
+    let widget = started.widget().unwrap();
+    let payment_key = records
+        .lock()
+        .unwrap()
+        .pay_in_widget(&widget.pg_order_id, widget.amount.won());
+
+    // Authenticated, not confirmed: IN_PROGRESS at the PG.
+    let lookup = HttpGateway::builder(&base, SECRET).build();
+    let status = StatusRequest {
+        pg_order_id: widget.pg_order_id.clone(),
+    };
+    assert_eq!(
+        lookup.status(&status),
+        Ok(PgStatus::Pending(PgPending::InProgress))
+    );
+    let redirect = liteshop::PgRedirect {
+        payment_key,
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    };
+    t.shop.confirm_payment(kim, started.id, &redirect)?;
+
+    // A partial refund: the PG's transactionKey is stored with it.
+    let refund = t
+        .shop
+        .refund_lines(kim, order, &[OrderLine::new(tea, 1)], "one back")?;
+    assert_eq!(refund.status, liteshop::RefundStatus::Completed);
+    let key = refund.pg_transaction_key.expect("the PG's key");
+    assert!(key.starts_with("fakepg_cancel_"), "{key}");
+
+    // An operator cancels the rest in the dashboard; the next refund is
+    // declined as Toss declines it, and nothing is credited.
+    let agent = ureq::Agent::new_with_defaults();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:"))
+    );
+    agent
+        .post(format!("{base}/v1/fake/dashboard/cancel"))
+        .header("Authorization", &auth)
+        .content_type("application/json")
+        .send(json!({ "orderId": widget.pg_order_id, "cancelAmount": 20_000 }).to_string())
+        .unwrap();
+    let balance = t.shop.balance(kim)?;
+    let err = t
+        .shop
+        .refund_lines(kim, order, &[OrderLine::new(tea, 1)], "another")
+        .unwrap_err();
+    assert!(
+        matches!(&err, liteshop::Error::RefundDeclined { code, .. } if code == "ALREADY_CANCELED_PAYMENT"),
+        "{err:?}"
+    );
+    assert_eq!(t.shop.balance(kim)?, balance);
+    match lookup.status(&status) {
+        Ok(PgStatus::Cancelled(approval)) => {
+            assert_eq!(approval.cancels.len(), 2);
+            assert_eq!(approval.cancels[0].transaction_key, key);
+        }
+        other => panic!("cancelled whole: {other:?}"),
+    }
+    server.unblock();
+    handle.join().unwrap();
+    Ok(())
+}

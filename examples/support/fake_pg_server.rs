@@ -1,9 +1,29 @@
 //! The fake payment gateway's records and HTTP loop, shared by the
 //! `fake_pg` example and the server's failover test (included with
-//! `#[path]`): the contract `HttpGateway` expects.
+//! `#[path]`): Toss Payments' contract as its documentation states it, the
+//! one `HttpGateway` speaks.
+//!
+//! What it does as Toss does (docs.tosspayments.com: reference
+//! `/reference#payment-객체` and `/reference/error-codes`, guide
+//! `/guides/using-api/idempotency-key`):
+//!
+//! - a confirm takes only a `paymentKey` its widget issued, with that
+//!   `orderId` and `amount`; a second confirm of a processed payment with
+//!   another key is `ALREADY_PROCESSED_PAYMENT`;
+//! - a lookup of a payment authenticated in the widget and not confirmed is
+//!   `IN_PROGRESS`, not 404;
+//! - a cancel appends to `cancels[]` (`transactionKey`, `cancelAmount`) and
+//!   moves `lastTransactionKey`, `balanceAmount` and `status`; a cancel of a
+//!   payment cancelled whole is `ALREADY_CANCELED_PAYMENT`; a partial cancel
+//!   when partial cancels are off is `NOT_ALLOWED_PARTIAL_REFUND`;
+//! - an idempotency key replays its first reply, and is forgotten after
+//!   `key_lifetime` (Toss: 15 days);
+//! - `POST /v1/fake/dashboard/cancel {"orderId","cancelAmount"}` (with the
+//!   secret; not a Toss API) plays an operator cancelling in the dashboard.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -21,6 +41,12 @@ pub struct Rules {
     pub max_requests: Option<usize>,
     /// Log each request to standard error.
     pub log: bool,
+    /// Refuse partial cancels (`NOT_ALLOWED_PARTIAL_REFUND`), as Toss does
+    /// for escrow and cash-card payments.
+    pub whole_cancel_only: bool,
+    /// Forget an idempotency key this long after its first use (default:
+    /// never).
+    pub key_lifetime: Option<Duration>,
 }
 
 /// The PG's own records.
@@ -29,7 +55,7 @@ pub struct Pg {
     /// Every payment it approved, by the shop's order id: `status`,
     /// `totalAmount`, `balanceAmount` (once cancelled from), `cancels`.
     pub payments: HashMap<String, Value>,
-    replies: HashMap<String, (u16, Value)>,
+    replies: HashMap<String, (Instant, u16, Value)>,
     transactions: u64,
     /// `paymentKey` → (`orderId`, `amount`) a customer authorised in the
     /// widget: the only payments a confirm may take.
@@ -57,8 +83,13 @@ impl Pg {
         key: Option<String>,
         body: &str,
     ) -> (u16, Value) {
-        if let Some(reply) = key.as_ref().and_then(|k| self.replies.get(k)) {
-            return reply.clone();
+        if let Some((first, status, reply)) = key.as_ref().and_then(|k| self.replies.get(k)) {
+            let forgotten = rules
+                .key_lifetime
+                .is_some_and(|lifetime| first.elapsed() >= lifetime);
+            if !forgotten {
+                return (*status, reply.clone());
+            }
         }
         let request: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let segments: Vec<&str> = url.trim_start_matches('/').split('/').collect();
@@ -76,19 +107,54 @@ impl Pg {
                     _ => error(400, "INVALID_REQUEST", "orderId and amount are required"),
                 }
             }
-            ("GET", ["v1", "payments", "orders", order_id]) => match self.payments.get(*order_id) {
-                Some(payment) => (200, payment.clone()),
-                None => error(404, "NOT_FOUND_PAYMENT", "no such payment"),
-            },
+            ("GET", ["v1", "payments", "orders", order_id]) => self.lookup(order_id),
+            ("POST", ["v1", "fake", "dashboard", "cancel"]) => {
+                let payment_key = request["orderId"]
+                    .as_str()
+                    .and_then(|id| self.payments.get(id))
+                    .and_then(|payment| payment["paymentKey"].as_str())
+                    .map(str::to_owned);
+                match payment_key {
+                    Some(payment_key) => self.cancel(rules, &payment_key, &request, true),
+                    None => error(404, "NOT_FOUND_PAYMENT", "no such payment"),
+                }
+            }
             ("POST", ["v1", "payments", payment_key, "cancel"]) => {
-                self.cancel(payment_key, &request)
+                self.cancel(rules, payment_key, &request, false)
             }
             _ => error(404, "NOT_FOUND", "no such endpoint"),
         };
         if let Some(key) = key {
-            self.replies.insert(key, reply.clone());
+            self.replies
+                .insert(key, (Instant::now(), reply.0, reply.1.clone()));
         }
         reply
+    }
+
+    /// A payment by `orderId`: the processed one, or an authenticated one
+    /// waiting for its confirm (`IN_PROGRESS`).
+    fn lookup(&self, order_id: &str) -> (u16, Value) {
+        if let Some(payment) = self.payments.get(order_id) {
+            return (200, payment.clone());
+        }
+        match self
+            .authorised
+            .iter()
+            .find(|(_, (authorised, _))| authorised == order_id)
+        {
+            Some((payment_key, (_, amount))) => (
+                200,
+                json!({
+                    "paymentKey": payment_key,
+                    "orderId": order_id,
+                    "status": "IN_PROGRESS",
+                    "totalAmount": amount,
+                    "balanceAmount": amount,
+                    "cancels": null,
+                }),
+            ),
+            None => error(404, "NOT_FOUND_PAYMENT", "no such payment"),
+        }
     }
 
     fn confirm(&mut self, rules: &Rules, request: &Value) -> (u16, Value) {
@@ -103,8 +169,9 @@ impl Pg {
                 "paymentKey, orderId and amount are required",
             );
         };
-        if let Some(done) = self.payments.get(order_id) {
-            return (200, done.clone());
+        if self.payments.contains_key(order_id) {
+            // Processed before (with another key, or one it forgot).
+            return error(400, "ALREADY_PROCESSED_PAYMENT", "already processed");
         }
         // Toss confirms only the payment the customer authorised in its
         // widget, with that paymentKey, orderId and amount: an unknown key
@@ -141,17 +208,29 @@ impl Pg {
             "orderId": order_id,
             "status": "DONE",
             "totalAmount": amount,
+            "balanceAmount": amount,
             "approvedAt": "2026-01-01T00:00:00+09:00",
             "lastTransactionKey": format!("fakepg_tx_{}", self.transactions),
+            "cancels": null,
         });
         self.payments.insert(order_id.to_owned(), payment.clone());
         (200, payment)
     }
 
     /// A whole or partial cancel: `cancelAmount` (default: what is left)
-    /// comes off `balanceAmount`; the payment is `PARTIAL_CANCELED` until
-    /// nothing is left, then `CANCELED`.
-    fn cancel(&mut self, payment_key: &str, request: &Value) -> (u16, Value) {
+    /// comes off `balanceAmount` and is appended to `cancels[]` with a new
+    /// `transactionKey`, which becomes `lastTransactionKey`; the payment is
+    /// `PARTIAL_CANCELED` until nothing is left, then `CANCELED`. From the
+    /// dashboard (`dashboard`), partial cancels are always allowed.
+    fn cancel(
+        &mut self,
+        rules: &Rules,
+        payment_key: &str,
+        request: &Value,
+        dashboard: bool,
+    ) -> (u16, Value) {
+        self.transactions += 1;
+        let transaction_key = format!("fakepg_cancel_{}", self.transactions);
         let Some(payment) = self
             .payments
             .values_mut()
@@ -174,6 +253,13 @@ impl Pg {
                 "the cancel amount is more than what is left",
             );
         }
+        if amount < left && rules.whole_cancel_only && !dashboard {
+            return error(
+                403,
+                "NOT_ALLOWED_PARTIAL_REFUND",
+                "this payment can only be cancelled whole",
+            );
+        }
         payment["balanceAmount"] = json!(left - amount);
         payment["status"] = json!(if left == amount {
             "CANCELED"
@@ -181,8 +267,13 @@ impl Pg {
             "PARTIAL_CANCELED"
         });
         let mut cancels = payment["cancels"].as_array().cloned().unwrap_or_default();
-        cancels.push(json!({ "cancelAmount": amount, "cancelReason": request["cancelReason"] }));
+        cancels.push(json!({
+            "transactionKey": transaction_key,
+            "cancelAmount": amount,
+            "cancelReason": request["cancelReason"],
+        }));
         payment["cancels"] = json!(cancels);
+        payment["lastTransactionKey"] = json!(transaction_key);
         (200, payment.clone())
     }
 }
