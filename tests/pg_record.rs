@@ -356,3 +356,91 @@ fn a_gateway_declares_its_limits() {
     pg.set_limits(short);
     assert_eq!(pg.limits(), short);
 }
+
+#[test]
+fn a_webhook_settles_from_the_pgs_record_exactly_once_whatever_it_says() -> Result<()> {
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
+    s.pg.push(FakeOutcome::UnknownAfterCharge);
+    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
+        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
+    else {
+        panic!("the reply was lost");
+    };
+    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+
+    // No grace period: the notice settles it at once, from the PG's record.
+    let settled = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert_eq!(
+        (settled.payment, settled.status, settled.needs_review),
+        (payment, PaymentStatus::Approved, false)
+    );
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Paid);
+    // The same notice again, and again: nothing moves.
+    let before = s.t.dump();
+    for _ in 0..3 {
+        let again = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+        assert_eq!(again.status, PaymentStatus::Approved);
+        assert!(!again.needs_review);
+    }
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(s.pg.approved_count(), 1);
+
+    // A notice for a payment the shop does not know changes nothing.
+    assert_eq!(s.t.shop.payment_changed_at_pg("ls-999-unknown")?, None);
+    assert_eq!(s.t.dump(), before);
+
+    // An operator cancels part of it in the dashboard: the notice finds
+    // the PG's record differs from the shop's, and reports it.
+    s.pg.cancel_in_dashboard(&pg_order_id, won(4_000)).unwrap();
+    let changed = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert!(changed.needs_review, "{changed:?}");
+    assert_eq!(
+        s.t.dump(),
+        before,
+        "the books follow only the shop's own refunds"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_webhook_for_a_refunded_payment_matches_the_shops_refunds() -> Result<()> {
+    let s = shop();
+    let order = s.paid(2);
+    let pg_order_id = s.pg_order_id(order);
+    s.t.shop
+        .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")?;
+    let seen = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert_eq!(seen.status, PaymentStatus::Approved);
+    assert!(
+        !seen.needs_review,
+        "the PG's one cancel is the shop's refund"
+    );
+    s.t.shop.refund(s.kim, order, "the rest")?;
+    let seen = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert_eq!(seen.status, PaymentStatus::Refunded);
+    assert!(!seen.needs_review);
+    Ok(())
+}
+
+#[test]
+fn a_webhook_before_the_confirm_leaves_the_payment_to_its_customer() -> Result<()> {
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
+    let started = s.t.shop.start_payment(s.kim, order, won(0))?;
+    s.pg.pay_widget(&started.widget().unwrap());
+    let before = s.t.dump();
+    let seen =
+        s.t.shop
+            .payment_changed_at_pg(&started.pg_order_id)?
+            .unwrap();
+    assert_eq!(seen.status, PaymentStatus::Started);
+    assert!(!seen.needs_review);
+    assert_eq!(s.t.dump(), before);
+    assert_eq!(
+        s.pg.approved_count(),
+        0,
+        "the shop confirms only a redirect"
+    );
+    Ok(())
+}

@@ -304,6 +304,8 @@ pub(crate) const SELECT_PAYMENT: &str = select_payments!("WHERE id = ?1 AND user
 
 pub(crate) const SELECT_FOR_ORDER: &str = select_payments!("WHERE order_id = ?1 ORDER BY id");
 
+const SELECT_BY_PG_ORDER_ID: &str = select_payments!("WHERE pg_order_id = ?1");
+
 pub(crate) const SELECT_UNSETTLED: &str = select_payments!(
     "WHERE status IN ('requested', 'unknown') AND created_at <= ?1 ORDER BY created_at"
 );
@@ -962,6 +964,13 @@ pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Payment>
         .iter()
         .map(payment_row)
         .collect()
+}
+
+/// The payment attempt whose id at the PG is `pg_order_id`, if any.
+pub(crate) fn by_pg_order_id(conn: &dyn Db, pg_order_id: &str) -> Result<Option<Payment>> {
+    conn.query_opt(SELECT_BY_PG_ORDER_ID, &[&pg_order_id])?
+        .map(|row| payment_row(&row))
+        .transpose()
 }
 
 /// When the confirm of `payment` was first asked for — when its key was

@@ -20,6 +20,7 @@ use crate::gateway::{
 };
 use crate::ids::{OrderId, PaymentId, RefundId};
 use crate::lease::{self, Led};
+use crate::money::Money;
 use crate::shop::Shop;
 use crate::store::Scope;
 
@@ -110,41 +111,9 @@ impl Payments<'_> {
                 .collect::<Result<Vec<_>>>()
         })?;
         for (requested_at, payment) in due {
-            // An unsettled payment with no PG part can only be one an older
-            // liteshop left in flight (a payment by balance now completes in
-            // its first transaction). That model asked the PG for the whole
-            // total as well as debiting the balance, so neither a lookup nor
-            // a re-sent confirm can settle it safely: a person compares it
-            // with the PG's records.
-            let (recorded, needs_review) = if payment.pg_amount.is_zero() {
-                tracing::warn!(payment = %payment.id, order = ?payment.order,
-                    "a payment from before the tender model is in flight; needs a person");
-                (payment, true)
-            } else {
-                let key_age = self.age(requested_at);
-                let (outcome, external) = self.ask_about_payment(&payment, key_age, limits);
-                let recorded = match outcome {
-                    Some(outcome) => {
-                        let id = payment.id;
-                        self.write(Scope::User(payment.user), move |tx, now| {
-                            super::record(tx, id, outcome.clone(), now)
-                        })?
-                    }
-                    None => payment,
-                };
-                let overdue = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
-                if overdue {
-                    tracing::warn!(payment = %recorded.id, order = ?recorded.order,
-                        "payment still unsettled past the review age; needs a person");
-                }
-                (recorded, overdue || external)
-            };
-            report.payments.push(ReconciledPayment {
-                payment: recorded.id,
-                order: recorded.order,
-                status: recorded.status,
-                needs_review,
-            });
+            report
+                .payments
+                .push(self.settle_payment(payment, requested_at, limits)?);
         }
 
         let due = self.store.read(|tx| {
@@ -186,6 +155,110 @@ impl Payments<'_> {
         }
         debug!(?report, "payments and refunds reconciled");
         Ok(report)
+    }
+
+    /// Settles one unsettled payment whose confirm was first asked for at
+    /// `requested_at`, from what the gateway says of it.
+    fn settle_payment(
+        &self,
+        payment: Payment,
+        requested_at: Timestamp,
+        limits: GatewayLimits,
+    ) -> Result<ReconciledPayment> {
+        // An unsettled payment with no PG part can only be one an older
+        // liteshop left in flight (a payment by balance now completes in
+        // its first transaction). That model asked the PG for the whole
+        // total as well as debiting the balance, so neither a lookup nor
+        // a re-sent confirm can settle it safely: a person compares it
+        // with the PG's records.
+        let (recorded, needs_review) = if payment.pg_amount.is_zero() {
+            tracing::warn!(payment = %payment.id, order = ?payment.order,
+                "a payment from before the tender model is in flight; needs a person");
+            (payment, true)
+        } else {
+            let key_age = self.age(requested_at);
+            let (outcome, external) = self.ask_about_payment(&payment, key_age, limits);
+            let recorded = match outcome {
+                Some(outcome) => {
+                    let id = payment.id;
+                    self.write(Scope::User(payment.user), move |tx, now| {
+                        super::record(tx, id, outcome.clone(), now)
+                    })?
+                }
+                None => payment,
+            };
+            let overdue = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
+            if overdue {
+                tracing::warn!(payment = %recorded.id, order = ?recorded.order,
+                    "payment still unsettled past the review age; needs a person");
+            }
+            (recorded, overdue || external)
+        };
+        Ok(ReconciledPayment {
+            payment: recorded.id,
+            order: recorded.order,
+            status: recorded.status,
+            needs_review,
+        })
+    }
+
+    /// The PG says payment attempt `pg_order_id` changed (a webhook): looks
+    /// it up at the PG and settles it from that record — never from what
+    /// the notice says — exactly once, however often and in whatever order
+    /// notices arrive. `None` for an attempt the shop does not know.
+    ///
+    /// An unsettled payment is settled as a reconciliation round settles it
+    /// (no grace period). A settled one is compared with the PG's record: a
+    /// payment the shop declined that the PG holds approved, or PG cancels
+    /// that add up to other than the refunds the shop recorded (with no
+    /// refund in flight to explain them), is a change made outside the
+    /// shop, reported with `needs_review` and logged at error level.
+    pub(crate) fn settle_at_pg(&self, pg_order_id: &str) -> Result<Option<ReconciledPayment>> {
+        let limits = self.gateway.map(|g| g.limits()).unwrap_or_default();
+        let found = self.store.read(|tx| {
+            let Some(payment) = super::by_pg_order_id(tx, pg_order_id)? else {
+                return Ok(None);
+            };
+            let requested_at = super::requested_at(tx, &payment)?;
+            let refund_in_flight = refund::live_for_payment(tx, payment.id)?.is_some();
+            Ok(Some((payment, requested_at, refund_in_flight)))
+        })?;
+        let Some((payment, requested_at, refund_in_flight)) = found else {
+            tracing::warn!(
+                pg_order_id,
+                "the PG notified a payment the shop does not know; ignored"
+            );
+            return Ok(None);
+        };
+        if payment.status.is_unsettled() {
+            return self.settle_payment(payment, requested_at, limits).map(Some);
+        }
+        let status = self
+            .config
+            .retry
+            .run(|| self.gateway()?.status(&payment.status_request()));
+        let external = match (payment.status, &status) {
+            (PaymentStatus::Declined, Ok(PgStatus::Approved(_) | PgStatus::Cancelled(_))) => true,
+            (
+                PaymentStatus::Approved | PaymentStatus::Refunded,
+                Ok(PgStatus::Approved(approval) | PgStatus::Cancelled(approval)),
+            ) => {
+                let cancelled =
+                    Money::checked_sum(approval.cancels.iter().map(|cancel| cancel.amount));
+                !refund_in_flight && cancelled != Some(payment.pg_refunded)
+            }
+            _ => false,
+        };
+        if external {
+            tracing::error!(payment = %payment.id, order = ?payment.order, shop = %payment.status,
+                pg = ?status, "the PG's record of this payment differs from the shop's; needs a person");
+        }
+        Ok(Some(ReconciledPayment {
+            payment: payment.id,
+            order: payment.order,
+            status: payment.status,
+            needs_review: external,
+        }))
     }
 
     fn overdue(&self, created_at: Timestamp) -> bool {

@@ -587,7 +587,7 @@ pub(crate) fn recorded_cancels(conn: &dyn Db, payment: PaymentId) -> Result<Vec<
 }
 
 /// The refund of `payment` in flight, if any.
-fn live_for_payment(conn: &dyn Db, payment: PaymentId) -> Result<Option<RefundId>> {
+pub(crate) fn live_for_payment(conn: &dyn Db, payment: PaymentId) -> Result<Option<RefundId>> {
     conn.query_opt(SELECT_LIVE_FOR_PAYMENT, &[&payment])?
         .map(|row| row.get(0))
         .transpose()

@@ -24,7 +24,7 @@ use crate::money::Money;
 use crate::order::{self, Order, OrderLine, OrderRequest};
 use crate::page::{Page, PageRequest};
 use crate::payment::flow::{PaymentConfig, Payments, Replay};
-use crate::payment::reconcile::{ReconcileReport, Reconciler};
+use crate::payment::reconcile::{ReconcileReport, ReconciledPayment, Reconciler};
 use crate::payment::refund::{self, Refund};
 use crate::payment::{self, Payment, PaymentEvent};
 use crate::product::{self, NewProduct, Product};
@@ -1299,13 +1299,17 @@ impl Shop {
     ///
     /// - a payment: the gateway's `status` for its `pg_order_id` is asked;
     ///   an approval or a decline is recorded as [`Shop::confirm_payment`]
-    ///   records it;
-    ///   "never received" means the approval is sent again **with the
-    ///   payment's stored idempotency key**, so it is charged at most once
-    ///   whatever happened before;
+    ///   records it; authenticated but unconfirmed at the PG
+    ///   ([`PgPending::InProgress`](crate::PgPending::InProgress)) inside the
+    ///   gateway's confirm window, or "never received", means the approval
+    ///   is sent again **with the payment's stored idempotency key**, so it
+    ///   is charged at most once whatever happened before;
     /// - a refund attempt: its cancel is sent again **with the attempt's
     ///   stored key**, which the gateway treats as the same cancel; the
-    ///   answer is recorded as [`Shop::refund`] records it.
+    ///   answer is recorded as [`Shop::refund`] records it. Past the
+    ///   gateway's key lifetime ([`GatewayLimits`](crate::GatewayLimits))
+    ///   nothing is sent again: the attempt is settled from the PG's record
+    ///   of the payment, or left for a person.
     ///
     /// No definite answer leaves the attempt for the next round. One still
     /// unsettled past [`ShopBuilder::review_after`] is marked
@@ -1322,6 +1326,28 @@ impl Shop {
     pub fn reconcile_payments(&self) -> Result<ReconcileReport> {
         self.gateway()?;
         self.payments().reconcile()
+    }
+
+    /// The PG says payment attempt `pg_order_id` changed — a webhook such as
+    /// Toss's `PAYMENT_STATUS_CHANGED` or `DEPOSIT_CALLBACK` named it. The
+    /// notice's body is never trusted: the shop looks the payment up at the
+    /// PG and settles it from that record, exactly once, however often and
+    /// in whatever order notices arrive (an old notice cannot move a
+    /// payment backwards, since only the PG's current record counts).
+    ///
+    /// An unsettled payment is settled as [`Shop::reconcile_payments`]
+    /// settles it, without waiting for the grace period. A settled one is
+    /// compared with the PG's record, and a difference made outside the
+    /// shop (a dashboard cancel, a payment the PG approved that the shop
+    /// declined) is reported with `needs_review` and logged. Returns `None`
+    /// for an attempt the shop does not know (logged; nothing changes).
+    ///
+    /// # Failure
+    ///
+    /// [`Error::NoGateway`]; storage errors.
+    pub fn payment_changed_at_pg(&self, pg_order_id: &str) -> Result<Option<ReconciledPayment>> {
+        self.gateway()?;
+        self.payments().settle_at_pg(pg_order_id)
     }
 
     /// Starts a background thread that runs [`Shop::reconcile_payments`]
