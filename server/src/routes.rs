@@ -68,6 +68,7 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(best_sellers))
         .routes(routes!(events))
         .routes(routes!(audit))
+        .routes(routes!(pg_webhook))
 }
 
 // What each route can answer besides its success: its documented error
@@ -227,6 +228,10 @@ contract!(
 contract!(
     /// The error responses of `audit`.
     AuditErrors = Contract::new(Auth::Admin)
+);
+contract!(
+    /// The error responses of `pg_webhook`.
+    PgWebhookErrors = Contract::new(Auth::Public).body().errors(&[InvalidInput])
 );
 
 /// Runs `f` on the blocking pool: `Shop` calls wait on SQLite and must
@@ -1532,4 +1537,75 @@ mod tests {
         assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"x": 1}}"#).is_err());
         assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"1": -1}}"#).is_err());
     }
+}
+
+/// A notice from the PG: Toss's webhook body, `PAYMENT_STATUS_CHANGED`
+/// (`{"eventType", "createdAt", "data": <payment object>}`) or
+/// `DEPOSIT_CALLBACK` (`{"createdAt", "secret", "status", "transactionKey",
+/// "orderId"}`, no `eventType`) — docs.tosspayments.com/guides/webhook.
+/// Only the payment it names is read; everything else in it is ignored,
+/// since a notice is never trusted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"eventType": "PAYMENT_STATUS_CHANGED", "createdAt": "2026-12-01T10:00:00.000",
+    "data": {"orderId": "ls-7-0011aabb", "status": "DONE"}}))]
+pub(crate) struct PgNotice {
+    /// `PAYMENT_STATUS_CHANGED`; absent in a `DEPOSIT_CALLBACK`.
+    #[serde(default)]
+    event_type: Option<String>,
+    /// The payment object of a `PAYMENT_STATUS_CHANGED`: only its
+    /// `orderId` is read.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Value>,
+    /// The payment's `orderId` in a `DEPOSIT_CALLBACK`.
+    #[serde(default)]
+    order_id: Option<String>,
+}
+
+/// The receipt of a PG notice.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PgNoticeReceipt {
+    /// Always true: the notice was taken (Toss retries anything but a 200).
+    received: bool,
+}
+
+/// Takes a notice (webhook) from the PG and answers at once, as Toss
+/// counts only a 200 within 10 seconds as delivered. The body is never
+/// trusted: afterwards, on its own, the shop looks the payment it names up
+/// at the PG and settles it from that record, exactly once however often
+/// and in whatever order notices come (`Shop::payment_changed_at_pg`). A
+/// notice naming no payment, or one the shop does not know, is logged and
+/// changes nothing. Register this URL in the PG's developer center.
+#[utoipa::path(post, path = "/pg/webhook", request_body = PgNotice, responses(
+    (status = 200, body = PgNoticeReceipt), PgWebhookErrors))]
+async fn pg_webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let notice: PgNotice = parse(&body)?;
+    let named = notice
+        .data
+        .as_ref()
+        .and_then(|data| data.get("orderId"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .or(notice.order_id);
+    match named {
+        Some(pg_order_id) => {
+            let shop = state.shop.clone();
+            let event = notice
+                .event_type
+                .unwrap_or_else(|| "DEPOSIT_CALLBACK".into());
+            tokio::task::spawn_blocking(move || match shop.payment_changed_at_pg(&pg_order_id) {
+                Ok(Some(seen)) if seen.needs_review => {
+                    tracing::warn!(%pg_order_id, %event, ?seen, "PG notice: needs a person");
+                }
+                Ok(Some(seen)) => tracing::info!(%pg_order_id, %event, ?seen, "PG notice settled"),
+                Ok(None) => {
+                    tracing::warn!(%pg_order_id, %event, "PG notice for an unknown payment")
+                }
+                Err(err) => tracing::error!(%pg_order_id, %event, error = %err, "PG notice failed"),
+            });
+        }
+        None => tracing::warn!(?notice.event_type, "PG notice names no payment; ignored"),
+    }
+    Ok(Json(PgNoticeReceipt { received: true }).into_response())
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::{assert_problem, call, lines, start};
 use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn health_openapi_and_unknown_routes() {
@@ -793,4 +794,70 @@ fn a_top_up_goes_back_to_the_card_while_unspent() {
     let pg_order = started.body["pg_order_id"].as_str().unwrap();
     assert_eq!(s.pg.cancelled(pg_order), liteshop::Money::from_won(15_000));
     assert!(s.shop.audit().unwrap().is_clean());
+}
+
+#[test]
+fn a_pg_notice_is_answered_at_once_and_settles_only_from_the_pgs_record() {
+    let s = common::start();
+    let (_, token) = s.user("Kim");
+    let tea = s.product(10_000, 5);
+    let placed = s.post(
+        "/me/orders",
+        Some(&token),
+        json!({ "lines": common::lines(&[(tea, 1)]) }),
+    );
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let order = placed.body["id"].as_i64().unwrap();
+    let started = s.post(
+        &format!("/me/orders/{order}/pay"),
+        Some(&token),
+        json!({ "balance_part": 0 }),
+    );
+    assert_eq!(started.status, 200, "{}", started.body);
+    // The PG approves, and the reply to the shop is lost.
+    s.pg.push(liteshop::FakeOutcome::UnknownAfterCharge);
+    let lost = s.confirm(&token, &started.body);
+    assert_eq!(lost.status, 202, "{}", lost.body);
+    let pg_order_id = started.body["pg_order_id"].as_str().unwrap().to_owned();
+
+    // A notice whose body claims anything: the shop asks the PG.
+    let notice = json!({
+        "eventType": "PAYMENT_STATUS_CHANGED",
+        "createdAt": "2026-12-01T10:00:00.000",
+        "data": { "orderId": pg_order_id, "status": "CANCELED", "totalAmount": 1 },
+    });
+    for _ in 0..3 {
+        let reply = s.post("/pg/webhook", None, notice.clone());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["received"], true);
+    }
+    let paid = common::wait_for(Duration::from_secs(10), || {
+        let order = s.get(&format!("/me/orders/{order}"), Some(&token)).body;
+        (order["status"] == "paid").then_some(order)
+    });
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(s.pg.approved_count(), 1);
+
+    // A deposit callback (no eventType) for a payment the shop does not
+    // know, and a notice naming nothing: answered, nothing changes.
+    let before = s.shop.audit().unwrap().figures;
+    for body in [
+        json!({ "createdAt": "2026-12-01T10:00:00.000", "secret": "x", "status": "DONE",
+                "transactionKey": "t", "orderId": "ls-unknown-1" }),
+        json!({ "eventType": "PAYMENT_STATUS_CHANGED" }),
+    ] {
+        let reply = s.post("/pg/webhook", None, body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // A body that is not a notice is a documented 400.
+    let reply = common::send(
+        "POST",
+        &s.url("/pg/webhook"),
+        &[("Content-Type", "application/json")],
+        Some("[1, 2"),
+    );
+    common::assert_problem(&reply, 400, "malformed_body");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.shop.audit().unwrap().figures, before);
+    assert!(s.undocumented().is_empty(), "{:?}", s.undocumented());
 }
