@@ -115,10 +115,11 @@ pub struct Violation {
     pub law: Law,
     /// What it is about, e.g. `"user 3"`, `"product 7"`, `"the shop"`.
     pub subject: String,
-    /// The figure the law requires.
-    pub expected: i64,
+    /// The figure the law requires (128 bits: a sum over the whole shop
+    /// can pass what one amount can hold).
+    pub expected: i128,
     /// The figure found.
-    pub found: i64,
+    pub found: i128,
 }
 
 /// The sums an audit added up, for a person reading the report.
@@ -126,27 +127,27 @@ pub struct Violation {
 pub struct AuditFigures {
     /// Money into balances from outside: top-ups, grants and host credits,
     /// less take-backs and top-up refunds.
-    pub charged: i64,
+    pub charged: i128,
     /// Money in balances now.
-    pub balances: i64,
+    pub balances: i128,
     /// Balance parts held by open order payments.
-    pub held_by_payments: i64,
+    pub held_by_payments: i128,
     /// Balance parts kept by approved order payments (less what went back
     /// to the balance).
-    pub kept: i64,
+    pub kept: i128,
     /// PG parts kept by approved order payments (less what went back
     /// through the PG).
-    pub kept_by_pg: i64,
+    pub kept_by_pg: i128,
     /// Money given back by completed refunds of orders, both parts.
-    pub refunded: i64,
+    pub refunded: i128,
     /// Units ever stocked, over all products.
-    pub units_stocked: i64,
+    pub units_stocked: i128,
     /// Units on hand.
-    pub units_on_hand: i64,
+    pub units_on_hand: i128,
     /// Units held by orders (reserved or sold, not refunded).
-    pub units_held: i64,
+    pub units_held: i128,
     /// Events in the feed.
-    pub events: i64,
+    pub events: i128,
 }
 
 /// What [`Shop::audit`](crate::Shop::audit) found.
@@ -305,24 +306,68 @@ const LAWS: &[(Law, &str, &str)] = &[
     ),
 ];
 
-/// The global laws: one figure each side.
-const MONEY: &str = "SELECT
-    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM ledger
-       WHERE kind IN ('charge', 'top_up', 'grant', 'take_back', 'top_up_refund',
-                      'top_up_refund_reversal')),
-    (SELECT coalesce(CAST(sum(amount) AS BIGINT), 0) FROM balances),
-    (SELECT coalesce(CAST(sum(balance_amount) AS BIGINT), 0) FROM payments
-       WHERE kind = 'order' AND status IN ('started', 'requested', 'unknown')),
-    (SELECT coalesce(CAST(sum(balance_amount - (refunded - pg_refunded)) AS BIGINT), 0)
-       FROM payments WHERE kind = 'order' AND status IN ('approved', 'refunded')),
-    (SELECT coalesce(CAST(sum(refunded) AS BIGINT), 0) FROM payments WHERE kind = 'order'),
-    (SELECT coalesce(CAST(sum(total - refunded) AS BIGINT), 0) FROM orders
-       WHERE status IN ('paid', 'partially_refunded', 'refunded')),
-    (SELECT coalesce(CAST(sum(stocked) AS BIGINT), 0) FROM products),
-    (SELECT coalesce(CAST(sum(stock) AS BIGINT), 0) FROM products),
-    (SELECT coalesce(CAST(sum(held) AS BIGINT), 0) FROM products),
-    (SELECT coalesce(CAST(sum(pg_amount - pg_refunded) AS BIGINT), 0)
-       FROM payments WHERE kind = 'order' AND status IN ('approved', 'refunded'))";
+/// The SQL that sums `$expr` over the rows of `$from` exactly, on both
+/// engines, however many rows reach `Money::MAX`: as the sums of its high
+/// and low 32 bits (`$expr >> 32`, an arithmetic shift on both engines, and
+/// `$expr & 0xFFFFFFFF`), each of which fits a 64-bit integer for up to
+/// 2^31 rows, joined in Rust's 128-bit integers by [`figures`]. (SQLite's
+/// `sum` fails on an overflow, and PostgreSQL's `numeric` sum would not fit
+/// back into a `BIGINT`.)
+macro_rules! figure {
+    ($expr:literal, $from:literal) => {
+        concat!(
+            "SELECT coalesce(CAST(sum((",
+            $expr,
+            ") >> 32) AS BIGINT), 0), coalesce(CAST(sum((",
+            $expr,
+            ") & 4294967295) AS BIGINT), 0) FROM ",
+            $from
+        )
+    };
+}
+
+/// The global figures, in the order [`run`] reads them.
+const FIGURES: &[&str] = &[
+    // Money in from outside the shop's payments.
+    figure!(
+        "amount",
+        "ledger WHERE kind IN ('charge', 'top_up', 'grant', 'take_back', 'top_up_refund',
+                              'top_up_refund_reversal')"
+    ),
+    figure!("amount", "balances"),
+    figure!(
+        "balance_amount",
+        "payments WHERE kind = 'order' AND status IN ('started', 'requested', 'unknown')"
+    ),
+    figure!(
+        "balance_amount - (refunded - pg_refunded)",
+        "payments WHERE kind = 'order' AND status IN ('approved', 'refunded')"
+    ),
+    figure!("refunded", "payments WHERE kind = 'order'"),
+    figure!(
+        "total - refunded",
+        "orders WHERE status IN ('paid', 'partially_refunded', 'refunded')"
+    ),
+    figure!("stocked", "products"),
+    figure!("stock", "products"),
+    figure!("held", "products"),
+    figure!(
+        "pg_amount - pg_refunded",
+        "payments WHERE kind = 'order' AND status IN ('approved', 'refunded')"
+    ),
+];
+
+/// The exact sums of [`FIGURES`], in order.
+fn figures(conn: &dyn Db) -> Result<Vec<i128>> {
+    FIGURES
+        .iter()
+        .map(|sql| {
+            let row = conn.query_row(sql, &[])?;
+            let (high, low): (i64, i64) = (row.get(0)?, row.get(1)?);
+            Ok((i128::from(high) << 32) + i128::from(low))
+        })
+        .collect()
+}
 
 /// The numbered events (on PostgreSQL an event committed a moment ago may
 /// still wait for its number, `seq < 0`: it is not in the feed yet).
@@ -337,40 +382,38 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
             violations.push(Violation {
                 law: *law,
                 subject: format!("{subject} {}", row.get::<i64>(0)?),
-                expected: row.get(1)?,
-                found: row.get(2)?,
+                expected: i128::from(row.get::<i64>(1)?),
+                found: i128::from(row.get::<i64>(2)?),
             });
         }
     }
 
-    let row = conn.query_row(MONEY, &[])?;
+    let sums = figures(conn)?;
     let mut figures = AuditFigures {
-        charged: row.get(0)?,
-        balances: row.get(1)?,
-        held_by_payments: row.get(2)?,
-        kept: row.get(3)?,
-        refunded: row.get(4)?,
-        units_stocked: row.get(6)?,
-        units_on_hand: row.get(7)?,
-        units_held: row.get(8)?,
-        kept_by_pg: row.get(9)?,
+        charged: sums[0],
+        balances: sums[1],
+        held_by_payments: sums[2],
+        kept: sums[3],
+        refunded: sums[4],
+        units_stocked: sums[6],
+        units_on_hand: sums[7],
+        units_held: sums[8],
+        kept_by_pg: sums[9],
         events: 0,
     };
-    let paid_kept: i64 = row.get(5)?;
-    let shop = |law, expected: i64, found: i64| Violation {
+    let paid_kept = sums[5];
+    let shop = |law, expected: i128, found: i128| Violation {
         law,
         subject: "the shop".into(),
         expected,
         found,
     };
-    let accounted = figures
-        .balances
-        .saturating_add(figures.held_by_payments)
-        .saturating_add(figures.kept);
+    // No sum of a few i64 figures comes near the ends of i128.
+    let accounted = figures.balances + figures.held_by_payments + figures.kept;
     if figures.charged != accounted {
         violations.push(shop(Law::MoneyConserved, figures.charged, accounted));
     }
-    let kept_by_payments = figures.kept.saturating_add(figures.kept_by_pg);
+    let kept_by_payments = figures.kept + figures.kept_by_pg;
     if kept_by_payments != paid_kept {
         violations.push(shop(
             Law::PaidOrdersMatchPayments,
@@ -382,19 +425,23 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
     let row = conn.query_row(FEED, &[])?;
     let (count, first, last): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
     let given = i64::try_from(crate::event::last_seq(conn)?).unwrap_or(i64::MAX);
-    figures.events = count;
+    figures.events = i128::from(count);
     // Pruning removes a prefix: what is left runs from `first` to the last
     // number ever given, one row each.
     if count > 0 && (last - first + 1 != count || last != given) {
-        violations.push(shop(Law::EventFeedWithoutGaps, given - first + 1, count));
+        violations.push(shop(
+            Law::EventFeedWithoutGaps,
+            i128::from(given - first + 1),
+            i128::from(count),
+        ));
     }
 
     // Rows of the recount of the paid lines (`sales::recount`, exact) and
     // of `sales_daily` that are not in the other.
     let recount: BTreeSet<sales::DayRow> = sales::recount(conn)?.into_iter().collect();
     let table: BTreeSet<sales::DayRow> = sales::rows(conn)?.into_iter().collect();
-    let missing = i64::try_from(recount.difference(&table).count()).unwrap_or(i64::MAX);
-    let extra = i64::try_from(table.difference(&recount).count()).unwrap_or(i64::MAX);
+    let missing = i128::try_from(recount.difference(&table).count()).unwrap_or(i128::MAX);
+    let extra = i128::try_from(table.difference(&recount).count()).unwrap_or(i128::MAX);
     if missing + extra > 0 {
         violations.push(shop(Law::SalesMatchPaidLines, 0, missing + extra));
     }
@@ -410,11 +457,11 @@ mod law_tests {
     use super::Law;
     use crate::balance::LedgerKind;
 
-    /// "Money in" in `MONEY` is exactly the ledger kinds that move money
+    /// "Money in" in `FIGURES` is exactly the ledger kinds that move money
     /// between a balance and the world outside the shop's payments.
     #[test]
     fn money_in_counts_exactly_the_external_ledger_kinds() {
-        let listed = super::MONEY
+        let listed = super::FIGURES[0]
             .split("WHERE kind IN (")
             .nth(1)
             .and_then(|rest| rest.split(')').next())

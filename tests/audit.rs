@@ -121,3 +121,47 @@ fn each_kind_of_damage_is_reported() {
         );
     }
 }
+
+#[test]
+fn the_shops_sums_are_exact_past_what_one_amount_holds() {
+    // Three balances near Money::MAX and two paid orders of 3·10^18 won:
+    // every global figure passes i64::MAX, on both engines.
+    let t = open_with(|b| {
+        b.gateway(FakeGateway::new())
+            .max_balance(liteshop::Money::MAX)
+            .max_charge(liteshop::Money::MAX)
+    });
+    let unit = 3_000_000_000_000_000_000_i64;
+    let big = t.product("Gold bar", unit, 10).id;
+    let mut balances = 0_i128;
+    for name in ["Kim", "Lee", "Park"] {
+        let user = t.user(name).id;
+        t.shop.host_credit(user, won(i64::MAX - 7)).unwrap();
+        balances += i128::from(i64::MAX - 7);
+        if name != "Park" {
+            let order = t.shop.place_order(user, &[OrderLine::new(big, 1)]).unwrap();
+            t.shop.pay_from_balance(user, order.id).unwrap();
+            balances -= i128::from(unit);
+        }
+    }
+    let report = t.shop.audit().unwrap();
+    assert!(report.is_clean(), "{report}");
+    let f = &report.figures;
+    assert_eq!(f.charged, 3 * i128::from(i64::MAX - 7));
+    assert_eq!(f.balances, balances);
+    assert_eq!(f.kept, 2 * i128::from(unit));
+    assert!(f.charged > i128::from(i64::MAX));
+
+    // A breach is reported with its exact figures, too.
+    tamper(
+        &t,
+        "UPDATE balances SET amount = amount - 1 WHERE user_id = 1",
+    );
+    let report = t.shop.audit().unwrap();
+    let breach = report
+        .violations
+        .iter()
+        .find(|v| v.law == Law::MoneyConserved)
+        .expect("money is not conserved");
+    assert_eq!((breach.expected, breach.found), (f.charged, f.charged - 1));
+}

@@ -519,7 +519,7 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
     assert!(audit.is_clean(), "round {round}: {audit}");
     assert_eq!(
         audit.figures.units_stocked,
-        PRODUCTS * i64::from(INITIAL_STOCK),
+        i128::from(PRODUCTS * i64::from(INITIAL_STOCK)),
         "round {round}: units stocked"
     );
 

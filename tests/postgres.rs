@@ -794,7 +794,7 @@ fn a_restart_under_load_loses_nothing_acknowledged() {
     );
     let audit = shop.audit().unwrap();
     assert!(audit.is_clean(), "{audit}");
-    let charged = audit.figures.charged / 10;
+    let charged = i64::try_from(audit.figures.charged / 10).unwrap();
     assert!(
         (ok..=ok + unknown).contains(&charged),
         "acknowledged {ok}, unknown {unknown}, in the books {charged}"

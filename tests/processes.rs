@@ -99,7 +99,10 @@ fn two_processes_writing_one_file_keep_exact_totals() {
     let audit = shop.audit().unwrap();
     assert!(audit.is_clean(), "{audit}");
     let writes = 2 * THREADS * ROUNDS;
-    assert_eq!(audit.figures.charged, USERS * 1_000_000 + writes * 10);
+    assert_eq!(
+        audit.figures.charged,
+        i128::from(USERS * 1_000_000 + writes * 10)
+    );
     let orders: i64 = (1..=USERS)
         .map(|user| {
             let page = shop

@@ -357,7 +357,8 @@ fn the_console_in_a_real_browser() {
 }
 
 /// `1,234,567`.
-fn group(n: i64) -> String {
+fn group(n: impl Into<i128>) -> String {
+    let n: i128 = n.into();
     let digits = n.to_string();
     let mut out = String::new();
     for (i, d) in digits.chars().enumerate() {

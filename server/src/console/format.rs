@@ -35,8 +35,10 @@ pub(crate) fn age(from: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// `1,234,567` — an integer with thousands separators.
-pub(crate) fn grouped(n: i64) -> String {
+/// `1,234,567` — an integer with thousands separators (an audit's sums
+/// over the whole shop are 128-bit).
+pub(crate) fn grouped(n: impl Into<i128>) -> String {
+    let n: i128 = n.into();
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {
@@ -52,7 +54,7 @@ pub(crate) fn grouped(n: i64) -> String {
 }
 
 /// `₩1,234,567`.
-pub(crate) fn won(n: i64) -> String {
+pub(crate) fn won(n: impl Into<i128>) -> String {
     format!("₩{}", grouped(n))
 }
 
