@@ -887,14 +887,7 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
 #[test]
 fn the_sweep_racing_a_placement_never_deadlocks() {
     let Some(url) = url() else { return };
-    let name = schema("deadlock").to_lowercase();
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    // `name` is made here from random digits, never from input.
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    let db_url = format!("{base}/{name}");
+    let (mut admin, name, db_url) = own_database(&url, "deadlock");
     let clock = liteshop::ManualClock::default();
     let shop = Shop::builder(&db_url)
         .clock(clock.clone())
@@ -977,14 +970,158 @@ fn the_sweep_racing_a_placement_never_deadlocks() {
     assert_eq!(shop.write_retries(), 0, "a write was run again");
     assert!(shop.audit().unwrap().is_clean());
     drop(shop);
+    assert_eq!(
+        deadlocks(&mut admin, &name),
+        0,
+        "PostgreSQL broke deadlocks"
+    );
+}
+
+/// A database of its own on the server at `url` (so PostgreSQL's deadlock
+/// count is one test's): an admin connection, its name, its URL.
+fn own_database(url: &str, tag: &str) -> (postgres::Client, String, String) {
+    let name = schema(tag).to_lowercase();
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    // `name` is made here from random digits, never from input.
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let db_url = format!("{base}/{name}");
+    (admin, name, db_url)
+}
+
+/// The deadlocks PostgreSQL broke in database `name`, once its backends
+/// (closed by the caller) have reported their statistics.
+fn deadlocks(admin: &mut postgres::Client, name: &str) -> i64 {
     // Backends report their statistics when they end or go idle.
     std::thread::sleep(std::time::Duration::from_millis(1_500));
-    let deadlocks: i64 = admin
+    admin
         .query_one(
             "SELECT deadlocks FROM pg_stat_database WHERE datname = $1",
             &[&name],
         )
         .unwrap()
-        .get(0);
-    assert_eq!(deadlocks, 0, "PostgreSQL broke deadlocks");
+        .get(0)
+}
+
+/// 24 threads place, cancel, pay, refund, restock and expire orders on
+/// four shared products, each order's lines in a random order, while the
+/// clock runs past reservations: every write takes its locks in the one
+/// documented order, so PostgreSQL never breaks a deadlock, no write is
+/// run again, no call times out waiting for a connection, and the books
+/// balance to the unit.
+#[test]
+fn twenty_four_threads_mixing_every_write_on_shared_products_never_deadlock() {
+    let Some(url) = url() else { return };
+    let (mut admin, name, db_url) = own_database(&url, "mixed");
+    let clock = liteshop::ManualClock::default();
+    let shop = Shop::builder(&db_url)
+        .clock(clock.clone())
+        .gateway(FakeGateway::new())
+        .build()
+        .unwrap();
+    let products: Vec<_> = (0..4)
+        .map(|i| {
+            shop.create_product(NewProduct {
+                name: format!("shared {i}"),
+                price: won(100),
+                stock: 40,
+            })
+            .unwrap()
+            .id
+        })
+        .collect();
+    let users: Vec<_> = (0..24)
+        .map(|i| {
+            let user = shop.create_user(&format!("buyer {i}")).unwrap().id;
+            shop.host_credit(user, won(1_000_000)).unwrap();
+            user
+        })
+        .collect();
+    let restocked = std::sync::atomic::AtomicU32::new(0);
+    let busy = std::sync::atomic::AtomicU32::new(0);
+    let start = std::sync::Barrier::new(users.len());
+    std::thread::scope(|scope| {
+        for (i, &user) in users.iter().enumerate() {
+            let (shop, clock, products) = (&shop, &clock, &products);
+            let (start, restocked, busy) = (&start, &restocked, &busy);
+            scope.spawn(move || {
+                let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64 + 1);
+                let mut next = move |n: u64| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed % n
+                };
+                let mut mine = Vec::new();
+                start.wait();
+                for _ in 0..60 {
+                    let outcome = match next(6) {
+                        0 | 1 => {
+                            // One to three lines, in a random order.
+                            let mut lines = Vec::new();
+                            for &product in products {
+                                if next(2) == 0 {
+                                    lines.push(OrderLine::new(product, 1 + next(2) as u32));
+                                }
+                            }
+                            if lines.is_empty() {
+                                lines.push(OrderLine::new(products[next(4) as usize], 1));
+                            }
+                            let k = next(lines.len() as u64) as usize;
+                            lines.rotate_left(k);
+                            shop.place_order(user, &lines)
+                                .map(|order| mine.push(order.id))
+                        }
+                        2 => match mine.last() {
+                            Some(&order) => shop.pay_from_balance(user, order).map(drop),
+                            None => Ok(()),
+                        },
+                        3 => match mine.pop() {
+                            Some(order) => shop.cancel_order(user, order).map(drop),
+                            None => Ok(()),
+                        },
+                        4 => match mine.first() {
+                            Some(&order) => shop.refund(user, order, "mixed").map(drop),
+                            None => Ok(()),
+                        },
+                        _ if i % 6 == 0 => {
+                            clock.advance(shop.reservation_time() / 3);
+                            shop.expire_orders().map(drop)
+                        }
+                        _ => {
+                            restocked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            shop.restock(products[next(4) as usize], 1).map(drop)
+                        }
+                    };
+                    if let Err(err) = outcome {
+                        match err.kind() {
+                            liteshop::ErrorKind::Busy | liteshop::ErrorKind::Internal => {
+                                busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                eprintln!("buyer {i}: {err}");
+                            }
+                            // Refusals by the rules: short stock, an order
+                            // already paid, expired or refunded.
+                            _ => {}
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(busy.into_inner(), 0, "calls failed busy or internal");
+    assert_eq!(shop.write_retries(), 0, "a write was run again");
+    let audit = shop.audit().unwrap();
+    assert!(audit.is_clean(), "{audit}");
+    assert_eq!(
+        audit.figures.units_stocked,
+        i128::from(4 * 40 + restocked.into_inner())
+    );
+    drop(shop);
+    assert_eq!(
+        deadlocks(&mut admin, &name),
+        0,
+        "PostgreSQL broke deadlocks"
+    );
 }
