@@ -26,6 +26,8 @@ const MAX_CHARGE: i64 = 50_000;
 const MAX_BALANCE: i64 = 100_000;
 const MAX_QUANTITY: u32 = 3;
 const RESERVATION_SECS: u64 = 600;
+/// How long the PG takes a confirm after authentication (Toss: 10 minutes).
+const CONFIRM_WINDOW_SECS: u64 = 600;
 
 /// What a call returned: a number that identifies the result (an id, a
 /// balance, a count) or nothing, or the kind of its error.
@@ -159,6 +161,11 @@ struct MPayment {
     pg_part: i64,
     pg_refunded: i64,
     status: PaymentStatus,
+    /// The confirm never reached the PG (it holds the payment
+    /// authenticated, `IN_PROGRESS`, until its window ends).
+    lost_before_charge: bool,
+    /// When the confirm was sent, in the model's seconds.
+    confirmed_at: u64,
 }
 
 /// The shop as plain data, and the outcome of the last step.
@@ -514,6 +521,8 @@ impl Model {
                     pg_part: total - balance_part,
                     pg_refunded: 0,
                     status: PaymentStatus::Requested,
+                    lost_before_charge: pg == Pg::LostBeforeCharge,
+                    confirmed_at: self.now_secs,
                 });
                 let id = self.payments.len() as i64;
                 let payment = self.payments.last_mut().expect("just pushed");
@@ -539,16 +548,30 @@ impl Model {
             }
             Step::Reconcile => {
                 // With no grace, every unknown payment is settled: found
-                // approved at the PG, or never received and sent again (the
-                // fake then approves). Then every unknown refund: its cancel
-                // sent again with its key is replayed as done, or (never
-                // received) done now.
+                // approved at the PG, or held authenticated (`IN_PROGRESS`)
+                // and sent again inside the PG's 10-minute confirm window
+                // (the fake then approves), or expired by the PG after it
+                // (declined: the balance part back, the order pending).
+                // Then every unknown refund: its cancel sent again with its
+                // key is replayed as done, or (never received) done now.
                 let mut settled = 0;
                 for i in 0..self.payments.len() {
                     if self.payments[i].status == PaymentStatus::Unknown {
-                        self.payments[i].status = PaymentStatus::Approved;
-                        self.orders[(self.payments[i].order - 1) as usize].status =
-                            OrderStatus::Paid;
+                        let p = &self.payments[i];
+                        let o = (p.order - 1) as usize;
+                        if p.lost_before_charge
+                            && self.now_secs - p.confirmed_at >= CONFIRM_WINDOW_SECS
+                        {
+                            let (user, part) = (p.user, p.balance_part);
+                            self.payments[i].status = PaymentStatus::Declined;
+                            self.orders[o].status = OrderStatus::Pending;
+                            if part > 0 {
+                                self.credit(user, part);
+                            }
+                        } else {
+                            self.payments[i].status = PaymentStatus::Approved;
+                            self.orders[o].status = OrderStatus::Paid;
+                        }
                         settled += 1;
                     }
                 }
@@ -775,6 +798,8 @@ impl StateMachineTest for ShopModel {
                 .reservation_time(Duration::from_secs(RESERVATION_SECS))
                 .reconcile_grace(Duration::ZERO)
         });
+        // The PG's confirm window runs on the shop's clock.
+        pg.set_clock(t.clock.clone());
         for balance in START_USERS {
             let user = t.user("user");
             t.shop.host_credit(user.id, won(balance)).unwrap();
@@ -874,7 +899,6 @@ impl StateMachineTest for ShopModel {
             }
             Step::Reconcile => kind(shop.reconcile_payments(), |r| {
                 assert!(r.all_settled() && !r.needs_review(), "{r:?}");
-                assert_eq!(r.payments_in(PaymentStatus::Declined), 0, "{r:?}");
                 assert_eq!(r.refunds_in(RefundStatus::Declined), 0, "{r:?}");
                 Some((r.payments.len() + r.refunds.len()) as i64)
             }),

@@ -9,6 +9,7 @@ use super::{
     Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, GatewayLimits,
     PaymentGateway, PgCancel, PgPending, PgStatus, StatusRequest,
 };
+use crate::clock::{Clock, Timestamp};
 use crate::ids::OrderId;
 use crate::money::Money;
 
@@ -148,6 +149,10 @@ struct State {
     /// Payments that refuse a partial cancel.
     whole_cancel_only: std::collections::HashSet<String>,
     limits: GatewayLimits,
+    /// The clock its confirm window runs on, if it has one.
+    clock: Option<Arc<dyn Clock>>,
+    /// When each `orderId` was authorised in the widget, on `clock`.
+    authorised_at: HashMap<String, Timestamp>,
     widget_payments: u64,
 }
 
@@ -173,6 +178,9 @@ impl FakeGateway {
             .authorised
             .insert(payment_key.clone(), (pg_order_id.to_owned(), amount));
         state.authorised_orders.insert(pg_order_id.to_owned());
+        if let Some(now) = state.clock.as_ref().map(|clock| clock.now()) {
+            state.authorised_at.insert(pg_order_id.to_owned(), now);
+        }
         crate::PgRedirect {
             payment_key,
             pg_order_id: pg_order_id.to_owned(),
@@ -328,6 +336,15 @@ impl FakeGateway {
         state.cancel_replies.clear();
     }
 
+    /// Runs its confirm window on `clock` (the shop's, in a test with a
+    /// [`ManualClock`](crate::ManualClock)): a payment authorised in the
+    /// widget and not confirmed within [`GatewayLimits::confirm_window`]
+    /// expires by itself, as at Toss. Without a clock only
+    /// [`expire_unconfirmed`](FakeGateway::expire_unconfirmed) expires one.
+    pub fn set_clock(&self, clock: impl Clock + 'static) {
+        self.lock().clock = Some(Arc::new(clock));
+    }
+
     /// Sets the limits it declares; [`GatewayLimits::TOSS`] by default.
     pub fn set_limits(&self, limits: GatewayLimits) {
         self.lock().limits = limits;
@@ -360,6 +377,21 @@ impl FakeGateway {
 }
 
 impl State {
+    /// Whether the confirm window of the authorised `pg_order_id` passed.
+    fn window_passed(&self, pg_order_id: &str) -> bool {
+        if self.expired.contains(pg_order_id) {
+            return true;
+        }
+        match (&self.clock, self.authorised_at.get(pg_order_id)) {
+            (Some(clock), Some(at)) => {
+                let window =
+                    i64::try_from(self.limits.confirm_window.as_millis()).unwrap_or(i64::MAX);
+                clock.now().as_millis() >= at.as_millis().saturating_add(window)
+            }
+            _ => false,
+        }
+    }
+
     fn cancelled(&self, pg_order_id: &str) -> Money {
         self.cancels
             .get(pg_order_id)
@@ -439,7 +471,9 @@ impl PaymentGateway for FakeGateway {
             }
             Some(_) => {}
         }
-        if state.expired.contains(&request.pg_order_id) {
+        if !state.approved.contains_key(&request.pg_order_id)
+            && state.window_passed(&request.pg_order_id)
+        {
             // Confirmed after the window: the PG dropped the payment.
             return Err(GatewayError::Declined {
                 code: "NOT_FOUND_PAYMENT_SESSION".into(),
@@ -496,7 +530,9 @@ impl PaymentGateway for FakeGateway {
                 message: message.clone(),
             });
         }
-        if state.expired.contains(&request.pg_order_id) {
+        if state.authorised_orders.contains(&request.pg_order_id)
+            && state.window_passed(&request.pg_order_id)
+        {
             return Ok(PgStatus::Declined {
                 code: "EXPIRED".into(),
                 message: "authenticated but never confirmed in time".into(),
