@@ -1790,6 +1790,7 @@ mod raw {
             payment_key: redirect.payment_key,
             pg_order_id: started.pg_order_id.clone(),
             amount,
+            currency: liteshop::Currency::KRW,
             idempotency_key: started.key.clone(),
             order: order.map(OrderId::new),
         });
@@ -2439,6 +2440,7 @@ mod raw_pg {
             payment_key: redirect.payment_key.clone(),
             pg_order_id: started.pg_order_id.clone(),
             amount,
+            currency: liteshop::Currency::KRW,
             idempotency_key: started.key.clone(),
             order: order.map(OrderId::new),
         });

@@ -425,7 +425,7 @@ pub use ids::{
     UserId,
 };
 pub use lease::Lease;
-pub use money::Money;
+pub use money::{Currency, Money};
 pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderRequest, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};
 pub use payment::reconcile::{

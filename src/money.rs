@@ -212,3 +212,87 @@ mod tests {
         assert_eq!(serde_json::to_string(&Money::from_won(5)).unwrap(), "5");
     }
 }
+
+/// The currency of a shop's money: an ISO 4217 code, three uppercase ASCII
+/// letters; [`Currency::KRW`] by default ([`ShopBuilder::currency`](crate::ShopBuilder::currency)).
+/// The shop sends it with every request to its gateway, so a PG that takes
+/// several currencies is told which one every amount is in.
+///
+/// Every [`Money`] of a shop counts the currency's smallest unit; liteshop's
+/// own texts (`Display`, the console) write amounts as won.
+///
+/// # Example
+///
+/// ```
+/// use liteshop::Currency;
+///
+/// assert_eq!(Currency::new("KRW")?, Currency::KRW);
+/// assert_eq!(Currency::KRW.as_str(), "KRW");
+/// assert!(Currency::new("krw").is_err());
+/// # Ok::<(), liteshop::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// South Korean won, the default.
+    pub const KRW: Currency = Currency(*b"KRW");
+
+    /// The currency with ISO 4217 code `code`.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidConfig`] unless `code` is three uppercase ASCII
+    /// letters.
+    pub fn new(code: &str) -> Result<Currency> {
+        match code.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Currency([a, b, c])),
+            _ => Err(Error::InvalidConfig {
+                reason: "a currency is an ISO 4217 code: three uppercase ASCII letters",
+            }),
+        }
+    }
+
+    /// The code, e.g. `"KRW"`.
+    pub fn as_str(&self) -> &str {
+        // Three ASCII letters, checked by the only constructor.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl Default for Currency {
+    /// [`Currency::KRW`].
+    fn default() -> Currency {
+        Currency::KRW
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Currency({})", self.as_str())
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Currency, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Currency::new(&code).map_err(serde::de::Error::custom)
+    }
+}

@@ -11,8 +11,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::won;
 use liteshop::{
-    ApproveRequest, CancelRequest, GatewayError, HttpGateway, OrderId, OrderLine, OrderStatus,
-    PaymentGateway, PaymentStatus, PgCancel, PgPending, PgStatus, RetryPolicy, StatusRequest,
+    ApproveRequest, CancelRequest, Currency, GatewayError, HttpGateway, OrderId, OrderLine,
+    OrderStatus, PaymentGateway, PaymentStatus, PgCancel, PgPending, PgStatus, RetryPolicy,
+    StatusRequest,
 };
 use serde_json::{Value, json};
 
@@ -153,6 +154,7 @@ fn approve_request() -> ApproveRequest {
         payment_key: "pk_abc".into(),
         pg_order_id: "ls-7-0011aabb".into(),
         amount: won(15_000),
+        currency: Currency::KRW,
         idempotency_key: "ls-pay-key-1".into(),
         order: Some(OrderId::new(7)),
     }
@@ -274,6 +276,7 @@ fn status_reads_every_state_toss_documents() {
     let gateway = pg.gateway();
     let request = StatusRequest {
         pg_order_id: "ls-7-0011aabb".into(),
+        payment_key: None,
     };
     assert!(
         matches!(gateway.status(&request), Ok(PgStatus::Approved(a)) if a.approved_amount == won(15_000) && a.cancels.is_empty())
@@ -384,6 +387,7 @@ fn extra_headers_go_with_every_call() {
     let _ = gateway.approve(&approve_request());
     let _ = gateway.status(&StatusRequest {
         pg_order_id: "ls-7-0011aabb".into(),
+        payment_key: None,
     });
     let seen = pg.seen();
     assert_eq!(seen.len(), 2);
@@ -476,6 +480,7 @@ fn cancel_request() -> CancelRequest {
         payment_key: "pk_abc".into(),
         pg_order_id: "ls-7-0011aabb".into(),
         amount: won(5_000),
+        currency: Currency::KRW,
         reason: "changed my mind".into(),
         idempotency_key: "ls-pay-key-1-refund".into(),
     }
@@ -668,6 +673,7 @@ fn the_toss_double_and_the_http_gateway_agree_on_toss_behaviour() -> liteshop::R
     let lookup = HttpGateway::builder(&base, SECRET).build();
     let status = StatusRequest {
         pg_order_id: widget.pg_order_id.clone(),
+        payment_key: None,
     };
     assert_eq!(
         lookup.status(&status),
@@ -721,4 +727,62 @@ fn the_toss_double_and_the_http_gateway_agree_on_toss_behaviour() -> liteshop::R
     server.unblock();
     handle.join().unwrap();
     Ok(())
+}
+
+#[test]
+fn another_currency_than_won_is_refused_before_anything_is_sent() {
+    let pg = PgServer::start(vec![ok_approval()]);
+    let usd = Currency::new("USD").unwrap();
+    let gateway = pg.gateway();
+    let err = gateway
+        .approve(&ApproveRequest {
+            currency: usd,
+            ..approve_request()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, GatewayError::Invalid { code, .. } if code == "INVALID_CURRENCY"),
+        "{err:?}"
+    );
+    let err = gateway
+        .cancel(&CancelRequest {
+            currency: usd,
+            ..cancel_request()
+        })
+        .unwrap_err();
+    assert!(matches!(err, GatewayError::Invalid { .. }), "{err:?}");
+    assert!(pg.seen().is_empty(), "nothing reached the PG");
+
+    // A shop in dollars sends its currency with the confirm, and the
+    // won-only gateway refuses it: declined, the balance part back.
+    let gateway = pg.gateway();
+    let t = common::open_with(move |b| b.gateway(gateway).currency(usd));
+    let kim = t.user("Kim").id;
+    t.shop.host_credit(kim, won(5_000)).unwrap();
+    let tea = t.product("Tea", 12_000, 3).id;
+    let order = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 1)])
+        .unwrap()
+        .id;
+    let started = t.shop.start_payment(kim, order, won(2_000)).unwrap();
+    let widget = started.widget().unwrap();
+    let redirect = liteshop::PgRedirect {
+        payment_key: "pk_from_widget".into(),
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    };
+    let err = t
+        .shop
+        .confirm_payment(kim, started.id, &redirect)
+        .unwrap_err();
+    assert!(
+        matches!(&err, liteshop::Error::GatewayRejected { code, .. } if code == "INVALID_CURRENCY"),
+        "{err:?}"
+    );
+    assert_eq!(t.shop.balance(kim).unwrap(), won(5_000));
+    assert!(pg.seen().is_empty());
+    for bad in ["usd", "US", "USDX", "", "₩₩₩"] {
+        assert!(Currency::new(bad).is_err(), "{bad:?}");
+    }
 }

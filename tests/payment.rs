@@ -380,6 +380,7 @@ fn a_crash_after_the_gateway_declined_is_recorded_as_declined_by_reconciliation(
         payment_key: payment.payment_key.clone().unwrap(),
         pg_order_id: payment.pg_order_id.clone(),
         amount: payment.pg_amount,
+        currency: liteshop::Currency::KRW,
         idempotency_key: payment.idempotency_key.clone(),
         order: Some(order),
     };

@@ -153,7 +153,8 @@ fn a_lost_confirm_is_sent_again_while_the_pg_holds_it_in_progress() -> Result<()
     // Toss keeps an authenticated, unconfirmed payment as IN_PROGRESS.
     assert_eq!(
         s.pg.status(&StatusRequest {
-            pg_order_id: pg_order_id.clone()
+            pg_order_id: pg_order_id.clone(),
+            payment_key: None,
         }),
         Ok(PgStatus::Pending(PgPending::InProgress))
     );

@@ -15,7 +15,7 @@ use super::{
     Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, GatewayError, PaymentGateway,
     PgApi, PgCancel, PgPending, PgStatus, StatusRequest,
 };
-use crate::money::Money;
+use crate::money::{Currency, Money};
 
 const PROCESSING: &str = "IDEMPOTENT_REQUEST_PROCESSING";
 const CONSECUTIVE: &str = "FORBIDDEN_CONSECUTIVE_REQUEST";
@@ -534,8 +534,23 @@ fn cancellation(payment: PaymentObject) -> Result<Cancellation, GatewayError> {
     })
 }
 
+/// Toss confirms and cancels these payments in won only: any other
+/// currency is refused before anything is sent, with Toss's own code for it
+/// (`INVALID_CURRENCY`, docs.tosspayments.com/reference/error-codes).
+fn won_only(currency: Currency) -> Result<(), GatewayError> {
+    if currency == Currency::KRW {
+        Ok(())
+    } else {
+        Err(GatewayError::Invalid {
+            code: "INVALID_CURRENCY".into(),
+            message: format!("this gateway takes KRW, not {currency}"),
+        })
+    }
+}
+
 impl PaymentGateway for HttpGateway {
     fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+        won_only(request.currency)?;
         let url = format!("{}/v1/payments/confirm", self.base);
         let body = json!({
             "paymentKey": request.payment_key,
@@ -580,6 +595,7 @@ impl PaymentGateway for HttpGateway {
     }
 
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        won_only(request.currency)?;
         let url = format!(
             "{}/v1/payments/{}/cancel",
             self.base,
@@ -609,6 +625,7 @@ impl HttpGateway {
     ) -> Result<Approval, GatewayError> {
         let status = self.status(&StatusRequest {
             pg_order_id: request.pg_order_id.clone(),
+            payment_key: Some(request.payment_key.clone()),
         })?;
         match status {
             PgStatus::Approved(approval)

@@ -2,6 +2,27 @@
 //! calls, its request and answer types, [`GatewayError`], and two
 //! implementations — [`FakeGateway`] for tests and [`HttpGateway`] for a PG
 //! that speaks the JSON contract described on [`HttpGateway`].
+//!
+//! The trait is shaped so that a second widely used PG fits it unchanged.
+//! How its calls and answers map onto Toss Payments (which `HttpGateway`
+//! speaks) and onto Stripe's PaymentIntents and Refunds (no implementation
+//! yet):
+//!
+//! | liteshop | Toss Payments | Stripe |
+//! |---|---|---|
+//! | [`PaymentGateway::approve`] | `POST /v1/payments/confirm` (`paymentKey`, `orderId`, `amount`) | confirm or capture the PaymentIntent (`payment_key` = its id) |
+//! | [`PaymentGateway::status`] | `GET /v1/payments/orders/{orderId}` | retrieve the PaymentIntent by [`StatusRequest::payment_key`] |
+//! | [`PaymentGateway::cancel`] | `POST /v1/payments/{paymentKey}/cancel` (`cancelAmount`) | create a Refund of the PaymentIntent (`amount`) |
+//! | `ApproveRequest::currency`, `CancelRequest::currency` | KRW (anything else is refused before sending: `INVALID_CURRENCY`) | `currency` of the intent and the refund |
+//! | `idempotency_key`, [`GatewayLimits::key_lifetime`] | `Idempotency-Key`, 15 days | `Idempotency-Key`, at least 24 hours |
+//! | [`PgPending::Ready`] / [`PgPending::InProgress`] | `READY` / `IN_PROGRESS` | `requires_payment_method` / `requires_confirmation`, `requires_action`, `processing` |
+//! | [`PgPending::WaitingForDeposit`] | `WAITING_FOR_DEPOSIT` (virtual account) | `requires_action` with bank-transfer instructions |
+//! | [`PgStatus::Approved`] | `DONE`, `PARTIAL_CANCELED` | `succeeded` |
+//! | [`PgStatus::Cancelled`] | `CANCELED` | `succeeded`, refunded in full (`amount_refunded` = `amount`) |
+//! | [`PgStatus::Declined`] | `ABORTED`, `EXPIRED` | `canceled`, or a failed charge |
+//! | [`Approval::cancels`], [`PgCancel::transaction_key`] | `cancels[]`, `transactionKey` | the intent's Refunds, each Refund's id |
+//! | a refund that stays pending | (a cancel answers at once) | a Refund `pending`: [`GatewayError::Unknown`], so the shop holds the attempt and re-sends it with the same key until it settles |
+//! | [`GatewayError::Declined`] | the final codes of [`TOSS_CODES`] | `card_error`, a Refund `failed` |
 
 mod codes;
 mod fake;
@@ -14,7 +35,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::OrderId;
-use crate::money::Money;
+use crate::money::{Currency, Money};
 
 pub use codes::{CodeClass, PgApi, TOSS_CODES, TossCode};
 pub use fake::{FakeGateway, FakeOutcome};
@@ -30,6 +51,8 @@ pub struct ApproveRequest {
     pub pg_order_id: String,
     /// The amount to approve: the payment's PG part.
     pub amount: Money,
+    /// The currency `amount` is in: the shop's.
+    pub currency: Currency,
     /// The key that makes a repeated request the same payment. Unique per
     /// attempt; stored before the first call.
     pub idempotency_key: String,
@@ -41,8 +64,12 @@ pub struct ApproveRequest {
 /// Asks the PG what it knows of one payment attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRequest {
-    /// The attempt's id at the PG.
+    /// The attempt's id at the PG (the shop's name for it).
     pub pg_order_id: String,
+    /// The PG's own id for the payment, once the shop has it (Toss's
+    /// `paymentKey`; a PG that looks payments up only by its own id, as
+    /// Stripe does its PaymentIntents, uses this).
+    pub payment_key: Option<String>,
 }
 
 /// Asks the PG to cancel (refund) all or part of an approved payment: one
@@ -55,6 +82,8 @@ pub struct CancelRequest {
     pub pg_order_id: String,
     /// The amount to cancel: the attempt's, the whole payment or part of it.
     pub amount: Money,
+    /// The currency `amount` is in: the shop's.
+    pub currency: Currency,
     /// Why, as the PG records it.
     pub reason: String,
     /// The attempt's own key, fresh for every attempt and stored before the

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::gateway::{GatewayError, PaymentGateway, RetryPolicy};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ids::{OrderId, PaymentId, RefundId, UserId};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::order::OrderLine;
 use crate::store::{Scope, Store};
 
@@ -37,6 +37,7 @@ pub(crate) struct PaymentConfig {
     pub(crate) reconcile_grace: Duration,
     pub(crate) review_after: Duration,
     pub(crate) window: Duration,
+    pub(crate) currency: Currency,
 }
 
 impl fmt::Debug for PaymentConfig {
@@ -47,6 +48,7 @@ impl fmt::Debug for PaymentConfig {
             .field("reconcile_grace", &self.reconcile_grace)
             .field("review_after", &self.review_after)
             .field("window", &self.window)
+            .field("currency", &self.currency)
             .finish()
     }
 }
@@ -329,7 +331,7 @@ impl Payments<'_> {
             order: payment.order,
         };
 
-        let request = payment.approve_request();
+        let request = payment.approve_request(self.config.currency);
         let answer = self.config.retry.run(|| self.gateway()?.approve(&request));
         let (outcome, failure) = settle(attempt, answer);
 
@@ -397,6 +399,7 @@ impl Payments<'_> {
         begin: impl Fn(&dyn Db, Timestamp) -> Result<Refund> + Send + 'static,
     ) -> Result<(Refund, Replay)> {
         let has_gateway = self.gateway.is_some();
+        let currency = self.config.currency;
         let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started an attempt before names it; nothing runs.
             if let Some(key) = &key
@@ -411,7 +414,7 @@ impl Payments<'_> {
             if let Some(key) = &key {
                 idempotency::store(tx, user, key, &json!({ "refund": refund.id }), now)?;
             }
-            let request = refund::cancel_request(tx, &refund)?;
+            let request = refund::cancel_request(tx, &refund, currency)?;
             Ok(Ok((refund, request)))
         })?;
         let (refund, request) = match begun {

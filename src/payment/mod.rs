@@ -27,7 +27,7 @@ use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::gateway::{Approval, ApproveRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::order::{self, OrderStatus};
 use crate::text_enum::text_enum;
 use crate::token;
@@ -217,11 +217,12 @@ impl Payment {
         })
     }
 
-    pub(crate) fn approve_request(&self) -> ApproveRequest {
+    pub(crate) fn approve_request(&self, currency: Currency) -> ApproveRequest {
         ApproveRequest {
             payment_key: self.payment_key.clone().unwrap_or_default(),
             pg_order_id: self.pg_order_id.clone(),
             amount: self.pg_amount,
+            currency,
             idempotency_key: self.idempotency_key.clone(),
             order: self.order,
         }
@@ -230,6 +231,7 @@ impl Payment {
     pub(crate) fn status_request(&self) -> StatusRequest {
         StatusRequest {
             pg_order_id: self.pg_order_id.clone(),
+            payment_key: self.payment_key.clone(),
         }
     }
 

@@ -116,12 +116,17 @@ impl Payments<'_> {
                 .push(self.settle_payment(payment, requested_at, limits)?);
         }
 
+        let currency = self.config.currency;
         let due = self.store.read(|tx| {
             refund::unsettled(tx, cutoff)?
                 .into_iter()
                 .map(|refund| {
                     let recorded = refund::recorded_cancels(tx, refund.payment)?;
-                    Ok((refund::cancel_request(tx, &refund)?, recorded, refund))
+                    Ok((
+                        refund::cancel_request(tx, &refund, currency)?,
+                        recorded,
+                        refund,
+                    ))
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -295,7 +300,7 @@ impl Payments<'_> {
             order: payment.order,
         };
         let resend = || {
-            let request = payment.approve_request();
+            let request = payment.approve_request(self.config.currency);
             Self::resent(attempt, retry.run(|| self.gateway()?.approve(&request)))
         };
         let key_alive = key_age < limits.key_lifetime;
@@ -362,6 +367,7 @@ impl Payments<'_> {
     ) -> Option<Outcome<Cancellation>> {
         let status = StatusRequest {
             pg_order_id: request.pg_order_id.clone(),
+            payment_key: Some(request.payment_key.clone()),
         };
         let approval = match self.config.retry.run(|| self.gateway()?.status(&status)) {
             Ok(PgStatus::Approved(approval) | PgStatus::Cancelled(approval)) => approval,

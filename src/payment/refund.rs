@@ -14,7 +14,7 @@ use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::gateway::{CancelRequest, Cancellation};
 use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::order::{self, OrderLine, OrderStatus, RefundUnits};
 use crate::text_enum::text_enum;
 use crate::token;
@@ -318,12 +318,17 @@ pub(crate) fn begin_top_up(
 
 /// The cancel request for refund attempt `refund`: the payment's gateway
 /// references, the attempt's PG part and its own key.
-pub(crate) fn cancel_request(conn: &dyn Db, refund: &Refund) -> Result<CancelRequest> {
+pub(crate) fn cancel_request(
+    conn: &dyn Db,
+    refund: &Refund,
+    currency: Currency,
+) -> Result<CancelRequest> {
     let payment: Payment = super::get(conn, refund.payment)?;
     Ok(CancelRequest {
         payment_key: payment.payment_key.unwrap_or_default(),
         pg_order_id: payment.pg_order_id,
         amount: refund.pg_amount,
+        currency,
         reason: refund.reason.clone(),
         idempotency_key: refund.idempotency_key.clone(),
     })

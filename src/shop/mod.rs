@@ -20,7 +20,7 @@ use crate::error::{Entity, Error, Result};
 use crate::gateway::{PaymentGateway, RetryPolicy};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, UserId};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::order::{self, Order, OrderLine, OrderRequest};
 use crate::page::{Page, PageRequest};
 use crate::payment::flow::{PaymentConfig, Payments, Replay};
@@ -170,6 +170,7 @@ impl ShopBuilder {
                 reconcile_grace: Self::DEFAULT_RECONCILE_GRACE,
                 review_after: Self::DEFAULT_REVIEW_AFTER,
                 window: Self::DEFAULT_PAYMENT_WINDOW,
+                currency: Currency::KRW,
             },
             clock: Arc::new(SystemClock),
             utc_offset_minutes: None,
@@ -347,6 +348,14 @@ impl ShopBuilder {
     /// without reaching the PG.
     pub fn payment_window(mut self, window: Duration) -> ShopBuilder {
         self.payments.window = window;
+        self
+    }
+
+    /// The currency of the shop's money, sent with every request to the
+    /// gateway; [`Currency::KRW`] by default. [`HttpGateway`](crate::HttpGateway)
+    /// (Toss Payments) takes only KRW and refuses any other before sending.
+    pub fn currency(mut self, currency: Currency) -> ShopBuilder {
+        self.payments.currency = currency;
         self
     }
 
