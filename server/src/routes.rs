@@ -1557,7 +1557,7 @@ pub(crate) struct PgNotice {
     /// `orderId` is read.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    data: Option<serde_json::Value>,
+    data: Option<serde_json::Map<String, serde_json::Value>>,
     /// The payment's `orderId` in a `DEPOSIT_CALLBACK`.
     #[serde(default)]
     order_id: Option<String>,
@@ -1580,7 +1580,17 @@ pub(crate) struct PgNoticeReceipt {
 #[utoipa::path(post, path = "/pg/webhook", request_body = PgNotice, responses(
     (status = 200, body = PgNoticeReceipt), PgWebhookErrors))]
 async fn pg_webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let notice: PgNotice = parse(&body)?;
+    // An object, as the schema says (serde would read a struct from an
+    // array too).
+    let object: serde_json::Map<String, serde_json::Value> = parse(&body)?;
+    let notice: PgNotice =
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(|err| {
+            ApiError::from(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                err.to_string(),
+            ))
+        })?;
     let named = notice
         .data
         .as_ref()

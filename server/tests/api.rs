@@ -850,13 +850,15 @@ fn a_pg_notice_is_answered_at_once_and_settles_only_from_the_pgs_record() {
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     // A body that is not a notice is a documented 400.
-    let reply = common::send(
-        "POST",
-        &s.url("/pg/webhook"),
-        &[("Content-Type", "application/json")],
-        Some("[1, 2"),
-    );
-    common::assert_problem(&reply, 400, "malformed_body");
+    for body in ["[1, 2", "[null, null]", r#"{"data": "x"}"#, r#"{"eventType": 5}"#] {
+        let reply = common::send(
+            "POST",
+            &s.url("/pg/webhook"),
+            &[("Content-Type", "application/json")],
+            Some(body),
+        );
+        common::assert_problem(&reply, 400, "malformed_body");
+    }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(s.shop.audit().unwrap().figures, before);
     assert!(s.undocumented().is_empty(), "{:?}", s.undocumented());
