@@ -357,9 +357,13 @@ fn main() {
                     .http_status_as_error(false)
                     .build()
                     .into();
-                let _ = agent
+                // Read the answer whole, so the connection goes back to the
+                // agent's pool and the race reuses it.
+                let mut reply = agent
                     .get(format!("{}/healthz", bases[b % bases.len()]))
-                    .call();
+                    .call()
+                    .expect("the server answers");
+                let _ = reply.body_mut().read_to_string();
                 agent
             })
             .collect();

@@ -850,7 +850,12 @@ fn a_pg_notice_is_answered_at_once_and_settles_only_from_the_pgs_record() {
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     // A body that is not a notice is a documented 400.
-    for body in ["[1, 2", "[null, null]", r#"{"data": "x"}"#, r#"{"eventType": 5}"#] {
+    for body in [
+        "[1, 2",
+        "[null, null]",
+        r#"{"data": "x"}"#,
+        r#"{"eventType": 5}"#,
+    ] {
         let reply = common::send(
             "POST",
             &s.url("/pg/webhook"),
