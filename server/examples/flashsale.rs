@@ -297,11 +297,17 @@ fn main() {
     } else {
         "SQLite"
     };
-    println!(
-        "{engine}: {} buyers, {units} {} (a tenth), one unit each, paid from the balance",
-        args.buyers,
-        if args.coupon { "coupons" } else { "units" }
-    );
+    if args.coupon {
+        println!(
+            "{engine}: {} buyers, {units} first-come-first-served coupons, one each",
+            args.buyers
+        );
+    } else {
+        println!(
+            "{engine}: {} buyers, {units} units, one each, ordered and paid from the balance",
+            args.buyers
+        );
+    }
     println!(
         "{:<7} {:>5} {:>10} {:>9} {:>26} {:>26} {:>6} {:>8} {:>14} audit",
         "via",
