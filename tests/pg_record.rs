@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{TestShop, open_with, won};
 use liteshop::{
     Error, FakeGateway, FakeOutcome, GatewayLimits, LedgerEntry, Money, NOT_CANCELLED_AT_PG,
-    OrderId, OrderLine, OrderStatus, PageRequest, PaymentGateway, PaymentStatus, PgPending,
-    PgStatus, ProductId, RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
+    OrderId, OrderLine, OrderStatus, PageRequest, PaymentGateway, PaymentId, PaymentStatus,
+    PgPending, PgStatus, ProductId, RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
 };
 
 struct Shop {
@@ -74,6 +74,26 @@ impl Shop {
             .items;
         let sum: i64 = ledger.iter().map(LedgerEntry::signed_won).sum();
         assert_eq!(won(sum), self.balance());
+    }
+
+    /// An order of `teas` teas paid wholly by card whose confirm the PG
+    /// answers as `lost` says (before or after it charged): the order, the
+    /// payment (unknown to the shop) and its id at the PG.
+    fn lost_card_payment(&self, teas: u32, lost: FakeOutcome) -> (OrderId, PaymentId, String) {
+        let order = self
+            .t
+            .shop
+            .place_order(self.kim, &[OrderLine::new(self.tea, teas)])
+            .unwrap()
+            .id;
+        self.pg.push(lost);
+        let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
+            common::pay_by_card(&self.t.shop, &self.pg, self.kim, order)
+        else {
+            panic!("the answer to the confirm was lost");
+        };
+        let pg_order_id = self.t.shop.payment(self.kim, payment).unwrap().pg_order_id;
+        (order, payment, pg_order_id)
     }
 
     fn advance(&self, by: Duration) {
@@ -142,14 +162,7 @@ fn a_completed_refund_stores_the_pgs_key_for_its_cancel() -> Result<()> {
 #[test]
 fn a_lost_confirm_is_sent_again_while_the_pg_holds_it_in_progress() -> Result<()> {
     let s = shop();
-    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
-    s.pg.push(FakeOutcome::UnknownBeforeCharge);
-    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
-        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
-    else {
-        panic!("the confirm was lost on its way");
-    };
-    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    let (order, _, pg_order_id) = s.lost_card_payment(1, FakeOutcome::UnknownBeforeCharge);
     // Toss keeps an authenticated, unconfirmed payment as IN_PROGRESS.
     assert_eq!(
         s.pg.status(&StatusRequest {
@@ -307,14 +320,7 @@ fn a_partial_refund_the_pg_forbids_is_declined_and_the_whole_one_still_runs() ->
 #[test]
 fn a_payment_the_pg_approved_and_cancelled_outside_the_shop_is_reported() -> Result<()> {
     let s = shop();
-    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 2)])?.id;
-    s.pg.push(FakeOutcome::UnknownAfterCharge);
-    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
-        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
-    else {
-        panic!("the reply was lost");
-    };
-    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    let (_, _, pg_order_id) = s.lost_card_payment(2, FakeOutcome::UnknownAfterCharge);
     // Before reconciliation runs, an operator cancels part of it.
     s.pg.cancel_in_dashboard(&pg_order_id, won(5_000)).unwrap();
     s.advance(Duration::from_secs(61));
@@ -327,14 +333,7 @@ fn a_payment_the_pg_approved_and_cancelled_outside_the_shop_is_reported() -> Res
 
     // Cancelled whole before the shop heard: nothing was paid.
     let s = shop();
-    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
-    s.pg.push(FakeOutcome::UnknownAfterCharge);
-    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
-        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
-    else {
-        panic!("the reply was lost");
-    };
-    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    let (order, _, pg_order_id) = s.lost_card_payment(1, FakeOutcome::UnknownAfterCharge);
     s.pg.cancel_in_dashboard(&pg_order_id, won(10_000)).unwrap();
     s.advance(Duration::from_secs(61));
     let report = s.t.shop.reconcile_payments()?;
@@ -361,14 +360,7 @@ fn a_gateway_declares_its_limits() {
 #[test]
 fn a_webhook_settles_from_the_pgs_record_exactly_once_whatever_it_says() -> Result<()> {
     let s = shop();
-    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
-    s.pg.push(FakeOutcome::UnknownAfterCharge);
-    let Err(Error::PaymentOutcomeUnknown { payment, .. }) =
-        common::pay_by_card(&s.t.shop, &s.pg, s.kim, order)
-    else {
-        panic!("the reply was lost");
-    };
-    let pg_order_id = s.t.shop.payment(s.kim, payment)?.pg_order_id;
+    let (order, payment, pg_order_id) = s.lost_card_payment(1, FakeOutcome::UnknownAfterCharge);
 
     // No grace period: the notice settles it at once, from the PG's record.
     let settled = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();

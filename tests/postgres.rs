@@ -888,12 +888,7 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
 fn the_sweep_racing_a_placement_never_deadlocks() {
     let Some(url) = url() else { return };
     let (mut admin, name, db_url) = own_database(&url, "deadlock");
-    let clock = liteshop::ManualClock::default();
-    let shop = Shop::builder(&db_url)
-        .clock(clock.clone())
-        .gateway(FakeGateway::new())
-        .build()
-        .unwrap();
+    let (shop, clock) = clocked_shop(&db_url);
     let product = |name: &str| {
         shop.create_product(NewProduct {
             name: name.into(),
@@ -991,6 +986,17 @@ fn own_database(url: &str, tag: &str) -> (postgres::Client, String, String) {
     (admin, name, db_url)
 }
 
+/// A shop on `db_url` with a manual clock and a fake PG.
+fn clocked_shop(db_url: &str) -> (Shop, liteshop::ManualClock) {
+    let clock = liteshop::ManualClock::default();
+    let shop = Shop::builder(db_url)
+        .clock(clock.clone())
+        .gateway(FakeGateway::new())
+        .build()
+        .unwrap();
+    (shop, clock)
+}
+
 /// The deadlocks PostgreSQL broke in database `name`, once its backends
 /// (closed by the caller) have reported their statistics.
 fn deadlocks(admin: &mut postgres::Client, name: &str) -> i64 {
@@ -1015,12 +1021,7 @@ fn deadlocks(admin: &mut postgres::Client, name: &str) -> i64 {
 fn twenty_four_threads_mixing_every_write_on_shared_products_never_deadlock() {
     let Some(url) = url() else { return };
     let (mut admin, name, db_url) = own_database(&url, "mixed");
-    let clock = liteshop::ManualClock::default();
-    let shop = Shop::builder(&db_url)
-        .clock(clock.clone())
-        .gateway(FakeGateway::new())
-        .build()
-        .unwrap();
+    let (shop, clock) = clocked_shop(&db_url);
     let products: Vec<_> = (0..4)
         .map(|i| {
             shop.create_product(NewProduct {

@@ -25,6 +25,10 @@
 //! PostgreSQL reports (idle backends report within 10 s) is the race's
 //! alone.
 
+#[path = "support/serve.rs"]
+mod support;
+use support::serve;
+
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -189,23 +193,6 @@ fn buy_http(
         (200, body) if body["status"] == "approved" => Ok(true),
         (status, body) => Err(format!("pay: {status} {body}")),
     }
-}
-
-/// Serves `shop` on a free port from a thread of its own: its base URL.
-fn serve(shop: Shop, config: liteshop_server::Config) -> String {
-    let app = liteshop_server::router(shop, config);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    format!("http://{}", rx.recv().expect("the server's address"))
 }
 
 /// PostgreSQL's side of a run: commits before, and a sampler of backends

@@ -23,6 +23,10 @@
 //! database (`<prefix>_http<N>` and `<prefix>_direct`), left in place
 //! afterwards: run it on a throwaway cluster, as above.
 
+#[path = "support/serve.rs"]
+mod support;
+use support::serve;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -190,23 +194,6 @@ fn open(args: &Args, dir: &std::path::Path, name: &str, again: bool) -> (Shop, F
         );
     }
     (shop, pg)
-}
-
-/// Serves `shop` on a free port from a thread of its own: its base URL.
-fn serve(shop: Shop, config: liteshop_server::Config) -> String {
-    let app = liteshop_server::router(shop, config);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    format!("http://{}", rx.recv().expect("the server's address"))
 }
 
 /// The HTTP mix through `bases`: client thread `t` talks to `bases[t mod N]`.
