@@ -1,5 +1,5 @@
-//! [`HttpGateway`]: a `ureq` client for a PG that speaks the JSON contract of
-//! the confirm API of a widely used Korean PG.
+//! [`HttpGateway`]: a `ureq` client for Toss Payments' core API (confirm,
+//! lookup, cancel) as Toss documents it.
 
 use std::fmt;
 use std::io;

@@ -14,7 +14,7 @@
 //! | [`PaymentGateway::status`] | `GET /v1/payments/orders/{orderId}` | retrieve the PaymentIntent by [`StatusRequest::payment_key`] |
 //! | [`PaymentGateway::cancel`] | `POST /v1/payments/{paymentKey}/cancel` (`cancelAmount`) | create a Refund of the PaymentIntent (`amount`) |
 //! | `ApproveRequest::currency`, `CancelRequest::currency` | KRW (anything else is refused before sending: `INVALID_CURRENCY`) | `currency` of the intent and the refund |
-//! | `idempotency_key`, [`GatewayLimits::key_lifetime`] | `Idempotency-Key`, 15 days | `Idempotency-Key`, at least 24 hours |
+//! | `idempotency_key`, [`GatewayLimits::key_lifetime`] | `Idempotency-Key`, 15 days from the day of first use (the shop counts 14) | `Idempotency-Key`, at least 24 hours |
 //! | [`PgPending::Ready`] / [`PgPending::InProgress`] | `READY` / `IN_PROGRESS` | `requires_payment_method` / `requires_confirmation`, `requires_action`, `processing` |
 //! | [`PgPending::WaitingForDeposit`] | `WAITING_FOR_DEPOSIT` (virtual account) | `requires_action` with bank-transfer instructions |
 //! | [`PgStatus::Approved`] | `DONE`, `PARTIAL_CANCELED` | `succeeded` |
@@ -187,14 +187,16 @@ pub struct GatewayLimits {
 }
 
 impl GatewayLimits {
-    /// Toss Payments' limits: a key lasts 15 days from its first use
-    /// (docs.tosspayments.com/guides/using-api/idempotency-key, "멱등키는
-    /// 처음 요청에 사용한 날부터 15일 간 유효합니다"), and a payment must be
-    /// confirmed within 10 minutes of authentication, after which the PG
-    /// answers `NOT_FOUND_PAYMENT_SESSION` and the payment expires
+    /// Toss Payments' limits: a key lasts 15 days from the day of its first
+    /// use (docs.tosspayments.com/guides/using-api/idempotency-key, "멱등키는
+    /// 처음 요청에 사용한 날부터 15일 간 유효합니다") — counted here as 14
+    /// days, so that no day boundary of the PG's can end it before the shop
+    /// stops using it — and a payment must be confirmed within 10 minutes
+    /// of authentication, after which the PG answers
+    /// `NOT_FOUND_PAYMENT_SESSION` and the payment expires
     /// (docs.tosspayments.com/reference/error-codes, "결제 승인").
     pub const TOSS: GatewayLimits = GatewayLimits {
-        key_lifetime: Duration::from_secs(15 * 24 * 60 * 60),
+        key_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
         confirm_window: Duration::from_secs(10 * 60),
     };
 }
