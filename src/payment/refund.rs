@@ -366,11 +366,17 @@ pub(crate) fn record(
     match outcome {
         Outcome::Done(cancel) => {
             complete(tx, id, now)?;
-            if !cancel.transaction_key.is_empty() {
-                tx.execute(
-                    "UPDATE refunds SET pg_transaction_key = ?2 WHERE id = ?1",
-                    &[&id, &cancel.transaction_key],
-                )?;
+            // Toss's keys are at most 64 characters; one that does not fit
+            // the column is logged rather than failing the refund's record.
+            match cancel.transaction_key.chars().count() {
+                0 => {}
+                1..=200 => {
+                    tx.execute(
+                        "UPDATE refunds SET pg_transaction_key = ?2 WHERE id = ?1",
+                        &[&id, &cancel.transaction_key],
+                    )?;
+                }
+                _ => tracing::warn!(refund = %id, "the PG's key for the cancel is too long to keep"),
             }
         }
         Outcome::Declined { code, message } => {
