@@ -376,7 +376,9 @@ pub(crate) fn record(
                         &[&id, &cancel.transaction_key],
                     )?;
                 }
-                _ => tracing::warn!(refund = %id, "the PG's key for the cancel is too long to keep"),
+                _ => {
+                    tracing::warn!(refund = %id, "the PG's key for the cancel is too long to keep")
+                }
             }
         }
         Outcome::Declined { code, message } => {
