@@ -439,3 +439,51 @@ fn a_webhook_before_the_confirm_leaves_the_payment_to_its_customer() -> Result<(
     );
     Ok(())
 }
+
+/// A gateway that answers every cancel with a key longer than any PG's.
+struct LongKeys(FakeGateway);
+
+impl PaymentGateway for LongKeys {
+    fn approve(
+        &self,
+        request: &liteshop::ApproveRequest,
+    ) -> std::result::Result<liteshop::Approval, liteshop::GatewayError> {
+        self.0.approve(request)
+    }
+    fn status(
+        &self,
+        request: &StatusRequest,
+    ) -> std::result::Result<PgStatus, liteshop::GatewayError> {
+        self.0.status(request)
+    }
+    fn cancel(
+        &self,
+        request: &liteshop::CancelRequest,
+    ) -> std::result::Result<liteshop::Cancellation, liteshop::GatewayError> {
+        self.0.cancel(request).map(|mut cancel| {
+            cancel.transaction_key = "k".repeat(300);
+            cancel
+        })
+    }
+}
+
+#[test]
+fn a_cancel_key_too_long_to_keep_does_not_fail_the_refund() -> Result<()> {
+    let pg = FakeGateway::new();
+    let gateway = LongKeys(pg.clone());
+    let t = open_with(move |b| b.gateway(gateway));
+    let kim = t.user("Kim").id;
+    let tea = t.product("Tea", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)])?.id;
+    common::pay_by_card(&t.shop, &pg, kim, order)?;
+    let refund = t
+        .shop
+        .refund_lines(kim, order, &[OrderLine::new(tea, 1)], "one back")?;
+    assert_eq!(refund.status, RefundStatus::Completed);
+    assert_eq!(refund.pg_transaction_key, None);
+    assert_eq!(
+        t.shop.order(kim, order)?.status,
+        OrderStatus::PartiallyRefunded
+    );
+    Ok(())
+}
