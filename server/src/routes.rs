@@ -1515,30 +1515,6 @@ async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiE
     Ok(Json(report).into_response())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integers_may_be_written_with_a_zero_fraction_but_not_another() {
-        let charge: Charge = serde_json::from_str(r#"{"amount": 6.0}"#).unwrap();
-        assert_eq!(charge.amount, 6);
-        assert!(serde_json::from_str::<Charge>(r#"{"amount": 6.5}"#).is_err());
-        let order: PlaceOrder =
-            serde_json::from_str(r#"{"lines": {"2": 1.0, "1": 3}, "coupon": 3.0}"#).unwrap();
-        let lines: Vec<(i64, u32)> = order
-            .lines
-            .0
-            .iter()
-            .map(|l| (l.product.get(), l.quantity))
-            .collect();
-        assert_eq!(lines, [(2, 1), (1, 3)], "in the order given");
-        assert_eq!(order.coupon, Some(3));
-        assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"x": 1}}"#).is_err());
-        assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"1": -1}}"#).is_err());
-    }
-}
-
 /// A notice from the PG: Toss's webhook body, `PAYMENT_STATUS_CHANGED`
 /// (`{"eventType", "createdAt", "data": <payment object>}`) or
 /// `DEPOSIT_CALLBACK` (`{"createdAt", "secret", "status", "transactionKey",
@@ -1618,4 +1594,28 @@ async fn pg_webhook(State(state): State<AppState>, body: Bytes) -> Result<Respon
         None => tracing::warn!(?notice.event_type, "PG notice names no payment; ignored"),
     }
     Ok(Json(PgNoticeReceipt { received: true }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction_but_not_another() {
+        let charge: Charge = serde_json::from_str(r#"{"amount": 6.0}"#).unwrap();
+        assert_eq!(charge.amount, 6);
+        assert!(serde_json::from_str::<Charge>(r#"{"amount": 6.5}"#).is_err());
+        let order: PlaceOrder =
+            serde_json::from_str(r#"{"lines": {"2": 1.0, "1": 3}, "coupon": 3.0}"#).unwrap();
+        let lines: Vec<(i64, u32)> = order
+            .lines
+            .0
+            .iter()
+            .map(|l| (l.product.get(), l.quantity))
+            .collect();
+        assert_eq!(lines, [(2, 1), (1, 3)], "in the order given");
+        assert_eq!(order.coupon, Some(3));
+        assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"x": 1}}"#).is_err());
+        assert!(serde_json::from_str::<PlaceOrder>(r#"{"lines": {"1": -1}}"#).is_err());
+    }
 }
