@@ -487,3 +487,42 @@ fn a_cancel_key_too_long_to_keep_does_not_fail_the_refund() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_fake_refuses_another_currency_and_a_payment_key_it_never_issued() -> Result<()> {
+    let s = shop();
+    let order = s.paid(2);
+    let payment = &s.t.shop.payments_for_order(s.kim, order)?[0];
+    let cancel = liteshop::CancelRequest {
+        payment_key: payment.payment_key.clone().unwrap(),
+        pg_order_id: payment.pg_order_id.clone(),
+        amount: won(10_000),
+        currency: liteshop::Currency::KRW,
+        reason: "one back".into(),
+        idempotency_key: "pg-record-fake-refusals".into(),
+    };
+    for (request, code) in [
+        (
+            liteshop::CancelRequest {
+                currency: liteshop::Currency::new("USD")?,
+                ..cancel.clone()
+            },
+            "INVALID_CURRENCY",
+        ),
+        (
+            liteshop::CancelRequest {
+                payment_key: "fake_pk_never_issued".into(),
+                ..cancel.clone()
+            },
+            "NOT_FOUND_PAYMENT",
+        ),
+    ] {
+        let err = s.pg.cancel(&request).unwrap_err();
+        assert!(
+            matches!(&err, liteshop::GatewayError::Invalid { code: c, .. } if c == code),
+            "{code}: {err:?}"
+        );
+    }
+    assert_eq!(s.pg.cancelled(&payment.pg_order_id), won(0));
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, GatewayLimits,
-    PaymentGateway, PgCancel, PgPending, PgStatus, StatusRequest,
+    PaymentGateway, PgCancel, PgPending, PgStatus, StatusRequest, won_only,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::ids::OrderId;
@@ -453,6 +453,7 @@ impl PaymentGateway for FakeGateway {
         if let Some(reply) = state.approve_replies.get(&request.idempotency_key) {
             return reply.clone();
         }
+        won_only(request.currency)?;
         // Only what the customer authorised in the widget can be confirmed.
         match state.authorised.get(&request.payment_key) {
             None => {
@@ -556,11 +557,20 @@ impl PaymentGateway for FakeGateway {
         if let Some(reply) = state.cancel_replies.get(&request.idempotency_key) {
             return reply.clone();
         }
-        let Some(approved) = state
+        won_only(request.currency)?;
+        // Toss cancels by the path's paymentKey: a key it never issued for
+        // this payment is 404 NOT_FOUND_PAYMENT (docs.tosspayments.com,
+        // "결제 취소" and /reference/error-codes).
+        let issued_for_it = state
+            .authorised
+            .get(&request.payment_key)
+            .is_some_and(|(order_id, _)| *order_id == request.pg_order_id);
+        let approved = state
             .approved
             .get(&request.pg_order_id)
             .map(|approval| approval.approved_amount)
-        else {
+            .filter(|_| issued_for_it);
+        let Some(approved) = approved else {
             return Err(GatewayError::Invalid {
                 code: "NOT_FOUND_PAYMENT".into(),
                 message: "no approved payment to cancel".into(),

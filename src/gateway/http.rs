@@ -13,9 +13,9 @@ use serde_json::json;
 use super::codes::class_of;
 use super::{
     Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, GatewayError, PaymentGateway,
-    PgApi, PgCancel, PgPending, PgStatus, StatusRequest,
+    PgApi, PgCancel, PgPending, PgStatus, StatusRequest, won_only,
 };
-use crate::money::{Currency, Money};
+use crate::money::Money;
 
 const PROCESSING: &str = "IDEMPOTENT_REQUEST_PROCESSING";
 const CONSECUTIVE: &str = "FORBIDDEN_CONSECUTIVE_REQUEST";
@@ -532,20 +532,6 @@ fn cancellation(payment: PaymentObject) -> Result<Cancellation, GatewayError> {
         })?,
         transaction_key: cancel.transaction_key,
     })
-}
-
-/// Toss confirms and cancels these payments in won only: any other
-/// currency is refused before anything is sent, with Toss's own code for it
-/// (`INVALID_CURRENCY`, docs.tosspayments.com/reference/error-codes).
-fn won_only(currency: Currency) -> Result<(), GatewayError> {
-    if currency == Currency::KRW {
-        Ok(())
-    } else {
-        Err(GatewayError::Invalid {
-            code: "INVALID_CURRENCY".into(),
-            message: format!("this gateway takes KRW, not {currency}"),
-        })
-    }
 }
 
 impl PaymentGateway for HttpGateway {

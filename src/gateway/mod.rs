@@ -289,6 +289,22 @@ impl<G: PaymentGateway + ?Sized> PaymentGateway for std::sync::Arc<G> {
     }
 }
 
+/// Toss confirms and cancels payments in won only: any other currency is
+/// refused before anything is sent, with Toss's own code for it
+/// (`INVALID_CURRENCY`, docs.tosspayments.com/reference/error-codes). One
+/// rule for [`HttpGateway`] and [`FakeGateway`], so the fake refuses what
+/// the PG refuses.
+pub(crate) fn won_only(currency: Currency) -> Result<(), GatewayError> {
+    if currency == Currency::KRW {
+        Ok(())
+    } else {
+        Err(GatewayError::Invalid {
+            code: "INVALID_CURRENCY".into(),
+            message: format!("this gateway takes KRW, not {currency}"),
+        })
+    }
+}
+
 /// How the shop retries a gateway call that failed as
 /// [`GatewayError::Unavailable`]: at most `retries` more times, with the same
 /// request (so the same idempotency key), after an exponential backoff from
