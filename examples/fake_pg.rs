@@ -48,6 +48,9 @@ struct Args {
     /// (Toss keeps them 15 days).
     #[arg(long)]
     key_lifetime_secs: Option<u64>,
+    /// Take a confirm this many seconds after authentication (Toss: 600).
+    #[arg(long)]
+    confirm_window_secs: Option<u64>,
     /// Start on a free port, pay two orders through a shop, print, and exit.
     #[arg(long)]
     demo: bool,
@@ -63,6 +66,7 @@ impl Args {
             log: true,
             whole_cancel_only: self.whole_cancel_only,
             key_lifetime: self.key_lifetime_secs.map(std::time::Duration::from_secs),
+            confirm_window: self.confirm_window_secs.map(std::time::Duration::from_secs),
         }
     }
 }

@@ -786,3 +786,58 @@ fn another_currency_than_won_is_refused_before_anything_is_sent() {
         assert!(Currency::new(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn the_toss_double_expires_a_payment_nobody_confirmed_in_its_window() -> liteshop::Result<()> {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let addr = server.server_addr().to_ip().unwrap();
+    let records = Arc::new(Mutex::new(fake_pg_server::Pg::default()));
+    let handle = {
+        let (server, records) = (server.clone(), records.clone());
+        let rules = fake_pg_server::Rules {
+            secret: SECRET.to_owned(),
+            confirm_window: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        thread::spawn(move || fake_pg_server::serve(&server, &rules, &records))
+    };
+    let base = format!("http://{addr}");
+    let gateway = HttpGateway::builder(&base, SECRET).build();
+    let t = common::open_with(move |b| b.gateway(gateway));
+    let kim = t.user("Kim").id;
+    t.shop.host_credit(kim, won(4_000))?;
+    let tea = t.product("Tea", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 1)])?.id;
+    let started = t.shop.start_payment(kim, order, won(4_000))?;
+    let widget = started.widget().unwrap();
+    let payment_key = records
+        .lock()
+        .unwrap()
+        .pay_in_widget(&widget.pg_order_id, widget.amount.won());
+    let lookup = HttpGateway::builder(&base, SECRET).build();
+    let status = StatusRequest {
+        pg_order_id: widget.pg_order_id.clone(),
+        payment_key: None,
+    };
+    assert!(
+        matches!(lookup.status(&status), Ok(PgStatus::Declined { code, .. }) if code == "EXPIRED")
+    );
+    let redirect = liteshop::PgRedirect {
+        payment_key,
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    };
+    let err = t
+        .shop
+        .confirm_payment(kim, started.id, &redirect)
+        .unwrap_err();
+    assert!(
+        matches!(&err, liteshop::Error::PaymentDeclined { code, .. } if code == "NOT_FOUND_PAYMENT_SESSION"),
+        "{err:?}"
+    );
+    assert_eq!(t.shop.balance(kim)?, won(4_000), "the balance part is back");
+    assert_eq!(t.shop.order(kim, order)?.status, OrderStatus::Pending);
+    server.unblock();
+    handle.join().unwrap();
+    Ok(())
+}

@@ -47,6 +47,16 @@ pub struct Rules {
     /// Forget an idempotency key this long after its first use (default:
     /// never).
     pub key_lifetime: Option<Duration>,
+    /// How long after authentication a confirm is taken (default: Toss's
+    /// 10 minutes; later the confirm is `NOT_FOUND_PAYMENT_SESSION` and the
+    /// lookup `EXPIRED`, docs.tosspayments.com/reference/error-codes).
+    pub confirm_window: Option<Duration>,
+}
+
+impl Rules {
+    fn confirm_window(&self) -> Duration {
+        self.confirm_window.unwrap_or(Duration::from_secs(10 * 60))
+    }
 }
 
 /// The PG's own records.
@@ -57,9 +67,9 @@ pub struct Pg {
     pub payments: HashMap<String, Value>,
     replies: HashMap<String, (Instant, u16, Value)>,
     transactions: u64,
-    /// `paymentKey` → (`orderId`, `amount`) a customer authorised in the
-    /// widget: the only payments a confirm may take.
-    authorised: HashMap<String, (String, i64)>,
+    /// `paymentKey` → (`orderId`, `amount`, when) a customer authorised in
+    /// the widget: the only payments a confirm may take, within the window.
+    authorised: HashMap<String, (String, i64, Instant)>,
 }
 
 impl Pg {
@@ -70,8 +80,10 @@ impl Pg {
     pub fn pay_in_widget(&mut self, order_id: &str, amount: i64) -> String {
         self.transactions += 1;
         let payment_key = format!("fakepg_pk_{}_{order_id}", self.transactions);
-        self.authorised
-            .insert(payment_key.clone(), (order_id.to_owned(), amount));
+        self.authorised.insert(
+            payment_key.clone(),
+            (order_id.to_owned(), amount, Instant::now()),
+        );
         payment_key
     }
 
@@ -107,7 +119,7 @@ impl Pg {
                     _ => error(400, "INVALID_REQUEST", "orderId and amount are required"),
                 }
             }
-            ("GET", ["v1", "payments", "orders", order_id]) => self.lookup(order_id),
+            ("GET", ["v1", "payments", "orders", order_id]) => self.lookup(rules, order_id),
             ("POST", ["v1", "fake", "dashboard", "cancel"]) => {
                 let payment_key = request["orderId"]
                     .as_str()
@@ -132,22 +144,23 @@ impl Pg {
     }
 
     /// A payment by `orderId`: the processed one, or an authenticated one
-    /// waiting for its confirm (`IN_PROGRESS`).
-    fn lookup(&self, order_id: &str) -> (u16, Value) {
+    /// waiting for its confirm (`IN_PROGRESS`, or `EXPIRED` past the
+    /// window).
+    fn lookup(&self, rules: &Rules, order_id: &str) -> (u16, Value) {
         if let Some(payment) = self.payments.get(order_id) {
             return (200, payment.clone());
         }
         match self
             .authorised
             .iter()
-            .find(|(_, (authorised, _))| authorised == order_id)
+            .find(|(_, (authorised, _, _))| authorised == order_id)
         {
-            Some((payment_key, (_, amount))) => (
+            Some((payment_key, (_, amount, at))) => (
                 200,
                 json!({
                     "paymentKey": payment_key,
                     "orderId": order_id,
-                    "status": "IN_PROGRESS",
+                    "status": if at.elapsed() >= rules.confirm_window() { "EXPIRED" } else { "IN_PROGRESS" },
                     "totalAmount": amount,
                     "balanceAmount": amount,
                     "cancels": null,
@@ -179,13 +192,20 @@ impl Pg {
         // (docs.tosspayments.com, "결제 승인" and /reference/error-codes).
         match self.authorised.get(payment_key) {
             None => return error(404, "NOT_FOUND_PAYMENT", "no payment with this paymentKey"),
-            Some((authorised, authorised_amount))
+            Some((authorised, authorised_amount, _))
                 if authorised != order_id || *authorised_amount != amount =>
             {
                 return error(
                     400,
                     "INVALID_REQUEST",
                     "orderId or amount differs from the authorised payment",
+                );
+            }
+            Some((_, _, at)) if at.elapsed() >= rules.confirm_window() => {
+                return error(
+                    404,
+                    "NOT_FOUND_PAYMENT_SESSION",
+                    "the payment session expired before the confirm",
                 );
             }
             Some(_) => {}
