@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use common::{TestShop, open_with, won};
 use liteshop::{
-    Error, FakeGateway, FakeOutcome, GatewayLimits, LedgerEntry, Money, NOT_CANCELLED_AT_PG,
-    OrderId, OrderLine, OrderStatus, PageRequest, PaymentGateway, PaymentId, PaymentStatus,
-    PgPending, PgStatus, ProductId, RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
+    Error, FakeGateway, FakeOutcome, GatewayLimits, Money, NOT_CANCELLED_AT_PG, OrderId, OrderLine,
+    OrderStatus, PaymentGateway, PaymentId, PaymentStatus, PgPending, PgStatus, ProductId,
+    RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
 };
 
 struct Shop {
@@ -66,14 +66,7 @@ impl Shop {
     }
 
     fn assert_ledger_balances(&self) {
-        let ledger = self
-            .t
-            .shop
-            .ledger(self.kim, PageRequest::first(100))
-            .unwrap()
-            .items;
-        let sum: i64 = ledger.iter().map(LedgerEntry::signed_won).sum();
-        assert_eq!(won(sum), self.balance());
+        common::assert_ledger_balances(&self.t.shop, self.kim);
     }
 
     /// An order of `teas` teas paid wholly by card whose confirm the PG

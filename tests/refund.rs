@@ -8,9 +8,9 @@ use std::time::Duration;
 use common::{TestShop, open_with, race, won};
 use liteshop::{
     Approval, ApproveRequest, CancelRequest, Cancellation, Error, ErrorKind, FakeGateway,
-    FakeOutcome, GatewayError, LedgerEntry, LedgerKind, Money, OrderId, OrderLine, OrderStatus,
-    PageRequest, PaymentGateway, PaymentStatus, PgStatus, ProductId, RefundStatus, Result,
-    RetryPolicy, ShopBuilder, StatusRequest, UserId,
+    FakeOutcome, GatewayError, LedgerKind, Money, OrderId, OrderLine, OrderStatus, PageRequest,
+    PaymentGateway, PaymentStatus, PgStatus, ProductId, RefundStatus, Result, RetryPolicy,
+    ShopBuilder, StatusRequest, UserId,
 };
 
 const FAST_RETRY: RetryPolicy = RetryPolicy {
@@ -102,14 +102,7 @@ impl RefundShop {
     /// The balance equals its ledger, and the PG cancelled exactly what the
     /// shop's completed refunds gave back.
     fn assert_books(&self, order: OrderId) {
-        let ledger = self
-            .t
-            .shop
-            .ledger(self.kim, PageRequest::first(100))
-            .unwrap()
-            .items;
-        let sum: i64 = ledger.iter().map(LedgerEntry::signed_won).sum();
-        assert_eq!(won(sum), self.balance(), "balance equals ledger");
+        common::assert_ledger_balances(&self.t.shop, self.kim);
         let payment = &self.t.shop.payments_for_order(self.kim, order).unwrap()[0];
         let refunds = self.t.shop.refunds(self.kim, order).unwrap();
         let done = || {

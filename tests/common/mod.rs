@@ -123,6 +123,21 @@ pub fn won(amount: i64) -> Money {
     Money::new(amount).expect("non-negative amount")
 }
 
+/// Asserts that the balance of `user` equals the sum of their ledger
+/// (its first 100 entries, the largest page: every test's user has fewer).
+pub fn assert_ledger_balances(shop: &Shop, user: liteshop::UserId) {
+    let ledger = shop
+        .ledger(user, liteshop::PageRequest::first(100))
+        .expect("the ledger")
+        .items;
+    let sum: i64 = ledger.iter().map(liteshop::LedgerEntry::signed_won).sum();
+    assert_eq!(
+        won(sum),
+        shop.balance(user).expect("the balance"),
+        "balance equals ledger"
+    );
+}
+
 /// Every row of every table of the database at `path`, as text. Reads through
 /// its own connection, so it sees only what was committed.
 pub fn dump(path: &Path) -> Vec<String> {
