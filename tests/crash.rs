@@ -136,7 +136,7 @@ impl PaymentGateway for FileGateway {
         // Like the real PG, it confirms only what its widget issued: the
         // key `widget_key` names for this orderId (see `widget_redirect`).
         if request.payment_key != widget_key(id) {
-            return Err(GatewayError::Invalid {
+            return Err(GatewayError::Declined {
                 code: "NOT_FOUND_PAYMENT".into(),
                 message: "no payment was authorised with this paymentKey".into(),
             });

@@ -663,7 +663,7 @@ fn the_confirm_sends_the_key_the_widget_issued_and_only_the_pg_part() -> Result<
 }
 
 #[test]
-fn a_confirm_with_an_invented_key_is_refused_by_the_pg_and_gives_the_balance_part_back()
+fn a_confirm_with_an_invented_key_is_declined_by_the_pg_and_gives_the_balance_part_back()
 -> Result<()> {
     let s = shop();
     let order = s.order(1);
@@ -679,7 +679,7 @@ fn a_confirm_with_an_invented_key_is_refused_by_the_pg_and_gives_the_balance_par
             .confirm_payment(s.kim, started.id, &invented)
             .unwrap_err();
     assert!(
-        matches!(&err, Error::GatewayRejected { code, .. } if code == "NOT_FOUND_PAYMENT"),
+        matches!(&err, Error::PaymentDeclined { code, .. } if code == "NOT_FOUND_PAYMENT"),
         "{err:?}"
     );
     assert_eq!(s.pg.approved_count(), 0);

@@ -868,3 +868,33 @@ fn a_pg_notice_is_answered_at_once_and_settles_only_from_the_pgs_record() {
     assert_eq!(s.shop.audit().unwrap().figures, before);
     assert!(s.undocumented().is_empty(), "{:?}", s.undocumented());
 }
+
+/// The `paymentKey` of a confirm is whatever the customer's browser sends:
+/// one the PG never issued is the PG's decline of that top-up (402), never
+/// a server error, and credits nothing.
+#[test]
+fn a_top_up_confirmed_with_an_invented_key_is_declined_not_a_server_error() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    let charged = s.post(
+        "/me/balance/charge",
+        Some(&kim),
+        json!({ "amount": 10_000 }),
+    );
+    assert_eq!(charged.status, 200, "{}", charged.body);
+    let mut invented = s.widget(&charged.body);
+    invented["payment_key"] = json!("lsk_invented_by_the_browser");
+    let declined = s.post(
+        &format!("/me/payments/{}/confirm", charged.body["id"]),
+        Some(&kim),
+        invented,
+    );
+    assert_problem(&declined, 402, "top_up_declined");
+    assert_eq!(
+        declined.body["fields"]["pg_code"],
+        json!("NOT_FOUND_PAYMENT")
+    );
+    let payment = s.get(&format!("/me/payments/{}", charged.body["id"]), Some(&kim));
+    assert_eq!(payment.body["status"], json!("declined"));
+    assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
+}

@@ -141,8 +141,11 @@ pub const TOSS_CODES: &[TossCode] = &[
     row(Confirm, 403, "INCORRECT_BASIC_AUTH_FORMAT", Invalid),
     row(Confirm, 403, "FDS_ERROR", Declined),
     // A paymentKey the PG never issued: the shop sent what the browser
-    // gave it, and nothing can be confirmed with it.
-    row(Confirm, 404, "NOT_FOUND_PAYMENT", Invalid),
+    // gave it (the key comes back on the widget's success redirect, so the
+    // customer can put anything there), the PG holds no payment under it
+    // and took nothing. The customer's claim is refused as a decline, not
+    // as a fault of the shop's request.
+    row(Confirm, 404, "NOT_FOUND_PAYMENT", Declined),
     // The confirm came after the window: the PG dropped the payment.
     row(Confirm, 404, "NOT_FOUND_PAYMENT_SESSION", Declined),
     row(Confirm, 409, "IDEMPOTENT_REQUEST_PROCESSING", Processing),
@@ -280,6 +283,7 @@ mod tests {
             class_of(Confirm, 409, "IDEMPOTENT_REQUEST_PROCESSING"),
             Processing
         );
+        assert_eq!(class_of(Confirm, 404, "NOT_FOUND_PAYMENT"), Declined);
         assert_eq!(class_of(Lookup, 404, "NOT_FOUND_PAYMENT"), NotFound);
         assert_eq!(
             class_of(Lookup, 403, "FORBIDDEN_CONSECUTIVE_REQUEST"),

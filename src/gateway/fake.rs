@@ -72,12 +72,13 @@ impl FakeOutcome {
 /// in its widget first: [`pay_in_widget`](FakeGateway::pay_in_widget) plays
 /// the customer's browser and returns the success redirect with a
 /// `paymentKey` it issued for that `orderId` and `amount`. A confirm with a
-/// key it never issued is refused as Toss refuses it (`NOT_FOUND_PAYMENT`,
-/// 404), and one whose `orderId` or `amount` differs from what the customer
-/// authorised as a bad request (`INVALID_REQUEST`, 400) — both
-/// [`GatewayError::Invalid`], so no test passes with an invented key or a
-/// wrong amount (docs.tosspayments.com, "결제 승인" and
-/// `/reference/error-codes`).
+/// key it never issued, or issued for another `orderId`, is refused as Toss
+/// refuses it (`NOT_FOUND_PAYMENT`, 404: a [`GatewayError::Declined`], since
+/// the key is whatever the customer's browser sent), and one whose `amount`
+/// differs from what the customer authorised as a bad request
+/// (`INVALID_REQUEST`, 400, [`GatewayError::Invalid`]), so no test passes
+/// with an invented key or a wrong amount (docs.tosspayments.com, "결제 승인"
+/// and `/reference/error-codes`).
 ///
 /// It approves and cancels every authorised payment by default, a cancel of part of a
 /// payment included (never more than is left: that is declined with
@@ -457,17 +458,21 @@ impl PaymentGateway for FakeGateway {
         // Only what the customer authorised in the widget can be confirmed.
         match state.authorised.get(&request.payment_key) {
             None => {
-                return Err(GatewayError::Invalid {
+                return Err(GatewayError::Declined {
                     code: "NOT_FOUND_PAYMENT".into(),
                     message: "no payment was authorised with this paymentKey".into(),
                 });
             }
-            Some((order_id, amount))
-                if *order_id != request.pg_order_id || *amount != request.amount =>
-            {
+            Some((order_id, _)) if *order_id != request.pg_order_id => {
+                return Err(GatewayError::Declined {
+                    code: "NOT_FOUND_PAYMENT".into(),
+                    message: "no payment with this paymentKey has this orderId".into(),
+                });
+            }
+            Some((_, amount)) if *amount != request.amount => {
                 return Err(GatewayError::Invalid {
                     code: "INVALID_REQUEST".into(),
-                    message: "orderId or amount differs from the authorised payment".into(),
+                    message: "the amount differs from the authorised payment".into(),
                 });
             }
             Some(_) => {}
