@@ -42,7 +42,7 @@ PY
 )"
 
 common=(--checks all --max-examples 100 --seed "$seed" --output-sanitize true)
-"$st" run "$base/openapi.json" "${common[@]}" \
+"$st" --config-file "$(dirname "$0")/schemathesis.toml" run "$base/openapi.json" "${common[@]}" \
   -H "Authorization: Bearer $token" --exclude-path-regex '^/admin'
 "$st" run "$base/openapi.json" "${common[@]}" \
   -H "Authorization: Bearer ci-admin-token" --include-path-regex '^/admin'
