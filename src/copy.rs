@@ -128,6 +128,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "balance_amount",
             "pg_amount",
             "pg_transaction_key",
+            "origin",
         ],
     ),
     (

@@ -231,7 +231,23 @@
 //! the PG answers "already cancelled" (someone cancelled the payment in the
 //! PG's dashboard) is a decline: the shop never credits money somebody else
 //! gave back. A completed refund keeps the PG's key for its cancel
-//! ([`Refund::pg_transaction_key`]). While an attempt
+//! ([`Refund::pg_transaction_key`]).
+//!
+//! **Changes made at the PG outside the shop.** A cancel the PG's record
+//! holds that no refund of the payment holds the key of (an operator's
+//! cancel in the PG's dashboard) is found by a webhook
+//! ([`Shop::payment_changed_at_pg`]), by reconciliation when it settles a
+//! payment, or by a sweep over recently approved payments
+//! ([`Shop::compare_with_pg`]), and recorded once, so the books follow the
+//! PG: a completed refund of origin [`RefundOrigin::Pg`] of the cancel's
+//! amount, all of it through the PG, returning no units (the order becomes
+//! `PartiallyRefunded`; a person decides on the goods). Later refunds of
+//! the order's units return at most what is left of the payment, so the
+//! money goes back once. For a top-up, the balance gives back what it still
+//! holds of the amount; what the customer had spent is reported. Each is
+//! reported with `needs_review`, logged at error level and listed in
+//! [`Unsettled::external`]; one the shop cannot record safely (a refund
+//! of the payment in flight, which may be that cancel) waits. While an attempt
 //! is in flight its amount counts against the balance limit (as money held
 //! by a payment in flight does), so its credit always fits.
 //!
@@ -431,7 +447,7 @@ pub use page::{Cursor, Page, PageRequest};
 pub use payment::reconcile::{
     NOT_CANCELLED_AT_PG, ReconcileReport, ReconciledPayment, ReconciledRefund, Reconciler,
 };
-pub use payment::refund::{Refund, RefundLine, RefundStatus};
+pub use payment::refund::{Refund, RefundLine, RefundOrigin, RefundStatus};
 pub use payment::{
     Payment, PaymentEvent, PaymentFailure, PaymentKind, PaymentStatus, PgFailRedirect, PgRedirect,
     WidgetRequest,

@@ -12,7 +12,7 @@ use common::{TestShop, open_with, won};
 use liteshop::{
     Error, FakeGateway, FakeOutcome, GatewayLimits, Money, NOT_CANCELLED_AT_PG, OrderId, OrderLine,
     OrderStatus, PaymentGateway, PaymentId, PaymentStatus, PgPending, PgStatus, ProductId,
-    RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
+    RefundOrigin, RefundStatus, Result, RetryPolicy, StatusRequest, UserId,
 };
 
 struct Shop {
@@ -379,15 +379,165 @@ fn a_webhook_settles_from_the_pgs_record_exactly_once_whatever_it_says() -> Resu
     assert_eq!(s.t.dump(), before);
 
     // An operator cancels part of it in the dashboard: the notice finds
-    // the PG's record differs from the shop's, and reports it.
-    s.pg.cancel_in_dashboard(&pg_order_id, won(4_000)).unwrap();
+    // the cancel in the PG's record, records it once so the books follow
+    // the PG, and reports it for a person.
+    let key = s.pg.cancel_in_dashboard(&pg_order_id, won(4_000)).unwrap();
     let changed = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
     assert!(changed.needs_review, "{changed:?}");
+    let refunds = s.t.shop.refunds(s.kim, order)?;
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (
+            refunds[0].origin,
+            refunds[0].status,
+            refunds[0].amount,
+            refunds[0].pg_amount
+        ),
+        (
+            RefundOrigin::Pg,
+            RefundStatus::Completed,
+            won(4_000),
+            won(4_000)
+        )
+    );
+    assert_eq!(refunds[0].pg_transaction_key.as_deref(), Some(key.as_str()));
+    assert!(
+        refunds[0].lines.is_empty(),
+        "no units come back by themselves"
+    );
+    let after = s.t.dump();
+    for _ in 0..3 {
+        let again = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+        assert!(!again.needs_review, "recorded once: {again:?}");
+    }
+    assert_eq!(s.t.dump(), after);
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
+    Ok(())
+}
+
+#[test]
+fn a_dashboard_cancel_of_an_order_is_given_back_once_however_the_units_come_back() -> Result<()> {
+    let s = shop();
+    let order = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 3)])?.id;
+    // 30,000: 10,000 from the balance, 20,000 by card.
+    common::pay_split(&s.t.shop, &s.pg, s.kim, order, won(10_000))?;
+    let pg_order_id = s.pg_order_id(order);
+    assert_eq!(s.balance(), won(90_000));
+    s.pg.cancel_in_dashboard(&pg_order_id, won(5_000)).unwrap();
+    let seen = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert!(seen.needs_review);
+    let placed = s.t.shop.order(s.kim, order)?;
+    assert_eq!(
+        (placed.status, placed.refunded),
+        (OrderStatus::PartiallyRefunded, won(5_000))
+    );
+    assert_eq!(s.t.shop.product(s.tea)?.held, 3, "the goods stay sold");
+    assert_eq!(s.balance(), won(90_000), "the cancel went to the card");
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
+
+    // Every unit comes back: the refund returns what is left of the
+    // 30,000 — 15,000 more to the card, 10,000 to the balance — not 30,000.
+    let refund = s.t.shop.refund(s.kim, order, "all back")?;
+    assert_eq!(
+        (refund.status, refund.pg_amount, refund.balance_amount),
+        (RefundStatus::Completed, won(15_000), won(10_000))
+    );
+    assert_eq!(s.pg.cancelled(&pg_order_id), won(20_000));
+    assert_eq!(s.balance(), won(100_000));
+    let refunded = s.t.shop.order(s.kim, order)?;
+    assert_eq!(
+        (refunded.status, refunded.refunded),
+        (OrderStatus::Refunded, won(30_000))
+    );
+    assert_eq!(s.t.shop.product(s.tea)?.stock, 20);
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
+    s.assert_ledger_balances();
+    let seen = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert!(!seen.needs_review, "the books match the PG: {seen:?}");
+    Ok(())
+}
+
+#[test]
+fn a_dashboard_cancel_of_a_top_up_takes_back_what_the_balance_still_holds() -> Result<()> {
+    let s = shop();
+    let lee = s.t.user("Lee").id;
+    common::top_up(&s.t.shop, &s.pg, lee, won(30_000))?;
+    let top_up = s.t.shop.top_ups(lee, Default::default())?.items[0].clone();
+    // Lee spends 20,000 of it, by balance.
+    let order = s.t.shop.place_order(lee, &[OrderLine::new(s.tea, 2)])?.id;
+    s.t.shop.start_payment(lee, order, won(20_000))?;
+    assert_eq!(s.t.shop.balance(lee)?, won(10_000));
+
+    // An operator cancels the whole top-up in the dashboard; no webhook
+    // comes, and the sweep finds it.
+    s.pg.cancel_in_dashboard(&top_up.pg_order_id, won(30_000))
+        .unwrap();
+    let swept = s.t.shop.compare_with_pg(DAY)?;
+    let found = swept.iter().find(|p| p.payment == top_up.id).unwrap();
+    assert!(found.needs_review);
+    assert_eq!(found.status, PaymentStatus::Refunded);
+    assert_eq!(
+        s.t.shop.balance(lee)?,
+        won(0),
+        "the balance gives back what it holds; 20,000 is for a person"
+    );
+    let unsettled = s.t.shop.unsettled()?;
+    assert_eq!(unsettled.external.len(), 1);
+    assert_eq!(unsettled.external[0].payment, top_up.id);
+    assert_eq!(unsettled.external[0].origin, RefundOrigin::Pg);
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
+    common::assert_ledger_balances(&s.t.shop, lee);
+
+    // A second sweep changes nothing.
+    let before = s.t.dump();
+    let again = s.t.shop.compare_with_pg(DAY)?;
+    assert!(again.iter().all(|p| !p.needs_review), "{again:?}");
+    assert_eq!(s.t.dump(), before);
+    Ok(())
+}
+
+#[test]
+fn a_dashboard_cancel_while_a_refund_is_in_flight_waits_for_it() -> Result<()> {
+    let s = shop();
+    let order = s.paid(2);
+    let pg_order_id = s.pg_order_id(order);
+    s.pg.push_cancel(FakeOutcome::UnknownBeforeCharge);
+    let Err(Error::RefundOutcomeUnknown { .. }) =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+    else {
+        panic!("the cancel's answer was lost");
+    };
+    s.pg.cancel_in_dashboard(&pg_order_id, won(3_000)).unwrap();
+    let before = s.t.dump();
+    let seen = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
     assert_eq!(
         s.t.dump(),
         before,
-        "the books follow only the shop's own refunds"
+        "the refund in flight may be that cancel"
     );
+    assert!(!seen.needs_review);
+
+    // Once reconciliation settles the refund, the next notice records the
+    // dashboard's cancel.
+    s.advance(Duration::from_secs(61));
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.refunds_in(RefundStatus::Completed), 1);
+    let seen = s.t.shop.payment_changed_at_pg(&pg_order_id)?.unwrap();
+    assert!(seen.needs_review);
+    let refunds = s.t.shop.refunds(s.kim, order)?;
+    assert_eq!(
+        refunds
+            .iter()
+            .map(|r| (r.origin, r.amount))
+            .collect::<Vec<_>>(),
+        [
+            (RefundOrigin::Shop, won(10_000)),
+            (RefundOrigin::Pg, won(3_000))
+        ]
+    );
+    assert_eq!(s.t.shop.order(s.kim, order)?.refunded, won(13_000));
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
     Ok(())
 }
 

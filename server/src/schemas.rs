@@ -242,6 +242,10 @@ pub(crate) struct Refund {
     /// The PG's key for the cancel of the PG part, once completed; null
     /// otherwise.
     pg_transaction_key: Option<String>,
+    /// Who gave the money back: `shop` (a refund asked for here) or `pg`
+    /// (a cancel made at the PG outside the shop, e.g. in its dashboard,
+    /// recorded when found; it returns no units).
+    origin: String,
 }
 
 /// A coupon offer.

@@ -968,6 +968,20 @@ pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Payment>
         .collect()
 }
 
+/// The PG ids of the payments with a PG part, approved (or refunded since)
+/// and created at or after `since`, oldest first.
+pub(crate) fn settled_with_pg_since(conn: &dyn Db, since: Timestamp) -> Result<Vec<String>> {
+    conn.query(
+        "SELECT pg_order_id FROM payments
+         WHERE status IN ('approved', 'refunded') AND pg_amount > 0 AND created_at >= ?1
+         ORDER BY created_at, id",
+        &[&since],
+    )?
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
 /// The payment attempt whose id at the PG is `pg_order_id`, if any.
 pub(crate) fn by_pg_order_id(conn: &dyn Db, pg_order_id: &str) -> Result<Option<Payment>> {
     conn.query_opt(SELECT_BY_PG_ORDER_ID, &[&pg_order_id])?

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::flow::{Attempt, Payments, settle};
-use super::refund::{self, Refund, RefundStatus};
+use super::refund::{self, External, Refund, RefundStatus};
 use super::{Outcome, Payment, PaymentStatus};
 use crate::background::Background;
 use crate::clock::Timestamp;
@@ -183,6 +183,10 @@ impl Payments<'_> {
         } else {
             let key_age = self.age(requested_at);
             let (outcome, external) = self.ask_about_payment(&payment, key_age, limits);
+            let cancels = match &outcome {
+                Some(Outcome::Done(approval)) => approval.cancels.clone(),
+                _ => Vec::new(),
+            };
             let recorded = match outcome {
                 Some(outcome) => {
                     let id = payment.id;
@@ -192,6 +196,13 @@ impl Payments<'_> {
                 }
                 None => payment,
             };
+            let (recorded, external) =
+                if !cancels.is_empty() && recorded.status == PaymentStatus::Approved {
+                    self.follow_pg_cancels(&recorded, &cancels)?;
+                    (self.store.read(|tx| super::get(tx, recorded.id))?, true)
+                } else {
+                    (recorded, external)
+                };
             let overdue = recorded.status.is_unsettled() && self.overdue(recorded.created_at);
             if overdue {
                 tracing::warn!(payment = %recorded.id, order = ?recorded.order,
@@ -213,11 +224,14 @@ impl Payments<'_> {
     /// notices arrive. `None` for an attempt the shop does not know.
     ///
     /// An unsettled payment is settled as a reconciliation round settles it
-    /// (no grace period). A settled one is compared with the PG's record: a
-    /// payment the shop declined that the PG holds approved, or PG cancels
-    /// that add up to other than the refunds the shop recorded (with no
-    /// refund in flight to explain them), is a change made outside the
-    /// shop, reported with `needs_review` and logged at error level.
+    /// (no grace period). A settled one is compared with the PG's record:
+    /// each cancel the PG holds that the shop never asked for (with no
+    /// refund in flight to explain it) is recorded as a refund of origin
+    /// [`RefundOrigin::Pg`](super::refund::RefundOrigin::Pg), so the books
+    /// follow the PG; that, a payment the shop declined that the PG holds
+    /// approved, or PG cancels that still add up to other than what the
+    /// shop recorded, is a change made outside the shop, reported with
+    /// `needs_review` and logged at error level.
     pub(crate) fn settle_at_pg(&self, pg_order_id: &str) -> Result<Option<ReconciledPayment>> {
         let limits = self.gateway.map(|g| g.limits()).unwrap_or_default();
         let found = self.store.read(|tx| {
@@ -242,21 +256,26 @@ impl Payments<'_> {
             .config
             .retry
             .run(|| self.gateway()?.status(&payment.status_request()));
-        let external = match (payment.status, &status) {
-            (PaymentStatus::Declined, Ok(PgStatus::Approved(_) | PgStatus::Cancelled(_))) => true,
+        let (payment, external) = match (payment.status, &status) {
+            (PaymentStatus::Declined, Ok(PgStatus::Approved(_) | PgStatus::Cancelled(_))) => {
+                (payment, true)
+            }
             (
                 PaymentStatus::Approved | PaymentStatus::Refunded,
                 Ok(PgStatus::Approved(approval) | PgStatus::Cancelled(approval)),
-            ) => {
+            ) if !refund_in_flight => {
+                let followed = self.follow_pg_cancels(&payment, &approval.cancels)?;
+                let payment = self.store.read(|tx| super::get(tx, payment.id))?;
                 let cancelled =
                     Money::checked_sum(approval.cancels.iter().map(|cancel| cancel.amount));
-                !refund_in_flight && cancelled != Some(payment.pg_refunded)
+                let differs = cancelled != Some(payment.pg_refunded);
+                (payment, followed || differs)
             }
-            _ => false,
+            _ => (payment, false),
         };
         if external {
             tracing::error!(payment = %payment.id, order = ?payment.order, shop = %payment.status,
-                pg = ?status, "the PG's record of this payment differs from the shop's; needs a person");
+                pg = ?status, "the PG's record of this payment differs from what the shop asked for; needs a person");
         }
         Ok(Some(ReconciledPayment {
             payment: payment.id,
@@ -264,6 +283,75 @@ impl Payments<'_> {
             status: payment.status,
             needs_review: external,
         }))
+    }
+
+    /// Every payment with a PG part approved in the last `within`, each
+    /// compared with the PG's record by [`Payments::settle_at_pg`].
+    pub(crate) fn sweep_pg(&self, within: Duration) -> Result<Vec<ReconciledPayment>> {
+        let back = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
+        let since = Timestamp::from_millis(self.clock.now().as_millis().saturating_sub(back));
+        let due = self
+            .store
+            .read(|tx| super::settled_with_pg_since(tx, since))?;
+        let mut looked = Vec::with_capacity(due.len());
+        for pg_order_id in due {
+            looked.extend(self.settle_at_pg(&pg_order_id)?);
+        }
+        Ok(looked)
+    }
+
+    /// Records each of `cancels` (the PG's record of `payment`) that no
+    /// refund of the payment holds, as a refund of origin `Pg`: the books
+    /// follow the PG. Returns whether there was any (or one the shop could
+    /// not attribute or record), so that a person looks.
+    fn follow_pg_cancels(&self, payment: &Payment, cancels: &[PgCancel]) -> Result<bool> {
+        let recorded = self
+            .store
+            .read(|tx| refund::recorded_cancels(tx, payment.id))?;
+        let unexplained: Vec<PgCancel> = cancels
+            .iter()
+            .filter(|cancel| {
+                !recorded
+                    .iter()
+                    .any(|key| key.as_deref() == Some(&cancel.transaction_key))
+            })
+            .cloned()
+            .collect();
+        if unexplained.is_empty() {
+            return Ok(false);
+        }
+        if recorded.iter().any(Option::is_none) {
+            tracing::error!(payment = %payment.id, cancels = ?unexplained,
+                "the payment has refunds recorded without the PG's key, so the PG's cancels cannot be attributed; needs a person");
+            return Ok(true);
+        }
+        for cancel in unexplained {
+            let id = payment.id;
+            let answer = {
+                let cancel = cancel.clone();
+                self.write(Scope::User(payment.user), move |tx, now| {
+                    refund::record_external(tx, id, &cancel, now)
+                })?
+            };
+            match answer {
+                External::Recorded(external) => {
+                    tracing::error!(payment = %id, order = ?payment.order, refund = %external.refund.id,
+                        amount = %cancel.amount, transaction = %cancel.transaction_key,
+                        "the PG cancelled part of this payment outside the shop; recorded, needs a person");
+                    if !external.unrecovered.is_zero() {
+                        tracing::error!(payment = %id, user = %payment.user, unrecovered = %external.unrecovered,
+                            "the top-up's balance was spent: the customer holds this much twice; needs a person");
+                    }
+                }
+                External::Known => {}
+                External::Unsafe => {
+                    tracing::error!(payment = %id, order = ?payment.order, amount = %cancel.amount,
+                        transaction = %cancel.transaction_key,
+                        "the PG holds a cancel the shop cannot record safely; needs a person");
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn overdue(&self, created_at: Timestamp) -> bool {

@@ -51,6 +51,24 @@ text_enum!(RefundStatus {
     Declined => "declined",
 });
 
+/// Who gave a refund's money back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundOrigin {
+    /// The shop: a refund asked for through [`Shop`](crate::Shop).
+    Shop,
+    /// The PG on its own: a cancel the PG's record holds that the shop never
+    /// asked for (made in the PG's dashboard, say), recorded when the shop
+    /// found it so its books follow the PG. It returns no units: a person
+    /// decides what happens to the goods.
+    Pg,
+}
+
+text_enum!(RefundOrigin {
+    Shop => "shop",
+    Pg => "pg",
+});
+
 /// The units of one order line a refund returns, and the money they are
 /// worth.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,9 +94,11 @@ pub struct Refund {
     pub order: Option<OrderId>,
     /// Whose refund.
     pub user: UserId,
-    /// The money it gives back: the sum of its lines' amounts (for a
-    /// top-up's refund, the amount asked), and `balance_amount +
-    /// pg_amount`.
+    /// The money it gives back, `balance_amount + pg_amount`: the sum of
+    /// its lines' amounts, less what the PG already gave back of the
+    /// payment on its own (see [`RefundOrigin::Pg`]); for a top-up's
+    /// refund, the amount asked; for one of origin `Pg`, what the PG
+    /// cancelled.
     pub amount: Money,
     /// The part credited to the balance.
     pub balance_amount: Money,
@@ -104,6 +124,8 @@ pub struct Refund {
     /// PG part, before completion, or for a refund older than liteshop
     /// storing it.
     pub pg_transaction_key: Option<String>,
+    /// Who gave the money back: the shop, or the PG on its own.
+    pub origin: RefundOrigin,
 }
 
 /// A `SELECT` of every refund column, then `$rest`.
@@ -112,7 +134,7 @@ macro_rules! select_refunds {
         concat!(
             "SELECT id, payment_id, order_id, user_id, amount, status, reason, idempotency_key, ",
             "failure_code, failure_message, created_at, updated_at, balance_amount, pg_amount, ",
-            "pg_transaction_key FROM refunds ",
+            "pg_transaction_key, origin FROM refunds ",
             $rest
         )
     };
@@ -140,7 +162,9 @@ pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount
 /// and is the user's → it is `Paid` or `PartiallyRefunded` → no other
 /// refund of its payment is in flight → each asked line is on the order
 /// with that many units left to refund (`lines: None` asks for every unit
-/// left) → its amount is split by the refund rule → the balance part's
+/// left) → its amount (what the units were paid, but never more than the
+/// payment has left after money the PG gave back on its own) is split by
+/// the refund rule → the balance part's
 /// credit, with the money already in flight, fits under `max_balance`.
 /// Then the attempt is saved `Requested` with a fresh key, its two parts
 /// and its lines. From here on its balance part counts as in flight, so no
@@ -180,7 +204,15 @@ pub(crate) fn begin(
         });
     }
     let units = order::refundable_units(tx, order_id, lines)?;
-    let amount = Money::checked_sum(units.iter().map(|u| u.amount)).ok_or(Error::AmountOverflow)?;
+    let worth = Money::checked_sum(units.iter().map(|u| u.amount)).ok_or(Error::AmountOverflow)?;
+    // Money the PG gave back on its own (a refund of origin `Pg`, no
+    // units) was given back once already: the units' refunds return at
+    // most what is left of the payment.
+    let left = payment
+        .amount
+        .checked_sub(payment.refunded)
+        .unwrap_or(Money::ZERO);
+    let amount = worth.min(left);
     let pg_left = payment
         .pg_amount
         .checked_sub(payment.pg_refunded)
@@ -314,6 +346,132 @@ pub(crate) fn begin_top_up(
         now,
     )?;
     get(tx, id)
+}
+
+/// What [`record_external`] did with one cancel from the PG's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum External {
+    /// Recorded now.
+    Recorded(Box<ExternalRefund>),
+    /// Already in the books: a refund of this payment holds its key.
+    Known,
+    /// Not recorded, for a person: a refund of the payment is in flight
+    /// (its answer may be this cancel), the payment is not approved, or it
+    /// has less left at the PG than the cancel.
+    Unsafe,
+}
+
+/// A cancel the PG made on its own, as [`record_external`] recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ExternalRefund {
+    /// The refund recorded for it (origin [`RefundOrigin::Pg`], completed).
+    pub refund: Refund,
+    /// For a top-up: the part of the cancel the balance could not give back
+    /// (the customer had spent it), which a person must settle.
+    pub unrecovered: Money,
+}
+
+/// Records a cancel of `payment_id` that the PG's record holds and the
+/// shop never asked for (`cancel`: its amount and the PG's transaction
+/// key), so the books follow the PG: a completed refund of origin
+/// [`RefundOrigin::Pg`], its whole amount given back through the PG (none
+/// to the balance), no units returned (the order becomes
+/// `PartiallyRefunded`, its goods for a person to decide on). A top-up's
+/// balance gives back what it still holds of the amount (a
+/// [`TopUpRefund`](LedgerKind::TopUpRefund) entry); the rest is
+/// `unrecovered`.
+///
+/// Changes nothing for a cancel already recorded ([`External::Known`]) or
+/// one that cannot be recorded safely ([`External::Unsafe`]).
+pub(crate) fn record_external(
+    tx: &dyn Db,
+    payment_id: PaymentId,
+    cancel: &crate::gateway::PgCancel,
+    now: Timestamp,
+) -> Result<External> {
+    let payment = super::get(tx, payment_id)?;
+    let known = tx
+        .query_opt(
+            "SELECT id FROM refunds WHERE payment_id = ?1 AND pg_transaction_key = ?2",
+            &[&payment_id, &cancel.transaction_key],
+        )?
+        .is_some();
+    let pg_left = payment
+        .pg_amount
+        .checked_sub(payment.pg_refunded)
+        .unwrap_or(Money::ZERO);
+    if known {
+        return Ok(External::Known);
+    }
+    if live_for_payment(tx, payment_id)?.is_some()
+        || payment.status != PaymentStatus::Approved
+        || cancel.amount.is_zero()
+        || cancel.amount > pg_left
+        || cancel.transaction_key.is_empty()
+        || cancel.transaction_key.chars().count() > 200
+    {
+        return Ok(External::Unsafe);
+    }
+    let amount = cancel.amount;
+    let reason = "cancelled at the payment gateway outside the shop";
+    let idempotency_key = format!("ls-external-{}", token::random_hex(16));
+    let id: RefundId = tx
+        .query_row(
+            "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
+                                  idempotency_key, created_at, updated_at, balance_amount,
+                                  pg_amount, origin)
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7, 0, ?4, 'pg')
+             RETURNING id",
+            &[
+                &payment_id,
+                &payment.order,
+                &payment.user,
+                &amount,
+                &reason,
+                &idempotency_key,
+                &now,
+            ],
+        )?
+        .get(0)?;
+    let mut unrecovered = Money::ZERO;
+    if payment.order.is_none() {
+        let balance = balance::get(tx, payment.user)?;
+        let taken = amount.min(balance);
+        unrecovered = amount.checked_sub(taken).unwrap_or(Money::ZERO);
+        if !taken.is_zero() {
+            balance::post_from(
+                tx,
+                payment.user,
+                balance,
+                Entry::for_refund(LedgerKind::TopUpRefund, taken, payment_id, id),
+                None,
+                now,
+            )?;
+        }
+    }
+    super::event(
+        tx,
+        payment_id,
+        PaymentStatus::Approved,
+        &format!(
+            "the PG cancelled {amount} outside the shop (its transaction {}); recorded as refund {id}",
+            cancel.transaction_key
+        ),
+        now,
+    )?;
+    let refund = record(
+        tx,
+        id,
+        Outcome::Done(Cancellation {
+            cancelled_amount: amount,
+            transaction_key: cancel.transaction_key.clone(),
+        }),
+        now,
+    )?;
+    Ok(External::Recorded(Box::new(ExternalRefund {
+        refund,
+        unrecovered,
+    })))
 }
 
 /// The cancel request for refund attempt `refund`: the payment's gateway
@@ -585,6 +743,17 @@ pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Refund>>
     Ok(refunds)
 }
 
+/// The latest `limit` refunds of origin [`RefundOrigin::Pg`], newest first.
+pub(crate) fn latest_external(conn: &dyn Db, limit: u32) -> Result<Vec<Refund>> {
+    conn.query(
+        select_refunds!("WHERE origin = 'pg' ORDER BY id DESC LIMIT ?1"),
+        &[&limit],
+    )?
+    .iter()
+    .map(refund_row)
+    .collect()
+}
+
 /// The PG's keys of the completed cancels the shop recorded for
 /// `payment`, one per completed refund with a PG part (`None` for one
 /// recorded before liteshop stored the key).
@@ -653,5 +822,6 @@ fn refund_row(row: &Row) -> Result<Refund> {
         balance_amount: row.get(12)?,
         pg_amount: row.get(13)?,
         pg_transaction_key: row.get(14)?,
+        origin: row.get(15)?,
     })
 }

@@ -1347,9 +1347,14 @@ impl Shop {
     /// An unsettled payment is settled as [`Shop::reconcile_payments`]
     /// settles it, without waiting for the grace period. A settled one is
     /// compared with the PG's record, and a difference made outside the
-    /// shop (a dashboard cancel, a payment the PG approved that the shop
-    /// declined) is reported with `needs_review` and logged. Returns `None`
-    /// for an attempt the shop does not know (logged; nothing changes).
+    /// shop is reported with `needs_review` and logged. A cancel the PG
+    /// made on its own (in its dashboard, say) is recorded so the books
+    /// follow the PG: a completed [`Refund`](crate::Refund) of origin
+    /// [`RefundOrigin::Pg`](crate::RefundOrigin::Pg) that returns no units
+    /// (for a top-up, the balance gives back what it still holds of it).
+    /// A payment the PG approved that the shop declined is left for a
+    /// person. Returns `None` for an attempt the shop does not know
+    /// (logged; nothing changes).
     ///
     /// # Failure
     ///
@@ -1357,6 +1362,22 @@ impl Shop {
     pub fn payment_changed_at_pg(&self, pg_order_id: &str) -> Result<Option<ReconciledPayment>> {
         self.gateway()?;
         self.payments().settle_at_pg(pg_order_id)
+    }
+
+    /// Compares every payment with a PG part approved in the last `within`
+    /// with the PG's record, as [`Shop::payment_changed_at_pg`] does for
+    /// one: the sweep that finds changes made outside the shop when no
+    /// webhook told of them (a PG that sends none, or a notice lost after
+    /// its retries). One lookup per payment, oldest first; run it as often
+    /// as the PG's rate limits allow (a daily sweep over a week, say).
+    /// Returns every payment it looked at.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::NoGateway`]; storage errors end the sweep early.
+    pub fn compare_with_pg(&self, within: Duration) -> Result<Vec<ReconciledPayment>> {
+        self.gateway()?;
+        self.payments().sweep_pg(within)
     }
 
     /// Starts a background thread that runs [`Shop::reconcile_payments`]

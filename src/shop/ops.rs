@@ -30,6 +30,18 @@ pub struct Unsettled {
     pub payments: Vec<Payment>,
     /// Refunds owing their user money.
     pub refunds: Vec<Refund>,
+    /// The latest changes made at the PG outside the shop, newest first (at
+    /// most [`Unsettled::EXTERNAL_SHOWN`]): the refunds of origin
+    /// [`RefundOrigin::Pg`](crate::RefundOrigin::Pg) the shop recorded when
+    /// it found them. They are settled — the books follow the PG — but a
+    /// person decides on the goods, and on a top-up's part the customer
+    /// had already spent.
+    pub external: Vec<Refund>,
+}
+
+impl Unsettled {
+    /// How many of the latest external changes [`Unsettled::external`] holds.
+    pub const EXTERNAL_SHOWN: u32 = 50;
 }
 
 impl Shop {
@@ -97,6 +109,7 @@ impl Shop {
     /// # let shop = liteshop::Shop::open(dir.path().join("shop.db"))?;
     /// let unsettled = shop.unsettled()?;
     /// assert!(unsettled.payments.is_empty() && unsettled.refunds.is_empty());
+    /// assert!(unsettled.external.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -111,6 +124,7 @@ impl Shop {
                 at,
                 payments: payment::unsettled(tx, all)?,
                 refunds: refund::unsettled(tx, all)?,
+                external: refund::latest_external(tx, Unsettled::EXTERNAL_SHOWN)?,
             })
         })
     }

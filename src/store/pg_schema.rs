@@ -329,4 +329,12 @@ ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check,
 ALTER TABLE refunds ADD COLUMN pg_transaction_key TEXT
     CHECK (pg_transaction_key IS NULL OR length(pg_transaction_key) BETWEEN 1 AND 200);
 "#,
+    // SQLite's migration 10.
+    r#"
+ALTER TABLE refunds ADD COLUMN origin TEXT NOT NULL DEFAULT 'shop'
+    CHECK (origin IN ('shop', 'pg'));
+CREATE INDEX refunds_from_the_pg ON refunds (id) WHERE origin = 'pg';
+CREATE INDEX payments_settled_with_pg ON payments (created_at)
+    WHERE status IN ('approved', 'refunded') AND pg_amount > 0;
+"#,
 ];

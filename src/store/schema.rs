@@ -525,6 +525,16 @@ CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NU
         "ALTER TABLE refunds ADD COLUMN pg_transaction_key TEXT
              CHECK (pg_transaction_key IS NULL OR length(pg_transaction_key) BETWEEN 1 AND 200);",
     ),
+    // Who gave the money back: the shop (a refund it asked for) or the PG
+    // on its own (a cancel made in the PG's dashboard, found in the PG's
+    // record and recorded so the books follow it).
+    M::up(
+        "ALTER TABLE refunds ADD COLUMN origin TEXT NOT NULL DEFAULT 'shop'
+             CHECK (origin IN ('shop', 'pg'));
+         CREATE INDEX refunds_from_the_pg ON refunds (id) WHERE origin = 'pg';
+         CREATE INDEX payments_settled_with_pg ON payments (created_at)
+             WHERE status IN ('approved', 'refunded') AND pg_amount > 0;",
+    ),
 ];
 
 /// `PRAGMA application_id` of a liteshop file: "LSHP" in ASCII. Set by

@@ -249,6 +249,20 @@ pub(crate) fn in_flight(
                 }
             }
             table {
+                caption { "Changed at the PG outside the shop (latest first): recorded so the books follow the PG; a person decides on the goods" }
+                thead { tr { th scope="col" { "Refund" } th scope="col" { "Order" } th scope="col" { "User" } th scope="col" { "Amount" } th scope="col" { "PG transaction" } th scope="col" { "Found" } } }
+                tbody {
+                    @for r in &unsettled.external {
+                        tr {
+                            td { (r.id) } td { @if let Some(order) = r.order { a href={ "/console/orders?order=" (order) } { (order) } } @else { "top-up " (r.payment) } } td { (r.user) }
+                            td class="num" { (won(r.amount.won())) } td { (r.pg_transaction_key.as_deref().unwrap_or("")) }
+                            td { (time(r.created_at, offset)) }
+                        }
+                    }
+                    @if unsettled.external.is_empty() { tr { td colspan="6" { "None." } } }
+                }
+            }
+            table {
                 caption { "Background work: which process leads each job" }
                 thead { tr { th scope="col" { "Job" } th scope="col" { "Held by" } th scope="col" { "Until" } } }
                 tbody {
