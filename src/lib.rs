@@ -235,7 +235,8 @@
 //!
 //! **Changes made at the PG outside the shop.** A cancel the PG's record
 //! holds that no refund of the payment holds the key of (an operator's
-//! cancel in the PG's dashboard) is found by a webhook
+//! cancel in the PG's dashboard) is found when the PG declines a refund
+//! (the shop reads the PG's record right after), by a webhook
 //! ([`Shop::payment_changed_at_pg`]), by reconciliation when it settles a
 //! payment, or by a sweep over recently approved payments
 //! ([`Shop::compare_with_pg`]), and recorded once, so the books follow the

@@ -104,35 +104,98 @@ fn a_payment_cancelled_in_the_pgs_dashboard_never_pays_out_again() -> Result<()>
     s.pg.cancel_in_dashboard(&pg_order_id, won(30_000))
         .expect("the operator cancels it whole");
     let balance = s.balance();
-    let before = s.t.dump();
 
-    // The customer asks for one tea back, then another: each attempt is
-    // declined as the PG answers it, and no won is credited or recorded.
+    // The customer asks for one tea back: the PG answers "already
+    // cancelled", a decline, and nothing is credited. The decline makes
+    // the shop read the PG's record, so its books now hold the
+    // dashboard's cancel: 30,000 given back, through the PG, once.
+    let err =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+            .unwrap_err();
+    assert!(
+        matches!(&err, Error::RefundDeclined { code, .. } if code == "ALREADY_CANCELED_PAYMENT"),
+        "{err:?}"
+    );
+    assert_eq!(s.balance(), balance);
+    let placed = s.t.shop.order(s.kim, order)?;
+    assert_eq!(
+        (placed.status, placed.refunded),
+        (OrderStatus::PartiallyRefunded, won(30_000))
+    );
+    let payment = &s.t.shop.payments_for_order(s.kim, order)?[0];
+    assert_eq!(
+        (payment.refunded, payment.pg_refunded),
+        (won(30_000), won(30_000))
+    );
+
+    // The teas come back one by one: the money went back already, so
+    // each refund returns its units and no won, and never asks the PG.
+    let calls = s.pg.total_calls();
     for _ in 0..3 {
-        let err =
+        let refund =
             s.t.shop
-                .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
-                .unwrap_err();
-        assert!(
-            matches!(&err, Error::RefundDeclined { code, .. } if code == "ALREADY_CANCELED_PAYMENT"),
-            "{err:?}"
+                .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")?;
+        assert_eq!(
+            (refund.status, refund.amount),
+            (RefundStatus::Completed, won(0))
         );
     }
+    assert_eq!(s.pg.total_calls(), calls);
     assert_eq!(s.balance(), balance);
-    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Paid);
-    let payment = &s.t.shop.payments_for_order(s.kim, order)?[0];
-    assert_eq!((payment.refunded, payment.pg_refunded), (won(0), won(0)));
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Refunded);
+    assert_eq!(s.t.shop.product(s.tea)?.stock, 20);
     assert_eq!(
         s.pg.cancelled(&pg_order_id),
         won(30_000),
         "the PG's one cancel"
     );
-    // Only the declined attempts were added.
     let refunds = s.t.shop.refunds(s.kim, order)?;
-    assert_eq!(refunds.len(), 3);
-    assert!(refunds.iter().all(|r| r.status == RefundStatus::Declined));
-    assert_ne!(s.t.dump(), before);
+    assert_eq!(
+        refunds
+            .iter()
+            .map(|r| (r.origin, r.status, r.amount))
+            .collect::<Vec<_>>(),
+        [
+            (RefundOrigin::Shop, RefundStatus::Declined, won(10_000)),
+            (RefundOrigin::Pg, RefundStatus::Completed, won(30_000)),
+            (RefundOrigin::Shop, RefundStatus::Completed, won(0)),
+            (RefundOrigin::Shop, RefundStatus::Completed, won(0)),
+            (RefundOrigin::Shop, RefundStatus::Completed, won(0)),
+        ]
+    );
     s.assert_ledger_balances();
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
+    Ok(())
+}
+
+/// A top-up cancelled in the dashboard: the customer's refund of it is
+/// declined (the debit given back), and at once the shop records the
+/// dashboard's cancel, so the balance does not keep money the card got back.
+#[test]
+fn a_top_up_cancelled_in_the_dashboard_leaves_no_balance_behind() -> Result<()> {
+    let s = shop();
+    let lee = s.t.user("Lee").id;
+    common::top_up(&s.t.shop, &s.pg, lee, won(30_000))?;
+    let top_up = s.t.shop.top_ups(lee, Default::default())?.items[0].clone();
+    s.pg.cancel_in_dashboard(&top_up.pg_order_id, won(30_000))
+        .unwrap();
+    let err =
+        s.t.shop
+            .refund_top_up(lee, top_up.id, won(30_000), "back to my card")
+            .unwrap_err();
+    assert!(
+        matches!(&err, Error::TopUpRefundDeclined { code, .. } if code == "ALREADY_CANCELED_PAYMENT"),
+        "{err:?}"
+    );
+    assert_eq!(s.t.shop.balance(lee)?, won(0));
+    assert_eq!(
+        s.t.shop.payment(lee, top_up.id)?.status,
+        PaymentStatus::Refunded
+    );
+    assert_eq!(s.pg.cancelled(&top_up.pg_order_id), won(30_000));
+    common::assert_ledger_balances(&s.t.shop, lee);
+    assert!(s.t.shop.audit()?.is_clean(), "{}", s.t.shop.audit()?);
     Ok(())
 }
 

@@ -448,6 +448,20 @@ impl Payments<'_> {
             }
         };
         debug!(refund = %recorded.id, status = %recorded.status, "refund outcome recorded");
+        if recorded.status == RefundStatus::Declined
+            && matches!(failure, Some(GatewayError::Declined { .. }))
+        {
+            // The PG refused a cancel the shop's books allowed (Toss:
+            // `ALREADY_CANCELED_PAYMENT`, `NOT_CANCELABLE_AMOUNT`): its
+            // record of the payment may hold a cancel made outside the
+            // shop, so the books follow it now rather than at the next
+            // webhook or sweep (the customer must not keep a top-up's
+            // balance the PG already gave back to the card).
+            if let Err(err) = self.settle_at_pg(&request.pg_order_id) {
+                tracing::warn!(refund = %id, error = %err,
+                    "comparing the payment with the PG's record after a declined refund failed");
+            }
+        }
         match recorded.status {
             RefundStatus::Completed => Ok((recorded, Replay::No)),
             RefundStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
