@@ -346,6 +346,30 @@ fn the_pages_show_what_the_shop_holds() {
     let feed = get("/console/feed");
     assert!(feed.contains("data-consumer=\"warehouse\""));
     assert!(feed.contains(&format!("<td class=\"num\">{}</td>", lag[0].behind)));
+
+    // An order paid by card; an operator cancels 6,000 of it in the PG's
+    // dashboard; the PG's notice makes the shop record it, and the page
+    // lists it.
+    assert!(get("/console/in-flight").contains("Changed at the PG outside the shop"));
+    let by_card = order(1);
+    assert_eq!(s.pay(&kim, by_card, 0).body["status"], json!("approved"));
+    let payment = &s
+        .shop
+        .payments_for_order(kim_id.into(), by_card.into())
+        .unwrap()[0];
+    let key =
+        s.pg.cancel_in_dashboard(&payment.pg_order_id, liteshop::Money::new(6_000).unwrap())
+            .unwrap();
+    let seen = s.shop.payment_changed_at_pg(&payment.pg_order_id).unwrap();
+    assert!(seen.unwrap().needs_review);
+    let flight = get("/console/in-flight");
+    let listed = &flight[flight.find("Changed at the PG outside the shop").unwrap()..];
+    let listed = &listed[..listed.find("</table>").unwrap()];
+    assert!(
+        listed.contains("₩6,000") && listed.contains(&key),
+        "{listed}"
+    );
+    assert!(listed.contains(&format!("/console/orders?order={by_card}")));
 }
 
 #[test]
