@@ -191,9 +191,15 @@ pub(crate) struct Reconcile {
     db: Db,
     #[command(flatten)]
     gateway: Gateway,
-    /// Print the report as JSON.
+    /// Print the report as JSON (with `--compare-with-pg`, an object of
+    /// `reconciled`, the round's report, and `compared_with_pg`).
     #[arg(long)]
     json: bool,
+    /// Also compare every payment approved within this age (`7d`, `24h`)
+    /// with the PG's record, recording cancels made at the PG outside the
+    /// shop (`Shop::compare_with_pg`): one lookup per payment.
+    #[arg(long, value_parser = parse_age, value_name = "AGE")]
+    compare_with_pg: Option<Duration>,
 }
 
 impl Reconcile {
@@ -205,12 +211,39 @@ impl Reconcile {
             let report = shop
                 .reconcile_payments()
                 .map_err(|err| fail(&self.db.db, &err))?;
+            let compared = match self.compare_with_pg {
+                Some(within) => Some(
+                    shop.compare_with_pg(within)
+                        .map_err(|err| fail(&self.db.db, &err))?,
+                ),
+                None => None,
+            };
+            let changed = compared.iter().flatten().any(|p| p.needs_review);
             if self.json {
+                let out = match &compared {
+                    Some(compared) => serde_json::json!({
+                        "reconciled": report,
+                        "compared_with_pg": compared,
+                    }),
+                    None => serde_json::to_value(&report).expect("a report serialises"),
+                };
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&report).expect("a report serialises")
+                    serde_json::to_string_pretty(&out).expect("a report serialises")
                 );
             } else {
+                for p in compared.iter().flatten().filter(|p| p.needs_review) {
+                    let of = p
+                        .order
+                        .map_or_else(|| "a top-up".to_owned(), |o| format!("order {o}"));
+                    println!(
+                        "payment {} ({of}): {}, changed at the PG outside the shop  NEEDS A PERSON",
+                        p.payment, p.status
+                    );
+                }
+                if let Some(compared) = &compared {
+                    println!("{} payments compared with the PG's record", compared.len());
+                }
                 for p in &report.payments {
                     let review = if p.needs_review {
                         "  NEEDS A PERSON"
@@ -244,7 +277,7 @@ impl Reconcile {
                     }
                 );
             }
-            Ok(ExitCode::from(if report.needs_review() {
+            Ok(ExitCode::from(if report.needs_review() || changed {
                 PROBLEM
             } else {
                 FINE

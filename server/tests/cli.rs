@@ -153,6 +153,32 @@ fn reconcile_settles_what_it_can_and_exits_1_for_what_needs_a_person() {
     let shop = Shop::open(&db).unwrap();
     assert!(shop.unsettled().unwrap().payments.is_empty());
     assert!(shop.audit().unwrap().is_clean());
+    drop(shop);
+    // The sweep over recently approved payments runs after the round, and
+    // a bad age is refused before anything runs.
+    let swept = liteshop(&[
+        "reconcile",
+        "--db",
+        &db,
+        "--fake-gateway",
+        "--compare-with-pg",
+        "7d",
+    ]);
+    assert_eq!(code(&swept), 0, "{}", stdout(&swept));
+    assert!(
+        stdout(&swept).contains("payments compared with the PG's record"),
+        "{}",
+        stdout(&swept)
+    );
+    let bad = liteshop(&[
+        "reconcile",
+        "--db",
+        &db,
+        "--fake-gateway",
+        "--compare-with-pg",
+        "7",
+    ]);
+    assert_eq!(code(&bad), 2);
 }
 
 #[test]
