@@ -104,6 +104,10 @@ const TABLES: &[(&str, &[&str])] = &[
             "order_name",
             "customer_key",
             "expires_at",
+            "deposit_bank",
+            "deposit_account",
+            "deposit_due_at",
+            "deposit_secret",
         ],
     ),
     (

@@ -162,6 +162,21 @@
 //! | unreachable, after retries | `Declined` (`PG_UNAVAILABLE`) | given back | `Pending` | [`Error::GatewayUnavailable`] |
 //! | invalid request | `Declined` | given back | `Pending` | [`Error::GatewayRejected`] |
 //! | no definite answer | `Unknown` | held | `Paying` | [`Error::PaymentOutcomeUnknown`] ([`Error::TopUpOutcomeUnknown`]) |
+//! | a virtual account issued ([`GatewayError::AwaitingDeposit`]) | `Requested`, with [`Payment::deposit`] | held | `Paying` | `Ok(Payment)` |
+//!
+//! **Bank transfer (Toss's virtual account, 가상계좌).** A customer who
+//! chooses it in the widget gets an account instead of an approval: the
+//! confirm answers `WAITING_FOR_DEPOSIT` with the account, its due date and
+//! the payment's secret (stored, never shown). The payment stays
+//! `Requested` with its [`DepositAccount`], holding its balance part and
+//! its order's units, until the PG's deposit notice
+//! ([`Shop::deposit_notice`], checked against that secret, then settled
+//! from the PG's record like any notice) or a reconciliation round after
+//! the due date approves it — or, when the PG still waits for a deposit
+//! [`DEPOSIT_GRACE`] after the due date (the account takes none after it),
+//! declines it with [`DEPOSIT_EXPIRED`], giving everything back.
+//! Reconciliation rounds leave an open account alone without asking the
+//! PG.
 //!
 //! A redirect that arrives twice (a refresh) gets the attempt as it is. An
 //! attempt nobody confirms ends when its window does:
@@ -432,9 +447,9 @@ pub use db::is_postgres_target;
 pub use error::{Entity, Error, ErrorKind, Result};
 pub use event::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, FakeGateway, FakeOutcome,
-    GatewayError, GatewayLimits, HttpGateway, HttpGatewayBuilder, PaymentGateway, PgApi, PgCancel,
-    PgPending, PgStatus, RetryPolicy, StatusRequest, TOSS_CODES, TossCode,
+    Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, Deposit, FakeGateway,
+    FakeOutcome, GatewayError, GatewayLimits, HttpGateway, HttpGatewayBuilder, PaymentGateway,
+    PgApi, PgCancel, PgPending, PgStatus, RetryPolicy, StatusRequest, TOSS_CODES, TossCode,
 };
 pub use idempotency::{IdempotencyKey, Keyed};
 pub use ids::{
@@ -446,12 +461,13 @@ pub use money::{Currency, Money};
 pub use order::{CancelReason, Order, OrderItem, OrderLine, OrderRequest, OrderStatus};
 pub use page::{Cursor, Page, PageRequest};
 pub use payment::reconcile::{
-    NOT_CANCELLED_AT_PG, ReconcileReport, ReconciledPayment, ReconciledRefund, Reconciler,
+    DEPOSIT_GRACE, NOT_CANCELLED_AT_PG, ReconcileReport, ReconciledPayment, ReconciledRefund,
+    Reconciler,
 };
 pub use payment::refund::{Refund, RefundLine, RefundOrigin, RefundStatus};
 pub use payment::{
-    Payment, PaymentEvent, PaymentFailure, PaymentKind, PaymentStatus, PgFailRedirect, PgRedirect,
-    WidgetRequest,
+    DEPOSIT_EXPIRED, DepositAccount, Payment, PaymentEvent, PaymentFailure, PaymentKind,
+    PaymentStatus, PgFailRedirect, PgRedirect, WidgetRequest,
 };
 pub use product::{NewProduct, Product};
 pub use sales::BestSeller;

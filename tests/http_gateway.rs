@@ -841,3 +841,45 @@ fn the_toss_double_expires_a_payment_nobody_confirmed_in_its_window() -> litesho
     handle.join().unwrap();
     Ok(())
 }
+
+/// A confirm of a payment by bank transfer answers `WAITING_FOR_DEPOSIT`
+/// with the virtual account and the payment's secret
+/// (docs.tosspayments.com/guides/payment/virtual-account): the gateway
+/// reads it as awaiting a deposit, never as approved, and never shows the
+/// secret in `Debug`; one without the account is unknown.
+#[test]
+fn a_virtual_account_is_awaiting_a_deposit_not_approved() {
+    let mut waiting = payment("ls-7-0011aabb", "WAITING_FOR_DEPOSIT", 15_000);
+    waiting["approvedAt"] = Value::Null;
+    waiting["method"] = json!("가상계좌");
+    waiting["secret"] = json!("ps_eqRGgYO1r57E4Z541ZMW3QnN2Eya");
+    waiting["virtualAccount"] = json!({
+        "accountNumber": "79019639679511",
+        "accountType": "일반",
+        "bankCode": "11",
+        "customerName": "김토스",
+        "dueDate": "2025-11-30T15:17:19+09:00",
+        "expired": false,
+        "settlementStatus": "INCOMPLETED",
+        "refundStatus": "NONE",
+    });
+    let mut bare = waiting.clone();
+    bare["virtualAccount"] = Value::Null;
+    let pg = PgServer::start(vec![reply(200, waiting), reply(200, bare)]);
+    let err = pg.gateway().approve(&approve_request()).unwrap_err();
+    let liteshop::GatewayError::AwaitingDeposit(deposit) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (deposit.bank.as_str(), deposit.account_number.as_str()),
+        ("11", "79019639679511")
+    );
+    assert_eq!(deposit.due_at.as_millis(), 1_764_483_439_000);
+    assert_eq!(deposit.secret, "ps_eqRGgYO1r57E4Z541ZMW3QnN2Eya");
+    assert!(!format!("{err:?} {err}").contains("ps_eqRG"), "{err:?}");
+    let err = pg.gateway().approve(&approve_request()).unwrap_err();
+    assert!(
+        matches!(err, liteshop::GatewayError::Unknown { .. }),
+        "{err:?}"
+    );
+}

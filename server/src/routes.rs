@@ -1519,9 +1519,9 @@ async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiE
 /// (`{"eventType", "createdAt", "data": <payment object>}`) or
 /// `DEPOSIT_CALLBACK` (`{"createdAt", "secret", "status", "transactionKey",
 /// "orderId"}`, no `eventType`) — docs.tosspayments.com/guides/webhook.
-/// Only the payment it names is read; everything else in it is ignored,
-/// since a notice is never trusted.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Only the payment it names (and a `DEPOSIT_CALLBACK`'s `secret`) is
+/// read; everything else in it is ignored, since a notice is never trusted.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"eventType": "PAYMENT_STATUS_CHANGED", "createdAt": "2026-12-01T10:00:00.000",
     "data": {"orderId": "ls-7-0011aabb", "status": "DONE"}}))]
@@ -1537,6 +1537,10 @@ pub(crate) struct PgNotice {
     /// The payment's `orderId` in a `DEPOSIT_CALLBACK`.
     #[serde(default)]
     order_id: Option<String>,
+    /// A `DEPOSIT_CALLBACK`'s `secret`: the one the PG issued with the
+    /// payment's virtual account, or the notice is ignored.
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 /// The receipt of a PG notice.
@@ -1551,8 +1555,11 @@ pub(crate) struct PgNoticeReceipt {
 /// trusted: afterwards, on its own, the shop looks the payment it names up
 /// at the PG and settles it from that record, exactly once however often
 /// and in whatever order notices come (`Shop::payment_changed_at_pg`). A
-/// notice naming no payment, or one the shop does not know, is logged and
-/// changes nothing. Register this URL in the PG's developer center.
+/// `DEPOSIT_CALLBACK` (it carries a `secret`) settles the payment only if
+/// the secret is the one the PG issued with its virtual account
+/// (`Shop::deposit_notice`). A notice naming no payment, one the shop does
+/// not know, or one with another secret is logged and changes nothing.
+/// Register this URL in the PG's developer center.
 #[utoipa::path(post, path = "/pg/webhook", request_body = PgNotice, responses(
     (status = 200, body = PgNoticeReceipt), PgWebhookErrors))]
 async fn pg_webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -1580,15 +1587,25 @@ async fn pg_webhook(State(state): State<AppState>, body: Bytes) -> Result<Respon
             let event = notice
                 .event_type
                 .unwrap_or_else(|| "DEPOSIT_CALLBACK".into());
-            tokio::task::spawn_blocking(move || match shop.payment_changed_at_pg(&pg_order_id) {
-                Ok(Some(seen)) if seen.needs_review => {
-                    tracing::warn!(%pg_order_id, %event, ?seen, "PG notice: needs a person");
+            let secret = notice.secret;
+            tokio::task::spawn_blocking(move || {
+                match match &secret {
+                    Some(secret) => shop.deposit_notice(&pg_order_id, secret),
+                    None => shop.payment_changed_at_pg(&pg_order_id),
+                } {
+                    Ok(Some(seen)) if seen.needs_review => {
+                        tracing::warn!(%pg_order_id, %event, ?seen, "PG notice: needs a person");
+                    }
+                    Ok(Some(seen)) => {
+                        tracing::info!(%pg_order_id, %event, ?seen, "PG notice settled")
+                    }
+                    Ok(None) => {
+                        tracing::warn!(%pg_order_id, %event, "PG notice for an unknown payment, or with another secret; ignored")
+                    }
+                    Err(err) => {
+                        tracing::error!(%pg_order_id, %event, error = %err, "PG notice failed")
+                    }
                 }
-                Ok(Some(seen)) => tracing::info!(%pg_order_id, %event, ?seen, "PG notice settled"),
-                Ok(None) => {
-                    tracing::warn!(%pg_order_id, %event, "PG notice for an unknown payment")
-                }
-                Err(err) => tracing::error!(%pg_order_id, %event, error = %err, "PG notice failed"),
             });
         }
         None => tracing::warn!(?notice.event_type, "PG notice names no payment; ignored"),

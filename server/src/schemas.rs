@@ -189,8 +189,25 @@ pub(crate) struct Payment {
     pg_refunded: i64,
     /// A started payment nobody confirmed by then ends.
     expires_at: i64,
+    /// The virtual account to pay into, when the customer chose a bank
+    /// transfer in the widget: the confirm answers 200 with the payment
+    /// still `requested` and this set; it becomes `approved` on the deposit,
+    /// `declined` (`DEPOSIT_EXPIRED`) if none comes by `due_at`. Null
+    /// otherwise.
+    deposit: Option<DepositAccount>,
     created_at: i64,
     updated_at: i64,
+}
+
+/// Where to pay a payment by bank transfer (Toss's virtual account).
+#[derive(ToSchema)]
+pub(crate) struct DepositAccount {
+    /// The bank, as the PG names it (Toss: `bankCode`).
+    bank: String,
+    /// The account to pay `pg_amount` into, in one transfer.
+    account_number: String,
+    /// The last moment a deposit is taken (ms since the epoch).
+    due_at: i64,
 }
 
 /// A page of payments (top-ups), newest first.

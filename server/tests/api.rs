@@ -898,3 +898,67 @@ fn a_top_up_confirmed_with_an_invented_key_is_declined_not_a_server_error() {
     assert_eq!(payment.body["status"], json!("declined"));
     assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
 }
+
+/// A top-up paid by bank transfer: the confirm answers 200 with the
+/// payment still `requested` and the virtual account to pay into; a
+/// deposit callback with another secret changes nothing; the PG's own one
+/// credits the balance.
+#[test]
+fn a_top_up_by_bank_transfer_waits_for_the_deposit_callback_with_its_secret() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    let charged = s.post(
+        "/me/balance/charge",
+        Some(&kim),
+        json!({ "amount": 20_000 }),
+    );
+    assert_eq!(charged.status, 200, "{}", charged.body);
+    let pg_order_id = charged.body["pg_order_id"].as_str().unwrap().to_owned();
+    let redirect = s.pg.pay_in_widget_by_transfer(
+        &pg_order_id,
+        liteshop::Money::new(20_000).unwrap(),
+        Duration::from_secs(3 * 24 * 3_600),
+    );
+    let confirm = format!("/me/payments/{}/confirm", charged.body["id"]);
+    let waiting = s.post(
+        &confirm,
+        Some(&kim),
+        json!({ "payment_key": redirect.payment_key, "pg_order_id": pg_order_id, "amount": 20_000 }),
+    );
+    assert_eq!(waiting.status, 200, "{}", waiting.body);
+    assert_eq!(waiting.body["status"], json!("requested"));
+    assert!(
+        waiting.body["deposit"]["account_number"].is_string(),
+        "{}",
+        waiting.body
+    );
+    assert!(waiting.body["deposit"]["due_at"].is_i64());
+    assert!(
+        !waiting.body.to_string().contains("secret"),
+        "{}",
+        waiting.body
+    );
+    assert_eq!(s.get("/me/balance", Some(&kim)).body["balance"], json!(0));
+
+    let secret = s.pg.deposit(&pg_order_id).unwrap();
+    let callback = |secret: &str| {
+        json!({ "createdAt": "2026-12-01T10:00:00.000", "secret": secret, "status": "DONE",
+                "transactionKey": "t1", "orderId": pg_order_id })
+    };
+    let forged = s.post("/pg/webhook", None, callback("ps_forged"));
+    assert_eq!(forged.status, 200, "{}", forged.body);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(0),
+        "another secret settles nothing"
+    );
+    let real = s.post("/pg/webhook", None, callback(&secret));
+    assert_eq!(real.status, 200, "{}", real.body);
+    let balance = common::wait_for(Duration::from_secs(10), || {
+        let balance = s.get("/me/balance", Some(&kim)).body["balance"].clone();
+        (balance == json!(20_000)).then_some(balance)
+    });
+    assert_eq!(balance, json!(20_000));
+    assert!(s.shop.audit().unwrap().is_clean());
+}

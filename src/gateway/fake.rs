@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, GatewayError, GatewayLimits,
+    Approval, ApproveRequest, CancelRequest, Cancellation, Deposit, GatewayError, GatewayLimits,
     PaymentGateway, PgCancel, PgPending, PgStatus, StatusRequest, won_only,
 };
 use crate::clock::{Clock, Timestamp};
@@ -155,6 +155,16 @@ struct State {
     /// When each `orderId` was authorised in the widget, on `clock`.
     authorised_at: HashMap<String, Timestamp>,
     widget_payments: u64,
+    /// Payments the customer chose to pay by bank transfer, by `orderId`.
+    transfers: HashMap<String, Transfer>,
+}
+
+/// A payment by bank transfer (Toss's virtual account).
+#[derive(Debug)]
+struct Transfer {
+    deposit: Deposit,
+    /// A confirm issued the account (the PG holds `WAITING_FOR_DEPOSIT`).
+    issued: bool,
 }
 
 impl FakeGateway {
@@ -193,6 +203,78 @@ impl FakeGateway {
     /// payment's widget asks.
     pub fn pay_widget(&self, widget: &crate::WidgetRequest) -> crate::PgRedirect {
         self.pay_in_widget(&widget.pg_order_id, widget.amount)
+    }
+
+    /// The customer's browser choosing a bank transfer (Toss's virtual
+    /// account) in the widget: as [`pay_widget`](FakeGateway::pay_widget),
+    /// but the confirm then answers [`GatewayError::AwaitingDeposit`] with
+    /// an account due `due_in` after now (on [`set_clock`](FakeGateway::set_clock)'s
+    /// clock, if set), and the lookup `WAITING_FOR_DEPOSIT`, until
+    /// [`deposit`](FakeGateway::deposit).
+    pub fn pay_widget_by_transfer(
+        &self,
+        widget: &crate::WidgetRequest,
+        due_in: Duration,
+    ) -> crate::PgRedirect {
+        self.pay_in_widget_by_transfer(&widget.pg_order_id, widget.amount, due_in)
+    }
+
+    /// [`pay_widget_by_transfer`](FakeGateway::pay_widget_by_transfer) for
+    /// `amount` of `pg_order_id`, as [`pay_in_widget`](FakeGateway::pay_in_widget).
+    pub fn pay_in_widget_by_transfer(
+        &self,
+        pg_order_id: &str,
+        amount: Money,
+        due_in: Duration,
+    ) -> crate::PgRedirect {
+        let redirect = self.pay_in_widget(pg_order_id, amount);
+        let mut state = self.lock();
+        let now = state
+            .clock
+            .as_ref()
+            .map_or_else(|| crate::SystemClock.now(), |clock| clock.now());
+        let due = i64::try_from(due_in.as_millis()).unwrap_or(i64::MAX);
+        let deposit = Deposit {
+            bank: "20".into(),
+            account_number: format!("X{}", 1_000_000 + state.widget_payments),
+            due_at: Timestamp::from_millis(now.as_millis().saturating_add(due)),
+            secret: format!("ps_fake_{}", crate::token::random_hex(12)),
+        };
+        state.transfers.insert(
+            pg_order_id.to_owned(),
+            Transfer {
+                deposit,
+                issued: false,
+            },
+        );
+        redirect
+    }
+
+    /// The customer pays into the virtual account issued for `pg_order_id`:
+    /// the PG holds the payment `DONE`. Returns the payment's secret, which
+    /// the PG's deposit notice carries; `None` if no account was issued (or
+    /// it was paid already).
+    pub fn deposit(&self, pg_order_id: &str) -> Option<String> {
+        let mut state = self.lock();
+        let transfer = state.transfers.get(pg_order_id)?;
+        if !transfer.issued || state.approved.contains_key(pg_order_id) {
+            return None;
+        }
+        let secret = transfer.deposit.secret.clone();
+        let amount = state
+            .authorised
+            .values()
+            .find(|(order, _)| order == pg_order_id)
+            .map(|(_, amount)| *amount)?;
+        state.transactions += 1;
+        let approval = Approval {
+            transaction_id: format!("fake-tx-{}", state.transactions),
+            approved_amount: amount,
+            approved_at: format!("fake-time-{}", state.transactions),
+            cancels: Vec::new(),
+        };
+        state.approved.insert(pg_order_id.to_owned(), approval);
+        Some(secret)
     }
 
     /// Scripts the next approval call that has no per-order script.
@@ -486,6 +568,22 @@ impl PaymentGateway for FakeGateway {
                 message: "the payment session expired before the confirm".into(),
             });
         }
+        if let Some(transfer) = state.transfers.get_mut(&request.pg_order_id) {
+            // A bank transfer: the confirm issues the account; once paid
+            // into, the payment is approved.
+            transfer.issued = true;
+            let deposit = transfer.deposit.clone();
+            if state.next.front() == Some(&FakeOutcome::UnknownAfterCharge) {
+                state.next.pop_front();
+                return Err(GatewayError::Unknown {
+                    reason: "the reply was lost after the account was issued".into(),
+                });
+            }
+            return match state.approved.get(&request.pg_order_id) {
+                Some(approval) => Ok(approval.clone()),
+                None => Err(GatewayError::AwaitingDeposit(Box::new(deposit))),
+            };
+        }
         let outcome = request
             .order
             .and_then(|order| state.per_order.get_mut(&order))
@@ -535,6 +633,13 @@ impl PaymentGateway for FakeGateway {
                 code: code.clone(),
                 message: message.clone(),
             });
+        }
+        if state
+            .transfers
+            .get(&request.pg_order_id)
+            .is_some_and(|transfer| transfer.issued)
+        {
+            return Ok(PgStatus::Pending(PgPending::WaitingForDeposit));
         }
         if state.authorised_orders.contains(&request.pg_order_id)
             && state.window_passed(&request.pg_order_id)

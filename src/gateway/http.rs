@@ -12,9 +12,10 @@ use serde_json::json;
 
 use super::codes::class_of;
 use super::{
-    Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, GatewayError, PaymentGateway,
-    PgApi, PgCancel, PgPending, PgStatus, StatusRequest, won_only,
+    Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, Deposit, GatewayError,
+    PaymentGateway, PgApi, PgCancel, PgPending, PgStatus, StatusRequest, won_only,
 };
+use crate::clock::Timestamp;
 use crate::money::Money;
 
 const PROCESSING: &str = "IDEMPOTENT_REQUEST_PROCESSING";
@@ -224,6 +225,88 @@ struct PaymentObject {
     cancels: Option<Vec<CancelObject>>,
     #[serde(default)]
     failure: Option<ErrorBody>,
+    /// A payment by bank transfer: the account issued (`null` otherwise).
+    #[serde(default)]
+    virtual_account: Option<VirtualAccountObject>,
+    /// The payment's secret, which its deposit notices carry.
+    #[serde(default)]
+    secret: Option<Redacted>,
+}
+
+/// The payment object's `virtualAccount`
+/// (docs.tosspayments.com/reference#payment-객체).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VirtualAccountObject {
+    account_number: String,
+    bank_code: String,
+    /// ISO 8601, with its offset (`2025-11-30T15:17:19+09:00`).
+    due_date: String,
+}
+
+/// A string that never shows in `Debug`.
+#[derive(Deserialize)]
+struct Redacted(String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An ISO 8601 time as Toss writes it (`2025-11-30T15:17:19+09:00`, or
+/// with fractions of a second, `Z`, or no offset — then Korean time, the
+/// PG's own), as milliseconds since the epoch.
+fn parse_time(text: &str) -> Option<Timestamp> {
+    let (date, rest) = text.split_once('T')?;
+    let mut parts = date.splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: i64 = parts.next()?.parse().ok()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    let (clock, offset_minutes) = match rest.find(['+', '-', 'Z']) {
+        Some(at) => {
+            let (clock, zone) = rest.split_at(at);
+            let offset = match zone {
+                "Z" => 0,
+                _ => {
+                    let sign = if zone.starts_with('-') { -1 } else { 1 };
+                    let (h, m) = zone[1..].split_once(':')?;
+                    sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+                }
+            };
+            (clock, offset)
+        }
+        None => (rest, 9 * 60),
+    };
+    let (whole, millis) = match clock.split_once('.') {
+        Some((whole, fraction)) => {
+            let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
+            (whole, digits.parse::<i64>().ok()?)
+        }
+        None => (clock, 0),
+    };
+    let mut hms = whole.splitn(3, ':');
+    let hour: i64 = hms.next()?.parse().ok()?;
+    let minute: i64 = hms.next()?.parse().ok()?;
+    let second: i64 = hms.next().unwrap_or("0").parse().ok()?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(Timestamp::from_millis(seconds * 1_000 + millis))
 }
 
 /// One entry of the payment object's `cancels[]`.
@@ -426,6 +509,32 @@ fn path_segment(id: &str) -> Result<&str, GatewayError> {
 }
 
 /// Turns a `DONE` payment object into an approval, if it is the one asked for.
+/// A confirm's answer for a payment by bank transfer: the virtual account
+/// Toss issued (`WAITING_FOR_DEPOSIT`, docs.tosspayments.com/guides/payment/virtual-account)
+/// with its due date and the payment's `secret`. One for another order or
+/// amount, or without the account or the secret, is unknown.
+fn awaiting_deposit(
+    payment: PaymentObject,
+    request: &ApproveRequest,
+) -> Result<Approval, GatewayError> {
+    let unknown = |reason: String| Err(GatewayError::Unknown { reason });
+    if payment.order_id != request.pg_order_id || payment.total_amount != request.amount.won() {
+        return unknown("the virtual account's reply names another order or amount".into());
+    }
+    let (Some(account), Some(Redacted(secret))) = (payment.virtual_account, payment.secret) else {
+        return unknown("WAITING_FOR_DEPOSIT without a virtualAccount and a secret".into());
+    };
+    let Some(due_at) = parse_time(&account.due_date) else {
+        return unknown(format!("unreadable dueDate {:?}", account.due_date));
+    };
+    Err(GatewayError::AwaitingDeposit(Box::new(Deposit {
+        bank: account.bank_code,
+        account_number: account.account_number,
+        due_at,
+        secret,
+    })))
+}
+
 fn approval(
     payment: PaymentObject,
     pg_order_id: &str,
@@ -556,6 +665,9 @@ impl PaymentGateway for HttpGateway {
             return Err(failure);
         }
         let payment = reply.payment()?;
+        if payment.status == "WAITING_FOR_DEPOSIT" {
+            return awaiting_deposit(payment, request);
+        }
         if payment.status != "DONE" {
             return Err(GatewayError::Unknown {
                 reason: format!("payment status {} after confirm", payment.status),
@@ -632,12 +744,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_read_as_toss_writes_them() {
+        // 2025-11-30T06:17:19Z is 1,764,483,439 s after the epoch.
+        let utc = Timestamp::from_millis(1_764_483_439_000);
+        assert_eq!(parse_time("2025-11-30T15:17:19+09:00"), Some(utc));
+        assert_eq!(parse_time("2025-11-30T06:17:19Z"), Some(utc));
+        assert_eq!(parse_time("2025-11-30T15:17:19"), Some(utc), "Korean time");
+        assert_eq!(
+            parse_time("2025-11-30T15:17:19.250+09:00"),
+            Some(Timestamp::from_millis(1_764_483_439_250))
+        );
+        assert_eq!(parse_time("2025-11-30T01:17:19-05:00"), Some(utc));
+        for bad in [
+            "",
+            "2025-11-30",
+            "2025-13-30T00:00:00Z",
+            "x-y-zT1:2:3Z",
+            "2025-11-30T25:00:00Z",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn each_class_of_the_table_becomes_its_error() {
         let class = |api, status, code| match classify(api, status, code, "m") {
             GatewayError::Declined { .. } => "declined",
             GatewayError::Invalid { .. } => "invalid",
             GatewayError::Unknown { .. } => "unknown",
             GatewayError::Unavailable { .. } => "unavailable",
+            GatewayError::AwaitingDeposit(_) => "awaiting a deposit",
         };
         for row in super::super::TOSS_CODES {
             let expected = match row.class {

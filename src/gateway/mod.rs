@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Timestamp;
 use crate::ids::OrderId;
 use crate::money::{Currency, Money};
 
@@ -208,6 +209,39 @@ impl Default for GatewayLimits {
     }
 }
 
+/// The PG issued a virtual account for a payment instead of approving it:
+/// the payment is the customer's to complete by a bank transfer of exactly
+/// its amount before `due_at` (Toss: a confirm answering
+/// `WAITING_FOR_DEPOSIT` with the Payment's `virtualAccount` and `secret`;
+/// docs.tosspayments.com/guides/payment/virtual-account: the due date is 7
+/// days after issue by default, at most 30, and the account takes no
+/// deposit after it). The PG tells of the deposit by a `DEPOSIT_CALLBACK`
+/// webhook carrying the same `secret`
+/// (docs.tosspayments.com/guides/learn/virtual-account-webhook).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deposit {
+    /// The bank, as the PG names it (Toss: `bankCode`).
+    pub bank: String,
+    /// The account to pay into.
+    pub account_number: String,
+    /// The last moment a deposit is taken, by the shop's clock.
+    pub due_at: Timestamp,
+    /// The PG's secret for this payment, which its deposit notices carry:
+    /// stored, compared, never shown (redacted in `Debug`).
+    pub secret: String,
+}
+
+impl fmt::Debug for Deposit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deposit")
+            .field("bank", &self.bank)
+            .field("account_number", &self.account_number)
+            .field("due_at", &self.due_at)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Why a gateway call did not succeed. Each class is handled differently by
 /// the shop.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -245,6 +279,12 @@ pub enum GatewayError {
         /// What happened.
         reason: String,
     },
+    /// Not final, and not a failure: the PG did not approve a confirm yet
+    /// because it issued a virtual account ([`Deposit`]); the payment
+    /// completes when the customer pays into it, or ends at its due date.
+    /// Only [`PaymentGateway::approve`] answers it.
+    #[error("the payment gateway awaits a deposit into a virtual account")]
+    AwaitingDeposit(Box<Deposit>),
 }
 
 /// A payment gateway: approves, looks up and cancels payments.

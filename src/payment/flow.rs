@@ -145,6 +145,7 @@ pub(crate) fn settle<T>(
             message: reason,
         },
         GatewayError::Unknown { reason } => Outcome::Unknown { reason },
+        GatewayError::AwaitingDeposit(deposit) => Outcome::AwaitingDeposit(deposit),
     };
     (outcome, Some(failure))
 }
@@ -351,6 +352,11 @@ impl Payments<'_> {
         match recorded.status {
             PaymentStatus::Approved | PaymentStatus::Refunded => Ok((recorded, Replay::No)),
             PaymentStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
+            // Issued a virtual account: the customer's next step is the
+            // transfer, shown by the payment's `deposit`.
+            PaymentStatus::Requested | PaymentStatus::Unknown if recorded.deposit.is_some() => {
+                Ok((recorded, Replay::No))
+            }
             PaymentStatus::Started | PaymentStatus::Requested | PaymentStatus::Unknown => {
                 Err(refusal(attempt, None, failure))
             }

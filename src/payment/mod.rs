@@ -155,6 +155,11 @@ pub struct Payment {
     pub failure: Option<PaymentFailure>,
     /// When a started payment nobody confirmed ends.
     pub expires_at: Timestamp,
+    /// The virtual account the PG issued for it, when the customer chose a
+    /// bank transfer: the payment stays `Requested`, holding its balance
+    /// part and its order's units, until the deposit (then `Approved`) or
+    /// the due date (then `Declined`, code [`DEPOSIT_EXPIRED`]).
+    pub deposit: Option<DepositAccount>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When its status last changed.
@@ -179,6 +184,24 @@ pub struct WidgetRequest {
     /// Confirm before this time, or the attempt ends.
     pub expires_at: Timestamp,
 }
+
+/// Where the customer pays a payment by bank transfer (Toss's virtual
+/// account, 가상계좌), as the PG issued it. The PG's secret for it stays in
+/// the shop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositAccount {
+    /// The bank, as the PG names it (Toss: `bankCode`).
+    pub bank: String,
+    /// The account to pay the PG part into, in one transfer of exactly
+    /// that amount.
+    pub account_number: String,
+    /// The last moment a deposit is taken.
+    pub due_at: Timestamp,
+}
+
+/// The decline code of a payment by bank transfer whose due date passed
+/// with no deposit at the PG.
+pub const DEPOSIT_EXPIRED: &str = "DEPOSIT_EXPIRED";
 
 /// What the PG's success redirect brought back (`paymentKey`, `orderId`,
 /// `amount` in its query string), for [`Shop::confirm_payment`](crate::Shop::confirm_payment).
@@ -269,6 +292,9 @@ pub(crate) enum Outcome<T> {
     Declined { code: String, message: String },
     /// Nobody knows yet.
     Unknown { reason: String },
+    /// Not done yet: the customer pays into the virtual account the PG
+    /// issued (only a confirm answers it).
+    AwaitingDeposit(Box<crate::gateway::Deposit>),
 }
 
 /// The code recorded for a payment the gateway provably never received.
@@ -290,7 +316,7 @@ macro_rules! payment_columns {
             "id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
             "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
             "updated_at, refunded, kind, balance_amount, pg_amount, pg_refunded, order_name, ",
-            "customer_key, expires_at"
+            "customer_key, expires_at, deposit_bank, deposit_account, deposit_due_at"
         )
     };
 }
@@ -743,6 +769,7 @@ pub(crate) fn record(
     match outcome {
         Outcome::Done(approval) => approve(tx, &payment, Some(&approval.transaction_id), now),
         Outcome::Declined { code, message } => decline(tx, &payment, &code, &message, now),
+        Outcome::AwaitingDeposit(deposit) => await_deposit(tx, payment, &deposit, now),
         Outcome::Unknown { reason } => {
             if payment.status != PaymentStatus::Requested {
                 return Ok(payment);
@@ -765,6 +792,72 @@ pub(crate) fn record(
             Ok(recorded)
         }
     }
+}
+
+/// Records the virtual account the PG issued for `payment` (once: a
+/// repeated confirm's answer names the same account); the payment stays
+/// unsettled, holding its money and its order's units, until the deposit
+/// or the due date.
+fn await_deposit(
+    tx: &dyn Db,
+    payment: Payment,
+    deposit: &crate::gateway::Deposit,
+    now: Timestamp,
+) -> Result<Payment> {
+    if payment.deposit.is_some() {
+        return Ok(payment);
+    }
+    let fits = |text: &str| (1..=200).contains(&text.chars().count());
+    if !(fits(&deposit.bank) && fits(&deposit.account_number) && fits(&deposit.secret)) {
+        tracing::error!(payment = %payment.id, "the PG's virtual account does not fit its columns; left for reconciliation");
+        return Ok(payment);
+    }
+    let recorded = payment_row(&tx.query_row(
+        concat!(
+            "UPDATE payments SET deposit_bank = ?2, deposit_account = ?3, deposit_due_at = ?4, ",
+            "deposit_secret = ?5, updated_at = ?6 WHERE id = ?1 RETURNING ",
+            payment_columns!()
+        ),
+        &[
+            &payment.id,
+            &deposit.bank,
+            &deposit.account_number,
+            &deposit.due_at,
+            &deposit.secret,
+            &now,
+        ],
+    )?)?;
+    event(
+        tx,
+        payment.id,
+        payment.status,
+        &format!(
+            "awaiting a deposit of {} into account {} at bank {}",
+            payment.pg_amount, deposit.account_number, deposit.bank
+        ),
+        now,
+    )?;
+    Ok(recorded)
+}
+
+/// Whether `secret` is the one the PG issued with `payment`'s virtual
+/// account (compared in constant time); false for a payment without one.
+pub(crate) fn deposit_secret_matches(
+    conn: &dyn Db,
+    payment: PaymentId,
+    secret: &str,
+) -> Result<bool> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT deposit_secret FROM payments WHERE id = ?1",
+            &[&payment],
+        )?
+        .get(0)?;
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let (a, b) = (stored.as_bytes(), secret.as_bytes());
+    Ok(a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0)
 }
 
 /// Approves `payment`, with the PG's transaction id when the PG took a
@@ -1062,6 +1155,14 @@ fn payment_row(row: &Row) -> Result<Payment> {
         order_name: row.get(18)?,
         customer_key: row.get(19)?,
         expires_at: row.get(20)?,
+        deposit: match (row.get(21)?, row.get(22)?, row.get(23)?) {
+            (Some(bank), Some(account_number), Some(due_at)) => Some(DepositAccount {
+                bank,
+                account_number,
+                due_at,
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -24,6 +24,11 @@ use crate::money::Money;
 use crate::shop::Shop;
 use crate::store::Scope;
 
+/// How long after a virtual account's due date the shop still takes the
+/// PG's word that no deposit came before declining the payment
+/// ([`DEPOSIT_EXPIRED`](super::DEPOSIT_EXPIRED)).
+pub const DEPOSIT_GRACE: Duration = Duration::from_secs(3_600);
+
 /// The decline code of a refund whose key outlived the PG's memory of it
 /// and whose cancel the PG's record does not hold: the PG never ran it.
 pub const NOT_CANCELLED_AT_PG: &str = "NOT_CANCELLED_AT_PG";
@@ -104,9 +109,19 @@ impl Payments<'_> {
         let mut report = ReconcileReport::default();
 
         let limits = self.gateway.map(|g| g.limits()).unwrap_or_default();
+        // A payment awaiting a deposit is the customer's to finish: its
+        // deposit notice settles it; a round looks at it only once its
+        // account is closed (its due date and `DEPOSIT_GRACE` passed).
+        let closed = |payment: &Payment| {
+            payment
+                .deposit
+                .as_ref()
+                .is_none_or(|deposit| self.deposit_closed(deposit.due_at))
+        };
         let due = self.store.read(|tx| {
             super::unsettled(tx, cutoff)?
                 .into_iter()
+                .filter(|payment| closed(payment))
                 .map(|payment| Ok((super::requested_at(tx, &payment)?, payment)))
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -285,6 +300,43 @@ impl Payments<'_> {
         }))
     }
 
+    /// The PG says a deposit into payment `pg_order_id`'s virtual account
+    /// changed (Toss's `DEPOSIT_CALLBACK`, carrying the payment's
+    /// `secret`): settled from the PG's record as [`Payments::settle_at_pg`]
+    /// settles it — if `secret` is the one the PG issued with the account.
+    /// A notice with another secret, or for a payment without a virtual
+    /// account or one the shop does not know, is logged and changes nothing
+    /// (`None`).
+    pub(crate) fn settle_deposit_notice(
+        &self,
+        pg_order_id: &str,
+        secret: &str,
+    ) -> Result<Option<ReconciledPayment>> {
+        let matches = self
+            .store
+            .read(|tx| match super::by_pg_order_id(tx, pg_order_id)? {
+                Some(payment) => super::deposit_secret_matches(tx, payment.id, secret).map(Some),
+                None => Ok(None),
+            })?;
+        match matches {
+            Some(true) => self.settle_at_pg(pg_order_id),
+            Some(false) => {
+                tracing::warn!(
+                    pg_order_id,
+                    "a deposit notice whose secret is not the payment's; ignored"
+                );
+                Ok(None)
+            }
+            None => {
+                tracing::warn!(
+                    pg_order_id,
+                    "a deposit notice for a payment the shop does not know; ignored"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Every payment with a PG part approved in the last `within`, each
     /// compared with the PG's record by [`Payments::settle_at_pg`].
     pub(crate) fn sweep_pg(&self, within: Duration) -> Result<Vec<ReconciledPayment>> {
@@ -354,6 +406,14 @@ impl Payments<'_> {
         Ok(true)
     }
 
+    /// Whether a virtual account due at `due_at` takes no more deposits:
+    /// its due date passed by [`DEPOSIT_GRACE`] (a transfer made just
+    /// before it has had time to reach the PG's record).
+    fn deposit_closed(&self, due_at: Timestamp) -> bool {
+        let grace = i64::try_from(DEPOSIT_GRACE.as_millis()).unwrap_or(i64::MAX);
+        self.clock.now().as_millis() >= due_at.as_millis().saturating_add(grace)
+    }
+
     fn overdue(&self, created_at: Timestamp) -> bool {
         self.age(created_at) >= self.config.review_after
     }
@@ -417,6 +477,27 @@ impl Payments<'_> {
             }
             Ok(PgStatus::Pending(PgPending::InProgress))
                 if key_alive && key_age < limits.confirm_window =>
+            {
+                (resend(), false)
+            }
+            Ok(PgStatus::Pending(PgPending::WaitingForDeposit))
+                if payment
+                    .deposit
+                    .as_ref()
+                    .is_some_and(|deposit| self.deposit_closed(deposit.due_at)) =>
+            {
+                // Toss: the account takes no deposit after its due date.
+                let outcome = Outcome::Declined {
+                    code: super::DEPOSIT_EXPIRED.into(),
+                    message: "no deposit reached the virtual account by its due date".into(),
+                };
+                (Some(outcome), false)
+            }
+            // The PG issued an account whose answer never reached the
+            // shop: the confirm again, with the same key, brings the same
+            // answer back, so the customer can see where to pay.
+            Ok(PgStatus::Pending(PgPending::WaitingForDeposit))
+                if payment.deposit.is_none() && key_alive =>
             {
                 (resend(), false)
             }

@@ -519,9 +519,15 @@ pub(crate) fn record(
                 reason: format!("cancelled amount {} differs", cancel.cancelled_amount),
             }
         }
+        // Only a confirm answers with a virtual account.
+        Outcome::AwaitingDeposit(_) => Outcome::Unknown {
+            reason: "a cancel answered with a virtual account".into(),
+        },
         outcome => outcome,
     };
     match outcome {
+        // Mapped to `Unknown` above.
+        Outcome::AwaitingDeposit(_) => {}
         Outcome::Done(cancel) => {
             complete(tx, id, now)?;
             // Toss's keys are at most 64 characters; one that does not fit

@@ -1364,6 +1364,28 @@ impl Shop {
         self.payments().settle_at_pg(pg_order_id)
     }
 
+    /// The PG says the deposit into payment attempt `pg_order_id`'s virtual
+    /// account changed (Toss's `DEPOSIT_CALLBACK`, whose body carries the
+    /// payment's `secret` and no `eventType`). If `secret` is the one the PG
+    /// issued with the account ([`Payment::deposit`](crate::Payment::deposit)),
+    /// the payment is settled from the PG's record exactly as
+    /// [`Shop::payment_changed_at_pg`] settles it — the body's status is
+    /// never trusted, so an old notice cannot move a payment backwards.
+    /// Any other secret, a payment without a virtual account, or one the
+    /// shop does not know: logged, nothing changes, `None`.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::NoGateway`]; storage errors.
+    pub fn deposit_notice(
+        &self,
+        pg_order_id: &str,
+        secret: &str,
+    ) -> Result<Option<ReconciledPayment>> {
+        self.gateway()?;
+        self.payments().settle_deposit_notice(pg_order_id, secret)
+    }
+
     /// Compares every payment with a PG part approved in the last `within`
     /// with the PG's record, as [`Shop::payment_changed_at_pg`] does for
     /// one: the sweep that finds changes made outside the shop when no

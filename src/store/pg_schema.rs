@@ -336,5 +336,15 @@ ALTER TABLE refunds ADD COLUMN origin TEXT NOT NULL DEFAULT 'shop'
 CREATE INDEX refunds_from_the_pg ON refunds (id) WHERE origin = 'pg';
 CREATE INDEX payments_settled_with_pg ON payments (created_at)
     WHERE status IN ('approved', 'refunded') AND pg_amount > 0;
+ALTER TABLE payments
+    ADD COLUMN deposit_bank TEXT
+        CHECK (deposit_bank IS NULL OR length(deposit_bank) BETWEEN 1 AND 200),
+    ADD COLUMN deposit_account TEXT
+        CHECK (deposit_account IS NULL OR length(deposit_account) BETWEEN 1 AND 200),
+    ADD COLUMN deposit_due_at BIGINT,
+    ADD COLUMN deposit_secret TEXT
+        CHECK (deposit_secret IS NULL OR length(deposit_secret) BETWEEN 1 AND 200);
+CREATE INDEX payments_awaiting_deposit ON payments (deposit_due_at)
+    WHERE status IN ('requested', 'unknown') AND deposit_due_at IS NOT NULL;
 "#,
 ];

@@ -533,7 +533,16 @@ CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NU
              CHECK (origin IN ('shop', 'pg'));
          CREATE INDEX refunds_from_the_pg ON refunds (id) WHERE origin = 'pg';
          CREATE INDEX payments_settled_with_pg ON payments (created_at)
-             WHERE status IN ('approved', 'refunded') AND pg_amount > 0;",
+             WHERE status IN ('approved', 'refunded') AND pg_amount > 0;
+         ALTER TABLE payments ADD COLUMN deposit_bank TEXT
+             CHECK (deposit_bank IS NULL OR length(deposit_bank) BETWEEN 1 AND 200);
+         ALTER TABLE payments ADD COLUMN deposit_account TEXT
+             CHECK (deposit_account IS NULL OR length(deposit_account) BETWEEN 1 AND 200);
+         ALTER TABLE payments ADD COLUMN deposit_due_at INTEGER;
+         ALTER TABLE payments ADD COLUMN deposit_secret TEXT
+             CHECK (deposit_secret IS NULL OR length(deposit_secret) BETWEEN 1 AND 200);
+         CREATE INDEX payments_awaiting_deposit ON payments (deposit_due_at)
+             WHERE status IN ('requested', 'unknown') AND deposit_due_at IS NOT NULL;",
     ),
 ];
 
