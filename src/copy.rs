@@ -108,6 +108,9 @@ const TABLES: &[(&str, &[&str])] = &[
             "deposit_account",
             "deposit_due_at",
             "deposit_secret",
+            "refund_bank",
+            "refund_account_number",
+            "refund_holder",
         ],
     ),
     (

@@ -208,6 +208,23 @@ pub enum Error {
         "invalid failure redirect: code is 1 to 64 characters of A-Z, a-z, 0-9 and '_', message at most 500 characters with no control character"
     )]
     InvalidFailRedirect,
+    /// A refund account whose `field` (`bank`, `account_number` or
+    /// `holder_name`) is not as [`RefundAccount::validate`](crate::RefundAccount::validate)
+    /// says: nothing was stored.
+    #[error(
+        "invalid refund account: its {field} must be a bank of 1 to 20 of A-Z, a-z, 0-9 and '_', an account number of 1 to 20 digits, a holder's name of 1 to 60 characters"
+    )]
+    InvalidRefundAccount {
+        /// The field at fault.
+        field: &'static str,
+    },
+    /// A refund account given for a payment that was not made by bank
+    /// transfer: its money goes back the way it came, to the card.
+    #[error("payment {payment} was not made by bank transfer: its refunds go back to the card")]
+    NotABankTransfer {
+        /// The payment.
+        payment: PaymentId,
+    },
     /// A payment key that is empty, too long, or not `[A-Za-z0-9_-]`.
     #[error("invalid payment key: must be 1 to 200 characters of A-Z, a-z, 0-9, '-' and '_'")]
     InvalidPaymentKey,
@@ -716,6 +733,7 @@ impl Error {
             | DuplicateOrderLine { .. }
             | NothingToPay { .. }
             | InvalidPaymentKey
+            | InvalidRefundAccount { .. }
             | InvalidFailRedirect
             | InvalidNote { .. }
             | InvalidRefundReason { .. }
@@ -748,6 +766,7 @@ impl Error {
             | BalancePartTooLarge { .. }
             | RedirectMismatch { .. }
             | TopUpNotRefundable { .. }
+            | NotABankTransfer { .. }
             | RefundExceedsTopUp { .. }
             | TopUpRefundInProgress { .. }
             | CouponSoldOut { .. }

@@ -449,7 +449,8 @@ pub use event::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVEN
 pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, Deposit, FakeGateway,
     FakeOutcome, GatewayError, GatewayLimits, HttpGateway, HttpGatewayBuilder, PaymentGateway,
-    PgApi, PgCancel, PgPending, PgStatus, RetryPolicy, StatusRequest, TOSS_CODES, TossCode,
+    PgApi, PgCancel, PgPending, PgStatus, RefundAccount, RetryPolicy, StatusRequest, TOSS_CODES,
+    TossCode,
 };
 pub use idempotency::{IdempotencyKey, Keyed};
 pub use ids::{

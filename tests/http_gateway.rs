@@ -483,6 +483,7 @@ fn cancel_request() -> CancelRequest {
         currency: Currency::KRW,
         reason: "changed my mind".into(),
         idempotency_key: "ls-pay-key-1-refund".into(),
+        refund_account: None,
     }
 }
 
@@ -881,5 +882,36 @@ fn a_virtual_account_is_awaiting_a_deposit_not_approved() {
     assert!(
         matches!(err, liteshop::GatewayError::Unknown { .. }),
         "{err:?}"
+    );
+}
+
+/// The cancel of a bank-transfer payment sends the customer's account as
+/// Toss's `refundReceiveAccount` (docs.tosspayments.com/reference#결제-취소).
+#[test]
+fn a_bank_transfers_cancel_names_the_account_to_refund_to() {
+    let pg = PgServer::start(vec![reply(
+        200,
+        cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c1", 5_000)]),
+    )]);
+    let request = CancelRequest {
+        refund_account: Some(liteshop::RefundAccount {
+            bank: "20".into(),
+            account_number: "1002123456789".into(),
+            holder_name: "김민지".into(),
+        }),
+        ..cancel_request()
+    };
+    assert!(!format!("{request:?}").contains("1002123456789"));
+    pg.gateway().cancel(&request).unwrap();
+    let body: Value = serde_json::from_str(&pg.seen()[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "cancelReason": "changed my mind",
+            "cancelAmount": 5_000,
+            "refundReceiveAccount": {
+                "bank": "20", "accountNumber": "1002123456789", "holderName": "김민지",
+            },
+        })
     );
 }

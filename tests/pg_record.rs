@@ -706,6 +706,7 @@ fn the_fake_refuses_another_currency_and_a_payment_key_it_never_issued() -> Resu
         currency: liteshop::Currency::KRW,
         reason: "one back".into(),
         idempotency_key: "pg-record-fake-refusals".into(),
+        refund_account: None,
     };
     for (request, code) in [
         (

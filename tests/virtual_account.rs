@@ -223,3 +223,90 @@ fn an_account_whose_answer_was_lost_is_asked_for_again_with_the_same_key() -> Re
     s.audit_is_clean();
     Ok(())
 }
+
+#[test]
+fn a_bank_transfer_is_refunded_to_the_account_the_customer_gives() -> Result<()> {
+    let s = shop();
+    let (order, payment) = s.awaiting(DAY);
+    let secret = s.pg.deposit(&payment.pg_order_id).unwrap();
+    s.t.shop.deposit_notice(&payment.pg_order_id, &secret)?;
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Paid);
+
+    // With no account to send the money to, the PG refuses the cancel.
+    let err =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")
+            .unwrap_err();
+    assert!(
+        matches!(&err, liteshop::Error::RefundDeclined { code, .. } if code == "INVALID_REFUND_ACCOUNT_INFO"),
+        "{err:?}"
+    );
+
+    // Bad accounts, another user's payment and a card payment are refused
+    // and store nothing.
+    let account = liteshop::RefundAccount {
+        bank: "20".into(),
+        account_number: "1002123456789".into(),
+        holder_name: "김민지".into(),
+    };
+    let lee = s.t.user("Lee").id;
+    let card = s.t.shop.place_order(s.kim, &[OrderLine::new(s.tea, 1)])?.id;
+    let by_card = common::pay_by_card(&s.t.shop, &s.pg, s.kim, card)?;
+    let before = s.t.dump();
+    for (bad, field) in [
+        (
+            liteshop::RefundAccount {
+                bank: String::new(),
+                ..account.clone()
+            },
+            "bank",
+        ),
+        (
+            liteshop::RefundAccount {
+                account_number: "1002-123".into(),
+                ..account.clone()
+            },
+            "account_number",
+        ),
+        (
+            liteshop::RefundAccount {
+                holder_name: " 김민지".into(),
+                ..account.clone()
+            },
+            "holder_name",
+        ),
+    ] {
+        let err =
+            s.t.shop
+                .set_refund_account(s.kim, payment.id, &bad)
+                .unwrap_err();
+        assert!(
+            matches!(err, liteshop::Error::InvalidRefundAccount { field: f } if f == field),
+            "{err:?}"
+        );
+    }
+    assert!(matches!(
+        s.t.shop.set_refund_account(lee, payment.id, &account),
+        Err(liteshop::Error::PaymentNotFound(_))
+    ));
+    assert!(matches!(
+        s.t.shop.set_refund_account(s.kim, by_card.id, &account),
+        Err(liteshop::Error::NotABankTransfer { .. })
+    ));
+    assert_eq!(s.t.dump(), before);
+    assert!(!format!("{account:?}").contains("1002123456789"));
+
+    // With the account, the refund runs: 10,000 of the 15,000 transfer
+    // back to it (the PG part first), nothing to the balance.
+    s.t.shop.set_refund_account(s.kim, payment.id, &account)?;
+    let refund =
+        s.t.shop
+            .refund_lines(s.kim, order, &[OrderLine::new(s.tea, 1)], "one back")?;
+    assert_eq!(
+        (refund.status, refund.pg_amount, refund.balance_amount),
+        (liteshop::RefundStatus::Completed, won(10_000), won(0))
+    );
+    assert_eq!(s.pg.cancelled(&payment.pg_order_id), won(10_000));
+    s.audit_is_clean();
+    Ok(())
+}

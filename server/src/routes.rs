@@ -51,6 +51,7 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(pay))
         .routes(routes!(confirm_payment))
         .routes(routes!(fail_payment))
+        .routes(routes!(set_refund_account))
         .routes(routes!(payment))
         .routes(routes!(payment_history))
         .routes(routes!(order_payments))
@@ -148,6 +149,10 @@ contract!(
 contract!(
     /// The error responses of `grant` and `take_back`.
     OperatorEntryErrors = Contract::new(Auth::Admin).body().key().params().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `set_refund_account`.
+    RefundAccountErrors = Contract::new(Auth::User).body().params().errors(&[InvalidInput, NotFound, Conflict])
 );
 contract!(
     /// The error responses of `payment`.
@@ -937,6 +942,57 @@ async fn fail_payment(
         shop.fail_payment(user, PaymentId::new(id), &redirect)
     })
     .await
+}
+
+/// The customer's bank account for the refunds of a payment made by bank
+/// transfer. No `Debug`: the number and the holder are personal data.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"bank": "20", "account_number": "1002123456789", "holder_name": "김민지"}))]
+pub(crate) struct RefundAccountBody {
+    /// The bank, as the PG names it (Toss: a bank code such as `20`).
+    #[schema(min_length = 1, max_length = 20, pattern = "^[A-Za-z0-9_]+$")]
+    bank: String,
+    /// Digits only.
+    #[schema(min_length = 1, max_length = 20, pattern = "^[0-9]+$")]
+    account_number: String,
+    /// The holder's name: 1 to 60 characters, no control character, no
+    /// white space at either end.
+    #[schema(
+        min_length = 1,
+        max_length = 60,
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff])?$"
+    )]
+    holder_name: String,
+}
+
+/// Sets where the refunds of one of the acting user's payments, made by
+/// bank transfer (a virtual account), go: it has no card to go back to.
+/// Set it before asking for the refund; a later call replaces it. Answers
+/// the payment.
+#[utoipa::path(put, path = "/me/payments/{id}/refund-account", request_body = RefundAccountBody,
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+    security(("bearer" = [])),
+    responses((status = 200, body = schemas::Payment), RefundAccountErrors))]
+async fn set_refund_account(
+    State(state): State<AppState>,
+    Me(user): Me,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: RefundAccountBody = parse(&body)?;
+    let account = liteshop::RefundAccount {
+        bank: request.bank,
+        account_number: request.account_number,
+        holder_name: request.holder_name,
+    };
+    let shop = state.shop.clone();
+    let payment = blocking(move || {
+        shop.set_refund_account(user, PaymentId::new(id), &account)?;
+        shop.payment(user, PaymentId::new(id))
+    })
+    .await?;
+    Ok(Json(payment).into_response())
 }
 
 /// One of the acting user's payments.

@@ -961,4 +961,39 @@ fn a_top_up_by_bank_transfer_waits_for_the_deposit_callback_with_its_secret() {
     });
     assert_eq!(balance, json!(20_000));
     assert!(s.shop.audit().unwrap().is_clean());
+
+    // Its refund goes to the account the customer gives: a bad one is a
+    // documented 400; then the refund runs.
+    let bearer = format!("Bearer {kim}");
+    let put = |body: serde_json::Value| {
+        s.request(
+            "PUT",
+            &format!("/me/payments/{}/refund-account", charged.body["id"]),
+            &[
+                ("Authorization", bearer.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            Some(&body.to_string()),
+        )
+    };
+    assert_problem(
+        &put(json!({ "bank": "20", "account_number": "12-34", "holder_name": "김민지" })),
+        400,
+        "invalid_refund_account",
+    );
+    let set =
+        put(json!({ "bank": "20", "account_number": "1002123456789", "holder_name": "김민지" }));
+    assert_eq!(set.status, 200, "{}", set.body);
+    let refund = s.post(
+        &format!("/me/top-ups/{}/refunds", charged.body["id"]),
+        Some(&kim),
+        json!({ "amount": 5_000, "reason": "not needed" }),
+    );
+    assert_eq!(refund.status, 201, "{}", refund.body);
+    assert_eq!(refund.body["status"], json!("completed"));
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(15_000)
+    );
+    assert!(s.undocumented().is_empty(), "{:?}", s.undocumented());
 }

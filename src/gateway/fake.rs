@@ -668,6 +668,15 @@ impl PaymentGateway for FakeGateway {
             return reply.clone();
         }
         won_only(request.currency)?;
+        // A deposited bank transfer has no card to go back to: Toss needs
+        // the customer's account (`refundReceiveAccount`).
+        if state.transfers.contains_key(&request.pg_order_id) && request.refund_account.is_none() {
+            return Err(GatewayError::Declined {
+                code: "INVALID_REFUND_ACCOUNT_INFO".into(),
+                message: "a bank transfer is refunded to the customer's account, which is missing"
+                    .into(),
+            });
+        }
         // Toss cancels by the path's paymentKey: a key it never issued for
         // this payment is 404 NOT_FOUND_PAYMENT (docs.tosspayments.com,
         // "결제 취소" and /reference/error-codes).

@@ -699,11 +699,20 @@ impl PaymentGateway for HttpGateway {
             self.base,
             path_segment(&request.payment_key)?
         );
-        let body = json!({
+        let mut body = json!({
             "cancelReason": request.reason,
             "cancelAmount": request.amount.won(),
-        })
-        .to_string();
+        });
+        // A payment by bank transfer has no card: Toss sends its money to
+        // `refundReceiveAccount` (docs.tosspayments.com/reference#결제-취소).
+        if let Some(account) = &request.refund_account {
+            body["refundReceiveAccount"] = json!({
+                "bank": account.bank,
+                "accountNumber": account.account_number,
+                "holderName": account.holder_name,
+            });
+        }
+        let body = body.to_string();
         let reply = self.send(&url, Some(&request.idempotency_key), Some(&body))?;
         if reply.status != 200 {
             return Err(reply.failure(PgApi::Cancel));

@@ -91,6 +91,62 @@ pub struct CancelRequest {
     /// first call: a repeated cancel with it (a retry, or reconciliation) is
     /// the same cancel; a new attempt after a decline has a new key.
     pub idempotency_key: String,
+    /// Where the PG sends the money of a payment made by bank transfer,
+    /// which has no card to go back to (Toss: `refundReceiveAccount`,
+    /// required to cancel a deposited virtual-account payment); `None` for
+    /// any other payment.
+    #[serde(default)]
+    pub refund_account: Option<RefundAccount>,
+}
+
+/// The customer's bank account a refund of a bank-transfer payment goes
+/// to (Toss: `refundReceiveAccount`, docs.tosspayments.com/reference#결제-취소).
+/// Its number and holder are personal data: redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundAccount {
+    /// The bank, as the PG names it (Toss: a bank code such as `"20"`).
+    pub bank: String,
+    /// The account number, digits only.
+    pub account_number: String,
+    /// The account holder's name.
+    pub holder_name: String,
+}
+
+impl RefundAccount {
+    /// Checks the account as the shop stores it: a bank of 1–20 ASCII
+    /// letters, digits or `_`, an account number of 1–20 ASCII digits, a
+    /// holder's name of 1–60 characters with no control character and no
+    /// white space at either end (as a name's rule). `Err` names the field.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let bank_ok = (1..=20).contains(&self.bank.len())
+            && self
+                .bank
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let number_ok = (1..=20).contains(&self.account_number.len())
+            && self.account_number.chars().all(|c| c.is_ascii_digit());
+        let holder = &self.holder_name;
+        let edges = [holder.chars().next(), holder.chars().next_back()];
+        let holder_ok = (1..=60).contains(&holder.chars().count())
+            && !holder.chars().any(char::is_control)
+            && !edges.into_iter().flatten().any(crate::validate::is_space);
+        match (bank_ok, number_ok, holder_ok) {
+            (false, _, _) => Err("bank"),
+            (_, false, _) => Err("account_number"),
+            (_, _, false) => Err("holder_name"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for RefundAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefundAccount")
+            .field("bank", &self.bank)
+            .field("account_number", &"<redacted>")
+            .field("holder_name", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The PG approved a payment.

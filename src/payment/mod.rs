@@ -840,6 +840,62 @@ fn await_deposit(
     Ok(recorded)
 }
 
+/// Stores where refunds of `payment` of `user`, a payment by bank
+/// transfer, go. Checks, in order: the account is valid
+/// ([`Error::InvalidRefundAccount`]) → the payment exists and is the
+/// user's → it was made by bank transfer ([`Error::NotABankTransfer`]).
+/// A later call replaces the account; a refund already in flight keeps the
+/// one it was sent with.
+pub(crate) fn set_refund_account(
+    tx: &dyn Db,
+    user: UserId,
+    id: PaymentId,
+    account: &crate::gateway::RefundAccount,
+    now: Timestamp,
+) -> Result<()> {
+    account
+        .validate()
+        .map_err(|field| Error::InvalidRefundAccount { field })?;
+    let payment = get_for_user(tx, user, id)?;
+    if payment.deposit.is_none() {
+        return Err(Error::NotABankTransfer { payment: id });
+    }
+    tx.execute(
+        "UPDATE payments SET refund_bank = ?2, refund_account_number = ?3, refund_holder = ?4,
+                             updated_at = ?5
+         WHERE id = ?1",
+        &[
+            &id,
+            &account.bank,
+            &account.account_number,
+            &account.holder_name,
+            &now,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The account refunds of `payment` go to, if it has one.
+pub(crate) fn refund_account(
+    conn: &dyn Db,
+    payment: PaymentId,
+) -> Result<Option<crate::gateway::RefundAccount>> {
+    let row = conn.query_row(
+        "SELECT refund_bank, refund_account_number, refund_holder FROM payments WHERE id = ?1",
+        &[&payment],
+    )?;
+    Ok(match (row.get(0)?, row.get(1)?, row.get(2)?) {
+        (Some(bank), Some(account_number), Some(holder_name)) => {
+            Some(crate::gateway::RefundAccount {
+                bank,
+                account_number,
+                holder_name,
+            })
+        }
+        _ => None,
+    })
+}
+
 /// Whether `secret` is the one the PG issued with `payment`'s virtual
 /// account (compared in constant time); false for a payment without one.
 pub(crate) fn deposit_secret_matches(

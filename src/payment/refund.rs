@@ -489,6 +489,7 @@ pub(crate) fn cancel_request(
         currency,
         reason: refund.reason.clone(),
         idempotency_key: refund.idempotency_key.clone(),
+        refund_account: super::refund_account(conn, refund.payment)?,
     })
 }
 

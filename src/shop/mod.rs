@@ -1386,6 +1386,32 @@ impl Shop {
         self.payments().settle_deposit_notice(pg_order_id, secret)
     }
 
+    /// Stores the customer's bank account that refunds of `payment`, made by
+    /// bank transfer, go to: such a payment has no card to give money back
+    /// to, and the PG needs the account to cancel it (Toss:
+    /// `refundReceiveAccount`). Set it before asking for the refund; a
+    /// later call replaces it. The account is sent only with cancels of
+    /// this payment and never shown in `Debug` or logs.
+    ///
+    /// # Failure
+    ///
+    /// In order: [`Error::InvalidRefundAccount`] →
+    /// [`Error::PaymentNotFound`] (also another user's) →
+    /// [`Error::NotABankTransfer`]. Nothing is stored on any of them.
+    pub fn set_refund_account(
+        &self,
+        user: UserId,
+        payment: PaymentId,
+        account: &crate::RefundAccount,
+    ) -> Result<()> {
+        let account = account.clone();
+        self.inner
+            .store
+            .write(Scope::User(user), &self.inner.clock, move |tx, now| {
+                payment::set_refund_account(tx, user, payment, &account, now)
+            })
+    }
+
     /// Compares every payment with a PG part approved in the last `within`
     /// with the PG's record, as [`Shop::payment_changed_at_pg`] does for
     /// one: the sweep that finds changes made outside the shop when no

@@ -343,7 +343,13 @@ ALTER TABLE payments
         CHECK (deposit_account IS NULL OR length(deposit_account) BETWEEN 1 AND 200),
     ADD COLUMN deposit_due_at BIGINT,
     ADD COLUMN deposit_secret TEXT
-        CHECK (deposit_secret IS NULL OR length(deposit_secret) BETWEEN 1 AND 200);
+        CHECK (deposit_secret IS NULL OR length(deposit_secret) BETWEEN 1 AND 200),
+    ADD COLUMN refund_bank TEXT
+        CHECK (refund_bank IS NULL OR length(refund_bank) BETWEEN 1 AND 20),
+    ADD COLUMN refund_account_number TEXT
+        CHECK (refund_account_number IS NULL OR length(refund_account_number) BETWEEN 1 AND 20),
+    ADD COLUMN refund_holder TEXT
+        CHECK (refund_holder IS NULL OR length(refund_holder) BETWEEN 1 AND 60);
 CREATE INDEX payments_awaiting_deposit ON payments (deposit_due_at)
     WHERE status IN ('requested', 'unknown') AND deposit_due_at IS NOT NULL;
 "#,

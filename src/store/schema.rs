@@ -541,6 +541,12 @@ CREATE INDEX ledger_by_payment ON ledger (payment_id) WHERE payment_id IS NOT NU
          ALTER TABLE payments ADD COLUMN deposit_due_at INTEGER;
          ALTER TABLE payments ADD COLUMN deposit_secret TEXT
              CHECK (deposit_secret IS NULL OR length(deposit_secret) BETWEEN 1 AND 200);
+         ALTER TABLE payments ADD COLUMN refund_bank TEXT
+             CHECK (refund_bank IS NULL OR length(refund_bank) BETWEEN 1 AND 20);
+         ALTER TABLE payments ADD COLUMN refund_account_number TEXT
+             CHECK (refund_account_number IS NULL OR length(refund_account_number) BETWEEN 1 AND 20);
+         ALTER TABLE payments ADD COLUMN refund_holder TEXT
+             CHECK (refund_holder IS NULL OR length(refund_holder) BETWEEN 1 AND 60);
          CREATE INDEX payments_awaiting_deposit ON payments (deposit_due_at)
              WHERE status IN ('requested', 'unknown') AND deposit_due_at IS NOT NULL;",
     ),
