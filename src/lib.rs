@@ -176,7 +176,9 @@
 //! [`DEPOSIT_GRACE`] after the due date (the account takes none after it),
 //! declines it with [`DEPOSIT_EXPIRED`], giving everything back.
 //! Reconciliation rounds leave an open account alone without asking the
-//! PG.
+//! PG. Such a payment has no card to refund to: its refunds go to the
+//! account the customer gives with [`Shop::set_refund_account`] (sent as
+//! Toss's `refundReceiveAccount`); without one the PG declines them.
 //!
 //! A redirect that arrives twice (a refresh) gets the attempt as it is. An
 //! attempt nobody confirms ends when its window does:
