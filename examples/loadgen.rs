@@ -1791,6 +1791,7 @@ mod raw {
             pg_order_id: started.pg_order_id.clone(),
             amount,
             currency: liteshop::Currency::KRW,
+            tax_free_amount: liteshop::Money::ZERO,
             idempotency_key: started.key.clone(),
             order: order.map(OrderId::new),
         });
@@ -2441,6 +2442,7 @@ mod raw_pg {
             pg_order_id: started.pg_order_id.clone(),
             amount,
             currency: liteshop::Currency::KRW,
+            tax_free_amount: liteshop::Money::ZERO,
             idempotency_key: started.key.clone(),
             order: order.map(OrderId::new),
         });

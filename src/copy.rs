@@ -27,6 +27,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "updated_at",
             "held",
             "stocked",
+            "tax_free",
         ],
     ),
     (
@@ -74,6 +75,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "quantity",
             "amount",
             "refunded",
+            "tax_free",
         ],
     ),
     (
@@ -111,6 +113,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "refund_bank",
             "refund_account_number",
             "refund_holder",
+            "pg_tax_free",
         ],
     ),
     (
@@ -136,6 +139,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "pg_amount",
             "pg_transaction_key",
             "origin",
+            "pg_tax_free",
         ],
     ),
     (

@@ -120,6 +120,9 @@ pub struct OrderItem {
     pub amount: Money,
     /// How many of the units were refunded.
     pub refunded: u32,
+    /// Sold free of VAT: the product was [`tax_free`](crate::Product::tax_free)
+    /// when the order was placed.
+    pub tax_free: bool,
 }
 
 /// Where an order is in its life cycle (see [the table](crate#orders)).
@@ -269,13 +272,14 @@ pub(crate) const SELECT_ORDER_PAGE: &str =
      ORDER BY id DESC LIMIT ?3";
 
 pub(crate) const SELECT_ITEMS: &str =
-    "SELECT order_id, product_id, name, unit_price, quantity, amount, refunded
+    "SELECT order_id, product_id, name, unit_price, quantity, amount, refunded, tax_free
      FROM order_items WHERE order_id = ?1 ORDER BY id";
 
 /// The items of the orders of `user` with ids from `?2` to `?3`: the lines of
 /// one page of orders in one statement.
 pub(crate) const SELECT_ITEMS_OF_RANGE: &str =
-    "SELECT i.order_id, i.product_id, i.name, i.unit_price, i.quantity, i.amount, i.refunded
+    "SELECT i.order_id, i.product_id, i.name, i.unit_price, i.quantity, i.amount, i.refunded,
+            i.tax_free
      FROM orders o JOIN order_items i ON i.order_id = o.id
      WHERE o.user_id = ?1 AND o.id BETWEEN ?2 AND ?3
      ORDER BY i.id";
@@ -393,7 +397,11 @@ pub(crate) fn place(
     let mut items = lines
         .iter()
         .zip(products)
-        .map(|(line, product)| item(product.id, product.name, product.price, line.quantity))
+        .map(|(line, product)| {
+            let mut item = item(product.id, product.name, product.price, line.quantity)?;
+            item.tax_free = product.tax_free;
+            Ok(item)
+        })
         .collect::<Result<Vec<_>>>()?;
     let subtotal = Money::checked_sum(items.iter().map(|item| item.line_total))
         .ok_or(Error::AmountOverflow)?;
@@ -446,8 +454,9 @@ pub(crate) fn place(
     )?;
     for item in &items {
         tx.execute(
-            "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, amount,
+                                      tax_free)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             &[
                 &id,
                 &item.product,
@@ -455,6 +464,7 @@ pub(crate) fn place(
                 &item.unit_price,
                 &item.quantity,
                 &item.amount,
+                &i64::from(item.tax_free),
             ],
         )?;
     }
@@ -673,6 +683,8 @@ pub(crate) struct RefundUnits {
     pub(crate) product: ProductId,
     pub(crate) quantity: u32,
     pub(crate) amount: Money,
+    /// The line was sold free of VAT.
+    pub(crate) tax_free: bool,
 }
 
 /// The units a refund of order `id` returns and what each line's units are
@@ -695,6 +707,7 @@ pub(crate) fn refundable_units(
         quantity: u32,
         amount: Money,
         refunded: u32,
+        tax_free: bool,
     }
     let items = conn
         .query(SELECT_REFUNDABLE, &[&id])?
@@ -706,6 +719,7 @@ pub(crate) fn refundable_units(
                 quantity: row.get(2)?,
                 amount: row.get(3)?,
                 refunded: row.get(4)?,
+                tax_free: row.get::<i64>(5)? != 0,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -714,6 +728,7 @@ pub(crate) fn refundable_units(
         product: line.product,
         quantity: units,
         amount: refund_value(line.amount, line.quantity, line.refunded, units),
+        tax_free: line.tax_free,
     };
     match lines {
         None => Ok(items
@@ -746,7 +761,7 @@ pub(crate) fn refundable_units(
 }
 
 pub(crate) const SELECT_REFUNDABLE: &str =
-    "SELECT id, product_id, quantity, amount, refunded FROM order_items
+    "SELECT id, product_id, quantity, amount, refunded, tax_free FROM order_items
      WHERE order_id = ?1 ORDER BY id";
 
 /// Records a completed refund of `units` worth `amount` on order `id`: each
@@ -882,6 +897,7 @@ fn item(product: ProductId, name: String, unit_price: Money, quantity: u32) -> R
         line_total,
         amount: line_total,
         refunded: 0,
+        tax_free: false,
     })
 }
 
@@ -960,6 +976,7 @@ fn item_row(row: &Row) -> Result<(OrderId, OrderItem)> {
     let mut item = item(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)?;
     item.amount = row.get(5)?;
     item.refunded = row.get(6)?;
+    item.tax_free = row.get::<i64>(7)? != 0;
     Ok((row.get(0)?, item))
 }
 

@@ -39,13 +39,17 @@ pub struct Product {
     pub created_at: Timestamp,
     /// When its price or stock last changed.
     pub updated_at: Timestamp,
+    /// Sold free of VAT (면세): its lines' amounts are sent to the PG as
+    /// the tax-free part of a payment and of its refunds (Toss:
+    /// `taxFreeAmount`). Set by [`Shop::set_tax_free`](crate::Shop::set_tax_free);
+    /// an order keeps what it was when placed.
+    pub tax_free: bool,
 }
 
-pub(crate) const SELECT_PRODUCT: &str =
-    "SELECT id, name, price, stock, held, created_at, updated_at FROM products WHERE id = ?1";
+pub(crate) const SELECT_PRODUCT: &str = "SELECT id, name, price, stock, held, created_at, updated_at, tax_free FROM products WHERE id = ?1";
 
 pub(crate) const SELECT_PRODUCT_PAGE: &str =
-    "SELECT id, name, price, stock, held, created_at, updated_at FROM products
+    "SELECT id, name, price, stock, held, created_at, updated_at, tax_free FROM products
      WHERE id > ?1 ORDER BY id LIMIT ?2";
 
 pub(crate) const RESERVE_STOCK: &str =
@@ -63,7 +67,7 @@ pub(crate) fn create(
     product(&tx.query_row(
         "INSERT INTO products (name, price, stock, stocked, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?3, ?4, ?4)
-             RETURNING id, name, price, stock, held, created_at, updated_at",
+             RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
         &[&name, &price, &stock, &now],
     )?)
 }
@@ -102,7 +106,7 @@ pub(crate) fn restock(
     let restocked = tx.query_opt(
         "UPDATE products SET stocked = stocked + ?2, stock = stock + ?2, updated_at = ?3
          WHERE id = ?1 AND stock + held + ?2 <= ?4
-         RETURNING id, name, price, stock, held, created_at, updated_at",
+         RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
         &[&id, &quantity, &now, &u32::MAX],
     )?;
     match restocked {
@@ -129,10 +133,27 @@ pub(crate) fn set_price(
     update(
         tx,
         "UPDATE products SET price = ?2, updated_at = ?3 WHERE id = ?1
-         RETURNING id, name, price, stock, held, created_at, updated_at",
+         RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
         id,
         price,
         now,
+    )
+}
+
+/// Marks `id` tax-free or not; returns the product.
+pub(crate) fn set_tax_free(
+    tx: &dyn Db,
+    id: ProductId,
+    tax_free: bool,
+    now: Timestamp,
+) -> Result<Product> {
+    product(
+        &tx.query_opt(
+            "UPDATE products SET tax_free = ?2, updated_at = ?3 WHERE id = ?1
+             RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
+            &[&id, &i64::from(tax_free), &now],
+        )?
+        .ok_or(Error::ProductNotFound(id))?,
     )
 }
 
@@ -193,5 +214,6 @@ fn product(row: &Row) -> Result<Product> {
         held: row.get(4)?,
         created_at: row.get(5)?,
         updated_at: row.get(6)?,
+        tax_free: row.get::<i64>(7)? != 0,
     })
 }

@@ -155,6 +155,7 @@ fn approve_request() -> ApproveRequest {
         pg_order_id: "ls-7-0011aabb".into(),
         amount: won(15_000),
         currency: Currency::KRW,
+        tax_free_amount: liteshop::Money::ZERO,
         idempotency_key: "ls-pay-key-1".into(),
         order: Some(OrderId::new(7)),
     }
@@ -481,6 +482,7 @@ fn cancel_request() -> CancelRequest {
         pg_order_id: "ls-7-0011aabb".into(),
         amount: won(5_000),
         currency: Currency::KRW,
+        tax_free_amount: liteshop::Money::ZERO,
         reason: "changed my mind".into(),
         idempotency_key: "ls-pay-key-1-refund".into(),
         refund_account: None,
@@ -914,4 +916,35 @@ fn a_bank_transfers_cancel_names_the_account_to_refund_to() {
             },
         })
     );
+}
+
+/// A tax-free part goes with the confirm and the cancel as Toss's
+/// `taxFreeAmount` (docs.tosspayments.com/reference#결제-승인, #결제-취소);
+/// with none, the field is left out.
+#[test]
+fn a_tax_free_part_is_sent_as_tax_free_amount() {
+    let pg = PgServer::start(vec![
+        ok_approval(),
+        reply(
+            200,
+            cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c1", 5_000)]),
+        ),
+    ]);
+    pg.gateway()
+        .approve(&ApproveRequest {
+            tax_free_amount: won(6_000),
+            ..approve_request()
+        })
+        .unwrap();
+    pg.gateway()
+        .cancel(&CancelRequest {
+            tax_free_amount: won(2_000),
+            ..cancel_request()
+        })
+        .unwrap();
+    let seen = pg.seen();
+    let confirm: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(confirm["taxFreeAmount"], json!(6_000));
+    let cancel: Value = serde_json::from_str(&seen[1].body).unwrap();
+    assert_eq!(cancel["taxFreeAmount"], json!(2_000));
 }

@@ -381,6 +381,7 @@ fn a_crash_after_the_gateway_declined_is_recorded_as_declined_by_reconciliation(
         pg_order_id: payment.pg_order_id.clone(),
         amount: payment.pg_amount,
         currency: liteshop::Currency::KRW,
+        tax_free_amount: liteshop::Money::ZERO,
         idempotency_key: payment.idempotency_key.clone(),
         order: Some(order),
     };

@@ -704,6 +704,7 @@ fn the_fake_refuses_another_currency_and_a_payment_key_it_never_issued() -> Resu
         pg_order_id: payment.pg_order_id.clone(),
         amount: won(10_000),
         currency: liteshop::Currency::KRW,
+        tax_free_amount: Money::ZERO,
         reason: "one back".into(),
         idempotency_key: "pg-record-fake-refusals".into(),
         refund_account: None,

@@ -45,6 +45,7 @@ pub(crate) fn all(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(create_product))
         .routes(routes!(restock))
         .routes(routes!(set_price))
+        .routes(routes!(set_tax_free))
         .routes(routes!(place_order, orders))
         .routes(routes!(order))
         .routes(routes!(cancel_order))
@@ -113,6 +114,10 @@ contract!(
 contract!(
     /// The error responses of `restock`.
     RestockErrors = Contract::new(Auth::Admin).body().params().errors(&[InvalidInput, NotFound, Conflict])
+);
+contract!(
+    /// The error responses of `set_tax_free`.
+    SetTaxFreeErrors = Contract::new(Auth::Admin).body().params().errors(&[InvalidInput, NotFound])
 );
 contract!(
     /// The error responses of `set_price`.
@@ -711,6 +716,32 @@ async fn set_price(
     let price = money(request.price)?;
     let shop = state.shop.clone();
     let product = blocking(move || shop.set_price(ProductId::new(id), price)).await?;
+    Ok(Json(product).into_response())
+}
+
+/// Whether a product is sold free of VAT.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"tax_free": true}))]
+pub(crate) struct SetTaxFree {
+    tax_free: bool,
+}
+
+/// Marks a product tax-free (면세) or not (admin): orders placed from then
+/// on send their tax-free lines' share of each PG amount as the PG's
+/// `taxFreeAmount`; orders placed before keep what it was.
+#[utoipa::path(put, path = "/admin/products/{id}/tax-free", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+    request_body = SetTaxFree, security(("bearer" = [])),
+    responses((status = 200, body = schemas::Product), SetTaxFreeErrors))]
+async fn set_tax_free(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: SetTaxFree = parse(&body)?;
+    let shop = state.shop.clone();
+    let product = blocking(move || shop.set_tax_free(ProductId::new(id), request.tax_free)).await?;
     Ok(Json(product).into_response())
 }
 

@@ -50,7 +50,7 @@ pub(crate) struct LedgerPage {
 /// A product.
 #[derive(ToSchema)]
 #[schema(example = json!({"id": 1, "name": "Tea", "price": 1000, "stock": 5, "held": 0,
-    "created_at": 1795529268174_i64, "updated_at": 1795529268174_i64}))]
+    "created_at": 1795529268174_i64, "updated_at": 1795529268174_i64, "tax_free": false}))]
 pub(crate) struct Product {
     id: i64,
     name: String,
@@ -60,6 +60,9 @@ pub(crate) struct Product {
     held: i64,
     created_at: i64,
     updated_at: i64,
+    /// Sold free of VAT (면세): its share of each PG amount is sent as the
+    /// PG's `taxFreeAmount`.
+    tax_free: bool,
 }
 
 /// A page of the catalogue.
@@ -102,13 +105,15 @@ pub(crate) struct OrderItem {
     /// What the buyer pays for the line, after its share of the discount.
     amount: i64,
     refunded: i64,
+    /// The product was tax-free when the order was placed.
+    tax_free: bool,
 }
 
 /// An order.
 #[derive(ToSchema)]
 #[schema(example = json!({"id": 1, "user": 1, "status": "pending", "cancel_reason": null,
     "lines": [{"product": 1, "name": "Tea", "unit_price": 1000, "quantity": 1, "line_total": 1000,
-               "amount": 1000, "refunded": 0}],
+               "amount": 1000, "refunded": 0, "tax_free": false}],
     "subtotal": 1000, "discount": 0, "coupon": null, "total": 1000, "refunded": 0,
     "created_at": 1795529268217_i64, "expires_at": 1795530168217_i64,
     "updated_at": 1795529268217_i64, "paid_at": null}))]
@@ -154,8 +159,8 @@ pub(crate) struct PaymentFailure {
     "status": "started", "payment_key": null, "pg_order_id": "ls-1-6f1c2a9e",
     "order_name": "Tea and 1 more", "customer_key": "ls-c-3f9a1b2c4d5e",
     "idempotency_key": "ls-pay-0c6e2d4b9a8f7e61", "pg_transaction_id": null, "failure": null,
-    "expires_at": 1795531068217_i64, "created_at": 1795529268217_i64,
-    "updated_at": 1795529268217_i64}))]
+    "expires_at": 1795531068217_i64, "pg_tax_free": 0, "deposit": null,
+    "created_at": 1795529268217_i64, "updated_at": 1795529268217_i64}))]
 pub(crate) struct Payment {
     id: i64,
     /// `order` or `top_up`.
@@ -189,6 +194,8 @@ pub(crate) struct Payment {
     pg_refunded: i64,
     /// A started payment nobody confirmed by then ends.
     expires_at: i64,
+    /// The tax-free part of `pg_amount` (the PG's `taxFreeAmount`).
+    pg_tax_free: i64,
     /// The virtual account to pay into, when the customer chose a bank
     /// transfer in the widget: the confirm answers 200 with the payment
     /// still `requested` and this set; it becomes `approved` on the deposit,
@@ -263,6 +270,8 @@ pub(crate) struct Refund {
     /// (a cancel made at the PG outside the shop, e.g. in its dashboard,
     /// recorded when found; it returns no units).
     origin: String,
+    /// The tax-free part of `pg_amount` (the cancel's `taxFreeAmount`).
+    pg_tax_free: i64,
 }
 
 /// A coupon offer.

@@ -159,6 +159,36 @@ fn the_flows_and_their_refusals() {
         Some(&json!({ "price": 10_000 }).to_string()),
     );
     assert_eq!(priced.body["price"], json!(10_000));
+    assert_eq!(priced.body["tax_free"], json!(false));
+    let tax_free = |body: &str| {
+        call(
+            "PUT",
+            &s.url(&format!("/admin/products/{tea}/tax-free")),
+            Some(&admin),
+            None,
+            Some(body),
+        )
+    };
+    assert_problem(&tax_free(r#"{"tax_free": 1}"#), 400, "malformed_body");
+    assert_problem(
+        &call(
+            "PUT",
+            &s.url(&format!("/admin/products/{tea}/tax-free")),
+            Some(&kim),
+            None,
+            Some(r#"{"tax_free": true}"#),
+        ),
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        tax_free(r#"{"tax_free": true}"#).body["tax_free"],
+        json!(true)
+    );
+    assert_eq!(
+        tax_free(r#"{"tax_free": false}"#).body["tax_free"],
+        json!(false)
+    );
     assert_eq!(
         s.get("/products", None).body["items"]
             .as_array()

@@ -157,6 +157,8 @@ struct State {
     widget_payments: u64,
     /// Payments the customer chose to pay by bank transfer, by `orderId`.
     transfers: HashMap<String, Transfer>,
+    /// Each approved payment's tax-free part, and what of it was cancelled.
+    tax_free: HashMap<String, (Money, Money)>,
 }
 
 /// A payment by bank transfer (Toss's virtual account).
@@ -165,6 +167,8 @@ struct Transfer {
     deposit: Deposit,
     /// A confirm issued the account (the PG holds `WAITING_FOR_DEPOSIT`).
     issued: bool,
+    /// The confirm's `taxFreeAmount`.
+    tax_free: Money,
 }
 
 impl FakeGateway {
@@ -245,6 +249,7 @@ impl FakeGateway {
             Transfer {
                 deposit,
                 issued: false,
+                tax_free: Money::ZERO,
             },
         );
         redirect
@@ -261,6 +266,7 @@ impl FakeGateway {
             return None;
         }
         let secret = transfer.deposit.secret.clone();
+        let tax_free = transfer.tax_free;
         let amount = state
             .authorised
             .values()
@@ -274,7 +280,22 @@ impl FakeGateway {
             cancels: Vec::new(),
         };
         state.approved.insert(pg_order_id.to_owned(), approval);
+        state
+            .tax_free
+            .insert(pg_order_id.to_owned(), (tax_free, Money::ZERO));
         Some(secret)
+    }
+
+    /// The tax-free part the PG holds of the approved payment `pg_order_id`
+    /// (what its confirm's `taxFreeAmount` said) and how much of it its
+    /// cancels gave back.
+    pub fn tax_free(&self, pg_order_id: &str) -> (Money, Money) {
+        let state = self.lock();
+        let approved = state
+            .tax_free
+            .get(pg_order_id)
+            .map_or(Money::ZERO, |(approved, _)| *approved);
+        (approved, state.tax_free_cancelled(pg_order_id))
     }
 
     /// Scripts the next approval call that has no per-order script.
@@ -508,6 +529,35 @@ impl State {
         }
     }
 
+    /// Whether a cancel of `request.amount` with its tax-free part fits
+    /// what is left (`left` in all) of the payment's tax-free and taxable
+    /// parts.
+    fn tax_free_fits(&self, pg_order_id: &str, request: &CancelRequest, left: Money) -> bool {
+        let (approved, cancelled) = self
+            .tax_free
+            .get(pg_order_id)
+            .copied()
+            .unwrap_or((Money::ZERO, Money::ZERO));
+        let tax_free_left = approved.checked_sub(cancelled).unwrap_or(Money::ZERO);
+        let taxable_left = left.checked_sub(tax_free_left).unwrap_or(Money::ZERO);
+        let taxable = request.amount.checked_sub(request.tax_free_amount);
+        request.tax_free_amount <= tax_free_left
+            && taxable.is_some_and(|taxable| taxable <= taxable_left)
+    }
+
+    fn cancel_tax_free(&mut self, pg_order_id: &str, amount: Money) {
+        if let Some((_, cancelled)) = self.tax_free.get_mut(pg_order_id) {
+            *cancelled = cancelled.checked_add(amount).unwrap_or(Money::MAX);
+        }
+    }
+
+    /// The tax-free part of each cancel of `pg_order_id` so far, summed.
+    fn tax_free_cancelled(&self, pg_order_id: &str) -> Money {
+        self.tax_free
+            .get(pg_order_id)
+            .map_or(Money::ZERO, |(_, cancelled)| *cancelled)
+    }
+
     fn approve_now(&mut self, request: &ApproveRequest) -> Approval {
         if let Some(existing) = self.approved.get(&request.pg_order_id) {
             return existing.clone();
@@ -521,6 +571,10 @@ impl State {
         };
         self.approved
             .insert(request.pg_order_id.clone(), approval.clone());
+        self.tax_free.insert(
+            request.pg_order_id.clone(),
+            (request.tax_free_amount, Money::ZERO),
+        );
         approval
     }
 }
@@ -537,6 +591,12 @@ impl PaymentGateway for FakeGateway {
             return reply.clone();
         }
         won_only(request.currency)?;
+        if request.tax_free_amount > request.amount {
+            return Err(GatewayError::Invalid {
+                code: "INVALID_REQUEST".into(),
+                message: "taxFreeAmount exceeds the amount".into(),
+            });
+        }
         // Only what the customer authorised in the widget can be confirmed.
         match state.authorised.get(&request.payment_key) {
             None => {
@@ -572,6 +632,7 @@ impl PaymentGateway for FakeGateway {
             // A bank transfer: the confirm issues the account; once paid
             // into, the payment is approved.
             transfer.issued = true;
+            transfer.tax_free = request.tax_free_amount;
             let deposit = transfer.deposit.clone();
             if state.next.front() == Some(&FakeOutcome::UnknownAfterCharge) {
                 state.next.pop_front();
@@ -709,6 +770,15 @@ impl PaymentGateway for FakeGateway {
                 code: "NOT_CANCELABLE_AMOUNT".into(),
                 message: format!("{} asked, {left} left to cancel", request.amount),
             }
+        } else if !state.tax_free_fits(&request.pg_order_id, request, left) {
+            // Neither part may be cancelled past what is left of it.
+            FakeOutcome::Decline {
+                code: "NOT_CANCELABLE_AMOUNT".into(),
+                message: format!(
+                    "taxFreeAmount {} does not fit what is left of either part",
+                    request.tax_free_amount
+                ),
+            }
         } else if request.amount < left && state.whole_cancel_only.contains(&request.pg_order_id) {
             FakeOutcome::Decline {
                 code: "NOT_ALLOWED_PARTIAL_REFUND".into(),
@@ -723,6 +793,7 @@ impl PaymentGateway for FakeGateway {
         let (reply, remembered) = match outcome {
             FakeOutcome::Approve => {
                 let cancel = state.record_cancel(&request.pg_order_id, request.amount);
+                state.cancel_tax_free(&request.pg_order_id, request.tax_free_amount);
                 let cancellation = Cancellation {
                     cancelled_amount: cancel.amount,
                     transaction_key: cancel.transaction_key,
@@ -731,6 +802,7 @@ impl PaymentGateway for FakeGateway {
             }
             FakeOutcome::UnknownAfterCharge => {
                 let cancel = state.record_cancel(&request.pg_order_id, request.amount);
+                state.cancel_tax_free(&request.pg_order_id, request.tax_free_amount);
                 let lost = GatewayError::Unknown {
                     reason: "the reply was lost after the cancel".into(),
                 };

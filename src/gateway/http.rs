@@ -647,12 +647,17 @@ impl PaymentGateway for HttpGateway {
     fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
         won_only(request.currency)?;
         let url = format!("{}/v1/payments/confirm", self.base);
-        let body = json!({
+        let mut body = json!({
             "paymentKey": request.payment_key,
             "orderId": request.pg_order_id,
             "amount": request.amount.won(),
-        })
-        .to_string();
+        });
+        // The tax-free part, for a shop selling tax-free goods
+        // (docs.tosspayments.com/reference#결제-승인: `taxFreeAmount`).
+        if !request.tax_free_amount.is_zero() {
+            body["taxFreeAmount"] = json!(request.tax_free_amount.won());
+        }
+        let body = body.to_string();
         let reply = self.send(&url, Some(&request.idempotency_key), Some(&body))?;
         if reply.status != 200 {
             if let Some((error, CodeClass::SettleByLookup)) = reply.code(PgApi::Confirm) {
@@ -703,6 +708,10 @@ impl PaymentGateway for HttpGateway {
             "cancelReason": request.reason,
             "cancelAmount": request.amount.won(),
         });
+        // The tax-free part of the cancel (docs.tosspayments.com/reference#결제-취소).
+        if !request.tax_free_amount.is_zero() {
+            body["taxFreeAmount"] = json!(request.tax_free_amount.won());
+        }
         // A payment by bank transfer has no card: Toss sends its money to
         // `refundReceiveAccount` (docs.tosspayments.com/reference#결제-취소).
         if let Some(account) = &request.refund_account {

@@ -54,6 +54,10 @@ pub struct ApproveRequest {
     pub amount: Money,
     /// The currency `amount` is in: the shop's.
     pub currency: Currency,
+    /// The part of `amount` free of VAT (Toss: `taxFreeAmount`, sent when
+    /// not zero; a shop selling tax-free goods must send it).
+    #[serde(default)]
+    pub tax_free_amount: Money,
     /// The key that makes a repeated request the same payment. Unique per
     /// attempt; stored before the first call.
     pub idempotency_key: String,
@@ -85,6 +89,10 @@ pub struct CancelRequest {
     pub amount: Money,
     /// The currency `amount` is in: the shop's.
     pub currency: Currency,
+    /// The part of `amount` free of VAT (Toss: `taxFreeAmount`, sent when
+    /// not zero).
+    #[serde(default)]
+    pub tax_free_amount: Money,
     /// Why, as the PG records it.
     pub reason: String,
     /// The attempt's own key, fresh for every attempt and stored before the

@@ -160,6 +160,10 @@ pub struct Payment {
     /// part and its order's units, until the deposit (then `Approved`) or
     /// the due date (then `Declined`, code [`DEPOSIT_EXPIRED`]).
     pub deposit: Option<DepositAccount>,
+    /// The tax-free part of `pg_amount` (Toss: `taxFreeAmount`): its share
+    /// of the order's [tax-free](crate::Product::tax_free) lines, `⌊tax-free
+    /// × pg_amount / amount⌋`; zero for a top-up.
+    pub pg_tax_free: Money,
     /// When it was created.
     pub created_at: Timestamp,
     /// When its status last changed.
@@ -246,6 +250,7 @@ impl Payment {
             pg_order_id: self.pg_order_id.clone(),
             amount: self.pg_amount,
             currency,
+            tax_free_amount: self.pg_tax_free,
             idempotency_key: self.idempotency_key.clone(),
             order: self.order,
         }
@@ -316,7 +321,7 @@ macro_rules! payment_columns {
             "id, order_id, user_id, amount, status, payment_key, pg_order_id, ",
             "idempotency_key, pg_transaction_id, failure_code, failure_message, created_at, ",
             "updated_at, refunded, kind, balance_amount, pg_amount, pg_refunded, order_name, ",
-            "customer_key, expires_at, deposit_bank, deposit_account, deposit_due_at"
+            "customer_key, expires_at, deposit_bank, deposit_account, deposit_due_at, pg_tax_free"
         )
     };
 }
@@ -486,6 +491,14 @@ pub(crate) fn begin(
         });
     }
     let pg_order_id = format!("ls-{order_id}-{}", token::random_hex(8));
+    let tax_free = Money::checked_sum(
+        order
+            .lines
+            .iter()
+            .filter(|line| line.tax_free)
+            .map(|line| line.amount),
+    )
+    .ok_or(Error::AmountOverflow)?;
     let payment = insert(
         tx,
         NewPayment {
@@ -494,6 +507,7 @@ pub(crate) fn begin(
             user,
             balance_part,
             pg_part,
+            pg_tax_free: share(tax_free, pg_part, order.total),
             pg_order_id,
             order_name: order_name(&order),
         },
@@ -563,6 +577,7 @@ pub(crate) fn begin_top_up(
             user,
             balance_part: Money::ZERO,
             pg_part: amount,
+            pg_tax_free: Money::ZERO,
             pg_order_id: format!("ls-topup-{user}-{}", token::random_hex(8)),
             order_name: "Balance top-up".to_owned(),
         },
@@ -582,12 +597,29 @@ pub(crate) fn begin_top_up(
     Ok(payment)
 }
 
+/// `part`'s share of `tax_free` out of `whole` — `⌊tax_free × part /
+/// whole⌋`, exact in 128 bits — the tax-free part of a payment's PG part:
+/// each part of a split tender carries its share of the tax-free goods.
+pub(crate) fn share(tax_free: Money, part: Money, whole: Money) -> Money {
+    if whole.is_zero() {
+        return Money::ZERO;
+    }
+    let share = i128::from(tax_free.won()) * i128::from(part.won()) / i128::from(whole.won());
+    i64::try_from(share)
+        .ok()
+        .and_then(|won| Money::new(won).ok())
+        .unwrap_or(Money::ZERO)
+        .min(part)
+}
+
 struct NewPayment {
     kind: PaymentKind,
     order: Option<OrderId>,
     user: UserId,
     balance_part: Money,
     pg_part: Money,
+    /// The tax-free part of `pg_part`.
+    pg_tax_free: Money,
     pg_order_id: String,
     order_name: String,
 }
@@ -604,8 +636,8 @@ fn insert(tx: &dyn Db, new: NewPayment, rules: StartRules, now: Timestamp) -> Re
         concat!(
             "INSERT INTO payments (order_id, user_id, amount, status, pg_order_id, ",
             "idempotency_key, created_at, updated_at, kind, balance_amount, pg_amount, ",
-            "order_name, customer_key, expires_at) ",
-            "VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ",
+            "order_name, customer_key, expires_at, pg_tax_free) ",
+            "VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ",
             "RETURNING ",
             payment_columns!()
         ),
@@ -622,6 +654,7 @@ fn insert(tx: &dyn Db, new: NewPayment, rules: StartRules, now: Timestamp) -> Re
             &new.order_name,
             &customer_key,
             &expires_at,
+            &new.pg_tax_free,
         ],
     )?)
 }
@@ -1219,6 +1252,7 @@ fn payment_row(row: &Row) -> Result<Payment> {
             }),
             _ => None,
         },
+        pg_tax_free: row.get(24)?,
     })
 }
 

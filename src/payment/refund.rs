@@ -126,6 +126,11 @@ pub struct Refund {
     pub pg_transaction_key: Option<String>,
     /// Who gave the money back: the shop, or the PG on its own.
     pub origin: RefundOrigin,
+    /// The tax-free part of `pg_amount` (Toss: the cancel's
+    /// `taxFreeAmount`): the refunded lines' tax-free share of it, kept
+    /// within what the payment's tax-free and taxable parts have left at
+    /// the PG, so the last refund cancels each exactly.
+    pub pg_tax_free: Money,
 }
 
 /// A `SELECT` of every refund column, then `$rest`.
@@ -134,7 +139,7 @@ macro_rules! select_refunds {
         concat!(
             "SELECT id, payment_id, order_id, user_id, amount, status, reason, idempotency_key, ",
             "failure_code, failure_message, created_at, updated_at, balance_amount, pg_amount, ",
-            "pg_transaction_key, origin FROM refunds ",
+            "pg_transaction_key, origin, pg_tax_free FROM refunds ",
             $rest
         )
     };
@@ -154,7 +159,8 @@ pub(crate) const SELECT_UNSETTLED: &str = select_refunds!(
     "WHERE status IN ('requested', 'unknown') AND created_at <= ?1 ORDER BY created_at"
 );
 
-pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount, r.order_item_id
+pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount, r.order_item_id,
+            i.tax_free
      FROM refund_items r JOIN order_items i ON i.id = r.order_item_id
      WHERE r.refund_id = ?1 ORDER BY r.order_item_id";
 
@@ -219,6 +225,19 @@ pub(crate) fn begin(
         .unwrap_or(Money::ZERO);
     let pg_part = amount.min(pg_left);
     let balance_part = amount.checked_sub(pg_part).ok_or(Error::AmountOverflow)?;
+    let lines_tax_free = Money::checked_sum(
+        units
+            .iter()
+            .filter(|unit| unit.tax_free)
+            .map(|unit| unit.amount),
+    )
+    .ok_or(Error::AmountOverflow)?;
+    let pg_tax_free = tax_free_of_cancel(
+        super::share(lines_tax_free, pg_part, worth),
+        pg_part,
+        tax_free_left(tx, &payment)?,
+        pg_left,
+    );
     let balance = balance::get(tx, user)?;
     balance::check_cap(
         balance,
@@ -234,8 +253,8 @@ pub(crate) fn begin(
         .query_row(
             "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
                                   idempotency_key, created_at, updated_at, balance_amount,
-                                  pg_amount)
-             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7, ?8, ?9)
+                                  pg_amount, pg_tax_free)
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7, ?8, ?9, ?10)
              RETURNING id",
             &[
                 &payment.id,
@@ -247,6 +266,7 @@ pub(crate) fn begin(
                 &now,
                 &balance_part,
                 &pg_part,
+                &pg_tax_free,
             ],
         )?
         .get(0)?;
@@ -261,6 +281,41 @@ pub(crate) fn begin(
         complete(tx, id, now)?;
     }
     get(tx, id)
+}
+
+/// What is left of `payment`'s tax-free part at the PG: its `pg_tax_free`
+/// less that of its completed refunds.
+fn tax_free_left(tx: &dyn Db, payment: &Payment) -> Result<Money> {
+    let cancelled: Money = tx
+        .query_row(
+            "SELECT coalesce(CAST(sum(pg_tax_free) AS BIGINT), 0) FROM refunds
+             WHERE payment_id = ?1 AND status = 'completed'",
+            &[&payment.id],
+        )?
+        .get(0)?;
+    Ok(payment
+        .pg_tax_free
+        .checked_sub(cancelled)
+        .unwrap_or(Money::ZERO))
+}
+
+/// The tax-free part of a cancel of `pg_part`, from its lines' share
+/// `wanted`: no more than the tax-free part left (`tax_free_left`) nor the
+/// cancel, and no less than what the taxable part left (`pg_left −
+/// tax_free_left`) cannot take. So the PG is never asked to cancel more of
+/// either part than it holds (Toss refuses that), and the refund that
+/// empties the PG part empties both.
+pub(crate) fn tax_free_of_cancel(
+    wanted: Money,
+    pg_part: Money,
+    tax_free_left: Money,
+    pg_left: Money,
+) -> Money {
+    let tax_free_left = tax_free_left.min(pg_left);
+    let taxable_left = pg_left.checked_sub(tax_free_left).unwrap_or(Money::ZERO);
+    let low = pg_part.checked_sub(taxable_left).unwrap_or(Money::ZERO);
+    let high = pg_part.min(tax_free_left);
+    wanted.max(low).min(high)
 }
 
 /// The first transaction of a top-up's refund to the card, while its money
@@ -487,6 +542,7 @@ pub(crate) fn cancel_request(
         pg_order_id: payment.pg_order_id,
         amount: refund.pg_amount,
         currency,
+        tax_free_amount: refund.pg_tax_free,
         reason: refund.reason.clone(),
         idempotency_key: refund.idempotency_key.clone(),
         refund_account: super::refund_account(conn, refund.payment)?,
@@ -802,6 +858,7 @@ fn units_of(conn: &dyn Db, id: RefundId) -> Result<Vec<RefundUnits>> {
                 quantity: row.get(1)?,
                 amount: row.get(2)?,
                 item: row.get(3)?,
+                tax_free: row.get::<i64>(4)? != 0,
             })
         })
         .collect()
@@ -830,5 +887,40 @@ fn refund_row(row: &Row) -> Result<Refund> {
         pg_amount: row.get(13)?,
         pg_transaction_key: row.get(14)?,
         origin: row.get(15)?,
+        pg_tax_free: row.get(16)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever each refund's lines want, no cancel takes more of
+        /// either part than the PG holds, and the cancel that empties the
+        /// PG part empties both parts.
+        #[test]
+        fn cancels_keep_within_both_parts_and_end_together(
+            pg in 1i64..1_000_000,
+            tax_free_permille in 0i64..=1_000,
+            cuts in proptest::collection::vec((1i64..400_000, 0i64..=1_000), 1..8),
+        ) {
+            let won = |w: i64| Money::new(w).unwrap();
+            let mut pg_left = won(pg);
+            let mut tax_free_left = won(pg * tax_free_permille / 1_000);
+            for (i, (cut, wanted_permille)) in cuts.iter().enumerate() {
+                let last = i + 1 == cuts.len();
+                let part = if last { pg_left } else { won(*cut).min(pg_left) };
+                let wanted = won(part.won() * wanted_permille / 1_000);
+                let tax_free = tax_free_of_cancel(wanted, part, tax_free_left, pg_left);
+                let taxable_left = pg_left.checked_sub(tax_free_left).unwrap();
+                prop_assert!(tax_free <= part && tax_free <= tax_free_left);
+                prop_assert!(part.checked_sub(tax_free).unwrap() <= taxable_left);
+                pg_left = pg_left.checked_sub(part).unwrap();
+                tax_free_left = tax_free_left.checked_sub(tax_free).unwrap();
+            }
+            prop_assert_eq!((pg_left, tax_free_left), (Money::ZERO, Money::ZERO));
+        }
+    }
 }

@@ -948,6 +948,24 @@ impl Shop {
         Ok(product)
     }
 
+    /// Marks `id` as sold free of VAT (면세) or not; returns the product.
+    /// Orders placed from then on send their tax-free lines' share of each
+    /// PG amount as the PG's tax-free amount (Toss: `taxFreeAmount`, which
+    /// a shop selling tax-free goods must send); orders placed before keep
+    /// what the product was then.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::ProductNotFound`].
+    pub fn set_tax_free(&self, id: ProductId, tax_free: bool) -> Result<Product> {
+        let id = id.validate()?;
+        let product = self.write(Scope::Shop, move |tx, now| {
+            product::set_tax_free(tx, id, tax_free, now)
+        })?;
+        debug!(product = %id, tax_free, "product tax status set");
+        Ok(product)
+    }
+
     // ----- cart: seed flows 4 to 6 -----
 
     /// The cart of `user`, with each line's product name, current unit price

@@ -350,6 +350,10 @@ ALTER TABLE payments
         CHECK (refund_account_number IS NULL OR length(refund_account_number) BETWEEN 1 AND 20),
     ADD COLUMN refund_holder TEXT
         CHECK (refund_holder IS NULL OR length(refund_holder) BETWEEN 1 AND 60);
+ALTER TABLE products ADD COLUMN tax_free BIGINT NOT NULL DEFAULT 0 CHECK (tax_free IN (0, 1));
+ALTER TABLE order_items ADD COLUMN tax_free BIGINT NOT NULL DEFAULT 0 CHECK (tax_free IN (0, 1));
+ALTER TABLE payments ADD COLUMN pg_tax_free BIGINT NOT NULL DEFAULT 0 CHECK (pg_tax_free >= 0);
+ALTER TABLE refunds ADD COLUMN pg_tax_free BIGINT NOT NULL DEFAULT 0 CHECK (pg_tax_free >= 0);
 CREATE INDEX payments_awaiting_deposit ON payments (deposit_due_at)
     WHERE status IN ('requested', 'unknown') AND deposit_due_at IS NOT NULL;
 "#,
