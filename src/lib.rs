@@ -164,6 +164,15 @@
 //! | no definite answer | `Unknown` | held | `Paying` | [`Error::PaymentOutcomeUnknown`] ([`Error::TopUpOutcomeUnknown`]) |
 //! | a virtual account issued ([`GatewayError::AwaitingDeposit`]) | `Requested`, with [`Payment::deposit`] | held | `Paying` | `Ok(Payment)` |
 //!
+//! **Tax-free goods (면세).** A product marked with [`Shop::set_tax_free`]
+//! makes its order lines tax-free (an order keeps what each product was
+//! when placed). A payment's PG part carries its share of the order's
+//! tax-free lines, `⌊tax-free × pg_amount / amount⌋`
+//! ([`Payment::pg_tax_free`], sent as Toss's `taxFreeAmount`), and each
+//! refund's cancel its lines' share of its PG part, kept within what the PG
+//! still holds of each part ([`Refund::pg_tax_free`]), so the cancel that
+//! empties the PG part empties both.
+//!
 //! **Bank transfer (Toss's virtual account, 가상계좌).** A customer who
 //! chooses it in the widget gets an account instead of an approval: the
 //! confirm answers `WAITING_FOR_DEPOSIT` with the account, its due date and
