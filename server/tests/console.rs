@@ -370,6 +370,28 @@ fn the_pages_show_what_the_shop_holds() {
         "{listed}"
     );
     assert!(listed.contains(&format!("/console/orders?order={by_card}")));
+
+    // A top-up awaiting a bank transfer is in flight, but the customer's
+    // to finish until its account closes: not for a person.
+    let charged = s.post("/me/balance/charge", Some(&kim), json!({ "amount": 7_000 }));
+    let pg_order_id = charged.body["pg_order_id"].as_str().unwrap().to_owned();
+    let redirect = s.pg.pay_in_widget_by_transfer(
+        &pg_order_id,
+        liteshop::Money::new(7_000).unwrap(),
+        std::time::Duration::from_secs(3 * 24 * 3_600),
+    );
+    let waiting = s.post(
+        &format!("/me/payments/{}/confirm", charged.body["id"]),
+        Some(&kim),
+        json!({ "payment_key": redirect.payment_key, "pg_order_id": pg_order_id, "amount": 7_000 }),
+    );
+    assert_eq!(waiting.status, 200, "{}", waiting.body);
+    let flight = get("/console/in-flight");
+    let start = flight
+        .find("awaiting a bank transfer until")
+        .expect("listed");
+    let row = &flight[start..start + flight[start..].find("</tr>").unwrap()];
+    assert!(row.contains(">no<"), "{row}");
 }
 
 #[test]

@@ -181,6 +181,15 @@ pub(crate) fn in_flight(
     let review_after = i64::try_from(shop.review_after().as_millis()).unwrap_or(i64::MAX);
     let for_a_person =
         |created: Timestamp| unsettled.at.as_millis() - created.as_millis() >= review_after;
+    // A payment awaiting a bank transfer is the customer's until its
+    // account closes (its due date and the grace after it).
+    let grace = i64::try_from(liteshop::DEPOSIT_GRACE.as_millis()).unwrap_or(i64::MAX);
+    let payment_for_a_person = |p: &liteshop::Payment| match &p.deposit {
+        Some(deposit) => {
+            unsettled.at.as_millis() >= deposit.due_at.as_millis().saturating_add(grace)
+        }
+        None => for_a_person(p.created_at),
+    };
     let held: i64 = unsettled.payments.iter().map(|p| p.amount.won()).sum();
     let owed: i64 = unsettled.refunds.iter().map(|r| r.amount.won()).sum();
     page(
@@ -225,9 +234,10 @@ pub(crate) fn in_flight(
                     @for p in &unsettled.payments {
                         tr {
                             td { (p.id) } td { @if let Some(order) = p.order { a href={ "/console/orders?order=" (order) } { (order) } } @else { "top-up" } } td { (p.user) }
-                            td class="num" { (won(p.amount.won())) } td { (p.status) }
+                            td class="num" { (won(p.amount.won())) }
+                            td { (p.status) @if let Some(deposit) = &p.deposit { " — awaiting a bank transfer until " (time(deposit.due_at, offset)) } }
                             td { (time(p.created_at, offset)) } td { (age(p.created_at, unsettled.at)) }
-                            td { @if for_a_person(p.created_at) { span class="fail" { "yes" } } @else { "no" } }
+                            td { @if payment_for_a_person(p) { span class="fail" { "yes" } } @else { "no" } }
                         }
                     }
                     @if unsettled.payments.is_empty() { tr { td colspan="8" { "None." } } }
