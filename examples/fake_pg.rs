@@ -51,6 +51,15 @@ struct Args {
     /// Take a confirm this many seconds after authentication (Toss: 600).
     #[arg(long)]
     confirm_window_secs: Option<u64>,
+    /// Send Toss's webhooks (a dashboard cancel's PAYMENT_STATUS_CHANGED,
+    /// a deposit's DEPOSIT_CALLBACK) to this URL, e.g. a shop's
+    /// `http://127.0.0.1:8080/pg/webhook`, retrying anything but a 200.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// The unit of the webhook retry schedule in milliseconds (Toss: a
+    /// minute; default 50).
+    #[arg(long)]
+    webhook_unit_ms: Option<u64>,
     /// Start on a free port, pay two orders through a shop, print, and exit.
     #[arg(long)]
     demo: bool,
@@ -67,6 +76,8 @@ impl Args {
             whole_cancel_only: self.whole_cancel_only,
             key_lifetime: self.key_lifetime_secs.map(std::time::Duration::from_secs),
             confirm_window: self.confirm_window_secs.map(std::time::Duration::from_secs),
+            webhook_url: self.webhook_url.clone(),
+            webhook_unit: self.webhook_unit_ms.map(std::time::Duration::from_millis),
         }
     }
 }

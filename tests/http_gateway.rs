@@ -948,3 +948,168 @@ fn a_tax_free_part_is_sent_as_tax_free_amount() {
     let cancel: Value = serde_json::from_str(&seen[1].body).unwrap();
     assert_eq!(cancel["taxFreeAmount"], json!(2_000));
 }
+
+/// The Toss double end to end through `HttpGateway`: a bank transfer's
+/// confirm issues an account; the deposit at the PG comes to the shop as a
+/// `DEPOSIT_CALLBACK`, retried after an answer that is not a 200, and
+/// settles the payment once; a dashboard cancel comes as a
+/// `PAYMENT_STATUS_CHANGED` and is recorded once; the refund of the
+/// transfer needs the customer's account.
+#[test]
+fn the_toss_double_sends_its_webhooks_again_until_the_shop_answers_200() -> liteshop::Result<()> {
+    // The shop's webhook route, as the server has it: 500 to the first
+    // notice, then the body's payment is settled from the PG's record.
+    let receiver = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let hook = format!(
+        "http://{}/pg/webhook",
+        receiver.server_addr().to_ip().unwrap()
+    );
+    let pg = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let base = format!("http://{}", pg.server_addr().to_ip().unwrap());
+    let records = Arc::new(Mutex::new(fake_pg_server::Pg::default()));
+    let pg_thread = {
+        let (server, records) = (pg.clone(), records.clone());
+        let rules = fake_pg_server::Rules {
+            secret: SECRET.to_owned(),
+            webhook_url: Some(hook),
+            webhook_unit: Some(std::time::Duration::from_millis(20)),
+            ..Default::default()
+        };
+        thread::spawn(move || fake_pg_server::serve(&server, &rules, &records))
+    };
+    let gateway = HttpGateway::builder(&base, SECRET).build();
+    let t = common::open_with(move |b| b.gateway(gateway));
+    let notices = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let receiver_thread = {
+        let (receiver, shop, notices) = (receiver.clone(), t.shop.clone(), notices.clone());
+        thread::spawn(move || {
+            while let Ok(mut request) = receiver.recv() {
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                let notice: Value = serde_json::from_str(&body).unwrap();
+                let first = {
+                    let mut seen = notices.lock().unwrap();
+                    seen.push(notice.clone());
+                    seen.len() == 1
+                };
+                if first {
+                    let _ = request.respond(tiny_http::Response::empty(500));
+                    continue;
+                }
+                let id = notice["orderId"]
+                    .as_str()
+                    .or(notice["data"]["orderId"].as_str())
+                    .unwrap()
+                    .to_owned();
+                let settled = match notice["secret"].as_str() {
+                    Some(secret) => shop.deposit_notice(&id, secret),
+                    None => shop.payment_changed_at_pg(&id),
+                };
+                assert!(settled.unwrap().is_some(), "{notice}");
+                let _ = request.respond(tiny_http::Response::empty(200));
+            }
+        })
+    };
+
+    let kim = t.user("Kim").id;
+    let rice = t.product("Rice", 10_000, 5).id;
+    let order = t.shop.place_order(kim, &[OrderLine::new(rice, 2)])?.id;
+    let started = t.shop.start_payment(kim, order, won(0))?;
+    let widget = started.widget().unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let authorised: Value = serde_json::from_str(
+        &agent
+            .post(format!("{base}/v1/fake/widget"))
+            .send(
+                json!({ "orderId": widget.pg_order_id, "amount": 20_000, "method": "VIRTUAL_ACCOUNT" })
+                    .to_string(),
+            )
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let redirect = liteshop::PgRedirect {
+        payment_key: authorised["paymentKey"].as_str().unwrap().to_owned(),
+        pg_order_id: widget.pg_order_id.clone(),
+        amount: widget.amount,
+    };
+    let waiting = t.shop.confirm_payment(kim, started.id, &redirect)?;
+    let account = waiting.deposit.clone().expect("an account to pay into");
+    assert!(account.account_number.starts_with('X'), "{account:?}");
+    assert_eq!(
+        t.shop.order(kim, order)?.status,
+        liteshop::OrderStatus::Paying
+    );
+
+    // The customer pays in; the notice is refused once, then settles it.
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:"))
+    );
+    let deposited = agent
+        .post(format!("{base}/v1/fake/deposit"))
+        .header("Authorization", &auth)
+        .send(json!({ "orderId": widget.pg_order_id }).to_string())
+        .unwrap();
+    assert_eq!(deposited.status(), 200);
+    let paid = common::wait_until(|| {
+        t.shop.order(kim, order).unwrap().status == liteshop::OrderStatus::Paid
+    });
+    assert!(paid, "the deposit notice settled the payment");
+    assert_eq!(notices.lock().unwrap().len(), 2, "sent again after the 500");
+    assert!(notices.lock().unwrap()[0].get("eventType").is_none());
+
+    // The refund of a transfer goes to the customer's account.
+    let err = t
+        .shop
+        .refund_lines(kim, order, &[OrderLine::new(rice, 1)], "one back")
+        .unwrap_err();
+    assert!(
+        matches!(&err, liteshop::Error::RefundDeclined { code, .. } if code == "INVALID_REFUND_ACCOUNT_INFO"),
+        "{err:?}"
+    );
+    t.shop.set_refund_account(
+        kim,
+        started.id,
+        &liteshop::RefundAccount {
+            bank: "20".into(),
+            account_number: "1002123456789".into(),
+            holder_name: "김민지".into(),
+        },
+    )?;
+    let refund = t
+        .shop
+        .refund_lines(kim, order, &[OrderLine::new(rice, 1)], "one back")?;
+    assert_eq!(refund.status, liteshop::RefundStatus::Completed);
+
+    // An operator cancels the rest in the dashboard: the notice records it.
+    let cancelled = agent
+        .post(format!("{base}/v1/fake/dashboard/cancel"))
+        .header("Authorization", &auth)
+        .send(json!({ "orderId": widget.pg_order_id, "cancelAmount": 10_000 }).to_string())
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let recorded = common::wait_until(|| t.shop.order(kim, order).unwrap().refunded == won(20_000));
+    assert!(recorded, "the dashboard's cancel is in the books");
+    let refunds = t.shop.refunds(kim, order)?;
+    assert_eq!(
+        refunds.iter().map(|r| r.origin).collect::<Vec<_>>(),
+        [
+            liteshop::RefundOrigin::Shop,
+            liteshop::RefundOrigin::Shop,
+            liteshop::RefundOrigin::Pg
+        ]
+    );
+    assert!(t.shop.audit()?.is_clean());
+
+    pg.unblock();
+    receiver.unblock();
+    pg_thread.join().unwrap();
+    receiver_thread.join().unwrap();
+    Ok(())
+}

@@ -19,7 +19,19 @@
 //! - an idempotency key replays its first reply, and is forgotten after
 //!   `key_lifetime` (Toss: 15 days);
 //! - `POST /v1/fake/dashboard/cancel {"orderId","cancelAmount"}` (with the
-//!   secret; not a Toss API) plays an operator cancelling in the dashboard.
+//!   secret; not a Toss API) plays an operator cancelling in the dashboard;
+//! - a widget payment with `"method": "VIRTUAL_ACCOUNT"` is a bank
+//!   transfer: its confirm answers `WAITING_FOR_DEPOSIT` with a
+//!   `virtualAccount` (`dueDate` `dueInSecs` ahead, default 7 days) and the
+//!   payment's `secret`, its lookup says so, and `POST /v1/fake/deposit
+//!   {"orderId"}` (with the secret; not a Toss API) plays the customer's
+//!   transfer: `DONE` (docs.tosspayments.com/guides/payment/virtual-account);
+//! - with `Rules::webhook_url`, it sends Toss's webhooks
+//!   (docs.tosspayments.com/guides/webhook): `PAYMENT_STATUS_CHANGED` after
+//!   a dashboard cancel, `DEPOSIT_CALLBACK` (no `eventType`, with the
+//!   payment's `secret`) after a deposit; any answer but a 200 is retried
+//!   up to 7 times, after 1, 4, 16, 64, 256, 1,024 and 4,096 units of
+//!   `webhook_unit` (Toss: minutes).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,11 +63,50 @@ pub struct Rules {
     /// 10 minutes; later the confirm is `NOT_FOUND_PAYMENT_SESSION` and the
     /// lookup `EXPIRED`, docs.tosspayments.com/reference/error-codes).
     pub confirm_window: Option<Duration>,
+    /// Where to send webhooks (none when unset).
+    pub webhook_url: Option<String>,
+    /// The unit of the webhook retry schedule (Toss: a minute; default
+    /// here 50 ms, so tests and demos see retries).
+    pub webhook_unit: Option<Duration>,
+}
+
+/// Toss's webhook retry schedule, in units (docs.tosspayments.com/guides/webhook:
+/// 1 → 4 → 16 → 64 → 256 → 1,024 → 4,096 minutes).
+const WEBHOOK_RETRIES: [u32; 7] = [1, 4, 16, 64, 256, 1_024, 4_096];
+
+/// Sends `body` to `url` as Toss sends a webhook: again, on the schedule,
+/// until a 200 comes back or the retries run out. Returns at once; the
+/// sending runs on its own thread.
+fn send_webhook(url: String, unit: Duration, body: Value) {
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        for wait in std::iter::once(0).chain(WEBHOOK_RETRIES) {
+            std::thread::sleep(unit * wait);
+            let sent = agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string());
+            if sent.is_ok_and(|reply| reply.status() == 200) {
+                return;
+            }
+        }
+    });
 }
 
 impl Rules {
     fn confirm_window(&self) -> Duration {
         self.confirm_window.unwrap_or(Duration::from_secs(10 * 60))
+    }
+
+    fn webhook(&self, body: Value) {
+        if let Some(url) = &self.webhook_url {
+            let unit = self.webhook_unit.unwrap_or(Duration::from_millis(50));
+            send_webhook(url.clone(), unit, body);
+        }
     }
 }
 
@@ -70,6 +121,9 @@ pub struct Pg {
     /// `paymentKey` → (`orderId`, `amount`, when) a customer authorised in
     /// the widget: the only payments a confirm may take, within the window.
     authorised: HashMap<String, (String, i64, Instant)>,
+    /// `orderId` → how long its virtual account stays open, for the
+    /// payments the customer chose to pay by bank transfer.
+    transfers: HashMap<String, Duration>,
 }
 
 impl Pg {
@@ -111,6 +165,11 @@ impl Pg {
                 match (request["orderId"].as_str(), request["amount"].as_i64()) {
                     (Some(order_id), Some(amount)) => {
                         let payment_key = self.pay_in_widget(order_id, amount);
+                        if request["method"] == "VIRTUAL_ACCOUNT" {
+                            let due = request["dueInSecs"].as_u64().unwrap_or(7 * 24 * 3_600);
+                            self.transfers
+                                .insert(order_id.to_owned(), Duration::from_secs(due));
+                        }
                         (
                             200,
                             json!({ "paymentKey": payment_key, "orderId": order_id, "amount": amount }),
@@ -120,6 +179,7 @@ impl Pg {
                 }
             }
             ("GET", ["v1", "payments", "orders", order_id]) => self.lookup(rules, order_id),
+            ("POST", ["v1", "fake", "deposit"]) => self.deposit(rules, &request),
             ("POST", ["v1", "fake", "dashboard", "cancel"]) => {
                 let payment_key = request["orderId"]
                     .as_str()
@@ -127,7 +187,17 @@ impl Pg {
                     .and_then(|payment| payment["paymentKey"].as_str())
                     .map(str::to_owned);
                 match payment_key {
-                    Some(payment_key) => self.cancel(rules, &payment_key, &request, true),
+                    Some(payment_key) => {
+                        let reply = self.cancel(rules, &payment_key, &request, true);
+                        if reply.0 == 200 {
+                            rules.webhook(json!({
+                                "eventType": "PAYMENT_STATUS_CHANGED",
+                                "createdAt": "2026-01-01T00:00:00.000",
+                                "data": reply.1,
+                            }));
+                        }
+                        reply
+                    }
                     None => error(404, "NOT_FOUND_PAYMENT", "no such payment"),
                 }
             }
@@ -223,6 +293,32 @@ impl Pg {
             );
         }
         self.transactions += 1;
+        if let Some(due_in) = self.transfers.get(order_id) {
+            let due = chrono_like(due_in.as_secs());
+            let payment = json!({
+                "paymentKey": payment_key,
+                "orderId": order_id,
+                "status": "WAITING_FOR_DEPOSIT",
+                "method": "가상계좌",
+                "totalAmount": amount,
+                "balanceAmount": amount,
+                "approvedAt": null,
+                "lastTransactionKey": format!("fakepg_tx_{}", self.transactions),
+                "cancels": null,
+                "secret": format!("ps_fakepg_{}", self.transactions),
+                "virtualAccount": {
+                    "accountNumber": format!("X{:013}", self.transactions),
+                    "bankCode": "20",
+                    "customerName": "fake",
+                    "dueDate": due,
+                    "expired": false,
+                    "settlementStatus": "INCOMPLETED",
+                    "refundStatus": "NONE",
+                },
+            });
+            self.payments.insert(order_id.to_owned(), payment.clone());
+            return (200, payment);
+        }
         let payment = json!({
             "paymentKey": payment_key,
             "orderId": order_id,
@@ -234,6 +330,29 @@ impl Pg {
             "cancels": null,
         });
         self.payments.insert(order_id.to_owned(), payment.clone());
+        (200, payment)
+    }
+
+    /// The customer's transfer into the virtual account of `orderId`: the
+    /// payment is `DONE`, and the shop gets a `DEPOSIT_CALLBACK`.
+    fn deposit(&mut self, rules: &Rules, request: &Value) -> (u16, Value) {
+        let Some(payment) = request["orderId"]
+            .as_str()
+            .and_then(|id| self.payments.get_mut(id))
+            .filter(|payment| payment["status"] == "WAITING_FOR_DEPOSIT")
+        else {
+            return error(404, "NOT_FOUND_PAYMENT", "no payment awaiting a deposit");
+        };
+        payment["status"] = json!("DONE");
+        payment["approvedAt"] = json!("2026-01-01T00:00:00+09:00");
+        let payment = payment.clone();
+        rules.webhook(json!({
+            "createdAt": "2026-01-01T00:00:00.000",
+            "secret": payment["secret"],
+            "status": "DONE",
+            "transactionKey": payment["lastTransactionKey"],
+            "orderId": payment["orderId"],
+        }));
         (200, payment)
     }
 
@@ -273,6 +392,16 @@ impl Pg {
                 "the cancel amount is more than what is left",
             );
         }
+        let transfer = payment["method"] == "가상계좌";
+        if transfer && !dashboard && !request["refundReceiveAccount"].is_object() {
+            // A bank transfer has no card to go back to
+            // (docs.tosspayments.com/reference#결제-취소).
+            return error(
+                400,
+                "INVALID_REFUND_ACCOUNT_INFO",
+                "a bank transfer is refunded to refundReceiveAccount",
+            );
+        }
         if amount < left && rules.whole_cancel_only && !dashboard {
             return error(
                 403,
@@ -296,6 +425,31 @@ impl Pg {
         payment["lastTransactionKey"] = json!(transaction_key);
         (200, payment.clone())
     }
+}
+
+/// Now plus `secs`, as Toss writes a time (ISO 8601, Korean time).
+fn chrono_like(secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let at = i64::try_from(now.saturating_add(secs)).unwrap_or(i64::MAX) + 9 * 3_600;
+    let (days, rest) = (at.div_euclid(86_400), at.rem_euclid(86_400));
+    // The civil date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+09:00",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 fn error(status: u16, code: &str, message: &str) -> (u16, Value) {

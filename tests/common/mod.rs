@@ -393,3 +393,16 @@ pub fn top_up(
     shop.confirm_payment(user, started.id, &pg.pay_widget(&widget))?;
     shop.balance(user)
 }
+
+/// Whether `done` becomes true within 10 seconds of real time, asked every
+/// 20 ms: for what another thread or process does on its own (a webhook).
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
