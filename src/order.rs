@@ -122,6 +122,7 @@ pub struct OrderItem {
     pub refunded: u32,
     /// Sold free of VAT: the product was [`tax_free`](crate::Product::tax_free)
     /// when the order was placed.
+    #[serde(default)]
     pub tax_free: bool,
 }
 

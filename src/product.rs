@@ -43,6 +43,7 @@ pub struct Product {
     /// the tax-free part of a payment and of its refunds (Toss:
     /// `taxFreeAmount`). Set by [`Shop::set_tax_free`](crate::Shop::set_tax_free);
     /// an order keeps what it was when placed.
+    #[serde(default)]
     pub tax_free: bool,
 }
 

@@ -163,6 +163,7 @@ pub struct Payment {
     /// The tax-free part of `pg_amount` (Toss: `taxFreeAmount`): its share
     /// of the order's [tax-free](crate::Product::tax_free) lines, `⌊tax-free
     /// × pg_amount / amount⌋`; zero for a top-up.
+    #[serde(default)]
     pub pg_tax_free: Money,
     /// When it was created.
     pub created_at: Timestamp,

@@ -52,10 +52,11 @@ text_enum!(RefundStatus {
 });
 
 /// Who gave a refund's money back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundOrigin {
     /// The shop: a refund asked for through [`Shop`](crate::Shop).
+    #[default]
     Shop,
     /// The PG on its own: a cancel the PG's record holds that the shop never
     /// asked for (made in the PG's dashboard, say), recorded when the shop
@@ -125,11 +126,13 @@ pub struct Refund {
     /// storing it.
     pub pg_transaction_key: Option<String>,
     /// Who gave the money back: the shop, or the PG on its own.
+    #[serde(default)]
     pub origin: RefundOrigin,
     /// The tax-free part of `pg_amount` (Toss: the cancel's
     /// `taxFreeAmount`): the refunded lines' tax-free share of it, kept
     /// within what the payment's tax-free and taxable parts have left at
     /// the PG, so the last refund cancels each exactly.
+    #[serde(default)]
     pub pg_tax_free: Money,
 }
 
