@@ -274,7 +274,10 @@
 //! holds of the amount; what the customer had spent is reported. Each is
 //! reported with `needs_review`, logged at error level and listed in
 //! [`Unsettled::external`]; one the shop cannot record safely (a refund
-//! of the payment in flight, which may be that cancel) waits. While an attempt
+//! of the payment in flight, which may be that cancel) waits. A payment the
+//! shop holds paid that the PG no longer does (a bank transfer's deposit
+//! the bank reversed: `DONE` back to `WAITING_FOR_DEPOSIT`) is reported
+//! for a person, never undone by itself. While an attempt
 //! is in flight its amount counts against the balance limit (as money held
 //! by a payment in flight does), so its credit always fits.
 //!

@@ -310,3 +310,23 @@ fn a_bank_transfer_is_refunded_to_the_account_the_customer_gives() -> Result<()>
     s.audit_is_clean();
     Ok(())
 }
+
+#[test]
+fn a_deposit_the_bank_reverses_is_reported_for_a_person() -> Result<()> {
+    let s = shop();
+    let (order, payment) = s.awaiting(DAY);
+    let secret = s.pg.deposit(&payment.pg_order_id).unwrap();
+    s.t.shop.deposit_notice(&payment.pg_order_id, &secret)?;
+    assert_eq!(s.t.shop.order(s.kim, order)?.status, OrderStatus::Paid);
+    // The bank reverses it: the PG waits for a deposit again, and its
+    // notice finds the shop's paid order no longer paid at the PG.
+    assert!(s.pg.reverse_deposit(&payment.pg_order_id));
+    let seen =
+        s.t.shop
+            .deposit_notice(&payment.pg_order_id, &secret)?
+            .unwrap();
+    assert!(seen.needs_review, "{seen:?}");
+    assert_eq!(seen.status, PaymentStatus::Approved);
+    s.audit_is_clean();
+    Ok(())
+}

@@ -298,6 +298,18 @@ impl FakeGateway {
         (approved, state.tax_free_cancelled(pg_order_id))
     }
 
+    /// The bank reverses the deposit into `pg_order_id`'s virtual account
+    /// (a deposit error): the PG holds the payment `WAITING_FOR_DEPOSIT`
+    /// again, as Toss documents (docs.tosspayments.com/guides/learn/virtual-account-webhook).
+    /// Returns whether there was a deposit to reverse.
+    pub fn reverse_deposit(&self, pg_order_id: &str) -> bool {
+        let mut state = self.lock();
+        if !state.transfers.contains_key(pg_order_id) {
+            return false;
+        }
+        state.approved.remove(pg_order_id).is_some()
+    }
+
     /// Scripts the next approval call that has no per-order script.
     pub fn push(&self, outcome: FakeOutcome) {
         self.lock().next.push_back(outcome);

@@ -286,6 +286,14 @@ impl Payments<'_> {
                 let differs = cancelled != Some(payment.pg_refunded);
                 (payment, followed || differs)
             }
+            // Paid at the shop, not (any more) at the PG: a bank transfer's
+            // deposit the bank reversed (Toss: `DONE` back to
+            // `WAITING_FOR_DEPOSIT`), or a record the PG lost. The goods
+            // may be gone; a person decides.
+            (
+                PaymentStatus::Approved | PaymentStatus::Refunded,
+                Ok(PgStatus::Pending(_) | PgStatus::Declined { .. } | PgStatus::NotFound),
+            ) => (payment, true),
             _ => (payment, false),
         };
         if external {
