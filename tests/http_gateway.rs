@@ -306,7 +306,8 @@ fn status_reads_every_state_toss_documents() {
             approval.cancels,
             vec![PgCancel {
                 transaction_key: "c1".into(),
-                amount: won(5_000)
+                amount: won(5_000),
+                tax_free_amount: won(0),
             }]
         ),
         other => panic!("PARTIAL_CANCELED is approved with its cancels: {other:?}"),
@@ -1112,4 +1113,30 @@ fn the_toss_double_sends_its_webhooks_again_until_the_shop_answers_200() -> lite
     pg_thread.join().unwrap();
     receiver_thread.join().unwrap();
     Ok(())
+}
+
+/// Each cancel in the PG's record carries its tax-free part
+/// (`cancels[].taxFreeAmount`); one larger than its cancel is unreadable.
+#[test]
+fn a_cancels_tax_free_part_is_read_from_the_pgs_record() {
+    let mut record = cancelled_payment("PARTIAL_CANCELED", 15_000, &[("c1", 5_000)]);
+    record["cancels"][0]["taxFreeAmount"] = json!(2_000);
+    let mut wrong = record.clone();
+    wrong["cancels"][0]["taxFreeAmount"] = json!(6_000);
+    let pg = PgServer::start(vec![reply(200, record), reply(200, wrong)]);
+    let request = StatusRequest {
+        pg_order_id: "ls-7-0011aabb".into(),
+        payment_key: None,
+    };
+    match pg.gateway().status(&request) {
+        Ok(PgStatus::Approved(approval)) => {
+            assert_eq!(approval.cancels[0].tax_free_amount, won(2_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    let unreadable = pg.gateway().status(&request);
+    assert!(
+        matches!(unreadable, Err(GatewayError::Unknown { .. })),
+        "{unreadable:?}"
+    );
 }

@@ -68,3 +68,41 @@ fn the_tax_free_share_of_each_pg_amount_goes_with_the_confirm_and_every_cancel()
     assert!(t.shop.audit()?.is_clean());
     Ok(())
 }
+
+#[test]
+fn a_dashboard_cancel_keeps_the_tax_free_part_the_pg_names() -> Result<()> {
+    let pg = FakeGateway::new();
+    let gateway = pg.clone();
+    let t = open_with(move |b| b.gateway(gateway));
+    let kim = t.user("Kim").id;
+    let rice = t.product("Rice", 10_000, 5).id;
+    let cake = t.product("Cake", 10_000, 5).id;
+    t.shop.set_tax_free(rice, true)?;
+    let placed = t
+        .shop
+        .place_order(kim, &[OrderLine::new(rice, 1), OrderLine::new(cake, 1)])?;
+    let payment = common::pay_by_card(&t.shop, &pg, kim, placed.id)?;
+    assert_eq!(payment.pg_tax_free, won(10_000));
+    // An operator gives 4,000 back in the dashboard, 3,000 of it tax-free.
+    pg.cancel_in_dashboard_tax_free(&payment.pg_order_id, won(4_000), won(3_000))
+        .unwrap();
+    t.shop.payment_changed_at_pg(&payment.pg_order_id)?;
+    let external = &t.shop.refunds(kim, placed.id)?[0];
+    assert_eq!(
+        (external.origin, external.amount, external.pg_tax_free),
+        (liteshop::RefundOrigin::Pg, won(4_000), won(3_000))
+    );
+    // The rest comes back: the PG holds 7,000 tax-free and 9,000 taxable
+    // of 16,000, and the last cancel empties both.
+    let rest = t.shop.refund(kim, placed.id, "the rest")?;
+    assert_eq!(
+        (rest.pg_amount, rest.pg_tax_free),
+        (won(16_000), won(7_000))
+    );
+    assert_eq!(
+        pg.tax_free(&payment.pg_order_id),
+        (won(10_000), won(10_000))
+    );
+    assert!(t.shop.audit()?.is_clean());
+    Ok(())
+}

@@ -443,6 +443,28 @@ impl FakeGateway {
         Some(state.record_cancel(pg_order_id, amount).transaction_key)
     }
 
+    /// [`cancel_in_dashboard`](FakeGateway::cancel_in_dashboard) of
+    /// `amount`, `tax_free` of it from the payment's tax-free part (Toss's
+    /// dashboard asks for both for a shop selling tax-free goods).
+    pub fn cancel_in_dashboard_tax_free(
+        &self,
+        pg_order_id: &str,
+        amount: Money,
+        tax_free: Money,
+    ) -> Option<String> {
+        let mut state = self.lock();
+        let approved = state.approved.get(pg_order_id)?.approved_amount;
+        let left = approved.checked_sub(state.cancelled(pg_order_id))?;
+        if amount.is_zero() || amount > left || tax_free > amount {
+            return None;
+        }
+        let key = state
+            .record_cancel_of(pg_order_id, amount, tax_free)
+            .transaction_key;
+        state.cancel_tax_free(pg_order_id, tax_free);
+        Some(key)
+    }
+
     /// Forgets every idempotency key, as a PG does once keys outlive
     /// [`GatewayLimits::key_lifetime`]: a request sent again with an old
     /// key runs as a new one.
@@ -518,10 +540,15 @@ impl State {
     }
 
     fn record_cancel(&mut self, pg_order_id: &str, amount: Money) -> PgCancel {
+        self.record_cancel_of(pg_order_id, amount, Money::ZERO)
+    }
+
+    fn record_cancel_of(&mut self, pg_order_id: &str, amount: Money, tax_free: Money) -> PgCancel {
         self.transactions += 1;
         let cancel = PgCancel {
             transaction_key: format!("fake-cancel-{}", self.transactions),
             amount,
+            tax_free_amount: tax_free,
         };
         self.cancels
             .entry(pg_order_id.to_owned())
@@ -804,7 +831,11 @@ impl PaymentGateway for FakeGateway {
         };
         let (reply, remembered) = match outcome {
             FakeOutcome::Approve => {
-                let cancel = state.record_cancel(&request.pg_order_id, request.amount);
+                let cancel = state.record_cancel_of(
+                    &request.pg_order_id,
+                    request.amount,
+                    request.tax_free_amount,
+                );
                 state.cancel_tax_free(&request.pg_order_id, request.tax_free_amount);
                 let cancellation = Cancellation {
                     cancelled_amount: cancel.amount,
@@ -813,7 +844,11 @@ impl PaymentGateway for FakeGateway {
                 (Ok(cancellation.clone()), Some(Ok(cancellation)))
             }
             FakeOutcome::UnknownAfterCharge => {
-                let cancel = state.record_cancel(&request.pg_order_id, request.amount);
+                let cancel = state.record_cancel_of(
+                    &request.pg_order_id,
+                    request.amount,
+                    request.tax_free_amount,
+                );
                 state.cancel_tax_free(&request.pg_order_id, request.tax_free_amount);
                 let lost = GatewayError::Unknown {
                     reason: "the reply was lost after the cancel".into(),

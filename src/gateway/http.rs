@@ -315,6 +315,8 @@ fn parse_time(text: &str) -> Option<Timestamp> {
 struct CancelObject {
     transaction_key: String,
     cancel_amount: i64,
+    #[serde(default)]
+    tax_free_amount: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -565,6 +567,15 @@ fn approval(
                 amount: Money::new(cancel.cancel_amount).map_err(|_| GatewayError::Unknown {
                     reason: format!("negative cancelAmount {}", cancel.cancel_amount),
                 })?,
+                tax_free_amount: Money::new(cancel.tax_free_amount)
+                    .ok()
+                    .filter(|_| cancel.tax_free_amount <= cancel.cancel_amount)
+                    .ok_or_else(|| GatewayError::Unknown {
+                        reason: format!(
+                            "taxFreeAmount {} of a cancel of {}",
+                            cancel.tax_free_amount, cancel.cancel_amount
+                        ),
+                    })?,
                 transaction_key: cancel.transaction_key,
             })
         })

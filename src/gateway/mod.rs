@@ -180,6 +180,9 @@ pub struct PgCancel {
     pub transaction_key: String,
     /// The amount it cancelled (Toss: `cancelAmount`).
     pub amount: Money,
+    /// The tax-free part of it (Toss: `taxFreeAmount`; zero when absent).
+    #[serde(default)]
+    pub tax_free_amount: Money,
 }
 
 /// The PG cancelled a payment.

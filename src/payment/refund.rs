@@ -471,14 +471,19 @@ pub(crate) fn record_external(
         return Ok(External::Unsafe);
     }
     let amount = cancel.amount;
+    // The PG's word for the tax-free part, within what is left of it.
+    let tax_free = cancel
+        .tax_free_amount
+        .min(amount)
+        .min(tax_free_left(tx, &payment)?);
     let reason = "cancelled at the payment gateway outside the shop";
     let idempotency_key = format!("ls-external-{}", token::random_hex(16));
     let id: RefundId = tx
         .query_row(
             "INSERT INTO refunds (payment_id, order_id, user_id, amount, status, reason,
                                   idempotency_key, created_at, updated_at, balance_amount,
-                                  pg_amount, origin)
-             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7, 0, ?4, 'pg')
+                                  pg_amount, origin, pg_tax_free)
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?7, 0, ?4, 'pg', ?8)
              RETURNING id",
             &[
                 &payment_id,
@@ -488,6 +493,7 @@ pub(crate) fn record_external(
                 &reason,
                 &idempotency_key,
                 &now,
+                &tax_free,
             ],
         )?
         .get(0)?;
