@@ -59,6 +59,9 @@ const ADMIN: &str = "failover-admin-token";
 const BEFORE: Duration = Duration::from_secs(3);
 const LAG: Duration = Duration::from_secs(1);
 const AFTER: Duration = Duration::from_secs(4);
+/// How much longer than `AFTER` the load may run for both servers to show
+/// they found the new primary.
+const SETTLE: Duration = Duration::from_secs(20);
 
 #[test]
 fn with_a_synchronous_standby_every_acknowledged_write_survives_failover() {
@@ -539,6 +542,20 @@ impl Run {
             .args(["-w", "promote"]));
         let promoted = Instant::now();
         std::thread::sleep(AFTER);
+        // Keep the load on until each server has answered a write that
+        // started after the last failed one (of either server) — a request
+        // that failed late, say on a pooled connection to the dead primary
+        // first used seconds after the promotion, needs traffic after it to
+        // show its server recovered — or until `SETTLE` more has passed;
+        // `served_after` below says which held.
+        let settle_until = Instant::now() + SETTLE;
+        while Instant::now() < settle_until
+            && !served_after(&log.attempts.lock().unwrap(), killed)
+                .iter()
+                .all(|s| *s)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         stop.store(true, Ordering::SeqCst);
         for client in clients {
             client.join().unwrap();
@@ -547,10 +564,7 @@ impl Run {
         let attempts = log.attempts.into_inner().unwrap();
         let failed: Vec<&Attempt> = attempts.iter().filter(|a| !a.ok).collect();
         let recovered = failed.iter().map(|a| a.end).max().unwrap_or(killed);
-        let mut served_after = [false, false];
-        for attempt in attempts.iter().filter(|a| a.ok && a.start > recovered) {
-            served_after[attempt.server] = true;
-        }
+        let served_after = served_after(&attempts, killed);
         Outcome {
             start,
             fault,
@@ -1060,6 +1074,22 @@ impl Client {
         }
         unreachable!()
     }
+}
+
+/// For each server, whether it answered a write that started after the
+/// last failed attempt (of either server; the kill, if none failed).
+fn served_after(attempts: &[Attempt], killed: Instant) -> [bool; 2] {
+    let recovered = attempts
+        .iter()
+        .filter(|a| !a.ok)
+        .map(|a| a.end)
+        .max()
+        .unwrap_or(killed);
+    let mut served = [false, false];
+    for attempt in attempts.iter().filter(|a| a.ok && a.start > recovered) {
+        served[attempt.server] = true;
+    }
+    served
 }
 
 fn uuid() -> String {
