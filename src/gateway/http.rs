@@ -289,7 +289,8 @@ fn parse_time(text: &str) -> Option<Timestamp> {
     let hour: i64 = hms.next()?.parse().ok()?;
     let minute: i64 = hms.next()?.parse().ok()?;
     let second: i64 = hms.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&month)
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || hour > 23
         || minute > 59
@@ -790,6 +791,8 @@ mod tests {
             "2025-13-30T00:00:00Z",
             "x-y-zT1:2:3Z",
             "2025-11-30T25:00:00Z",
+            "999999999999-01-01T00:00:00Z",
+            "2025-11-30T15:17:19+0900",
         ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
