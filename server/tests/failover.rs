@@ -98,7 +98,9 @@ fn with_a_synchronous_standby_every_acknowledged_write_survives_failover() {
     assert_eq!(
         outcome.served_after,
         [true, true],
-        "both servers found the new primary"
+        "both servers found the new primary; each server's last attempts \
+         (start..end ms after the kill, ok): {:?}",
+        outcome.last_attempts
     );
 }
 
@@ -565,6 +567,22 @@ impl Run {
         let failed: Vec<&Attempt> = attempts.iter().filter(|a| !a.ok).collect();
         let recovered = failed.iter().map(|a| a.end).max().unwrap_or(killed);
         let served_after = served_after(&attempts, killed);
+        let since_kill = |at: Instant| {
+            if at >= killed {
+                i128::try_from((at - killed).as_millis()).unwrap_or(i128::MAX)
+            } else {
+                -i128::try_from((killed - at).as_millis()).unwrap_or(i128::MAX)
+            }
+        };
+        let last_attempts = [0, 1].map(|server| {
+            let mut last: Vec<_> = attempts
+                .iter()
+                .filter(|a| a.server == server)
+                .map(|a| (since_kill(a.start), since_kill(a.end), a.ok))
+                .collect();
+            last.sort();
+            last.split_off(last.len().saturating_sub(5))
+        });
         Outcome {
             start,
             fault,
@@ -577,6 +595,7 @@ impl Run {
             refused: log.refused.into_inner().unwrap(),
             attempts: attempts.len(),
             served_after,
+            last_attempts,
             users: users.iter().map(|(id, _)| *id).collect(),
         }
     }
@@ -1154,6 +1173,8 @@ struct Outcome {
     refused: Vec<String>,
     attempts: usize,
     served_after: [bool; 2],
+    /// Each server's last five attempts, for a failure's message.
+    last_attempts: [Vec<(i128, i128, bool)>; 2],
     users: Vec<i64>,
 }
 

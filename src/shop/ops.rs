@@ -20,8 +20,9 @@ use crate::payment::{
 use crate::store::BackupProgress;
 
 /// The money in flight: every payment and refund attempt whose outcome is
-/// not settled yet (`Requested` or `Unknown`), oldest first, read in one
-/// snapshot. See [`Shop::unsettled`].
+/// not settled yet (`Requested` or `Unknown`), oldest first, and the latest
+/// changes made at the PG outside the shop, read in one snapshot. See
+/// [`Shop::unsettled`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unsettled {
     /// When it was read, by the shop's clock.
@@ -36,6 +37,7 @@ pub struct Unsettled {
     /// it found them. They are settled — the books follow the PG — but a
     /// person decides on the goods, and on a top-up's part the customer
     /// had already spent.
+    #[serde(default)]
     pub external: Vec<Refund>,
 }
 
