@@ -434,13 +434,7 @@ impl FakeGateway {
     /// in the PG's dashboard, outside the shop (at most what is left).
     /// Returns the cancel's transaction key.
     pub fn cancel_in_dashboard(&self, pg_order_id: &str, amount: Money) -> Option<String> {
-        let mut state = self.lock();
-        let approved = state.approved.get(pg_order_id)?.approved_amount;
-        let left = approved.checked_sub(state.cancelled(pg_order_id))?;
-        if amount.is_zero() || amount > left {
-            return None;
-        }
-        Some(state.record_cancel(pg_order_id, amount).transaction_key)
+        self.cancel_in_dashboard_tax_free(pg_order_id, amount, Money::ZERO)
     }
 
     /// [`cancel_in_dashboard`](FakeGateway::cancel_in_dashboard) of
@@ -459,7 +453,7 @@ impl FakeGateway {
             return None;
         }
         let key = state
-            .record_cancel_of(pg_order_id, amount, tax_free)
+            .record_cancel(pg_order_id, amount, tax_free)
             .transaction_key;
         state.cancel_tax_free(pg_order_id, tax_free);
         Some(key)
@@ -539,11 +533,7 @@ impl State {
             .unwrap_or(Money::MAX)
     }
 
-    fn record_cancel(&mut self, pg_order_id: &str, amount: Money) -> PgCancel {
-        self.record_cancel_of(pg_order_id, amount, Money::ZERO)
-    }
-
-    fn record_cancel_of(&mut self, pg_order_id: &str, amount: Money, tax_free: Money) -> PgCancel {
+    fn record_cancel(&mut self, pg_order_id: &str, amount: Money, tax_free: Money) -> PgCancel {
         self.transactions += 1;
         let cancel = PgCancel {
             transaction_key: format!("fake-cancel-{}", self.transactions),
@@ -831,7 +821,7 @@ impl PaymentGateway for FakeGateway {
         };
         let (reply, remembered) = match outcome {
             FakeOutcome::Approve => {
-                let cancel = state.record_cancel_of(
+                let cancel = state.record_cancel(
                     &request.pg_order_id,
                     request.amount,
                     request.tax_free_amount,
@@ -844,7 +834,7 @@ impl PaymentGateway for FakeGateway {
                 (Ok(cancellation.clone()), Some(Ok(cancellation)))
             }
             FakeOutcome::UnknownAfterCharge => {
-                let cancel = state.record_cancel_of(
+                let cancel = state.record_cancel(
                     &request.pg_order_id,
                     request.amount,
                     request.tax_free_amount,
