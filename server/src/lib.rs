@@ -33,6 +33,7 @@ mod fake_widget;
 mod problem;
 mod routes;
 mod schemas;
+mod storefront;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::{Admin, Me, Secrets, token_user, user_token};
 pub use problem::{ApiError, Problem};
+pub use storefront::Storefront;
 
 /// How the API authenticates and what it accepts.
 #[derive(Clone, Debug)]
@@ -59,6 +61,9 @@ pub struct Config {
     /// The in-process fake PG whose widget step `POST /fake-pg/widget`
     /// plays, if any (see [`Config::with_fake_widget`]).
     fake_widget: Option<liteshop::FakeGateway>,
+    /// The customer's storefront at `/shop`, if served (see
+    /// [`Config::with_storefront`]).
+    storefront: Option<Storefront>,
 }
 
 impl Config {
@@ -70,6 +75,7 @@ impl Config {
             body_limit: 64 * 1024,
             body_timeout: std::time::Duration::from_secs(30),
             fake_widget: None,
+            storefront: None,
         }
     }
 
@@ -84,6 +90,16 @@ impl Config {
     /// PG (`liteshop serve` offers it only when it runs on the fake).
     pub fn with_fake_widget(mut self, pg: liteshop::FakeGateway) -> Config {
         self.fake_widget = Some(pg);
+        self
+    }
+
+    /// Serves the customer's storefront at `/shop` (server-rendered pages:
+    /// products, cart and checkout, orders with refunds, top-ups), sending
+    /// customers to `storefront.widget_url` to pay the PG part. It is not
+    /// in the OpenAPI document: it is pages for a browser, built on the
+    /// same `Shop` calls as the API.
+    pub fn with_storefront(mut self, storefront: Storefront) -> Config {
+        self.storefront = Some(storefront);
         self
     }
 
@@ -135,6 +151,10 @@ pub fn router(shop: Shop, config: Config) -> Router {
     let api = Arc::new(with_limits(api, &limits));
     let router = match config.fake_widget {
         Some(pg) => router.merge(fake_widget::routes(pg)),
+        None => router,
+    };
+    let router = match config.storefront {
+        Some(storefront) => router.merge(storefront::routes(state_for_console.clone(), storefront)),
         None => router,
     };
     router

@@ -4,7 +4,8 @@
 //!
 //! With no configuration `serve` serves `liteshop.db` in the working
 //! directory on `127.0.0.1:8080`, with an in-process fake payment gateway
-//! (logged loudly) whose fake widget step is `POST /fake-pg/widget`, and a
+//! (logged loudly) whose fake widget step is `POST /fake-pg/widget` (and,
+//! for the storefront at `/shop`, the page `GET /fake-pg/widget`), and a
 //! random admin token printed once.
 
 mod cli;
@@ -67,6 +68,15 @@ struct Serve {
     /// The payment gateway's secret key.
     #[arg(long, env = "LITESHOP_PG_SECRET", hide_env_values = true)]
     pg_secret: Option<String>,
+    /// The widget page the storefront (`/shop`) sends customers to, to pay
+    /// the PG part; on the FAKE gateway its own `/fake-pg/widget`. With a
+    /// real PG and no widget page the storefront is not served.
+    #[arg(long, env = "LITESHOP_WIDGET_URL")]
+    widget_url: Option<String>,
+    /// This server's address as customers' browsers reach it (for the PG's
+    /// redirects back to the storefront); the request's `Host` if unset.
+    #[arg(long, env = "LITESHOP_PUBLIC_URL")]
+    public_url: Option<String>,
     /// The admin token; a random one is printed once if unset.
     #[arg(long, env = "LITESHOP_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -206,8 +216,22 @@ async fn serve(
     };
     let mut config = liteshop_server::Config::new(token_secret, admin_token);
     config.body_timeout = Duration::from_secs(args.body_timeout.max(1));
+    let widget_url = match (&args.widget_url, &fake) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(_)) => Some("/fake-pg/widget".to_owned()),
+        (None, None) => {
+            info!("no --widget-url: the storefront (/shop) is not served");
+            None
+        }
+    };
     if let Some(fake) = fake {
         config = config.with_fake_widget(fake);
+    }
+    if let Some(widget_url) = widget_url {
+        config = config.with_storefront(liteshop_server::Storefront {
+            widget_url,
+            public_url: args.public_url.clone(),
+        });
     }
 
     // Background work: reconciliation on its own thread, expiry and key

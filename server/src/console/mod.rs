@@ -18,7 +18,7 @@
 //! refunds, history and events; a user's orders) and **Feed** (each
 //! consumer's cursor and lag).
 
-mod format;
+pub(crate) mod format;
 mod pages;
 
 use axum::extract::{Query, State};
@@ -116,7 +116,7 @@ impl Operator {
 }
 
 /// The value of cookie `name` in a request.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -1,0 +1,850 @@
+//! The customer's storefront at `/shop`: server-rendered HTML like the
+//! console, no JavaScript, every asset inside the binary. It is a
+//! reference for a host's own shop front, built only on [`liteshop::Shop`]'s
+//! public calls, and what the browser test buys from.
+//!
+//! - **A customer's session** is their bearer token (the API's, see
+//!   [`crate::user_token`]) in an `HttpOnly`, `SameSite=Lax` cookie on
+//!   `/shop`: `Lax`, because the PG's redirect back after the widget is a
+//!   top-level navigation from the PG's site, which must arrive signed in.
+//!   "Create an account" makes a user; "sign in" takes a token.
+//! - Every state-changing button is a POST carrying a CSRF token derived
+//!   from the session (as the console's), which another site cannot know.
+//! - **Paying** follows the PG's handshake (Toss: docs.tosspayments.com/
+//!   guides/v2/payment-widget/integration): checkout places the order and
+//!   starts the payment with the balance part the customer chose; a PG part
+//!   sends the customer to the widget page ([`Storefront::widget_url`]) with
+//!   `orderId`, `amount`, `orderName`, `customerKey`, `successUrl` and
+//!   `failUrl`. The PG sends the browser back to
+//!   `/shop/pay/{id}/success?paymentType&orderId&paymentKey&amount`, which
+//!   confirms — the shop checks `orderId` and `amount` against the payment
+//!   it started, so a tampered `amount` is refused and nothing is sent to
+//!   the PG — or to `/shop/pay/{id}/fail?code&message&orderId`, which ends
+//!   the attempt and gives the balance part back.
+//! - Pages: products, the cart with checkout, orders (each with its
+//!   payments, a bank transfer's account, refunds, and a form to refund
+//!   some units), top-ups.
+//!
+//! Toss's widget is its JavaScript SDK, not a page to link to: in front of
+//! Toss, [`Storefront::widget_url`] is a page of the host's that loads the
+//! SDK and calls `requestPayment` with the query it is given. The PG
+//! doubles serve such a page themselves: `liteshop serve` on its
+//! in-process fake (`/fake-pg/widget`) and the `fake_pg` example
+//! (`/widget`).
+
+mod pages;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use liteshop::{
+    Error, ErrorKind, Money, OrderId, OrderLine, PageRequest, PaymentId, PaymentKind, PgRedirect,
+    ProductId, Shop, UserId,
+};
+use serde::Deserialize;
+
+use crate::AppState;
+
+/// Where the storefront sends a customer to pay the PG part.
+#[derive(Clone, Debug)]
+pub struct Storefront {
+    /// The widget page: the customer's browser is sent to it with
+    /// `orderId`, `amount`, `orderName`, `customerKey`, `successUrl` and
+    /// `failUrl` in the query (absolute, or a path on this server).
+    pub widget_url: String,
+    /// This server's address as the customer's browser reaches it (for
+    /// example `https://shop.example`), from which `successUrl` and
+    /// `failUrl` are made; without it, `http://` and the request's `Host`.
+    pub public_url: Option<String>,
+}
+
+/// The session cookie's name.
+const COOKIE: &str = "liteshop_shop";
+
+/// How long a storefront session lasts, in hours.
+const SESSION_HOURS: i64 = 24;
+
+/// The storefront's state: the API's, and where the widget is.
+#[derive(Clone)]
+pub(crate) struct StoreState {
+    app: AppState,
+    storefront: std::sync::Arc<Storefront>,
+}
+
+/// The storefront's routes, to merge into the API's router.
+pub(crate) fn routes(app: AppState, storefront: Storefront) -> Router {
+    let state = StoreState {
+        app,
+        storefront: std::sync::Arc::new(storefront),
+    };
+    Router::new()
+        .route("/shop", get(products))
+        .route("/shop/sign-in", get(sign_in_page).post(sign_in))
+        .route("/shop/sign-up", post(sign_up))
+        .route("/shop/sign-out", post(sign_out))
+        .route("/shop/cart", get(cart).post(add_to_cart))
+        .route("/shop/cart/{item}/remove", post(remove_from_cart))
+        .route("/shop/checkout", post(checkout))
+        .route("/shop/orders", get(orders))
+        .route("/shop/orders/{id}", get(order))
+        .route("/shop/orders/{id}/pay", post(pay))
+        .route("/shop/orders/{id}/refund", post(refund))
+        .route("/shop/top-up", get(top_ups).post(top_up))
+        .route("/shop/top-ups/{id}/refund", post(refund_top_up))
+        .route("/shop/pay/{id}", get(pay_page))
+        .route("/shop/pay/{id}/success", get(success))
+        .route("/shop/pay/{id}/fail", get(fail))
+        .route("/shop/style.css", get(style))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// The headers of every storefront answer: only its own stylesheet loads,
+/// nothing frames it, nothing is cached.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A signed-in customer: the user, the session, its CSRF token.
+pub(crate) struct Customer {
+    user: UserId,
+    csrf: String,
+}
+
+impl axum::extract::FromRequestParts<StoreState> for Customer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &StoreState,
+    ) -> Result<Customer, Response> {
+        Customer::of(&state.app, &parts.headers)
+            .ok_or_else(|| Redirect::to("/shop/sign-in").into_response())
+    }
+}
+
+impl Customer {
+    fn of(state: &AppState, headers: &HeaderMap) -> Option<Customer> {
+        let token = crate::console::cookie(headers, COOKIE)?;
+        let user = state.secrets.token_user(&token)?;
+        Some(Customer {
+            user,
+            csrf: state.secrets.csrf_token(&session_of(&token)),
+        })
+    }
+
+    /// Whether `csrf` is this session's CSRF token (in constant time).
+    fn sent(&self, state: &StoreState, csrf: &str) -> bool {
+        let token = state.app.secrets.user_token(self.user);
+        state.app.secrets.csrf_valid(&session_of(&token), csrf)
+    }
+}
+
+/// The session a CSRF token is derived from: the user's token, marked as
+/// the storefront's, so a console form's token never passes here.
+fn session_of(token: &str) -> String {
+    format!("shop:{token}")
+}
+
+/// Runs `f` on the blocking pool (a confirm or a refund calls the PG);
+/// a failure is a page that says what happened, with its status.
+async fn run<T: Send + 'static>(
+    state: &StoreState,
+    f: impl FnOnce(&Shop) -> liteshop::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let shop = state.app.shop.clone();
+    match tokio::task::spawn_blocking(move || f(&shop)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(refused(&err)),
+        Err(_) => Err(pages::failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "internal error",
+        )),
+    }
+}
+
+/// The page of an error: its status, its message (an internal error's
+/// detail stays in the log).
+fn refused(err: &Error) -> Response {
+    let status = crate::problem::status(err);
+    let (title, message) = match err.kind() {
+        ErrorKind::Internal => {
+            tracing::error!(error = %err, "storefront: internal error");
+            ("Something went wrong", "internal error".to_owned())
+        }
+        ErrorKind::PaymentDeclined => ("Declined", err.to_string()),
+        ErrorKind::PaymentOutcomeUnknown => ("Waiting for the payment gateway", err.to_string()),
+        ErrorKind::Busy => ("Busy", "the shop is busy: try again".to_owned()),
+        _ => ("Refused", err.to_string()),
+    };
+    pages::failure(status, title, &message)
+}
+
+/// The answer to a POST whose CSRF token is not this session's.
+fn forged() -> Response {
+    pages::failure(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "This form did not come from this shop: reload the page and try again.",
+    )
+}
+
+/// A redirect after a POST: the browser GETs `to`.
+fn see(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+async fn products(State(state): State<StoreState>, headers: HeaderMap) -> Response {
+    let customer = Customer::of(&state.app, &headers);
+    let user = customer.as_ref().map(|c| c.user);
+    match run(&state, move |shop| {
+        let products = shop.products(PageRequest::first(100))?.items;
+        let balance = user.map(|u| shop.balance(u)).transpose()?;
+        Ok((products, balance))
+    })
+    .await
+    {
+        Ok((products, balance)) => pages::products(customer.as_ref(), balance, &products),
+        Err(page) => page,
+    }
+}
+
+async fn sign_in_page() -> Response {
+    pages::sign_in(None)
+}
+
+/// The sign-up form.
+#[derive(Deserialize)]
+struct SignUp {
+    #[serde(default)]
+    name: String,
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+struct SignIn {
+    #[serde(default)]
+    token: String,
+}
+
+/// The answer that starts a session for `user`: its cookie, and the shop.
+fn signed_in(state: &StoreState, user: UserId) -> Response {
+    let token = state.app.secrets.user_token(user);
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/shop; HttpOnly; SameSite=Lax; Max-Age={}",
+        SESSION_HOURS * 3_600
+    );
+    let mut response = see("/shop");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn sign_up(State(state): State<StoreState>, Form(form): Form<SignUp>) -> Response {
+    let name = form.name;
+    match run(&state, move |shop| shop.create_user(name.trim())).await {
+        Ok(user) => signed_in(&state, user.id),
+        Err(page) => page,
+    }
+}
+
+async fn sign_in(State(state): State<StoreState>, Form(form): Form<SignIn>) -> Response {
+    match state.app.secrets.token_user(form.token.trim()) {
+        Some(user) => signed_in(&state, user),
+        None => pages::sign_in(Some("That is not a token of this shop.")),
+    }
+}
+
+/// A form whose only field is the CSRF token.
+#[derive(Deserialize)]
+struct Csrf {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Form(form): Form<Csrf>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let mut response = see("/shop");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("liteshop_shop=; Path=/shop; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    response
+}
+
+/// A number a person typed: digits, maybe with thousands separators.
+fn number(text: &str) -> Option<i64> {
+    let digits: String = text.trim().chars().filter(|c| *c != ',').collect();
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// A form field that is not a number: a 400 page.
+fn not_a_number(field: &str) -> Response {
+    pages::failure(
+        StatusCode::BAD_REQUEST,
+        "Refused",
+        &format!("The {field} must be a whole number."),
+    )
+}
+
+/// The "add to cart" form.
+#[derive(Deserialize)]
+struct AddToCart {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    product: String,
+    #[serde(default)]
+    quantity: String,
+}
+
+async fn add_to_cart(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Form(form): Form<AddToCart>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let Some(product) = number(&form.product) else {
+        return not_a_number("product");
+    };
+    let Some(quantity) = number(&form.quantity).and_then(|q| u32::try_from(q).ok()) else {
+        return not_a_number("quantity");
+    };
+    let user = customer.user;
+    match run(&state, move |shop| {
+        shop.add_to_cart(user, ProductId::new(product), quantity)
+    })
+    .await
+    {
+        Ok(_) => see("/shop/cart"),
+        Err(page) => page,
+    }
+}
+
+async fn remove_from_cart(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(item): Path<String>,
+    Form(form): Form<Csrf>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let Some(item) = number(&item) else {
+        return not_a_number("cart item");
+    };
+    let user = customer.user;
+    match run(&state, move |shop| {
+        shop.remove_from_cart(user, liteshop::CartItemId::new(item))
+    })
+    .await
+    {
+        Ok(()) => see("/shop/cart"),
+        Err(page) => page,
+    }
+}
+
+async fn cart(State(state): State<StoreState>, customer: Customer) -> Response {
+    let user = customer.user;
+    match run(&state, move |shop| {
+        Ok((shop.cart(user)?, shop.balance(user)?))
+    })
+    .await
+    {
+        Ok((cart, balance)) => pages::cart(&customer, balance, &cart),
+        Err(page) => page,
+    }
+}
+
+/// The checkout and pay forms: how much of the balance to use.
+#[derive(Deserialize)]
+struct PayForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    balance_part: String,
+}
+
+impl PayForm {
+    /// The balance part; empty is none.
+    fn balance_part(&self) -> Result<Money, Box<Response>> {
+        if self.balance_part.trim().is_empty() {
+            return Ok(Money::ZERO);
+        }
+        let n = number(&self.balance_part).ok_or_else(|| Box::new(not_a_number("balance part")))?;
+        Money::new(n).map_err(|err| Box::new(refused(&err)))
+    }
+}
+
+/// Where the customer goes once a payment is started: the order (paid
+/// from the balance at once), or the PG's widget.
+fn after_start(payment: &liteshop::Payment) -> Response {
+    match payment.widget() {
+        Some(_) => see(&format!("/shop/pay/{}", payment.id)),
+        None => see(&back_to(payment)),
+    }
+}
+
+/// The page a payment belongs to: its order's, or the top-ups.
+fn back_to(payment: &liteshop::Payment) -> String {
+    match (payment.kind, payment.order) {
+        (PaymentKind::Order, Some(order)) => format!("/shop/orders/{order}"),
+        _ => "/shop/top-up".to_owned(),
+    }
+}
+
+async fn checkout(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Form(form): Form<PayForm>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let balance_part = match form.balance_part() {
+        Ok(part) => part,
+        Err(page) => return *page,
+    };
+    let user = customer.user;
+    // The order stands even if the payment cannot start (a balance part
+    // over the balance, say): the customer lands on it and pays again.
+    let order = match run(&state, move |shop| shop.checkout_cart(user, None)).await {
+        Ok(order) => order,
+        Err(page) => return page,
+    };
+    let id = order.id;
+    match run(&state, move |shop| {
+        shop.start_payment(user, id, balance_part)
+    })
+    .await
+    {
+        Ok(payment) => after_start(&payment),
+        Err(page) => page,
+    }
+}
+
+async fn orders(State(state): State<StoreState>, customer: Customer) -> Response {
+    let user = customer.user;
+    match run(&state, move |shop| {
+        shop.orders(user, PageRequest::first(50))
+    })
+    .await
+    {
+        Ok(page) => pages::orders(&customer, &page.items),
+        Err(page) => page,
+    }
+}
+
+/// An order as the customer sees it.
+pub(crate) struct OrderView {
+    order: liteshop::Order,
+    payments: Vec<liteshop::Payment>,
+    refunds: Vec<liteshop::Refund>,
+    balance: Money,
+}
+
+/// An id in a path: a positive number, or a 404 page.
+fn id_in_path(text: &str) -> Result<i64, Box<Response>> {
+    number(text).filter(|n| *n > 0).ok_or_else(|| {
+        Box::new(pages::failure(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such page.",
+        ))
+    })
+}
+
+async fn order(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(id): Path<String>,
+) -> Response {
+    let id = match id_in_path(&id) {
+        Ok(id) => OrderId::new(id),
+        Err(page) => return *page,
+    };
+    let user = customer.user;
+    match run(&state, move |shop| {
+        Ok(OrderView {
+            order: shop.order(user, id)?,
+            payments: shop.payments_for_order(user, id)?,
+            refunds: shop.refunds(user, id)?,
+            balance: shop.balance(user)?,
+        })
+    })
+    .await
+    {
+        Ok(view) => pages::order(&customer, &view, state.app.shop.utc_offset_minutes()),
+        Err(page) => page,
+    }
+}
+
+async fn pay(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(id): Path<String>,
+    Form(form): Form<PayForm>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let (id, balance_part) = match (id_in_path(&id), form.balance_part()) {
+        (Ok(id), Ok(part)) => (OrderId::new(id), part),
+        (Err(page), _) | (_, Err(page)) => return *page,
+    };
+    let user = customer.user;
+    match run(&state, move |shop| {
+        shop.start_payment(user, id, balance_part)
+    })
+    .await
+    {
+        Ok(payment) => after_start(&payment),
+        Err(page) => page,
+    }
+}
+
+/// The refund form: some units of one line.
+#[derive(Deserialize)]
+struct RefundForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    product: String,
+    #[serde(default)]
+    quantity: String,
+}
+
+async fn refund(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(id): Path<String>,
+    Form(form): Form<RefundForm>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let id = match id_in_path(&id) {
+        Ok(id) => OrderId::new(id),
+        Err(page) => return *page,
+    };
+    let (Some(product), Some(quantity)) = (
+        number(&form.product),
+        number(&form.quantity).and_then(|q| u32::try_from(q).ok()),
+    ) else {
+        return not_a_number("product and quantity");
+    };
+    let user = customer.user;
+    let line = OrderLine::new(ProductId::new(product), quantity);
+    match run(&state, move |shop| {
+        shop.refund_lines(user, id, &[line], "asked for in the storefront")
+    })
+    .await
+    {
+        Ok(_) => see(&format!("/shop/orders/{id}")),
+        Err(page) => page,
+    }
+}
+
+async fn top_ups(State(state): State<StoreState>, customer: Customer) -> Response {
+    let user = customer.user;
+    match run(&state, move |shop| {
+        Ok((
+            shop.balance(user)?,
+            shop.top_ups(user, PageRequest::first(50))?.items,
+        ))
+    })
+    .await
+    {
+        Ok((balance, top_ups)) => pages::top_ups(
+            &customer,
+            balance,
+            &top_ups,
+            state.app.shop.utc_offset_minutes(),
+        ),
+        Err(page) => page,
+    }
+}
+
+/// The top-up form.
+#[derive(Deserialize)]
+struct TopUpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    amount: String,
+}
+
+async fn top_up(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Form(form): Form<TopUpForm>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let amount = match number(&form.amount).map(Money::new) {
+        Some(Ok(amount)) => amount,
+        Some(Err(err)) => return refused(&err),
+        None => return not_a_number("amount"),
+    };
+    let user = customer.user;
+    match run(&state, move |shop| shop.start_top_up(user, amount)).await {
+        Ok(payment) => after_start(&payment),
+        Err(page) => page,
+    }
+}
+
+async fn refund_top_up(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(id): Path<String>,
+    Form(form): Form<TopUpForm>,
+) -> Response {
+    if !customer.sent(&state, &form.csrf) {
+        return forged();
+    }
+    let id = match id_in_path(&id) {
+        Ok(id) => PaymentId::new(id),
+        Err(page) => return *page,
+    };
+    let amount = match number(&form.amount).map(Money::new) {
+        Some(Ok(amount)) => amount,
+        Some(Err(err)) => return refused(&err),
+        None => return not_a_number("amount"),
+    };
+    let user = customer.user;
+    match run(&state, move |shop| {
+        shop.refund_top_up(user, id, amount, "asked for in the storefront")
+    })
+    .await
+    {
+        Ok(_) => see("/shop/top-up"),
+        Err(page) => page,
+    }
+}
+
+/// Where the PG sends the browser back to, for payment `id`: `kind` is
+/// `success` or `fail`.
+fn return_url(state: &StoreState, headers: &HeaderMap, id: PaymentId, kind: &str) -> String {
+    let base = match &state.storefront.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    format!("{base}/shop/pay/{id}/{kind}")
+}
+
+async fn pay_page(
+    State(state): State<StoreState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let id = match id_in_path(&id) {
+        Ok(id) => PaymentId::new(id),
+        Err(page) => return *page,
+    };
+    let user = customer.user;
+    let payment = match run(&state, move |shop| shop.payment(user, id)).await {
+        Ok(payment) => payment,
+        Err(page) => return page,
+    };
+    let Some(widget) = payment.widget() else {
+        // Past the widget already: show where it ended up.
+        return see(&back_to(&payment));
+    };
+    let query = [
+        ("orderId", widget.pg_order_id.clone()),
+        ("amount", widget.amount.won().to_string()),
+        ("orderName", widget.order_name.clone()),
+        ("customerKey", widget.customer_key.clone()),
+        ("successUrl", return_url(&state, &headers, id, "success")),
+        ("failUrl", return_url(&state, &headers, id, "fail")),
+    ];
+    let query = url_query(&query);
+    let separator = if state.storefront.widget_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let href = format!("{}{separator}{query}", state.storefront.widget_url);
+    pages::pay(
+        &customer,
+        &payment,
+        &href,
+        state.app.shop.utc_offset_minutes(),
+    )
+}
+
+/// `a=1&b=two%20words`: pairs, percent-encoded as a URL query.
+pub(crate) fn url_query(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={}", percent(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `value` with every byte but RFC 3986's unreserved ones percent-encoded.
+fn percent(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Toss's success redirect: `paymentType`, `orderId`, `paymentKey`,
+/// `amount` (docs.tosspayments.com/guides/v2/payment-widget/integration,
+/// "결제 성공"). Missing fields read as empty and are refused by the shop.
+#[derive(Deserialize)]
+struct Success {
+    #[serde(default, rename = "orderId")]
+    order_id: String,
+    #[serde(default, rename = "paymentKey")]
+    payment_key: String,
+    #[serde(default)]
+    amount: String,
+}
+
+async fn success(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(id): Path<String>,
+    Query(back): Query<Success>,
+) -> Response {
+    let id = match id_in_path(&id) {
+        Ok(id) => PaymentId::new(id),
+        Err(page) => return *page,
+    };
+    let Some(amount) = number(&back.amount) else {
+        return not_a_number("amount in the PG's redirect");
+    };
+    let amount = match Money::new(amount) {
+        Ok(amount) => amount,
+        Err(err) => return refused(&err),
+    };
+    let redirect = PgRedirect {
+        payment_key: back.payment_key,
+        pg_order_id: back.order_id,
+        amount,
+    };
+    let user = customer.user;
+    match run(&state, move |shop| {
+        shop.confirm_payment(user, id, &redirect)
+    })
+    .await
+    {
+        Ok(payment) => see(&back_to(&payment)),
+        Err(page) => page,
+    }
+}
+
+/// Toss's failure redirect: `code`, `message`, `orderId`
+/// (docs.tosspayments.com/guides/v2/payment-widget/integration, "결제
+/// 실패"; `PAY_PROCESS_CANCELED` when the customer closed the widget).
+#[derive(Deserialize)]
+struct Failed {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default, rename = "orderId")]
+    order_id: String,
+}
+
+async fn fail(
+    State(state): State<StoreState>,
+    customer: Customer,
+    Path(id): Path<String>,
+    Query(back): Query<Failed>,
+) -> Response {
+    let id = match id_in_path(&id) {
+        Ok(id) => PaymentId::new(id),
+        Err(page) => return *page,
+    };
+    let redirect = liteshop::PgFailRedirect {
+        code: back.code,
+        message: back.message,
+        pg_order_id: back.order_id,
+    };
+    let user = customer.user;
+    match run(&state, move |shop| shop.fail_payment(user, id, &redirect)).await {
+        Ok(payment) => pages::abandoned(&customer, &payment, &back_to(&payment)),
+        Err(page) => page,
+    }
+}
+
+/// The stylesheet: the console's, inside the binary.
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../console/style.css"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_digits_with_separators_only() {
+        assert_eq!(number(" 12,000 "), Some(12_000));
+        assert_eq!(number("0"), Some(0));
+        assert_eq!(number("-5"), None);
+        assert_eq!(number("1.5"), None);
+        assert_eq!(number(""), None);
+        assert_eq!(number("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn a_query_is_percent_encoded() {
+        assert_eq!(
+            url_query(&[
+                ("orderName", "Tea & cups".to_owned()),
+                ("successUrl", "http://a:1/b?c".to_owned())
+            ]),
+            "orderName=Tea%20%26%20cups&successUrl=http%3A%2F%2Fa%3A1%2Fb%3Fc"
+        );
+    }
+}
