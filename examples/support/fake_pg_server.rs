@@ -26,6 +26,13 @@
 //!   payment's `secret`, its lookup says so, and `POST /v1/fake/deposit
 //!   {"orderId"}` (with the secret; not a Toss API) plays the customer's
 //!   transfer: `DONE` (docs.tosspayments.com/guides/payment/virtual-account);
+//! - for a browser, `GET /widget?orderId&amount&orderName&successUrl&failUrl`
+//!   is the widget's page (Toss's is its JavaScript SDK's `requestPayment`
+//!   with these parameters): "pay by card" and "pay by bank transfer"
+//!   authorise the payment and redirect to `successUrl` with
+//!   `paymentType=NORMAL`, `orderId`, `paymentKey` and `amount`; "close"
+//!   redirects to `failUrl` with `code=PAY_PROCESS_CANCELED`, `message`
+//!   and `orderId` (docs.tosspayments.com/guides/v2/payment-widget/integration);
 //! - with `Rules::webhook_url`, it sends Toss's webhooks
 //!   (docs.tosspayments.com/guides/webhook): `PAYMENT_STATUS_CHANGED` after
 //!   a dashboard cancel, `DEPOSIT_CALLBACK` (no `eventType`, with the
@@ -452,6 +459,158 @@ fn chrono_like(secs: u64) -> String {
     )
 }
 
+/// The widget's page for a browser: `GET` shows the payment and a button
+/// for each way it can end; `POST` (the button) authorises it and sends
+/// the browser to `successUrl`, or to `failUrl` when the customer closed
+/// the widget.
+fn widget_page(
+    pg: &Mutex<Pg>,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let fields = if method == "POST" {
+        form(body)
+    } else {
+        form(url.split_once('?').map(|(_, q)| q).unwrap_or_default())
+    };
+    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let html = |status: u16, text: String| {
+        tiny_http::Response::from_string(text)
+            .with_status_code(status)
+            .with_header(
+                "Content-Type: text/html; charset=utf-8"
+                    .parse::<tiny_http::Header>()
+                    .unwrap(),
+            )
+    };
+    let redirect = |to: &str, pairs: &[(&str, &str)]| {
+        let separator = if to.contains('?') { '&' } else { '?' };
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent(v)))
+            .collect();
+        let location = format!("{to}{separator}{}", query.join("&"));
+        tiny_http::Response::from_string(String::new())
+            .with_status_code(303)
+            .with_header(
+                tiny_http::Header::from_bytes(&b"Location"[..], location.as_bytes()).unwrap(),
+            )
+    };
+    let (order_id, amount) = (field("orderId"), field("amount"));
+    if method != "POST" {
+        let hidden: String = ["orderId", "amount", "orderName", "successUrl", "failUrl"]
+            .iter()
+            .map(|name| {
+                format!(
+                    r#"<input type="hidden" name="{name}" value="{}">"#,
+                    escape(&field(name))
+                )
+            })
+            .collect();
+        let button = |choice: &str, label: &str| {
+            format!(
+                r#"<form method="post" action="/widget">{hidden}<input type="hidden" name="choice" value="{choice}"><button type="submit" id="{choice}">{label}</button></form>"#
+            )
+        };
+        return html(
+            200,
+            format!(
+                r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fake_pg widget</title></head><body><h1>fake_pg: a Toss-like widget (no money moves)</h1><p>Pay <strong id="amount">{} won</strong> for {}</p>{}{}{}</body></html>"#,
+                escape(&amount),
+                escape(&field("orderName")),
+                button("card", "Pay by card"),
+                button("transfer", "Pay by bank transfer"),
+                button("close", "Close"),
+            ),
+        );
+    }
+    if field("choice") == "close" {
+        return redirect(
+            &field("failUrl"),
+            &[
+                ("code", "PAY_PROCESS_CANCELED"),
+                ("message", "The customer closed the payment window."),
+                ("orderId", &order_id),
+            ],
+        );
+    }
+    let Ok(won) = amount.parse::<i64>() else {
+        return html(400, "amount is not a number".to_owned());
+    };
+    let payment_key = {
+        let mut pg = pg.lock().unwrap();
+        if field("choice") == "transfer" {
+            pg.transfers
+                .insert(order_id.clone(), Duration::from_secs(7 * 24 * 3_600));
+        }
+        pg.pay_in_widget(&order_id, won)
+    };
+    redirect(
+        &field("successUrl"),
+        &[
+            ("paymentType", "NORMAL"),
+            ("orderId", &order_id),
+            ("paymentKey", &payment_key),
+            ("amount", &amount),
+        ],
+    )
+}
+
+/// A form body or URL query (`a=1&b=two+words`), decoded.
+fn form(text: &str) -> HashMap<String, String> {
+    text.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (unpercent(k), unpercent(v)))
+        .collect()
+}
+
+/// `text` percent-decoded, `+` read as a space.
+fn unpercent(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with every byte but RFC 3986's unreserved ones percent-encoded.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `text` safe inside HTML text and a quoted attribute.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 fn error(status: u16, code: &str, message: &str) -> (u16, Value) {
     (status, json!({ "code": code, "message": message }))
 }
@@ -487,6 +646,15 @@ pub fn serve(server: &tiny_http::Server, rules: &Rules, pg: &Mutex<Pg>) {
         // client key, and the secret key is for server calls only
         // (docs.tosspayments.com/reference/using-api/api-keys, "API 키").
         let browser = method == "POST" && url == "/v1/fake/widget";
+        let path = url.split('?').next().unwrap_or_default();
+        if path == "/widget" {
+            let page = widget_page(pg, &method, &url, &body);
+            if rules.log {
+                eprintln!("fake_pg: {method} {url} -> {}", page.status_code().0);
+            }
+            let _ = request.respond(page);
+            continue;
+        }
         let (status, reply) = if authorized || browser {
             pg.lock().unwrap().handle(rules, &method, &url, key, &body)
         } else {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{SECRET, Server, lines, start};
+use common::{Page, SECRET, Server, csrf, lines, start};
 use hmac::{Hmac, Mac};
 use liteshop::FakeOutcome;
 use serde_json::json;
@@ -19,48 +19,10 @@ const PAGES: [&str; 5] = [
     "/console/feed",
 ];
 
-/// A raw answer: status, headers, body text.
-struct Page {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Page {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
+/// A console request, with the session cookie `cookie` if any.
 fn fetch(method: &str, url: &str, cookie: Option<&str>, form: Option<&str>) -> Page {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build(),
-    );
-    let mut request = ureq::http::Request::builder().method(method).uri(url);
-    if let Some(cookie) = cookie {
-        request = request.header("Cookie", format!("liteshop_console={cookie}"));
-    }
-    let request = request
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form.unwrap_or("").to_owned())
-        .unwrap();
-    let mut response = agent.run(request).unwrap();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    Page {
-        status: response.status().as_u16(),
-        headers,
-        body: response.body_mut().read_to_string().unwrap_or_default(),
-    }
+    let cookie = cookie.map(|c| format!("liteshop_console={c}"));
+    common::fetch(method, url, cookie.as_deref(), form)
 }
 
 /// Signs in with `token`; the session cookie's value if one was set.
@@ -78,16 +40,6 @@ fn sign_in(s: &Server, token: &str) -> (Page, Option<String>) {
             .map(str::to_owned)
     });
     (page, cookie)
-}
-
-/// The CSRF token in a page's forms.
-fn csrf(page: &Page) -> String {
-    let at = page
-        .body
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token");
-    let rest = &page.body[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 /// A session cookie signed as the server signs one, ending at `expires`.

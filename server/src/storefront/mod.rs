@@ -196,7 +196,10 @@ fn refused(err: &Error) -> Response {
         ErrorKind::Busy => ("Busy", "the shop is busy: try again".to_owned()),
         _ => ("Refused", err.to_string()),
     };
-    pages::failure(status, title, &message)
+    // The PG's redirect refused before anything was sent to the PG.
+    let note = matches!(err, Error::RedirectMismatch { .. })
+        .then_some("Nothing was charged: the payment was not confirmed.");
+    pages::failure_noting(status, title, &message, note)
 }
 
 /// The answer to a POST whose CSRF token is not this session's.

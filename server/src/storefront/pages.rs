@@ -20,9 +20,29 @@ const NAV: [(&str, &str); 4] = [
     ("/shop/top-up", "Top up"),
 ];
 
-/// A whole page: the head, the navigation (for a signed-in customer), and
-/// `body`.
-fn page(title: &str, customer: Option<&Customer>, current: &str, body: Markup) -> Response {
+/// Who a page's header is for: a signed-in customer (with "sign out"),
+/// someone signed out (with "sign in"), or either (an error page).
+enum Who<'a> {
+    Customer(&'a Customer),
+    SignedOut,
+    Anyone,
+}
+
+impl<'a> From<Option<&'a Customer>> for Who<'a> {
+    fn from(customer: Option<&'a Customer>) -> Who<'a> {
+        customer.map_or(Who::SignedOut, Who::Customer)
+    }
+}
+
+impl<'a> From<&'a Customer> for Who<'a> {
+    fn from(customer: &'a Customer) -> Who<'a> {
+        Who::Customer(customer)
+    }
+}
+
+/// A whole page: the head, the navigation, and `body`.
+fn page<'a>(title: &str, who: impl Into<Who<'a>>, current: &str, body: Markup) -> Response {
+    let who = who.into();
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -49,13 +69,15 @@ fn page(title: &str, customer: Option<&Customer>, current: &str, body: Markup) -
                             }
                         }
                     }
-                    @if let Some(customer) = customer {
-                        form method="post" action="/shop/sign-out" class="sign-out" {
-                            input type="hidden" name="csrf" value=(customer.csrf);
-                            button type="submit" { "Sign out" }
+                    @match who {
+                        Who::Customer(customer) => {
+                            form method="post" action="/shop/sign-out" class="sign-out" {
+                                input type="hidden" name="csrf" value=(customer.csrf);
+                                button type="submit" { "Sign out" }
+                            }
                         }
-                    } @else {
-                        a class="sign-out" href="/shop/sign-in" { "Sign in" }
+                        Who::SignedOut => a class="sign-out" href="/shop/sign-in" { "Sign in" },
+                        Who::Anyone => {}
                     }
                 }
                 main id="main" {
@@ -75,11 +97,22 @@ fn csrf(customer: &Customer) -> Markup {
 
 /// A page that says why something was refused, with its status.
 pub(crate) fn failure(status: StatusCode, title: &str, message: &str) -> Response {
+    failure_noting(status, title, message, None)
+}
+
+/// [`failure`], with a note under the message.
+pub(crate) fn failure_noting(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    note: Option<&str>,
+) -> Response {
     let body = html! {
         p class="alert" role="alert" { (message) }
+        @if let Some(note) = note { p { (note) } }
         p { a href="/shop/orders" { "Your orders" } " · " a href="/shop" { "Products" } }
     };
-    (status, page(title, None, "", body)).into_response()
+    (status, page(title, Who::Anyone, "", body)).into_response()
 }
 
 /// Creating an account, or signing in with a token.
@@ -108,7 +141,7 @@ pub(crate) fn sign_in(message: Option<&str>) -> Response {
             button type="submit" { "Sign in" }
         }
     };
-    (status, page("Sign in", None, "", body)).into_response()
+    (status, page("Sign in", Who::SignedOut, "", body)).into_response()
 }
 
 /// The balance, as the header of a customer's pages shows it.
@@ -207,7 +240,7 @@ pub(crate) fn cart(customer: &Customer, balance: Money, cart: &Cart) -> Response
             }
         }
     };
-    page("Your cart", Some(customer), "/shop/cart", body)
+    page("Your cart", customer, "/shop/cart", body)
 }
 
 /// A customer's orders, newest first.
@@ -231,7 +264,7 @@ pub(crate) fn orders(customer: &Customer, orders: &[Order]) -> Response {
             }
         }
     };
-    page("Your orders", Some(customer), "/shop/orders", body)
+    page("Your orders", customer, "/shop/orders", body)
 }
 
 /// An order's status in words.
@@ -415,7 +448,7 @@ pub(crate) fn top_ups(
             }
         }
     };
-    page("Top up", Some(customer), "/shop/top-up", body)
+    page("Top up", customer, "/shop/top-up", body)
 }
 
 /// The step before the widget: what the PG will be asked for, and the
@@ -435,7 +468,7 @@ pub(crate) fn pay(customer: &Customer, payment: &Payment, widget: &str, offset: 
         p { "To pay " (what) ", continue to the payment gateway. You come back here when you are done." }
         p { a class="button" id="to-widget" href=(widget) { "Continue to the payment gateway" } }
     };
-    page("Pay", Some(customer), "", body)
+    page("Pay", customer, "", body)
 }
 
 /// After the PG's failure redirect: the attempt ended, nothing was paid.
@@ -445,5 +478,5 @@ pub(crate) fn abandoned(customer: &Customer, payment: &Payment, back: &str) -> R
         p { "Nothing was charged; what was held from your balance is back." }
         p { a href=(back) { "Back" } }
     };
-    page("Payment not completed", Some(customer), "", body)
+    page("Payment not completed", customer, "", body)
 }

@@ -47,7 +47,12 @@ pub fn start() -> Server {
     let admin = "test-admin-token".to_owned();
     let app = liteshop_server::router(
         shop.clone(),
-        liteshop_server::Config::new(SECRET.to_vec(), admin.clone()).with_fake_widget(pg.clone()),
+        liteshop_server::Config::new(SECRET.to_vec(), admin.clone())
+            .with_fake_widget(pg.clone())
+            .with_storefront(liteshop_server::Storefront {
+                widget_url: "/fake-pg/widget".to_owned(),
+                public_url: None,
+            }),
     );
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
@@ -316,6 +321,68 @@ impl Drop for Server {
             "statuses sent that the OpenAPI document does not list: {undocumented:#?}"
         );
     }
+}
+
+/// A raw answer (for the HTML pages): status, headers, body text.
+pub struct Page {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of header `name`, if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Where a redirect sends the browser.
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+}
+
+/// One request as a browser's form sends it (`Cookie: <cookie>`, a form
+/// body), redirects not followed.
+pub fn fetch(method: &str, url: &str, cookie: Option<&str>, form: Option<&str>) -> Page {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build(),
+    );
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    let request = request
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.unwrap_or("").to_owned())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    Page {
+        status: response.status().as_u16(),
+        headers,
+        body: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+/// The CSRF token in a page's forms.
+pub fn csrf(page: &Page) -> String {
+    let at = page
+        .body
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &page.body[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 /// Whether a concrete path matches a template such as `/me/orders/{id}`.
