@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use clap::Parser;
-use fake_pg_server::{Pg, Rules};
+use fake_pg_server::{Faults, Pg, Rules};
 use liteshop::{Error, HttpGateway, Money, NewProduct, OrderLine, Shop};
 
 #[derive(Parser, Debug, Clone)]
@@ -60,6 +60,17 @@ struct Args {
     /// minute; default 50).
     #[arg(long)]
     webhook_unit_ms: Option<u64>,
+    /// Lose the reply of every Nth call of the shop's (processed, then the
+    /// answer stops half-way).
+    #[arg(long)]
+    lose_reply_every: Option<u32>,
+    /// Answer every Nth call of the shop's 500
+    /// FAILED_INTERNAL_SYSTEM_PROCESSING, unprocessed.
+    #[arg(long)]
+    fail_every: Option<u32>,
+    /// Answer every call of the shop's this many milliseconds late.
+    #[arg(long)]
+    delay_ms: Option<u64>,
     /// Start on a free port, pay two orders through a shop, print, and exit.
     #[arg(long)]
     demo: bool,
@@ -78,6 +89,11 @@ impl Args {
             confirm_window: self.confirm_window_secs.map(std::time::Duration::from_secs),
             webhook_url: self.webhook_url.clone(),
             webhook_unit: self.webhook_unit_ms.map(std::time::Duration::from_millis),
+            faults: Faults {
+                lose_reply_every: self.lose_reply_every,
+                fail_every: self.fail_every,
+                delay: self.delay_ms.map(std::time::Duration::from_millis),
+            },
         }
     }
 }

@@ -1140,3 +1140,126 @@ fn a_cancels_tax_free_part_is_read_from_the_pgs_record() {
         "{unreadable:?}"
     );
 }
+
+/// Over real HTTP against the Toss double's scripted faults — every third
+/// call of the shop's processed and its reply lost half-way, every fifth
+/// answered 500 unprocessed, every one 20 ms late — payments and refunds
+/// end, after reconciliation, exactly as the PG's own record says: what
+/// the shop counts as paid through the PG and refunded through it equals
+/// each payment's `totalAmount`, `cancels[]` and `balanceAmount` there, and
+/// the books balance.
+#[test]
+fn lost_replies_5xx_and_delays_leave_the_books_equal_to_the_pgs_record() -> liteshop::Result<()> {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let records = Arc::new(Mutex::new(fake_pg_server::Pg::default()));
+    let handle = {
+        let (server, records) = (server.clone(), records.clone());
+        let rules = fake_pg_server::Rules {
+            secret: SECRET.to_owned(),
+            faults: fake_pg_server::Faults {
+                lose_reply_every: Some(3),
+                fail_every: Some(5),
+                delay: Some(Duration::from_millis(20)),
+            },
+            ..Default::default()
+        };
+        thread::spawn(move || fake_pg_server::serve(&server, &rules, &records))
+    };
+    let gateway = HttpGateway::builder(&base, SECRET)
+        .response_timeout(Duration::from_millis(300))
+        .build();
+    let t = common::open_with(move |b| b.gateway(gateway).reconcile_grace(Duration::ZERO));
+    let kim = t.user("Kim").id;
+    let tea = t.product("Tea", 10_000, 100).id;
+    let settle = || -> liteshop::Result<()> {
+        for _ in 0..30 {
+            let unsettled = t.shop.unsettled()?;
+            if unsettled.payments.is_empty() && unsettled.refunds.is_empty() {
+                return Ok(());
+            }
+            t.shop.reconcile_payments()?;
+        }
+        panic!("still unsettled: {:?}", t.shop.unsettled()?);
+    };
+
+    let mut orders = Vec::new();
+    let mut unanswered = 0;
+    for _ in 0..10 {
+        let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)])?.id;
+        let started = t.shop.start_payment(kim, order, won(0))?;
+        let widget = started.widget().unwrap();
+        let payment_key = records
+            .lock()
+            .unwrap()
+            .pay_in_widget(&widget.pg_order_id, widget.amount.won());
+        let redirect = liteshop::PgRedirect {
+            payment_key,
+            pg_order_id: widget.pg_order_id.clone(),
+            amount: widget.amount,
+        };
+        if t.shop.confirm_payment(kim, started.id, &redirect).is_err() {
+            unanswered += 1;
+        }
+        orders.push(order);
+    }
+    settle()?;
+    for &order in &orders {
+        if t.shop.order(kim, order)?.status == OrderStatus::Paid
+            && t.shop
+                .refund_lines(kim, order, &[OrderLine::new(tea, 1)], "one back")
+                .is_err()
+        {
+            unanswered += 1;
+        }
+    }
+    settle()?;
+    assert!(unanswered > 0, "the faults reached the shop");
+
+    let pg = records.lock().unwrap();
+    let mut paid = 0;
+    for &order in &orders {
+        for payment in t.shop.payments_for_order(kim, order)? {
+            let record = pg.payments.get(&payment.pg_order_id);
+            match payment.status {
+                PaymentStatus::Approved | PaymentStatus::Refunded => {
+                    paid += 1;
+                    let record = record.expect("the PG holds what the shop counts as paid");
+                    let cancelled: i64 = record["cancels"]
+                        .as_array()
+                        .map(|c| c.iter().map(|c| c["cancelAmount"].as_i64().unwrap()).sum())
+                        .unwrap_or(0);
+                    assert_eq!(
+                        record["totalAmount"].as_i64(),
+                        Some(payment.pg_amount.won())
+                    );
+                    assert_eq!(cancelled, payment.pg_refunded.won(), "{record}");
+                    assert_eq!(
+                        record["balanceAmount"].as_i64(),
+                        Some(payment.pg_amount.won() - payment.pg_refunded.won()),
+                        "{record}"
+                    );
+                }
+                status => assert!(
+                    record.is_none(),
+                    "{status:?} at the shop, {record:?} at the PG"
+                ),
+            }
+        }
+    }
+    // Every customer paid in the widget and every refund was asked once:
+    // through every fault, each ends done, none twice.
+    assert_eq!(paid, orders.len());
+    for &order in &orders {
+        let refunds = t.shop.refunds(kim, order)?;
+        assert_eq!(refunds.len(), 1);
+        assert_eq!(refunds[0].status, liteshop::RefundStatus::Completed);
+        assert_eq!(refunds[0].pg_amount, won(10_000));
+    }
+    let report = t.shop.audit()?;
+    assert!(report.is_clean(), "{report:?}");
+    drop(pg);
+    server.unblock();
+    handle.join().unwrap();
+    Ok(())
+}

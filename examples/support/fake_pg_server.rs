@@ -41,6 +41,7 @@
 //!   `webhook_unit` (Toss: minutes).
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,49 @@ pub struct Rules {
     /// The unit of the webhook retry schedule (Toss: a minute; default
     /// here 50 ms, so tests and demos see retries).
     pub webhook_unit: Option<Duration>,
+    /// Scripted faults on the shop's calls (confirm, lookup, cancel).
+    pub faults: Faults,
+}
+
+/// Faults the double plays on the shop's calls (`POST /v1/payments/…`,
+/// `GET /v1/payments/orders/…`), counted over those calls alone, so a run
+/// is the same every time: the Nth, 2Nth, … call of each kind.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// The call is processed (its effect and its idempotent reply kept),
+    /// then the reply is lost: the status line and half the headers are
+    /// sent and the connection goes silent, as when a network drops
+    /// mid-answer. The caller cannot know what happened.
+    pub lose_reply_every: Option<u32>,
+    /// The call is answered 500 `FAILED_INTERNAL_SYSTEM_PROCESSING`
+    /// without being processed (Toss's table: retry; the outcome is not
+    /// known to the caller).
+    pub fail_every: Option<u32>,
+    /// Every call is processed, then answered this much later (the loop
+    /// goes on serving others meanwhile).
+    pub delay: Option<Duration>,
+}
+
+/// What the double does with one call of the shop's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    LoseReply,
+    Fail,
+}
+
+impl Faults {
+    /// The fault for the `n`th call (from 1).
+    fn of(&self, n: u32) -> Fault {
+        let every = |k: Option<u32>| k.is_some_and(|k| k > 0 && n.is_multiple_of(k));
+        if every(self.lose_reply_every) {
+            Fault::LoseReply
+        } else if every(self.fail_every) {
+            Fault::Fail
+        } else {
+            Fault::None
+        }
+    }
 }
 
 /// Toss's webhook retry schedule, in units (docs.tosspayments.com/guides/webhook:
@@ -623,6 +667,7 @@ pub fn serve(server: &tiny_http::Server, rules: &Rules, pg: &Mutex<Pg>) {
         base64::engine::general_purpose::STANDARD.encode(format!("{}:", rules.secret))
     );
     let mut served = 0;
+    let mut calls = 0u32;
     while rules.max_requests.is_none_or(|max| served < max) {
         let Ok(mut request) = server.recv() else {
             break;
@@ -655,13 +700,37 @@ pub fn serve(server: &tiny_http::Server, rules: &Rules, pg: &Mutex<Pg>) {
             let _ = request.respond(page);
             continue;
         }
-        let (status, reply) = if authorized || browser {
+        let shops_call = authorized && path.starts_with("/v1/payments");
+        let fault = if shops_call {
+            calls += 1;
+            rules.faults.of(calls)
+        } else {
+            Fault::None
+        };
+        let (status, reply) = if fault == Fault::Fail {
+            error(
+                500,
+                "FAILED_INTERNAL_SYSTEM_PROCESSING",
+                "scripted fault: not processed",
+            )
+        } else if authorized || browser {
             pg.lock().unwrap().handle(rules, &method, &url, key, &body)
         } else {
             error(401, "UNAUTHORIZED_KEY", "unknown secret key")
         };
         if rules.log {
-            eprintln!("fake_pg: {method} {url} -> {status}");
+            eprintln!("fake_pg: {method} {url} -> {status} ({fault:?})");
+        }
+        if fault == Fault::LoseReply {
+            // Processed; the answer starts and never ends.
+            let mut writer = request.into_writer();
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: appl");
+            let _ = writer.flush();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(30));
+                drop(writer);
+            });
+            continue;
         }
         let response = tiny_http::Response::from_string(reply.to_string())
             .with_status_code(status)
@@ -670,6 +739,16 @@ pub fn serve(server: &tiny_http::Server, rules: &Rules, pg: &Mutex<Pg>) {
                     .parse::<tiny_http::Header>()
                     .unwrap(),
             );
-        let _ = request.respond(response);
+        match rules.faults.delay.filter(|_| shops_call) {
+            Some(delay) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    let _ = request.respond(response);
+                });
+            }
+            None => {
+                let _ = request.respond(response);
+            }
+        }
     }
 }
