@@ -11,13 +11,16 @@
 //! runs.
 
 mod common;
+#[path = "../examples/support/fake_pg_server.rs"]
+#[allow(dead_code)]
+mod fake_pg_server;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -34,6 +37,9 @@ const CHILD_DB: &str = "LITESHOP_CRASH_DB";
 const CHILD_PG: &str = "LITESHOP_CRASH_PG";
 const CHILD_FEED: &str = "LITESHOP_CRASH_FEED";
 const CHILD_SCHEMA: &str = "LITESHOP_CRASH_SCHEMA";
+const CHILD_PG_URL: &str = "LITESHOP_CRASH_PG_URL";
+/// The secret key of the Toss double the second crash test runs against.
+const DOUBLE_SECRET: &str = "test_sk_crash";
 const CONSUMER: &str = "crash-sink";
 
 /// A PG whose record is an append-only file, synced before it answers.
@@ -211,16 +217,27 @@ impl PaymentGateway for FileGateway {
 #[test]
 #[ignore = "run by crash_at_random_moments_loses_nothing as a child process"]
 fn crash_child_pays_until_killed() {
-    let (Ok(db), Ok(pg)) = (std::env::var(CHILD_DB), std::env::var(CHILD_PG)) else {
+    let Ok(db) = std::env::var(CHILD_DB) else {
         return;
     };
     let target = Target {
         path: db.into(),
         schema: std::env::var(CHILD_SCHEMA).ok(),
     };
-    let shop = target
-        .builder()
-        .gateway(FileGateway::new(Path::new(&pg), Duration::from_millis(2)))
+    let double = std::env::var(CHILD_PG_URL).ok();
+    let builder = match (&double, std::env::var(CHILD_PG)) {
+        (Some(url), _) => target.builder().gateway(
+            liteshop::HttpGateway::builder(url, DOUBLE_SECRET)
+                .response_timeout(Duration::from_millis(200))
+                .build(),
+        ),
+        (None, Ok(pg)) => target
+            .builder()
+            .gateway(FileGateway::new(Path::new(&pg), Duration::from_millis(2))),
+        (None, Err(_)) => return,
+    };
+    let widget = Widget(double);
+    let shop = builder
         .max_balance(Money::MAX)
         .max_charge(Money::MAX)
         .build()
@@ -248,7 +265,7 @@ fn crash_child_pays_until_killed() {
         };
         if i % 7 == 0 {
             let _ = shop.cancel_order(user, order.id);
-        } else if pay(&shop, user, &order, i) && i % 2 == 0 {
+        } else if pay(&shop, &widget, user, &order, i) && i % 2 == 0 {
             // Refund one unit, then (every other time) the rest.
             let _ = shop.refund_lines(user, order.id, &[OrderLine::new(product, 1)], "one");
             if i % 4 == 0 {
@@ -283,10 +300,44 @@ fn widget_redirect(widget: &liteshop::WidgetRequest) -> liteshop::PgRedirect {
     }
 }
 
+/// Where the child's customer pays in the widget: the file PG's (a key
+/// made from the `orderId`), or the Toss double's at this URL (`POST
+/// /v1/fake/widget`, the browser's step).
+struct Widget(Option<String>);
+
+impl Widget {
+    fn pay(&self, widget: &liteshop::WidgetRequest) -> Option<liteshop::PgRedirect> {
+        let Some(url) = &self.0 else {
+            return Some(widget_redirect(widget));
+        };
+        let request = serde_json::json!({
+            "orderId": widget.pg_order_id,
+            "amount": widget.amount.won(),
+        });
+        let mut reply = ureq::post(format!("{url}/v1/fake/widget"))
+            .header("Content-Type", "application/json")
+            .send(request.to_string())
+            .ok()?;
+        let body: serde_json::Value =
+            serde_json::from_str(&reply.body_mut().read_to_string().ok()?).ok()?;
+        Some(liteshop::PgRedirect {
+            payment_key: body["paymentKey"].as_str()?.to_owned(),
+            pg_order_id: widget.pg_order_id.clone(),
+            amount: widget.amount,
+        })
+    }
+}
+
 /// Pays `order` by the tender `i` picks: wholly by balance, wholly by card,
 /// or half and half; one in eleven is left started in the widget
 /// (abandoned), to be ended by expiry.
-fn pay(shop: &liteshop::Shop, user: UserId, order: &liteshop::Order, i: i64) -> bool {
+fn pay(
+    shop: &liteshop::Shop,
+    widget: &Widget,
+    user: UserId,
+    order: &liteshop::Order,
+    i: i64,
+) -> bool {
     let balance_part = match i % 3 {
         0 => order.total,
         1 => Money::ZERO,
@@ -298,9 +349,9 @@ fn pay(shop: &liteshop::Shop, user: UserId, order: &liteshop::Order, i: i64) -> 
     match started.widget() {
         None => true,
         Some(_) if i % 11 == 0 => false,
-        Some(widget) => shop
-            .confirm_payment(user, started.id, &widget_redirect(&widget))
-            .is_ok(),
+        Some(request) => widget
+            .pay(&request)
+            .is_some_and(|redirect| shop.confirm_payment(user, started.id, &redirect).is_ok()),
     }
 }
 
@@ -312,16 +363,133 @@ fn next_random(state: &mut u64) -> u64 {
     *state >> 33
 }
 
-#[test]
-fn crash_at_random_moments_loses_nothing() {
-    let rounds: u32 = std::env::var("LITESHOP_CRASH_ROUNDS")
+/// How many kills a crash run makes: `LITESHOP_CRASH_ROUNDS`, or `default`.
+fn rounds(default: u32) -> u32 {
+    std::env::var("LITESHOP_CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(default)
+}
+
+#[test]
+fn crash_at_random_moments_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Target::fresh(dir.path(), "crash.db");
-    let pg = dir.path().join("pg-record.log");
-    let feed = dir.path().join("feed.log");
+    let pg = TestPg::File(dir.path().join("pg-record.log"));
+    crash_rounds(dir.path(), &pg, rounds(50));
+}
+
+/// The same kills with the child paying through `HttpGateway` and the Toss
+/// double over real HTTP (its widget step, its confirm and cancel, its
+/// `cancels[]`), the double also losing every eleventh reply half-way
+/// after processing the call and answering every thirteenth 500
+/// unprocessed. The double's records — the PG's truth, which outlives
+/// each child — must equal the shop's books after each reconciliation.
+#[test]
+fn crash_against_the_toss_double_loses_nothing() {
+    let records = Arc::new(Mutex::new(fake_pg_server::Pg::default()));
+    let serve = |faults: fake_pg_server::Faults| {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let rules = fake_pg_server::Rules {
+            secret: DOUBLE_SECRET.to_owned(),
+            decline_above: Some(5_000),
+            confirm_window: Some(Duration::from_secs(1)),
+            faults,
+            ..Default::default()
+        };
+        let records = records.clone();
+        thread::spawn(move || fake_pg_server::serve(&server, &rules, &records));
+        url
+    };
+    let pg = TestPg::Double {
+        child: serve(fake_pg_server::Faults {
+            lose_reply_every: Some(11),
+            fail_every: Some(13),
+            delay: None,
+        }),
+        settle: serve(fake_pg_server::Faults::default()),
+        records: records.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    crash_rounds(dir.path(), &pg, rounds(30));
+}
+
+/// The PG a crash run pays through: the file PG, or the Toss double over
+/// HTTP — one server with faults for the child, one without for the
+/// reconciliation after each kill, both over the same records.
+enum TestPg {
+    File(PathBuf),
+    Double {
+        child: String,
+        settle: String,
+        records: Arc<Mutex<fake_pg_server::Pg>>,
+    },
+}
+
+impl TestPg {
+    /// The child's environment naming its PG.
+    fn child_env(&self) -> (&'static str, String) {
+        match self {
+            TestPg::File(path) => (CHILD_PG, path.display().to_string()),
+            TestPg::Double { child, .. } => (CHILD_PG_URL, child.clone()),
+        }
+    }
+
+    /// `builder` with the gateway that settles after a kill.
+    fn settling(&self, builder: liteshop::ShopBuilder) -> liteshop::ShopBuilder {
+        match self {
+            TestPg::File(path) => builder.gateway(FileGateway::new(path, Duration::ZERO)),
+            TestPg::Double { settle, .. } => {
+                builder.gateway(liteshop::HttpGateway::builder(settle, DOUBLE_SECRET).build())
+            }
+        }
+    }
+
+    /// What the PG holds: what it took of each attempt (None: declined)
+    /// and what it cancelled of it.
+    fn record(&self) -> PgRecord {
+        match self {
+            TestPg::File(path) => PgRecord {
+                taken: read_record(path),
+                cancelled: cancelled_by_pg(path),
+            },
+            TestPg::Double { records, .. } => {
+                let pg = records.lock().unwrap();
+                let mut record = PgRecord {
+                    taken: pg.aborted.keys().map(|id| (id.clone(), None)).collect(),
+                    cancelled: HashMap::new(),
+                };
+                for (id, payment) in &pg.payments {
+                    record
+                        .taken
+                        .insert(id.clone(), payment["totalAmount"].as_i64());
+                    let cancelled = payment["cancels"].as_array().map_or(0, |cancels| {
+                        cancels
+                            .iter()
+                            .map(|c| c["cancelAmount"].as_i64().unwrap())
+                            .sum()
+                    });
+                    record.cancelled.insert(id.clone(), cancelled);
+                }
+                record
+            }
+        }
+    }
+}
+
+/// The PG's own record of a run.
+struct PgRecord {
+    /// `pg_order_id` → what the PG took (None: it declined the attempt).
+    taken: HashMap<String, Option<i64>>,
+    /// `pg_order_id` → what the PG cancelled of it.
+    cancelled: HashMap<String, i64>,
+}
+
+/// Seeds a shop in `dir`, then kills a child paying through `pg` `rounds`
+/// times, reconciling and checking every law after each kill.
+fn crash_rounds(dir: &Path, pg: &TestPg, rounds: u32) {
+    let db = Target::fresh(dir, "crash.db");
+    let feed = dir.join("feed.log");
     {
         let shop = db
             .builder()
@@ -357,7 +525,7 @@ fn crash_at_random_moments_loses_nothing() {
             ])
             .env(CHILD_DB, &db.path)
             .envs(db.schema.iter().map(|schema| (CHILD_SCHEMA, schema)))
-            .env(CHILD_PG, &pg)
+            .env(pg.child_env().0, pg.child_env().1)
             .env(CHILD_FEED, &feed)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -370,22 +538,32 @@ fn crash_at_random_moments_loses_nothing() {
         let (payments, refunds) = unsettled(&db);
         interrupted_payments += payments;
         interrupted_refunds += refunds;
-        let shop = db
-            .builder()
-            .gateway(FileGateway::new(&pg, Duration::ZERO))
+        let shop = pg
+            .settling(db.builder())
             .max_balance(Money::MAX)
             .reconcile_grace(Duration::ZERO)
             .payment_window(Duration::from_millis(1))
             .clock(LaterClock)
             .build()
             .unwrap_or_else(|err| panic!("round {round}: reopen failed: {err}"));
-        let report = shop.reconcile_payments().unwrap();
-        assert!(report.all_settled(), "round {round}: {report:?}");
+        // The file PG settles everything in one round. The double holds a
+        // payment the child authorised and never confirmed `IN_PROGRESS`
+        // until its confirm window (1 s here) runs out — this shop's clock
+        // is past the shop's own window, so it never re-sends — then
+        // `EXPIRED`: a few rounds.
+        for attempt in 0.. {
+            let report = shop.reconcile_payments().unwrap();
+            if report.all_settled() {
+                break;
+            }
+            assert!(attempt < 40, "round {round}: {report:?}");
+            thread::sleep(Duration::from_millis(100));
+        }
         // Attempts the child started and nobody confirmed end by expiry
         // (this shop's clock runs past every child's window).
         shop.expire_payments().unwrap();
         drop(shop);
-        check_invariants(&db, &pg, round);
+        check_invariants(&db, &pg.record(), round);
     }
     let redelivered = check_feed(&db, &feed);
     let summary: (i64, i64, i64, i64, i64) = (
@@ -401,8 +579,11 @@ fn crash_at_random_moments_loses_nothing() {
          {} refunds completed, {} declined; {redelivered} events delivered again after a kill",
         summary.0, summary.1, summary.2, summary.3, summary.4
     );
+    // The double declines no cancel, so only the file PG's runs see
+    // declined refunds.
+    let declines_refunds = matches!(pg, TestPg::File(_));
     assert!(
-        summary.1 > 0 && summary.2 > 0 && summary.3 > 0 && summary.4 > 0,
+        summary.1 > 0 && summary.2 > 0 && summary.3 > 0 && (summary.4 > 0 || !declines_refunds),
         "the child never paid or refunded: {summary:?}"
     );
     if rounds >= 10 {
@@ -465,7 +646,7 @@ fn unsettled(db: &Target) -> (i64, i64) {
     )
 }
 
-fn check_invariants(db: &Target, pg: &Path, round: u32) {
+fn check_invariants(db: &Target, record: &PgRecord, round: u32) {
     let count = |sql: &str| -> i64 { db.count(sql) };
     let ids = |sql: &str| -> HashSet<String> {
         db.rows(sql)
@@ -488,13 +669,14 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
     );
 
     // The shop's approvals are exactly the PG's approvals.
-    let record = read_record(pg);
     let pg_approved: HashSet<String> = record
+        .taken
         .iter()
         .filter(|(_, v)| v.is_some())
         .map(|(k, _)| k.clone())
         .collect();
     let pg_declined: HashSet<String> = record
+        .taken
         .iter()
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| k.clone())
@@ -536,7 +718,7 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
 
     // For every payment, the PG cancelled exactly what the shop's completed
     // refunds gave back, and the shop recorded it on the payment and order.
-    let pg_cancelled = cancelled_by_pg(pg);
+    let pg_cancelled = &record.cancelled;
     let rows = db.rows(
         "SELECT p.pg_order_id, p.refunded, o.refunded,
                 (SELECT coalesce(sum(amount), 0) FROM refunds r
@@ -564,7 +746,12 @@ fn check_invariants(db: &Target, pg: &Path, round: u32) {
             "round {round}: what the PG cancelled of {pg_order_id}"
         );
         // What the PG took is what the shop recorded as its part.
-        let taken = record.get(&pg_order_id).copied().flatten().unwrap_or(0);
+        let taken = record
+            .taken
+            .get(&pg_order_id)
+            .copied()
+            .flatten()
+            .unwrap_or(0);
         let approved = approved.contains(&pg_order_id);
         assert_eq!(
             taken,

@@ -175,6 +175,10 @@ pub struct Pg {
     /// `orderId` → how long its virtual account stays open, for the
     /// payments the customer chose to pay by bank transfer.
     transfers: HashMap<String, Duration>,
+    /// `orderId` → amount of each payment whose confirm was declined:
+    /// Toss's lookup says `ABORTED`, and another confirm is
+    /// `ALREADY_PROCESSED_PAYMENT` (docs.tosspayments.com/reference/error-codes).
+    pub aborted: HashMap<String, i64>,
 }
 
 impl Pg {
@@ -271,6 +275,19 @@ impl Pg {
         if let Some(payment) = self.payments.get(order_id) {
             return (200, payment.clone());
         }
+        if let Some(amount) = self.aborted.get(order_id) {
+            return (
+                200,
+                json!({
+                    "orderId": order_id,
+                    "status": "ABORTED",
+                    "totalAmount": amount,
+                    "balanceAmount": amount,
+                    "cancels": null,
+                    "failure": { "code": "REJECT_CARD_PAYMENT", "message": "the card company declined the payment" },
+                }),
+            );
+        }
         match self
             .authorised
             .iter()
@@ -303,7 +320,7 @@ impl Pg {
                 "paymentKey, orderId and amount are required",
             );
         };
-        if self.payments.contains_key(order_id) {
+        if self.payments.contains_key(order_id) || self.aborted.contains_key(order_id) {
             // Processed before (with another key, or one it forgot).
             return error(400, "ALREADY_PROCESSED_PAYMENT", "already processed");
         }
@@ -337,6 +354,7 @@ impl Pg {
                 .as_deref()
                 .is_some_and(|prefix| order_id.starts_with(prefix));
         if declined {
+            self.aborted.insert(order_id.to_owned(), amount);
             return error(
                 403,
                 "REJECT_CARD_PAYMENT",
