@@ -438,3 +438,54 @@ fn the_fake_widget_page_plays_the_pgs_handshake() {
     );
     assert!(s.shop.audit().unwrap().is_clean());
 }
+
+#[test]
+fn a_top_up_is_paid_in_the_widget_and_refunded_to_the_card_while_unspent() {
+    let s = start();
+    let kim = sign_up(&s, "Kim");
+    let csrf = kim.csrf(&s);
+    let page = kim.post(&s, "/shop/top-up", &format!("csrf={csrf}&amount=30000"));
+    let pay = page.location().unwrap().to_owned();
+    let link = widget_link(&kim.get(&s, &pay));
+    let query = link.split_once('?').unwrap().1;
+    let paid = fetch(
+        "POST",
+        &s.url("/fake-pg/widget/pay"),
+        None,
+        Some(&format!("{query}&choice=card")),
+    );
+    let back = paid.location().unwrap().to_owned();
+    let page = kim.get(&s, back.strip_prefix(&s.base).unwrap());
+    assert_eq!(page.location(), Some("/shop/top-up"));
+    assert_eq!(
+        s.shop.balance(kim.user).unwrap(),
+        Money::new(30_000).unwrap()
+    );
+    let top_up = s
+        .shop
+        .top_ups(kim.user, PageRequest::first(1))
+        .unwrap()
+        .items[0]
+        .clone();
+    let page = kim.get(&s, "/shop/top-up");
+    assert!(page.body.contains(&format!("refund-top-up-{}", top_up.id)));
+
+    // More than the top-up: refused, nothing moved; then 5,000 back.
+    let refund = format!("/shop/top-ups/{}/refund", top_up.id);
+    let page = kim.post(&s, &refund, &format!("csrf={csrf}&amount=40000"));
+    assert!(page.status >= 400, "{}", page.status);
+    assert_eq!(
+        s.shop.balance(kim.user).unwrap(),
+        Money::new(30_000).unwrap()
+    );
+    let page = kim.post(&s, &refund, &format!("csrf={csrf}&amount=5000"));
+    assert_eq!(page.location(), Some("/shop/top-up"));
+    assert_eq!(
+        s.shop.balance(kim.user).unwrap(),
+        Money::new(25_000).unwrap()
+    );
+    let refunds = s.shop.top_up_refunds(kim.user, top_up.id).unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].pg_amount, Money::new(5_000).unwrap());
+    assert!(s.shop.audit().unwrap().is_clean());
+}

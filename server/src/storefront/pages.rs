@@ -433,7 +433,7 @@ pub(crate) fn top_ups(
         @if !top_ups.is_empty() {
             table {
                 caption { "Your top-ups" }
-                thead { tr { th { "Top-up" } th { "When" } th class="num" { "Amount" } th class="num" { "Refunded" } th { "Status" } } }
+                thead { tr { th { "Top-up" } th { "When" } th class="num" { "Amount" } th class="num" { "Refunded" } th { "Status" } th { "" } } }
                 tbody {
                     @for top_up in top_ups {
                         tr {
@@ -442,6 +442,18 @@ pub(crate) fn top_ups(
                             td class="num" { (won(top_up.amount.won())) }
                             td class="num" { (won(top_up.refunded.won())) }
                             td class="payment-status" { (payment_status(top_up)) }
+                            td {
+                                // Money of a top-up goes back to the card
+                                // while the balance still holds it.
+                                @if top_up.status == PaymentStatus::Approved && top_up.refunded < top_up.amount {
+                                    form method="post" action={"/shop/top-ups/" (top_up.id) "/refund"} class="inline" {
+                                        (csrf(customer))
+                                        label for={"refund-" (top_up.id)} { "Back to the card (₩)" }
+                                        input id={"refund-" (top_up.id)} name="amount" type="number" min="1" max=(top_up.amount.won() - top_up.refunded.won()) size="8";
+                                        button type="submit" id={"refund-top-up-" (top_up.id)} { "Refund" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
