@@ -98,6 +98,20 @@ fn widget_link(page: &Page) -> String {
     rest[..rest.find('"').unwrap()].replace("&amp;", "&")
 }
 
+/// Presses `choice` on the fake widget's page behind `link`: where the
+/// PG's redirect sends the browser back to.
+fn press(s: &Server, link: &str, choice: &str) -> String {
+    let query = link.split_once('?').unwrap().1;
+    let page = fetch(
+        "POST",
+        &s.url("/fake-pg/widget/pay"),
+        None,
+        Some(&format!("{query}&choice={choice}")),
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    page.location().unwrap().to_owned()
+}
+
 #[test]
 fn signed_out_the_pages_send_to_sign_in_and_change_nothing() {
     let s = start();
@@ -376,14 +390,7 @@ fn the_fake_widget_page_plays_the_pgs_handshake() {
 
     // "Close": Toss's failure redirect; the attempt ends, the balance part
     // comes back.
-    let query = link.split_once('?').unwrap().1;
-    let closed = fetch(
-        "POST",
-        &s.url("/fake-pg/widget/pay"),
-        None,
-        Some(&format!("{query}&choice=close")),
-    );
-    let fail = closed.location().unwrap().to_owned();
+    let fail = press(&s, &link, "close");
     assert_eq!(query_value(&fail, "code"), "PAY_PROCESS_CANCELED");
     assert_eq!(query_value(&fail, "orderId"), started.pg_order_id);
     let page = kim.get(&s, fail.strip_prefix(&s.base).unwrap());
@@ -404,15 +411,7 @@ fn the_fake_widget_page_plays_the_pgs_handshake() {
         &format!("csrf={csrf}&balance_part=5000"),
     );
     let pay = page.location().unwrap().to_owned();
-    let link = widget_link(&kim.get(&s, &pay));
-    let query = link.split_once('?').unwrap().1;
-    let paid = fetch(
-        "POST",
-        &s.url("/fake-pg/widget/pay"),
-        None,
-        Some(&format!("{query}&choice=card")),
-    );
-    let back = paid.location().unwrap().to_owned();
+    let back = press(&s, &widget_link(&kim.get(&s, &pay)), "card");
     assert_eq!(query_value(&back, "paymentType"), "NORMAL");
     let page = kim.get(&s, back.strip_prefix(&s.base).unwrap());
     assert_eq!(
@@ -446,15 +445,7 @@ fn a_top_up_is_paid_in_the_widget_and_refunded_to_the_card_while_unspent() {
     let csrf = kim.csrf(&s);
     let page = kim.post(&s, "/shop/top-up", &format!("csrf={csrf}&amount=30000"));
     let pay = page.location().unwrap().to_owned();
-    let link = widget_link(&kim.get(&s, &pay));
-    let query = link.split_once('?').unwrap().1;
-    let paid = fetch(
-        "POST",
-        &s.url("/fake-pg/widget/pay"),
-        None,
-        Some(&format!("{query}&choice=card")),
-    );
-    let back = paid.location().unwrap().to_owned();
+    let back = press(&s, &widget_link(&kim.get(&s, &pay)), "card");
     let page = kim.get(&s, back.strip_prefix(&s.base).unwrap());
     assert_eq!(page.location(), Some("/shop/top-up"));
     assert_eq!(

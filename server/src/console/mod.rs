@@ -53,9 +53,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// The headers of every console answer: only the console's own stylesheet
-/// may load, nothing may frame it, nothing is cached.
-async fn security_headers(mut response: Response) -> Response {
+/// The headers of every console (and storefront) answer: only the page's
+/// own stylesheet and images may load, nothing may frame it, nothing is
+/// cached.
+pub(crate) async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

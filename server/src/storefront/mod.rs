@@ -97,30 +97,10 @@ pub(crate) fn routes(app: AppState, storefront: Storefront) -> Router {
         .route("/shop/pay/{id}/success", get(success))
         .route("/shop/pay/{id}/fail", get(fail))
         .route("/shop/style.css", get(style))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(
+            crate::console::security_headers,
+        ))
         .with_state(state)
-}
-
-/// The headers of every storefront answer: only its own stylesheet loads,
-/// nothing frames it, nothing is cached.
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// A signed-in customer: the user, the session, its CSRF token.
@@ -182,6 +162,19 @@ async fn run<T: Send + 'static>(
     }
 }
 
+/// Runs `f` as [`run`] does and answers `then` of its value, or the page
+/// of its failure.
+async fn answer<T: Send + 'static>(
+    state: &StoreState,
+    f: impl FnOnce(&Shop) -> liteshop::Result<T> + Send + 'static,
+    then: impl FnOnce(T) -> Response,
+) -> Response {
+    match run(state, f).await {
+        Ok(value) => then(value),
+        Err(page) => page,
+    }
+}
+
 /// The page of an error: its status, its message (an internal error's
 /// detail stays in the log).
 fn refused(err: &Error) -> Response {
@@ -219,16 +212,16 @@ fn see(to: &str) -> Response {
 async fn products(State(state): State<StoreState>, headers: HeaderMap) -> Response {
     let customer = Customer::of(&state.app, &headers);
     let user = customer.as_ref().map(|c| c.user);
-    match run(&state, move |shop| {
-        let products = shop.products(PageRequest::first(100))?.items;
-        let balance = user.map(|u| shop.balance(u)).transpose()?;
-        Ok((products, balance))
-    })
+    answer(
+        &state,
+        move |shop| {
+            let products = shop.products(PageRequest::first(100))?.items;
+            let balance = user.map(|u| shop.balance(u)).transpose()?;
+            Ok((products, balance))
+        },
+        |(products, balance)| pages::products(customer.as_ref(), balance, &products),
+    )
     .await
-    {
-        Ok((products, balance)) => pages::products(customer.as_ref(), balance, &products),
-        Err(page) => page,
-    }
 }
 
 async fn sign_in_page() -> Response {
@@ -265,10 +258,12 @@ fn signed_in(state: &StoreState, user: UserId) -> Response {
 
 async fn sign_up(State(state): State<StoreState>, Form(form): Form<SignUp>) -> Response {
     let name = form.name;
-    match run(&state, move |shop| shop.create_user(name.trim())).await {
-        Ok(user) => signed_in(&state, user.id),
-        Err(page) => page,
-    }
+    answer(
+        &state,
+        move |shop| shop.create_user(name.trim()),
+        |user| signed_in(&state, user.id),
+    )
+    .await
 }
 
 async fn sign_in(State(state): State<StoreState>, Form(form): Form<SignIn>) -> Response {
@@ -344,14 +339,12 @@ async fn add_to_cart(
         return not_a_number("quantity");
     };
     let user = customer.user;
-    match run(&state, move |shop| {
-        shop.add_to_cart(user, ProductId::new(product), quantity)
-    })
+    answer(
+        &state,
+        move |shop| shop.add_to_cart(user, ProductId::new(product), quantity),
+        |_| see("/shop/cart"),
+    )
     .await
-    {
-        Ok(_) => see("/shop/cart"),
-        Err(page) => page,
-    }
 }
 
 async fn remove_from_cart(
@@ -367,26 +360,22 @@ async fn remove_from_cart(
         return not_a_number("cart item");
     };
     let user = customer.user;
-    match run(&state, move |shop| {
-        shop.remove_from_cart(user, liteshop::CartItemId::new(item))
-    })
+    answer(
+        &state,
+        move |shop| shop.remove_from_cart(user, liteshop::CartItemId::new(item)),
+        |()| see("/shop/cart"),
+    )
     .await
-    {
-        Ok(()) => see("/shop/cart"),
-        Err(page) => page,
-    }
 }
 
 async fn cart(State(state): State<StoreState>, customer: Customer) -> Response {
     let user = customer.user;
-    match run(&state, move |shop| {
-        Ok((shop.cart(user)?, shop.balance(user)?))
-    })
+    answer(
+        &state,
+        move |shop| Ok((shop.cart(user)?, shop.balance(user)?)),
+        |(cart, balance)| pages::cart(&customer, balance, &cart),
+    )
     .await
-    {
-        Ok((cart, balance)) => pages::cart(&customer, balance, &cart),
-        Err(page) => page,
-    }
 }
 
 /// The checkout and pay forms: how much of the balance to use.
@@ -446,26 +435,22 @@ async fn checkout(
         Err(page) => return page,
     };
     let id = order.id;
-    match run(&state, move |shop| {
-        shop.start_payment(user, id, balance_part)
-    })
+    answer(
+        &state,
+        move |shop| shop.start_payment(user, id, balance_part),
+        |payment| after_start(&payment),
+    )
     .await
-    {
-        Ok(payment) => after_start(&payment),
-        Err(page) => page,
-    }
 }
 
 async fn orders(State(state): State<StoreState>, customer: Customer) -> Response {
     let user = customer.user;
-    match run(&state, move |shop| {
-        shop.orders(user, PageRequest::first(50))
-    })
+    answer(
+        &state,
+        move |shop| shop.orders(user, PageRequest::first(50)),
+        |page| pages::orders(&customer, &page.items),
+    )
     .await
-    {
-        Ok(page) => pages::orders(&customer, &page.items),
-        Err(page) => page,
-    }
 }
 
 /// An order as the customer sees it.
@@ -497,19 +482,19 @@ async fn order(
         Err(page) => return *page,
     };
     let user = customer.user;
-    match run(&state, move |shop| {
-        Ok(OrderView {
-            order: shop.order(user, id)?,
-            payments: shop.payments_for_order(user, id)?,
-            refunds: shop.refunds(user, id)?,
-            balance: shop.balance(user)?,
-        })
-    })
+    answer(
+        &state,
+        move |shop| {
+            Ok(OrderView {
+                order: shop.order(user, id)?,
+                payments: shop.payments_for_order(user, id)?,
+                refunds: shop.refunds(user, id)?,
+                balance: shop.balance(user)?,
+            })
+        },
+        |view| pages::order(&customer, &view, state.app.shop.utc_offset_minutes()),
+    )
     .await
-    {
-        Ok(view) => pages::order(&customer, &view, state.app.shop.utc_offset_minutes()),
-        Err(page) => page,
-    }
 }
 
 async fn pay(
@@ -526,14 +511,12 @@ async fn pay(
         (Err(page), _) | (_, Err(page)) => return *page,
     };
     let user = customer.user;
-    match run(&state, move |shop| {
-        shop.start_payment(user, id, balance_part)
-    })
+    answer(
+        &state,
+        move |shop| shop.start_payment(user, id, balance_part),
+        |payment| after_start(&payment),
+    )
     .await
-    {
-        Ok(payment) => after_start(&payment),
-        Err(page) => page,
-    }
 }
 
 /// The refund form: some units of one line.
@@ -568,14 +551,12 @@ async fn refund(
     };
     let user = customer.user;
     let line = OrderLine::new(ProductId::new(product), quantity);
-    match run(&state, move |shop| {
-        shop.refund_lines(user, id, &[line], "asked for in the storefront")
-    })
+    answer(
+        &state,
+        move |shop| shop.refund_lines(user, id, &[line], "asked for in the storefront"),
+        |_| see(&format!("/shop/orders/{id}")),
+    )
     .await
-    {
-        Ok(_) => see(&format!("/shop/orders/{id}")),
-        Err(page) => page,
-    }
 }
 
 async fn top_ups(State(state): State<StoreState>, customer: Customer) -> Response {
@@ -621,10 +602,12 @@ async fn top_up(
         None => return not_a_number("amount"),
     };
     let user = customer.user;
-    match run(&state, move |shop| shop.start_top_up(user, amount)).await {
-        Ok(payment) => after_start(&payment),
-        Err(page) => page,
-    }
+    answer(
+        &state,
+        move |shop| shop.start_top_up(user, amount),
+        |payment| after_start(&payment),
+    )
+    .await
 }
 
 async fn refund_top_up(
@@ -646,14 +629,12 @@ async fn refund_top_up(
         None => return not_a_number("amount"),
     };
     let user = customer.user;
-    match run(&state, move |shop| {
-        shop.refund_top_up(user, id, amount, "asked for in the storefront")
-    })
+    answer(
+        &state,
+        move |shop| shop.refund_top_up(user, id, amount, "asked for in the storefront"),
+        |_| see("/shop/top-up"),
+    )
     .await
-    {
-        Ok(_) => see("/shop/top-up"),
-        Err(page) => page,
-    }
 }
 
 /// Where the PG sends the browser back to, for payment `id`: `kind` is
@@ -772,14 +753,12 @@ async fn success(
         amount,
     };
     let user = customer.user;
-    match run(&state, move |shop| {
-        shop.confirm_payment(user, id, &redirect)
-    })
+    answer(
+        &state,
+        move |shop| shop.confirm_payment(user, id, &redirect),
+        |payment| see(&back_to(&payment)),
+    )
     .await
-    {
-        Ok(payment) => see(&back_to(&payment)),
-        Err(page) => page,
-    }
 }
 
 /// Toss's failure redirect: `code`, `message`, `orderId`
@@ -811,10 +790,12 @@ async fn fail(
         pg_order_id: back.order_id,
     };
     let user = customer.user;
-    match run(&state, move |shop| shop.fail_payment(user, id, &redirect)).await {
-        Ok(payment) => pages::abandoned(&customer, &payment, &back_to(&payment)),
-        Err(page) => page,
-    }
+    answer(
+        &state,
+        move |shop| shop.fail_payment(user, id, &redirect),
+        |payment| pages::abandoned(&customer, &payment, &back_to(&payment)),
+    )
+    .await
 }
 
 /// The stylesheet: the console's, inside the binary.
