@@ -86,15 +86,7 @@ fn seed(path: &Path) -> (i64, i64) {
 
 #[test]
 fn the_console_in_a_real_browser() {
-    let required = std::env::var("LITESHOP_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let (Some(driver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
-        assert!(
-            !required,
-            "LITESHOP_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
-        );
-        eprintln!(
-            "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
-        );
+    let Some((driver, chromium)) = browser_tools() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -114,17 +106,8 @@ fn the_console_in_a_real_browser() {
             .spawn()
             .unwrap(),
     );
-    let driver_port = free_port();
-    let _driver = Running(
-        Command::new(driver)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_driver, driver_port) = chromedriver(&driver);
     wait_for(&addr);
-    wait_for(&format!("127.0.0.1:{driver_port}"));
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -299,6 +282,38 @@ fn the_console_in_a_real_browser() {
     });
 }
 
+/// ChromeDriver and Chromium, if installed; their absence fails the test
+/// when `LITESHOP_REQUIRE_BROWSER=1`, and skips it otherwise.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let required = std::env::var("LITESHOP_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let tools = find("chromedriver").zip(find("chromium"));
+    if tools.is_none() {
+        assert!(
+            !required,
+            "LITESHOP_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
+        );
+        eprintln!(
+            "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        );
+    }
+    tools
+}
+
+/// ChromeDriver on a free port, up.
+fn chromedriver(driver: &Path) -> (Running, u16) {
+    let port = free_port();
+    let running = Running(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&format!("127.0.0.1:{port}"));
+    (running, port)
+}
+
 /// A browser driven through ChromeDriver, and where its screenshots go.
 struct Session {
     browser: fantoccini::Client,
@@ -436,15 +451,7 @@ async fn id_after(browser: &fantoccini::Client, prefix: &str) -> i64 {
 /// each is saved under `target/storefront-screenshots/`.
 #[test]
 fn the_storefront_in_a_real_browser() {
-    let required = std::env::var("LITESHOP_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let (Some(driver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
-        assert!(
-            !required,
-            "LITESHOP_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
-        );
-        eprintln!(
-            "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
-        );
+    let Some((driver, chromium)) = browser_tools() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -497,17 +504,8 @@ fn the_storefront_in_a_real_browser() {
             .spawn()
             .unwrap(),
     );
-    let driver_port = free_port();
-    let _driver = Running(
-        Command::new(driver)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_driver, driver_port) = chromedriver(&driver);
     wait_for(&addr);
-    wait_for(&format!("127.0.0.1:{driver_port}"));
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/storefront-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
