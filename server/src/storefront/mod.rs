@@ -138,6 +138,55 @@ impl Customer {
     }
 }
 
+/// A form that carries the session's CSRF token in its `csrf` field.
+trait WithCsrf {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! with_csrf {
+    ($($form:ty),*) => {
+        $(impl WithCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
+}
+
+with_csrf!(Csrf, LineForm, PayForm, TopUpForm);
+
+/// A form a signed-in customer posted with this session's CSRF token: a
+/// request without a session goes to the sign-in page, one with another
+/// token is refused (403) before the handler runs.
+pub(crate) struct Posted<T> {
+    customer: Customer,
+    form: T,
+}
+
+impl<T> axum::extract::FromRequest<StoreState> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + WithCsrf + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &StoreState,
+    ) -> Result<Posted<T>, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = request.into_parts();
+        let customer = Customer::from_request_parts(&mut parts, state).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !customer.sent(state, form.csrf()) {
+            return Err(forged());
+        }
+        Ok(Posted { customer, form })
+    }
+}
+
 /// The session a CSRF token is derived from: the user's token, marked as
 /// the storefront's, so a console form's token never passes here.
 fn session_of(token: &str) -> String {
@@ -280,14 +329,7 @@ struct Csrf {
     csrf: String,
 }
 
-async fn sign_out(
-    State(state): State<StoreState>,
-    customer: Customer,
-    Form(form): Form<Csrf>,
-) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
+async fn sign_out(_: Posted<Csrf>) -> Response {
     let mut response = see("/shop");
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -313,9 +355,9 @@ fn not_a_number(field: &str) -> Response {
     )
 }
 
-/// The "add to cart" form.
+/// The "add to cart" and "refund" forms: some units of one product.
 #[derive(Deserialize)]
-struct AddToCart {
+struct LineForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -326,12 +368,8 @@ struct AddToCart {
 
 async fn add_to_cart(
     State(state): State<StoreState>,
-    customer: Customer,
-    Form(form): Form<AddToCart>,
+    Posted { customer, form }: Posted<LineForm>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let Some(product) = number(&form.product) else {
         return not_a_number("product");
     };
@@ -349,13 +387,9 @@ async fn add_to_cart(
 
 async fn remove_from_cart(
     State(state): State<StoreState>,
-    customer: Customer,
     Path(item): Path<String>,
-    Form(form): Form<Csrf>,
+    Posted { customer, .. }: Posted<Csrf>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let Some(item) = number(&item) else {
         return not_a_number("cart item");
     };
@@ -417,12 +451,8 @@ fn back_to(payment: &liteshop::Payment) -> String {
 
 async fn checkout(
     State(state): State<StoreState>,
-    customer: Customer,
-    Form(form): Form<PayForm>,
+    Posted { customer, form }: Posted<PayForm>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let balance_part = match form.balance_part() {
         Ok(part) => part,
         Err(page) => return *page,
@@ -499,13 +529,9 @@ async fn order(
 
 async fn pay(
     State(state): State<StoreState>,
-    customer: Customer,
     Path(id): Path<String>,
-    Form(form): Form<PayForm>,
+    Posted { customer, form }: Posted<PayForm>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let (id, balance_part) = match (id_in_path(&id), form.balance_part()) {
         (Ok(id), Ok(part)) => (OrderId::new(id), part),
         (Err(page), _) | (_, Err(page)) => return *page,
@@ -519,26 +545,11 @@ async fn pay(
     .await
 }
 
-/// The refund form: some units of one line.
-#[derive(Deserialize)]
-struct RefundForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    product: String,
-    #[serde(default)]
-    quantity: String,
-}
-
 async fn refund(
     State(state): State<StoreState>,
-    customer: Customer,
     Path(id): Path<String>,
-    Form(form): Form<RefundForm>,
+    Posted { customer, form }: Posted<LineForm>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let id = match id_in_path(&id) {
         Ok(id) => OrderId::new(id),
         Err(page) => return *page,
@@ -590,12 +601,8 @@ struct TopUpForm {
 
 async fn top_up(
     State(state): State<StoreState>,
-    customer: Customer,
-    Form(form): Form<TopUpForm>,
+    Posted { customer, form }: Posted<TopUpForm>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let amount = match number(&form.amount).map(Money::new) {
         Some(Ok(amount)) => amount,
         Some(Err(err)) => return refused(&err),
@@ -612,13 +619,9 @@ async fn top_up(
 
 async fn refund_top_up(
     State(state): State<StoreState>,
-    customer: Customer,
     Path(id): Path<String>,
-    Form(form): Form<TopUpForm>,
+    Posted { customer, form }: Posted<TopUpForm>,
 ) -> Response {
-    if !customer.sent(&state, &form.csrf) {
-        return forged();
-    }
     let id = match id_in_path(&id) {
         Ok(id) => PaymentId::new(id),
         Err(page) => return *page,
