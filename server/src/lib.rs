@@ -97,7 +97,9 @@ impl Config {
     /// products, cart and checkout, orders with refunds, top-ups), sending
     /// customers to `storefront.widget_url` to pay the PG part. It is not
     /// in the OpenAPI document: it is pages for a browser, built on the
-    /// same `Shop` calls as the API.
+    /// same `Shop` calls as the API. Its pages link to `/shop/…` and its
+    /// cookie is on `/shop`, as the console's pages are under `/console`:
+    /// to use them, serve the router at the root of its host, not nested.
     pub fn with_storefront(mut self, storefront: Storefront) -> Config {
         self.storefront = Some(storefront);
         self
