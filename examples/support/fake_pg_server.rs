@@ -81,8 +81,9 @@ pub struct Rules {
 }
 
 /// Faults the double plays on the shop's calls (`POST /v1/payments/…`,
-/// `GET /v1/payments/orders/…`), counted over those calls alone, so a run
-/// is the same every time: the Nth, 2Nth, … call of each kind.
+/// `GET /v1/payments/orders/…`), counted over those calls together (the
+/// widget step and the fake's own routes are not counted), so a run is the
+/// same every time: the Nth, 2Nth, … of them.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// The call is processed (its effect and its idempotent reply kept),

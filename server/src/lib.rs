@@ -16,7 +16,7 @@
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
 //! let shop = liteshop::Shop::builder("shop.db").gateway(liteshop::FakeGateway::new()).build()?;
 //! let config = liteshop_server::Config::new(b"a long random secret".to_vec(), "admin-token".into());
-//! let app = axum::Router::new().nest("/shop", liteshop_server::router(shop, config));
+//! let app = axum::Router::new().nest("/api", liteshop_server::router(shop, config));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
