@@ -563,7 +563,40 @@ impl Run {
             client.join().unwrap();
         }
         let log = Arc::try_unwrap(log).unwrap_or_else(|_| panic!("clients still hold the log"));
-        let attempts = log.attempts.into_inner().unwrap();
+        let mut attempts = log.attempts.into_inner().unwrap();
+        // A client's last request can fail after the load stopped (one to
+        // server 0 started 4.2 s after the kill failed at 11 s in a CI run,
+        // with no traffic after it), leaving nothing to show its server
+        // recovered. So each server is then asked for one more write (a
+        // new user, touching no money), again until it succeeds or
+        // `SETTLE` has passed: that answer, not leftover load, shows it
+        // found the new primary.
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            let served = served_after(&attempts, killed);
+            let Some(server) = served.iter().position(|s| !s) else {
+                break;
+            };
+            let start = Instant::now();
+            let reply = send(
+                &bases[server],
+                "POST",
+                "/users",
+                None,
+                None,
+                Some(&json!({ "name": "liveness probe" })),
+            );
+            let ok = matches!(reply, Ok((status, _)) if (200..300).contains(&status));
+            attempts.push(Attempt {
+                server,
+                start,
+                end: Instant::now(),
+                ok,
+            });
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let failed: Vec<&Attempt> = attempts.iter().filter(|a| !a.ok).collect();
         let recovered = failed.iter().map(|a| a.end).max().unwrap_or(killed);
         let served_after = served_after(&attempts, killed);
