@@ -326,11 +326,17 @@ impl Model {
             self.product(product)?;
         }
         let mut m = self.clone();
+        // Every product short as it stood before this placement has its
+        // overdue holders expired — all of them, even where an earlier
+        // line's expiry already gave back enough — and then each line
+        // takes its units.
         for &(product, quantity) in lines {
-            let p = (product - 1) as usize;
-            if m.products[p].stock < quantity {
+            if self.products[(product - 1) as usize].stock < quantity {
                 m.expire_where(|o| o.lines.iter().any(|l| l.product == product));
             }
+        }
+        for &(product, quantity) in lines {
+            let p = (product - 1) as usize;
             if m.products[p].stock < quantity {
                 return Err(Conflict);
             }

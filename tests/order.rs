@@ -325,6 +325,30 @@ fn placing_an_order_expires_overdue_orders_holding_its_stock() -> Result<()> {
     Ok(())
 }
 
+/// The rule the model test found the shop keeping: every product short as
+/// it stood when the placement began has all of its overdue holders
+/// expired — here the cup's second holder too, although the first one's
+/// expiry (through the tea) already gave back enough cups.
+#[test]
+fn a_placement_expires_every_overdue_holder_of_a_product_short_when_it_began() -> Result<()> {
+    let (t, kim, tea, cup) = stocked();
+    let both = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 10), OrderLine::new(cup, 3)])?;
+    let one_cup = t.shop.place_order(kim, &[OrderLine::new(cup, 1)])?;
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (0, 0));
+    t.clock.advance(t.shop.reservation_time());
+    t.shop
+        .place_order(kim, &[OrderLine::new(tea, 1), OrderLine::new(cup, 2)])?;
+    for id in [both.id, one_cup.id] {
+        assert_eq!(
+            t.shop.order(kim, id)?.cancel_reason,
+            Some(CancelReason::Expired)
+        );
+    }
+    assert_eq!((stock(&t, tea), stock(&t, cup)), (9, 2));
+    Ok(())
+}
 #[test]
 fn a_refused_order_does_not_keep_the_expiry_it_triggered() -> Result<()> {
     let (t, kim, tea, _) = stocked();
