@@ -183,6 +183,64 @@ fn never_oversell(t: common::TestShop) -> Result<()> {
     Ok(())
 }
 
+/// A flash sale: 256 buyers released at once on 25 units, each placing an
+/// order for one and paying it from the balance. On PostgreSQL these are
+/// the grouped writes (one commit for the buyers queued on the product):
+/// exactly 25 win and pay once, the others are told the stock ran out,
+/// and every won and unit is where it should be.
+#[test]
+fn a_flash_sale_of_256_buyers_sells_exactly_its_units_each_paid_once() -> Result<()> {
+    const BUYERS: usize = 256;
+    const UNITS: u32 = 25;
+    let t = open();
+    let users: Vec<UserId> = (0..BUYERS)
+        .map(|i| {
+            let id = t.user(&format!("buyer {i}")).id;
+            t.shop.host_credit(id, won(1_500)).unwrap();
+            id
+        })
+        .collect();
+    let product = t.product("limited", 1_000, UNITS).id;
+    let results = race(BUYERS, |i| {
+        let order = t
+            .shop
+            .place_order(users[i], &[OrderLine::new(product, 1)])?;
+        t.shop.pay_from_balance(users[i], order.id)
+    });
+    let paid: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let short = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::InsufficientStock { product: p, .. }) if *p == product))
+        .count();
+    assert_eq!(
+        (paid.len(), short),
+        (UNITS as usize, BUYERS - UNITS as usize),
+        "{results:?}"
+    );
+    let p = t.shop.product(product)?;
+    assert_eq!((p.stock, p.held), (0, UNITS));
+    for (i, result) in results.iter().enumerate() {
+        let expected = if result.is_ok() { 500 } else { 1_500 };
+        assert_eq!(t.shop.balance(users[i])?, won(expected), "buyer {i}");
+        let orders = t.shop.orders(users[i], PageRequest::first(10))?.items;
+        let statuses: Vec<OrderStatus> = orders.iter().map(|o| o.status).collect();
+        let wanted: &[OrderStatus] = if result.is_ok() {
+            &[OrderStatus::Paid]
+        } else {
+            &[]
+        };
+        assert_eq!(statuses, wanted, "buyer {i}");
+    }
+    let best = t.shop.best_sellers(1, 10)?;
+    assert_eq!(best.len(), 1);
+    assert_eq!(
+        (best[0].product, best[0].units),
+        (product, u64::from(UNITS))
+    );
+    assert!(t.shop.audit()?.is_clean());
+    Ok(())
+}
+
 #[test]
 fn concurrent_two_line_orders_are_all_or_nothing() -> Result<()> {
     let t = open();

@@ -39,8 +39,9 @@
 //! **A commit whose outcome is unknown** — the connection lost after
 //! `COMMIT` was sent — is [`Error::CommitOutcomeUnknown`], never retried.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 use rusqlite::types::{ToSqlOutput, Value};
 
 use super::Scope;
+use super::pg_group::{Grouped, Lanes};
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
@@ -126,12 +128,12 @@ pub(crate) fn valid_schema(name: &str) -> bool {
 
 /// One pooled connection and the statements prepared on it.
 pub(crate) struct PgConn {
-    client: Client,
-    statements: HashMap<String, Statement>,
+    pub(crate) client: Client,
+    pub(crate) statements: HashMap<String, Statement>,
 }
 
 /// Opens connections with the schema first on their `search_path`.
-struct Manager {
+pub(crate) struct Manager {
     config: postgres::Config,
 }
 
@@ -157,8 +159,22 @@ impl r2d2::ManageConnection for Manager {
 
 /// The open PostgreSQL store.
 pub(crate) struct PgStore {
-    pool: r2d2::Pool<Manager>,
+    shared: Arc<Shared>,
+    /// The group-commit lanes of [`Scope::Grouped`] writes.
+    lanes: Lanes,
+}
+
+/// What the store's callers and its lanes' threads share.
+pub(crate) struct Shared {
+    pub(crate) pool: r2d2::Pool<Manager>,
     retries: AtomicU64,
+}
+
+impl Shared {
+    /// Counts a write the server rolled back that runs again.
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -202,10 +218,18 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
         .test_on_check_out(false)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
         .build(Manager { config: pg })?;
-    Ok(PgStore {
+    let shared = Arc::new(Shared {
         pool,
         retries: AtomicU64::new(0),
-    })
+    });
+    // Half the pool at most, so grouped writes never take every
+    // connection from the rest.
+    let lanes = Lanes::start(
+        &shared,
+        usize::try_from(config.pool_size / 2).unwrap_or(1).max(1),
+        config.busy_timeout,
+    )?;
+    Ok(PgStore { shared, lanes })
 }
 
 /// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
@@ -287,7 +311,22 @@ impl PgStore {
     /// serialization failure, changed nothing: `f` runs again, up to
     /// [`MAX_ATTEMPTS`] times, after a short randomised pause. Any other
     /// error is returned as it is.
-    pub(crate) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
+    ///
+    /// A [`Scope::Grouped`] write is group-committed with the other writes
+    /// of its lane (see `pg_group`), or, bounced from its group, runs as
+    /// above.
+    pub(crate) fn write<T, F>(&self, scope: Scope, f: F) -> Result<T>
+    where
+        F: Fn(&dyn Db) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let f = match scope {
+            Scope::Grouped(user, lane) => match self.lanes.write(lane, user, f) {
+                Grouped::Done(result) => return result,
+                Grouped::Alone(f) => f,
+            },
+            Scope::User(_) | Scope::Shop => f,
+        };
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
             let mut attempt = 1;
@@ -300,7 +339,7 @@ impl PgStore {
                 match attempt_write(tx, statements, scope, &f) {
                     Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
                         tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
-                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        self.shared.count_retry();
                         std::thread::sleep(backoff(attempt));
                         attempt += 1;
                     }
@@ -341,19 +380,19 @@ impl PgStore {
     /// idle in the pool: a server restart, an idle timeout — runs again on
     /// another, up to the pool's size times.
     fn on_connection<T>(&self, mut call: impl FnMut(&mut PgConn) -> Call<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
+        let mut conn = self.shared.pool.get()?;
         let mut replaced = 0;
         loop {
             match call(&mut conn) {
                 Call::Done(result) => return result,
                 Call::NothingDone(err) => {
-                    if !conn.client.is_closed() || replaced >= self.pool.max_size() {
+                    if !conn.client.is_closed() || replaced >= self.shared.pool.max_size() {
                         return Err(err);
                     }
                     replaced += 1;
                     tracing::debug!("a pooled PostgreSQL connection had closed; taking another");
                     drop(conn);
-                    conn = self.pool.get()?;
+                    conn = self.shared.pool.get()?;
                 }
             }
         }
@@ -361,7 +400,7 @@ impl PgStore {
 
     /// How many times a write ran again since the store opened.
     pub(crate) fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
+        self.shared.retries.load(Ordering::Relaxed)
     }
 
     /// Runs `f`, a read of exactly one statement, on its own: one
@@ -370,10 +409,7 @@ impl PgStore {
     pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
-            let db = PgTx {
-                tx: RefCell::new(OneStatement { client, ran: false }),
-                statements: RefCell::new(statements),
-            };
+            let db = PgTx::new(OneStatement { client, ran: false }, statements);
             // A read changes nothing: whatever failed, it may run again.
             match f(&db) {
                 Ok(value) => Call::Done(Ok(value)),
@@ -398,12 +434,9 @@ impl PgStore {
             };
             // Only a failed BEGIN runs the call again, so `f` runs once.
             let f = f.take().expect("a read runs once");
-            let db = PgTx {
-                tx: RefCell::new(tx),
-                statements: RefCell::new(statements),
-            };
+            let db = PgTx::new(tx, statements);
             Call::Done(f(&db).and_then(|value| {
-                db.tx.into_inner().commit()?;
+                db.into_inner().commit()?;
                 Ok(value)
             }))
         })
@@ -426,18 +459,21 @@ fn attempt_write<T>(
     scope: Scope,
     f: &impl Fn(&dyn Db) -> Result<T>,
 ) -> Result<T> {
-    let db = PgTx {
-        tx: RefCell::new(tx),
-        statements: RefCell::new(statements),
-    };
-    if let Scope::User(user) = scope {
+    let db = PgTx::new(tx, statements);
+    if let Scope::User(user) | Scope::Grouped(user, _) = scope {
         // Through the statement cache: prepared once per connection.
         db.execute(USER_LOCK, &[&user.get()])?;
     }
     let value = f(&db)?;
-    let tx = db.tx.into_inner();
-    match tx.commit() {
-        Ok(()) => Ok(value),
+    commit_outcome(db.into_inner().commit())?;
+    Ok(value)
+}
+
+/// What the answer to `COMMIT` means: committed, rolled back (the error),
+/// or [`Error::CommitOutcomeUnknown`].
+pub(crate) fn commit_outcome(answer: std::result::Result<(), postgres::Error>) -> Result<()> {
+    match answer {
+        Ok(()) => Ok(()),
         // The server refused the commit and rolled back: a definite
         // answer (an integrity violation, a serialization failure).
         Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
@@ -505,13 +541,62 @@ fn rolled_back(sqlstate: &str) -> bool {
 /// A PostgreSQL transaction (or one statement on its own) as a [`Db`]:
 /// statements prepared once per connection, `?N` placeholders rewritten to
 /// `$N`, values bound through [`PgValue`].
-struct PgTx<'a, C = postgres::Transaction<'a>> {
+pub(crate) struct PgTx<'a, C = postgres::Transaction<'a>> {
     tx: RefCell<C>,
     statements: RefCell<&'a mut HashMap<String, Statement>>,
+    /// The worst contention a statement of it met.
+    met: Cell<Met>,
+}
+
+/// Contention a statement met, as a write group needs to know it
+/// (`pg_group`), whatever the write's closure made of the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Met {
+    Nothing,
+    /// It gave up waiting for a lock (`lock_timeout`, SQLSTATE 55P03).
+    Lock,
+    /// PostgreSQL ended it as a deadlock (40P01) or a serialization
+    /// failure (40001).
+    Conflict,
+}
+
+impl<'a, C> PgTx<'a, C> {
+    pub(crate) fn new(tx: C, statements: &'a mut HashMap<String, Statement>) -> PgTx<'a, C> {
+        PgTx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+            met: Cell::new(Met::Nothing),
+        }
+    }
+
+    /// The worst contention a statement met.
+    pub(crate) fn met(&self) -> Met {
+        self.met.get()
+    }
+
+    pub(crate) fn into_inner(self) -> C {
+        self.tx.into_inner()
+    }
+
+    /// Notes the contention `err` shows, and passes it on.
+    fn noting(&self, err: postgres::Error) -> postgres::Error {
+        let met = match err.code() {
+            Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => Met::Lock,
+            Some(code)
+                if *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                Met::Conflict
+            }
+            _ => Met::Nothing,
+        };
+        self.met.set(self.met.get().max(met));
+        err
+    }
 }
 
 /// What a [`PgTx`] runs its statements on.
-trait Runs {
+pub(crate) trait Runs {
     fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error>;
     fn execute(
         &mut self,
@@ -640,7 +725,11 @@ impl<C: Runs> Db for PgTx<'_, C> {
         let statement = self.statement(sql)?;
         let values = values(params)?;
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
+        let changed = self
+            .tx
+            .borrow_mut()
+            .execute(&statement, &refs)
+            .map_err(|err| self.noting(err))?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
@@ -650,7 +739,8 @@ impl<C: Runs> Db for PgTx<'_, C> {
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
         self.tx
             .borrow_mut()
-            .query(&statement, &refs)?
+            .query(&statement, &refs)
+            .map_err(|err| self.noting(err))?
             .iter()
             .map(row)
             .collect()
