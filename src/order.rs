@@ -272,12 +272,6 @@ pub(crate) const SELECT_ORDER_PAGE: &str =
      FROM orders WHERE user_id = ?1 AND id < ?2
      ORDER BY id DESC LIMIT ?3";
 
-/// The lowest product id among the lines of order `?1` (NULL if it has
-/// none): the order's group-commit lane on PostgreSQL.
-#[cfg(feature = "postgres")]
-pub(crate) const SELECT_FIRST_PRODUCT: &str =
-    "SELECT min(product_id) FROM order_items WHERE order_id = ?1";
-
 pub(crate) const SELECT_ITEMS: &str =
     "SELECT order_id, product_id, name, unit_price, quantity, amount, refunded, tax_free
      FROM order_items WHERE order_id = ?1 ORDER BY id";

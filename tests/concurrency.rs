@@ -184,10 +184,10 @@ fn never_oversell(t: common::TestShop) -> Result<()> {
 }
 
 /// A flash sale: 256 buyers released at once on 25 units, each placing an
-/// order for one and paying it from the balance. On PostgreSQL these are
-/// the grouped writes (one commit for the buyers queued on the product):
-/// exactly 25 win and pay once, the others are told the stock ran out,
-/// and every won and unit is where it should be.
+/// order for one and paying it from the balance, on a product whose row
+/// every buyer's order and payment take: exactly 25 win and pay once, the
+/// others are told the stock ran out, and every won, unit and sale is
+/// where it should be.
 #[test]
 fn a_flash_sale_of_256_buyers_sells_exactly_its_units_each_paid_once() -> Result<()> {
     const BUYERS: usize = 256;

@@ -265,12 +265,11 @@ impl Payments<'_> {
     /// if there is one. No gateway is called.
     pub(crate) fn start(
         &self,
-        scope: Scope,
         user: UserId,
         key: Option<IdempotencyKey>,
         begin: impl Fn(&dyn Db, Timestamp) -> Result<Payment> + Send + 'static,
     ) -> Result<(Payment, Replay)> {
-        let begun = self.write(scope, move |tx, now| {
+        let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started a payment before names it; nothing runs.
             if let Some(key) = &key
                 && let Some(stored) = idempotency::stored(tx, user, key)?

@@ -9,7 +9,7 @@ use crate::coupon::{self, Coupon, NewCoupon, UserCoupon};
 use crate::error::{Entity, Result};
 use crate::ids::{CouponId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::store::{Lane, Scope};
+use crate::store::Scope;
 use crate::user;
 use crate::validate;
 
@@ -95,11 +95,7 @@ impl Shop {
     /// [`Error::CouponAlreadyIssued`](crate::Error::CouponAlreadyIssued),
     /// [`Error::CouponSoldOut`](crate::Error::CouponSoldOut).
     pub fn issue_coupon(&self, user: UserId, id: CouponId) -> Result<UserCoupon> {
-        // Takers of one coupon share its counter: grouped on PostgreSQL.
-        let issued = self.write(
-            Scope::Grouped(user, Lane::coupon(id)),
-            self.issue_body(user, id)?,
-        )?;
+        let issued = self.write(Scope::User(user), self.issue_body(user, id)?)?;
         debug!(user = %user, coupon = %id, "coupon issued");
         Ok(issued)
     }

@@ -29,7 +29,7 @@ use crate::payment::refund::{self, Refund};
 use crate::payment::{self, Payment, PaymentEvent};
 use crate::product::{self, NewProduct, Product};
 use crate::sales::{self, BestSeller};
-use crate::store::{self, Durability, Lane, Scope, Store, StoreConfig, WriteMode};
+use crate::store::{self, Durability, Scope, Store, StoreConfig, WriteMode};
 use crate::user::{self, User};
 use crate::validate;
 
@@ -1101,18 +1101,10 @@ impl Shop {
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
     /// [`Error::CouponMinimumNotMet`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
-        let request = request.into();
-        // Buyers of one product share its stock row: their placements are
-        // group-committed on PostgreSQL (`Scope::Grouped`).
-        let scope = request
-            .lines
-            .iter()
-            .map(|line| line.product)
-            .min()
-            .map_or(Scope::User(user), |first| {
-                Scope::Grouped(user, Lane::product(first))
-            });
-        let order = self.write(scope, self.place_order_body(user, request)?)?;
+        let order = self.write(
+            Scope::User(user),
+            self.place_order_body(user, request.into())?,
+        )?;
         debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
         Ok(order)
     }

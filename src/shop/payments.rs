@@ -141,13 +141,9 @@ impl Shop {
         let user = user.validate()?;
         let order = order.validate()?;
         let rules = self.start_rules();
-        // A payment that completes at once (from the balance) takes its
-        // products' day of sales: grouped with their buyers' writes.
-        let scope = self.inner.store.order_scope(user, order)?;
-        self.payments()
-            .start(scope, user, key, move |tx: &dyn Db, now| {
-                payment::begin(tx, user, order, balance_part, rules, now)
-            })
+        self.payments().start(user, key, move |tx: &dyn Db, now| {
+            payment::begin(tx, user, order, balance_part, rules, now)
+        })
     }
 
     /// Starts a top-up of `amount` to the balance of `user`, paid wholly
@@ -208,10 +204,9 @@ impl Shop {
         let rules = self.start_rules();
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
-        self.payments()
-            .start(Scope::User(user), user, key, move |tx: &dyn Db, now| {
-                payment::begin_top_up(tx, user, amount, max_charge, max_balance, rules, now)
-            })
+        self.payments().start(user, key, move |tx: &dyn Db, now| {
+            payment::begin_top_up(tx, user, amount, max_charge, max_balance, rules, now)
+        })
     }
 
     /// Confirms the started payment `payment` of `user` with what the PG's
@@ -304,10 +299,9 @@ impl Shop {
         let id = payment.validate()?;
         payment::validate_fail_redirect(redirect)?;
         let redirect = redirect.clone();
-        self.payments()
-            .start(Scope::User(user), user, key, move |tx: &dyn Db, now| {
-                payment::fail(tx, user, id, &redirect, now)
-            })
+        self.payments().start(user, key, move |tx: &dyn Db, now| {
+            payment::fail(tx, user, id, &redirect, now)
+        })
     }
 
     /// Ends every started payment whose confirm window ran out: declined

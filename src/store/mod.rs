@@ -7,8 +7,6 @@
 
 mod batch;
 #[cfg(feature = "postgres")]
-mod pg_group;
-#[cfg(feature = "postgres")]
 mod pg_schema;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -27,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, Timestamp};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::ids::{CouponId, OrderId, ProductId, UserId};
+use crate::ids::UserId;
 
 /// The pool of connections to the one database file.
 pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
@@ -310,39 +308,12 @@ pub(crate) enum Store {
 /// takes no lock: it only inserts rows or changes shared rows (stock,
 /// coupon counters, a consumer's cursor, a pending order's state) through
 /// guarded single statements, which are safe under any interleaving.
-///
-/// A [`Scope::Grouped`] write is a [`Scope::User`] write that also takes a
-/// row many users' writes take at once — a product's stock, its day of
-/// sales. On PostgreSQL the writes naming one [`Lane`] are group-committed
-/// (`pg_group`): one transaction and one commit for all the writes that
-/// queued while the last group ran, so a hot product's row is locked once
-/// per group rather than once per buyer. On SQLite every write is already
-/// group-committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Scope {
     /// One user's rows.
     User(UserId),
-    /// One user's rows and a hot row shared through `Lane`.
-    Grouped(UserId, Lane),
     /// Inserts and guarded statements only.
     Shop,
-}
-
-/// The group-commit lane of a [`Scope::Grouped`] write: writes that take
-/// the same hot row name the same lane.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Lane(pub(crate) i64);
-
-impl Lane {
-    /// The lane of the writes that take `product`'s stock and sales rows.
-    pub(crate) fn product(product: ProductId) -> Lane {
-        Lane(product.get())
-    }
-
-    /// The lane of the writes that take `coupon`'s counter.
-    pub(crate) fn coupon(coupon: CouponId) -> Lane {
-        Lane(coupon.get().saturating_neg())
-    }
 }
 
 impl Store {
@@ -387,28 +358,6 @@ impl Store {
             Store::Sqlite(_) => 0,
             #[cfg(feature = "postgres")]
             Store::Postgres(store) => store.retries(),
-        }
-    }
-
-    /// The scope of `user`'s write on their order `order`: grouped on the
-    /// lane of its first product on PostgreSQL (one read to find it), a
-    /// plain [`Scope::User`] on SQLite, whose writes are all grouped.
-    pub(crate) fn order_scope(&self, user: UserId, order: OrderId) -> Result<Scope> {
-        match self {
-            Store::Sqlite(_) => {
-                let _ = order;
-                Ok(Scope::User(user))
-            }
-            #[cfg(feature = "postgres")]
-            Store::Postgres(store) => {
-                let first: Option<i64> = store.read_one(|db| {
-                    db.query_row(crate::order::SELECT_FIRST_PRODUCT, &[&order])?
-                        .get(0)
-                })?;
-                Ok(first.map_or(Scope::User(user), |product| {
-                    Scope::Grouped(user, Lane(product))
-                }))
-            }
         }
     }
 

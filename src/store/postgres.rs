@@ -39,9 +39,8 @@
 //! **A commit whose outcome is unknown** — the connection lost after
 //! `COMMIT` was sent — is [`Error::CommitOutcomeUnknown`], never retried.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -51,7 +50,6 @@ use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 use rusqlite::types::{ToSqlOutput, Value};
 
 use super::Scope;
-use super::pg_group::{Grouped, Lanes};
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
@@ -128,12 +126,12 @@ pub(crate) fn valid_schema(name: &str) -> bool {
 
 /// One pooled connection and the statements prepared on it.
 pub(crate) struct PgConn {
-    pub(crate) client: Client,
-    pub(crate) statements: HashMap<String, Statement>,
+    client: Client,
+    statements: HashMap<String, Statement>,
 }
 
 /// Opens connections with the schema first on their `search_path`.
-pub(crate) struct Manager {
+struct Manager {
     config: postgres::Config,
 }
 
@@ -159,22 +157,8 @@ impl r2d2::ManageConnection for Manager {
 
 /// The open PostgreSQL store.
 pub(crate) struct PgStore {
-    shared: Arc<Shared>,
-    /// The group-commit lanes of [`Scope::Grouped`] writes.
-    lanes: Lanes,
-}
-
-/// What the store's callers and its lanes' threads share.
-pub(crate) struct Shared {
-    pub(crate) pool: r2d2::Pool<Manager>,
+    pool: r2d2::Pool<Manager>,
     retries: AtomicU64,
-}
-
-impl Shared {
-    /// Counts a write the server rolled back that runs again.
-    pub(crate) fn count_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -218,18 +202,10 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
         .test_on_check_out(false)
         .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
         .build(Manager { config: pg })?;
-    let shared = Arc::new(Shared {
+    Ok(PgStore {
         pool,
         retries: AtomicU64::new(0),
-    });
-    // Half the pool at most, so grouped writes never take every
-    // connection from the rest.
-    let lanes = Lanes::start(
-        &shared,
-        usize::try_from(config.pool_size / 2).unwrap_or(1).max(1),
-        config.busy_timeout,
-    )?;
-    Ok(PgStore { shared, lanes })
+    })
 }
 
 /// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
@@ -311,22 +287,7 @@ impl PgStore {
     /// serialization failure, changed nothing: `f` runs again, up to
     /// [`MAX_ATTEMPTS`] times, after a short randomised pause. Any other
     /// error is returned as it is.
-    ///
-    /// A [`Scope::Grouped`] write is group-committed with the other writes
-    /// of its lane (see `pg_group`), or, bounced from its group, runs as
-    /// above.
-    pub(crate) fn write<T, F>(&self, scope: Scope, f: F) -> Result<T>
-    where
-        F: Fn(&dyn Db) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let f = match scope {
-            Scope::Grouped(user, lane) => match self.lanes.write(lane, user, f) {
-                Grouped::Done(result) => return result,
-                Grouped::Alone(f) => f,
-            },
-            Scope::User(_) | Scope::Shop => f,
-        };
+    pub(crate) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
             let mut attempt = 1;
@@ -339,7 +300,7 @@ impl PgStore {
                 match attempt_write(tx, statements, scope, &f) {
                     Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
                         tracing::debug!(attempt, error = %err, "write rolled back by the server; running it again");
-                        self.shared.count_retry();
+                        self.retries.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(backoff(attempt));
                         attempt += 1;
                     }
@@ -380,19 +341,19 @@ impl PgStore {
     /// idle in the pool: a server restart, an idle timeout — runs again on
     /// another, up to the pool's size times.
     fn on_connection<T>(&self, mut call: impl FnMut(&mut PgConn) -> Call<T>) -> Result<T> {
-        let mut conn = self.shared.pool.get()?;
+        let mut conn = self.pool.get()?;
         let mut replaced = 0;
         loop {
             match call(&mut conn) {
                 Call::Done(result) => return result,
                 Call::NothingDone(err) => {
-                    if !conn.client.is_closed() || replaced >= self.shared.pool.max_size() {
+                    if !conn.client.is_closed() || replaced >= self.pool.max_size() {
                         return Err(err);
                     }
                     replaced += 1;
                     tracing::debug!("a pooled PostgreSQL connection had closed; taking another");
                     drop(conn);
-                    conn = self.shared.pool.get()?;
+                    conn = self.pool.get()?;
                 }
             }
         }
@@ -400,7 +361,7 @@ impl PgStore {
 
     /// How many times a write ran again since the store opened.
     pub(crate) fn retries(&self) -> u64 {
-        self.shared.retries.load(Ordering::Relaxed)
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// Runs `f`, a read of exactly one statement, on its own: one
@@ -409,7 +370,10 @@ impl PgStore {
     pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
-            let db = PgTx::new(OneStatement { client, ran: false }, statements);
+            let db = PgTx {
+                tx: RefCell::new(OneStatement { client, ran: false }),
+                statements: RefCell::new(statements),
+            };
             // A read changes nothing: whatever failed, it may run again.
             match f(&db) {
                 Ok(value) => Call::Done(Ok(value)),
@@ -434,9 +398,12 @@ impl PgStore {
             };
             // Only a failed BEGIN runs the call again, so `f` runs once.
             let f = f.take().expect("a read runs once");
-            let db = PgTx::new(tx, statements);
+            let db = PgTx {
+                tx: RefCell::new(tx),
+                statements: RefCell::new(statements),
+            };
             Call::Done(f(&db).and_then(|value| {
-                db.into_inner().commit()?;
+                db.tx.into_inner().commit()?;
                 Ok(value)
             }))
         })
@@ -459,21 +426,18 @@ fn attempt_write<T>(
     scope: Scope,
     f: &impl Fn(&dyn Db) -> Result<T>,
 ) -> Result<T> {
-    let db = PgTx::new(tx, statements);
-    if let Scope::User(user) | Scope::Grouped(user, _) = scope {
+    let db = PgTx {
+        tx: RefCell::new(tx),
+        statements: RefCell::new(statements),
+    };
+    if let Scope::User(user) = scope {
         // Through the statement cache: prepared once per connection.
         db.execute(USER_LOCK, &[&user.get()])?;
     }
     let value = f(&db)?;
-    commit_outcome(db.into_inner().commit())?;
-    Ok(value)
-}
-
-/// What the answer to `COMMIT` means: committed, rolled back (the error),
-/// or [`Error::CommitOutcomeUnknown`].
-pub(crate) fn commit_outcome(answer: std::result::Result<(), postgres::Error>) -> Result<()> {
-    match answer {
-        Ok(()) => Ok(()),
+    let tx = db.tx.into_inner();
+    match tx.commit() {
+        Ok(()) => Ok(value),
         // The server refused the commit and rolled back: a definite
         // answer (an integrity violation, a serialization failure).
         Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
@@ -541,62 +505,13 @@ fn rolled_back(sqlstate: &str) -> bool {
 /// A PostgreSQL transaction (or one statement on its own) as a [`Db`]:
 /// statements prepared once per connection, `?N` placeholders rewritten to
 /// `$N`, values bound through [`PgValue`].
-pub(crate) struct PgTx<'a, C = postgres::Transaction<'a>> {
+struct PgTx<'a, C = postgres::Transaction<'a>> {
     tx: RefCell<C>,
     statements: RefCell<&'a mut HashMap<String, Statement>>,
-    /// The worst contention a statement of it met.
-    met: Cell<Met>,
-}
-
-/// Contention a statement met, as a write group needs to know it
-/// (`pg_group`), whatever the write's closure made of the error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Met {
-    Nothing,
-    /// It gave up waiting for a lock (`lock_timeout`, SQLSTATE 55P03).
-    Lock,
-    /// PostgreSQL ended it as a deadlock (40P01) or a serialization
-    /// failure (40001).
-    Conflict,
-}
-
-impl<'a, C> PgTx<'a, C> {
-    pub(crate) fn new(tx: C, statements: &'a mut HashMap<String, Statement>) -> PgTx<'a, C> {
-        PgTx {
-            tx: RefCell::new(tx),
-            statements: RefCell::new(statements),
-            met: Cell::new(Met::Nothing),
-        }
-    }
-
-    /// The worst contention a statement met.
-    pub(crate) fn met(&self) -> Met {
-        self.met.get()
-    }
-
-    pub(crate) fn into_inner(self) -> C {
-        self.tx.into_inner()
-    }
-
-    /// Notes the contention `err` shows, and passes it on.
-    fn noting(&self, err: postgres::Error) -> postgres::Error {
-        let met = match err.code() {
-            Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => Met::Lock,
-            Some(code)
-                if *code == SqlState::T_R_DEADLOCK_DETECTED
-                    || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
-            {
-                Met::Conflict
-            }
-            _ => Met::Nothing,
-        };
-        self.met.set(self.met.get().max(met));
-        err
-    }
 }
 
 /// What a [`PgTx`] runs its statements on.
-pub(crate) trait Runs {
+trait Runs {
     fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error>;
     fn execute(
         &mut self,
@@ -725,11 +640,7 @@ impl<C: Runs> Db for PgTx<'_, C> {
         let statement = self.statement(sql)?;
         let values = values(params)?;
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let changed = self
-            .tx
-            .borrow_mut()
-            .execute(&statement, &refs)
-            .map_err(|err| self.noting(err))?;
+        let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
@@ -739,8 +650,7 @@ impl<C: Runs> Db for PgTx<'_, C> {
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
         self.tx
             .borrow_mut()
-            .query(&statement, &refs)
-            .map_err(|err| self.noting(err))?
+            .query(&statement, &refs)?
             .iter()
             .map(row)
             .collect()
