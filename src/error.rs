@@ -705,6 +705,108 @@ pub enum Error {
 }
 
 impl Error {
+    /// The stable code of the error: its variant's name in snake case
+    /// (`InsufficientBalance { .. }` → `"insufficient_balance"`), the
+    /// `code` of the HTTP server's problem bodies. A code never changes
+    /// while its variant exists.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use liteshop::{Error, UserId};
+    ///
+    /// assert_eq!(Error::UserNotFound(UserId::new(7)).code(), "user_not_found");
+    /// assert_eq!(Error::ZeroAmount.code(), "zero_amount");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidId { .. } => "invalid_id",
+            Error::NegativeAmount { .. } => "negative_amount",
+            Error::ZeroAmount => "zero_amount",
+            Error::ChargeLimitExceeded { .. } => "charge_limit_exceeded",
+            Error::BalanceLimitExceeded { .. } => "balance_limit_exceeded",
+            Error::AmountOverflow => "amount_overflow",
+            Error::InvalidCharacter { .. } => "invalid_character",
+            Error::EdgeWhitespace { .. } => "edge_whitespace",
+            Error::InvalidName { .. } => "invalid_name",
+            Error::InvalidQuantity { .. } => "invalid_quantity",
+            Error::StockOverflow { .. } => "stock_overflow",
+            Error::InvalidPageSize { .. } => "invalid_page_size",
+            Error::EmptyOrder => "empty_order",
+            Error::TooManyOrderLines { .. } => "too_many_order_lines",
+            Error::DuplicateOrderLine { .. } => "duplicate_order_line",
+            Error::EmptyCart { .. } => "empty_cart",
+            Error::NothingToPay { .. } => "nothing_to_pay",
+            Error::BalancePartTooLarge { .. } => "balance_part_too_large",
+            Error::RedirectMismatch { .. } => "redirect_mismatch",
+            Error::InvalidNote { .. } => "invalid_note",
+            Error::InvalidFailRedirect => "invalid_fail_redirect",
+            Error::InvalidRefundAccount { .. } => "invalid_refund_account",
+            Error::NotABankTransfer { .. } => "not_a_bank_transfer",
+            Error::InvalidPaymentKey => "invalid_payment_key",
+            Error::InvalidRefundReason { .. } => "invalid_refund_reason",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::InvalidCoupon { .. } => "invalid_coupon",
+            Error::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Error::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Error::OutOfRange { .. } => "out_of_range",
+            Error::BackupTargetExists(..) => "backup_target_exists",
+            Error::AckBeyondFeed { .. } => "ack_beyond_feed",
+            Error::UserNotFound(..) => "user_not_found",
+            Error::ProductNotFound(..) => "product_not_found",
+            Error::CartItemNotFound(..) => "cart_item_not_found",
+            Error::OrderNotFound(..) => "order_not_found",
+            Error::PaymentNotFound(..) => "payment_not_found",
+            Error::CouponNotFound(..) => "coupon_not_found",
+            Error::AlreadyInCart { .. } => "already_in_cart",
+            Error::InsufficientStock { .. } => "insufficient_stock",
+            Error::InsufficientBalance { .. } => "insufficient_balance",
+            Error::OrderExpired { .. } => "order_expired",
+            Error::RefundExceedsOrder { .. } => "refund_exceeds_order",
+            Error::RefundInProgress { .. } => "refund_in_progress",
+            Error::TopUpNotRefundable { .. } => "top_up_not_refundable",
+            Error::RefundExceedsTopUp { .. } => "refund_exceeds_top_up",
+            Error::TopUpRefundInProgress { .. } => "top_up_refund_in_progress",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::CouponSoldOut { .. } => "coupon_sold_out",
+            Error::CouponAlreadyIssued { .. } => "coupon_already_issued",
+            Error::CouponNotIssuable { .. } => "coupon_not_issuable",
+            Error::CouponUsed { .. } => "coupon_used",
+            Error::CouponExpired { .. } => "coupon_expired",
+            Error::CouponMinimumNotMet { .. } => "coupon_minimum_not_met",
+            Error::PaymentDeclined { .. } => "payment_declined",
+            Error::TopUpDeclined { .. } => "top_up_declined",
+            Error::TopUpOutcomeUnknown { .. } => "top_up_outcome_unknown",
+            Error::PaymentOutcomeUnknown { .. } => "payment_outcome_unknown",
+            Error::PaymentExpired { .. } => "payment_expired",
+            Error::RefundDeclined { .. } => "refund_declined",
+            Error::TopUpRefundDeclined { .. } => "top_up_refund_declined",
+            Error::TopUpRefundOutcomeUnknown { .. } => "top_up_refund_outcome_unknown",
+            Error::RefundOutcomeUnknown { .. } => "refund_outcome_unknown",
+            Error::GatewayUnavailable { .. } => "gateway_unavailable",
+            Error::Busy(..) => "busy",
+            Error::NoGateway => "no_gateway",
+            Error::GatewayRejected { .. } => "gateway_rejected",
+            Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::NotADatabase { .. } => "not_a_database",
+            Error::BalanceMissing(..) => "balance_missing",
+            Error::WriteNotRun => "write_not_run",
+            Error::Migration(..) => "migration",
+            Error::ShopMissing { .. } => "shop_missing",
+            Error::ForeignSchema { .. } => "foreign_schema",
+            Error::CommitOutcomeUnknown => "commit_outcome_unknown",
+            Error::CopyTargetNotEmpty { .. } => "copy_target_not_empty",
+            Error::CopyMismatch { .. } => "copy_mismatch",
+            Error::SqliteOnly { .. } => "sqlite_only",
+            #[cfg(feature = "postgres")]
+            Error::Postgres(..) => "postgres",
+            Error::Storage(..) => "storage",
+            Error::Io(..) => "io",
+            Error::DiskFull(..) => "disk_full",
+            Error::Pool(..) => "pool",
+        }
+    }
+
     /// The class of the error, for mapping to a status code.
     ///
     /// # Example

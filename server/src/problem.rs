@@ -102,27 +102,6 @@ impl IntoResponse for Problem {
     }
 }
 
-/// The stable code of an error: its variant's name in snake case, taken
-/// from its `Debug` form (`InsufficientBalance { .. }` → `insufficient_balance`).
-fn code(err: &Error) -> String {
-    let name: String = format!("{err:?}")
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let mut code = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                code.push('_');
-            }
-            code.push(c.to_ascii_lowercase());
-        } else {
-            code.push(c);
-        }
-    }
-    code
-}
-
 /// The ids and figures of an error, as JSON, for the variants that carry
 /// them in a form a client uses.
 fn fields(err: &Error) -> Value {
@@ -260,7 +239,7 @@ impl From<Error> for Problem {
         };
         Problem {
             fields: fields(&err),
-            ..Problem::new(status, &code(&err), detail)
+            ..Problem::new(status, err.code(), detail)
         }
     }
 }
@@ -270,6 +249,23 @@ mod tests {
     use super::*;
     use liteshop::{Money, UserId};
 
+    /// The variant's name in snake case, read from its `Debug` form: the
+    /// rule `Error::code` is written out by.
+    fn snake_debug_name(err: &Error) -> String {
+        let name: String = format!("{err:?}")
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let mut code = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                code.push('_');
+            }
+            code.push(c.to_ascii_lowercase());
+        }
+        code
+    }
+
     #[test]
     fn codes_are_the_variant_in_snake_case() {
         let err = Error::InsufficientBalance {
@@ -277,8 +273,19 @@ mod tests {
             needed: Money::from_won(2),
             available: Money::from_won(1),
         };
-        assert_eq!(code(&err), "insufficient_balance");
-        assert_eq!(code(&Error::ZeroAmount), "zero_amount");
+        assert_eq!(err.code(), "insufficient_balance");
         assert_eq!(status(&err), StatusCode::CONFLICT);
+        // A unit, a tuple and a struct variant, and the internal ones.
+        for err in [
+            err,
+            Error::ZeroAmount,
+            Error::UserNotFound(UserId::new(7)),
+            Error::CommitOutcomeUnknown,
+            Error::WriteNotRun,
+            Error::Busy("busy".into()),
+            Error::Io(std::io::Error::other("io")),
+        ] {
+            assert_eq!(err.code(), snake_debug_name(&err), "{err:?}");
+        }
     }
 }
