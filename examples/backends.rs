@@ -26,6 +26,9 @@ struct Args {
     /// takes the same, hot, row).
     #[arg(long, default_value_t = 1)]
     products: usize,
+    /// PostgreSQL connections (default: one per thread).
+    #[arg(long)]
+    pool: Option<u32>,
 }
 
 fn run(name: &str, shop: &Shop, args: &Args) {
@@ -103,7 +106,11 @@ fn main() {
         let schema = format!("bench_{}", std::process::id());
         let pg = Shop::builder(&url)
             .pg_schema(&schema)
-            .pool_size(u32::try_from(args.threads).unwrap_or(8).max(2))
+            .pool_size(
+                args.pool
+                    .unwrap_or(u32::try_from(args.threads).unwrap_or(8))
+                    .max(2),
+            )
             .gateway(FakeGateway::new())
             .max_balance(Money::MAX)
             .build()

@@ -7,6 +7,8 @@
 
 mod batch;
 #[cfg(feature = "postgres")]
+mod gate;
+#[cfg(feature = "postgres")]
 mod pg_schema;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

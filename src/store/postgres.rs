@@ -50,6 +50,7 @@ use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 use rusqlite::types::{ToSqlOutput, Value};
 
 use super::Scope;
+use super::gate::Gate;
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
@@ -158,6 +159,11 @@ impl r2d2::ManageConnection for Manager {
 /// The open PostgreSQL store.
 pub(crate) struct PgStore {
     pool: r2d2::Pool<Manager>,
+    /// Callers wait here, in arrival order, for one of the pool's
+    /// connections (r2d2's own wait is not first come, first served).
+    gate: Gate,
+    /// How long a caller waits at the gate.
+    wait: Duration,
     retries: AtomicU64,
 }
 
@@ -195,15 +201,18 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
         &config.schema,
         config.existing_only,
     )?;
+    let wait = config.busy_timeout.max(Duration::from_secs(1));
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         // No ping per checkout: a connection that died idle is found by
         // its call's first statement and replaced (`PgStore::on_connection`).
         .test_on_check_out(false)
-        .connection_timeout(config.busy_timeout.max(Duration::from_secs(1)))
+        .connection_timeout(wait)
         .build(Manager { config: pg })?;
     Ok(PgStore {
         pool,
+        gate: Gate::new(config.pool_size),
+        wait,
         retries: AtomicU64::new(0),
     })
 }
@@ -339,8 +348,15 @@ impl PgStore {
     /// call); instead, a call that failed having done nothing
     /// ([`Call::NothingDone`]) on a connection found closed — it died while
     /// idle in the pool: a server restart, an idle timeout — runs again on
-    /// another, up to the pool's size times.
+    /// another, up to the pool's size times. Callers are admitted to the
+    /// pool through the [`Gate`], first come first served: at most one
+    /// caller per connection gets past it, so the pool's own wait is only
+    /// for a connection being (re)made.
     fn on_connection<T>(&self, mut call: impl FnMut(&mut PgConn) -> Call<T>) -> Result<T> {
+        let _turn = self
+            .gate
+            .enter(self.wait)
+            .map_err(|err| Error::Busy(Box::new(err)))?;
         let mut conn = self.pool.get()?;
         let mut replaced = 0;
         loop {
