@@ -3,6 +3,7 @@
 //! same request gets that response back and has no second effect, and the
 //! same key with another request is refused.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -52,23 +53,40 @@ impl IdempotencyKey {
     }
 }
 
-/// What a keyed write returned: its value the first time, the stored
-/// response (the value as JSON) on a repeat.
-#[derive(Clone, Debug, PartialEq)]
+/// What a keyed write returned: its value, made now or replayed from the
+/// response stored the first time.
+///
+/// ```
+/// use liteshop::{Keyed, Money};
+///
+/// let replayed = Keyed::Replayed(Money::new(500)?);
+/// assert!(replayed.is_replay());
+/// assert_eq!(*replayed.value(), Money::new(500)?);
+/// assert_eq!(replayed.into_inner(), Money::new(500)?);
+/// # Ok::<(), liteshop::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Keyed<T> {
     /// The write ran now; its response is stored under the key.
     Fresh(T),
     /// The key was used before for the same request: this is the response
-    /// stored then, and nothing ran.
-    Replayed(Value),
+    /// stored then (for a payment or refund attempt: the attempt as it is
+    /// now), and nothing ran.
+    Replayed(T),
 }
 
-impl<T: Serialize> Keyed<T> {
-    /// The response as JSON, whichever it is.
-    pub fn to_json(&self) -> Value {
+impl<T> Keyed<T> {
+    /// The value, whichever it is.
+    pub fn value(&self) -> &T {
         match self {
-            Keyed::Fresh(value) => serde_json::to_value(value).unwrap_or(Value::Null),
-            Keyed::Replayed(value) => value.clone(),
+            Keyed::Fresh(value) | Keyed::Replayed(value) => value,
+        }
+    }
+
+    /// The value, whichever it is, by value.
+    pub fn into_inner(self) -> T {
+        match self {
+            Keyed::Fresh(value) | Keyed::Replayed(value) => value,
         }
     }
 
@@ -76,11 +94,24 @@ impl<T: Serialize> Keyed<T> {
     pub fn is_replay(&self) -> bool {
         matches!(self, Keyed::Replayed(_))
     }
+
+    /// The same answer (fresh or replayed) with its value mapped.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Keyed<U> {
+        match self {
+            Keyed::Fresh(value) => Keyed::Fresh(f(value)),
+            Keyed::Replayed(value) => Keyed::Replayed(f(value)),
+        }
+    }
 }
 
-/// The response stored under `key` for `user`, if any; another request
-/// under the key is refused.
-pub(crate) fn stored(tx: &dyn Db, user: UserId, key: &IdempotencyKey) -> Result<Option<Value>> {
+/// The response stored under `key` for `user`, if any, read as a `T`.
+/// Another request under the key is refused — a fingerprint that differs,
+/// or a response another kind of write stored (it does not read as a `T`).
+pub(crate) fn stored<T: DeserializeOwned>(
+    tx: &dyn Db,
+    user: UserId,
+    key: &IdempotencyKey,
+) -> Result<Option<T>> {
     let Some(row) = tx.query_opt(
         "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
         &[&user, &key.key],
@@ -89,14 +120,19 @@ pub(crate) fn stored(tx: &dyn Db, user: UserId, key: &IdempotencyKey) -> Result<
         return Ok(None);
     };
     let (fingerprint, response): (String, String) = (row.get(0)?, row.get(1)?);
+    let reused = || Error::IdempotencyKeyReused {
+        key: key.key.clone(),
+    };
     if fingerprint != key.fingerprint {
-        return Err(Error::IdempotencyKeyReused {
-            key: key.key.clone(),
-        });
+        return Err(reused());
     }
-    serde_json::from_str(&response)
+    // Every response was written by `store` from a serialisable value, so
+    // a response that is no JSON at all is storage failing; one that is
+    // JSON of another shape came from another write.
+    let value: Value = serde_json::from_str(&response).map_err(json_failure)?;
+    serde_json::from_value(value)
         .map(Some)
-        .map_err(json_failure)
+        .map_err(|_| reused())
 }
 
 /// Stores `response` under `key` for `user`, in the caller's transaction.
@@ -119,7 +155,7 @@ pub(crate) fn store<T: Serialize>(
 /// Runs `body` under `key` for `user` in the caller's transaction: a stored
 /// response for the same request is returned instead; another request under
 /// the key is refused; otherwise `body` runs and its value is stored.
-pub(crate) fn run<T: Serialize>(
+pub(crate) fn run<T: Serialize + DeserializeOwned>(
     tx: &dyn Db,
     user: UserId,
     key: &IdempotencyKey,

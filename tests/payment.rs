@@ -1239,7 +1239,7 @@ fn a_top_up_goes_back_to_the_card_only_while_its_money_is_unspent() -> Result<()
             s.t.shop
                 .idempotent(&key)
                 .refund_top_up(s.kim, top_up, won(1_000), "the rest")?;
-        assert_eq!(rest.to_json()["status"], "completed");
+        assert_eq!(rest.value().status, liteshop::RefundStatus::Completed);
     }
     assert_eq!(s.pg.cancelled(&pg_order), won(5_000));
     assert_eq!(s.balance(), Money::ZERO);

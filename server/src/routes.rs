@@ -331,7 +331,7 @@ async fn write<T: Serialize + Send + 'static>(
 /// every repeat, which also carries `Idempotent-Replayed: true`.
 fn keyed<T: Serialize>(status: StatusCode, result: Keyed<T>) -> Response {
     let replayed = result.is_replay();
-    let mut response = (status, Json(result.to_json())).into_response();
+    let mut response = (status, Json(result.into_inner())).into_response();
     if replayed {
         response
             .headers_mut()
@@ -344,7 +344,10 @@ fn keyed<T: Serialize>(status: StatusCode, result: Keyed<T>) -> Response {
 /// stored response is the balance alone.
 fn keyed_balance(result: Keyed<Money>) -> Response {
     let replayed = result.is_replay();
-    let mut response = Json(serde_json::json!({ "balance": result.to_json() })).into_response();
+    let mut response = Json(Balance {
+        balance: result.into_inner(),
+    })
+    .into_response();
     if replayed {
         response
             .headers_mut()

@@ -272,7 +272,7 @@ impl Payments<'_> {
         let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started a payment before names it; nothing runs.
             if let Some(key) = &key
-                && let Some(stored) = idempotency::stored(tx, user, key)?
+                && let Some(stored) = idempotency::stored::<serde_json::Value>(tx, user, key)?
             {
                 return started(&stored, "payment", key).map(|id| Err(PaymentId::new(id)));
             }
@@ -306,7 +306,7 @@ impl Payments<'_> {
     ) -> Result<(Payment, Replay)> {
         let begun = self.write(Scope::User(user), move |tx, now| {
             if let Some(key) = &key
-                && let Some(stored) = idempotency::stored(tx, user, key)?
+                && let Some(stored) = idempotency::stored::<serde_json::Value>(tx, user, key)?
             {
                 let named = started(&stored, "payment", key)?;
                 if named != id.get() {
@@ -409,7 +409,7 @@ impl Payments<'_> {
         let begun = self.write(Scope::User(user), move |tx, now| {
             // A key that started an attempt before names it; nothing runs.
             if let Some(key) = &key
-                && let Some(stored) = idempotency::stored(tx, user, key)?
+                && let Some(stored) = idempotency::stored::<serde_json::Value>(tx, user, key)?
             {
                 return started(&stored, "refund", key).map(|id| Err(RefundId::new(id)));
             }

@@ -8,6 +8,7 @@
 use crate::clock::Timestamp;
 use crate::db::Db;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::Shop;
 use crate::coupon::UserCoupon;
@@ -232,7 +233,7 @@ impl Idempotent<'_> {
     }
 
     /// Runs `body` in one write transaction, under the key if there is one.
-    fn write<T: Serialize + Send + 'static>(
+    fn write<T: Serialize + DeserializeOwned + Send + 'static>(
         &self,
         user: UserId,
         body: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
@@ -263,9 +264,9 @@ impl Idempotent<'_> {
 }
 
 /// A payment or refund attempt as a keyed write's answer.
-fn answer<T: Serialize>(attempt: T, replay: Replay) -> Keyed<T> {
+fn answer<T>(attempt: T, replay: Replay) -> Keyed<T> {
     match replay {
         Replay::No => Keyed::Fresh(attempt),
-        Replay::Yes => Keyed::Replayed(serde_json::to_value(&attempt).unwrap_or_default()),
+        Replay::Yes => Keyed::Replayed(attempt),
     }
 }
