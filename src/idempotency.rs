@@ -7,10 +7,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::db::Db;
 use crate::error::{Error, Result, json_failure};
 use crate::ids::UserId;
+use crate::store::{Scope, Store};
+use std::sync::Arc;
 
 /// A client's key for one write, and a fingerprint of the request it came
 /// with (a host hashes the method, path and body), so that reusing the key
@@ -168,6 +170,33 @@ pub(crate) fn run<T: Serialize + DeserializeOwned>(
     let value = body(tx, now)?;
     store(tx, user, key, &value, now)?;
     Ok(Keyed::Fresh(value))
+}
+
+/// After a keyed write's `COMMIT` got no answer
+/// ([`Error::CommitOutcomeUnknown`]): the key, stored in the same
+/// transaction as the effect, says whether it took. Its stored response
+/// if it did; if not, the write did not happen and trying again is safe,
+/// so the answer is [`Error::Busy`].
+///
+/// The key is read under the user's serialisation (a write of
+/// [`Scope::User`]), never by a plain read: on PostgreSQL the lost
+/// transaction holds the user's lock until the server has ended it, and a
+/// read taken while its commit is still being flushed would miss a commit
+/// that lands a moment later.
+pub(crate) fn after_lost_commit<T: DeserializeOwned + Send + 'static>(
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    user: UserId,
+    key: &IdempotencyKey,
+) -> Result<T> {
+    let owned = key.clone();
+    store
+        .write(Scope::User(user), clock, move |tx, _| {
+            stored(tx, user, &owned)
+        })?
+        .ok_or_else(|| {
+            Error::Busy("the write did not take effect (its commit was lost); retry".into())
+        })
 }
 
 /// Deletes keys stored before `before`; returns how many. A repeat after

@@ -421,17 +421,27 @@ fn a_pooled_connection_that_died_idle_is_replaced_without_failing_a_call() {
     assert!(shop.audit().unwrap().is_clean());
 }
 
+/// How many more `COMMIT`s a [`cutting_proxy`] cuts, and how.
+#[derive(Default)]
+struct Cuts {
+    /// Cut before the `COMMIT` is forwarded: it never reaches the server.
+    before: std::sync::atomic::AtomicUsize,
+    /// Forward the `COMMIT`, then cut the client off: the commit takes and
+    /// its answer is lost.
+    after: std::sync::atomic::AtomicUsize,
+}
+
 /// A proxy between the shop and PostgreSQL that forwards everything but
 /// cuts the connection when it sees the client send `COMMIT`, as many
-/// times as the returned counter says: the commit's outcome is then
+/// times as the returned counters say: the commit's outcome is then
 /// unknown to the client.
-fn cutting_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+fn cutting_proxy(upstream: &str) -> (String, std::sync::Arc<Cuts>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let target: postgres::Config = upstream.parse().unwrap();
     let port = target.get_ports().first().copied().unwrap_or(5432);
-    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cuts = std::sync::Arc::new(Cuts::default());
     let left = cuts.clone();
     std::thread::spawn(move || {
         for client in listener.incoming() {
@@ -450,16 +460,27 @@ fn cutting_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::atomic::A
                     }
                     let chunk = &buf[..n];
                     let commit = chunk.windows(6).any(|w| w == b"COMMIT");
-                    if commit
-                        && left
-                            .fetch_update(
-                                std::sync::atomic::Ordering::SeqCst,
-                                std::sync::atomic::Ordering::SeqCst,
-                                |n| n.checked_sub(1),
-                            )
-                            .is_ok()
-                    {
+                    let take = |counter: &std::sync::atomic::AtomicUsize| {
+                        commit
+                            && counter
+                                .fetch_update(
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    |n| n.checked_sub(1),
+                                )
+                                .is_ok()
+                    };
+                    if take(&left.before) {
                         let _ = client_in.shutdown(std::net::Shutdown::Both);
+                        let _ = server_out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if take(&left.after) {
+                        // The client is cut off at once; the server keeps
+                        // its end long enough to read and run the COMMIT.
+                        let _ = client_in.shutdown(std::net::Shutdown::Both);
+                        let _ = server_out.write_all(chunk);
+                        std::thread::sleep(std::time::Duration::from_millis(300));
                         let _ = server_out.shutdown(std::net::Shutdown::Both);
                         return;
                     }
@@ -493,7 +514,7 @@ fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
     let kim = direct.create_user("Kim").unwrap();
     let (proxy, cuts) = cutting_proxy(&url);
     let proxied = Shop::builder(proxy).pg_schema(&schema).build().unwrap();
-    cuts.store(2, std::sync::atomic::Ordering::SeqCst);
+    cuts.before.store(2, std::sync::atomic::Ordering::SeqCst);
     let err = proxied.host_credit(kim.id, won(700)).unwrap_err();
     assert!(
         matches!(err, liteshop::Error::CommitOutcomeUnknown),
@@ -529,6 +550,95 @@ fn a_commit_whose_answer_is_lost_is_never_retried_blindly() {
         won(700),
         "charged exactly once"
     );
+    assert!(direct.audit().unwrap().is_clean());
+}
+
+/// The connection drops after `COMMIT` reached the server: the commit
+/// took and its answer is lost. A plain write says the outcome is unknown
+/// (and it did take); a keyed write — a plain write's key, a payment
+/// attempt's, a refund's — finds its key and answers what a repeat of the
+/// request would, with nothing done twice.
+#[test]
+fn a_commit_that_landed_unanswered_is_found_by_its_key() {
+    use liteshop::{IdempotencyKey, Keyed, PageRequest, PaymentStatus, RefundStatus};
+    use std::sync::atomic::Ordering::SeqCst;
+    let Some(url) = url() else { return };
+    let schema = schema("landed");
+    drop(Shop::builder(&url).pg_schema(&schema).build().unwrap());
+    let pg = FakeGateway::new();
+    let direct = Shop::builder(&url)
+        .pg_schema(&schema)
+        .gateway(pg.clone())
+        .build()
+        .unwrap();
+    let kim = direct.create_user("Kim").unwrap().id;
+    let (proxy, cuts) = cutting_proxy(&url);
+    let proxied = Shop::builder(proxy)
+        .pg_schema(&schema)
+        .gateway(pg.clone())
+        .build()
+        .unwrap();
+
+    cuts.after.store(1, SeqCst);
+    let err = proxied.host_credit(kim, won(700)).unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::CommitOutcomeUnknown),
+        "{err:?}"
+    );
+    // The server may still be flushing that commit: wait for it to show.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while direct.balance(kim).unwrap().is_zero() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(direct.balance(kim).unwrap(), won(700), "it took, once");
+
+    cuts.after.store(1, SeqCst);
+    let key = IdempotencyKey::new("k-landed", "charge:300");
+    let credited = proxied.idempotent(&key).host_credit(kim, won(300)).unwrap();
+    assert_eq!(credited, Keyed::Replayed(won(1_000)));
+    assert_eq!(direct.balance(kim).unwrap(), won(1_000), "credited once");
+
+    cuts.after.store(1, SeqCst);
+    let key = IdempotencyKey::new("k-top-up", "top-up:5000");
+    let started = proxied
+        .idempotent(&key)
+        .start_top_up(kim, won(5_000))
+        .unwrap();
+    assert!(started.is_replay());
+    assert_eq!(started.value().status, PaymentStatus::Started);
+    let top_ups = direct.top_ups(kim, PageRequest::first(10)).unwrap().items;
+    assert_eq!(top_ups.len(), 1, "one top-up started");
+    assert_eq!(top_ups[0], *started.value());
+    let again = proxied
+        .idempotent(&key)
+        .start_top_up(kim, won(5_000))
+        .unwrap();
+    assert_eq!(again, started, "the repeat's answer");
+
+    // A refund wholly from the balance completes in its first
+    // transaction: its lost answer is the completed refund.
+    let tea = direct
+        .create_product(NewProduct {
+            name: "Tea".into(),
+            price: won(400),
+            stock: 3,
+        })
+        .unwrap()
+        .id;
+    let order = direct.place_order(kim, &[OrderLine::new(tea, 2)]).unwrap();
+    direct.pay_from_balance(kim, order.id).unwrap();
+    cuts.after.store(1, SeqCst);
+    let key = IdempotencyKey::new("k-refund", "refund");
+    let refund = proxied
+        .idempotent(&key)
+        .refund(kim, order.id, "broken")
+        .unwrap();
+    assert!(refund.is_replay());
+    assert_eq!(refund.value().status, RefundStatus::Completed);
+    assert_eq!(direct.refunds(kim, order.id).unwrap().len(), 1);
+    assert_eq!(direct.balance(kim).unwrap(), won(1_000), "given back once");
+    assert_eq!(direct.product(tea).unwrap().stock, 3);
+    assert_eq!(pg.total_calls(), 0, "the PG never asked");
     assert!(direct.audit().unwrap().is_clean());
 }
 

@@ -62,6 +62,14 @@ pub(crate) enum Replay {
     Yes,
 }
 
+/// What the first transaction of a keyed attempt found.
+enum Begun<T> {
+    /// It ran now.
+    Now(T),
+    /// Its key started the attempt with this id before; nothing ran.
+    Before(i64),
+}
+
 /// The id a stored response names under `field` (`payment`, `refund`); a
 /// key stored by another kind of write is "reused".
 fn started(stored: &serde_json::Value, field: &str, key: &IdempotencyKey) -> Result<i64> {
@@ -260,6 +268,45 @@ impl Payments<'_> {
         self.store.write(scope, self.clock, f)
     }
 
+    /// Runs the first transaction of a payment or refund attempt as one
+    /// write of `user`'s, under `key` if there is one. A key stored before
+    /// names its attempt (under `field`: `payment`, `refund`) and nothing
+    /// runs; otherwise `f` runs and returns its value and the attempt's
+    /// id, which the key stores in the same transaction. If the `COMMIT`
+    /// got no answer the key says whether it took: if it did, the answer
+    /// is the attempt it names — what a repeat of the request would get —
+    /// and if not, [`Error::Busy`] (nothing happened; trying again is safe).
+    fn first_write<T: Send + 'static>(
+        &self,
+        user: UserId,
+        key: Option<IdempotencyKey>,
+        field: &'static str,
+        f: impl Fn(&dyn Db, Timestamp) -> Result<(T, i64)> + Send + 'static,
+    ) -> Result<Begun<T>> {
+        let named = |stored: serde_json::Value, key: &IdempotencyKey| {
+            started(&stored, field, key).map(Begun::Before)
+        };
+        let lost = key.clone();
+        let result = self.write(Scope::User(user), move |tx, now| {
+            let Some(key) = &key else {
+                return f(tx, now).map(|(value, _)| Begun::Now(value));
+            };
+            if let Some(stored) = idempotency::stored(tx, user, key)? {
+                return named(stored, key);
+            }
+            let (value, id) = f(tx, now)?;
+            idempotency::store(tx, user, key, &json!({ field: id }), now)?;
+            Ok(Begun::Now(value))
+        });
+        match (result, lost) {
+            (Err(Error::CommitOutcomeUnknown), Some(key)) => named(
+                idempotency::after_lost_commit(self.store, self.clock, user, &key)?,
+                &key,
+            ),
+            (result, _) => result,
+        }
+    }
+
     /// Starts a payment or a top-up: one write transaction (`begin`, the
     /// shape of [`super::begin`] or [`super::begin_top_up`]), under `key`
     /// if there is one. No gateway is called.
@@ -269,26 +316,21 @@ impl Payments<'_> {
         key: Option<IdempotencyKey>,
         begin: impl Fn(&dyn Db, Timestamp) -> Result<Payment> + Send + 'static,
     ) -> Result<(Payment, Replay)> {
-        let begun = self.write(Scope::User(user), move |tx, now| {
-            // A key that started a payment before names it; nothing runs.
-            if let Some(key) = &key
-                && let Some(stored) = idempotency::stored::<serde_json::Value>(tx, user, key)?
-            {
-                return started(&stored, "payment", key).map(|id| Err(PaymentId::new(id)));
-            }
+        let begun = self.first_write(user, key, "payment", move |tx, now| {
             let payment = begin(tx, now)?;
-            if let Some(key) = &key {
-                idempotency::store(tx, user, key, &json!({ "payment": payment.id }), now)?;
-            }
-            Ok(Ok(payment))
+            let id = payment.id.get();
+            Ok((payment, id))
         })?;
         match begun {
-            Ok(payment) => {
+            Begun::Now(payment) => {
                 debug!(user = %user, payment = %payment.id, balance = %payment.balance_amount,
                     pg = %payment.pg_amount, status = %payment.status, "payment started");
                 Ok((payment, Replay::No))
             }
-            Err(id) => Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes)),
+            Begun::Before(id) => {
+                let id = PaymentId::new(id);
+                Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes))
+            }
         }
     }
 
@@ -304,27 +346,24 @@ impl Payments<'_> {
         redirect: PgRedirect,
         key: Option<IdempotencyKey>,
     ) -> Result<(Payment, Replay)> {
-        let begun = self.write(Scope::User(user), move |tx, now| {
-            if let Some(key) = &key
-                && let Some(stored) = idempotency::stored::<serde_json::Value>(tx, user, key)?
-            {
-                let named = started(&stored, "payment", key)?;
-                if named != id.get() {
-                    return Err(Error::IdempotencyKeyReused {
-                        key: key.key.clone(),
-                    });
-                }
-                return Ok(Confirming::AsItIs(super::get(tx, id)?));
-            }
-            let confirming = super::begin_confirm(tx, user, id, &redirect, now)?;
-            if let Some(key) = &key {
-                idempotency::store(tx, user, key, &json!({ "payment": id }), now)?;
-            }
-            Ok(confirming)
+        let begun = self.first_write(user, key.clone(), "payment", move |tx, now| {
+            Ok((
+                super::begin_confirm(tx, user, id, &redirect, now)?,
+                id.get(),
+            ))
         })?;
         let payment = match begun {
-            Confirming::Ask(payment) => payment,
-            Confirming::AsItIs(payment) => return Ok((payment, Replay::Yes)),
+            Begun::Now(Confirming::Ask(payment)) => payment,
+            Begun::Now(Confirming::AsItIs(payment)) => return Ok((payment, Replay::Yes)),
+            // The key confirmed a payment before: this one, as it is now.
+            Begun::Before(named) if named == id.get() => {
+                return Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes));
+            }
+            Begun::Before(_) => {
+                return Err(Error::IdempotencyKeyReused {
+                    key: key.map(|key| key.key).unwrap_or_default(),
+                });
+            }
         };
         debug!(user = %user, payment = %payment.id, amount = %payment.pg_amount, "confirm requested");
         let attempt = Attempt::Payment {
@@ -406,26 +445,21 @@ impl Payments<'_> {
     ) -> Result<(Refund, Replay)> {
         let has_gateway = self.gateway.is_some();
         let currency = self.config.currency;
-        let begun = self.write(Scope::User(user), move |tx, now| {
-            // A key that started an attempt before names it; nothing runs.
-            if let Some(key) = &key
-                && let Some(stored) = idempotency::stored::<serde_json::Value>(tx, user, key)?
-            {
-                return started(&stored, "refund", key).map(|id| Err(RefundId::new(id)));
-            }
+        let begun = self.first_write(user, key, "refund", move |tx, now| {
             let refund = begin(tx, now)?;
             if !refund.pg_amount.is_zero() && !has_gateway {
                 return Err(Error::NoGateway);
             }
-            if let Some(key) = &key {
-                idempotency::store(tx, user, key, &json!({ "refund": refund.id }), now)?;
-            }
             let request = refund::cancel_request(tx, &refund, currency)?;
-            Ok(Ok((refund, request)))
+            let id = refund.id.get();
+            Ok(((refund, request), id))
         })?;
         let (refund, request) = match begun {
-            Ok(begun) => begun,
-            Err(id) => return Ok((self.store.read(|tx| refund::get(tx, id))?, Replay::Yes)),
+            Begun::Now(begun) => begun,
+            Begun::Before(id) => {
+                let id = RefundId::new(id);
+                return Ok((self.store.read(|tx| refund::get(tx, id))?, Replay::Yes));
+            }
         };
         debug!(user = %user, order = ?refund.order, refund = %refund.id, amount = %refund.amount, "refund requested");
         if refund.status == RefundStatus::Completed {

@@ -251,12 +251,8 @@ impl Idempotent<'_> {
             // The connection was lost after COMMIT was sent: the key, stored
             // in the same transaction as the effect, says whether it took.
             Err(Error::CommitOutcomeUnknown) => {
-                match store.read(|db| idempotency::stored(db, user, key))? {
-                    Some(response) => Ok(Keyed::Replayed(response)),
-                    None => Err(Error::Busy(
-                        "the write did not take effect (its commit was lost); retry".into(),
-                    )),
-                }
+                idempotency::after_lost_commit(store, &self.shop.inner.clock, user, key)
+                    .map(Keyed::Replayed)
             }
             other => other,
         }
