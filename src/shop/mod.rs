@@ -1552,20 +1552,26 @@ impl Shop {
         lines: &[OrderLine],
         reason: &str,
     ) -> Result<Refund> {
-        let limits = &self.inner.limits;
-        order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
-        self.refund_inner(user, order, Some(lines.to_vec()), reason, None)
+        self.refund_inner(user, order, Some(lines), reason, None)
             .map(|(refund, _)| refund)
     }
 
+    /// A refund of `lines` (`None`: every unit left), under `key` if there
+    /// is one: every check of [`Shop::refund_lines`], in its order, then the
+    /// flow.
     fn refund_inner(
         &self,
         user: UserId,
         order: OrderId,
-        lines: Option<Vec<OrderLine>>,
+        lines: Option<&[OrderLine]>,
         reason: &str,
         key: Option<IdempotencyKey>,
     ) -> Result<(Refund, Replay)> {
+        if let Some(lines) = lines {
+            let limits = &self.inner.limits;
+            order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
+        }
+        let lines = lines.map(<[OrderLine]>::to_vec);
         let user = user.validate()?;
         let order = order.validate()?;
         let reason = refund_reason(reason)?;
