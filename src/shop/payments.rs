@@ -14,8 +14,7 @@ use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::payment::flow::Replay;
-use crate::payment::refund::Refund;
-use crate::payment::{self, Payment, PgFailRedirect, PgRedirect, StartRules};
+use crate::payment::{self, Payment, PaymentEvent, PgFailRedirect, PgRedirect, StartRules};
 use crate::store::Scope;
 use crate::user;
 
@@ -355,106 +354,54 @@ impl Shop {
         })
     }
 
-    /// Refunds `amount` of the approved top-up `payment` of `user` to the
-    /// card it was paid with, while that money is still unspent in the
-    /// balance; `reason` is sent to the PG.
-    ///
-    /// The steps, exactly once whatever happens:
-    ///
-    /// 1. In one write transaction — checks, in order: ids valid, reason 1
-    ///    to 200 characters with no white space at either end and no
-    ///    control character → the payment exists and is the user's → it is
-    ///    an approved top-up → no other refund of it is in flight → the
-    ///    amount is at least 1 won and no more than the top-up not yet
-    ///    refunded → the balance covers it (money already spent cannot go
-    ///    back to the card). Then the attempt is recorded `Requested` with
-    ///    its own key and the amount is taken from the balance at once (a
-    ///    [`TopUpRefund`](crate::LedgerKind::TopUpRefund) entry), so it
-    ///    cannot be spent meanwhile.
-    /// 2. With no transaction open, the PG is asked to cancel that amount
-    ///    of the top-up with that key.
-    /// 3. In a second write transaction the answer is recorded: cancelled →
-    ///    `Completed` (the top-up `Refunded` once all of it went back);
-    ///    declined → `Declined`, the amount given back to the balance (a
-    ///    [`TopUpRefundReversal`](crate::LedgerKind::TopUpRefundReversal)),
-    ///    [`Error::TopUpRefundDeclined`]; no definite answer → held,
-    ///    [`Error::TopUpRefundOutcomeUnknown`], and
-    ///    [`Shop::reconcile_payments`] settles it.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// use liteshop::{FakeGateway, Money, PaymentStatus, RefundStatus, Shop};
-    ///
-    /// let pg = FakeGateway::new();
-    /// let shop = Shop::builder(dir.path().join("shop.db")).gateway(pg.clone()).build()?;
-    /// let kim = shop.create_user("Kim")?;
-    /// let top_up = shop.start_top_up(kim.id, Money::new(50_000)?)?;
-    /// shop.confirm_payment(kim.id, top_up.id, &pg.pay_widget(&top_up.widget().unwrap()))?;
-    ///
-    /// let refund = shop.refund_top_up(kim.id, top_up.id, Money::new(50_000)?, "not needed")?;
-    /// assert_eq!(refund.status, RefundStatus::Completed);
-    /// assert_eq!(shop.balance(kim.id)?, Money::ZERO);
-    /// assert_eq!(shop.payment(kim.id, top_up.id)?.status, PaymentStatus::Refunded);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Failure
-    ///
-    /// [`Error::InvalidId`], [`Error::InvalidRefundReason`],
-    /// [`Error::InvalidCharacter`], [`Error::EdgeWhitespace`],
-    /// [`Error::PaymentNotFound`] (also another user's),
-    /// [`Error::TopUpNotRefundable`], [`Error::TopUpRefundInProgress`],
-    /// [`Error::ZeroAmount`], [`Error::RefundExceedsTopUp`],
-    /// [`Error::InsufficientBalance`], [`Error::NoGateway`] — each changing
-    /// nothing; then the outcomes above, and [`Error::GatewayUnavailable`]
-    /// and [`Error::GatewayRejected`] (the amount given back).
-    pub fn refund_top_up(
-        &self,
-        user: UserId,
-        payment: PaymentId,
-        amount: Money,
-        reason: &str,
-    ) -> Result<Refund> {
-        self.refund_top_up_inner(user, payment, amount, reason, None)
-            .map(|(refund, _)| refund)
-    }
-
-    pub(crate) fn refund_top_up_inner(
-        &self,
-        user: UserId,
-        payment: PaymentId,
-        amount: Money,
-        reason: &str,
-        key: Option<IdempotencyKey>,
-    ) -> Result<(Refund, Replay)> {
-        let user = user.validate()?;
-        let payment = payment.validate()?;
-        let reason = super::refund_reason(reason)?;
-        self.payments()
-            .refund_top_up(user, payment, amount, reason, key)
-    }
-
-    /// Every refund attempt of the top-up `payment` of `user`, oldest
-    /// first; none for a payment of an order (see [`Shop::refunds`]).
-    ///
-    /// # Failure
-    ///
-    /// [`Error::InvalidId`], [`Error::PaymentNotFound`] (also another
-    /// user's).
-    pub fn top_up_refunds(&self, user: UserId, payment: PaymentId) -> Result<Vec<Refund>> {
-        let user = user.validate()?;
-        let payment = payment.validate()?;
-        self.inner
-            .store
-            .read(|tx| payment::refund::for_top_up(tx, user, payment))
-    }
-
     fn start_rules(&self) -> StartRules {
         StartRules {
             window: self.inner.payments.window,
             has_gateway: self.inner.payments.gateway.is_some(),
         }
+    }
+
+    /// The payment `id` of `user`.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::PaymentNotFound`] (also for another
+    /// user's payment).
+    pub fn payment(&self, user: UserId, id: PaymentId) -> Result<Payment> {
+        let user = user.validate()?;
+        let id = id.validate()?;
+        self.inner
+            .store
+            .read(|tx| payment::get_for_user(tx, user, id))
+    }
+
+    /// Every payment attempt of the order `order` of `user`, oldest first.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
+    /// user's order).
+    pub fn payments_for_order(&self, user: UserId, order: OrderId) -> Result<Vec<Payment>> {
+        let user = user.validate()?;
+        let order = order.validate()?;
+        self.inner
+            .store
+            .read(|tx| payment::for_order(tx, user, order))
+    }
+
+    /// The history of the payment `id` of `user`: every status change, with
+    /// its time and detail, oldest first.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::InvalidId`], [`Error::PaymentNotFound`] (also for another
+    /// user's payment).
+    pub fn payment_history(&self, user: UserId, id: PaymentId) -> Result<Vec<PaymentEvent>> {
+        let user = user.validate()?;
+        let id = id.validate()?;
+        self.inner.store.read(|tx| {
+            payment::get_for_user(tx, user, id)?;
+            payment::events(tx, id)
+        })
     }
 }
