@@ -490,3 +490,9 @@ pub use shop::{Idempotent, Limits, Shop, ShopBuilder, Unsettled};
 pub use store::{BackupProgress, Durability, WriteMode};
 pub use user::User;
 pub use validate::MAX_NAME_CHARS;
+
+/// The README, whose API tour runs as a doctest, so the tour cannot drift
+/// from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct Readme;
