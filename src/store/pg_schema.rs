@@ -4,9 +4,10 @@
 //! columns for rowids, `GREATEST`-free SQL the domain shares).
 //!
 //! Migrations are an append-only list; the version lives in
-//! `liteshop_schema_version` (made and read in `postgres.rs`), read before anything is written. A schema whose
-//! version is newer, or a schema of that name holding tables but no
-//! `liteshop_schema_version` row of ours, is refused untouched.
+//! `liteshop_schema_version` (made and read in `postgres.rs`), read
+//! before anything is written. A schema whose version is newer, or a
+//! schema of that name holding tables but no `liteshop_schema_version`
+//! row of ours, is refused untouched.
 
 /// The migrations, in order; applying number `i` takes the schema to
 /// version `i + 1`.
