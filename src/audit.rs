@@ -424,7 +424,7 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
 
     let row = conn.query_row(FEED, &[])?;
     let (count, first, last): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-    let given = i64::try_from(crate::event::last_seq(conn)?).unwrap_or(i64::MAX);
+    let given = i64::try_from(crate::feed::last_seq(conn)?).unwrap_or(i64::MAX);
     figures.events = i128::from(count);
     // Pruning removes a prefix: what is left runs from `first` to the last
     // number ever given, one row each.

@@ -241,7 +241,7 @@ pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
             let rows = db.query(&sql, &[])?.into_iter().map(|row| row.0).collect();
             all.push((i, rows, 0));
         }
-        let head = crate::event::last_seq(db)?;
+        let head = crate::feed::last_seq(db)?;
         if let Some(last) = all.last_mut() {
             last.2 = head;
         }

@@ -433,7 +433,7 @@ mod copy;
 mod coupon;
 mod db;
 mod error;
-mod event;
+mod feed;
 mod gateway;
 mod idempotency;
 mod ids;
@@ -459,7 +459,7 @@ pub use copy::{CopyReport, copy};
 pub use coupon::{Coupon, CouponState, Discount, NewCoupon, UserCoupon};
 pub use db::is_postgres_target;
 pub use error::{Entity, Error, ErrorKind, Result};
-pub use event::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
+pub use feed::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, Deposit, FakeGateway,
     FakeOutcome, GatewayError, GatewayLimits, HttpGateway, HttpGatewayBuilder, PaymentGateway,

@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::coupon;
 use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
-use crate::event::{self, EventPayload, Subject};
+use crate::feed::{self, EventPayload, Subject};
 use crate::ids::{CouponId, OrderId, ProductId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
@@ -441,7 +441,7 @@ pub(crate) fn place(
     if let Some(usable) = &usable {
         coupon::use_for(tx, usable, id, now)?;
     }
-    event::append(
+    feed::append(
         tx,
         Subject::order(user, id),
         &EventPayload::OrderPlaced {
@@ -651,7 +651,7 @@ fn after_release(
         CancelReason::User => EventPayload::OrderCancelled,
         CancelReason::Expired => EventPayload::OrderExpired,
     };
-    event::append(tx, Subject::order(owner, id), &payload, now)
+    feed::append(tx, Subject::order(owner, id), &payload, now)
 }
 
 /// Puts the units of every line of order `id` back into stock. Callers do

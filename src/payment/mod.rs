@@ -18,7 +18,7 @@ pub(crate) mod flow;
 pub(crate) mod reconcile;
 pub(crate) mod refund;
 
-use crate::event::{self as feed, EventPayload, Subject};
+use crate::feed::{self, EventPayload, Subject};
 use serde::{Deserialize, Serialize};
 
 use crate::balance::{self, Entry, LedgerKind};
@@ -525,7 +525,7 @@ pub(crate) fn begin(
             now,
         )?;
     }
-    event(
+    record_history(
         tx,
         payment.id,
         PaymentStatus::Started,
@@ -585,7 +585,7 @@ pub(crate) fn begin_top_up(
         rules,
         now,
     )?;
-    event(
+    record_history(
         tx,
         payment.id,
         PaymentStatus::Started,
@@ -701,7 +701,7 @@ pub(crate) fn begin_confirm(
         ),
         &[&id, &redirect.payment_key, &now],
     )?)?;
-    event(
+    record_history(
         tx,
         id,
         PaymentStatus::Requested,
@@ -816,7 +816,7 @@ pub(crate) fn record(
                 ),
                 &[&id, &now],
             )?)?;
-            event(
+            record_history(
                 tx,
                 id,
                 PaymentStatus::Unknown,
@@ -861,7 +861,7 @@ fn await_deposit(
             &now,
         ],
     )?)?;
-    event(
+    record_history(
         tx,
         payment.id,
         payment.status,
@@ -973,7 +973,7 @@ fn approve(
         Some(transaction) => format!("approved as {transaction}"),
         None => "paid wholly from the balance".to_owned(),
     };
-    event(tx, id, PaymentStatus::Approved, &detail, now)?;
+    record_history(tx, id, PaymentStatus::Approved, &detail, now)?;
     match payment.kind {
         PaymentKind::TopUp => {
             balance::post(
@@ -1034,7 +1034,7 @@ fn decline(
             now,
         )?;
     }
-    event(
+    record_history(
         tx,
         id,
         PaymentStatus::Declined,
@@ -1204,7 +1204,7 @@ pub(crate) fn events(conn: &dyn Db, id: PaymentId) -> Result<Vec<PaymentEvent>> 
 }
 
 /// Appends one entry to the history of `payment`.
-pub(crate) fn event(
+pub(crate) fn record_history(
     tx: &dyn Db,
     payment: PaymentId,
     status: PaymentStatus,

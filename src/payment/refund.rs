@@ -396,7 +396,7 @@ pub(crate) fn begin_top_up(
         None,
         now,
     )?;
-    super::event(
+    super::record_history(
         tx,
         payment_id,
         PaymentStatus::Approved,
@@ -513,7 +513,7 @@ pub(crate) fn record_external(
             )?;
         }
     }
-    super::event(
+    super::record_history(
         tx,
         payment_id,
         PaymentStatus::Approved,
@@ -681,15 +681,15 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
             amount: unit.amount,
         })
         .collect();
-    crate::event::append(
+    crate::feed::append(
         tx,
-        crate::event::Subject {
+        crate::feed::Subject {
             user: refund.user,
             order: order_id,
             payment: Some(refund.payment),
             refund: Some(id),
         },
-        &crate::event::EventPayload::RefundCompleted {
+        &crate::feed::EventPayload::RefundCompleted {
             amount: refund.amount,
             lines,
         },
@@ -764,7 +764,7 @@ fn given_back(
     } else {
         PaymentStatus::Approved
     };
-    super::event(tx, refund.payment, status, detail, now)
+    super::record_history(tx, refund.payment, status, detail, now)
 }
 
 /// Every refund attempt of the top-up `payment` of `user`, oldest first.

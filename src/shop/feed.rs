@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::Shop;
 use crate::clock::Timestamp;
 use crate::error::{Entity, Result};
-use crate::event::{self, Event, EventPump, MAX_EVENT_BATCH};
+use crate::feed::{self, Event, EventPump, MAX_EVENT_BATCH};
 use crate::store::Scope;
 use crate::validate;
 
@@ -44,7 +44,7 @@ impl Shop {
     pub fn events(&self, after: u64, limit: u32) -> Result<Vec<Event>> {
         validate::range("limit", limit, 1, MAX_EVENT_BATCH)?;
         self.inner.store.settle_feed()?;
-        self.inner.store.read(|tx| event::after(tx, after, limit))
+        self.inner.store.read(|tx| feed::after(tx, after, limit))
     }
 
     /// The last sequence number `consumer` acked; 0 for a consumer that
@@ -60,7 +60,7 @@ impl Shop {
         let consumer = validate::name(Entity::EventConsumer, consumer)?;
         self.inner
             .store
-            .read(|tx| Ok(event::cursor(tx, &consumer)?.unwrap_or(0)))
+            .read(|tx| Ok(feed::cursor(tx, &consumer)?.unwrap_or(0)))
     }
 
     /// Records that `consumer` processed every event up to `upto`,
@@ -81,7 +81,7 @@ impl Shop {
         // committed so far has its number before `upto` is checked.
         self.inner.store.settle_feed()?;
         self.write(Scope::Shop, move |tx, now| {
-            event::ack(tx, &consumer, upto, now)
+            feed::ack(tx, &consumer, upto, now)
         })
     }
 
@@ -93,7 +93,7 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn prune_events(&self, before: Timestamp) -> Result<usize> {
-        self.write(Scope::Shop, move |tx, _| event::prune(tx, before))
+        self.write(Scope::Shop, move |tx, _| feed::prune(tx, before))
     }
 
     /// Registers `consumer` and starts a thread that hands its unacked

@@ -11,7 +11,7 @@ use super::Shop;
 use crate::audit::{self, AuditReport};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::event::{self, ConsumerLag, Event};
+use crate::feed::{self, ConsumerLag, Event};
 use crate::ids::{OrderId, UserId};
 use crate::payment::{
     self, Payment,
@@ -155,7 +155,7 @@ impl Shop {
     pub fn order_events(&self, order: OrderId) -> Result<Vec<Event>> {
         let order = order.validate()?;
         self.inner.store.settle_feed()?;
-        self.inner.store.read(|tx| event::for_order(tx, order))
+        self.inner.store.read(|tx| feed::for_order(tx, order))
     }
 
     /// Every registered consumer of the event feed with its cursor, how
@@ -178,7 +178,7 @@ impl Shop {
         // The head counts every committed event: on PostgreSQL those no
         // one has read yet get their numbers first.
         self.inner.store.settle_feed()?;
-        self.inner.store.read(|tx| event::consumers(tx))
+        self.inner.store.read(|tx| feed::consumers(tx))
     }
 
     /// How many times this `Shop` ran a write again because the database

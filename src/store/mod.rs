@@ -485,13 +485,13 @@ fn run_write<T>(conn: &mut Connection, f: impl FnOnce(&dyn Db) -> Result<T>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{balance, cart, event, order, payment, product, sales, user};
+    use crate::{balance, cart, feed, order, payment, product, sales, user};
 
     /// Every lookup the API makes, by name.
     const HOT_QUERIES: &[(&str, &str)] = &[
         ("user by id", user::SELECT_USER),
         ("order owner", order::SELECT_OWNER),
-        ("events of an order", event::SELECT_ORDER_EVENTS),
+        ("events of an order", feed::SELECT_ORDER_EVENTS),
         ("best sellers of a window", sales::SELECT_BEST_SELLERS),
         ("user exists", user::SELECT_USER_EXISTS),
         ("balance by user", balance::SELECT_BALANCE),
