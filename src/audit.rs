@@ -11,6 +11,7 @@ use crate::clock::Timestamp;
 use crate::db::Db;
 use crate::error::Result;
 use crate::sales;
+use crate::store::Settled;
 
 /// One conservation law of the books (see ARCHITECTURE.md, "Guarantees").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -375,7 +376,7 @@ const FEED: &str =
     "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0) FROM events WHERE seq > 0";
 
 /// Checks every law in the snapshot of `conn`'s read transaction.
-pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
+pub(crate) fn run(conn: &Settled<'_>, at: Timestamp) -> Result<AuditReport> {
     let mut violations = Vec::new();
     for (law, subject, sql) in LAWS {
         for row in conn.query(sql, &[])? {
@@ -388,7 +389,7 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
         }
     }
 
-    let sums = figures(conn)?;
+    let sums = figures(&**conn)?;
     let mut figures = AuditFigures {
         charged: sums[0],
         balances: sums[1],
@@ -438,8 +439,8 @@ pub(crate) fn run(conn: &dyn Db, at: Timestamp) -> Result<AuditReport> {
 
     // Rows of the recount of the paid lines (`sales::recount`, exact) and
     // of `sales_daily` that are not in the other.
-    let recount: BTreeSet<sales::DayRow> = sales::recount(conn)?.into_iter().collect();
-    let table: BTreeSet<sales::DayRow> = sales::rows(conn)?.into_iter().collect();
+    let recount: BTreeSet<sales::DayRow> = sales::recount(&**conn)?.into_iter().collect();
+    let table: BTreeSet<sales::DayRow> = sales::rows(&**conn)?.into_iter().collect();
     let missing = i128::try_from(recount.difference(&table).count()).unwrap_or(i128::MAX);
     let extra = i128::try_from(table.difference(&recount).count()).unwrap_or(i128::MAX);
     if missing + extra > 0 {

@@ -232,8 +232,7 @@ pub struct CopyReport {
 /// errors.
 pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
     // A PostgreSQL source may hold committed events not numbered yet.
-    from.store().settle_feed()?;
-    let tables: Vec<(usize, Vec<Vec<Value>>, u64)> = from.store().read(|db| {
+    let tables: Vec<(usize, Vec<Vec<Value>>, u64)> = from.store().read_settled(|db| {
         let mut all = Vec::with_capacity(TABLES.len());
         for (i, (table, columns)) in TABLES.iter().enumerate() {
             // Table and column names are the constants above, not values.

@@ -22,6 +22,7 @@ use crate::money::Money;
 use crate::order::OrderItem;
 use crate::payment::refund::RefundLine;
 use crate::shop::Shop;
+use crate::store::Settled;
 use crate::text_enum::text_enum;
 
 /// What happened, with the figures a consumer needs (see [the
@@ -227,7 +228,7 @@ pub(crate) fn append(
 }
 
 /// Up to `limit` events after `after`, in sequence order.
-pub(crate) fn after(conn: &dyn Db, after: u64, limit: u32) -> Result<Vec<Event>> {
+pub(crate) fn after(conn: &Settled<'_>, after: u64, limit: u32) -> Result<Vec<Event>> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     conn.query(SELECT_EVENTS, &[&after, &limit])?
         .iter()
@@ -237,7 +238,7 @@ pub(crate) fn after(conn: &dyn Db, after: u64, limit: u32) -> Result<Vec<Event>>
 
 /// The last sequence number ever given (0 before the first event), pruned
 /// or not.
-pub(crate) fn last_seq(conn: &dyn Db) -> Result<u64> {
+pub(crate) fn last_seq(conn: &Settled<'_>) -> Result<u64> {
     // SQLite keeps the last AUTOINCREMENT value given; PostgreSQL keeps
     // the feed's head in a counter row that each numbering moves (events
     // still waiting for a number are not counted: settle the feed first).
@@ -267,7 +268,7 @@ pub(crate) fn cursor(conn: &dyn Db, consumer: &str) -> Result<Option<u64>> {
 
 /// Moves the cursor of `consumer` to `upto` (registering it), never
 /// backwards; returns the cursor after.
-pub(crate) fn ack(tx: &dyn Db, consumer: &str, upto: u64, now: Timestamp) -> Result<u64> {
+pub(crate) fn ack(tx: &Settled<'_>, consumer: &str, upto: u64, now: Timestamp) -> Result<u64> {
     let last = last_seq(tx)?;
     if upto > last {
         return Err(Error::AckBeyondFeed { upto, last });
@@ -293,7 +294,7 @@ pub(crate) const SELECT_ORDER_EVENTS: &str =
      FROM events WHERE order_id = ?1 AND seq > 0 ORDER BY seq";
 
 /// Every event of `order` still in the feed, in sequence order.
-pub(crate) fn for_order(conn: &dyn Db, order: OrderId) -> Result<Vec<Event>> {
+pub(crate) fn for_order(conn: &Settled<'_>, order: OrderId) -> Result<Vec<Event>> {
     conn.query(SELECT_ORDER_EVENTS, &[&order])?
         .iter()
         .map(event_row)
@@ -319,7 +320,7 @@ pub struct ConsumerLag {
 }
 
 /// Every registered consumer with its cursor and lag, by name.
-pub(crate) fn consumers(conn: &dyn Db) -> Result<Vec<ConsumerLag>> {
+pub(crate) fn consumers(conn: &Settled<'_>) -> Result<Vec<ConsumerLag>> {
     let head = last_seq(conn)?;
     let rows = conn.query(
         "SELECT name, acked, updated_at FROM event_consumers ORDER BY name",

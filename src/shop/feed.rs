@@ -43,8 +43,9 @@ impl Shop {
     /// [`Error::OutOfRange`](crate::Error::OutOfRange) for `limit`.
     pub fn events(&self, after: u64, limit: u32) -> Result<Vec<Event>> {
         validate::range("limit", limit, 1, MAX_EVENT_BATCH)?;
-        self.inner.store.settle_feed()?;
-        self.inner.store.read(|tx| feed::after(tx, after, limit))
+        self.inner
+            .store
+            .read_settled(|tx| feed::after(tx, after, limit))
     }
 
     /// The last sequence number `consumer` acked; 0 for a consumer that
@@ -79,10 +80,11 @@ impl Shop {
         let consumer = validate::name(Entity::EventConsumer, consumer)?;
         // PostgreSQL numbers events when the feed is read: every event
         // committed so far has its number before `upto` is checked.
-        self.inner.store.settle_feed()?;
-        self.write(Scope::Shop, move |tx, now| {
-            feed::ack(tx, &consumer, upto, now)
-        })
+        self.inner
+            .store
+            .write_settled(Scope::Shop, &self.inner.clock, move |tx, now| {
+                feed::ack(tx, &consumer, upto, now)
+            })
     }
 
     /// Deletes the events created before `before` that every registered

@@ -70,9 +70,8 @@ impl Shop {
     ///
     /// Only storage errors; a breach is in the report, not an error.
     pub fn audit(&self) -> Result<AuditReport> {
-        self.inner.store.settle_feed()?;
         let now = self.now();
-        self.inner.store.read(|tx| audit::run(tx, now))
+        self.inner.store.read_settled(|tx| audit::run(tx, now))
     }
 
     /// Writes a consistent copy of the shop to a new file at `to` while
@@ -154,8 +153,9 @@ impl Shop {
     /// [`Error::InvalidId`]; storage errors.
     pub fn order_events(&self, order: OrderId) -> Result<Vec<Event>> {
         let order = order.validate()?;
-        self.inner.store.settle_feed()?;
-        self.inner.store.read(|tx| feed::for_order(tx, order))
+        self.inner
+            .store
+            .read_settled(|tx| feed::for_order(tx, order))
     }
 
     /// Every registered consumer of the event feed with its cursor, how
@@ -177,8 +177,7 @@ impl Shop {
     pub fn event_consumers(&self) -> Result<Vec<ConsumerLag>> {
         // The head counts every committed event: on PostgreSQL those no
         // one has read yet get their numbers first.
-        self.inner.store.settle_feed()?;
-        self.inner.store.read(|tx| feed::consumers(tx))
+        self.inner.store.read_settled(feed::consumers)
     }
 
     /// How many times this `Shop` ran a write again because the database

@@ -318,6 +318,24 @@ pub(crate) enum Scope {
     Shop,
 }
 
+/// A transaction opened after every committed event got its number: the
+/// only kind the feed's readers (`feed::after`, `feed::last_seq`, …) take,
+/// and only the store makes one ([`Store::read_settled`],
+/// [`Store::write_settled`]). On SQLite events are numbered as they are
+/// inserted; on PostgreSQL a reader that skipped the numbering would miss
+/// committed events or see a head behind them.
+pub(crate) struct Settled<'a> {
+    db: &'a dyn Db,
+}
+
+impl<'a> std::ops::Deref for Settled<'a> {
+    type Target = dyn Db + 'a;
+
+    fn deref(&self) -> &Self::Target {
+        self.db
+    }
+}
+
 impl Store {
     /// Runs `f` in one write transaction within `scope` and commits: see
     /// [`SqliteStore::write`] and `PgStore::write`. `f` may run more than
@@ -343,10 +361,29 @@ impl Store {
         }
     }
 
+    /// Runs `f`, a read of the feed, in one read transaction after every
+    /// committed event got its number ([`Settled`]).
+    pub(crate) fn read_settled<T>(&self, f: impl FnOnce(&Settled<'_>) -> Result<T>) -> Result<T> {
+        self.settle_feed()?;
+        self.read(|db| f(&Settled { db }))
+    }
+
+    /// Runs `f`, a write that reads the feed, as one write within `scope`
+    /// after every event committed before it got its number ([`Settled`]).
+    pub(crate) fn write_settled<T: Send + 'static>(
+        &self,
+        scope: Scope,
+        clock: &Arc<dyn Clock>,
+        f: impl Fn(&Settled<'_>, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.settle_feed()?;
+        self.write(scope, clock, move |db, now| f(&Settled { db }, now))
+    }
+
     /// Makes every committed event part of the feed before it is read.
     /// SQLite numbers events as they are inserted; PostgreSQL numbers them
     /// here, when the feed is read (or acked, audited, copied).
-    pub(crate) fn settle_feed(&self) -> Result<()> {
+    fn settle_feed(&self) -> Result<()> {
         match self {
             Store::Sqlite(_) => Ok(()),
             #[cfg(feature = "postgres")]
