@@ -75,10 +75,12 @@ pub(crate) fn create(
 
 /// The product `id`, or [`Error::ProductNotFound`].
 pub(crate) fn get(db: &dyn Db, id: ProductId) -> Result<Product> {
-    product(
-        &db.query_opt(SELECT_PRODUCT, &[&id])?
-            .ok_or(Error::ProductNotFound(id))?,
-    )
+    found(db.query_opt(SELECT_PRODUCT, &[&id])?, id)
+}
+
+/// The product `id` from the row [`SELECT_PRODUCT`] found, if any.
+pub(crate) fn found(row: Option<Row>, id: ProductId) -> Result<Product> {
+    product(&row.ok_or(Error::ProductNotFound(id))?)
 }
 
 /// One page of the catalogue, in id order.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::Db;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::UserId;
 
@@ -41,11 +41,10 @@ pub(crate) fn create(db: &dyn Db, name: &str, now: Timestamp) -> Result<User> {
     })
 }
 
-/// The user `id`, or [`Error::UserNotFound`].
-pub(crate) fn get(db: &dyn Db, id: UserId) -> Result<User> {
-    let row = db
-        .query_opt(SELECT_USER, &[&id])?
-        .ok_or(Error::UserNotFound(id))?;
+/// The user `id` from the row [`SELECT_USER`] found, if any, or
+/// [`Error::UserNotFound`] ([`crate::store::Store::read_one`] runs it).
+pub(crate) fn found(row: Option<Row>, id: UserId) -> Result<User> {
+    let row = row.ok_or(Error::UserNotFound(id))?;
     Ok(User {
         id: row.get(0)?,
         name: row.get(1)?,

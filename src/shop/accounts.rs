@@ -41,7 +41,9 @@ impl Shop {
     /// [`Error::InvalidId`], then [`Error::UserNotFound`].
     pub fn user(&self, id: UserId) -> Result<User> {
         let id = id.validate()?;
-        self.inner.store.read_one(|tx| user::get(tx, id))
+        self.inner
+            .store
+            .read_one(user::SELECT_USER, &[&id], |row| user::found(row, id))
     }
 
     /// The balance of `user` (seed flow 1).

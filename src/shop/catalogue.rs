@@ -41,7 +41,11 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ProductNotFound`].
     pub fn product(&self, id: ProductId) -> Result<Product> {
         let id = id.validate()?;
-        self.inner.store.read_one(|tx| product::get(tx, id))
+        self.inner
+            .store
+            .read_one(product::SELECT_PRODUCT, &[&id], |row| {
+                product::found(row, id)
+            })
     }
 
     /// One page of the catalogue in id order (oldest product first).

@@ -21,11 +21,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
-use crate::db::Db;
+use crate::db::{Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::UserId;
 
@@ -409,14 +410,22 @@ impl Store {
         }
     }
 
-    /// Runs `f`, a read of exactly one statement (a second one panics on
-    /// PostgreSQL): a statement is a snapshot of its own, so PostgreSQL
-    /// runs it outside a transaction, one round trip instead of three.
-    pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
+    /// Runs `sql`, one read statement, and gives its first row (if any)
+    /// to `map`. It takes the statement, not a closure, so a second one
+    /// cannot be added: a statement is a snapshot of its own, so
+    /// PostgreSQL runs it outside a transaction, one round trip instead
+    /// of three.
+    pub(crate) fn read_one<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        map: impl Fn(Option<Row>) -> Result<T>,
+    ) -> Result<T> {
+        let run = |db: &dyn Db| map(db.query_opt(sql, params)?);
         match self {
-            Store::Sqlite(store) => store.read(f),
+            Store::Sqlite(store) => store.read(run),
             #[cfg(feature = "postgres")]
-            Store::Postgres(store) => store.read_one(f),
+            Store::Postgres(store) => store.read_one(run),
         }
     }
 

@@ -383,6 +383,9 @@ impl PgStore {
     /// Runs `f`, a read of exactly one statement, on its own: one
     /// statement is one snapshot, so it needs no transaction (and no
     /// `BEGIN`/`COMMIT` round trips). A second statement panics.
+    /// Runs `f`, which runs exactly one statement ([`super::Store::read_one`]
+    /// passes a single `query_opt`), on a connection outside any
+    /// transaction.
     pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
@@ -570,10 +573,8 @@ struct OneStatement<'a> {
 
 impl OneStatement<'_> {
     fn once(&mut self) {
-        assert!(
-            !self.ran,
-            "a read given to `read_one` ran a second statement"
-        );
+        // `Store::read_one` runs one `query_opt` and nothing else.
+        debug_assert!(!self.ran, "`read_one` ran a second statement");
         self.ran = true;
     }
 }
