@@ -30,6 +30,7 @@ mod body;
 mod console;
 mod contract;
 mod fake_widget;
+mod idempotency;
 mod problem;
 mod routes;
 mod schemas;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use liteshop::{
     ProductId, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,6 +21,7 @@ use utoipa_axum::routes;
 use crate::auth::{Admin, Me};
 use crate::body::{Lines, int, opt_int, parse, present};
 use crate::contract::{Auth, Contract, contract};
+use crate::idempotency::{KeyedBody, keyed};
 use crate::problem::{ApiError, Problem};
 use crate::{AppState, schemas};
 use liteshop::ErrorKind::{
@@ -263,56 +263,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The `Idempotency-Key` header, if any, with a fingerprint of the request
-/// (method, path and body). A key is one request per user across every
-/// route: the same key on another route, another target or with another
-/// body is refused (422), so one key can never pay two orders. An empty or
-/// malformed key is refused (400), never read as "no key".
-fn idempotency_key(
-    headers: &HeaderMap,
-    method: &str,
-    path: &str,
-    body: &Bytes,
-) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(key) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|key| is_uuid(key))
-        .ok_or_else(|| {
-            ApiError::from(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_idempotency_key",
-                "the Idempotency-Key header is a UUID (8-4-4-4-12 hex digits, either case), e.g. 1b4e28ba-2fa1-4d2a-8e3c-6b5f0c3d9a77",
-            ))
-        })?;
-    let mut digest = Sha256::new();
-    digest.update(method.as_bytes());
-    digest.update(b" ");
-    digest.update(path.as_bytes());
-    digest.update(b"\n");
-    digest.update(body);
-    // A UUID is the same key in either case (Apple platforms write upper
-    // case); the key is stored as the client sent it, in lower case.
-    Ok(Some(IdempotencyKey::new(
-        key.to_ascii_lowercase(),
-        hex::encode(digest.finalize()),
-    )))
-}
-
-/// Whether `key` is a UUID (8-4-4-4-12 hex digits, either case), the form
-/// the schema asks for.
-fn is_uuid(key: &str) -> bool {
-    let bytes = key.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
-}
-
 /// Runs a write of [`liteshop::Idempotent`] — under the request's key if
 /// it sent one, plain otherwise — on the blocking pool, and answers with
 /// `status`.
@@ -327,37 +277,29 @@ async fn write<T: Serialize + Send + 'static>(
     Ok(keyed(status, result))
 }
 
-/// A keyed write's response: its status and body the first time and on
-/// every repeat, which also carries `Idempotent-Replayed: true`.
-fn keyed<T: Serialize>(status: StatusCode, result: Keyed<T>) -> Response {
-    let replayed = result.is_replay();
-    let mut response = (status, Json(result.into_inner())).into_response();
-    if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
-}
-
 /// A keyed write that returns a balance, answered as [`Balance`]: the
 /// stored response is the balance alone.
 fn keyed_balance(result: Keyed<Money>) -> Response {
-    let replayed = result.is_replay();
-    let mut response = Json(Balance {
-        balance: result.into_inner(),
-    })
-    .into_response();
-    if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
+    keyed(StatusCode::OK, result.map(|balance| Balance { balance }))
 }
 
 fn money(won: i64) -> Result<Money, ApiError> {
     Money::new(won).map_err(ApiError::from)
+}
+
+/// The `Idempotency-Key` header of every retryable write, as the schema
+/// shows it (read by [`KeyedBody`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // a schema only: `KeyedBody` reads the header
+struct KeyHeader {
+    /// makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    key: Option<String>,
 }
 
 /// A page of a listing: `limit` items (1–100, default 20) after `after`.
@@ -494,16 +436,14 @@ pub(crate) struct Charge {
 /// second top-up.
 #[utoipa::path(post, path = "/me/balance/charge", request_body = Charge,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    params(KeyHeader),
     responses(
         (status = 200, body = schemas::Payment, description = "the top-up, started: pay its widget step, then confirm"), ChargeErrors))]
 async fn charge(
     State(state): State<AppState>,
     Me(user): Me,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers, "POST", "/me/balance/charge", &body)?;
     let request: Charge = parse(&body)?;
     let amount = money(request.amount)?;
     write(&state, StatusCode::OK, key, move |shop| {
@@ -535,17 +475,15 @@ pub(crate) struct OperatorEntry {
 /// `Idempotency-Key` to make a retry safe: a repeat grants nothing more.
 #[utoipa::path(post, path = "/admin/users/{id}/grant", request_body = OperatorEntry,
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
 async fn grant(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers, "POST", &format!("/admin/users/{id}/grant"), &body)?;
     let request: OperatorEntry = parse(&body)?;
     let amount = money(request.amount)?;
     let shop = state.shop.clone();
@@ -562,22 +500,15 @@ async fn grant(
 /// make a retry safe.
 #[utoipa::path(post, path = "/admin/users/{id}/take-back", request_body = OperatorEntry,
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
 async fn take_back(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(
-        &headers,
-        "POST",
-        &format!("/admin/users/{id}/take-back"),
-        &body,
-    )?;
     let request: OperatorEntry = parse(&body)?;
     let amount = money(request.amount)?;
     let shop = state.shop.clone();
@@ -765,15 +696,13 @@ pub(crate) struct PlaceOrder {
 /// Places an order for the acting user; its stock is reserved at once.
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    params(KeyHeader),
     responses((status = 201, body = schemas::Order), PlaceOrderErrors))]
 async fn place_order(
     State(state): State<AppState>,
     Me(user): Me,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers, "POST", "/me/orders", &body)?;
     let request: PlaceOrder = parse(&body)?;
     let order = OrderRequest {
         lines: request.lines.0,
@@ -815,17 +744,15 @@ async fn order(
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = schemas::Order), CancelErrors))]
 async fn cancel_order(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
+    KeyedBody { key, .. }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let path = format!("/me/orders/{id}/cancel");
-    let key = idempotency_key(&headers, "POST", &path, &Bytes::new())?;
     write(&state, StatusCode::OK, key, move |shop| {
         shop.cancel_order(user, OrderId::new(id))
     })
@@ -855,18 +782,15 @@ pub(crate) struct Pay {
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = schemas::Payment), PayErrors))]
 async fn pay(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let path = format!("/me/orders/{id}/pay");
-    let key = idempotency_key(&headers, "POST", &path, &body)?;
     // No body is `{}`: all of it through the PG.
     let request: Pay = if body.iter().all(u8::is_ascii_whitespace) {
         Pay::default()
@@ -908,18 +832,15 @@ pub(crate) struct Confirm {
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/payments/{id}/confirm", request_body = Confirm,
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = schemas::Payment), ConfirmErrors))]
 async fn confirm_payment(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let path = format!("/me/payments/{id}/confirm");
-    let key = idempotency_key(&headers, "POST", &path, &body)?;
     let request: Confirm = parse(&body)?;
     let redirect = PgRedirect {
         payment_key: request.payment_key,
@@ -954,18 +875,15 @@ pub(crate) struct Fail {
 /// PG. A payment already past `started` is returned as it is.
 #[utoipa::path(post, path = "/me/payments/{id}/fail", request_body = Fail,
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = schemas::Payment), FailErrors))]
 async fn fail_payment(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let path = format!("/me/payments/{id}/fail");
-    let key = idempotency_key(&headers, "POST", &path, &body)?;
     let request: Fail = parse(&body)?;
     let redirect = PgFailRedirect {
         code: request.code,
@@ -1111,17 +1029,15 @@ impl RefundRequest {
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = schemas::Refund), RefundErrors))]
 async fn refund(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers, "POST", &format!("/me/orders/{id}/refunds"), &body)?;
     let (lines, reason) = parse::<RefundRequest>(&body)?.units()?;
     let order = OrderId::new(id);
     write(&state, StatusCode::CREATED, key, move |shop| match lines {
@@ -1182,22 +1098,15 @@ pub(crate) struct TopUpRefundRequest {
 /// at the PG, and given back to the balance if the PG declines (402). Send
 /// an `Idempotency-Key`: a repeat starts no second refund.
 #[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     request_body = TopUpRefundRequest, security(("bearer" = [])),
     responses((status = 201, body = schemas::Refund), RefundTopUpErrors))]
 async fn refund_top_up(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(
-        &headers,
-        "POST",
-        &format!("/me/top-ups/{id}/refunds"),
-        &body,
-    )?;
     let request: TopUpRefundRequest = parse(&body)?;
     let amount = money(request.amount)?;
     write(&state, StatusCode::CREATED, key, move |shop| {
@@ -1311,15 +1220,13 @@ pub(crate) struct Checkout {
 /// Places an order for the cart's lines and empties the cart. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+    params(KeyHeader),
     responses((status = 201, body = schemas::Order), CheckoutErrors))]
 async fn checkout(
     State(state): State<AppState>,
     Me(user): Me,
-    headers: HeaderMap,
-    body: Bytes,
+    KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers, "POST", "/me/cart/checkout", &body)?;
     let request: Checkout = parse(&body)?;
     let coupon = request.coupon.map(CouponId::new);
     write(&state, StatusCode::CREATED, key, move |shop| {
@@ -1496,21 +1403,15 @@ async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "makes a retry safe: a fresh UUID (either case) per intended write; one request per user across every route")),
+        KeyHeader),
     security(("bearer" = [])),
     responses((status = 201, body = schemas::UserCoupon), IssueCouponErrors))]
 async fn issue_coupon(
     State(state): State<AppState>,
     Me(user): Me,
     Path(id): Path<i64>,
-    headers: HeaderMap,
+    KeyedBody { key, .. }: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(
-        &headers,
-        "POST",
-        &format!("/me/coupons/{id}"),
-        &Bytes::new(),
-    )?;
     write(&state, StatusCode::CREATED, key, move |shop| {
         shop.issue_coupon(user, CouponId::new(id))
     })
