@@ -302,8 +302,8 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
 /// request the schema allows is one the shop accepts.
 fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serde_json::Value {
     let mut doc = serde_json::to_value(&api).unwrap_or_default();
-    let schemas = &mut doc["components"]["schemas"];
-    schemas["Charge"]["properties"]["amount"]["maximum"] = limits.max_charge.won().into();
+    let schemas = at(&mut doc, &["components", "schemas"]);
+    at(schemas, &["Charge", "properties", "amount"])["maximum"] = limits.max_charge.won().into();
     // Lines are a map of product id to quantity: each product once.
     let lines = serde_json::json!({
         "type": "object",
@@ -315,11 +315,11 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
         "maxProperties": limits.max_order_lines,
         "description": "product id → quantity, each product once",
     });
-    schemas["PlaceOrder"]["properties"]["lines"] = lines.clone();
+    *at(schemas, &["PlaceOrder", "properties", "lines"]) = lines.clone();
     // A refund names its units: `lines`, or `"whole": true`; never both,
     // never neither.
-    let reason = schemas["RefundRequest"]["properties"]["reason"].take();
-    schemas["RefundRequest"] = serde_json::json!({
+    let reason = at(schemas, &["RefundRequest", "properties", "reason"]).take();
+    *at(schemas, &["RefundRequest"]) = serde_json::json!({
         "description": "Which units to refund and why: `lines` (product id → units) or `\"whole\": true` (every unit not refunded yet).",
         "oneOf": [
             {
@@ -337,7 +337,7 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
         ],
         "example": { "lines": { "1": 1 }, "reason": "arrived broken" },
     });
-    schemas["CreateCoupon"]["properties"]["discount"] = serde_json::json!({
+    *at(schemas, &["CreateCoupon", "properties", "discount"]) = serde_json::json!({
         "oneOf": [
             {
                 "type": "object",
@@ -361,9 +361,21 @@ fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serd
         ],
     });
     for cart in ["AddToCart", "SetQuantity"] {
-        schemas[cart]["properties"]["quantity"]["maximum"] = limits.max_cart_quantity.into();
+        at(schemas, &[cart, "properties", "quantity"])["maximum"] = limits.max_cart_quantity.into();
     }
     doc
+}
+
+/// The value at `path` in `doc`, which must be there: the schemas and
+/// properties `with_limits` rewrites are named by string, so a renamed
+/// type or field fails every test that builds the router instead of
+/// silently adding a schema nobody uses.
+fn at<'a>(doc: &'a mut serde_json::Value, path: &[&str]) -> &'a mut serde_json::Value {
+    path.iter().fold(doc, |value, key| {
+        value
+            .get_mut(*key)
+            .unwrap_or_else(|| panic!("the OpenAPI document has no {path:?}"))
+    })
 }
 
 /// Gives the answers axum makes itself — a wrong method (405, keeping its
