@@ -807,6 +807,388 @@ impl Error {
         }
     }
 
+    /// The ids and figures the error carries, by name: what a client can
+    /// act on (the HTTP server sends them as a problem body's `fields`).
+    /// Names are the variant's own, but a PG's `code` and `message` are
+    /// `pg_code` and `pg_message`, and a not-found id is named for what
+    /// was not found. An error with nothing for a client — none, or only
+    /// an internal cause, a path or a connection target — has no fields.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use liteshop::{Error, Money, UserId};
+    ///
+    /// let err = Error::InsufficientBalance {
+    ///     user: UserId::new(7),
+    ///     needed: Money::new(500)?,
+    ///     available: Money::new(200)?,
+    /// };
+    /// assert_eq!(
+    ///     serde_json::to_string(&err.fields())?,
+    ///     r#"{"available":200,"needed":500,"user":7}"#
+    /// );
+    /// assert!(Error::ZeroAmount.fields().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fields(&self) -> ErrorFields {
+        let mut fields = ErrorFields::default();
+        match self {
+            Error::InvalidId { entity, id } => {
+                fields.put("entity", entity);
+                fields.put("id", id);
+            }
+            Error::NegativeAmount { won } => {
+                fields.put("won", won);
+            }
+            Error::ChargeLimitExceeded { amount, limit } => {
+                fields.put("amount", amount);
+                fields.put("limit", limit);
+            }
+            Error::BalanceLimitExceeded {
+                balance,
+                held,
+                amount,
+                limit,
+            } => {
+                fields.put("balance", balance);
+                fields.put("held", held);
+                fields.put("amount", amount);
+                fields.put("limit", limit);
+            }
+            Error::InvalidCharacter { entity, character } => {
+                fields.put("entity", entity);
+                fields.put("character", character);
+            }
+            Error::EdgeWhitespace { entity, character } => {
+                fields.put("entity", entity);
+                fields.put("character", character);
+            }
+            Error::InvalidName {
+                entity,
+                length,
+                max,
+            } => {
+                fields.put("entity", entity);
+                fields.put("length", length);
+                fields.put("max", max);
+            }
+            Error::InvalidQuantity { quantity, max } => {
+                fields.put("quantity", quantity);
+                fields.put("max", max);
+            }
+            Error::StockOverflow {
+                product,
+                stock,
+                held,
+                quantity,
+            } => {
+                fields.put("product", product);
+                fields.put("stock", stock);
+                fields.put("held", held);
+                fields.put("quantity", quantity);
+            }
+            Error::InvalidPageSize { requested, max } => {
+                fields.put("requested", requested);
+                fields.put("max", max);
+            }
+            Error::TooManyOrderLines { lines, max } => {
+                fields.put("lines", lines);
+                fields.put("max", max);
+            }
+            Error::DuplicateOrderLine { product } => {
+                fields.put("product", product);
+            }
+            Error::EmptyCart { user } => {
+                fields.put("user", user);
+            }
+            Error::NothingToPay { order } => {
+                fields.put("order", order);
+            }
+            Error::BalancePartTooLarge {
+                order,
+                total,
+                balance_part,
+            } => {
+                fields.put("order", order);
+                fields.put("total", total);
+                fields.put("balance_part", balance_part);
+            }
+            Error::RedirectMismatch {
+                payment,
+                expected_pg_order_id,
+                expected_amount,
+            } => {
+                fields.put("payment", payment);
+                fields.put("expected_pg_order_id", expected_pg_order_id);
+                fields.put("expected_amount", expected_amount);
+            }
+            Error::InvalidNote { length, max } => {
+                fields.put("length", length);
+                fields.put("max", max);
+            }
+            Error::InvalidRefundAccount { field } => {
+                fields.put("field", field);
+            }
+            Error::NotABankTransfer { payment } => {
+                fields.put("payment", payment);
+            }
+            Error::InvalidRefundReason { length, max } => {
+                fields.put("length", length);
+                fields.put("max", max);
+            }
+            Error::InvalidConfig { reason } => {
+                fields.put("reason", reason);
+            }
+            Error::InvalidCoupon { reason } => {
+                fields.put("reason", reason);
+            }
+            Error::IdempotencyKeyReused { key } => {
+                fields.put("key", key);
+            }
+            Error::OutOfRange {
+                what,
+                value,
+                min,
+                max,
+            } => {
+                fields.put("what", what);
+                fields.put("value", value);
+                fields.put("min", min);
+                fields.put("max", max);
+            }
+            Error::AckBeyondFeed { upto, last } => {
+                fields.put("upto", upto);
+                fields.put("last", last);
+            }
+            Error::UserNotFound(id) => fields.put("user", id),
+            Error::ProductNotFound(id) => fields.put("product", id),
+            Error::CartItemNotFound(id) => fields.put("item", id),
+            Error::OrderNotFound(id) => fields.put("order", id),
+            Error::PaymentNotFound(id) => fields.put("payment", id),
+            Error::CouponNotFound(id) => fields.put("coupon", id),
+            Error::AlreadyInCart {
+                user,
+                product,
+                item,
+            } => {
+                fields.put("user", user);
+                fields.put("product", product);
+                fields.put("item", item);
+            }
+            Error::InsufficientStock {
+                product,
+                requested,
+                available,
+            } => {
+                fields.put("product", product);
+                fields.put("requested", requested);
+                fields.put("available", available);
+            }
+            Error::InsufficientBalance {
+                user,
+                needed,
+                available,
+            } => {
+                fields.put("user", user);
+                fields.put("needed", needed);
+                fields.put("available", available);
+            }
+            Error::OrderExpired { order, expired_at } => {
+                fields.put("order", order);
+                fields.put("expired_at", expired_at);
+            }
+            Error::RefundExceedsOrder {
+                order,
+                product,
+                requested,
+                refundable,
+            } => {
+                fields.put("order", order);
+                fields.put("product", product);
+                fields.put("requested", requested);
+                fields.put("refundable", refundable);
+            }
+            Error::RefundInProgress { order, refund } => {
+                fields.put("order", order);
+                fields.put("refund", refund);
+            }
+            Error::TopUpNotRefundable {
+                payment,
+                kind,
+                status,
+            } => {
+                fields.put("payment", payment);
+                fields.put("kind", kind);
+                fields.put("status", status);
+            }
+            Error::RefundExceedsTopUp {
+                payment,
+                amount,
+                refundable,
+            } => {
+                fields.put("payment", payment);
+                fields.put("amount", amount);
+                fields.put("refundable", refundable);
+            }
+            Error::TopUpRefundInProgress { payment, refund } => {
+                fields.put("payment", payment);
+                fields.put("refund", refund);
+            }
+            Error::InvalidTransition { order, from, to } => {
+                fields.put("order", order);
+                fields.put("from", from);
+                fields.put("to", to);
+            }
+            Error::CouponSoldOut { coupon, quantity } => {
+                fields.put("coupon", coupon);
+                fields.put("quantity", quantity);
+            }
+            Error::CouponAlreadyIssued { user, coupon } => {
+                fields.put("user", user);
+                fields.put("coupon", coupon);
+            }
+            Error::CouponNotIssuable {
+                coupon,
+                from,
+                until,
+            } => {
+                fields.put("coupon", coupon);
+                fields.put("from", from);
+                fields.put("until", until);
+            }
+            Error::CouponUsed { coupon, order } => {
+                fields.put("coupon", coupon);
+                fields.put("order", order);
+            }
+            Error::CouponExpired { coupon, expired_at } => {
+                fields.put("coupon", coupon);
+                fields.put("expired_at", expired_at);
+            }
+            Error::CouponMinimumNotMet {
+                coupon,
+                subtotal,
+                minimum,
+            } => {
+                fields.put("coupon", coupon);
+                fields.put("subtotal", subtotal);
+                fields.put("minimum", minimum);
+            }
+            Error::PaymentDeclined {
+                payment,
+                order,
+                code,
+                message,
+            } => {
+                fields.put("payment", payment);
+                fields.put("order", order);
+                fields.put("pg_code", code);
+                fields.put("pg_message", message);
+            }
+            Error::TopUpDeclined {
+                payment,
+                code,
+                message,
+            } => {
+                fields.put("payment", payment);
+                fields.put("pg_code", code);
+                fields.put("pg_message", message);
+            }
+            Error::TopUpOutcomeUnknown { payment } => {
+                fields.put("payment", payment);
+            }
+            Error::PaymentOutcomeUnknown { payment, order } => {
+                fields.put("payment", payment);
+                fields.put("order", order);
+            }
+            Error::PaymentExpired {
+                payment,
+                expired_at,
+            } => {
+                fields.put("payment", payment);
+                fields.put("expired_at", expired_at);
+            }
+            Error::RefundDeclined {
+                order,
+                refund,
+                code,
+                message,
+            } => {
+                fields.put("order", order);
+                fields.put("refund", refund);
+                fields.put("pg_code", code);
+                fields.put("pg_message", message);
+            }
+            Error::TopUpRefundDeclined {
+                payment,
+                refund,
+                code,
+                message,
+            } => {
+                fields.put("payment", payment);
+                fields.put("refund", refund);
+                fields.put("pg_code", code);
+                fields.put("pg_message", message);
+            }
+            Error::TopUpRefundOutcomeUnknown { payment, refund } => {
+                fields.put("payment", payment);
+                fields.put("refund", refund);
+            }
+            Error::RefundOutcomeUnknown { order, refund } => {
+                fields.put("order", order);
+                fields.put("refund", refund);
+            }
+            Error::GatewayUnavailable { payment } => {
+                fields.put("payment", payment);
+            }
+            Error::GatewayRejected {
+                payment,
+                code,
+                message,
+            } => {
+                fields.put("payment", payment);
+                fields.put("pg_code", code);
+                fields.put("pg_message", message);
+            }
+            Error::SchemaTooNew { found, supported } => {
+                fields.put("found", found);
+                fields.put("supported", supported);
+            }
+            Error::BalanceMissing(id) => fields.put("user", id),
+            Error::ForeignSchema { schema } => {
+                fields.put("schema", schema);
+            }
+            Error::CopyTargetNotEmpty { table } => {
+                fields.put("table", table);
+            }
+            Error::SqliteOnly { what } => {
+                fields.put("what", what);
+            }
+            #[cfg(feature = "postgres")]
+            Error::Postgres(_) => {}
+            Error::ZeroAmount
+            | Error::AmountOverflow
+            | Error::EmptyOrder
+            | Error::InvalidFailRedirect
+            | Error::InvalidPaymentKey
+            | Error::InvalidIdempotencyKey
+            | Error::BackupTargetExists(_)
+            | Error::Busy(_)
+            | Error::NoGateway
+            | Error::NotADatabase { .. }
+            | Error::WriteNotRun
+            | Error::Migration(_)
+            | Error::ShopMissing { .. }
+            | Error::CommitOutcomeUnknown
+            | Error::CopyMismatch { .. }
+            | Error::Storage(_)
+            | Error::Io(_)
+            | Error::DiskFull(_)
+            | Error::Pool(_) => {}
+        }
+        fields
+    }
+
     /// The class of the error, for mapping to a status code.
     ///
     /// # Example
@@ -998,6 +1380,37 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// The ids and figures an [`Error`] carries, by name
+/// ([`Error::fields`]): serialises as one JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ErrorFields(serde_json::Map<String, serde_json::Value>);
+
+impl ErrorFields {
+    /// Whether the error carries nothing by name.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many fields there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    fn put(&mut self, name: &str, value: &impl Serialize) {
+        // Every field's type serialises to JSON without failing (ids,
+        // money, counts, names, states, instants).
+        if let Ok(value) = serde_json::to_value(value) {
+            self.0.insert(name.to_owned(), value);
+        }
+    }
+}
+
 impl ErrorKind {
     /// The HTTP status code the specification suggests for this kind.
     pub const fn http_status(self) -> u16 {
@@ -1065,6 +1478,53 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn fields_name_what_a_client_can_act_on_and_nothing_internal() {
+        let json = |err: Error| serde_json::to_value(err.fields()).unwrap();
+        assert_eq!(
+            json(Error::CouponSoldOut {
+                coupon: CouponId::new(3),
+                quantity: 10,
+            }),
+            serde_json::json!({ "coupon": 3, "quantity": 10 })
+        );
+        // A PG's code and message are named as the PG's.
+        assert_eq!(
+            json(Error::RefundDeclined {
+                order: OrderId::new(1),
+                refund: RefundId::new(2),
+                code: "REFUND_REJECTED".into(),
+                message: "no".into(),
+            }),
+            serde_json::json!({ "order": 1, "refund": 2, "pg_code": "REFUND_REJECTED", "pg_message": "no" })
+        );
+        // A not-found id is named for what was not found.
+        assert_eq!(
+            json(Error::CartItemNotFound(CartItemId::new(9))),
+            serde_json::json!({ "item": 9 })
+        );
+        // An internal cause or a local path is not a client's business.
+        assert!(Error::Busy("pool".into()).fields().is_empty());
+        assert!(
+            Error::NotADatabase {
+                path: "/srv/shop.db".into()
+            }
+            .fields()
+            .is_empty()
+        );
+        assert!(Error::ZeroAmount.fields().is_empty());
+        let short = Error::InsufficientStock {
+            product: ProductId::new(4),
+            requested: 3,
+            available: 1,
+        }
+        .fields();
+        let mut names: Vec<&str> = short.names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["available", "product", "requested"]);
+        assert_eq!(short.len(), 3);
+    }
 
     #[test]
     fn error_is_send_sync_static() {

@@ -458,7 +458,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use copy::{CopyReport, copy};
 pub use coupon::{Coupon, CouponState, Discount, NewCoupon, UserCoupon};
 pub use db::is_postgres_target;
-pub use error::{Entity, Error, ErrorKind, Result};
+pub use error::{Entity, Error, ErrorFields, ErrorKind, Result};
 pub use feed::{ConsumerLag, Event, EventKind, EventPayload, EventPump, MAX_EVENT_BATCH};
 pub use gateway::{
     Approval, ApproveRequest, CancelRequest, Cancellation, CodeClass, Deposit, FakeGateway,

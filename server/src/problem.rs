@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use liteshop::{Error, ErrorKind};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A problem: what went wrong, for a machine (`code`) and a person
@@ -102,94 +102,14 @@ impl IntoResponse for Problem {
     }
 }
 
-/// The ids and figures of an error, as JSON, for the variants that carry
-/// them in a form a client uses.
+/// The ids and figures of an error ([`Error::fields`]), as JSON; none is
+/// `null`, left out of the body.
 fn fields(err: &Error) -> Value {
-    match err {
-        Error::InsufficientBalance {
-            user,
-            needed,
-            available,
-        } => json!({ "user": user, "needed": needed, "available": available }),
-        Error::InsufficientStock {
-            product,
-            requested,
-            available,
-        } => json!({ "product": product, "requested": requested, "available": available }),
-        Error::ChargeLimitExceeded { amount, limit } => json!({ "amount": amount, "limit": limit }),
-        Error::BalanceLimitExceeded {
-            balance,
-            held,
-            amount,
-            limit,
-        } => json!({ "balance": balance, "held": held, "amount": amount, "limit": limit }),
-        Error::InvalidTransition { order, from, to } => {
-            json!({ "order": order, "from": from, "to": to })
-        }
-        Error::UserNotFound(id) => json!({ "user": id }),
-        Error::ProductNotFound(id) => json!({ "product": id }),
-        Error::OrderNotFound(id) => json!({ "order": id }),
-        Error::PaymentNotFound(id) => json!({ "payment": id }),
-        Error::CartItemNotFound(id) => json!({ "item": id }),
-        Error::AlreadyInCart {
-            user,
-            product,
-            item,
-        } => {
-            json!({ "user": user, "product": product, "item": item })
-        }
-        Error::PaymentDeclined {
-            payment,
-            order,
-            code,
-            message,
-        } => json!({ "payment": payment, "order": order, "pg_code": code, "pg_message": message }),
-        Error::PaymentOutcomeUnknown { payment, order } => {
-            json!({ "payment": payment, "order": order })
-        }
-        Error::TopUpDeclined {
-            payment,
-            code,
-            message,
-        } => json!({ "payment": payment, "pg_code": code, "pg_message": message }),
-        Error::TopUpOutcomeUnknown { payment } => json!({ "payment": payment }),
-        Error::TopUpRefundDeclined {
-            payment,
-            refund,
-            code,
-            message,
-        } => {
-            json!({ "payment": payment, "refund": refund, "pg_code": code, "pg_message": message })
-        }
-        Error::TopUpRefundOutcomeUnknown { payment, refund } => {
-            json!({ "payment": payment, "refund": refund })
-        }
-        Error::RefundExceedsTopUp {
-            payment,
-            amount,
-            refundable,
-        } => json!({ "payment": payment, "amount": amount, "refundable": refundable }),
-        Error::BalancePartTooLarge {
-            order,
-            total,
-            balance_part,
-        } => json!({ "order": order, "total": total, "balance_part": balance_part }),
-        Error::RedirectMismatch {
-            payment,
-            expected_pg_order_id,
-            expected_amount,
-        } => json!({
-            "payment": payment,
-            "expected_pg_order_id": expected_pg_order_id,
-            "expected_amount": expected_amount,
-        }),
-        Error::PaymentExpired {
-            payment,
-            expired_at,
-        } => json!({ "payment": payment, "expired_at": expired_at }),
-        Error::IdempotencyKeyReused { key } => json!({ "key": key }),
-        _ => Value::Null,
+    let fields = err.fields();
+    if fields.is_empty() {
+        return Value::Null;
     }
+    serde_json::to_value(fields).unwrap_or(Value::Null)
 }
 
 /// The HTTP status of an error: its kind's, except a reused idempotency
