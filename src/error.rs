@@ -833,134 +833,65 @@ impl Error {
     /// ```
     pub fn fields(&self) -> ErrorFields {
         let mut fields = ErrorFields::default();
+        // Each named field under its own name.
+        macro_rules! put {
+            ($($name:ident),*) => {{
+                $(fields.put(stringify!($name), $name);)*
+            }};
+        }
         match self {
-            Error::InvalidId { entity, id } => {
-                fields.put("entity", entity);
-                fields.put("id", id);
-            }
-            Error::NegativeAmount { won } => {
-                fields.put("won", won);
-            }
-            Error::ChargeLimitExceeded { amount, limit } => {
-                fields.put("amount", amount);
-                fields.put("limit", limit);
-            }
+            Error::InvalidId { entity, id } => put!(entity, id),
+            Error::NegativeAmount { won } => put!(won),
+            Error::ChargeLimitExceeded { amount, limit } => put!(amount, limit),
             Error::BalanceLimitExceeded {
                 balance,
                 held,
                 amount,
                 limit,
-            } => {
-                fields.put("balance", balance);
-                fields.put("held", held);
-                fields.put("amount", amount);
-                fields.put("limit", limit);
-            }
-            Error::InvalidCharacter { entity, character } => {
-                fields.put("entity", entity);
-                fields.put("character", character);
-            }
-            Error::EdgeWhitespace { entity, character } => {
-                fields.put("entity", entity);
-                fields.put("character", character);
-            }
+            } => put!(balance, held, amount, limit),
+            Error::InvalidCharacter { entity, character } => put!(entity, character),
+            Error::EdgeWhitespace { entity, character } => put!(entity, character),
             Error::InvalidName {
                 entity,
                 length,
                 max,
-            } => {
-                fields.put("entity", entity);
-                fields.put("length", length);
-                fields.put("max", max);
-            }
-            Error::InvalidQuantity { quantity, max } => {
-                fields.put("quantity", quantity);
-                fields.put("max", max);
-            }
+            } => put!(entity, length, max),
+            Error::InvalidQuantity { quantity, max } => put!(quantity, max),
             Error::StockOverflow {
                 product,
                 stock,
                 held,
                 quantity,
-            } => {
-                fields.put("product", product);
-                fields.put("stock", stock);
-                fields.put("held", held);
-                fields.put("quantity", quantity);
-            }
-            Error::InvalidPageSize { requested, max } => {
-                fields.put("requested", requested);
-                fields.put("max", max);
-            }
-            Error::TooManyOrderLines { lines, max } => {
-                fields.put("lines", lines);
-                fields.put("max", max);
-            }
-            Error::DuplicateOrderLine { product } => {
-                fields.put("product", product);
-            }
-            Error::EmptyCart { user } => {
-                fields.put("user", user);
-            }
-            Error::NothingToPay { order } => {
-                fields.put("order", order);
-            }
+            } => put!(product, stock, held, quantity),
+            Error::InvalidPageSize { requested, max } => put!(requested, max),
+            Error::TooManyOrderLines { lines, max } => put!(lines, max),
+            Error::DuplicateOrderLine { product } => put!(product),
+            Error::EmptyCart { user } => put!(user),
+            Error::NothingToPay { order } => put!(order),
             Error::BalancePartTooLarge {
                 order,
                 total,
                 balance_part,
-            } => {
-                fields.put("order", order);
-                fields.put("total", total);
-                fields.put("balance_part", balance_part);
-            }
+            } => put!(order, total, balance_part),
             Error::RedirectMismatch {
                 payment,
                 expected_pg_order_id,
                 expected_amount,
-            } => {
-                fields.put("payment", payment);
-                fields.put("expected_pg_order_id", expected_pg_order_id);
-                fields.put("expected_amount", expected_amount);
-            }
-            Error::InvalidNote { length, max } => {
-                fields.put("length", length);
-                fields.put("max", max);
-            }
-            Error::InvalidRefundAccount { field } => {
-                fields.put("field", field);
-            }
-            Error::NotABankTransfer { payment } => {
-                fields.put("payment", payment);
-            }
-            Error::InvalidRefundReason { length, max } => {
-                fields.put("length", length);
-                fields.put("max", max);
-            }
-            Error::InvalidConfig { reason } => {
-                fields.put("reason", reason);
-            }
-            Error::InvalidCoupon { reason } => {
-                fields.put("reason", reason);
-            }
-            Error::IdempotencyKeyReused { key } => {
-                fields.put("key", key);
-            }
+            } => put!(payment, expected_pg_order_id, expected_amount),
+            Error::InvalidNote { length, max } => put!(length, max),
+            Error::InvalidRefundAccount { field } => put!(field),
+            Error::NotABankTransfer { payment } => put!(payment),
+            Error::InvalidRefundReason { length, max } => put!(length, max),
+            Error::InvalidConfig { reason } => put!(reason),
+            Error::InvalidCoupon { reason } => put!(reason),
+            Error::IdempotencyKeyReused { key } => put!(key),
             Error::OutOfRange {
                 what,
                 value,
                 min,
                 max,
-            } => {
-                fields.put("what", what);
-                fields.put("value", value);
-                fields.put("min", min);
-                fields.put("max", max);
-            }
-            Error::AckBeyondFeed { upto, last } => {
-                fields.put("upto", upto);
-                fields.put("last", last);
-            }
+            } => put!(what, value, min, max),
+            Error::AckBeyondFeed { upto, last } => put!(upto, last),
             Error::UserNotFound(id) => fields.put("user", id),
             Error::ProductNotFound(id) => fields.put("product", id),
             Error::CartItemNotFound(id) => fields.put("item", id),
@@ -971,109 +902,51 @@ impl Error {
                 user,
                 product,
                 item,
-            } => {
-                fields.put("user", user);
-                fields.put("product", product);
-                fields.put("item", item);
-            }
+            } => put!(user, product, item),
             Error::InsufficientStock {
                 product,
                 requested,
                 available,
-            } => {
-                fields.put("product", product);
-                fields.put("requested", requested);
-                fields.put("available", available);
-            }
+            } => put!(product, requested, available),
             Error::InsufficientBalance {
                 user,
                 needed,
                 available,
-            } => {
-                fields.put("user", user);
-                fields.put("needed", needed);
-                fields.put("available", available);
-            }
-            Error::OrderExpired { order, expired_at } => {
-                fields.put("order", order);
-                fields.put("expired_at", expired_at);
-            }
+            } => put!(user, needed, available),
+            Error::OrderExpired { order, expired_at } => put!(order, expired_at),
             Error::RefundExceedsOrder {
                 order,
                 product,
                 requested,
                 refundable,
-            } => {
-                fields.put("order", order);
-                fields.put("product", product);
-                fields.put("requested", requested);
-                fields.put("refundable", refundable);
-            }
-            Error::RefundInProgress { order, refund } => {
-                fields.put("order", order);
-                fields.put("refund", refund);
-            }
+            } => put!(order, product, requested, refundable),
+            Error::RefundInProgress { order, refund } => put!(order, refund),
             Error::TopUpNotRefundable {
                 payment,
                 kind,
                 status,
-            } => {
-                fields.put("payment", payment);
-                fields.put("kind", kind);
-                fields.put("status", status);
-            }
+            } => put!(payment, kind, status),
             Error::RefundExceedsTopUp {
                 payment,
                 amount,
                 refundable,
-            } => {
-                fields.put("payment", payment);
-                fields.put("amount", amount);
-                fields.put("refundable", refundable);
-            }
-            Error::TopUpRefundInProgress { payment, refund } => {
-                fields.put("payment", payment);
-                fields.put("refund", refund);
-            }
-            Error::InvalidTransition { order, from, to } => {
-                fields.put("order", order);
-                fields.put("from", from);
-                fields.put("to", to);
-            }
-            Error::CouponSoldOut { coupon, quantity } => {
-                fields.put("coupon", coupon);
-                fields.put("quantity", quantity);
-            }
-            Error::CouponAlreadyIssued { user, coupon } => {
-                fields.put("user", user);
-                fields.put("coupon", coupon);
-            }
+            } => put!(payment, amount, refundable),
+            Error::TopUpRefundInProgress { payment, refund } => put!(payment, refund),
+            Error::InvalidTransition { order, from, to } => put!(order, from, to),
+            Error::CouponSoldOut { coupon, quantity } => put!(coupon, quantity),
+            Error::CouponAlreadyIssued { user, coupon } => put!(user, coupon),
             Error::CouponNotIssuable {
                 coupon,
                 from,
                 until,
-            } => {
-                fields.put("coupon", coupon);
-                fields.put("from", from);
-                fields.put("until", until);
-            }
-            Error::CouponUsed { coupon, order } => {
-                fields.put("coupon", coupon);
-                fields.put("order", order);
-            }
-            Error::CouponExpired { coupon, expired_at } => {
-                fields.put("coupon", coupon);
-                fields.put("expired_at", expired_at);
-            }
+            } => put!(coupon, from, until),
+            Error::CouponUsed { coupon, order } => put!(coupon, order),
+            Error::CouponExpired { coupon, expired_at } => put!(coupon, expired_at),
             Error::CouponMinimumNotMet {
                 coupon,
                 subtotal,
                 minimum,
-            } => {
-                fields.put("coupon", coupon);
-                fields.put("subtotal", subtotal);
-                fields.put("minimum", minimum);
-            }
+            } => put!(coupon, subtotal, minimum),
             Error::PaymentDeclined {
                 payment,
                 order,
@@ -1094,20 +967,12 @@ impl Error {
                 fields.put("pg_code", code);
                 fields.put("pg_message", message);
             }
-            Error::TopUpOutcomeUnknown { payment } => {
-                fields.put("payment", payment);
-            }
-            Error::PaymentOutcomeUnknown { payment, order } => {
-                fields.put("payment", payment);
-                fields.put("order", order);
-            }
+            Error::TopUpOutcomeUnknown { payment } => put!(payment),
+            Error::PaymentOutcomeUnknown { payment, order } => put!(payment, order),
             Error::PaymentExpired {
                 payment,
                 expired_at,
-            } => {
-                fields.put("payment", payment);
-                fields.put("expired_at", expired_at);
-            }
+            } => put!(payment, expired_at),
             Error::RefundDeclined {
                 order,
                 refund,
@@ -1130,17 +995,9 @@ impl Error {
                 fields.put("pg_code", code);
                 fields.put("pg_message", message);
             }
-            Error::TopUpRefundOutcomeUnknown { payment, refund } => {
-                fields.put("payment", payment);
-                fields.put("refund", refund);
-            }
-            Error::RefundOutcomeUnknown { order, refund } => {
-                fields.put("order", order);
-                fields.put("refund", refund);
-            }
-            Error::GatewayUnavailable { payment } => {
-                fields.put("payment", payment);
-            }
+            Error::TopUpRefundOutcomeUnknown { payment, refund } => put!(payment, refund),
+            Error::RefundOutcomeUnknown { order, refund } => put!(order, refund),
+            Error::GatewayUnavailable { payment } => put!(payment),
             Error::GatewayRejected {
                 payment,
                 code,
@@ -1150,20 +1007,11 @@ impl Error {
                 fields.put("pg_code", code);
                 fields.put("pg_message", message);
             }
-            Error::SchemaTooNew { found, supported } => {
-                fields.put("found", found);
-                fields.put("supported", supported);
-            }
+            Error::SchemaTooNew { found, supported } => put!(found, supported),
             Error::BalanceMissing(id) => fields.put("user", id),
-            Error::ForeignSchema { schema } => {
-                fields.put("schema", schema);
-            }
-            Error::CopyTargetNotEmpty { table } => {
-                fields.put("table", table);
-            }
-            Error::SqliteOnly { what } => {
-                fields.put("what", what);
-            }
+            Error::ForeignSchema { schema } => put!(schema),
+            Error::CopyTargetNotEmpty { table } => put!(table),
+            Error::SqliteOnly { what } => put!(what),
             #[cfg(feature = "postgres")]
             Error::Postgres(_) => {}
             Error::ZeroAmount
