@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::auth::{Admin, Me};
 use crate::body::{int, parse};
 use crate::contract::{Auth, Contract, contract};
-use crate::idempotency::{KeyedBody, keyed};
+use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
 use crate::{AppState, schemas};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
@@ -35,10 +35,10 @@ pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState>
         .routes(routes!(take_back))
 }
 
-/// A keyed write that returns a balance, answered as [`Balance`]: the
-/// stored response is the balance alone.
-fn keyed_balance(result: Keyed<Money>) -> Response {
-    keyed(StatusCode::OK, result.map(|balance| Balance { balance }))
+/// A keyed write's new balance, answered as [`Balance`]: the stored
+/// response is the balance alone.
+fn balance_of(result: liteshop::Result<Keyed<Money>>) -> liteshop::Result<Keyed<Balance>> {
+    result.map(|keyed| keyed.map(|balance| Balance { balance }))
 }
 
 /// A new user.
@@ -194,13 +194,10 @@ async fn grant(
 ) -> Result<Response, ApiError> {
     let request: OperatorEntry = parse(&body)?;
     let amount = money(request.amount)?;
-    let shop = state.shop.clone();
-    let result = blocking(move || {
-        shop.idempotent(key.as_ref())
-            .grant(UserId::new(id), amount, &request.note)
+    write(&state, StatusCode::OK, key, move |shop| {
+        balance_of(shop.grant(UserId::new(id), amount, &request.note))
     })
-    .await?;
-    Ok(keyed_balance(result))
+    .await
 }
 
 /// Takes balance back from a user (admin), never more than the balance: a
@@ -219,13 +216,10 @@ async fn take_back(
 ) -> Result<Response, ApiError> {
     let request: OperatorEntry = parse(&body)?;
     let amount = money(request.amount)?;
-    let shop = state.shop.clone();
-    let result = blocking(move || {
-        shop.idempotent(key.as_ref())
-            .take_back(UserId::new(id), amount, &request.note)
+    write(&state, StatusCode::OK, key, move |shop| {
+        balance_of(shop.take_back(UserId::new(id), amount, &request.note))
     })
-    .await?;
-    Ok(keyed_balance(result))
+    .await
 }
 
 contract!(
