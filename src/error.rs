@@ -833,10 +833,12 @@ impl Error {
     /// ```
     pub fn fields(&self) -> ErrorFields {
         let mut fields = ErrorFields::default();
-        // Each named field under its own name.
+        // Each named field under its own name; after `;`, `key = binding`
+        // for a field named otherwise.
         macro_rules! put {
-            ($($name:ident),*) => {{
+            ($($name:ident),* $(; $($key:ident = $value:ident),*)?) => {{
                 $(fields.put(stringify!($name), $name);)*
+                $($(fields.put(stringify!($key), $value);)*)?
             }};
         }
         match self {
@@ -952,21 +954,12 @@ impl Error {
                 order,
                 code,
                 message,
-            } => {
-                fields.put("payment", payment);
-                fields.put("order", order);
-                fields.put("pg_code", code);
-                fields.put("pg_message", message);
-            }
+            } => put!(payment, order; pg_code = code, pg_message = message),
             Error::TopUpDeclined {
                 payment,
                 code,
                 message,
-            } => {
-                fields.put("payment", payment);
-                fields.put("pg_code", code);
-                fields.put("pg_message", message);
-            }
+            } => put!(payment; pg_code = code, pg_message = message),
             Error::TopUpOutcomeUnknown { payment } => put!(payment),
             Error::PaymentOutcomeUnknown { payment, order } => put!(payment, order),
             Error::PaymentExpired {
@@ -978,23 +971,13 @@ impl Error {
                 refund,
                 code,
                 message,
-            } => {
-                fields.put("order", order);
-                fields.put("refund", refund);
-                fields.put("pg_code", code);
-                fields.put("pg_message", message);
-            }
+            } => put!(order, refund; pg_code = code, pg_message = message),
             Error::TopUpRefundDeclined {
                 payment,
                 refund,
                 code,
                 message,
-            } => {
-                fields.put("payment", payment);
-                fields.put("refund", refund);
-                fields.put("pg_code", code);
-                fields.put("pg_message", message);
-            }
+            } => put!(payment, refund; pg_code = code, pg_message = message),
             Error::TopUpRefundOutcomeUnknown { payment, refund } => put!(payment, refund),
             Error::RefundOutcomeUnknown { order, refund } => put!(order, refund),
             Error::GatewayUnavailable { payment } => put!(payment),
@@ -1002,11 +985,7 @@ impl Error {
                 payment,
                 code,
                 message,
-            } => {
-                fields.put("payment", payment);
-                fields.put("pg_code", code);
-                fields.put("pg_message", message);
-            }
+            } => put!(payment; pg_code = code, pg_message = message),
             Error::SchemaTooNew { found, supported } => put!(found, supported),
             Error::BalanceMissing(id) => fields.put("user", id),
             Error::ForeignSchema { schema } => put!(schema),
