@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::{LedgerEntryId, PaymentId, RefundId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
+use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 
 /// Why a balance changed.
@@ -408,9 +409,7 @@ fn ledger_entry(row: &Row) -> Result<LedgerEntry> {
         amount: signed
             .checked_abs()
             .and_then(|won| Money::new(won).ok())
-            .ok_or(Error::Storage(rusqlite::Error::IntegralValueOutOfRange(
-                3, signed,
-            )))?,
+            .ok_or_else(|| corrupt(format!("a ledger amount out of range: {signed}")))?,
         balance_after: row.get(4)?,
         created_at: row.get(5)?,
         payment: row.get(6)?,

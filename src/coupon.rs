@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
+use crate::store::failure::corrupt;
 
 /// How much a coupon takes off an order's subtotal. Integer arithmetic
 /// only, rounding down to the won; a discount never exceeds the subtotal.
@@ -407,7 +408,7 @@ fn coupon_row_at(row: &Row, at: usize) -> Result<Coupon> {
         },
         _ => Discount::Percent {
             percent: u8::try_from(value)
-                .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(at + 3, value))?,
+                .map_err(|_| corrupt(format!("a coupon's percent out of range: {value}")))?,
             cap: row.get(at + 4)?,
         },
     };

@@ -13,7 +13,8 @@
 
 use rusqlite::types::{FromSql, ToSql, Value, ValueRef};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::failure::corrupt;
 
 /// Whether `target` names a PostgreSQL database rather than a file: a
 /// `postgres://` or `postgresql://` URL, or libpq's `host=…` pairs. The one
@@ -45,14 +46,8 @@ impl Row {
         let value = self
             .0
             .get(i)
-            .ok_or_else(|| Error::Storage(rusqlite::Error::InvalidColumnIndex(i)))?;
-        T::column_result(ValueRef::from(value)).map_err(|err| {
-            Error::Storage(rusqlite::Error::FromSqlConversionFailure(
-                i,
-                ValueRef::from(value).data_type(),
-                Box::new(err),
-            ))
-        })
+            .ok_or_else(|| corrupt(format!("no column {i}")))?;
+        T::column_result(ValueRef::from(value)).map_err(|err| corrupt(format!("column {i}: {err}")))
     }
 }
 
@@ -74,7 +69,7 @@ pub(crate) trait Db {
     /// The one row a query must return.
     fn query_row(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Row> {
         self.query_opt(sql, params)?
-            .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))
+            .ok_or_else(|| corrupt("a query that must return a row returned none"))
     }
 }
 
@@ -125,7 +120,7 @@ pub(crate) fn owned(value: ValueRef<'_>, column: usize) -> Result<Value> {
         ValueRef::Real(f) => Value::Real(f),
         ValueRef::Text(text) => Value::Text(
             std::str::from_utf8(text)
-                .map_err(|err| Error::Storage(rusqlite::Error::Utf8Error(column, err)))?
+                .map_err(|err| corrupt(format!("column {column}: {err}")))?
                 .to_owned(),
         ),
         ValueRef::Blob(blob) => Value::Blob(blob.to_vec()),

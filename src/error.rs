@@ -11,6 +11,7 @@ use crate::ids::{CartItemId, CouponId, OrderId, PaymentId, ProductId, RefundId, 
 use crate::money::Money;
 use crate::order::OrderStatus;
 use crate::payment::{PaymentKind, PaymentStatus};
+use crate::store::failure::{StorageClass, StorageError};
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -584,8 +585,14 @@ pub enum Error {
     },
     /// The database stayed locked, or no pooled connection came free, past
     /// the busy timeout. Nothing was changed; the call may be retried.
+    /// Its cause says what was waited for ([`StorageClass::Busy`]), or that
+    /// PostgreSQL still ended the write after the store's retries
+    /// ([`StorageClass::Retryable`]).
+    ///
+    /// [`StorageClass::Busy`]: crate::StorageClass::Busy
+    /// [`StorageClass::Retryable`]: crate::StorageClass::Retryable
     #[error("database busy: gave up waiting past the timeout: {0}")]
-    Busy(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Busy(#[source] StorageError),
 
     // ----- internal -----
     /// The shop was built without a payment gateway, so it cannot pay,
@@ -632,7 +639,7 @@ pub enum Error {
     WriteNotRun,
     /// A schema migration failed.
     #[error("schema migration failed: {0}")]
-    Migration(#[source] rusqlite_migration::Error),
+    Migration(#[source] StorageError),
     /// [`ShopBuilder::existing_only`](crate::ShopBuilder::existing_only)
     /// found no shop there (no file, or a PostgreSQL schema without
     /// liteshop's tables). Nothing was created.
@@ -680,13 +687,14 @@ pub enum Error {
         /// What was asked.
         what: &'static str,
     },
-    /// PostgreSQL reported an error.
-    #[cfg(feature = "postgres")]
-    #[error("postgres error: {0}")]
-    Postgres(#[source] postgres::Error),
-    /// SQLite reported an error.
+    /// The database (SQLite or PostgreSQL) reported an error that is not
+    /// busy, retryable or the disk full ([`StorageClass::Other`]), or the
+    /// rows it holds break one of liteshop's invariants: the database was
+    /// altered outside liteshop, or a bug.
+    ///
+    /// [`StorageClass::Other`]: crate::StorageClass::Other
     #[error("storage error: {0}")]
-    Storage(#[source] rusqlite::Error),
+    Storage(#[source] StorageError),
     /// A file operation outside SQLite failed (flushing a backup's copy).
     #[error("i/o error: {0}")]
     Io(#[source] std::io::Error),
@@ -698,10 +706,10 @@ pub enum Error {
     /// succeeds once space is freed — a host should retry later and alert
     /// an operator, not report a bug.
     #[error("the disk is full or refused a write: {0}")]
-    DiskFull(#[source] rusqlite::Error),
+    DiskFull(#[source] StorageError),
     /// The connection pool could not be set up.
     #[error("connection pool error: {0}")]
-    Pool(#[source] r2d2::Error),
+    Pool(#[source] StorageError),
 }
 
 impl Error {
@@ -798,8 +806,6 @@ impl Error {
             Error::CopyTargetNotEmpty { .. } => "copy_target_not_empty",
             Error::CopyMismatch { .. } => "copy_mismatch",
             Error::SqliteOnly { .. } => "sqlite_only",
-            #[cfg(feature = "postgres")]
-            Error::Postgres(..) => "postgres",
             Error::Storage(..) => "storage",
             Error::Io(..) => "io",
             Error::DiskFull(..) => "disk_full",
@@ -991,8 +997,6 @@ impl Error {
             Error::ForeignSchema { schema } => put!(schema),
             Error::CopyTargetNotEmpty { table } => put!(table),
             Error::SqliteOnly { what } => put!(what),
-            #[cfg(feature = "postgres")]
-            Error::Postgres(_) => {}
             Error::ZeroAmount
             | Error::AmountOverflow
             | Error::EmptyOrder
@@ -1110,58 +1114,6 @@ impl Error {
             | Storage(_)
             | Io(_)
             | Pool(_) => ErrorKind::Internal,
-            #[cfg(feature = "postgres")]
-            Postgres(_) => ErrorKind::Internal,
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl From<postgres::Error> for Error {
-    /// A serialization failure, a deadlock, a lock or statement timeout, a
-    /// server shutting down or a lost or reset connection is [`Error::Busy`] (the
-    /// call changed nothing and may be tried again); anything else is
-    /// [`Error::Postgres`].
-    fn from(err: postgres::Error) -> Error {
-        use postgres::error::SqlState;
-        let transient = [
-            SqlState::T_R_SERIALIZATION_FAILURE,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::LOCK_NOT_AVAILABLE,
-            SqlState::QUERY_CANCELED,
-            SqlState::ADMIN_SHUTDOWN,
-            SqlState::CRASH_SHUTDOWN,
-            SqlState::CANNOT_CONNECT_NOW,
-            SqlState::TOO_MANY_CONNECTIONS,
-        ];
-        match err.code() {
-            Some(code) if transient.contains(code) => Error::Busy(Box::new(err)),
-            // A lost connection: closed, or reset under a statement.
-            None if err.is_closed()
-                || std::error::Error::source(&err).is_some_and(|e| e.is::<std::io::Error>()) =>
-            {
-                Error::Busy(Box::new(err))
-            }
-            _ => Error::Postgres(err),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    /// `SQLITE_BUSY` and `SQLITE_LOCKED` become [`Error::Busy`];
-    /// `SQLITE_FULL` and `SQLITE_IOERR_WRITE` become [`Error::DiskFull`];
-    /// everything else is [`Error::Storage`].
-    fn from(err: rusqlite::Error) -> Error {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
-        let extended = match &err {
-            rusqlite::Error::SqliteFailure(failure, _) => failure.extended_code,
-            _ => 0,
-        };
-        match err.sqlite_error_code() {
-            Some(DatabaseBusy | DatabaseLocked) => Error::Busy(Box::new(err)),
-            Some(DiskFull) => Error::DiskFull(err),
-            _ if extended == rusqlite::ffi::SQLITE_IOERR_WRITE => Error::DiskFull(err),
-            _ => Error::Storage(err),
         }
     }
 }
@@ -1169,15 +1121,7 @@ impl From<rusqlite::Error> for Error {
 /// A value the shop stores as JSON (an event's payload, a stored
 /// idempotent response) that failed to convert: a storage error.
 pub(crate) fn json_failure(err: serde_json::Error) -> Error {
-    Error::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
-}
-
-impl From<r2d2::Error> for Error {
-    /// Once the shop is open, the pool fails only when no connection came
-    /// free within the timeout: that is [`Error::Busy`].
-    fn from(err: r2d2::Error) -> Error {
-        Error::Busy(Box::new(err))
-    }
+    Error::Storage(StorageError::caused_by(StorageClass::Other, None, err))
 }
 
 /// The class of an [`Error`], one per row of the specification's error table.
@@ -1332,7 +1276,11 @@ mod tests {
             serde_json::json!({ "item": 9 })
         );
         // An internal cause or a local path is not a client's business.
-        assert!(Error::Busy("pool".into()).fields().is_empty());
+        assert!(
+            Error::Busy(StorageError::new(StorageClass::Busy, "pool"))
+                .fields()
+                .is_empty()
+        );
         assert!(
             Error::NotADatabase {
                 path: "/srv/shop.db".into()
@@ -1356,24 +1304,6 @@ mod tests {
     #[test]
     fn error_is_send_sync_static() {
         assert_send_sync::<Error>();
-    }
-
-    #[test]
-    fn busy_sqlite_errors_are_busy() {
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            None,
-        );
-        assert_eq!(Error::from(busy).kind(), ErrorKind::Busy);
-        let other = rusqlite::Error::QueryReturnedNoRows;
-        assert_eq!(Error::from(other).kind(), ErrorKind::Internal);
-    }
-
-    #[test]
-    fn storage_errors_name_their_cause() {
-        let err = Error::Storage(rusqlite::Error::QueryReturnedNoRows);
-        assert!(err.to_string().contains("no rows"), "{err}");
-        assert!(std::error::Error::source(&err).is_some());
     }
 
     #[test]

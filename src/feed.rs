@@ -366,9 +366,7 @@ pub(crate) fn prune(tx: &dyn Db, before: Timestamp) -> Result<usize> {
 fn event_row(row: &Row) -> Result<Event> {
     let seq: i64 = row.get(0)?;
     let json: String = row.get(6)?;
-    let payload = serde_json::from_str(&json).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(err))
-    })?;
+    let payload = serde_json::from_str(&json).map_err(json_failure)?;
     Ok(Event {
         seq: seq.unsigned_abs(),
         kind: row.get(1)?,

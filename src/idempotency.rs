@@ -11,6 +11,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::db::Db;
 use crate::error::{Error, Result, json_failure};
 use crate::ids::UserId;
+use crate::store::failure::busy;
 use crate::store::{Scope, Store};
 use std::sync::Arc;
 
@@ -194,9 +195,7 @@ pub(crate) fn after_lost_commit<T: DeserializeOwned + Send + 'static>(
         .write(Scope::User(user), clock, move |tx, _| {
             stored(tx, user, &owned)
         })?
-        .ok_or_else(|| {
-            Error::Busy("the write did not take effect (its commit was lost); retry".into())
-        })
+        .ok_or_else(|| busy("the write did not take effect (its commit was lost); retry"))
 }
 
 /// Deletes keys stored before `before`; returns how many. A repeat after

@@ -487,6 +487,7 @@ pub use payment::{
 pub use product::{NewProduct, Product};
 pub use sales::BestSeller;
 pub use shop::{Idempotent, Limits, Shop, ShopBuilder, Unsettled};
+pub use store::failure::{StorageClass, StorageError};
 pub use store::{BackupProgress, Durability, WriteMode};
 pub use user::User;
 pub use validate::MAX_NAME_CHARS;

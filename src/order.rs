@@ -18,6 +18,7 @@ use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, Product};
 use crate::sales;
+use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 use crate::validate;
 
@@ -784,8 +785,9 @@ pub(crate) fn refund_units(
             &[&unit.item, &unit.quantity],
         )?;
         if changed != 1 {
-            return Err(Error::Storage(rusqlite::Error::StatementChangedRows(
-                changed,
+            return Err(corrupt(format!(
+                "refunding order item {}: {changed} rows changed, not 1",
+                unit.item
             )));
         }
     }
@@ -958,9 +960,11 @@ fn order_row(row: &Row) -> Result<Order> {
         status: row.get(2)?,
         cancel_reason: row.get(3)?,
         lines: Vec::new(),
-        subtotal: total
-            .checked_add(discount)
-            .ok_or(rusqlite::Error::IntegralValueOutOfRange(9, discount.won()))?,
+        subtotal: total.checked_add(discount).ok_or_else(|| {
+            corrupt(format!(
+                "an order's subtotal overflows: {total} + {discount}"
+            ))
+        })?,
         discount,
         coupon: row.get(10)?,
         total,

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::ids::{OrderId, ProductId};
 use crate::money::Money;
 use crate::order::{RefundUnits, refund_value};
+use crate::store::failure::corrupt;
 
 const DAY_MILLIS: i64 = 86_400_000;
 const OFFSET_SETTING: &str = "sales_utc_offset_minutes";
@@ -210,7 +211,7 @@ pub(crate) fn best_sellers(
                 product: row.get(0)?,
                 name: row.get(1)?,
                 units: u64::try_from(units)
-                    .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(2, units))?,
+                    .map_err(|_| corrupt(format!("a best seller's units out of range: {units}")))?,
                 revenue: row.get(3)?,
             })
         })

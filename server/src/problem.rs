@@ -202,7 +202,10 @@ mod tests {
             Error::UserNotFound(UserId::new(7)),
             Error::CommitOutcomeUnknown,
             Error::WriteNotRun,
-            Error::Busy("busy".into()),
+            Error::Busy(liteshop::StorageError::new(
+                liteshop::StorageClass::Busy,
+                "busy",
+            )),
             Error::Io(std::io::Error::other("io")),
         ] {
             assert_eq!(err.code(), snake_debug_name(&err), "{err:?}");

@@ -29,6 +29,7 @@ use crate::gateway::{Approval, ApproveRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
 use crate::money::{Currency, Money};
 use crate::order::{self, OrderStatus};
+use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 use crate::token;
 
@@ -268,7 +269,7 @@ impl Payment {
     /// bug in the caller.
     fn order_id(&self) -> Result<OrderId> {
         self.order
-            .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))
+            .ok_or_else(|| corrupt(format!("payment {} is a top-up: it has no order", self.id)))
     }
 }
 
@@ -1083,9 +1084,7 @@ pub(crate) fn add_refunded(
     if changed == 1 {
         Ok(())
     } else {
-        Err(Error::Storage(rusqlite::Error::StatementChangedRows(
-            changed,
-        )))
+        Err(corrupt(format!("{changed} rows changed, not 1")))
     }
 }
 
@@ -1121,7 +1120,7 @@ pub(crate) fn approved_for_order(conn: &dyn Db, user: UserId, order: OrderId) ->
     for_order(conn, user, order)?
         .into_iter()
         .find(|payment| payment.status == PaymentStatus::Approved)
-        .ok_or(Error::Storage(rusqlite::Error::QueryReturnedNoRows))
+        .ok_or_else(|| corrupt(format!("paid order {order} has no approved payment")))
 }
 
 /// One page of the top-ups of `user`, newest first.

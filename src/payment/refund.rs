@@ -16,6 +16,7 @@ use crate::gateway::{CancelRequest, Cancellation};
 use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
 use crate::money::{Currency, Money};
 use crate::order::{self, OrderLine, OrderStatus, RefundUnits};
+use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 use crate::token;
 
@@ -664,8 +665,8 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
         &[&id, &now],
     )?;
     if changed != 1 {
-        return Err(Error::Storage(rusqlite::Error::StatementChangedRows(
-            changed,
+        return Err(corrupt(format!(
+            "completing refund {id}: {changed} rows changed, not 1"
         )));
     }
     let Some(order_id) = refund.order else {

@@ -161,8 +161,8 @@ impl Batcher {
                         if self.withdraw(id) {
                             // Someone may have been waiting for us to lead.
                             self.wake_next();
-                            return Err(Error::Busy(
-                                "no turn at the writer within the busy timeout".into(),
+                            return Err(super::failure::busy(
+                                "no turn at the writer within the busy timeout",
                             ));
                         }
                         // A leader took it into a batch: wait for its end.

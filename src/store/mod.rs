@@ -6,6 +6,7 @@
 //! caller.
 
 mod batch;
+pub(crate) mod failure;
 #[cfg(feature = "postgres")]
 mod gate;
 #[cfg(feature = "postgres")]
@@ -142,7 +143,7 @@ pub(crate) fn open_sqlite(path: &Path, config: &StoreConfig) -> Result<SqliteSto
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     schema::migrations()
         .to_latest(&mut conn)
-        .map_err(Error::Migration)?;
+        .map_err(failure::migration)?;
     configure(&conn, config)?;
     let writer = match config.write_mode {
         WriteMode::Dedicated => Writer::Dedicated(Mutex::new(conn)),
@@ -163,7 +164,7 @@ pub(crate) fn open_sqlite(path: &Path, config: &StoreConfig) -> Result<SqliteSto
         // A local file connection does not go stale; skip the probe query.
         .test_on_check_out(false)
         .build(manager)
-        .map_err(Error::Pool)?;
+        .map_err(failure::pool)?;
     Ok(SqliteStore {
         pool,
         writer,
@@ -273,7 +274,7 @@ impl SqliteStore {
                 // parking_lot's mutex parks waiters and hands over fairly; a
                 // wait past the busy timeout is reported like SQLITE_BUSY.
                 let mut conn = writer.try_lock_for(self.busy_timeout).ok_or_else(|| {
-                    Error::Busy("no turn at the writer within the busy timeout".into())
+                    failure::busy("no turn at the writer within the busy timeout")
                 })?;
                 run_write(&mut conn, f)
             }

@@ -44,12 +44,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 use rusqlite::types::{ToSqlOutput, Value};
 
 use super::Scope;
+use super::failure::{StorageClass, StorageError, corrupt};
 use super::gate::Gate;
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row};
@@ -356,7 +356,7 @@ impl PgStore {
         let _turn = self
             .gate
             .enter(self.wait)
-            .map_err(|err| Error::Busy(Box::new(err)))?;
+            .map_err(|err| Error::Busy(StorageError::caused_by(StorageClass::Busy, None, err)))?;
         let mut conn = self.pool.get()?;
         let mut replaced = 0;
         loop {
@@ -466,7 +466,7 @@ fn attempt_write<T>(
         // outcome unknown.
         Err(err) => {
             tracing::error!(error = %err, "no answer to COMMIT: its outcome is unknown");
-            Err(Error::CommitOutcomeUnknown)
+            Err(StorageError::caused_by(StorageClass::CommitOutcomeUnknown, None, err).into())
         }
     }
 }
@@ -489,15 +489,7 @@ fn number_events(client: &mut Client) -> Result<()> {
 /// and may simply run again: a deadlock (SQLSTATE 40P01) or a
 /// serialization failure (40001).
 fn retryable(err: &Error) -> bool {
-    let Error::Busy(source) = err else {
-        return false;
-    };
-    source
-        .downcast_ref::<postgres::Error>()
-        .and_then(postgres::Error::code)
-        .is_some_and(|code| {
-            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
-        })
+    matches!(err, Error::Busy(cause) if cause.class() == StorageClass::Retryable)
 }
 
 /// The pause before attempt `attempt + 1`: a random share of a window
@@ -638,9 +630,7 @@ fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
                 ToSqlOutput::Borrowed(value) => crate::db::owned(value, i)?,
                 ToSqlOutput::Owned(value) => value,
                 _ => {
-                    return Err(Error::Storage(rusqlite::Error::ToSqlConversionFailure(
-                        "an unsupported parameter".into(),
-                    )));
+                    return Err(corrupt(format!("parameter {i}: an unsupported value")));
                 }
             };
             Ok(PgValue(value))
@@ -704,11 +694,7 @@ fn row(row: &postgres::Row) -> Result<Row> {
                     .try_get::<_, Option<String>>(i)?
                     .map_or(Value::Null, Value::Text),
                 _ => {
-                    return Err(Error::Storage(rusqlite::Error::InvalidColumnType(
-                        i,
-                        ty.name().to_owned(),
-                        rusqlite::types::Type::Null,
-                    )));
+                    return Err(corrupt(format!("column {i}: an unsupported type {ty}")));
                 }
             })
         })

@@ -5,7 +5,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Every migration, oldest first. The schema version of a database is the
 /// number of these applied to it.
@@ -582,7 +582,7 @@ pub(crate) fn unmarked_schema(version: usize) -> Result<Vec<[Option<String>; 4]>
     let mut conn = rusqlite::Connection::open_in_memory()?;
     migrations()
         .to_version(&mut conn, version)
-        .map_err(Error::Migration)?;
+        .map_err(super::failure::migration)?;
     Ok(super::schema_of(&conn)?)
 }
 
