@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::{LedgerEntryId, PaymentId, RefundId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
+use crate::store::UserTx;
 use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 
@@ -200,12 +201,12 @@ pub(crate) fn check_cap(balance: Money, amount: Money, cap: Cap) -> Result<()> {
     }
 }
 
-/// Adds `amount` to the balance of `user` (known to exist) as a credit the
+/// Adds `amount` to the balance of the transaction's user (known to
+/// exist) as a credit the
 /// host vouches for, under the charge rules ([`check_charge`]). Returns the
 /// new balance.
 pub(crate) fn host_credit(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     balance: Money,
     amount: Money,
     max_charge: Money,
@@ -215,7 +216,6 @@ pub(crate) fn host_credit(
     check_charge(balance, amount, max_charge, cap)?;
     post_from(
         tx,
-        user,
         balance,
         Entry::new(LedgerKind::HostCredit, amount),
         Some(cap),
@@ -273,7 +273,8 @@ impl Entry {
     }
 }
 
-/// Moves the balance of `user` as `entry` says and writes the ledger row for
+/// Moves the balance of the transaction's user as `entry` says and writes
+/// the ledger row for
 /// it. Returns the new balance.
 ///
 /// This is the only function that writes `balances`: a balance never changes
@@ -287,26 +288,25 @@ impl Entry {
 ///   no cap, and for a debit larger than the balance (callers refuse that
 ///   first with their own error; this is the last guard).
 pub(crate) fn post(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     entry: Entry,
     cap: Option<Cap>,
     now: Timestamp,
 ) -> Result<Money> {
-    let balance = get(tx, user)?;
-    post_from(tx, user, balance, entry, cap, now)
+    let balance = get(tx, tx.user())?;
+    post_from(tx, balance, entry, cap, now)
 }
 
 /// [`post`] from `balance`, the user's balance as this transaction already
 /// read it: under the write's lock it cannot have changed since.
 pub(crate) fn post_from(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     balance: Money,
     entry: Entry,
     cap: Option<Cap>,
     now: Timestamp,
 ) -> Result<Money> {
+    let user = tx.user();
     let Entry {
         kind,
         amount,
@@ -341,12 +341,12 @@ pub(crate) fn post_from(
     Ok(new_balance)
 }
 
-/// An operator's grant of `amount` to `user` (known to exist, whose
+/// An operator's grant of `amount` to the transaction's user (known to
+/// exist, whose
 /// balance this transaction read as `balance`), with its note, under the
 /// balance limit. Returns the new balance.
 pub(crate) fn grant(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     balance: Money,
     amount: Money,
     note: &str,
@@ -354,15 +354,15 @@ pub(crate) fn grant(
     now: Timestamp,
 ) -> Result<Money> {
     let entry = Entry::by_operator(LedgerKind::Grant, amount, note);
-    post_from(tx, user, balance, entry, Some(cap), now)
+    post_from(tx, balance, entry, Some(cap), now)
 }
 
-/// An operator takes `amount` back from `user`, with its note; never more
+/// An operator takes `amount` back from the transaction's user, with its
+/// note; never more
 /// than the balance ([`Error::InsufficientBalance`]). Returns the new
 /// balance.
 pub(crate) fn take_back(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     balance: Money,
     amount: Money,
     note: &str,
@@ -370,13 +370,13 @@ pub(crate) fn take_back(
 ) -> Result<Money> {
     if amount > balance {
         return Err(Error::InsufficientBalance {
-            user,
+            user: tx.user(),
             needed: amount,
             available: balance,
         });
     }
     let entry = Entry::by_operator(LedgerKind::TakeBack, amount, note);
-    post_from(tx, user, balance, entry, None, now)
+    post_from(tx, balance, entry, None, now)
 }
 
 /// One page of the ledger of `user` (known to exist), newest first.

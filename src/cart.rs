@@ -13,6 +13,7 @@ use crate::ids::{CartItemId, ProductId, UserId};
 use crate::money::Money;
 use crate::order::OrderLine;
 use crate::product;
+use crate::store::UserTx;
 
 /// One line of a cart, with the product's current data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,12 +100,12 @@ pub(crate) fn get(db: &dyn Db, user: UserId) -> Result<Cart> {
 /// Adds a line of `quantity` × `product` to the cart of `user` (known to
 /// exist): the product must exist and not be in the cart yet.
 pub(crate) fn add(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     product: ProductId,
     quantity: u32,
     now: Timestamp,
 ) -> Result<CartLine> {
+    let user = tx.user();
     let product = product::get(tx, product)?;
     let existing: Option<CartItemId> = tx
         .query_opt(SELECT_LINE_BY_PRODUCT, &[&user, &product.id])?
@@ -136,12 +137,8 @@ pub(crate) fn add(
 }
 
 /// Sets the quantity of the line `item` of `user`'s cart.
-pub(crate) fn set_quantity(
-    tx: &dyn Db,
-    user: UserId,
-    item: CartItemId,
-    quantity: u32,
-) -> Result<CartLine> {
+pub(crate) fn set_quantity(tx: &UserTx<'_>, item: CartItemId, quantity: u32) -> Result<CartLine> {
+    let user = tx.user();
     let changed = tx.execute(UPDATE_QUANTITY, &[&item, &user, &quantity])?;
     if changed == 0 {
         return Err(Error::CartItemNotFound(item));
@@ -153,7 +150,8 @@ pub(crate) fn set_quantity(
 }
 
 /// Removes the line `item` from `user`'s cart.
-pub(crate) fn remove(tx: &dyn Db, user: UserId, item: CartItemId) -> Result<()> {
+pub(crate) fn remove(tx: &UserTx<'_>, item: CartItemId) -> Result<()> {
+    let user = tx.user();
     let removed = tx.execute(DELETE_LINE, &[&item, &user])?;
     if removed == 0 {
         return Err(Error::CartItemNotFound(item));
@@ -170,7 +168,8 @@ pub(crate) fn order_lines(tx: &dyn Db, user: UserId) -> Result<Vec<OrderLine>> {
 }
 
 /// Empties `user`'s cart.
-pub(crate) fn clear(tx: &dyn Db, user: UserId) -> Result<()> {
+pub(crate) fn clear(tx: &UserTx<'_>) -> Result<()> {
+    let user = tx.user();
     tx.execute("DELETE FROM cart_items WHERE user_id = ?1", &[&user])?;
     Ok(())
 }

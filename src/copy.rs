@@ -8,7 +8,6 @@ use crate::audit::AuditFigures;
 use crate::db::Backend;
 use crate::error::{Error, Result};
 use crate::shop::Shop;
-use crate::store::Scope;
 
 /// Every table, parents before children, with its columns — but `leases`:
 /// who runs the background work belongs to the processes on a database,
@@ -251,7 +250,7 @@ pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
         .iter()
         .map(|(i, rows, _)| (TABLES[*i].0.to_owned(), rows.len()))
         .collect();
-    to.write(Scope::Shop, move |db, _| {
+    to.write_shop(move |db, _| {
         // `settings` holds what opening the target wrote (its UTC offset):
         // it is overwritten by the source's, not counted as content.
         for (table, _) in TABLES.iter().filter(|(t, _)| *t != "settings") {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
+use crate::store::UserTx;
 use crate::store::failure::corrupt;
 
 /// How much a coupon takes off an order's subtotal. Integer arithmetic
@@ -254,7 +255,8 @@ pub(crate) fn get(conn: &dyn Db, id: CouponId) -> Result<Coupon> {
 /// is inside its issue window → the user does not hold it yet → one is
 /// left. The insert and the guarded increment are in the caller's
 /// transaction, so a refusal of either undoes both.
-pub(crate) fn issue(tx: &dyn Db, user: UserId, id: CouponId, now: Timestamp) -> Result<UserCoupon> {
+pub(crate) fn issue(tx: &UserTx<'_>, id: CouponId, now: Timestamp) -> Result<UserCoupon> {
+    let user = tx.user();
     let coupon = get(tx, id)?;
     if now < coupon.issuable_from || now >= coupon.issuable_until {
         return Err(Error::CouponNotIssuable {

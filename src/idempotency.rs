@@ -12,7 +12,7 @@ use crate::db::Db;
 use crate::error::{Error, Result, json_failure};
 use crate::ids::UserId;
 use crate::store::failure::busy;
-use crate::store::{Scope, Store};
+use crate::store::{Store, UserTx};
 use std::sync::Arc;
 
 /// A client's key for one write, and a fingerprint of the request it came
@@ -111,10 +111,10 @@ impl<T> Keyed<T> {
 /// Another request under the key is refused — a fingerprint that differs,
 /// or a response another kind of write stored (it does not read as a `T`).
 pub(crate) fn stored<T: DeserializeOwned>(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     key: &IdempotencyKey,
 ) -> Result<Option<T>> {
+    let user = tx.user();
     let Some(row) = tx.query_opt(
         "SELECT fingerprint, response FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
         &[&user, &key.key],
@@ -138,14 +138,14 @@ pub(crate) fn stored<T: DeserializeOwned>(
         .map_err(|_| reused())
 }
 
-/// Stores `response` under `key` for `user`, in the caller's transaction.
+/// Stores `response` under `key` for the transaction's user.
 pub(crate) fn store<T: Serialize>(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     key: &IdempotencyKey,
     response: &T,
     now: Timestamp,
 ) -> Result<()> {
+    let user = tx.user();
     let response = serde_json::to_string(response).map_err(json_failure)?;
     tx.execute(
         "INSERT INTO idempotency_keys (user_id, key, fingerprint, response, created_at)
@@ -155,21 +155,20 @@ pub(crate) fn store<T: Serialize>(
     Ok(())
 }
 
-/// Runs `body` under `key` for `user` in the caller's transaction: a stored
+/// Runs `body` under `key` for the transaction's user: a stored
 /// response for the same request is returned instead; another request under
 /// the key is refused; otherwise `body` runs and its value is stored.
 pub(crate) fn run<T: Serialize + DeserializeOwned>(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     key: &IdempotencyKey,
     now: Timestamp,
-    body: impl FnOnce(&dyn Db, Timestamp) -> Result<T>,
+    body: impl FnOnce(&UserTx<'_>, Timestamp) -> Result<T>,
 ) -> Result<Keyed<T>> {
-    if let Some(value) = stored(tx, user, key)? {
+    if let Some(value) = stored(tx, key)? {
         return Ok(Keyed::Replayed(value));
     }
     let value = body(tx, now)?;
-    store(tx, user, key, &value, now)?;
+    store(tx, key, &value, now)?;
     Ok(Keyed::Fresh(value))
 }
 
@@ -180,7 +179,7 @@ pub(crate) fn run<T: Serialize + DeserializeOwned>(
 /// so the answer is [`Error::Busy`].
 ///
 /// The key is read under the user's serialisation (a write of
-/// [`Scope::User`]), never by a plain read: on PostgreSQL the lost
+/// [`Store::write_user`]), never by a plain read: on PostgreSQL the lost
 /// transaction holds the user's lock until the server has ended it, and a
 /// read taken while its commit is still being flushed would miss a commit
 /// that lands a moment later.
@@ -192,9 +191,7 @@ pub(crate) fn after_lost_commit<T: DeserializeOwned + Send + 'static>(
 ) -> Result<T> {
     let owned = key.clone();
     store
-        .write(Scope::User(user), clock, move |tx, _| {
-            stored(tx, user, &owned)
-        })?
+        .write_user(user, clock, move |tx, _| stored(tx, &owned))?
         .ok_or_else(|| busy("the write did not take effect (its commit was lost); retry"))
 }
 

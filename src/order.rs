@@ -18,6 +18,7 @@ use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, Product};
 use crate::sales;
+use crate::store::UserTx;
 use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 use crate::validate;
@@ -343,13 +344,13 @@ pub(crate) fn validate_lines(
 /// The caller's write transaction makes it all or nothing: a refusal of any
 /// line leaves every stock as it was.
 pub(crate) fn place(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     lines: &[OrderLine],
     coupon: Option<CouponId>,
     expires_at: Timestamp,
     now: Timestamp,
 ) -> Result<Order> {
+    let user = tx.user();
     let products = lines
         .iter()
         .map(|line| product::get(tx, line.product))
@@ -549,7 +550,8 @@ pub(crate) fn list(conn: &dyn Db, user: UserId, page: PageRequest) -> Result<Pag
 }
 
 /// Cancels the `Pending` order `id` of `user` and releases its stock.
-pub(crate) fn cancel(tx: &dyn Db, user: UserId, id: OrderId, now: Timestamp) -> Result<Order> {
+pub(crate) fn cancel(tx: &UserTx<'_>, id: OrderId, now: Timestamp) -> Result<Order> {
+    let user = tx.user();
     let order = get(tx, user, id)?;
     if !order.status.can_become(OrderStatus::Cancelled)
         || !release(tx, id, CancelReason::User, now)?

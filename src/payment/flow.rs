@@ -20,14 +20,13 @@ use super::{
     Confirming, Outcome, Payment, PaymentFailure, PaymentStatus, PgRedirect, UNAVAILABLE_CODE,
 };
 use crate::clock::{Clock, Timestamp};
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::gateway::{GatewayError, PaymentGateway, RetryPolicy};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ids::{OrderId, PaymentId, RefundId, UserId};
 use crate::money::{Currency, Money};
 use crate::order::OrderLine;
-use crate::store::{Scope, Store};
+use crate::store::{Store, UserTx};
 
 /// How the shop talks to its payment gateway; set on the builder.
 #[derive(Clone)]
@@ -258,14 +257,14 @@ impl Payments<'_> {
         })
     }
 
-    /// Runs `f` as one write within `scope`, with the time read once per
-    /// run of it ([`Store::write`]).
-    pub(crate) fn write<T: Send + 'static>(
+    /// Runs `f` as one write holding `user`'s serialisation, with the time
+    /// read once per run of it ([`Store::write_user`]).
+    pub(crate) fn write_user<T: Send + 'static>(
         &self,
-        scope: Scope,
-        f: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
+        user: UserId,
+        f: impl Fn(&UserTx<'_>, Timestamp) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.store.write(scope, self.clock, f)
+        self.store.write_user(user, self.clock, f)
     }
 
     /// Runs the first transaction of a payment or refund attempt as one
@@ -281,21 +280,21 @@ impl Payments<'_> {
         user: UserId,
         key: Option<IdempotencyKey>,
         field: &'static str,
-        f: impl Fn(&dyn Db, Timestamp) -> Result<(T, i64)> + Send + 'static,
+        f: impl Fn(&UserTx<'_>, Timestamp) -> Result<(T, i64)> + Send + 'static,
     ) -> Result<Begun<T>> {
         let named = |stored: serde_json::Value, key: &IdempotencyKey| {
             started(&stored, field, key).map(Begun::Before)
         };
         let lost = key.clone();
-        let result = self.write(Scope::User(user), move |tx, now| {
+        let result = self.write_user(user, move |tx, now| {
             let Some(key) = &key else {
                 return f(tx, now).map(|(value, _)| Begun::Now(value));
             };
-            if let Some(stored) = idempotency::stored(tx, user, key)? {
+            if let Some(stored) = idempotency::stored(tx, key)? {
                 return named(stored, key);
             }
             let (value, id) = f(tx, now)?;
-            idempotency::store(tx, user, key, &json!({ field: id }), now)?;
+            idempotency::store(tx, key, &json!({ field: id }), now)?;
             Ok(Begun::Now(value))
         });
         match (result, lost) {
@@ -314,7 +313,7 @@ impl Payments<'_> {
         &self,
         user: UserId,
         key: Option<IdempotencyKey>,
-        begin: impl Fn(&dyn Db, Timestamp) -> Result<Payment> + Send + 'static,
+        begin: impl Fn(&UserTx<'_>, Timestamp) -> Result<Payment> + Send + 'static,
     ) -> Result<(Payment, Replay)> {
         let begun = self.first_write(user, key, "payment", move |tx, now| {
             let payment = begin(tx, now)?;
@@ -347,10 +346,7 @@ impl Payments<'_> {
         key: Option<IdempotencyKey>,
     ) -> Result<(Payment, Replay)> {
         let begun = self.first_write(user, key.clone(), "payment", move |tx, now| {
-            Ok((
-                super::begin_confirm(tx, user, id, &redirect, now)?,
-                id.get(),
-            ))
+            Ok((super::begin_confirm(tx, id, &redirect, now)?, id.get()))
         })?;
         let payment = match begun {
             Begun::Now(Confirming::Ask(payment)) => payment,
@@ -375,7 +371,7 @@ impl Payments<'_> {
         let answer = self.config.retry.run(|| self.gateway()?.approve(&request));
         let (outcome, failure) = settle(attempt, answer);
 
-        let recorded = match self.write(Scope::User(user), move |tx, now| {
+        let recorded = match self.write_user(user, move |tx, now| {
             super::record(tx, id, outcome.clone(), now)
         }) {
             Ok(recorded) => recorded,
@@ -417,7 +413,7 @@ impl Payments<'_> {
     ) -> Result<(Refund, Replay)> {
         let max = self.max_balance;
         self.run_refund(user, key, move |tx, now| {
-            refund::begin(tx, user, order, lines.as_deref(), &reason, max, now)
+            refund::begin(tx, order, lines.as_deref(), &reason, max, now)
         })
     }
 
@@ -432,7 +428,7 @@ impl Payments<'_> {
         key: Option<IdempotencyKey>,
     ) -> Result<(Refund, Replay)> {
         self.run_refund(user, key, move |tx, now| {
-            refund::begin_top_up(tx, user, payment, amount, &reason, now)
+            refund::begin_top_up(tx, payment, amount, &reason, now)
         })
     }
 
@@ -441,7 +437,7 @@ impl Payments<'_> {
         &self,
         user: UserId,
         key: Option<IdempotencyKey>,
-        begin: impl Fn(&dyn Db, Timestamp) -> Result<Refund> + Send + 'static,
+        begin: impl Fn(&UserTx<'_>, Timestamp) -> Result<Refund> + Send + 'static,
     ) -> Result<(Refund, Replay)> {
         let has_gateway = self.gateway.is_some();
         let currency = self.config.currency;
@@ -475,7 +471,7 @@ impl Payments<'_> {
         let (outcome, failure) = settle(attempt, answer);
 
         let id = refund.id;
-        let recorded = match self.write(Scope::User(user), move |tx, now| {
+        let recorded = match self.write_user(user, move |tx, now| {
             refund::record(tx, id, outcome.clone(), now)
         }) {
             Ok(recorded) => recorded,

@@ -29,6 +29,7 @@ use crate::gateway::{Approval, ApproveRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
 use crate::money::{Currency, Money};
 use crate::order::{self, OrderStatus};
+use crate::store::UserTx;
 use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 use crate::token;
@@ -448,13 +449,13 @@ fn order_name(order: &order::Order) -> String {
 /// the order moved to `Paying`. A payment wholly by balance is approved in
 /// this same transaction: the order is `Paid` and no PG is asked.
 pub(crate) fn begin(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     order_id: OrderId,
     balance_part: Money,
     rules: StartRules,
     now: Timestamp,
 ) -> Result<Payment> {
+    let user = tx.user();
     let order = order::get(tx, user, order_id)?;
     if !order.status.can_become(OrderStatus::Paying) {
         return Err(Error::InvalidTransition {
@@ -519,7 +520,6 @@ pub(crate) fn begin(
     if !balance_part.is_zero() {
         balance::post_from(
             tx,
-            user,
             available,
             Entry::for_payment(LedgerKind::Payment, balance_part, payment.id),
             None,
@@ -558,14 +558,14 @@ pub(crate) fn begin(
 /// counted in flight from now on so the credit always fits when the PG
 /// approves it.
 pub(crate) fn begin_top_up(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     amount: Money,
     max_charge: Money,
     max_balance: Money,
     rules: StartRules,
     now: Timestamp,
 ) -> Result<Payment> {
+    let user = tx.user();
     let balance = balance::of_user(tx, user)?;
     if !rules.has_gateway {
         return Err(Error::NoGateway);
@@ -677,12 +677,12 @@ pub(crate) enum Confirming {
 /// expired → the redirect's payment key is stored and the payment moves to
 /// `Requested`.
 pub(crate) fn begin_confirm(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     id: PaymentId,
     redirect: &PgRedirect,
     now: Timestamp,
 ) -> Result<Confirming> {
+    let user = tx.user();
     let payment = get_for_user(tx, user, id)?;
     if payment.status != PaymentStatus::Started {
         return Ok(Confirming::AsItIs(payment));
@@ -731,12 +731,12 @@ fn check_redirect(payment: &Payment, pg_order_id: &str, amount: Option<Money>) -
 /// code, its balance part given back; an attempt past `Started` is returned
 /// as it is.
 pub(crate) fn fail(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     id: PaymentId,
     redirect: &PgFailRedirect,
     now: Timestamp,
 ) -> Result<Payment> {
+    let user = tx.user();
     let payment = get_for_user(tx, user, id)?;
     if payment.status != PaymentStatus::Started {
         return Ok(payment);
@@ -758,8 +758,9 @@ pub(crate) fn started_due(conn: &dyn Db, now: Timestamp, limit: u32) -> Result<V
 /// with [`EXPIRED_CODE`], its balance part given back, its order `Pending`
 /// again (the order's own expiry then releases its stock). Returns whether
 /// it ended it.
-pub(crate) fn expire(tx: &dyn Db, id: PaymentId, now: Timestamp) -> Result<bool> {
+pub(crate) fn expire(tx: &UserTx<'_>, id: PaymentId, now: Timestamp) -> Result<bool> {
     let payment = get(tx, id)?;
+    tx.holds(payment.user)?;
     if payment.status != PaymentStatus::Started || payment.expires_at > now {
         return Ok(false);
     }
@@ -782,12 +783,13 @@ pub(crate) fn expire(tx: &dyn Db, id: PaymentId, now: Timestamp) -> Result<bool>
 ///   `Pending`;
 /// - unknown → payment `Unknown`, money held, an order still `Paying`.
 pub(crate) fn record(
-    tx: &dyn Db,
+    tx: &UserTx<'_>,
     id: PaymentId,
     outcome: Outcome<Approval>,
     now: Timestamp,
 ) -> Result<Payment> {
     let payment = get(tx, id)?;
+    tx.holds(payment.user)?;
     if !payment.status.is_unsettled() {
         return Ok(payment);
     }
@@ -882,12 +884,12 @@ fn await_deposit(
 /// A later call replaces the account; a refund already in flight keeps the
 /// one it was sent with.
 pub(crate) fn set_refund_account(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     id: PaymentId,
     account: &crate::gateway::RefundAccount,
     now: Timestamp,
 ) -> Result<()> {
+    let user = tx.user();
     account
         .validate()
         .map_err(|field| Error::InvalidRefundAccount { field })?;
@@ -956,12 +958,13 @@ pub(crate) fn deposit_secret_matches(
 /// credited to the balance — uncapped, since it counted as in flight from
 /// its start.
 fn approve(
-    tx: &dyn Db,
+    tx: &UserTx<'_>,
     payment: &Payment,
     transaction: Option<&str>,
     now: Timestamp,
 ) -> Result<Payment> {
     let id = payment.id;
+    tx.holds(payment.user)?;
     let recorded = payment_row(&tx.query_row(
         concat!(
             "UPDATE payments SET status = 'approved', pg_transaction_id = ?2, ",
@@ -979,7 +982,6 @@ fn approve(
         PaymentKind::TopUp => {
             balance::post(
                 tx,
-                payment.user,
                 Entry::for_payment(LedgerKind::TopUp, payment.pg_amount, id),
                 None,
                 now,
@@ -1011,13 +1013,14 @@ fn approve(
 /// counted it against the limit while it was held), and an order is
 /// `Pending` again.
 fn decline(
-    tx: &dyn Db,
+    tx: &UserTx<'_>,
     payment: &Payment,
     code: &str,
     message: &str,
     now: Timestamp,
 ) -> Result<Payment> {
     let id = payment.id;
+    tx.holds(payment.user)?;
     let recorded = payment_row(&tx.query_row(
         concat!(
             "UPDATE payments SET status = 'declined', failure_code = ?2, ",
@@ -1029,7 +1032,6 @@ fn decline(
     if !payment.balance_amount.is_zero() {
         balance::post(
             tx,
-            payment.user,
             Entry::for_payment(LedgerKind::PaymentReversal, payment.balance_amount, id),
             None,
             now,

@@ -22,7 +22,6 @@ use crate::ids::{OrderId, PaymentId, RefundId};
 use crate::lease::{self, Led};
 use crate::money::Money;
 use crate::shop::Shop;
-use crate::store::Scope;
 
 /// How long after a virtual account's due date the shop still takes the
 /// PG's word that no deposit came before declining the payment
@@ -155,7 +154,7 @@ impl Payments<'_> {
             let recorded = match answer {
                 Some(outcome) => {
                     let id = refund.id;
-                    self.write(Scope::User(refund.user), move |tx, now| {
+                    self.write_user(refund.user, move |tx, now| {
                         refund::record(tx, id, outcome.clone(), now)
                     })?
                 }
@@ -205,7 +204,7 @@ impl Payments<'_> {
             let recorded = match outcome {
                 Some(outcome) => {
                     let id = payment.id;
-                    self.write(Scope::User(payment.user), move |tx, now| {
+                    self.write_user(payment.user, move |tx, now| {
                         super::record(tx, id, outcome.clone(), now)
                     })?
                 }
@@ -389,7 +388,7 @@ impl Payments<'_> {
             let id = payment.id;
             let answer = {
                 let cancel = cancel.clone();
-                self.write(Scope::User(payment.user), move |tx, now| {
+                self.write_user(payment.user, move |tx, now| {
                     refund::record_external(tx, id, &cancel, now)
                 })?
             };

@@ -16,6 +16,7 @@ use crate::gateway::{CancelRequest, Cancellation};
 use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
 use crate::money::{Currency, Money};
 use crate::order::{self, OrderLine, OrderStatus, RefundUnits};
+use crate::store::UserTx;
 use crate::store::failure::corrupt;
 use crate::text_enum::text_enum;
 use crate::token;
@@ -190,14 +191,14 @@ pub(crate) const SELECT_LINES: &str = "SELECT i.product_id, r.quantity, r.amount
 /// part already given back) has nothing to ask the gateway and completes
 /// at once.
 pub(crate) fn begin(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     order_id: OrderId,
     lines: Option<&[OrderLine]>,
     reason: &str,
     max_balance: Money,
     now: Timestamp,
 ) -> Result<Refund> {
+    let user = tx.user();
     let order = order::get(tx, user, order_id)?;
     if !order.status.is_refundable() {
         return Err(Error::InvalidTransition {
@@ -335,13 +336,13 @@ pub(crate) fn tax_free_of_cancel(
 /// balance (a [`TopUpRefundReversal`](LedgerKind::TopUpRefundReversal)),
 /// and until then it counts as in flight, so that credit always fits.
 pub(crate) fn begin_top_up(
-    tx: &dyn Db,
-    user: UserId,
+    tx: &UserTx<'_>,
     payment_id: PaymentId,
     amount: Money,
     reason: &str,
     now: Timestamp,
 ) -> Result<Refund> {
+    let user = tx.user();
     let payment = super::get_for_user(tx, user, payment_id)?;
     if payment.kind != super::PaymentKind::TopUp || payment.status != PaymentStatus::Approved {
         return Err(Error::TopUpNotRefundable {
@@ -391,7 +392,6 @@ pub(crate) fn begin_top_up(
         .get(0)?;
     balance::post_from(
         tx,
-        user,
         balance,
         Entry::for_refund(LedgerKind::TopUpRefund, amount, payment_id, id),
         None,
@@ -443,12 +443,13 @@ pub(crate) struct ExternalRefund {
 /// Changes nothing for a cancel already recorded ([`External::Known`]) or
 /// one that cannot be recorded safely ([`External::Unsafe`]).
 pub(crate) fn record_external(
-    tx: &dyn Db,
+    tx: &UserTx<'_>,
     payment_id: PaymentId,
     cancel: &crate::gateway::PgCancel,
     now: Timestamp,
 ) -> Result<External> {
     let payment = super::get(tx, payment_id)?;
+    tx.holds(payment.user)?;
     let known = tx
         .query_opt(
             "SELECT id FROM refunds WHERE payment_id = ?1 AND pg_transaction_key = ?2",
@@ -506,7 +507,6 @@ pub(crate) fn record_external(
         if !taken.is_zero() {
             balance::post_from(
                 tx,
-                payment.user,
                 balance,
                 Entry::for_refund(LedgerKind::TopUpRefund, taken, payment_id, id),
                 None,
@@ -569,12 +569,13 @@ pub(crate) fn cancel_request(
 /// - declined → `Declined`: nothing moves;
 /// - unknown → `Unknown`: nothing moves; reconciliation asks again.
 pub(crate) fn record(
-    tx: &dyn Db,
+    tx: &UserTx<'_>,
     id: RefundId,
     outcome: Outcome<Cancellation>,
     now: Timestamp,
 ) -> Result<Refund> {
     let refund = get(tx, id)?;
+    tx.holds(refund.user)?;
     if !refund.status.is_unsettled() {
         return Ok(refund);
     }
@@ -625,7 +626,6 @@ pub(crate) fn record(
                 // (not capped: it counted as in flight all along).
                 balance::post(
                     tx,
-                    refund.user,
                     Entry::for_refund(
                         LedgerKind::TopUpRefundReversal,
                         refund.amount,
@@ -657,8 +657,9 @@ pub(crate) fn record(
 ///
 /// The credit is not capped: its amount counted as in flight from the
 /// first transaction on, so it fits under the limit.
-fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
+fn complete(tx: &UserTx<'_>, id: RefundId, now: Timestamp) -> Result<()> {
     let refund = get(tx, id)?;
+    tx.holds(refund.user)?;
     let changed = tx.execute(
         "UPDATE refunds SET status = 'completed', updated_at = ?2
          WHERE id = ?1 AND status IN ('requested', 'unknown')",
@@ -710,7 +711,6 @@ fn complete(tx: &dyn Db, id: RefundId, now: Timestamp) -> Result<()> {
     if !refund.balance_amount.is_zero() {
         balance::post(
             tx,
-            refund.user,
             Entry::for_refund(
                 LedgerKind::Refund,
                 refund.balance_amount,

@@ -6,14 +6,13 @@ use tracing::debug;
 use super::Shop;
 use crate::balance::{self, LedgerEntry};
 use crate::clock::Timestamp;
-use crate::db::Db;
 use crate::error::{Entity, Error, Result};
 use crate::idempotency;
 use crate::ids::UserId;
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::payment;
-use crate::store::Scope;
+use crate::store::UserTx;
 use crate::user::{self, User};
 use crate::validate;
 
@@ -29,7 +28,7 @@ impl Shop {
     /// [`Error::EdgeWhitespace`].
     pub fn create_user(&self, name: &str) -> Result<User> {
         let name = validate::name(Entity::User, name)?;
-        let user = self.write(Scope::Shop, move |tx, now| user::create(tx, &name, now))?;
+        let user = self.write_shop(move |tx, now| user::create(tx, &name, now))?;
         debug!(user = %user.id, "user created");
         Ok(user)
     }
@@ -98,7 +97,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ZeroAmount`], [`Error::UserNotFound`],
     /// [`Error::ChargeLimitExceeded`], [`Error::BalanceLimitExceeded`].
     pub fn host_credit(&self, user: UserId, amount: Money) -> Result<Money> {
-        let balance = self.write(Scope::User(user), self.host_credit_body(user, amount)?)?;
+        let balance = self.write_user(user, self.host_credit_body(user, amount)?)?;
         debug!(user = %user, amount = %amount, balance = %balance, "host credit");
         Ok(balance)
     }
@@ -108,18 +107,18 @@ impl Shop {
         &self,
         user: UserId,
         amount: Money,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Money> + Send + 'static> {
-        let user = user.validate()?;
+    ) -> Result<impl Fn(&UserTx<'_>, Timestamp) -> Result<Money> + Send + 'static> {
+        user.validate()?;
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
         }
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
-        Ok(move |tx: &dyn Db, now| {
+        Ok(move |tx: &UserTx<'_>, now| {
             // The balance is read once, as the check that the user exists.
-            let balance = balance::of_user(tx, user)?;
-            let cap = payment::cap(tx, user, max_balance)?;
-            balance::host_credit(tx, user, balance, amount, max_charge, cap, now)
+            let balance = balance::of_user(tx, tx.user())?;
+            let cap = payment::cap(tx, tx.user(), max_balance)?;
+            balance::host_credit(tx, balance, amount, max_charge, cap, now)
         })
     }
 
@@ -158,7 +157,7 @@ impl Shop {
     /// [`Error::UserNotFound`], [`Error::BalanceLimitExceeded`].
     pub fn grant(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
         let body = self.operator_body(true, user, amount, note)?;
-        let balance = self.write(Scope::User(user), body)?;
+        let balance = self.write_user(user, body)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance granted");
         Ok(balance)
     }
@@ -171,16 +170,16 @@ impl Shop {
         user: UserId,
         amount: Money,
         note: &str,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Money> + Send + 'static> {
-        let (user, note) = operator_entry(user, amount, note)?;
+    ) -> Result<impl Fn(&UserTx<'_>, Timestamp) -> Result<Money> + Send + 'static> {
+        let (_, note) = operator_entry(user, amount, note)?;
         let max_balance = self.inner.limits.max_balance;
-        Ok(move |tx: &dyn Db, now| {
-            let balance = balance::of_user(tx, user)?;
+        Ok(move |tx: &UserTx<'_>, now| {
+            let balance = balance::of_user(tx, tx.user())?;
             if grant {
-                let cap = payment::cap(tx, user, max_balance)?;
-                balance::grant(tx, user, balance, amount, &note, cap, now)
+                let cap = payment::cap(tx, tx.user(), max_balance)?;
+                balance::grant(tx, balance, amount, &note, cap, now)
             } else {
-                balance::take_back(tx, user, balance, amount, &note, now)
+                balance::take_back(tx, balance, amount, &note, now)
             }
         })
     }
@@ -198,7 +197,7 @@ impl Shop {
     /// the balance limit.
     pub fn take_back(&self, user: UserId, amount: Money, note: &str) -> Result<Money> {
         let body = self.operator_body(false, user, amount, note)?;
-        let balance = self.write(Scope::User(user), body)?;
+        let balance = self.write_user(user, body)?;
         debug!(user = %user, amount = %amount, balance = %balance, "balance taken back");
         Ok(balance)
     }
@@ -211,7 +210,7 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn prune_idempotency_keys(&self, before: Timestamp) -> Result<usize> {
-        self.write(Scope::Shop, move |tx, _| idempotency::prune(tx, before))
+        self.write_shop(move |tx, _| idempotency::prune(tx, before))
     }
 
     /// One page of the ledger of `user`, newest entry first.

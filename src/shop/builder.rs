@@ -16,7 +16,7 @@ use crate::gateway::{PaymentGateway, RetryPolicy};
 use crate::money::{Currency, Money};
 use crate::payment::flow::PaymentConfig;
 use crate::sales;
-use crate::store::{self, Durability, Scope, Store, StoreConfig, WriteMode};
+use crate::store::{self, Durability, Store, StoreConfig, WriteMode};
 
 /// The limits the shop enforces on money and quantities.
 ///
@@ -397,7 +397,7 @@ impl ShopBuilder {
         }
         let store = self.open_store()?;
         let asked = self.utc_offset_minutes;
-        let (offset, rebuilt) = store.write(Scope::Shop, &self.clock, move |tx, _| {
+        let (offset, rebuilt) = store.write_shop(&self.clock, move |tx, _| {
             let offset = match asked {
                 Some(offset) => offset,
                 None => sales::stored_offset(tx)?.unwrap_or(0),

@@ -6,7 +6,6 @@ use super::Shop;
 use crate::cart::{self, Cart, CartLine};
 use crate::error::Result;
 use crate::ids::{CartItemId, ProductId, UserId};
-use crate::store::Scope;
 use crate::{user, validate};
 // Named by the docs only.
 #[cfg(doc)]
@@ -45,9 +44,9 @@ impl Shop {
         let user = user.validate()?;
         let product = product.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
-        let line = self.write(Scope::User(user), move |tx, now| {
+        let line = self.write_user(user, move |tx, now| {
             user::ensure_exists(tx, user)?;
-            cart::add(tx, user, product, quantity, now)
+            cart::add(tx, product, quantity, now)
         })?;
         debug!(user = %user, product = %product, item = %line.id, quantity, "added to cart");
         Ok(line)
@@ -71,9 +70,7 @@ impl Shop {
         let user = user.validate()?;
         let item = item.validate()?;
         let quantity = validate::quantity(quantity, self.inner.limits.max_cart_quantity)?;
-        let line = self.write(Scope::User(user), move |tx, _| {
-            cart::set_quantity(tx, user, item, quantity)
-        })?;
+        let line = self.write_user(user, move |tx, _| cart::set_quantity(tx, item, quantity))?;
         debug!(user = %user, item = %item, quantity, "cart quantity set");
         Ok(line)
     }
@@ -89,7 +86,7 @@ impl Shop {
     pub fn remove_from_cart(&self, user: UserId, item: CartItemId) -> Result<()> {
         let user = user.validate()?;
         let item = item.validate()?;
-        self.write(Scope::User(user), move |tx, _| cart::remove(tx, user, item))?;
+        self.write_user(user, move |tx, _| cart::remove(tx, item))?;
         debug!(user = %user, item = %item, "removed from cart");
         Ok(())
     }

@@ -10,7 +10,6 @@ use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::product::{self, NewProduct, Product};
 use crate::sales::{self, BestSeller};
-use crate::store::Scope;
 use crate::validate;
 // Named by the docs only.
 #[cfg(doc)]
@@ -25,9 +24,8 @@ impl Shop {
     /// [`Error::EdgeWhitespace`].
     pub fn create_product(&self, new: NewProduct) -> Result<Product> {
         let name = validate::name(Entity::Product, &new.name)?;
-        let product = self.write(Scope::Shop, move |tx, now| {
-            product::create(tx, &name, new.price, new.stock, now)
-        })?;
+        let product =
+            self.write_shop(move |tx, now| product::create(tx, &name, new.price, new.stock, now))?;
         debug!(product = %product.id, price = %product.price, stock = product.stock, "product created");
         Ok(product)
     }
@@ -85,9 +83,7 @@ impl Shop {
     pub fn restock(&self, id: ProductId, quantity: u32) -> Result<Product> {
         let id = id.validate()?;
         let quantity = validate::quantity(quantity, u32::MAX)?;
-        let product = self.write(Scope::Shop, move |tx, now| {
-            product::restock(tx, id, quantity, now)
-        })?;
+        let product = self.write_shop(move |tx, now| product::restock(tx, id, quantity, now))?;
         debug!(product = %id, quantity, stock = product.stock, "product restocked");
         Ok(product)
     }
@@ -100,9 +96,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ProductNotFound`].
     pub fn set_price(&self, id: ProductId, price: Money) -> Result<Product> {
         let id = id.validate()?;
-        let product = self.write(Scope::Shop, move |tx, now| {
-            product::set_price(tx, id, price, now)
-        })?;
+        let product = self.write_shop(move |tx, now| product::set_price(tx, id, price, now))?;
         debug!(product = %id, price = %price, "product price set");
         Ok(product)
     }
@@ -118,9 +112,8 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::ProductNotFound`].
     pub fn set_tax_free(&self, id: ProductId, tax_free: bool) -> Result<Product> {
         let id = id.validate()?;
-        let product = self.write(Scope::Shop, move |tx, now| {
-            product::set_tax_free(tx, id, tax_free, now)
-        })?;
+        let product =
+            self.write_shop(move |tx, now| product::set_tax_free(tx, id, tax_free, now))?;
         debug!(product = %id, tax_free, "product tax status set");
         Ok(product)
     }

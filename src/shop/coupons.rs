@@ -1,7 +1,7 @@
 //! The coupon flows of [`Shop`]: create, issue, look up, list.
 
 use crate::clock::Timestamp;
-use crate::db::Db;
+use crate::store::UserTx;
 use tracing::debug;
 
 use super::Shop;
@@ -9,7 +9,6 @@ use crate::coupon::{self, Coupon, NewCoupon, UserCoupon};
 use crate::error::{Entity, Result};
 use crate::ids::{CouponId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::store::Scope;
 use crate::user;
 use crate::validate;
 
@@ -61,7 +60,7 @@ impl Shop {
         let name = validate::name(Entity::Coupon, &new.name)?;
         coupon::validate(&new)?;
         let new = NewCoupon { name, ..new };
-        let coupon = self.write(Scope::Shop, move |tx, now| coupon::create(tx, &new, now))?;
+        let coupon = self.write_shop(move |tx, now| coupon::create(tx, &new, now))?;
         debug!(coupon = %coupon.id, quantity = coupon.quantity, "coupon created");
         Ok(coupon)
     }
@@ -95,7 +94,7 @@ impl Shop {
     /// [`Error::CouponAlreadyIssued`](crate::Error::CouponAlreadyIssued),
     /// [`Error::CouponSoldOut`](crate::Error::CouponSoldOut).
     pub fn issue_coupon(&self, user: UserId, id: CouponId) -> Result<UserCoupon> {
-        let issued = self.write(Scope::User(user), self.issue_body(user, id)?)?;
+        let issued = self.write_user(user, self.issue_body(user, id)?)?;
         debug!(user = %user, coupon = %id, "coupon issued");
         Ok(issued)
     }
@@ -104,12 +103,12 @@ impl Shop {
         &self,
         user: UserId,
         id: CouponId,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<UserCoupon> + Send + 'static> {
+    ) -> Result<impl Fn(&UserTx<'_>, Timestamp) -> Result<UserCoupon> + Send + 'static> {
         let user = user.validate()?;
         let id = id.validate()?;
-        Ok(move |tx: &dyn Db, now| {
+        Ok(move |tx: &UserTx<'_>, now| {
             user::ensure_exists(tx, user)?;
-            coupon::issue(tx, user, id, now)
+            coupon::issue(tx, id, now)
         })
     }
 

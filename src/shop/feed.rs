@@ -7,7 +7,6 @@ use super::Shop;
 use crate::clock::Timestamp;
 use crate::error::{Entity, Result};
 use crate::feed::{self, Event, EventPump, MAX_EVENT_BATCH};
-use crate::store::Scope;
 use crate::validate;
 
 impl Shop {
@@ -82,7 +81,7 @@ impl Shop {
         // committed so far has its number before `upto` is checked.
         self.inner
             .store
-            .write_settled(Scope::Shop, &self.inner.clock, move |tx, now| {
+            .write_settled(&self.inner.clock, move |tx, now| {
                 feed::ack(tx, &consumer, upto, now)
             })
     }
@@ -95,7 +94,7 @@ impl Shop {
     ///
     /// Only storage errors.
     pub fn prune_events(&self, before: Timestamp) -> Result<usize> {
-        self.write(Scope::Shop, move |tx, _| feed::prune(tx, before))
+        self.write_shop(move |tx, _| feed::prune(tx, before))
     }
 
     /// Registers `consumer` and starts a thread that hands its unacked

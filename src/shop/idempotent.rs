@@ -6,7 +6,7 @@
 //! and no second copy of each method with a suffix.
 
 use crate::clock::Timestamp;
-use crate::db::Db;
+use crate::store::UserTx;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -18,7 +18,6 @@ use crate::ids::{CouponId, OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{Order, OrderLine, OrderRequest};
 use crate::payment::{Payment, PgFailRedirect, PgRedirect, flow::Replay, refund::Refund};
-use crate::store::Scope;
 
 /// The writes of a [`Shop`] under an optional idempotency key, made by
 /// [`Shop::idempotent`].
@@ -234,17 +233,17 @@ impl Idempotent<'_> {
     fn write<T: Serialize + DeserializeOwned + Send + 'static>(
         &self,
         user: UserId,
-        body: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
+        body: impl Fn(&UserTx<'_>, Timestamp) -> Result<T> + Send + 'static,
     ) -> Result<Keyed<T>> {
         let store = &self.shop.inner.store;
         let Some(key) = self.key else {
-            return self.shop.write(Scope::User(user), body).map(Keyed::Fresh);
+            return self.shop.write_user(user, body).map(Keyed::Fresh);
         };
         key.validate()?;
         let user = user.validate()?;
         let owned = key.clone();
-        match self.shop.write(Scope::User(user), move |tx, now| {
-            idempotency::run(tx, user, &owned, now, &body)
+        match self.shop.write_user(user, move |tx, now| {
+            idempotency::run(tx, &owned, now, &body)
         }) {
             // The connection was lost after COMMIT was sent: the key, stored
             // in the same transaction as the effect, says whether it took.

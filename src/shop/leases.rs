@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::Shop;
 use crate::error::{Entity, Result};
 use crate::lease::{self, Lease, MAX_NAME_CHARS};
-use crate::store::Scope;
 use crate::validate;
 
 impl Shop {
@@ -42,7 +41,7 @@ impl Shop {
     pub fn take_lease(&self, job: &str, holder: &str, length: Duration) -> Result<bool> {
         let job = validate::name_up_to(Entity::Lease, job, MAX_NAME_CHARS)?;
         let holder = validate::name_up_to(Entity::Lease, holder, MAX_NAME_CHARS)?;
-        self.write(Scope::Shop, move |tx, now| {
+        self.write_shop(move |tx, now| {
             lease::take(tx, &job, &holder, now, now.saturating_add(length))
         })
     }
@@ -57,7 +56,7 @@ impl Shop {
     pub fn release_lease(&self, job: &str, holder: &str) -> Result<bool> {
         let job = validate::name_up_to(Entity::Lease, job, MAX_NAME_CHARS)?;
         let holder = validate::name_up_to(Entity::Lease, holder, MAX_NAME_CHARS)?;
-        self.write(Scope::Shop, move |tx, _| lease::release(tx, &job, &holder))
+        self.write_shop(move |tx, _| lease::release(tx, &job, &holder))
     }
 
     /// Who holds the lease on `job` and until when; `None` if nobody took

@@ -16,8 +16,9 @@ use std::time::Duration;
 use crate::clock::{Clock, Timestamp};
 use crate::db::Db;
 use crate::error::Result;
+use crate::ids::UserId;
 use crate::payment::flow::PaymentConfig;
-use crate::store::{Scope, Store};
+use crate::store::{Store, UserTx};
 
 use builder::redacted;
 // Named by the docs only.
@@ -119,14 +120,22 @@ impl Shop {
     fn now(&self) -> Timestamp {
         self.inner.clock.now()
     }
-    /// Runs `f` as one write within `scope`; `f` gets the time, read once
-    /// per run of it ([`Store::write`]).
-    pub(crate) fn write<T: Send + 'static>(
+    /// Runs `f` as one write holding `user`'s serialisation; `f` gets the
+    /// time, read once per run of it ([`Store::write_user`]).
+    pub(crate) fn write_user<T: Send + 'static>(
         &self,
-        scope: Scope,
+        user: UserId,
+        f: impl Fn(&UserTx<'_>, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.store.write_user(user, &self.inner.clock, f)
+    }
+    /// Runs `f` as one shop-wide write, holding no user's lock
+    /// ([`Store::write_shop`]).
+    pub(crate) fn write_shop<T: Send + 'static>(
+        &self,
         f: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.inner.store.write(scope, &self.inner.clock, f)
+        self.inner.store.write_shop(&self.inner.clock, f)
     }
     /// The store, for the crate's whole-shop operations ([`crate::copy`]).
     pub(crate) fn store(&self) -> &Store {

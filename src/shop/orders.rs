@@ -7,12 +7,11 @@ use super::Shop;
 use crate::balance;
 use crate::cart;
 use crate::clock::Timestamp;
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::order::{self, Order, OrderRequest};
 use crate::page::{Page, PageRequest};
-use crate::store::Scope;
+use crate::store::UserTx;
 use crate::user;
 
 impl Shop {
@@ -66,10 +65,7 @@ impl Shop {
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
     /// [`Error::CouponMinimumNotMet`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
-        let order = self.write(
-            Scope::User(user),
-            self.place_order_body(user, request.into())?,
-        )?;
+        let order = self.write_user(user, self.place_order_body(user, request.into())?)?;
         debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
         Ok(order)
     }
@@ -78,17 +74,17 @@ impl Shop {
         &self,
         user: UserId,
         request: OrderRequest,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&UserTx<'_>, Timestamp) -> Result<Order> + Send + 'static> {
         let OrderRequest { lines, coupon } = request;
         let user = user.validate()?;
         let limits = &self.inner.limits;
         order::validate_lines(&lines, limits.max_order_quantity, limits.max_order_lines)?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let reservation = self.inner.reservation_time;
-        Ok(move |tx: &dyn Db, now: Timestamp| {
+        Ok(move |tx: &UserTx<'_>, now: Timestamp| {
             balance::of_user(tx, user)?; // the user exists
             let expires_at = now.saturating_add(reservation);
-            order::place(tx, user, &lines, coupon, expires_at, now)
+            order::place(tx, &lines, coupon, expires_at, now)
         })
     }
 
@@ -105,7 +101,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::UserNotFound`], [`Error::EmptyCart`],
     /// then as [`Shop::place_order`].
     pub fn checkout_cart(&self, user: UserId, coupon: Option<CouponId>) -> Result<Order> {
-        let order = self.write(Scope::User(user), self.checkout_body(user, coupon)?)?;
+        let order = self.write_user(user, self.checkout_body(user, coupon)?)?;
         debug!(user = %user, order = %order.id, total = %order.total, "cart checked out");
         Ok(order)
     }
@@ -114,13 +110,13 @@ impl Shop {
         &self,
         user: UserId,
         coupon: Option<CouponId>,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Order> + Send + 'static> {
+    ) -> Result<impl Fn(&UserTx<'_>, Timestamp) -> Result<Order> + Send + 'static> {
         let user = user.validate()?;
         let coupon = coupon.map(CouponId::validate).transpose()?;
         let max_quantity = self.inner.limits.max_order_quantity;
         let max_lines = self.inner.limits.max_order_lines;
         let reservation = self.inner.reservation_time;
-        Ok(move |tx: &dyn Db, now: Timestamp| {
+        Ok(move |tx: &UserTx<'_>, now: Timestamp| {
             balance::of_user(tx, user)?; // the user exists
             let expires_at = now.saturating_add(reservation);
             let lines = cart::order_lines(tx, user)?;
@@ -128,8 +124,8 @@ impl Shop {
                 return Err(Error::EmptyCart { user });
             }
             order::validate_lines(&lines, max_quantity, max_lines)?;
-            let order = order::place(tx, user, &lines, coupon, expires_at, now)?;
-            cart::clear(tx, user)?;
+            let order = order::place(tx, &lines, coupon, expires_at, now)?;
+            cart::clear(tx)?;
             Ok(order)
         })
     }
@@ -168,7 +164,7 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::OrderNotFound`] (also for another
     /// user's order), [`Error::InvalidTransition`] naming the current state.
     pub fn cancel_order(&self, user: UserId, id: OrderId) -> Result<Order> {
-        let order = self.write(Scope::User(user), self.cancel_body(user, id)?)?;
+        let order = self.write_user(user, self.cancel_body(user, id)?)?;
         debug!(user = %user, order = %id, "order cancelled");
         Ok(order)
     }
@@ -177,10 +173,10 @@ impl Shop {
         &self,
         user: UserId,
         id: OrderId,
-    ) -> Result<impl Fn(&dyn Db, Timestamp) -> Result<Order> + Send + 'static> {
-        let user = user.validate()?;
+    ) -> Result<impl Fn(&UserTx<'_>, Timestamp) -> Result<Order> + Send + 'static> {
+        user.validate()?;
         let id = id.validate()?;
-        Ok(move |tx: &dyn Db, now| order::cancel(tx, user, id, now))
+        Ok(move |tx: &UserTx<'_>, now| order::cancel(tx, id, now))
     }
 
     /// Cancels every order still `Pending` at its deadline (placed more than
@@ -214,9 +210,7 @@ impl Shop {
             let batch = due.len();
             let before = expired;
             for (id, owner) in due {
-                match self.write(Scope::User(owner), move |tx, now| {
-                    order::expire_one(tx, id, now)
-                }) {
+                match self.write_user(owner, move |tx, now| order::expire_one(tx, id, now)) {
                     Ok(true) => expired += 1,
                     Ok(false) => {}
                     Err(err @ (Error::Busy(_) | Error::CommitOutcomeUnknown)) => return Err(err),

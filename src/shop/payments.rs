@@ -7,7 +7,6 @@
 use tracing::debug;
 
 use super::Shop;
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::idempotency::IdempotencyKey;
 use crate::ids::{OrderId, PaymentId, UserId};
@@ -15,7 +14,7 @@ use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::payment::flow::Replay;
 use crate::payment::{self, Payment, PaymentEvent, PgFailRedirect, PgRedirect, StartRules};
-use crate::store::Scope;
+use crate::store::UserTx;
 use crate::user;
 
 /// How many started payments one write of [`Shop::expire_payments`] reads
@@ -140,9 +139,10 @@ impl Shop {
         let user = user.validate()?;
         let order = order.validate()?;
         let rules = self.start_rules();
-        self.payments().start(user, key, move |tx: &dyn Db, now| {
-            payment::begin(tx, user, order, balance_part, rules, now)
-        })
+        self.payments()
+            .start(user, key, move |tx: &UserTx<'_>, now| {
+                payment::begin(tx, order, balance_part, rules, now)
+            })
     }
 
     /// Starts a top-up of `amount` to the balance of `user`, paid wholly
@@ -203,9 +203,10 @@ impl Shop {
         let rules = self.start_rules();
         let (max_charge, max_balance) =
             (self.inner.limits.max_charge, self.inner.limits.max_balance);
-        self.payments().start(user, key, move |tx: &dyn Db, now| {
-            payment::begin_top_up(tx, user, amount, max_charge, max_balance, rules, now)
-        })
+        self.payments()
+            .start(user, key, move |tx: &UserTx<'_>, now| {
+                payment::begin_top_up(tx, amount, max_charge, max_balance, rules, now)
+            })
     }
 
     /// Confirms the started payment `payment` of `user` with what the PG's
@@ -298,9 +299,10 @@ impl Shop {
         let id = payment.validate()?;
         payment::validate_fail_redirect(redirect)?;
         let redirect = redirect.clone();
-        self.payments().start(user, key, move |tx: &dyn Db, now| {
-            payment::fail(tx, user, id, &redirect, now)
-        })
+        self.payments()
+            .start(user, key, move |tx: &UserTx<'_>, now| {
+                payment::fail(tx, id, &redirect, now)
+            })
     }
 
     /// Ends every started payment whose confirm window ran out: declined
@@ -324,9 +326,7 @@ impl Shop {
             let batch = due.len();
             for started in due {
                 let id = started.id;
-                if self.write(Scope::User(started.user), move |tx, now| {
-                    payment::expire(tx, id, now)
-                })? {
+                if self.write_user(started.user, move |tx, now| payment::expire(tx, id, now))? {
                     ended += 1;
                 }
             }

@@ -11,7 +11,6 @@ use crate::ids::{PaymentId, UserId};
 use crate::payment;
 use crate::payment::flow::Payments;
 use crate::payment::reconcile::{ReconcileReport, ReconciledPayment, Reconciler};
-use crate::store::Scope;
 // Named by the docs only.
 #[cfg(doc)]
 use super::ShopBuilder;
@@ -144,8 +143,8 @@ impl Shop {
         let account = account.clone();
         self.inner
             .store
-            .write(Scope::User(user), &self.inner.clock, move |tx, now| {
-                payment::set_refund_account(tx, user, payment, &account, now)
+            .write_user(user, &self.inner.clock, move |tx, now| {
+                payment::set_refund_account(tx, payment, &account, now)
             })
     }
 

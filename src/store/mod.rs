@@ -27,7 +27,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
-use crate::db::{Db, Row};
+use crate::db::{Backend, Db, Row};
 use crate::error::{Error, Result};
 use crate::ids::UserId;
 
@@ -305,7 +305,7 @@ pub(crate) enum Store {
 /// no concurrent write changes them between its read and its write.
 ///
 /// On SQLite every write holds the one write lock, so the scope changes
-/// nothing. On PostgreSQL writes run in parallel: a [`Scope::User`] write
+/// nothing. On PostgreSQL writes run in parallel: a [`Store::write_user`] write
 /// first takes that user's lock, so the writes of one user (their balance,
 /// cart, orders, payments, refunds, coupons, idempotency keys) run one at
 /// a time while different users' run side by side. A [`Scope::Shop`] write
@@ -313,11 +313,65 @@ pub(crate) enum Store {
 /// coupon counters, a consumer's cursor, a pending order's state) through
 /// guarded single statements, which are safe under any interleaving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scope {
+enum Scope {
     /// One user's rows.
     User(UserId),
     /// Inserts and guarded statements only.
     Shop,
+}
+
+/// A write transaction that holds one user's serialisation: the only kind
+/// a domain function that reads a user's rows and then changes them
+/// (their balance and ledger, cart, orders, payments, refunds, coupons,
+/// idempotency keys) takes, and only the store makes one
+/// ([`Store::write_user`]). On PostgreSQL it was opened by taking that
+/// user's lock before any statement, so no other write of the same user
+/// runs between its read and its write; on SQLite every write holds the
+/// one write lock anyway. The user is the transaction's, not an argument:
+/// a function that changes a user's rows asks [`UserTx::user`], and one
+/// that finds the user in a row (a payment's, an order's) checks it with
+/// [`UserTx::holds`] before it writes.
+pub(crate) struct UserTx<'a> {
+    db: &'a dyn Db,
+    user: UserId,
+}
+
+impl UserTx<'_> {
+    /// The user whose serialisation this transaction holds.
+    pub(crate) fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// That `user` is the one this transaction holds, so their rows may be
+    /// read and changed in it. Any other user is a bug in the caller — the
+    /// write asked for the wrong lock — and changes nothing.
+    pub(crate) fn holds(&self, user: UserId) -> Result<()> {
+        if user == self.user {
+            Ok(())
+        } else {
+            Err(failure::corrupt(format!(
+                "a write holding user {}'s lock reached user {user}'s rows",
+                self.user
+            )))
+        }
+    }
+}
+
+/// A [`UserTx`] runs every statement a plain transaction does, so a read
+/// (or a shop-wide statement) that takes `&dyn Db` takes it too.
+impl Db for UserTx<'_> {
+    fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+    fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
+        self.db.execute(sql, params)
+    }
+    fn query(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
+        self.db.query(sql, params)
+    }
+    fn query_opt(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<Row>> {
+        self.db.query_opt(sql, params)
+    }
 }
 
 /// A transaction opened after every committed event got its number: the
@@ -339,13 +393,39 @@ impl<'a> std::ops::Deref for Settled<'a> {
 }
 
 impl Store {
-    /// Runs `f` in one write transaction within `scope` and commits: see
-    /// [`SqliteStore::write`] and `PgStore::write`. `f` may run more than
-    /// once (PostgreSQL retries a write its deadlock detector ended), so it
-    /// has no effect outside its transaction, and it gets the time from
-    /// `clock` read once per run: the instant its changes are stamped with
-    /// is the attempt's that made them, never an earlier one's.
-    pub(crate) fn write<T: Send + 'static>(
+    /// Runs `f` in one write transaction that holds `user`'s serialisation
+    /// ([`UserTx`]) and commits. The rules of [`Store::write_shop`] hold.
+    pub(crate) fn write_user<T: Send + 'static>(
+        &self,
+        user: UserId,
+        clock: &Arc<dyn Clock>,
+        f: impl Fn(&UserTx<'_>, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write(Scope::User(user), clock, move |db, now| {
+            f(&UserTx { db, user }, now)
+        })
+    }
+
+    /// Runs `f` in one write transaction that holds no user's lock and
+    /// commits: a write that only inserts rows or changes shared rows
+    /// through guarded single statements ([`Scope::Shop`]); a domain
+    /// function that changes a user's rows cannot be called in it (it takes
+    /// a [`UserTx`]). See [`SqliteStore::write`] and `PgStore::write`. `f`
+    /// may run more than once (PostgreSQL retries a write its deadlock
+    /// detector ended), so it has no effect outside its transaction, and it
+    /// gets the time from `clock` read once per run: the instant its
+    /// changes are stamped with is the attempt's that made them, never an
+    /// earlier one's.
+    pub(crate) fn write_shop<T: Send + 'static>(
+        &self,
+        clock: &Arc<dyn Clock>,
+        f: impl Fn(&dyn Db, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write(Scope::Shop, clock, f)
+    }
+
+    /// Runs `f` in one write transaction within `scope` and commits.
+    fn write<T: Send + 'static>(
         &self,
         scope: Scope,
         clock: &Arc<dyn Clock>,
@@ -370,16 +450,16 @@ impl Store {
         self.read(|db| f(&Settled { db }))
     }
 
-    /// Runs `f`, a write that reads the feed, as one write within `scope`
-    /// after every event committed before it got its number ([`Settled`]).
+    /// Runs `f`, a write that reads the feed, as one shop-wide write
+    /// ([`Store::write_shop`]) after every event committed before it got
+    /// its number ([`Settled`]).
     pub(crate) fn write_settled<T: Send + 'static>(
         &self,
-        scope: Scope,
         clock: &Arc<dyn Clock>,
         f: impl Fn(&Settled<'_>, Timestamp) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.settle_feed()?;
-        self.write(scope, clock, move |db, now| f(&Settled { db }, now))
+        self.write_shop(clock, move |db, now| f(&Settled { db }, now))
     }
 
     /// Makes every committed event part of the feed before it is read.
@@ -652,6 +732,56 @@ mod tests {
             );
             assert_eq!(users(&store), expected_ok, "{mode:?}");
         }
+    }
+
+    /// A write holding one user's lock changes that user's balance; one
+    /// that reaches another user's rows ([`UserTx::holds`]) is refused and
+    /// rolled back whole, its own user's change with it.
+    #[test]
+    fn a_user_transaction_reaches_only_its_own_users_rows() {
+        use crate::balance::{Entry, LedgerKind};
+        use crate::money::Money;
+        let (_dir, sqlite) = store(WriteMode::Batched);
+        let store = Store::Sqlite(sqlite);
+        let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
+        let (a, b) = store
+            .write_shop(&clock, |tx, now| {
+                Ok((
+                    user::create(tx, "a", now)?.id,
+                    user::create(tx, "b", now)?.id,
+                ))
+            })
+            .unwrap();
+        let credit = |won| Entry::new(LedgerKind::HostCredit, Money::from_won(won));
+        let after = store
+            .write_user(a, &clock, move |tx, now| {
+                assert_eq!(tx.user(), a);
+                balance::post(tx, credit(500), None, now)
+            })
+            .unwrap();
+        assert_eq!(after, Money::from_won(500));
+
+        let err = store
+            .write_user(a, &clock, move |tx, now| {
+                balance::post(tx, credit(700), None, now)?;
+                tx.holds(b)
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err:?}");
+        let (of_a, of_b, entries) = store
+            .read(|db| {
+                Ok((
+                    balance::get(db, a)?,
+                    balance::get(db, b)?,
+                    db.query_row("SELECT count(*) FROM ledger", &[])?
+                        .get::<i64>(0)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(
+            (of_a, of_b, entries),
+            (Money::from_won(500), Money::ZERO, 1)
+        );
     }
 
     /// A file written by liteshop before the file marker (schema 3) opens,

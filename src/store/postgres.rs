@@ -3,7 +3,7 @@
 //! snapshot.
 //!
 //! **Isolation.** Every write runs in a `READ COMMITTED` transaction. A
-//! write that reads a user's rows and then changes them ([`Scope::User`])
+//! write that reads a user's rows and then changes them ([`Store::write_user`])
 //! first takes that user's transaction-scoped advisory lock
 //! ([`USER_LOCK`]): one user's writes run one at a time, in every
 //! connection, process and app server, while different users' writes run
@@ -288,7 +288,7 @@ fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()>
 
 impl PgStore {
     /// Runs `f` in one `READ COMMITTED` write transaction and commits.
-    /// A [`Scope::User`] write first takes that user's lock
+    /// A [`Store::write_user`] write first takes that user's lock
     /// ([`USER_LOCK`]). The events `f` appended wait for their numbers
     /// until the feed is next read ([`PgStore::settle_feed`]).
     ///
@@ -296,7 +296,7 @@ impl PgStore {
     /// serialization failure, changed nothing: `f` runs again, up to
     /// [`MAX_ATTEMPTS`] times, after a short randomised pause. Any other
     /// error is returned as it is.
-    pub(crate) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
+    pub(super) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
             let mut attempt = 1;
