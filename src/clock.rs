@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 /// An instant in UTC: whole milliseconds since the Unix epoch
@@ -73,15 +72,15 @@ impl fmt::Display for Timestamp {
     }
 }
 
-impl ToSql for Timestamp {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.0))
+impl crate::db::ToValue for Timestamp {
+    fn to_value(&self) -> crate::db::ValueRef<'_> {
+        crate::db::ValueRef::Integer(self.0)
     }
 }
 
-impl FromSql for Timestamp {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        i64::column_result(value).map(Timestamp)
+impl crate::db::FromValue for Timestamp {
+    fn from_value(value: &crate::db::Value) -> std::result::Result<Self, String> {
+        <i64 as crate::db::FromValue>::from_value(value).map(Timestamp)
     }
 }
 

@@ -1,11 +1,10 @@
 //! [`copy`]: a whole shop into an empty one — the move from one SQLite
 //! file to PostgreSQL in one call, checked by the audit on both sides.
 
-use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditFigures;
-use crate::db::Backend;
+use crate::db::{Backend, ToValue, Value};
 use crate::error::{Error, Result};
 use crate::shop::Shop;
 
@@ -275,8 +274,7 @@ pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
                 placeholders.join(", ")
             );
             for row in rows {
-                let params: Vec<&dyn rusqlite::ToSql> =
-                    row.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+                let params: Vec<&dyn ToValue> = row.iter().map(|v| v as &dyn ToValue).collect();
                 db.execute(&sql, &params)?;
             }
         }

@@ -6,12 +6,11 @@
 //!
 //! SQL is written once, with `?1`, `?2`… placeholders (the backend that
 //! numbers its parameters `$1`, `$2`… rewrites them); values cross as
-//! rusqlite's `ToSql`/`FromSql`, which every domain type already
-//! implements and which stay the one conversion for both backends. Where
+//! liteshop's own [`Value`], through [`ToValue`] and [`FromValue`], which
+//! every domain type implements and which are the one conversion for both
+//! backends (no driver's type reaches a domain module). Where
 //! the engines differ, the two statements sit side by side in the function
 //! that runs them, chosen by [`Db::backend`].
-
-use rusqlite::types::{FromSql, ToSql, Value, ValueRef};
 
 use crate::error::Result;
 use crate::store::failure::corrupt;
@@ -42,12 +41,193 @@ pub(crate) struct Row(pub(crate) Vec<Value>);
 
 impl Row {
     /// Column `i` as a `T`.
-    pub(crate) fn get<T: FromSql>(&self, i: usize) -> Result<T> {
+    pub(crate) fn get<T: FromValue>(&self, i: usize) -> Result<T> {
         let value = self
             .0
             .get(i)
             .ok_or_else(|| corrupt(format!("no column {i}")))?;
-        T::column_result(ValueRef::from(value)).map_err(|err| corrupt(format!("column {i}: {err}")))
+        T::from_value(value).map_err(|err| corrupt(format!("column {i}: {err}")))
+    }
+}
+
+/// A value as it crosses to and from either engine: liteshop's own, so no
+/// driver's type reaches a domain module. Integers, text, blobs and NULL
+/// are all the schema stores (booleans are 0 or 1, money and times
+/// integers); a real is only ever read, from an expression.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A floating-point number (never stored by liteshop).
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// A [`Value`] borrowed from the parameter it binds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ValueRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// UTF-8 text.
+    Text(&'a str),
+    /// Bytes.
+    Blob(&'a [u8]),
+}
+
+impl Value {
+    /// The value, borrowed, as a parameter binds it.
+    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+
+    /// What kind of value it is, for an error message.
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Integer(_) => "an integer",
+            Value::Real(_) => "a real",
+            Value::Text(_) => "text",
+            Value::Blob(_) => "a blob",
+        }
+    }
+}
+
+/// A type bound as a statement's parameter.
+pub(crate) trait ToValue {
+    /// The value it binds as.
+    fn to_value(&self) -> ValueRef<'_>;
+}
+
+/// A type read from a column.
+pub(crate) trait FromValue: Sized {
+    /// The column's value as `Self`, or why it is not one.
+    fn from_value(value: &Value) -> std::result::Result<Self, String>;
+}
+
+/// What a column of the wrong kind reads as.
+fn wrong(value: &Value, wanted: &str) -> String {
+    format!("{} where {wanted} was expected", value.kind())
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> ValueRef<'_> {
+        (**self).to_value()
+    }
+}
+
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> ValueRef<'_> {
+        self.as_ref().map_or(ValueRef::Null, ToValue::to_value)
+    }
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> ValueRef<'_> {
+        self.as_ref()
+    }
+}
+
+impl ToValue for str {
+    fn to_value(&self) -> ValueRef<'_> {
+        ValueRef::Text(self)
+    }
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> ValueRef<'_> {
+        ValueRef::Text(self)
+    }
+}
+
+impl ToValue for bool {
+    fn to_value(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::from(*self))
+    }
+}
+
+/// Integers that fit an `i64` bind as one.
+macro_rules! integer_values {
+    ($($ty:ty),+) => {$(
+        impl ToValue for $ty {
+            fn to_value(&self) -> ValueRef<'_> {
+                ValueRef::Integer(i64::from(*self))
+            }
+        }
+
+        impl FromValue for $ty {
+            fn from_value(value: &Value) -> std::result::Result<Self, String> {
+                match value {
+                    Value::Integer(i) => <$ty>::try_from(*i)
+                        .map_err(|_| format!("{i} is out of range for {}", stringify!($ty))),
+                    other => Err(wrong(other, "an integer")),
+                }
+            }
+        }
+    )+};
+}
+
+integer_values!(i32, u32, u16, u8);
+
+impl ToValue for i64 {
+    fn to_value(&self) -> ValueRef<'_> {
+        ValueRef::Integer(*self)
+    }
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> std::result::Result<Self, String> {
+        match value {
+            Value::Integer(i) => Ok(*i),
+            other => Err(wrong(other, "an integer")),
+        }
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(value: &Value) -> std::result::Result<Self, String> {
+        match value {
+            Value::Integer(i) => Ok(*i != 0),
+            other => Err(wrong(other, "a boolean")),
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &Value) -> std::result::Result<Self, String> {
+        match value {
+            Value::Text(t) => Ok(t.clone()),
+            other => Err(wrong(other, "text")),
+        }
+    }
+}
+
+impl FromValue for Value {
+    fn from_value(value: &Value) -> std::result::Result<Self, String> {
+        Ok(value.clone())
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> std::result::Result<Self, String> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
     }
 }
 
@@ -58,16 +238,16 @@ pub(crate) trait Db {
     fn backend(&self) -> Backend;
 
     /// Runs one statement; the number of rows it changed.
-    fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize>;
+    fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize>;
 
     /// Every row a query returns.
-    fn query(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<Row>>;
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>>;
 
     /// The first row a query returns, if any.
-    fn query_opt(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<Row>>;
+    fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>>;
 
     /// The one row a query must return.
-    fn query_row(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Row> {
+    fn query_row(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Row> {
         self.query_opt(sql, params)?
             .ok_or_else(|| corrupt("a query that must return a row returned none"))
     }
@@ -78,14 +258,14 @@ impl Db for rusqlite::Connection {
         Backend::Sqlite
     }
 
-    fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
-        Ok(self.prepare_cached(sql)?.execute(params)?)
+    fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
+        Ok(self.prepare_cached(sql)?.execute(sqlite_params(params))?)
     }
 
-    fn query(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
         let mut stmt = self.prepare_cached(sql)?;
         let columns = stmt.column_count();
-        let mut rows = stmt.query(params)?;
+        let mut rows = stmt.query(sqlite_params(params))?;
         let mut all = Vec::new();
         while let Some(row) = rows.next()? {
             all.push(sqlite_row(row, columns)?);
@@ -93,15 +273,37 @@ impl Db for rusqlite::Connection {
         Ok(all)
     }
 
-    fn query_opt(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<Row>> {
+    fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
         let mut stmt = self.prepare_cached(sql)?;
         let columns = stmt.column_count();
-        let mut rows = stmt.query(params)?;
+        let mut rows = stmt.query(sqlite_params(params))?;
         match rows.next()? {
             Some(row) => Ok(Some(sqlite_row(row, columns)?)),
             None => Ok(None),
         }
     }
+}
+
+/// A parameter as rusqlite binds it: borrowed, never copied.
+struct SqliteParam<'a>(ValueRef<'a>);
+
+impl rusqlite::ToSql for SqliteParam<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ValueRef as Sqlite;
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self.0 {
+            ValueRef::Null => Sqlite::Null,
+            ValueRef::Integer(i) => Sqlite::Integer(i),
+            ValueRef::Real(f) => Sqlite::Real(f),
+            ValueRef::Text(t) => Sqlite::Text(t.as_bytes()),
+            ValueRef::Blob(b) => Sqlite::Blob(b),
+        }))
+    }
+}
+
+fn sqlite_params<'a>(
+    params: &'a [&'a dyn ToValue],
+) -> rusqlite::ParamsFromIter<impl Iterator<Item = SqliteParam<'a>>> {
+    rusqlite::params_from_iter(params.iter().map(|param| SqliteParam(param.to_value())))
 }
 
 fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row> {
@@ -111,19 +313,20 @@ fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row> {
         .map(Row)
 }
 
-/// A borrowed value as an owned one; `column` (or parameter) index names
-/// it in the error for text that is not UTF-8.
-pub(crate) fn owned(value: ValueRef<'_>, column: usize) -> Result<Value> {
+/// A value SQLite returned, as liteshop's own; `column` names it in the
+/// error for text that is not UTF-8.
+fn owned(value: rusqlite::types::ValueRef<'_>, column: usize) -> Result<Value> {
+    use rusqlite::types::ValueRef as Sqlite;
     Ok(match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(text) => Value::Text(
+        Sqlite::Null => Value::Null,
+        Sqlite::Integer(i) => Value::Integer(i),
+        Sqlite::Real(f) => Value::Real(f),
+        Sqlite::Text(text) => Value::Text(
             std::str::from_utf8(text)
                 .map_err(|err| corrupt(format!("column {column}: {err}")))?
                 .to_owned(),
         ),
-        ValueRef::Blob(blob) => Value::Blob(blob.to_vec()),
+        Sqlite::Blob(blob) => Value::Blob(blob.to_vec()),
     })
 }
 
@@ -134,13 +337,13 @@ macro_rules! delegate_to_connection {
             fn backend(&self) -> Backend {
                 Backend::Sqlite
             }
-            fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
+            fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
                 Db::execute(&**self, sql, params)
             }
-            fn query(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
+            fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
                 Db::query(&**self, sql, params)
             }
-            fn query_opt(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<Row>> {
+            fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
                 Db::query_opt(&**self, sql, params)
             }
         }
@@ -148,3 +351,55 @@ macro_rules! delegate_to_connection {
 }
 
 delegate_to_connection!(rusqlite::Transaction<'_>, rusqlite::Savepoint<'_>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::{Money, OrderStatus, UserId};
+
+    /// Every kind of value binds and reads back through SQLite as itself,
+    /// and a column of the wrong kind or out of range is a storage error,
+    /// never a wrong value.
+    #[test]
+    fn values_round_trip_and_refuse_the_wrong_kind() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let row = Db::query_row(
+            &conn,
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1.5, x'00ff', -1, 300",
+            &[
+                &UserId::new(7),
+                &Money::from_won(500),
+                &OrderStatus::Paid,
+                &None::<i64>,
+                &"kim",
+                &true,
+            ],
+        )
+        .unwrap();
+        assert_eq!(row.get::<UserId>(0).unwrap(), UserId::new(7));
+        assert_eq!(row.get::<Money>(1).unwrap(), Money::from_won(500));
+        assert_eq!(row.get::<OrderStatus>(2).unwrap(), OrderStatus::Paid);
+        assert_eq!(row.get::<Option<i64>>(3).unwrap(), None);
+        assert_eq!(
+            row.get::<Option<String>>(4).unwrap().as_deref(),
+            Some("kim")
+        );
+        assert!(row.get::<bool>(5).unwrap());
+        assert_eq!(row.get::<Value>(6).unwrap(), Value::Real(1.5));
+        assert_eq!(row.get::<Value>(7).unwrap(), Value::Blob(vec![0, 255]));
+
+        let refused = |result: Result<()>| {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Storage(_)), "{err:?}");
+            err.to_string()
+        };
+        assert!(refused(row.get::<i64>(4).map(drop)).contains("column 4"));
+        assert!(refused(row.get::<OrderStatus>(4).map(drop)).contains("unknown OrderStatus"));
+        refused(row.get::<String>(0).map(drop));
+        refused(row.get::<i64>(3).map(drop));
+        refused(row.get::<Money>(8).map(drop));
+        refused(row.get::<u8>(9).map(drop));
+        refused(row.get::<i64>(10).map(drop));
+    }
+}

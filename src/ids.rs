@@ -9,9 +9,9 @@
 
 use std::fmt;
 
-use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
+use crate::db::{FromValue, ToValue, Value, ValueRef};
 use crate::error::{Entity, Error, Result};
 
 macro_rules! id_type {
@@ -66,15 +66,15 @@ macro_rules! id_type {
             }
         }
 
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.0))
+        impl ToValue for $name {
+            fn to_value(&self) -> ValueRef<'_> {
+                ValueRef::Integer(self.0)
             }
         }
 
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                i64::column_result(value).map(Self)
+        impl FromValue for $name {
+            fn from_value(value: &Value) -> std::result::Result<Self, String> {
+                i64::from_value(value).map(Self)
             }
         }
     };

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -151,16 +150,16 @@ impl fmt::Display for Money {
     }
 }
 
-impl ToSql for Money {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.0))
+impl crate::db::ToValue for Money {
+    fn to_value(&self) -> crate::db::ValueRef<'_> {
+        crate::db::ValueRef::Integer(self.0)
     }
 }
 
-impl FromSql for Money {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let won = i64::column_result(value)?;
-        Money::new(won).map_err(|_| FromSqlError::OutOfRange(won))
+impl crate::db::FromValue for Money {
+    fn from_value(value: &crate::db::Value) -> std::result::Result<Self, String> {
+        let won = <i64 as crate::db::FromValue>::from_value(value)?;
+        Money::new(won).map_err(|_| format!("{won} won is out of range for money"))
     }
 }
 

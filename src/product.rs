@@ -199,7 +199,7 @@ fn update(
     tx: &dyn Db,
     sql: &str,
     id: ProductId,
-    value: impl rusqlite::ToSql,
+    value: impl crate::db::ToValue,
     now: Timestamp,
 ) -> Result<Product> {
     product(

@@ -1,7 +1,8 @@
 //! [`text_enum!`]: how a fieldless enum is stored as text.
 
 /// Gives a fieldless enum its stored text: `as_str`, `Display` (the same
-/// lowercase text), and rusqlite's `ToSql`/`FromSql`. The table's
+/// lowercase text), and its stored value ([`ToValue`](crate::db::ToValue),
+/// [`FromValue`](crate::db::FromValue)). The table's
 /// `CHECK (column IN (...))` lists the same strings.
 macro_rules! text_enum {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -24,21 +25,20 @@ macro_rules! text_enum {
             }
         }
 
-        impl rusqlite::types::ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+        impl crate::db::ToValue for $name {
+            fn to_value(&self) -> crate::db::ValueRef<'_> {
+                crate::db::ValueRef::Text(self.as_str())
             }
         }
 
-        impl rusqlite::types::FromSql for $name {
-            fn column_result(
-                value: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
-                match value.as_str()? {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(rusqlite::types::FromSqlError::Other(
-                        format!("unknown {} {other:?}", stringify!($name)).into(),
-                    )),
+        impl crate::db::FromValue for $name {
+            fn from_value(value: &crate::db::Value) -> std::result::Result<Self, String> {
+                match value {
+                    $(crate::db::Value::Text(text) if text == $text => Ok($name::$variant),)+
+                    crate::db::Value::Text(other) => {
+                        Err(format!("unknown {} {other:?}", stringify!($name)))
+                    }
+                    other => Err(format!("{other:?} is not a {}", stringify!($name))),
                 }
             }
         }

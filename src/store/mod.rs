@@ -22,12 +22,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::types::ToSql;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
-use crate::db::{Backend, Db, Row};
+use crate::db::{Backend, Db, Row, ToValue};
 use crate::error::{Error, Result};
 use crate::ids::UserId;
 
@@ -363,13 +362,13 @@ impl Db for UserTx<'_> {
     fn backend(&self) -> Backend {
         self.db.backend()
     }
-    fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
+    fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
         self.db.execute(sql, params)
     }
-    fn query(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
         self.db.query(sql, params)
     }
-    fn query_opt(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Option<Row>> {
+    fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
         self.db.query_opt(sql, params)
     }
 }
@@ -499,7 +498,7 @@ impl Store {
     pub(crate) fn read_one<T>(
         &self,
         sql: &str,
-        params: &[&dyn ToSql],
+        params: &[&dyn ToValue],
         map: impl Fn(Option<Row>) -> Result<T>,
     ) -> Result<T> {
         let run = |db: &dyn Db| map(db.query_opt(sql, params)?);

@@ -46,13 +46,12 @@ use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
-use rusqlite::types::{ToSqlOutput, Value};
 
 use super::Scope;
 use super::failure::{StorageClass, StorageError, corrupt};
 use super::gate::Gate;
 use super::pg_schema::MIGRATIONS;
-use crate::db::{Backend, Db, Row};
+use crate::db::{Backend, Db, Row, ToValue, Value, ValueRef};
 use crate::error::{Error, Result};
 
 /// Takes the lock of user `$1` until the transaction ends: one advisory
@@ -620,21 +619,11 @@ fn dollar_placeholders(sql: &str) -> String {
     out
 }
 
-/// Converts rusqlite parameters to values PostgreSQL binds.
-fn values(params: &[&dyn rusqlite::ToSql]) -> Result<Vec<PgValue>> {
+/// The parameters as values PostgreSQL binds, borrowed.
+fn values<'a>(params: &'a [&'a dyn ToValue]) -> Vec<PgValue<'a>> {
     params
         .iter()
-        .enumerate()
-        .map(|(i, param)| {
-            let value = match param.to_sql()? {
-                ToSqlOutput::Borrowed(value) => crate::db::owned(value, i)?,
-                ToSqlOutput::Owned(value) => value,
-                _ => {
-                    return Err(corrupt(format!("parameter {i}: an unsupported value")));
-                }
-            };
-            Ok(PgValue(value))
-        })
+        .map(|param| PgValue(param.to_value()))
         .collect()
 }
 
@@ -643,17 +632,17 @@ impl<C: Runs> Db for PgTx<'_, C> {
         Backend::Postgres
     }
 
-    fn execute(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<usize> {
+    fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
         let statement = self.statement(sql)?;
-        let values = values(params)?;
+        let values = values(params);
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
         let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
-    fn query(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<Row>> {
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
-        let values = values(params)?;
+        let values = values(params);
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
         self.tx
             .borrow_mut()
@@ -663,7 +652,7 @@ impl<C: Runs> Db for PgTx<'_, C> {
             .collect()
     }
 
-    fn query_opt(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Option<Row>> {
+    fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 }
@@ -708,25 +697,25 @@ fn row(row: &postgres::Row) -> Result<Row> {
 /// anything. Any other pairing is an error, which shows a statement whose
 /// types the two engines read differently.
 #[derive(Debug)]
-struct PgValue(Value);
+struct PgValue<'a>(ValueRef<'a>);
 
-impl PgToSql for PgValue {
+impl PgToSql for PgValue<'_> {
     fn to_sql(
         &self,
         ty: &Type,
         out: &mut bytes::BytesMut,
     ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match (&self.0, ty) {
-            (Value::Null, _) => Ok(IsNull::Yes),
-            (Value::Integer(i), &Type::INT8) => i.to_sql(ty, out),
-            (Value::Integer(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
-            (Value::Integer(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
-            (Value::Integer(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
-            (Value::Integer(i), &Type::TEXT | &Type::VARCHAR) => i.to_string().to_sql(ty, out),
-            (Value::Text(t), &Type::TEXT | &Type::VARCHAR | &Type::NAME | &Type::BPCHAR) => {
+        match (self.0, ty) {
+            (ValueRef::Null, _) => Ok(IsNull::Yes),
+            (ValueRef::Integer(i), &Type::INT8) => i.to_sql(ty, out),
+            (ValueRef::Integer(i), &Type::INT4) => i32::try_from(i)?.to_sql(ty, out),
+            (ValueRef::Integer(i), &Type::INT2) => i16::try_from(i)?.to_sql(ty, out),
+            (ValueRef::Integer(i), &Type::BOOL) => (i != 0).to_sql(ty, out),
+            (ValueRef::Integer(i), &Type::TEXT | &Type::VARCHAR) => i.to_string().to_sql(ty, out),
+            (ValueRef::Text(t), &Type::TEXT | &Type::VARCHAR | &Type::NAME | &Type::BPCHAR) => {
                 t.to_sql(ty, out)
             }
-            (Value::Real(f), &Type::FLOAT8) => f.to_sql(ty, out),
+            (ValueRef::Real(f), &Type::FLOAT8) => f.to_sql(ty, out),
             (value, ty) => Err(format!("cannot bind {value:?} to a {ty} parameter").into()),
         }
     }
