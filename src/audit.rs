@@ -14,6 +14,7 @@ use crate::sales;
 use crate::store::Settled;
 
 /// One conservation law of the books (see ARCHITECTURE.md, "Guarantees").
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -110,6 +111,7 @@ impl Law {
 }
 
 /// One breach of a law: what it is about, and the two sides that differ.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// The law broken.
@@ -124,6 +126,7 @@ pub struct Violation {
 }
 
 /// The sums an audit added up, for a person reading the report.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFigures {
     /// Money into balances from outside: top-ups, grants and host credits,
@@ -152,6 +155,7 @@ pub struct AuditFigures {
 }
 
 /// What [`Shop::audit`](crate::Shop::audit) found.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
     /// When it was taken (one read snapshot).

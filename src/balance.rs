@@ -22,6 +22,7 @@ use crate::text_enum::text_enum;
 /// [`Grant`](LedgerKind::Grant) by an operator, or a
 /// [`HostCredit`](LedgerKind::HostCredit) the host vouches for; every other
 /// credit gives back money that came from the balance.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -90,6 +91,8 @@ text_enum!(LedgerKind {
 });
 
 /// One change of a user's balance.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"id": 1, "user": 1, "kind": "top_up", "amount": 50000, "balance_after": 50000,
+    "created_at": 1795529268165_i64, "payment": 1, "refund": null, "note": null})))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The entry's id; later entries have larger ids.

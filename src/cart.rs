@@ -16,6 +16,7 @@ use crate::product;
 use crate::store::UserTx;
 
 /// One line of a cart, with the product's current data.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartLine {
     /// The line's id.
@@ -37,6 +38,7 @@ pub struct CartLine {
 }
 
 /// A user's cart: its lines in the order they were added, and their total.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cart {
     /// Whose cart.

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// This is what the database stores (an `INTEGER` column) and what every
 /// record exposes. Convert with [`Timestamp::to_system_time`] or read the raw
 /// figure with [`Timestamp::as_millis`]. Serde writes the bare integer.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(description = "An instant: UTC milliseconds since the Unix epoch.")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);

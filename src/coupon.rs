@@ -22,6 +22,7 @@ use crate::store::failure::corrupt;
 
 /// How much a coupon takes off an order's subtotal. Integer arithmetic
 /// only, rounding down to the won; a discount never exceeds the subtotal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Discount {
@@ -111,6 +112,7 @@ pub struct NewCoupon {
 }
 
 /// A coupon offer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Coupon {
     /// Its id.
@@ -128,6 +130,7 @@ pub struct Coupon {
     /// Issuing ends before this time.
     pub issuable_until: Timestamp,
     /// How long an issued coupon stays usable.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub valid_for: Duration,
     /// The smallest order subtotal it applies to.
     pub min_order_total: Money,
@@ -136,6 +139,7 @@ pub struct Coupon {
 }
 
 /// Where a user's coupon is (see [the table](crate#coupons)).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CouponState {
@@ -151,6 +155,7 @@ pub enum CouponState {
 }
 
 /// A coupon issued to a user.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCoupon {
     /// The offer.

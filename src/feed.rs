@@ -27,6 +27,7 @@ use crate::text_enum::text_enum;
 
 /// What happened, with the figures a consumer needs (see [the
 /// table](crate#the-order-event-feed)).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -85,6 +86,7 @@ pub enum EventPayload {
 }
 
 /// The kind of an event, as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -131,6 +133,7 @@ impl EventPayload {
 }
 
 /// One entry of the feed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Its sequence number: increasing in commit order, without gaps, never

@@ -22,6 +22,9 @@ macro_rules! id_type {
         /// host parses ids from its own input), but only positive ids can
         /// name a row: the `Shop` refuses zero and negative ids with
         /// [`Error::InvalidId`] before it touches the database.
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(
+            description = "An id: a positive integer."
+        ))]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(i64);

@@ -420,6 +420,13 @@
 //! [`Error::CommitOutcomeUnknown`], never retried blindly. [`copy`] moves a
 //! shop from a file into an empty schema, audited on both sides. The README
 //! ("Outgrow one machine") says when to move and what differs.
+//!
+//! # OpenAPI schemas
+//!
+//! With the `openapi` feature, the records the shop returns ([`User`],
+//! [`Order`], [`Payment`], [`Page`], the ids, [`Money`], …) derive
+//! utoipa's `ToSchema`, so an HTTP layer documents them from the types
+//! that serialize them; `liteshop-server` does.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -30,6 +30,11 @@ use crate::error::{Error, Result};
 /// assert_eq!(Money::MAX.checked_add(Money::from_won(1)), None);
 /// # Ok::<(), liteshop::Error>(())
 /// ```
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(description = "An amount of money: a whole number of won, never negative.")
+)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

@@ -104,6 +104,7 @@ impl From<Vec<OrderLine>> for OrderRequest {
 
 /// One line of a placed order, with the product's name and unit price as
 /// they were when the order was placed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItem {
     /// The product.
@@ -131,6 +132,7 @@ pub struct OrderItem {
 /// Where an order is in its life cycle (see [the table](crate#orders)).
 ///
 /// Stored as lowercase text under a `CHECK` constraint.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -214,6 +216,7 @@ text_enum!(OrderStatus {
 });
 
 /// Why an order was cancelled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelReason {
@@ -229,6 +232,12 @@ text_enum!(CancelReason {
 });
 
 /// A placed order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"id": 1, "user": 1, "status": "pending", "cancel_reason": null,
+    "lines": [{"product": 1, "name": "Tea", "unit_price": 1000, "quantity": 1, "line_total": 1000,
+    "amount": 1000, "refunded": 0, "tax_free": false}],
+    "subtotal": 1000, "discount": 0, "coupon": null, "total": 1000, "refunded": 0,
+    "created_at": 1795529268217_i64, "expires_at": 1795530168217_i64,
+    "updated_at": 1795529268217_i64, "paid_at": null})))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// The order's id.

@@ -7,6 +7,13 @@ use crate::error::{Error, Result};
 /// Where a listing continues from: an opaque position taken from
 /// [`Page::next`]. Serializes as a bare integer, so a host can hand it to its
 /// client and take it back.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        description = "Where a listing continues from: pass a page's `next` as `after` for the next page."
+    )
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Cursor(i64);
@@ -92,9 +99,11 @@ impl Default for PageRequest {
 }
 
 /// One page of a listing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {
     /// The items, in the listing's order.
+    #[cfg_attr(feature = "openapi", schema(inline = false))]
     pub items: Vec<T>,
     /// Where the next page starts, or `None` when this is the last page.
     pub next: Option<Cursor>,

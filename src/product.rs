@@ -21,6 +21,8 @@ pub struct NewProduct {
 }
 
 /// A product in the catalogue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"id": 1, "name": "Tea", "price": 1000, "stock": 5, "held": 0,
+    "created_at": 1795529268174_i64, "updated_at": 1795529268174_i64, "tax_free": false})))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     /// The product's id.

@@ -26,6 +26,7 @@ const DAY_MILLIS: i64 = 86_400_000;
 const OFFSET_SETTING: &str = "sales_utc_offset_minutes";
 
 /// One product in a best-seller ranking.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BestSeller {
     /// The product.

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::ids::UserId;
 
 /// A shop user.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"id": 1, "name": "Kim", "created_at": 1795529268063_i64})))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user's id.

@@ -31,9 +31,9 @@ mod console;
 mod contract;
 mod fake_widget;
 mod idempotency;
+mod openapi_text;
 mod problem;
 mod routes;
-mod schemas;
 mod storefront;
 
 use std::sync::Arc;
@@ -302,6 +302,7 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
 /// request the schema allows is one the shop accepts.
 fn with_limits(api: utoipa::openapi::OpenApi, limits: &liteshop::Limits) -> serde_json::Value {
     let mut doc = serde_json::to_value(&api).unwrap_or_default();
+    openapi_text::translate(&mut doc);
     let schemas = at(&mut doc, &["components", "schemas"]);
     at(schemas, &["Charge", "properties", "amount"])["maximum"] = limits.max_charge.won().into();
     // Lines are a map of product id to quantity: each product once.
@@ -412,9 +413,13 @@ async fn problem_bodies(response: axum::response::Response) -> axum::response::R
     problem
 }
 
-/// The OpenAPI document of [`router`], for tools.
+/// The OpenAPI document of [`router`], for tools (without a shop's
+/// limits, which the served `/openapi.json` writes in).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::all(OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()))
+    let api = routes::all(OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()))
         .split_for_parts()
-        .1
+        .1;
+    let mut doc = serde_json::to_value(&api).expect("an OpenAPI document is JSON");
+    openapi_text::translate(&mut doc);
+    serde_json::from_value(doc).expect("the translated document reads back")
 }

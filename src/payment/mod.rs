@@ -35,6 +35,7 @@ use crate::text_enum::text_enum;
 use crate::token;
 
 /// Where a payment attempt is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -86,6 +87,7 @@ text_enum!(PaymentStatus {
 });
 
 /// What a payment pays for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentKind {
@@ -102,6 +104,7 @@ text_enum!(PaymentKind {
 });
 
 /// Why a payment was declined, as the gateway said it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentFailure {
     /// The gateway's code (`PG_UNAVAILABLE` when it could not be reached,
@@ -114,6 +117,13 @@ pub struct PaymentFailure {
 
 /// One payment attempt: of an order (its balance part and PG part), or a
 /// top-up.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"id": 1, "kind": "order", "order": 1, "user": 1, "amount": 24000,
+    "balance_amount": 10000, "pg_amount": 14000, "refunded": 0, "pg_refunded": 0,
+    "status": "started", "payment_key": null, "pg_order_id": "ls-1-6f1c2a9e",
+    "order_name": "Tea and 1 more", "customer_key": "ls-c-3f9a1b2c4d5e",
+    "idempotency_key": "ls-pay-0c6e2d4b9a8f7e61", "pg_transaction_id": null, "failure": null,
+    "expires_at": 1795531068217_i64, "pg_tax_free": 0, "deposit": null,
+    "created_at": 1795529268217_i64, "updated_at": 1795529268217_i64})))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     /// The payment's id.
@@ -195,6 +205,7 @@ pub struct WidgetRequest {
 /// Where the customer pays a payment by bank transfer (Toss's virtual
 /// account, 가상계좌), as the PG issued it. The PG's secret for it stays in
 /// the shop.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepositAccount {
     /// The bank, as the PG names it (Toss: `bankCode`).
@@ -275,6 +286,7 @@ impl Payment {
 }
 
 /// One entry of a payment's history: a status change, when, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentEvent {
     /// The event's id.

@@ -22,6 +22,7 @@ use crate::text_enum::text_enum;
 use crate::token;
 
 /// Where a refund attempt is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
@@ -54,6 +55,7 @@ text_enum!(RefundStatus {
 });
 
 /// Who gave a refund's money back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundOrigin {
@@ -74,6 +76,7 @@ text_enum!(RefundOrigin {
 
 /// The units of one order line a refund returns, and the money they are
 /// worth.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundLine {
     /// The product.
@@ -87,6 +90,7 @@ pub struct RefundLine {
 
 /// One refund attempt: some or all units of a paid order, or part or all
 /// of a top-up's money back to the card.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     /// The attempt's id.

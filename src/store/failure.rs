@@ -224,7 +224,7 @@ pub(crate) fn postgres(err: postgres::Error) -> StorageError {
 }
 
 impl From<rusqlite::Error> for Error {
-    /// Through [`sqlite`]: the one place SQLite's errors are classified.
+    /// Through `failure::sqlite`: the one place SQLite's errors are classified.
     fn from(err: rusqlite::Error) -> Error {
         sqlite(err).into()
     }
@@ -232,7 +232,7 @@ impl From<rusqlite::Error> for Error {
 
 #[cfg(feature = "postgres")]
 impl From<postgres::Error> for Error {
-    /// Through [`postgres()`]: the one place PostgreSQL's errors are
+    /// Through `failure::postgres`: the one place PostgreSQL's errors are
     /// classified.
     fn from(err: postgres::Error) -> Error {
         postgres(err).into()

@@ -13,12 +13,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::{Admin, Me};
 use crate::body::{int, parse};
 use crate::contract::{Auth, Contract, contract};
 use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
 use super::{KeyHeader, PageQuery, answer, blocking, money, write};
@@ -58,7 +58,7 @@ pub(crate) struct CreateUser {
 /// A user, with the bearer token that acts as them.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CreatedUser {
-    #[schema(value_type = schemas::User)]
+    #[schema(value_type = liteshop::User)]
     user: liteshop::User,
     /// `Authorization: Bearer <token>` for the `/me` routes.
     token: String,
@@ -88,7 +88,7 @@ contract!(
 
 /// The acting user.
 #[utoipa::path(get, path = "/me", security(("bearer" = [])), responses(
-    (status = 200, body = schemas::User), MeErrors))]
+    (status = 200, body = liteshop::User), MeErrors))]
 async fn me(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.user(user)).await
 }
@@ -141,7 +141,7 @@ contract!(
     security(("bearer" = [])),
     params(KeyHeader),
     responses(
-        (status = 200, body = schemas::Payment, description = "the top-up, started: pay its widget step, then confirm"), ChargeErrors))]
+        (status = 200, body = liteshop::Payment, description = "the top-up, started: pay its widget step, then confirm"), ChargeErrors))]
 async fn charge(
     State(state): State<AppState>,
     Me(user): Me,
@@ -229,7 +229,7 @@ contract!(
 
 /// The acting user's ledger, newest first.
 #[utoipa::path(get, path = "/me/ledger", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::LedgerPage), LedgerErrors))]
+    responses((status = 200, body = liteshop::Page<liteshop::LedgerEntry>), LedgerErrors))]
 async fn ledger(
     State(state): State<AppState>,
     Me(user): Me,

@@ -12,12 +12,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::Me;
 use crate::body::{int, opt_int, parse};
 use crate::contract::{Auth, Contract, contract};
 use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
 use super::{KeyHeader, answer, blocking, write};
@@ -38,7 +38,7 @@ contract!(
 
 /// The acting user's cart, with line totals and the cart total.
 #[utoipa::path(get, path = "/me/cart", security(("bearer" = [])),
-    responses((status = 200, body = schemas::Cart), CartErrors))]
+    responses((status = 200, body = liteshop::Cart), CartErrors))]
 async fn cart(State(state): State<AppState>, Me(user): Me) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.cart(user)).await
 }
@@ -63,7 +63,7 @@ contract!(
 
 /// Adds a product to the cart (a product already there is a conflict).
 #[utoipa::path(post, path = "/me/cart/items", request_body = AddToCart, security(("bearer" = [])),
-    responses((status = 201, body = schemas::CartLine), AddToCartErrors))]
+    responses((status = 201, body = liteshop::CartLine), AddToCartErrors))]
 async fn add_to_cart(
     State(state): State<AppState>,
     Me(user): Me,
@@ -95,7 +95,7 @@ contract!(
 /// Sets the quantity of one of the acting user's cart lines.
 #[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), request_body = SetQuantity,
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::CartLine), SetQuantityErrors))]
+    responses((status = 200, body = liteshop::CartLine), SetQuantityErrors))]
 async fn set_cart_quantity(
     State(state): State<AppState>,
     Me(user): Me,
@@ -147,7 +147,7 @@ contract!(
 /// `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/cart/checkout", request_body = Checkout, security(("bearer" = [])),
     params(KeyHeader),
-    responses((status = 201, body = schemas::Order), CheckoutErrors))]
+    responses((status = 201, body = liteshop::Order), CheckoutErrors))]
 async fn checkout(
     State(state): State<AppState>,
     Me(user): Me,

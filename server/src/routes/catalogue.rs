@@ -13,11 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::Admin;
 use crate::body::{int, parse};
 use crate::contract::{Auth, Contract, contract};
 use crate::problem::ApiError;
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
 use super::{PageQuery, answer, blocking, money};
@@ -41,7 +41,7 @@ contract!(
 
 /// The catalogue, in id order.
 #[utoipa::path(get, path = "/products", params(PageQuery),
-    responses((status = 200, body = schemas::ProductPage), ProductsErrors))]
+    responses((status = 200, body = liteshop::Page<liteshop::Product>), ProductsErrors))]
 async fn products(
     State(state): State<AppState>,
     Query(page): Query<PageQuery>,
@@ -57,7 +57,7 @@ contract!(
 
 /// One product.
 #[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
-    responses((status = 200, body = schemas::Product), ProductErrors))]
+    responses((status = 200, body = liteshop::Product), ProductErrors))]
 async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.product(ProductId::new(id))).await
 }
@@ -90,7 +90,7 @@ contract!(
 /// Adds a product (admin).
 #[utoipa::path(post, path = "/admin/products", request_body = CreateProduct,
     security(("bearer" = [])),
-    responses((status = 201, body = schemas::Product), CreateProductErrors))]
+    responses((status = 201, body = liteshop::Product), CreateProductErrors))]
 async fn create_product(
     State(state): State<AppState>,
     _: Admin,
@@ -128,7 +128,7 @@ contract!(
 /// Adds stock (admin).
 #[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = Restock, security(("bearer" = [])),
-    responses((status = 200, body = schemas::Product), RestockErrors))]
+    responses((status = 200, body = liteshop::Product), RestockErrors))]
 async fn restock(
     State(state): State<AppState>,
     _: Admin,
@@ -161,7 +161,7 @@ contract!(
 /// Sets a product's price (admin); orders placed keep theirs.
 #[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = SetPrice, security(("bearer" = [])),
-    responses((status = 200, body = schemas::Product), SetPriceErrors))]
+    responses((status = 200, body = liteshop::Product), SetPriceErrors))]
 async fn set_price(
     State(state): State<AppState>,
     _: Admin,
@@ -194,7 +194,7 @@ contract!(
 /// `taxFreeAmount`; orders placed before keep what it was.
 #[utoipa::path(put, path = "/admin/products/{id}/tax-free", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     request_body = SetTaxFree, security(("bearer" = [])),
-    responses((status = 200, body = schemas::Product), SetTaxFreeErrors))]
+    responses((status = 200, body = liteshop::Product), SetTaxFreeErrors))]
 async fn set_tax_free(
     State(state): State<AppState>,
     _: Admin,
@@ -227,7 +227,7 @@ contract!(
 
 /// Products ranked by units sold (paid, less refunded) in the last days.
 #[utoipa::path(get, path = "/best-sellers", params(BestSellersQuery),
-    responses((status = 200, body = [schemas::BestSeller]), BestSellersErrors))]
+    responses((status = 200, body = [liteshop::BestSeller]), BestSellersErrors))]
 async fn best_sellers(
     State(state): State<AppState>,
     Query(query): Query<BestSellersQuery>,

@@ -13,12 +13,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::{Admin, Me};
 use crate::body::{int, opt_int, parse};
 use crate::contract::{Auth, Contract, contract};
 use crate::idempotency::KeyedBody;
 use crate::problem::{ApiError, Problem};
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
 use super::{KeyHeader, PageQuery, answer, blocking, money, write};
@@ -151,7 +151,7 @@ contract!(
 
 /// Creates a coupon offer (admin).
 #[utoipa::path(post, path = "/admin/coupons", request_body = CreateCoupon, security(("bearer" = [])),
-    responses((status = 201, body = schemas::Coupon), CreateCouponErrors))]
+    responses((status = 201, body = liteshop::Coupon), CreateCouponErrors))]
 async fn create_coupon(
     State(state): State<AppState>,
     _: Admin,
@@ -200,7 +200,7 @@ contract!(
 
 /// A coupon offer, with how many were issued.
 #[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
-    responses((status = 200, body = schemas::Coupon), CouponErrors))]
+    responses((status = 200, body = liteshop::Coupon), CouponErrors))]
 async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.coupon(CouponId::new(id))).await
 }
@@ -215,7 +215,7 @@ contract!(
 #[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     security(("bearer" = [])),
-    responses((status = 201, body = schemas::UserCoupon), IssueCouponErrors))]
+    responses((status = 201, body = liteshop::UserCoupon), IssueCouponErrors))]
 async fn issue_coupon(
     State(state): State<AppState>,
     Me(user): Me,
@@ -235,7 +235,7 @@ contract!(
 
 /// The coupons issued to the acting user, each with its state.
 #[utoipa::path(get, path = "/me/coupons", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::UserCouponPage), MyCouponsErrors))]
+    responses((status = 200, body = liteshop::Page<liteshop::UserCoupon>), MyCouponsErrors))]
 async fn my_coupons(
     State(state): State<AppState>,
     Me(user): Me,

@@ -10,10 +10,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::Admin;
 use crate::contract::{Auth, Contract, contract};
 use crate::problem::{ApiError, Problem};
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::InvalidInput;
 
 use super::{answer, blocking};
@@ -42,7 +42,7 @@ contract!(
 
 /// The order event feed, in sequence order (admin).
 #[utoipa::path(get, path = "/admin/events", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Event]), EventsErrors))]
+    responses((status = 200, body = [liteshop::Event]), EventsErrors))]
 async fn events(
     State(state): State<AppState>,
     _: Admin,
@@ -74,7 +74,7 @@ contract!(
 
 /// Checks every conservation law of the books (admin). Reads every row.
 #[utoipa::path(get, path = "/admin/audit", security(("bearer" = [])),
-    responses((status = 200, body = schemas::AuditReport), AuditErrors))]
+    responses((status = 200, body = liteshop::AuditReport), AuditErrors))]
 async fn audit(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.audit()).await
 }

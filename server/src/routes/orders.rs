@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::Me;
 use crate::body::{Lines, opt_int, parse};
 use crate::contract::{Auth, Contract, contract};
 use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
 use super::{KeyHeader, PageQuery, answer, write};
@@ -51,7 +51,7 @@ contract!(
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/orders", request_body = PlaceOrder, security(("bearer" = [])),
     params(KeyHeader),
-    responses((status = 201, body = schemas::Order), PlaceOrderErrors))]
+    responses((status = 201, body = liteshop::Order), PlaceOrderErrors))]
 async fn place_order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -75,7 +75,7 @@ contract!(
 
 /// The acting user's orders, newest first.
 #[utoipa::path(get, path = "/me/orders", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::OrderPage), OrdersErrors))]
+    responses((status = 200, body = liteshop::Page<liteshop::Order>), OrdersErrors))]
 async fn orders(
     State(state): State<AppState>,
     Me(user): Me,
@@ -92,7 +92,7 @@ contract!(
 
 /// One of the acting user's orders (another user's is not found).
 #[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = schemas::Order), OrderErrors))]
+    responses((status = 200, body = liteshop::Order), OrderErrors))]
 async fn order(
     State(state): State<AppState>,
     Me(user): Me,
@@ -111,7 +111,7 @@ contract!(
 #[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Order), CancelErrors))]
+    responses((status = 200, body = liteshop::Order), CancelErrors))]
 async fn cancel_order(
     State(state): State<AppState>,
     Me(user): Me,

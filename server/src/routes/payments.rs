@@ -14,12 +14,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::Me;
 use crate::body::{int, parse};
 use crate::contract::{Auth, Contract, contract};
 use crate::idempotency::KeyedBody;
 use crate::problem::{ApiError, Problem};
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{
     Conflict, InvalidInput, NotFound, PaymentDeclined, PaymentOutcomeUnknown,
 };
@@ -70,7 +70,7 @@ contract!(
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), PayErrors))]
+    responses((status = 200, body = liteshop::Payment), PayErrors))]
 async fn pay(
     State(state): State<AppState>,
     Me(user): Me,
@@ -125,7 +125,7 @@ contract!(
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), ConfirmErrors))]
+    responses((status = 200, body = liteshop::Payment), ConfirmErrors))]
 async fn confirm_payment(
     State(state): State<AppState>,
     Me(user): Me,
@@ -173,7 +173,7 @@ contract!(
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), FailErrors))]
+    responses((status = 200, body = liteshop::Payment), FailErrors))]
 async fn fail_payment(
     State(state): State<AppState>,
     Me(user): Me,
@@ -226,7 +226,7 @@ contract!(
 #[utoipa::path(put, path = "/me/payments/{id}/refund-account", request_body = RefundAccountBody,
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), RefundAccountErrors))]
+    responses((status = 200, body = liteshop::Payment), RefundAccountErrors))]
 async fn set_refund_account(
     State(state): State<AppState>,
     Me(user): Me,
@@ -255,7 +255,7 @@ contract!(
 
 /// One of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = schemas::Payment), PaymentErrors))]
+    responses((status = 200, body = liteshop::Payment), PaymentErrors))]
 async fn payment(
     State(state): State<AppState>,
     Me(user): Me,
@@ -271,7 +271,7 @@ contract!(
 
 /// Every payment attempt of one of the acting user's orders, oldest first.
 #[utoipa::path(get, path = "/me/orders/{id}/payments", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Payment]), OrderPaymentsErrors))]
+    responses((status = 200, body = [liteshop::Payment]), OrderPaymentsErrors))]
 async fn order_payments(
     State(state): State<AppState>,
     Me(user): Me,
@@ -290,7 +290,7 @@ contract!(
 
 /// Every status change of one of the acting user's payments.
 #[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::PaymentEvent]), PaymentHistoryErrors))]
+    responses((status = 200, body = [liteshop::PaymentEvent]), PaymentHistoryErrors))]
 async fn payment_history(
     State(state): State<AppState>,
     Me(user): Me,
@@ -309,7 +309,7 @@ contract!(
 
 /// The acting user's top-ups, newest first.
 #[utoipa::path(get, path = "/me/top-ups", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = schemas::PaymentPage), TopUpsErrors))]
+    responses((status = 200, body = liteshop::Page<liteshop::Payment>), TopUpsErrors))]
 async fn top_ups(
     State(state): State<AppState>,
     Me(user): Me,

@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::Me;
 use crate::body::{Lines, int, parse, present};
 use crate::contract::{Auth, Contract, contract};
 use crate::idempotency::KeyedBody;
 use crate::problem::{ApiError, Problem};
-use crate::{AppState, schemas};
 use liteshop::ErrorKind::{
     Conflict, InvalidInput, NotFound, PaymentDeclined, PaymentOutcomeUnknown,
 };
@@ -79,7 +79,7 @@ contract!(
 #[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     request_body = RefundRequest, security(("bearer" = [])),
-    responses((status = 201, body = schemas::Refund), RefundErrors))]
+    responses((status = 201, body = liteshop::Refund), RefundErrors))]
 async fn refund(
     State(state): State<AppState>,
     Me(user): Me,
@@ -102,7 +102,7 @@ contract!(
 
 /// Every refund attempt of one of the acting user's orders.
 #[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Refund]), RefundsErrors))]
+    responses((status = 200, body = [liteshop::Refund]), RefundsErrors))]
 async fn refunds(
     State(state): State<AppState>,
     Me(user): Me,
@@ -142,7 +142,7 @@ contract!(
 #[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
         KeyHeader),
     request_body = TopUpRefundRequest, security(("bearer" = [])),
-    responses((status = 201, body = schemas::Refund), RefundTopUpErrors))]
+    responses((status = 201, body = liteshop::Refund), RefundTopUpErrors))]
 async fn refund_top_up(
     State(state): State<AppState>,
     Me(user): Me,
@@ -164,7 +164,7 @@ contract!(
 
 /// Every refund attempt of one of the acting user's top-ups.
 #[utoipa::path(get, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
-    responses((status = 200, body = [schemas::Refund]), TopUpRefundsErrors))]
+    responses((status = 200, body = [liteshop::Refund]), TopUpRefundsErrors))]
 async fn top_up_refunds(
     State(state): State<AppState>,
     Me(user): Me,
