@@ -1,11 +1,12 @@
 //! The `Idempotency-Key` of a write: read from its header and fingerprinted
-//! with the request's method, path and body by one extractor
-//! ([`KeyedBody`]), so no handler restates its route; and the answer of a
-//! keyed write ([`keyed`]), the same the first time and on every repeat.
+//! with the request's method, matched route, path parameters and body by
+//! one extractor ([`KeyedBody`]), so no handler restates its route; and the
+//! answer of a keyed write ([`keyed`]), the same the first time and on
+//! every repeat.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use liteshop::{IdempotencyKey, Keyed};
@@ -15,8 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::problem::{ApiError, Problem};
 
 /// A write's body and its idempotency key, if the client sent one. The key
-/// is fingerprinted with the method and the path the request came in on
-/// (under whatever prefix the host mounted the router), and the body.
+/// is fingerprinted with the method, the route the request matched (its
+/// template, under whatever prefix the host mounted the router), the
+/// values of its path parameters as the route reads them, and the body:
+/// `/me/orders/7/pay` and `/me/orders/007/pay` are one request, as they
+/// pay one order.
 pub(crate) struct KeyedBody {
     /// The key with its fingerprint; `None` without the header.
     pub(crate) key: Option<IdempotencyKey>,
@@ -30,9 +34,10 @@ impl<S: Send + Sync> FromRequest<S> for KeyedBody {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<KeyedBody, Response> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let key_header = parts.headers.clone();
-        let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
+        let method = parts.method.clone();
+        let path = target(&mut parts, state).await;
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -40,6 +45,26 @@ impl<S: Send + Sync> FromRequest<S> for KeyedBody {
             .map_err(IntoResponse::into_response)?;
         Ok(KeyedBody { key, body })
     }
+}
+
+/// The request's target as its route reads it: the matched route's
+/// template, then each path parameter by name, an id in its canonical
+/// decimal form (`007` is `7`). Without a matched route (a handler
+/// mounted by hand), the path as it came.
+async fn target<S: Send + Sync>(parts: &mut axum::http::request::Parts, state: &S) -> String {
+    let Some(route) = parts.extensions.get::<MatchedPath>().cloned() else {
+        return parts.uri.path().to_owned();
+    };
+    let mut target = route.as_str().to_owned();
+    if let Ok(params) = RawPathParams::from_request_parts(parts, state).await {
+        for (name, value) in &params {
+            let value = value
+                .parse::<i64>()
+                .map_or_else(|_| value.to_owned(), |id| id.to_string());
+            target.push_str(&format!(" {name}={value}"));
+        }
+    }
+    target
 }
 
 /// The `Idempotency-Key` header, if any, with a fingerprint of the request

@@ -261,6 +261,54 @@ fn the_flows_and_their_refusals() {
     assert_eq!(cancelled.body["status"], json!("cancelled"));
 }
 
+/// A key is fingerprinted with the route the request matched and its
+/// parameters as read, not the bytes of its path: `/me/orders/7/pay` and
+/// `/me/orders/007/pay` pay one order, so the second is the first's
+/// replay, and the balance part is held once. Another order under the
+/// same key is another request: refused, nothing held.
+#[test]
+fn a_key_names_the_route_and_its_ids_not_their_spelling() {
+    let s = start();
+    let (_, kim) = s.user("Kim");
+    assert_eq!(s.top_up(&kim, 10_000), 10_000);
+    let tea = s.product(1_000, 5);
+    let place = || {
+        s.post(
+            "/me/orders",
+            Some(&kim),
+            json!({ "lines": lines(&[(tea, 1)]) }),
+        )
+        .body["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (id, other) = (place(), place());
+    let key = "00000009-0000-4000-8000-000000000000";
+    let body = json!({ "balance_part": 1_000 });
+    let first = s.post_keyed(&format!("/me/orders/{id}/pay"), &kim, key, body.clone());
+    assert_eq!(
+        (first.status, first.replayed),
+        (200, false),
+        "{}",
+        first.body
+    );
+    let padded = s.post_keyed(&format!("/me/orders/00{id}/pay"), &kim, key, body.clone());
+    assert_eq!(
+        (padded.status, padded.replayed),
+        (200, true),
+        "{}",
+        padded.body
+    );
+    assert_eq!(padded.body["id"], first.body["id"]);
+    let elsewhere = s.post_keyed(&format!("/me/orders/{other}/pay"), &kim, key, body);
+    assert_problem(&elsewhere, 422, "idempotency_key_reused");
+    assert_eq!(
+        s.get("/me/balance", Some(&kim)).body["balance"],
+        json!(9_000),
+        "the balance part was held once"
+    );
+}
+
 #[test]
 fn idempotent_posts_replay_and_refuse_a_different_body() {
     let s = start();
