@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::{Db, Row};
+use crate::db::{Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::ids::{LedgerEntryId, PaymentId, RefundId, UserId};
 use crate::money::Money;
@@ -404,19 +404,32 @@ fn signed_won(kind: LedgerKind, amount: Money) -> i64 {
 }
 
 fn ledger_entry(row: &Row) -> Result<LedgerEntry> {
-    let signed: i64 = row.get(3)?;
+    let signed: i64 = row.get(at!(LEDGER_ENTRY, "amount"))?;
     Ok(LedgerEntry {
-        id: row.get(0)?,
-        user: row.get(1)?,
-        kind: row.get(2)?,
+        id: row.get(at!(LEDGER_ENTRY, "id"))?,
+        user: row.get(at!(LEDGER_ENTRY, "user_id"))?,
+        kind: row.get(at!(LEDGER_ENTRY, "kind"))?,
         amount: signed
             .checked_abs()
             .and_then(|won| Money::new(won).ok())
             .ok_or_else(|| corrupt(format!("a ledger amount out of range: {signed}")))?,
-        balance_after: row.get(4)?,
-        created_at: row.get(5)?,
-        payment: row.get(6)?,
-        refund: row.get(7)?,
-        note: row.get(8)?,
+        balance_after: row.get(at!(LEDGER_ENTRY, "balance_after"))?,
+        created_at: row.get(at!(LEDGER_ENTRY, "created_at"))?,
+        payment: row.get(at!(LEDGER_ENTRY, "payment_id"))?,
+        refund: row.get(at!(LEDGER_ENTRY, "refund_id"))?,
+        note: row.get(at!(LEDGER_ENTRY, "note"))?,
     })
 }
+
+/// The columns [`ledger_entry`] reads, as [`SELECT_LEDGER_PAGE`] selects them.
+pub(crate) const LEDGER_ENTRY: Reads = &[
+    "ledger.id",
+    "ledger.user_id",
+    "ledger.kind",
+    "ledger.amount",
+    "ledger.balance_after",
+    "ledger.created_at",
+    "ledger.payment_id",
+    "ledger.refund_id",
+    "ledger.note",
+];

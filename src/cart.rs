@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::{Db, Row};
+use crate::db::{Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::ids::{CartItemId, ProductId, UserId};
 use crate::money::Money;
@@ -179,15 +179,26 @@ pub(crate) fn clear(tx: &UserTx<'_>) -> Result<()> {
 /// Reads a line from the columns of [`SELECT_LINE`] and [`SELECT_CART`],
 /// computing its total.
 fn cart_line(row: &Row) -> Result<CartLine> {
-    let unit_price: Money = row.get(3)?;
-    let quantity: u32 = row.get(4)?;
+    let unit_price: Money = row.get(at!(CART_LINE, "price"))?;
+    let quantity: u32 = row.get(at!(CART_LINE, "quantity"))?;
     Ok(CartLine {
-        id: row.get(0)?,
-        product: row.get(1)?,
-        name: row.get(2)?,
+        id: row.get(at!(CART_LINE, "id"))?,
+        product: row.get(at!(CART_LINE, "product_id"))?,
+        name: row.get(at!(CART_LINE, "name"))?,
         unit_price,
         quantity,
         line_total: unit_price.checked_mul(quantity),
-        added_at: row.get(5)?,
+        added_at: row.get(at!(CART_LINE, "created_at"))?,
     })
 }
+
+/// The columns [`cart_line`] reads, as [`SELECT_CART`] and [`SELECT_LINE`]
+/// select them.
+pub(crate) const CART_LINE: Reads = &[
+    "cart_items.id",
+    "cart_items.product_id",
+    "products.name",
+    "products.price",
+    "cart_items.quantity",
+    "cart_items.created_at",
+];

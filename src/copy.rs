@@ -317,9 +317,11 @@ pub fn copy(from: &Shop, to: &Shop) -> Result<CopyReport> {
 #[cfg(test)]
 mod tests {
     use super::TABLES;
-    use crate::db::{Backend, Db};
+    use crate::db::{Backend, Db, Reads};
     use crate::error::Result;
+    use crate::payment::refund;
     use crate::shop::Shop;
+    use crate::{balance, cart, coupon, feed, order, payment, product};
 
     /// Tables the copy leaves out, and why: a lease belongs to the
     /// processes on a database; PostgreSQL's `feed_head` is set from the
@@ -383,18 +385,107 @@ mod tests {
         }
     }
 
+    /// Every row mapper's [`Reads`], in segments (a joined row reads one
+    /// list after another), with the statements that feed it.
+    const MAPPERS: &[(&[Reads], &[&str])] = &[
+        (
+            &[product::PRODUCT],
+            &[product::SELECT_PRODUCT, product::SELECT_PRODUCT_PAGE],
+        ),
+        (&[cart::CART_LINE], &[cart::SELECT_CART, cart::SELECT_LINE]),
+        (
+            &[order::ORDER],
+            &[order::SELECT_ORDER, order::SELECT_ORDER_PAGE],
+        ),
+        (
+            &[order::ORDER_ITEM],
+            &[order::SELECT_ITEMS, order::SELECT_ITEMS_OF_RANGE],
+        ),
+        (
+            &[payment::PAYMENT],
+            &[
+                payment::SELECT_PAYMENT,
+                payment::SELECT_FOR_ORDER,
+                payment::SELECT_UNSETTLED,
+                payment::SELECT_TOP_UPS,
+            ],
+        ),
+        (
+            &[refund::REFUND],
+            &[
+                refund::SELECT_FOR_ORDER,
+                refund::SELECT_FOR_TOP_UP,
+                refund::SELECT_UNSETTLED,
+            ],
+        ),
+        (&[balance::LEDGER_ENTRY], &[balance::SELECT_LEDGER_PAGE]),
+        (
+            &[feed::EVENT],
+            &[feed::SELECT_EVENTS, feed::SELECT_ORDER_EVENTS],
+        ),
+        (&[coupon::COUPON], &[coupon::SELECT_COUPON]),
+        (
+            &[coupon::COUPON, coupon::USER_COUPON],
+            &[coupon::SELECT_USER_COUPONS],
+        ),
+        (
+            &[&["user_coupons.id"], coupon::COUPON, coupon::USER_COUPON],
+            &[coupon::SELECT_USABLE],
+        ),
+    ];
+
+    /// Every mapper's columns exist in their tables of the live schema,
+    /// and every statement that feeds a mapper selects exactly its columns
+    /// in its order. `names` gives a statement's result column names on
+    /// the engine under test.
+    fn check_mappers(live: &[(String, Vec<String>)], mut names: impl FnMut(&str) -> Vec<String>) {
+        for (segments, statements) in MAPPERS {
+            let reads: Vec<&str> = segments.iter().flat_map(|s| s.iter().copied()).collect();
+            for entry in &reads {
+                let (table, column) = entry.split_once('.').unwrap();
+                let columns = live
+                    .iter()
+                    .find(|(t, _)| t == table)
+                    .map(|(_, columns)| columns)
+                    .unwrap_or_else(|| panic!("{entry}: no table {table}"));
+                assert!(
+                    columns.iter().any(|c| c == column),
+                    "{entry}: no such column"
+                );
+            }
+            let expected: Vec<&str> = reads
+                .iter()
+                .map(|entry| entry.split_once('.').unwrap().1)
+                .collect();
+            for sql in *statements {
+                assert_eq!(names(sql), expected, "the columns of {sql}");
+            }
+        }
+    }
+
     #[test]
-    fn tables_match_the_sqlite_catalog() {
+    fn tables_and_row_mappers_match_the_sqlite_catalog() {
         let dir = tempfile::tempdir().unwrap();
-        let shop = Shop::open(dir.path().join("shop.db")).unwrap();
+        let path = dir.path().join("shop.db");
+        let shop = Shop::open(&path).unwrap();
         check(&shop, "main");
+        let live = shop.store().read(|db| catalog(db, "main")).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        check_mappers(&live, |sql| {
+            let statement = conn.prepare(sql).unwrap();
+            statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        });
     }
 
     /// The same on PostgreSQL, when a server is given
     /// (`scripts/with-postgres` sets `LITESHOP_TEST_POSTGRES`).
     #[cfg(feature = "postgres")]
     #[test]
-    fn tables_match_the_postgres_catalog() {
+    fn tables_and_row_mappers_match_the_postgres_catalog() {
         let Ok(url) = std::env::var("LITESHOP_TEST_POSTGRES") else {
             eprintln!("LITESHOP_TEST_POSTGRES is not set: skipped");
             return;
@@ -402,5 +493,20 @@ mod tests {
         let schema = format!("catalog_{}", std::process::id());
         let shop = Shop::builder(&url).pg_schema(&schema).build().unwrap();
         check(&shop, &schema);
+        let live = shop.store().read(|db| catalog(db, &schema)).unwrap();
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .unwrap();
+        check_mappers(&live, |sql| {
+            let statement = client
+                .prepare(&crate::store::postgres::dollar_placeholders(sql))
+                .unwrap();
+            statement
+                .columns()
+                .iter()
+                .map(|column| column.name().to_owned())
+                .collect()
+        });
     }
 }

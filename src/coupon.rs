@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::{Db, Row};
+use crate::db::{Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::money::Money;
@@ -177,13 +177,64 @@ pub(crate) struct Usable {
     pub(crate) discount: Money,
 }
 
-/// The columns [`coupon_row_at`] reads, as a literal for `concat!`.
+/// The columns [`coupon_row_at`] reads, from its `at`: what
+/// `coupon_columns!` selects.
+pub(crate) const COUPON: Reads = &[
+    "coupons.id",
+    "coupons.name",
+    "coupons.kind",
+    "coupons.value",
+    "coupons.cap",
+    "coupons.quantity",
+    "coupons.issued",
+    "coupons.issuable_from",
+    "coupons.issuable_until",
+    "coupons.valid_for",
+    "coupons.min_order_total",
+    "coupons.created_at",
+];
+
+/// The columns [`user_coupon_row_at`] reads after the coupon's.
+pub(crate) const USER_COUPON: Reads = &[
+    "user_coupons.user_id",
+    "user_coupons.issued_at",
+    "user_coupons.expires_at",
+    "user_coupons.order_id",
+];
+
+/// The columns of [`COUPON`], as a literal for `concat!`.
 macro_rules! coupon_columns {
     () => {
         "c.id, c.name, c.kind, c.value, c.cap, c.quantity, c.issued, c.issuable_from, \
          c.issuable_until, c.valid_for, c.min_order_total, c.created_at"
     };
 }
+
+/// A coupon by id.
+pub(crate) const SELECT_COUPON: &str = concat!(
+    "SELECT ",
+    coupon_columns!(),
+    " FROM coupons c WHERE c.id = ?1"
+);
+
+/// A page of a user's coupons, newest offer first.
+pub(crate) const SELECT_USER_COUPONS: &str = concat!(
+    "SELECT ",
+    coupon_columns!(),
+    ", u.user_id, u.issued_at, u.expires_at, u.order_id
+     FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
+     WHERE u.user_id = ?1 AND u.coupon_id < ?2
+     ORDER BY u.coupon_id DESC LIMIT ?3"
+);
+
+/// One coupon of a user's, with the row's own id first.
+pub(crate) const SELECT_USABLE: &str = concat!(
+    "SELECT u.id, ",
+    coupon_columns!(),
+    ", u.user_id, u.issued_at, u.expires_at, u.order_id
+     FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
+     WHERE u.user_id = ?1 AND u.coupon_id = ?2"
+);
 
 /// Checks a new coupon's definition (its name is checked by the caller).
 pub(crate) fn validate(new: &NewCoupon) -> Result<()> {
@@ -244,14 +295,7 @@ pub(crate) fn create(tx: &dyn Db, new: &NewCoupon, now: Timestamp) -> Result<Cou
 /// The coupon `id`.
 pub(crate) fn get(conn: &dyn Db, id: CouponId) -> Result<Coupon> {
     let row = conn
-        .query_opt(
-            concat!(
-                "SELECT ",
-                coupon_columns!(),
-                " FROM coupons c WHERE c.id = ?1"
-            ),
-            &[&id],
-        )?
+        .query_opt(SELECT_COUPON, &[&id])?
         .ok_or(Error::CouponNotFound(id))?;
     coupon_row(&row)
 }
@@ -311,17 +355,7 @@ pub(crate) fn list(
     let before = page.cursor().map_or(i64::MAX, |c| c.key());
     let limit = i64::from(page.limit()) + 1;
     let rows = conn
-        .query(
-            concat!(
-                "SELECT ",
-                coupon_columns!(),
-                ", u.user_id, u.issued_at, u.expires_at, u.order_id
-                 FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
-                 WHERE u.user_id = ?1 AND u.coupon_id < ?2
-                 ORDER BY u.coupon_id DESC LIMIT ?3"
-            ),
-            &[&user, &before, &limit],
-        )?
+        .query(SELECT_USER_COUPONS, &[&user, &before, &limit])?
         .iter()
         .map(|row| user_coupon_row(row, now))
         .collect::<Result<Vec<_>>>()?;
@@ -338,16 +372,7 @@ pub(crate) fn usable(
     now: Timestamp,
 ) -> Result<Usable> {
     let found = tx
-        .query_opt(
-            concat!(
-                "SELECT u.id, ",
-                coupon_columns!(),
-                ", u.user_id, u.issued_at, u.expires_at, u.order_id
-                 FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id
-                 WHERE u.user_id = ?1 AND u.coupon_id = ?2"
-            ),
-            &[&user, &id],
-        )?
+        .query_opt(SELECT_USABLE, &[&user, &id])?
         .ok_or(Error::CouponNotFound(id))?;
     let (row, held) = (found.get::<i64>(0)?, user_coupon_row_at(&found, 1, now)?);
     match held.state {
@@ -407,30 +432,30 @@ fn coupon_row(row: &Row) -> Result<Coupon> {
 
 /// A coupon from the columns of `coupon_columns!` starting at column `at`.
 fn coupon_row_at(row: &Row, at: usize) -> Result<Coupon> {
-    let kind: String = row.get(at + 2)?;
-    let value: i64 = row.get(at + 3)?;
+    let kind: String = row.get(at + at!(COUPON, "kind"))?;
+    let value: i64 = row.get(at + at!(COUPON, "value"))?;
     let discount = match kind.as_str() {
         "fixed" => Discount::Fixed {
-            amount: row.get(at + 3)?,
+            amount: row.get(at + at!(COUPON, "value"))?,
         },
         _ => Discount::Percent {
             percent: u8::try_from(value)
                 .map_err(|_| corrupt(format!("a coupon's percent out of range: {value}")))?,
-            cap: row.get(at + 4)?,
+            cap: row.get(at + at!(COUPON, "cap"))?,
         },
     };
-    let valid_for: i64 = row.get(at + 9)?;
+    let valid_for: i64 = row.get(at + at!(COUPON, "valid_for"))?;
     Ok(Coupon {
-        id: row.get(at)?,
-        name: row.get(at + 1)?,
+        id: row.get(at + at!(COUPON, "id"))?,
+        name: row.get(at + at!(COUPON, "name"))?,
         discount,
-        quantity: row.get(at + 5)?,
-        issued: row.get(at + 6)?,
-        issuable_from: row.get(at + 7)?,
-        issuable_until: row.get(at + 8)?,
+        quantity: row.get(at + at!(COUPON, "quantity"))?,
+        issued: row.get(at + at!(COUPON, "issued"))?,
+        issuable_from: row.get(at + at!(COUPON, "issuable_from"))?,
+        issuable_until: row.get(at + at!(COUPON, "issuable_until"))?,
         valid_for: Duration::from_millis(valid_for.unsigned_abs()),
-        min_order_total: row.get(at + 10)?,
-        created_at: row.get(at + 11)?,
+        min_order_total: row.get(at + at!(COUPON, "min_order_total"))?,
+        created_at: row.get(at + at!(COUPON, "created_at"))?,
     })
 }
 
@@ -442,8 +467,8 @@ fn user_coupon_row(row: &Row, now: Timestamp) -> Result<UserCoupon> {
 /// expires_at and order.
 fn user_coupon_row_at(row: &Row, at: usize, now: Timestamp) -> Result<UserCoupon> {
     let coupon = coupon_row_at(row, at)?;
-    let expires_at: Timestamp = row.get(at + 14)?;
-    let order: Option<OrderId> = row.get(at + 15)?;
+    let expires_at: Timestamp = row.get(at + COUPON.len() + at!(USER_COUPON, "expires_at"))?;
+    let order: Option<OrderId> = row.get(at + COUPON.len() + at!(USER_COUPON, "order_id"))?;
     let state = match order {
         Some(order) => CouponState::Used { order },
         None if now >= expires_at => CouponState::Expired,
@@ -451,8 +476,8 @@ fn user_coupon_row_at(row: &Row, at: usize, now: Timestamp) -> Result<UserCoupon
     };
     Ok(UserCoupon {
         coupon,
-        user: row.get(at + 12)?,
-        issued_at: row.get(at + 13)?,
+        user: row.get(at + COUPON.len() + at!(USER_COUPON, "user_id"))?,
+        issued_at: row.get(at + COUPON.len() + at!(USER_COUPON, "issued_at"))?,
         expires_at,
         state,
     })

@@ -231,6 +231,65 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
+/// The columns a row mapper reads, in the order its statements select
+/// them, each as `table.column`. The mapper reads each by name through
+/// [`at!`] (its position, found at compile time), and a test
+/// (`copy.rs`'s) checks the list against every statement that feeds the
+/// mapper and against both engines' catalogs: a mapper cannot read
+/// `price` where its statement put `stock`.
+pub(crate) type Reads = &'static [&'static str];
+
+/// The position in `reads` of `column` (the name after the table's dot):
+/// what [`at!`] evaluates at compile time. A name the list does not have,
+/// or has twice, stops the build.
+pub(crate) const fn position(reads: Reads, column: &str) -> usize {
+    let mut found = None;
+    let mut i = 0;
+    while i < reads.len() {
+        if names(reads[i].as_bytes(), column.as_bytes()) {
+            assert!(
+                found.is_none(),
+                "a column a row mapper reads is listed twice"
+            );
+            found = Some(i);
+        }
+        i += 1;
+    }
+    match found {
+        Some(i) => i,
+        None => panic!("a row mapper reads a column its list does not name"),
+    }
+}
+
+/// Whether `entry` (`table.column`) names `column`.
+const fn names(entry: &[u8], column: &[u8]) -> bool {
+    if entry.len() <= column.len() {
+        return false;
+    }
+    let start = entry.len() - column.len();
+    if entry[start - 1] != b'.' {
+        return false;
+    }
+    let mut j = 0;
+    while j < column.len() {
+        if entry[start + j] != column[j] {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+/// The position of a column in a mapper's [`Reads`], as a constant:
+/// `row.get(at!(PRODUCT, "stock"))`.
+macro_rules! at {
+    ($reads:expr, $column:literal) => {
+        const { $crate::db::position($reads, $column) }
+    };
+}
+
+pub(crate) use at;
+
 /// The operations a domain function runs, on a transaction its caller
 /// owns (or, for reads, a read snapshot).
 pub(crate) trait Db {

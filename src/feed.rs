@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::background::Background;
 use crate::clock::Timestamp;
-use crate::db::{Backend, Db, Row};
+use crate::db::{Backend, Db, Reads, Row, at};
 use crate::error::{Error, Result, json_failure};
 use crate::ids::{CouponId, OrderId, PaymentId, RefundId, UserId};
 use crate::lease::{self, Led};
@@ -185,7 +185,7 @@ impl Subject {
 /// The most events one [`Shop::events`] call returns.
 pub const MAX_EVENT_BATCH: u32 = 1_000;
 
-const SELECT_EVENTS: &str =
+pub(crate) const SELECT_EVENTS: &str =
     "SELECT seq, kind, user_id, order_id, payment_id, refund_id, payload, created_at
      FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
 
@@ -367,20 +367,32 @@ pub(crate) fn prune(tx: &dyn Db, before: Timestamp) -> Result<usize> {
 }
 
 fn event_row(row: &Row) -> Result<Event> {
-    let seq: i64 = row.get(0)?;
-    let json: String = row.get(6)?;
+    let seq: i64 = row.get(at!(EVENT, "seq"))?;
+    let json: String = row.get(at!(EVENT, "payload"))?;
     let payload = serde_json::from_str(&json).map_err(json_failure)?;
     Ok(Event {
         seq: seq.unsigned_abs(),
-        kind: row.get(1)?,
-        user: row.get(2)?,
-        order: row.get(3)?,
-        payment: row.get(4)?,
-        refund: row.get(5)?,
+        kind: row.get(at!(EVENT, "kind"))?,
+        user: row.get(at!(EVENT, "user_id"))?,
+        order: row.get(at!(EVENT, "order_id"))?,
+        payment: row.get(at!(EVENT, "payment_id"))?,
+        refund: row.get(at!(EVENT, "refund_id"))?,
         payload,
-        created_at: row.get(7)?,
+        created_at: row.get(at!(EVENT, "created_at"))?,
     })
 }
+
+/// The columns [`event_row`] reads, as the feed's `SELECT`s select them.
+pub(crate) const EVENT: Reads = &[
+    "events.seq",
+    "events.kind",
+    "events.user_id",
+    "events.order_id",
+    "events.payment_id",
+    "events.refund_id",
+    "events.payload",
+    "events.created_at",
+];
 
 /// A background thread that hands the feed to a handler in batches, in
 /// order, and acks each batch after the handler returns `Ok`, from

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::coupon;
-use crate::db::{Backend, Db, Row};
+use crate::db::{Backend, Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::feed::{self, EventPayload, Subject};
 use crate::ids::{CouponId, OrderId, ProductId, UserId};
@@ -963,13 +963,13 @@ pub(crate) fn refund_value(amount: Money, quantity: u32, refunded: u32, units: u
 
 /// An order from the columns of [`SELECT_ORDER`], without its lines.
 fn order_row(row: &Row) -> Result<Order> {
-    let total: Money = row.get(4)?;
-    let discount: Money = row.get(9)?;
+    let total: Money = row.get(at!(ORDER, "total"))?;
+    let discount: Money = row.get(at!(ORDER, "discount"))?;
     Ok(Order {
-        id: row.get(0)?,
-        user: row.get(1)?,
-        status: row.get(2)?,
-        cancel_reason: row.get(3)?,
+        id: row.get(at!(ORDER, "id"))?,
+        user: row.get(at!(ORDER, "user_id"))?,
+        status: row.get(at!(ORDER, "status"))?,
+        cancel_reason: row.get(at!(ORDER, "cancel_reason"))?,
         lines: Vec::new(),
         subtotal: total.checked_add(discount).ok_or_else(|| {
             corrupt(format!(
@@ -977,24 +977,59 @@ fn order_row(row: &Row) -> Result<Order> {
             ))
         })?,
         discount,
-        coupon: row.get(10)?,
+        coupon: row.get(at!(ORDER, "coupon_id"))?,
         total,
-        refunded: row.get(5)?,
-        created_at: row.get(6)?,
-        expires_at: row.get(7)?,
-        updated_at: row.get(8)?,
-        paid_at: row.get(11)?,
+        refunded: row.get(at!(ORDER, "refunded"))?,
+        created_at: row.get(at!(ORDER, "created_at"))?,
+        expires_at: row.get(at!(ORDER, "expires_at"))?,
+        updated_at: row.get(at!(ORDER, "updated_at"))?,
+        paid_at: row.get(at!(ORDER, "paid_at"))?,
     })
 }
 
+/// The columns [`order_row`] reads, as [`SELECT_ORDER`] and
+/// [`SELECT_ORDER_PAGE`] select them.
+pub(crate) const ORDER: Reads = &[
+    "orders.id",
+    "orders.user_id",
+    "orders.status",
+    "orders.cancel_reason",
+    "orders.total",
+    "orders.refunded",
+    "orders.created_at",
+    "orders.expires_at",
+    "orders.updated_at",
+    "orders.discount",
+    "orders.coupon_id",
+    "orders.paid_at",
+];
+
 /// An item and its order from the columns of [`SELECT_ITEMS`].
 fn item_row(row: &Row) -> Result<(OrderId, OrderItem)> {
-    let mut item = item(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)?;
-    item.amount = row.get(5)?;
-    item.refunded = row.get(6)?;
-    item.tax_free = row.get::<i64>(7)? != 0;
-    Ok((row.get(0)?, item))
+    let mut item = item(
+        row.get(at!(ORDER_ITEM, "product_id"))?,
+        row.get(at!(ORDER_ITEM, "name"))?,
+        row.get(at!(ORDER_ITEM, "unit_price"))?,
+        row.get(at!(ORDER_ITEM, "quantity"))?,
+    )?;
+    item.amount = row.get(at!(ORDER_ITEM, "amount"))?;
+    item.refunded = row.get(at!(ORDER_ITEM, "refunded"))?;
+    item.tax_free = row.get::<i64>(at!(ORDER_ITEM, "tax_free"))? != 0;
+    Ok((row.get(at!(ORDER_ITEM, "order_id"))?, item))
 }
+
+/// The columns [`item_row`] reads, as [`SELECT_ITEMS`] and
+/// [`SELECT_ITEMS_OF_RANGE`] select them.
+pub(crate) const ORDER_ITEM: Reads = &[
+    "order_items.order_id",
+    "order_items.product_id",
+    "order_items.name",
+    "order_items.unit_price",
+    "order_items.quantity",
+    "order_items.amount",
+    "order_items.refunded",
+    "order_items.tax_free",
+];
 
 #[cfg(test)]
 mod tests {

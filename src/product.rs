@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::{Db, Row};
+use crate::db::{Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::ids::ProductId;
 use crate::money::Money;
@@ -210,15 +210,28 @@ fn update(
     )
 }
 
+/// The columns [`product`] reads: what [`SELECT_PRODUCT`], the page and
+/// every `UPDATE … RETURNING` of a product select.
+pub(crate) const PRODUCT: Reads = &[
+    "products.id",
+    "products.name",
+    "products.price",
+    "products.stock",
+    "products.held",
+    "products.created_at",
+    "products.updated_at",
+    "products.tax_free",
+];
+
 fn product(row: &Row) -> Result<Product> {
     Ok(Product {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        price: row.get(2)?,
-        stock: row.get(3)?,
-        held: row.get(4)?,
-        created_at: row.get(5)?,
-        updated_at: row.get(6)?,
-        tax_free: row.get::<i64>(7)? != 0,
+        id: row.get(at!(PRODUCT, "id"))?,
+        name: row.get(at!(PRODUCT, "name"))?,
+        price: row.get(at!(PRODUCT, "price"))?,
+        stock: row.get(at!(PRODUCT, "stock"))?,
+        held: row.get(at!(PRODUCT, "held"))?,
+        created_at: row.get(at!(PRODUCT, "created_at"))?,
+        updated_at: row.get(at!(PRODUCT, "updated_at"))?,
+        tax_free: row.get::<i64>(at!(PRODUCT, "tax_free"))? != 0,
     })
 }

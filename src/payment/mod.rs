@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::balance::{self, Entry, LedgerKind};
 use crate::clock::Timestamp;
-use crate::db::{Db, Row};
+use crate::db::{Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::gateway::{Approval, ApproveRequest, StatusRequest};
 use crate::ids::{OrderId, PaymentEventId, PaymentId, UserId};
@@ -1232,33 +1232,37 @@ pub(crate) fn record_history(
 }
 
 fn payment_row(row: &Row) -> Result<Payment> {
-    let failure_code: Option<String> = row.get(9)?;
-    let failure_message: Option<String> = row.get(10)?;
+    let failure_code: Option<String> = row.get(at!(PAYMENT, "failure_code"))?;
+    let failure_message: Option<String> = row.get(at!(PAYMENT, "failure_message"))?;
     Ok(Payment {
-        id: row.get(0)?,
-        order: row.get(1)?,
-        user: row.get(2)?,
-        amount: row.get(3)?,
-        status: row.get(4)?,
-        payment_key: row.get(5)?,
-        pg_order_id: row.get(6)?,
-        idempotency_key: row.get(7)?,
-        pg_transaction_id: row.get(8)?,
+        id: row.get(at!(PAYMENT, "id"))?,
+        order: row.get(at!(PAYMENT, "order_id"))?,
+        user: row.get(at!(PAYMENT, "user_id"))?,
+        amount: row.get(at!(PAYMENT, "amount"))?,
+        status: row.get(at!(PAYMENT, "status"))?,
+        payment_key: row.get(at!(PAYMENT, "payment_key"))?,
+        pg_order_id: row.get(at!(PAYMENT, "pg_order_id"))?,
+        idempotency_key: row.get(at!(PAYMENT, "idempotency_key"))?,
+        pg_transaction_id: row.get(at!(PAYMENT, "pg_transaction_id"))?,
         failure: failure_code.map(|code| PaymentFailure {
             code,
             message: failure_message.unwrap_or_default(),
         }),
-        created_at: row.get(11)?,
-        updated_at: row.get(12)?,
-        refunded: row.get(13)?,
-        kind: row.get(14)?,
-        balance_amount: row.get(15)?,
-        pg_amount: row.get(16)?,
-        pg_refunded: row.get(17)?,
-        order_name: row.get(18)?,
-        customer_key: row.get(19)?,
-        expires_at: row.get(20)?,
-        deposit: match (row.get(21)?, row.get(22)?, row.get(23)?) {
+        created_at: row.get(at!(PAYMENT, "created_at"))?,
+        updated_at: row.get(at!(PAYMENT, "updated_at"))?,
+        refunded: row.get(at!(PAYMENT, "refunded"))?,
+        kind: row.get(at!(PAYMENT, "kind"))?,
+        balance_amount: row.get(at!(PAYMENT, "balance_amount"))?,
+        pg_amount: row.get(at!(PAYMENT, "pg_amount"))?,
+        pg_refunded: row.get(at!(PAYMENT, "pg_refunded"))?,
+        order_name: row.get(at!(PAYMENT, "order_name"))?,
+        customer_key: row.get(at!(PAYMENT, "customer_key"))?,
+        expires_at: row.get(at!(PAYMENT, "expires_at"))?,
+        deposit: match (
+            row.get(at!(PAYMENT, "deposit_bank"))?,
+            row.get(at!(PAYMENT, "deposit_account"))?,
+            row.get(at!(PAYMENT, "deposit_due_at"))?,
+        ) {
             (Some(bank), Some(account_number), Some(due_at)) => Some(DepositAccount {
                 bank,
                 account_number,
@@ -1266,9 +1270,39 @@ fn payment_row(row: &Row) -> Result<Payment> {
             }),
             _ => None,
         },
-        pg_tax_free: row.get(24)?,
+        pg_tax_free: row.get(at!(PAYMENT, "pg_tax_free"))?,
     })
 }
+
+/// The columns [`payment_row`] reads: `payment_columns!`, which every
+/// `SELECT` and `RETURNING` of a payment selects.
+pub(crate) const PAYMENT: Reads = &[
+    "payments.id",
+    "payments.order_id",
+    "payments.user_id",
+    "payments.amount",
+    "payments.status",
+    "payments.payment_key",
+    "payments.pg_order_id",
+    "payments.idempotency_key",
+    "payments.pg_transaction_id",
+    "payments.failure_code",
+    "payments.failure_message",
+    "payments.created_at",
+    "payments.updated_at",
+    "payments.refunded",
+    "payments.kind",
+    "payments.balance_amount",
+    "payments.pg_amount",
+    "payments.pg_refunded",
+    "payments.order_name",
+    "payments.customer_key",
+    "payments.expires_at",
+    "payments.deposit_bank",
+    "payments.deposit_account",
+    "payments.deposit_due_at",
+    "payments.pg_tax_free",
+];
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Outcome, Payment, PaymentFailure, PaymentStatus};
 use crate::balance::{self, Entry, LedgerKind};
 use crate::clock::Timestamp;
-use crate::db::{Db, Row};
+use crate::db::{Db, Reads, Row, at};
 use crate::error::{Error, Result};
 use crate::gateway::{CancelRequest, Cancellation};
 use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
@@ -879,31 +879,52 @@ fn units_of(conn: &dyn Db, id: RefundId) -> Result<Vec<RefundUnits>> {
 }
 
 fn refund_row(row: &Row) -> Result<Refund> {
-    let failure_code: Option<String> = row.get(8)?;
-    let failure_message: Option<String> = row.get(9)?;
+    let failure_code: Option<String> = row.get(at!(REFUND, "failure_code"))?;
+    let failure_message: Option<String> = row.get(at!(REFUND, "failure_message"))?;
     Ok(Refund {
-        id: row.get(0)?,
-        payment: row.get(1)?,
-        order: row.get(2)?,
-        user: row.get(3)?,
-        amount: row.get(4)?,
-        status: row.get(5)?,
-        reason: row.get(6)?,
+        id: row.get(at!(REFUND, "id"))?,
+        payment: row.get(at!(REFUND, "payment_id"))?,
+        order: row.get(at!(REFUND, "order_id"))?,
+        user: row.get(at!(REFUND, "user_id"))?,
+        amount: row.get(at!(REFUND, "amount"))?,
+        status: row.get(at!(REFUND, "status"))?,
+        reason: row.get(at!(REFUND, "reason"))?,
         lines: Vec::new(),
-        idempotency_key: row.get(7)?,
+        idempotency_key: row.get(at!(REFUND, "idempotency_key"))?,
         failure: failure_code.map(|code| PaymentFailure {
             code,
             message: failure_message.unwrap_or_default(),
         }),
-        created_at: row.get(10)?,
-        updated_at: row.get(11)?,
-        balance_amount: row.get(12)?,
-        pg_amount: row.get(13)?,
-        pg_transaction_key: row.get(14)?,
-        origin: row.get(15)?,
-        pg_tax_free: row.get(16)?,
+        created_at: row.get(at!(REFUND, "created_at"))?,
+        updated_at: row.get(at!(REFUND, "updated_at"))?,
+        balance_amount: row.get(at!(REFUND, "balance_amount"))?,
+        pg_amount: row.get(at!(REFUND, "pg_amount"))?,
+        pg_transaction_key: row.get(at!(REFUND, "pg_transaction_key"))?,
+        origin: row.get(at!(REFUND, "origin"))?,
+        pg_tax_free: row.get(at!(REFUND, "pg_tax_free"))?,
     })
 }
+
+/// The columns [`refund_row`] reads, as `select_refunds!` selects them.
+pub(crate) const REFUND: Reads = &[
+    "refunds.id",
+    "refunds.payment_id",
+    "refunds.order_id",
+    "refunds.user_id",
+    "refunds.amount",
+    "refunds.status",
+    "refunds.reason",
+    "refunds.idempotency_key",
+    "refunds.failure_code",
+    "refunds.failure_message",
+    "refunds.created_at",
+    "refunds.updated_at",
+    "refunds.balance_amount",
+    "refunds.pg_amount",
+    "refunds.pg_transaction_key",
+    "refunds.origin",
+    "refunds.pg_tax_free",
+];
 
 #[cfg(test)]
 mod tests {

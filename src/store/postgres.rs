@@ -606,7 +606,7 @@ impl<C: Runs> PgTx<'_, C> {
 
 /// `?1` → `$1`: the one placeholder spelling both engines' SQL is written
 /// in, turned into PostgreSQL's.
-fn dollar_placeholders(sql: &str) -> String {
+pub(crate) fn dollar_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
