@@ -44,9 +44,11 @@ mod raw;
 #[cfg(feature = "postgres")]
 mod raw_pg;
 mod report;
+mod workload;
 
 use checks::*;
 use report::*;
+use workload::Step;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Load liteshop with a mix of calls and check its invariants")]
@@ -348,11 +350,12 @@ impl RawConn {
     }
 }
 
-/// Something the mix runs against: liteshop or the raw baseline. `None`
-/// means the operation had nothing to do (no order to pay) and is not
-/// counted.
+/// Something the mix runs against: liteshop or a raw baseline, one step
+/// of the workload ([`Step`], drawn once for every target) at a time.
+/// `None` means the target does not run that kind of step (the baselines
+/// have no refunds or coupons); it is not counted.
 trait Target: Sync {
-    fn run(&self, op: Op, worker: &mut Worker, world: &World) -> Option<Result<(), String>>;
+    fn run(&self, step: Step, worker: &mut Worker) -> Option<Result<(), String>>;
 }
 
 /// The fixed shape of the shop under load.
@@ -441,15 +444,14 @@ impl Widget {
 }
 
 impl Target for Liteshop {
-    fn run(&self, op: Op, w: &mut Worker, world: &World) -> Option<Result<(), String>> {
+    fn run(&self, step: Step, w: &mut Worker) -> Option<Result<(), String>> {
         let shop = &self.0;
         let refused = |err: Error| kind_name(err.kind());
-        Some(match op {
-            Op::Charge => {
+        Some(match step {
+            Step::Charge { user, amount } => {
                 // A top-up through the PG: started, paid in the widget,
                 // confirmed (credited once on approval).
-                let user = world.user(&mut w.rng);
-                shop.start_top_up(user, world.charge_amount(&mut w.rng))
+                shop.start_top_up(user, amount)
                     .and_then(|started| {
                         let widget = started.widget().ok_or(Error::ZeroAmount)?;
                         let redirect = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
@@ -458,60 +460,46 @@ impl Target for Liteshop {
                     .map(drop)
                     .map_err(refused)
             }
-            Op::Cart => {
-                let (user, product) = (world.user(&mut w.rng), world.product(&mut w.rng));
-                match shop.add_to_cart(user, product, 1 + w.rng.below(3) as u32) {
-                    Err(Error::AlreadyInCart { item, .. }) => {
-                        shop.remove_from_cart(user, item).map_err(refused)
-                    }
-                    other => other.map(drop).map_err(refused),
+            Step::Cart {
+                user,
+                product,
+                quantity,
+            } => match shop.add_to_cart(user, product, quantity) {
+                Err(Error::AlreadyInCart { item, .. }) => {
+                    shop.remove_from_cart(user, item).map_err(refused)
                 }
-            }
-            Op::Order => {
-                // A third of the orders use a coupon this worker saw issued.
-                let (user, coupon) = match w.coupons.len() {
-                    n if n > 0 && w.rng.chance(0.33) => {
-                        let (user, coupon) = w.coupons.swap_remove(w.rng.below(n as u64) as usize);
-                        (user, Some(coupon))
-                    }
-                    _ => (world.user(&mut w.rng), None),
-                };
-                let request = OrderRequest {
-                    lines: world.order_lines(&mut w.rng),
-                    coupon,
-                };
-                match shop.place_order(user, request) {
-                    Ok(order) => {
-                        w.orders.push_back((user, order.id));
-                        Ok(())
-                    }
-                    Err(err) => Err(refused(err)),
+                other => other.map(drop).map_err(refused),
+            },
+            Step::Order {
+                user,
+                lines,
+                coupon,
+            } => match shop.place_order(user, OrderRequest { lines, coupon }) {
+                Ok(order) => {
+                    w.orders.push_back((user, order.id));
+                    Ok(())
                 }
-            }
-            Op::Pay => {
-                // By tender: a third wholly by balance, a third wholly by
-                // card, a third half and half; one card payment in twenty
-                // is abandoned in the widget (expiry ends it) and one in
-                // twenty comes back with a tampered amount (refused).
-                let (user, order) = w.orders.pop_front()?;
+                Err(err) => Err(refused(err)),
+            },
+            Step::Pay {
+                user,
+                order,
+                tender,
+                widget: fate,
+            } => {
                 let total = match shop.order(user, order) {
                     Ok(o) => o.total,
                     Err(err) => return Some(Err(refused(err))),
                 };
-                let balance_part = match w.rng.below(3) {
-                    0 => total,
-                    1 => Money::ZERO,
-                    _ => Money::new(total.won() / 2).expect("half a total"),
-                };
                 let paid = shop
-                    .start_payment(user, order, balance_part)
+                    .start_payment(user, order, tender.balance_part(total))
                     .and_then(|started| {
                         let Some(widget) = started.widget() else {
                             return Ok(true);
                         };
-                        match w.rng.below(20) {
-                            0 => return Ok(false),
-                            1 => {
+                        match fate {
+                            workload::Widget::Abandoned => return Ok(false),
+                            workload::Widget::Tampered => {
                                 let mut tampered =
                                     self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
                                 tampered.amount = Money::new(1).expect("1 won");
@@ -522,7 +510,7 @@ impl Target for Liteshop {
                                 );
                                 return Ok(false);
                             }
-                            _ => {}
+                            workload::Widget::Paid => {}
                         }
                         let redirect = self.1.pay(&widget).map_err(|_| Error::ZeroAmount)?;
                         shop.confirm_payment(user, started.id, &redirect)
@@ -537,27 +525,21 @@ impl Target for Liteshop {
                     Err(err) => Err(refused(err)),
                 }
             }
-            Op::Cancel => {
-                let (user, order) = w.orders.pop_back()?;
+            Step::Cancel { user, order } => {
                 shop.cancel_order(user, order).map(drop).map_err(refused)
             }
-            Op::Coupon => {
-                let user = world.user(&mut w.rng);
-                let coupon = CouponId::new(1 + w.rng.below(COUPONS as u64) as i64);
-                match shop.issue_coupon(user, coupon) {
-                    Ok(_) => {
-                        w.coupons.push((user, coupon));
-                        Ok(())
-                    }
-                    Err(err) => Err(refused(err)),
+            Step::Coupon { user, coupon } => match shop.issue_coupon(user, coupon) {
+                Ok(_) => {
+                    w.coupons.push((user, coupon));
+                    Ok(())
                 }
-            }
-            Op::Refund => {
+                Err(err) => Err(refused(err)),
+            },
+            Step::Refund { user, order, whole } => {
                 // Half the refunds return the whole order; the others one
                 // unit of its first line not yet refunded, and keep the order
                 // for a later refund while units remain.
-                let (user, order) = w.paid.pop_front()?;
-                if w.rng.chance(0.5) {
+                if whole {
                     return Some(
                         shop.refund(user, order, "loadgen")
                             .map(drop)
@@ -579,10 +561,7 @@ impl Target for Liteshop {
                 }
                 result.map(drop).map_err(refused)
             }
-            Op::Read => shop
-                .product(world.product(&mut w.rng))
-                .map(drop)
-                .map_err(refused),
+            Step::Read { product } => shop.product(product).map(drop).map_err(refused),
         })
     }
 }
@@ -644,7 +623,9 @@ fn run_mix(
                             .map(|(op, _)| *op)
                             .expect("weights cover the range");
                         let began = Instant::now();
-                        let Some(result) = target.run(op, &mut worker, world) else {
+                        let Some(result) = Step::draw(op, &mut worker, world)
+                            .and_then(|step| target.run(step, &mut worker))
+                        else {
                             continue;
                         };
                         let micros = began.elapsed().as_micros() as u64;

@@ -21,12 +21,12 @@ fn now() -> i64 {
 }
 
 impl Target for Raw {
-    fn run(&self, op: Op, w: &mut Worker, world: &World) -> Option<R<()>> {
+    fn run(&self, step: Step, w: &mut Worker) -> Option<R<()>> {
         let mut conn = match w.conn.take().expect("a raw connection") {
             RawConn::File(conn) => conn,
             #[cfg(feature = "postgres")]
             RawConn::Postgres(mut conn) => {
-                let result = raw_pg::run(&mut conn, &self.gateway, op, w, world);
+                let result = raw_pg::run(&mut conn, &self.gateway, step, w);
                 w.conn = Some(RawConn::Postgres(conn));
                 return result;
             }
@@ -38,43 +38,40 @@ impl Target for Raw {
             };
             let _ = conn.pragma_update(None, "synchronous", sync);
         }
-        let result = match op {
-            Op::Charge => {
-                let user = world.user(&mut w.rng);
-                Some(charge(
-                    &mut conn,
-                    &self.gateway,
-                    user.get(),
-                    1_000 * (1 + w.rng.below(50) as i64),
-                ))
+        let result = match step {
+            Step::Charge { user, amount } => {
+                Some(charge(&mut conn, &self.gateway, user.get(), amount.won()))
             }
-            Op::Cart => Some(cart(
+            Step::Cart {
+                user,
+                product,
+                quantity,
+            } => Some(cart(
                 &mut conn,
-                world.user(&mut w.rng).get(),
-                world.product(&mut w.rng).get(),
-                1 + w.rng.below(3) as i64,
+                user.get(),
+                product.get(),
+                i64::from(quantity),
             )),
-            Op::Order => {
-                let user = world.user(&mut w.rng);
-                let lines = world.order_lines(&mut w.rng);
-                Some(
-                    order(&mut conn, user.get(), &lines)
-                        .map(|id| w.orders.push_back((user, OrderId::new(id)))),
-                )
-            }
-            Op::Pay => {
-                let tender = w.rng.below(3);
-                w.orders.pop_front().map(|(user, order)| {
-                    pay(&mut conn, &self.gateway, user.get(), order.get(), tender)
-                })
-            }
-            Op::Cancel => w
-                .orders
-                .pop_back()
-                .map(|(user, order)| cancel(&mut conn, user.get(), order.get())),
+            Step::Order { user, lines, .. } => Some(
+                order(&mut conn, user.get(), &lines)
+                    .map(|id| w.orders.push_back((user, OrderId::new(id)))),
+            ),
+            Step::Pay {
+                user,
+                order,
+                tender,
+                ..
+            } => Some(pay(
+                &mut conn,
+                &self.gateway,
+                user.get(),
+                order.get(),
+                tender.code(),
+            )),
+            Step::Cancel { user, order } => Some(cancel(&mut conn, user.get(), order.get())),
             // The baseline has no refunds or coupons: skipped there.
-            Op::Refund | Op::Coupon => None,
-            Op::Read => Some(read(&conn, world.product(&mut w.rng).get())),
+            Step::Refund { .. } | Step::Coupon { .. } => None,
+            Step::Read { product } => Some(read(&conn, product.get())),
         };
         w.conn = Some(RawConn::File(conn));
         result

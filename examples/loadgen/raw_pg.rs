@@ -138,52 +138,39 @@ fn lines_json(items: &[(i64, String, i64, i64)]) -> (Value, i64) {
 pub(super) fn run(
     conn: &mut Conn,
     gateway: &RandomGateway,
-    op: Op,
+    step: Step,
     w: &mut Worker,
-    world: &World,
 ) -> Option<R<()>> {
-    match op {
-        Op::Charge => {
-            let user = world.user(&mut w.rng).get();
-            let amount = 1_000 * (1 + w.rng.below(50) as i64);
-            Some(charge(conn, gateway, user, amount))
+    match step {
+        Step::Charge { user, amount } => Some(charge(conn, gateway, user.get(), amount.won())),
+        Step::Cart {
+            user,
+            product,
+            quantity,
+        } => Some(cart(conn, user.get(), product.get(), i64::from(quantity))),
+        Step::Order { user, lines, .. } => Some(
+            conn.transaction(|c| order(c, user.get(), &lines))
+                .map(|id| w.orders.push_back((user, OrderId::new(id)))),
+        ),
+        Step::Pay {
+            user,
+            order,
+            tender,
+            ..
+        } => Some(pay(conn, gateway, user.get(), order.get(), tender.code())),
+        Step::Cancel { user, order } => {
+            Some(conn.transaction(|c| cancel(c, user.get(), order.get())))
         }
-        Op::Cart => {
-            let (user, product) = (world.user(&mut w.rng), world.product(&mut w.rng));
-            let quantity = 1 + w.rng.below(3) as i64;
-            Some(cart(conn, user.get(), product.get(), quantity))
-        }
-        Op::Order => {
-            let user = world.user(&mut w.rng);
-            let lines = world.order_lines(&mut w.rng);
-            Some(
-                conn.transaction(|c| order(c, user.get(), &lines))
-                    .map(|id| w.orders.push_back((user, OrderId::new(id)))),
-            )
-        }
-        Op::Pay => {
-            let tender = w.rng.below(3);
-            w.orders
-                .pop_front()
-                .map(|(user, order)| pay(conn, gateway, user.get(), order.get(), tender))
-        }
-        Op::Cancel => w
-            .orders
-            .pop_back()
-            .map(|(user, order)| conn.transaction(|c| cancel(c, user.get(), order.get()))),
         // As on SQLite: no refunds or coupons in the baseline.
-        Op::Refund | Op::Coupon => None,
-        Op::Read => {
-            let product = world.product(&mut w.rng).get();
-            Some(
-                conn.one(
-                    "SELECT id, name, price, stock, created_at, updated_at
-                     FROM products WHERE id = $1",
-                    &[&product],
-                )
-                .map(drop),
+        Step::Refund { .. } | Step::Coupon { .. } => None,
+        Step::Read { product } => Some(
+            conn.one(
+                "SELECT id, name, price, stock, created_at, updated_at
+                 FROM products WHERE id = $1",
+                &[&product.get()],
             )
-        }
+            .map(drop),
+        ),
     }
 }
 
