@@ -13,7 +13,7 @@
 //! that runs them, chosen by [`Db::backend`].
 
 use crate::error::Result;
-use crate::store::failure::corrupt;
+use crate::store::failure::{Classified, corrupt};
 
 /// Whether `target` names a PostgreSQL database rather than a file: a
 /// `postgres://` or `postgresql://` URL, or libpq's `host=…` pairs. The one
@@ -318,25 +318,28 @@ impl Db for rusqlite::Connection {
     }
 
     fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
-        Ok(self.prepare_cached(sql)?.execute(sqlite_params(params))?)
+        self.prepare_cached(sql)
+            .classified()?
+            .execute(sqlite_params(params))
+            .classified()
     }
 
     fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
-        let mut stmt = self.prepare_cached(sql)?;
+        let mut stmt = self.prepare_cached(sql).classified()?;
         let columns = stmt.column_count();
-        let mut rows = stmt.query(sqlite_params(params))?;
+        let mut rows = stmt.query(sqlite_params(params)).classified()?;
         let mut all = Vec::new();
-        while let Some(row) = rows.next()? {
+        while let Some(row) = rows.next().classified()? {
             all.push(sqlite_row(row, columns)?);
         }
         Ok(all)
     }
 
     fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
-        let mut stmt = self.prepare_cached(sql)?;
+        let mut stmt = self.prepare_cached(sql).classified()?;
         let columns = stmt.column_count();
-        let mut rows = stmt.query(sqlite_params(params))?;
-        match rows.next()? {
+        let mut rows = stmt.query(sqlite_params(params)).classified()?;
+        match rows.next().classified()? {
             Some(row) => Ok(Some(sqlite_row(row, columns)?)),
             None => Ok(None),
         }
@@ -367,7 +370,7 @@ fn sqlite_params<'a>(
 
 fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row> {
     (0..columns)
-        .map(|i| owned(row.get_ref(i)?, i))
+        .map(|i| owned(row.get_ref(i).classified()?, i))
         .collect::<Result<Vec<_>>>()
         .map(Row)
 }

@@ -265,7 +265,9 @@ fn run_in_savepoint<T>(
 ) -> (Outcome<T>, rusqlite::Result<()>) {
     if let Err(err) = tx.execute_batch("SAVEPOINT liteshop_write") {
         return (
-            Outcome::Done(Err(Error::from(copy_rusqlite(&err)))),
+            Outcome::Done(Err(Error::from(super::failure::sqlite(copy_rusqlite(
+                &err,
+            ))))),
             Err(err),
         );
     }
@@ -330,7 +332,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
 /// A fresh copy of a batch's error for each of its callers (rusqlite's
 /// error is not `Clone`); `SQLITE_BUSY` stays busy.
 fn copy_error(err: &rusqlite::Error) -> Error {
-    Error::from(copy_rusqlite(err))
+    Error::from(super::failure::sqlite(copy_rusqlite(err)))
 }
 
 fn copy_rusqlite(err: &rusqlite::Error) -> rusqlite::Error {

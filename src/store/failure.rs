@@ -223,27 +223,33 @@ pub(crate) fn postgres(err: postgres::Error) -> StorageError {
     StorageError::caused_by(class, code, err)
 }
 
-impl From<rusqlite::Error> for Error {
-    /// Through `failure::sqlite`: the one place SQLite's errors are classified.
-    fn from(err: rusqlite::Error) -> Error {
-        sqlite(err).into()
+/// A driver's result as liteshop's: the error classified by its engine
+/// ([`sqlite`], [`postgres()`], the pool's wait). `Error` has no `From`
+/// for a driver's error, so no driver type is part of its public face;
+/// the backends convert at their edge with `.classified()?`.
+pub(crate) trait Classified<T> {
+    /// The value, or the error as an [`Error`].
+    fn classified(self) -> Result<T, Error>;
+}
+
+impl<T> Classified<T> for std::result::Result<T, rusqlite::Error> {
+    fn classified(self) -> Result<T, Error> {
+        self.map_err(|err| sqlite(err).into())
     }
 }
 
 #[cfg(feature = "postgres")]
-impl From<postgres::Error> for Error {
-    /// Through `failure::postgres`: the one place PostgreSQL's errors are
-    /// classified.
-    fn from(err: postgres::Error) -> Error {
-        postgres(err).into()
+impl<T> Classified<T> for std::result::Result<T, postgres::Error> {
+    fn classified(self) -> Result<T, Error> {
+        self.map_err(|err| postgres(err).into())
     }
 }
 
-impl From<r2d2::Error> for Error {
+impl<T> Classified<T> for std::result::Result<T, r2d2::Error> {
     /// Once the shop is open, the pool fails only when no connection came
     /// free within the timeout: that is [`Error::Busy`].
-    fn from(err: r2d2::Error) -> Error {
-        Error::Busy(StorageError::caused_by(StorageClass::Busy, None, err))
+    fn classified(self) -> Result<T, Error> {
+        self.map_err(|err| Error::Busy(StorageError::caused_by(StorageClass::Busy, None, err)))
     }
 }
 
@@ -275,15 +281,15 @@ mod tests {
         assert_eq!(other.code(), None);
 
         assert_eq!(
-            Error::from(failure(rusqlite::ffi::SQLITE_BUSY)).kind(),
+            Error::from(sqlite(failure(rusqlite::ffi::SQLITE_BUSY))).kind(),
             ErrorKind::Busy
         );
         assert!(matches!(
-            Error::from(failure(rusqlite::ffi::SQLITE_FULL)),
+            Error::from(sqlite(failure(rusqlite::ffi::SQLITE_FULL))),
             Error::DiskFull(_)
         ));
         assert_eq!(
-            Error::from(rusqlite::Error::QueryReturnedNoRows).kind(),
+            Error::from(sqlite(rusqlite::Error::QueryReturnedNoRows)).kind(),
             ErrorKind::Internal
         );
     }
@@ -303,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_storage_error_names_its_cause_and_keeps_it() {
-        let err = Error::from(rusqlite::Error::QueryReturnedNoRows);
+        let err = Error::from(sqlite(rusqlite::Error::QueryReturnedNoRows));
         assert!(err.to_string().contains("no rows"), "{err}");
         let cause = std::error::Error::source(&err).expect("the storage error");
         assert!(

@@ -29,6 +29,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::db::{Backend, Db, Row, ToValue};
 use crate::error::{Error, Result};
 use crate::ids::UserId;
+use failure::Classified;
 
 /// The pool of connections to the one database file.
 pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
@@ -132,18 +133,20 @@ enum Writer {
 /// database, or another program's database is refused with its bytes
 /// untouched.
 pub(crate) fn open_sqlite(path: &Path, config: &StoreConfig) -> Result<SqliteStore> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(config.busy_timeout)?;
+    let mut conn = Connection::open(path).classified()?;
+    conn.busy_timeout(config.busy_timeout).classified()?;
     check_file(&conn, path)?;
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        .classified()?;
     // Migrations that rebuild a table run with foreign keys off, as SQLite's
     // recipe for schema changes says; each such migration ends with
     // `foreign_key_check`, so no broken link can be committed.
-    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .classified()?;
     schema::migrations()
         .to_latest(&mut conn)
         .map_err(failure::migration)?;
-    configure(&conn, config)?;
+    configure(&conn, config).classified()?;
     let writer = match config.write_mode {
         WriteMode::Dedicated => Writer::Dedicated(Mutex::new(conn)),
         WriteMode::Pooled => Writer::Pooled,
@@ -186,7 +189,7 @@ fn check_file(conn: &Connection, path: &Path) -> Result<()> {
         Some(ErrorCode::NotADatabase) => Error::NotADatabase {
             path: path.to_path_buf(),
         },
-        _ => Error::from(err),
+        _ => Error::from(failure::sqlite(err)),
     };
     let foreign = || {
         Err(Error::NotADatabase {
@@ -277,7 +280,7 @@ impl SqliteStore {
                 })?;
                 run_write(&mut conn, f)
             }
-            Writer::Pooled => run_write(&mut *self.pool.get()?, f),
+            Writer::Pooled => run_write(&mut *self.pool.get().classified()?, f),
             Writer::Batched(batcher) => batcher.write(f),
         }
     }
@@ -285,8 +288,10 @@ impl SqliteStore {
     /// Runs `f` in one read transaction, so all its statements see one
     /// snapshot.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let mut conn = self.pool.get().classified()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .classified()?;
         f(&tx)
     }
 }
@@ -545,23 +550,30 @@ impl SqliteStore {
         if to.exists() {
             return Err(Error::BackupTargetExists(to.to_path_buf()));
         }
-        let mut source = self.pool.get()?;
+        let mut source = self.pool.get().classified()?;
         // The snapshot: a read transaction held across every step, so the
         // copy never restarts when writers commit, and is consistent.
-        let snapshot = source.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let snapshot = source
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .classified()?;
         Connection::query_row(&snapshot, "SELECT count(*) FROM sqlite_schema", [], |_| {
             Ok(())
-        })?;
-        let mut target = Connection::open(to)?;
+        })
+        .classified()?;
+        let mut target = Connection::open(to).classified()?;
         // The copy is made once and checked after: it needs no journal of
         // its own while it is written.
-        target.pragma_update(None, "journal_mode", "OFF")?;
-        target.pragma_update(None, "synchronous", "OFF")?;
+        target
+            .pragma_update(None, "journal_mode", "OFF")
+            .classified()?;
+        target
+            .pragma_update(None, "synchronous", "OFF")
+            .classified()?;
         {
-            let backup = rusqlite::backup::Backup::new(&snapshot, &mut target)?;
+            let backup = rusqlite::backup::Backup::new(&snapshot, &mut target).classified()?;
             let mut steps = 0u32;
             loop {
-                let step = backup.step(PAGES_PER_STEP)?;
+                let step = backup.step(PAGES_PER_STEP).classified()?;
                 steps += 1;
                 if steps.is_multiple_of(STEPS_PER_SYNC) {
                     // Flush the copy a bit at a time: left to the end, a
@@ -590,10 +602,16 @@ impl SqliteStore {
         // grew while the copy ran. Checkpoint it here, on the backup's
         // thread, so no writer's commit inherits that work (a passive
         // checkpoint never blocks writers).
-        source.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        source
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .classified()?;
         // The copy is a liteshop file like the source: durable, in WAL mode.
-        target.pragma_update(None, "synchronous", "FULL")?;
-        target.pragma_update(None, "journal_mode", "WAL")?;
+        target
+            .pragma_update(None, "synchronous", "FULL")
+            .classified()?;
+        target
+            .pragma_update(None, "journal_mode", "WAL")
+            .classified()?;
         std::fs::File::open(to)
             .and_then(|file| file.sync_all())
             .map_err(Error::Io)?;
@@ -602,9 +620,11 @@ impl SqliteStore {
 }
 
 fn run_write<T>(conn: &mut Connection, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .classified()?;
     let value = f(&tx)?;
-    tx.commit()?;
+    tx.commit().classified()?;
     Ok(value)
 }
 

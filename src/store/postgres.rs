@@ -48,7 +48,7 @@ use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 
 use super::Scope;
-use super::failure::{StorageClass, StorageError, corrupt};
+use super::failure::{self, Classified, StorageClass, StorageError, corrupt};
 use super::gate::Gate;
 use super::pg_schema::MIGRATIONS;
 use crate::db::{Backend, Db, Row, ToValue, Value, ValueRef};
@@ -196,7 +196,7 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
     pg.options(&options);
     pg.connect_timeout(config.busy_timeout.max(Duration::from_secs(1)));
     migrate(
-        &mut pg.connect(NoTls)?,
+        &mut pg.connect(NoTls).classified()?,
         &config.schema,
         config.existing_only,
     )?;
@@ -207,7 +207,8 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
         // its call's first statement and replaced (`PgStore::on_connection`).
         .test_on_check_out(false)
         .connection_timeout(wait)
-        .build(Manager { config: pg })?;
+        .build(Manager { config: pg })
+        .classified()?;
     Ok(PgStore {
         pool,
         gate: Gate::new(config.pool_size),
@@ -219,29 +220,33 @@ pub(crate) fn open(config: &PgConfig) -> Result<PgStore> {
 /// Brings the schema to [`LATEST_VERSION`] in one transaction, under a
 /// lock, so two processes opening at once migrate it once.
 fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()> {
-    let mut tx = client.transaction()?;
-    tx.execute(MIGRATION_LOCK, &[&schema])?;
+    let mut tx = client.transaction().classified()?;
+    tx.execute(MIGRATION_LOCK, &[&schema]).classified()?;
     let exists = tx
         .query_opt(
             "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
             &[&schema],
-        )?
+        )
+        .classified()?
         .is_some();
     let tables: i64 = tx
         .query_one(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
             &[&schema],
-        )?
+        )
+        .classified()?
         .get(0);
     let has_version = tx
         .query_opt(
             "SELECT 1 FROM information_schema.tables
              WHERE table_schema = $1 AND table_name = 'liteshop_schema_version'",
             &[&schema],
-        )?
+        )
+        .classified()?
         .is_some();
     let version: i64 = if has_version {
-        tx.query_one("SELECT version FROM liteshop_schema_version", &[])?
+        tx.query_one("SELECT version FROM liteshop_schema_version", &[])
+            .classified()?
             .get(0)
     } else if tables > 0 {
         return Err(Error::ForeignSchema {
@@ -254,7 +259,8 @@ fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()>
     } else {
         if !exists {
             // An identifier checked by `valid_schema`, not a value.
-            tx.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+            tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .classified()?;
         }
         tx.batch_execute(
             "CREATE TABLE liteshop_schema_version (
@@ -263,7 +269,8 @@ fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()>
                  version  BIGINT  NOT NULL
              );
              INSERT INTO liteshop_schema_version (app, version) VALUES ('liteshop', 0);",
-        )?;
+        )
+        .classified()?;
         0
     };
     if version > LATEST_VERSION {
@@ -277,11 +284,12 @@ fn migrate(client: &mut Client, schema: &str, existing_only: bool) -> Result<()>
         .enumerate()
         .skip(version.unsigned_abs() as usize)
     {
-        tx.batch_execute(migration)?;
+        tx.batch_execute(migration).classified()?;
         let next = i64::try_from(i + 1).unwrap_or(i64::MAX);
-        tx.execute("UPDATE liteshop_schema_version SET version = $1", &[&next])?;
+        tx.execute("UPDATE liteshop_schema_version SET version = $1", &[&next])
+            .classified()?;
     }
-    tx.commit()?;
+    tx.commit().classified()?;
     Ok(())
 }
 
@@ -302,8 +310,8 @@ impl PgStore {
             loop {
                 let tx = match client.transaction() {
                     Ok(tx) => tx,
-                    Err(err) if attempt == 1 => return Call::NothingDone(err.into()),
-                    Err(err) => return Call::Done(Err(err.into())),
+                    Err(err) if attempt == 1 => return Call::NothingDone(Error::from(failure::postgres(err))),
+                    Err(err) => return Call::Done(Err(Error::from(failure::postgres(err)))),
                 };
                 match attempt_write(tx, statements, scope, &f) {
                     Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
@@ -328,7 +336,7 @@ impl PgStore {
                 .client
                 .simple_query("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 0)")
             {
-                Err(err) => Call::NothingDone(err.into()),
+                Err(err) => Call::NothingDone(Error::from(failure::postgres(err))),
                 Ok(messages) => Call::Done(
                     if messages.iter().any(|message| {
                         matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
@@ -356,7 +364,7 @@ impl PgStore {
             .gate
             .enter(self.wait)
             .map_err(|err| Error::Busy(StorageError::caused_by(StorageClass::Busy, None, err)))?;
-        let mut conn = self.pool.get()?;
+        let mut conn = self.pool.get().classified()?;
         let mut replaced = 0;
         loop {
             match call(&mut conn) {
@@ -368,7 +376,7 @@ impl PgStore {
                     replaced += 1;
                     tracing::debug!("a pooled PostgreSQL connection had closed; taking another");
                     drop(conn);
-                    conn = self.pool.get()?;
+                    conn = self.pool.get().classified()?;
                 }
             }
         }
@@ -412,7 +420,7 @@ impl PgStore {
                 .start();
             let tx = match begun {
                 Ok(tx) => tx,
-                Err(err) => return Call::NothingDone(err.into()),
+                Err(err) => return Call::NothingDone(Error::from(failure::postgres(err))),
             };
             // Only a failed BEGIN runs the call again, so `f` runs once.
             let f = f.take().expect("a read runs once");
@@ -421,7 +429,7 @@ impl PgStore {
                 statements: RefCell::new(statements),
             };
             Call::Done(f(&db).and_then(|value| {
-                db.tx.into_inner().commit()?;
+                db.tx.into_inner().commit().classified()?;
                 Ok(value)
             }))
         })
@@ -458,7 +466,9 @@ fn attempt_write<T>(
         Ok(()) => Ok(value),
         // The server refused the commit and rolled back: a definite
         // answer (an integrity violation, a serialization failure).
-        Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => Err(err.into()),
+        Err(err) if err.code().is_some_and(|code| rolled_back(code.code())) => {
+            Err(Error::from(failure::postgres(err)))
+        }
         // Anything else once COMMIT was sent — the connection lost, the
         // server shutting down (a fast shutdown may end a backend right
         // after its commit record reached the disk) — leaves the
@@ -479,7 +489,7 @@ fn number_events(client: &mut Client) -> Result<()> {
         Err(err) => {
             // A failed statement leaves the block open and aborted.
             let _ = client.batch_execute("ROLLBACK");
-            Err(err.into())
+            Err(Error::from(failure::postgres(err)))
         }
     }
 }
@@ -596,7 +606,11 @@ impl<C: Runs> PgTx<'_, C> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.tx.borrow_mut().prepare(&dollar_placeholders(sql))?;
+        let statement = self
+            .tx
+            .borrow_mut()
+            .prepare(&dollar_placeholders(sql))
+            .classified()?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), statement.clone());
@@ -636,7 +650,11 @@ impl<C: Runs> Db for PgTx<'_, C> {
         let statement = self.statement(sql)?;
         let values = values(params);
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
+        let changed = self
+            .tx
+            .borrow_mut()
+            .execute(&statement, &refs)
+            .classified()?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
@@ -646,7 +664,8 @@ impl<C: Runs> Db for PgTx<'_, C> {
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
         self.tx
             .borrow_mut()
-            .query(&statement, &refs)?
+            .query(&statement, &refs)
+            .classified()?
             .iter()
             .map(row)
             .collect()
@@ -665,22 +684,28 @@ fn row(row: &postgres::Row) -> Result<Row> {
             let ty = row.columns()[i].type_();
             Ok(match *ty {
                 Type::INT8 => row
-                    .try_get::<_, Option<i64>>(i)?
+                    .try_get::<_, Option<i64>>(i)
+                    .classified()?
                     .map_or(Value::Null, Value::Integer),
                 Type::INT4 => row
-                    .try_get::<_, Option<i32>>(i)?
+                    .try_get::<_, Option<i32>>(i)
+                    .classified()?
                     .map_or(Value::Null, |v| Value::Integer(v.into())),
                 Type::INT2 => row
-                    .try_get::<_, Option<i16>>(i)?
+                    .try_get::<_, Option<i16>>(i)
+                    .classified()?
                     .map_or(Value::Null, |v| Value::Integer(v.into())),
                 Type::BOOL => row
-                    .try_get::<_, Option<bool>>(i)?
+                    .try_get::<_, Option<bool>>(i)
+                    .classified()?
                     .map_or(Value::Null, |v| Value::Integer(v.into())),
                 Type::FLOAT8 => row
-                    .try_get::<_, Option<f64>>(i)?
+                    .try_get::<_, Option<f64>>(i)
+                    .classified()?
                     .map_or(Value::Null, Value::Real),
                 Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => row
-                    .try_get::<_, Option<String>>(i)?
+                    .try_get::<_, Option<String>>(i)
+                    .classified()?
                     .map_or(Value::Null, Value::Text),
                 _ => {
                     return Err(corrupt(format!("column {i}: an unsupported type {ty}")));

@@ -5,6 +5,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
+use super::failure::Classified;
 use crate::error::Result;
 
 /// Every migration, oldest first. The schema version of a database is the
@@ -579,11 +580,11 @@ pub(crate) const FIRST_MARKED_VERSION: usize = 4;
 /// The schema liteshop wrote at `version` (before the marker), built in
 /// memory from the migrations: what an unmarked liteshop file must hold.
 pub(crate) fn unmarked_schema(version: usize) -> Result<Vec<[Option<String>; 4]>> {
-    let mut conn = rusqlite::Connection::open_in_memory()?;
+    let mut conn = rusqlite::Connection::open_in_memory().classified()?;
     migrations()
         .to_version(&mut conn, version)
         .map_err(super::failure::migration)?;
-    Ok(super::schema_of(&conn)?)
+    super::schema_of(&conn).classified()
 }
 
 #[cfg(test)]
