@@ -190,12 +190,28 @@ async fn grant(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<i64>,
+    keyed: KeyedBody,
+) -> Result<Response, ApiError> {
+    operator_entry(state, id, keyed, true).await
+}
+
+/// A grant (or, not `grant`, a take-back) as its route answers it: the body read,
+/// the amount checked, the new balance under the key.
+async fn operator_entry(
+    state: AppState,
+    id: i64,
     KeyedBody { key, body }: KeyedBody,
+    grant: bool,
 ) -> Result<Response, ApiError> {
     let request: OperatorEntry = parse(&body)?;
     let amount = money(request.amount)?;
     write(&state, StatusCode::OK, key, move |shop| {
-        balance_of(shop.grant(UserId::new(id), amount, &request.note))
+        let user = UserId::new(id);
+        balance_of(if grant {
+            shop.grant(user, amount, &request.note)
+        } else {
+            shop.take_back(user, amount, &request.note)
+        })
     })
     .await
 }
@@ -212,14 +228,9 @@ async fn take_back(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<i64>,
-    KeyedBody { key, body }: KeyedBody,
+    keyed: KeyedBody,
 ) -> Result<Response, ApiError> {
-    let request: OperatorEntry = parse(&body)?;
-    let amount = money(request.amount)?;
-    write(&state, StatusCode::OK, key, move |shop| {
-        balance_of(shop.take_back(UserId::new(id), amount, &request.note))
-    })
-    .await
+    operator_entry(state, id, keyed, false).await
 }
 
 contract!(

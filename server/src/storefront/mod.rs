@@ -599,14 +599,22 @@ struct TopUpForm {
     amount: String,
 }
 
+/// The form's amount, or the page that says why it is none.
+fn amount_of(form: &TopUpForm) -> Result<Money, Box<Response>> {
+    match number(&form.amount).map(Money::new) {
+        Some(Ok(amount)) => Ok(amount),
+        Some(Err(err)) => Err(Box::new(refused(&err))),
+        None => Err(Box::new(not_a_number("amount"))),
+    }
+}
+
 async fn top_up(
     State(state): State<StoreState>,
     Posted { customer, form }: Posted<TopUpForm>,
 ) -> Response {
-    let amount = match number(&form.amount).map(Money::new) {
-        Some(Ok(amount)) => amount,
-        Some(Err(err)) => return refused(&err),
-        None => return not_a_number("amount"),
+    let amount = match amount_of(&form) {
+        Ok(amount) => amount,
+        Err(page) => return *page,
     };
     let user = customer.user;
     answer(
@@ -626,10 +634,9 @@ async fn refund_top_up(
         Ok(id) => PaymentId::new(id),
         Err(page) => return *page,
     };
-    let amount = match number(&form.amount).map(Money::new) {
-        Some(Ok(amount)) => amount,
-        Some(Err(err)) => return refused(&err),
-        None => return not_a_number("amount"),
+    let amount = match amount_of(&form) {
+        Ok(amount) => amount,
+        Err(page) => return *page,
     };
     let user = customer.user;
     answer(
