@@ -390,7 +390,14 @@ mod tests {
     const MAPPERS: &[(&[Reads], &[&str])] = &[
         (
             &[product::PRODUCT],
-            &[product::SELECT_PRODUCT, product::SELECT_PRODUCT_PAGE],
+            &[
+                product::SELECT_PRODUCT,
+                product::SELECT_PRODUCT_PAGE,
+                product::INSERT_PRODUCT,
+                product::RESTOCK,
+                product::SET_PRICE,
+                product::SET_TAX_FREE,
+            ],
         ),
         (&[cart::CART_LINE], &[cart::SELECT_CART, cart::SELECT_LINE]),
         (

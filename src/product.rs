@@ -55,6 +55,25 @@ pub(crate) const SELECT_PRODUCT_PAGE: &str =
     "SELECT id, name, price, stock, held, created_at, updated_at, tax_free FROM products
      WHERE id > ?1 ORDER BY id LIMIT ?2";
 
+pub(crate) const INSERT_PRODUCT: &str =
+    "INSERT INTO products (name, price, stock, stocked, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?3, ?4, ?4)
+     RETURNING id, name, price, stock, held, created_at, updated_at, tax_free";
+
+/// `stock + held` stays within `?4` (`u32::MAX`): every held unit can come
+/// back.
+pub(crate) const RESTOCK: &str =
+    "UPDATE products SET stocked = stocked + ?2, stock = stock + ?2, updated_at = ?3
+     WHERE id = ?1 AND stock + held + ?2 <= ?4
+     RETURNING id, name, price, stock, held, created_at, updated_at, tax_free";
+
+pub(crate) const SET_PRICE: &str = "UPDATE products SET price = ?2, updated_at = ?3 WHERE id = ?1
+     RETURNING id, name, price, stock, held, created_at, updated_at, tax_free";
+
+pub(crate) const SET_TAX_FREE: &str =
+    "UPDATE products SET tax_free = ?2, updated_at = ?3 WHERE id = ?1
+     RETURNING id, name, price, stock, held, created_at, updated_at, tax_free";
+
 pub(crate) const RESERVE_STOCK: &str =
     "UPDATE products SET stock = stock - ?2, held = held + ?2, updated_at = ?3
      WHERE id = ?1 AND stock >= ?2";
@@ -67,12 +86,7 @@ pub(crate) fn create(
     stock: u32,
     now: Timestamp,
 ) -> Result<Product> {
-    product(&tx.query_row(
-        "INSERT INTO products (name, price, stock, stocked, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?4)
-             RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
-        &[&name, &price, &stock, &now],
-    )?)
+    product(&tx.query_row(INSERT_PRODUCT, &[&name, &price, &stock, &now])?)
 }
 
 /// The product `id`, or [`Error::ProductNotFound`].
@@ -108,12 +122,7 @@ pub(crate) fn restock(
     // One relative, guarded statement: an order reserving units of this
     // product at the same moment (PostgreSQL runs writes in parallel) is
     // neither overwritten nor lost.
-    let restocked = tx.query_opt(
-        "UPDATE products SET stocked = stocked + ?2, stock = stock + ?2, updated_at = ?3
-         WHERE id = ?1 AND stock + held + ?2 <= ?4
-         RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
-        &[&id, &quantity, &now, &u32::MAX],
-    )?;
+    let restocked = tx.query_opt(RESTOCK, &[&id, &quantity, &now, &u32::MAX])?;
     match restocked {
         Some(row) => product(&row),
         None => {
@@ -135,14 +144,7 @@ pub(crate) fn set_price(
     price: Money,
     now: Timestamp,
 ) -> Result<Product> {
-    update(
-        tx,
-        "UPDATE products SET price = ?2, updated_at = ?3 WHERE id = ?1
-         RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
-        id,
-        price,
-        now,
-    )
+    update(tx, SET_PRICE, id, price, now)
 }
 
 /// Marks `id` tax-free or not; returns the product.
@@ -153,12 +155,8 @@ pub(crate) fn set_tax_free(
     now: Timestamp,
 ) -> Result<Product> {
     product(
-        &tx.query_opt(
-            "UPDATE products SET tax_free = ?2, updated_at = ?3 WHERE id = ?1
-             RETURNING id, name, price, stock, held, created_at, updated_at, tax_free",
-            &[&id, &i64::from(tax_free), &now],
-        )?
-        .ok_or(Error::ProductNotFound(id))?,
+        &tx.query_opt(SET_TAX_FREE, &[&id, &i64::from(tax_free), &now])?
+            .ok_or(Error::ProductNotFound(id))?,
     )
 }
 
