@@ -38,6 +38,8 @@ const CHILD_PG: &str = "LITESHOP_CRASH_PG";
 const CHILD_FEED: &str = "LITESHOP_CRASH_FEED";
 const CHILD_SCHEMA: &str = "LITESHOP_CRASH_SCHEMA";
 const CHILD_PG_URL: &str = "LITESHOP_CRASH_PG_URL";
+/// A file the child creates once its shop is open and its pump started.
+const CHILD_READY: &str = "LITESHOP_CRASH_READY";
 /// The secret key of the Toss double the second crash test runs against.
 const DOUBLE_SECRET: &str = "test_sk_crash";
 const CONSUMER: &str = "crash-sink";
@@ -256,6 +258,9 @@ fn crash_child_pays_until_killed() {
             Duration::from_millis(1),
         )
         .expect("child starts the pump");
+    if let Ok(ready) = std::env::var(CHILD_READY) {
+        std::fs::write(ready, b"open").expect("child says it is open");
+    }
     for i in 0_i64.. {
         let user = UserId::new(1 + i % USERS);
         let product = ProductId::new(1 + i % PRODUCTS);
@@ -515,7 +520,9 @@ fn crash_rounds(dir: &Path, pg: &TestPg, rounds: u32) {
     let mut random = 0x5eed_u64;
     let mut interrupted_payments = 0;
     let mut interrupted_refunds = 0;
+    let ready = dir.join("child.ready");
     for round in 0..rounds {
+        let _ = std::fs::remove_file(&ready);
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "crash_child_pays_until_killed",
@@ -527,11 +534,23 @@ fn crash_rounds(dir: &Path, pg: &TestPg, rounds: u32) {
             .envs(db.schema.iter().map(|schema| (CHILD_SCHEMA, schema)))
             .env(pg.child_env().0, pg.child_env().1)
             .env(CHILD_FEED, &feed)
+            .env(CHILD_READY, &ready)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn the child");
-        thread::sleep(Duration::from_millis(40 + next_random(&mut random) % 200));
+        // One kill in four lands wherever the child is, opening the shop
+        // included; the others count from when its shop is open, so a slow
+        // start (PostgreSQL, a loaded machine) does not leave a run that
+        // never reached a payment or a refund.
+        let draw = next_random(&mut random);
+        if !draw.is_multiple_of(4) {
+            let opened = std::time::Instant::now();
+            while !ready.exists() && opened.elapsed() < Duration::from_secs(30) {
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+        thread::sleep(Duration::from_millis(40 + (draw >> 2) % 200));
         child.kill().expect("SIGKILL the child");
         child.wait().unwrap();
 
