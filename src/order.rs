@@ -345,7 +345,9 @@ pub(crate) fn validate_lines(
 /// Places an order of checked `lines` for `user` (known to exist), in the
 /// seed's order: every product exists → each line's stock is reserved
 /// (a product short as read first has the overdue orders that hold it
-/// expired, their rows before any product row) → the coupon, if any,
+/// expired, their rows before any product row; a line still short with
+/// what they give back is refused before any product row is taken) → the
+/// coupon, if any,
 /// is the user's, available, unexpired and the subtotal reaches its minimum
 /// → the order is saved as `Pending` until
 /// `expires_at`, and the coupon marked used by it.
@@ -393,6 +395,26 @@ pub(crate) fn place(
     }
     let wanted: BTreeMap<ProductId, &OrderLine> =
         lines.iter().map(|line| (line.product, line)).collect();
+    // A line still short with what the expired orders give back is refused
+    // here, before any product row is taken: its stock as read was committed
+    // stock, so the refusal is true as of that read, and a loser of a sold-out
+    // product does not queue for the row behind the winners' commits.
+    let short = lines
+        .iter()
+        .zip(&products)
+        .map(|(line, read)| {
+            let released = releases.get(&line.product).copied().unwrap_or(0);
+            (line, read.stock.saturating_add(released))
+        })
+        .filter(|(line, at_hand)| *at_hand < line.quantity)
+        .min_by_key(|(line, _)| line.product);
+    if let Some((line, at_hand)) = short {
+        return Err(Error::InsufficientStock {
+            product: line.product,
+            requested: line.quantity,
+            available: at_hand,
+        });
+    }
     let touched: BTreeSet<ProductId> = releases.keys().chain(wanted.keys()).copied().collect();
     for product in touched {
         if let Some(&quantity) = releases.get(&product) {

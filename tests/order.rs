@@ -325,6 +325,30 @@ fn placing_an_order_expires_overdue_orders_holding_its_stock() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_placement_short_even_after_expiring_the_overdue_holders_is_refused_and_changes_nothing()
+-> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let lee = t.user("Lee").id;
+    let held = t.shop.place_order(kim, &[OrderLine::new(tea, 10)])?;
+    t.clock.advance(t.shop.reservation_time());
+    let before = t.dump();
+    // Kim's 10 overdue units would come back, but Lee wants 11: refused
+    // with what expiring them would have given, and Kim's order stays.
+    let err = t
+        .shop
+        .place_order(lee, &[OrderLine::new(tea, 11)])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InsufficientStock { product, requested: 11, available: 10 } if product == tea),
+        "{err:?}"
+    );
+    assert_eq!(t.dump(), before);
+    assert_eq!(t.shop.order(kim, held.id)?.status, OrderStatus::Pending);
+    assert_eq!(stock(&t, tea), 0);
+    Ok(())
+}
+
 /// The rule the model test found the shop keeping: every product short as
 /// it stood when the placement began has all of its overdue holders
 /// expired — here the cup's second holder too, although the first one's

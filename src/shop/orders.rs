@@ -17,14 +17,17 @@ use crate::user;
 impl Shop {
     /// Places an order for `lines` (seed flow 7): reserves their stock and
     /// saves the order as [`Pending`](crate::OrderStatus::Pending) until the
-    /// reservation time runs out. No money is taken: the balance must cover
-    /// the total now, and the payment debits it later.
+    /// reservation time runs out. No money is taken: the payment takes it
+    /// later.
     ///
     /// Checks, in order: at least one line, at most the line limit, valid
     /// ids, quantities 1 to the order quantity limit, no product twice (lines
     /// are not merged) → the user exists → every product exists → each
     /// line's stock suffices (if one is short, overdue orders holding that
-    /// product are expired first, and the stock checked again) → the coupon,
+    /// product are expired first, and a line still short with what they give
+    /// back is refused before any stock is taken, so a buyer of a sold-out
+    /// product does not wait for the row behind the buyers' commits) → the
+    /// coupon,
     /// if any, is the user's, available, not expired, and the subtotal
     /// reaches its minimum. The balance is not checked here: an order may be
     /// paid by card, and the balance part of a payment is checked (and
