@@ -323,11 +323,14 @@ pub(crate) fn issue(tx: &UserTx<'_>, id: CouponId, now: Timestamp) -> Result<Use
     if inserted == 0 {
         return Err(Error::CouponAlreadyIssued { user, coupon: id });
     }
-    let taken = tx.execute(
-        "UPDATE coupons SET issued = issued + 1 WHERE id = ?1 AND issued < quantity",
-        &[&id],
-    )?;
-    if taken == 0 {
+    // Sold out as read (committed, unlocked) is sold out: refused without
+    // waiting for the coupon's row behind the winners' commits.
+    let taken = coupon.issued < coupon.quantity
+        && tx.execute(
+            "UPDATE coupons SET issued = issued + 1 WHERE id = ?1 AND issued < quantity",
+            &[&id],
+        )? == 1;
+    if !taken {
         return Err(Error::CouponSoldOut {
             coupon: id,
             quantity: coupon.quantity,

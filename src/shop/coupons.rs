@@ -83,7 +83,8 @@ impl Shop {
     /// left. The user's coupon is inserted and the coupon's count a guarded
     /// `UPDATE … WHERE issued < quantity`, in one transaction: however many
     /// threads or processes race, at most `quantity` are issued, and at
-    /// most one per user.
+    /// most one per user. A coupon read as sold out is refused without the
+    /// `UPDATE`, so a late caller does not wait behind the winners.
     ///
     /// # Failure
     ///
