@@ -137,21 +137,43 @@ fn signed_out() -> Response {
 async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&liteshop::Shop) -> liteshop::Result<T> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, Refusal> {
     let shop = state.shop.clone();
     match tokio::task::spawn_blocking(move || f(&shop)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => {
             let status = crate::problem::status(&err);
-            Err((status, pages::failure(&err.to_string())).into_response())
+            Err((status, pages::failure(&err.to_string()))
+                .into_response()
+                .into())
         }
         Err(_) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             pages::failure("internal error"),
         )
-            .into_response()),
+            .into_response()
+            .into()),
     }
 }
+
+/// The page a handler answers instead of going on: a refusal, a bad form
+/// or path, a failure. Boxed, so a `Result` of it stays small.
+pub(crate) struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(page: Response) -> Refusal {
+        Refusal(Box::new(page))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// What a page's handler answers: its page, or the page of a refusal.
+pub(crate) type Answer = Result<Response, Refusal>;
 
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match Operator::of(&state, &headers) {
@@ -226,46 +248,49 @@ fn forged() -> Response {
         .into_response()
 }
 
-async fn books(State(state): State<AppState>, operator: Operator) -> Response {
-    match read(&state, liteshop::Shop::audit).await {
-        Ok(report) => pages::books(&operator, &report, state.shop.utc_offset_minutes()),
-        Err(page) => page,
-    }
+async fn books(State(state): State<AppState>, operator: Operator) -> Answer {
+    let report = read(&state, liteshop::Shop::audit).await?;
+    Ok(pages::books(
+        &operator,
+        &report,
+        state.shop.utc_offset_minutes(),
+    ))
 }
 
-async fn in_flight(State(state): State<AppState>, operator: Operator) -> Response {
-    match read(&state, in_flight_now).await {
-        Ok((unsettled, leases)) => {
-            pages::in_flight(&operator, &state.shop, &unsettled, &leases, None)
-        }
-        Err(page) => page,
-    }
+async fn in_flight(State(state): State<AppState>, operator: Operator) -> Answer {
+    let (unsettled, leases) = read(&state, in_flight_now).await?;
+    Ok(pages::in_flight(
+        &operator,
+        &state.shop,
+        &unsettled,
+        &leases,
+        None,
+    ))
 }
 
 async fn reconcile(
     State(state): State<AppState>,
     operator: Operator,
     Form(form): Form<Csrf>,
-) -> Response {
+) -> Answer {
     if let Some(forged) = operator.refuse_forged(&state, &form) {
-        return forged;
+        return Ok(forged);
     }
-    let report = match read(&state, liteshop::Shop::reconcile_payments).await {
-        Ok(report) => report,
-        Err(page) => return page,
-    };
+    let report = read(&state, liteshop::Shop::reconcile_payments).await?;
     tracing::info!(
         payments = report.payments.len(),
         refunds = report.refunds.len(),
         needs_review = report.needs_review(),
         "reconciliation run from the console"
     );
-    match read(&state, in_flight_now).await {
-        Ok((unsettled, leases)) => {
-            pages::in_flight(&operator, &state.shop, &unsettled, &leases, Some(&report))
-        }
-        Err(page) => page,
-    }
+    let (unsettled, leases) = read(&state, in_flight_now).await?;
+    Ok(pages::in_flight(
+        &operator,
+        &state.shop,
+        &unsettled,
+        &leases,
+        Some(&report),
+    ))
 }
 
 /// What the "Money in flight" page shows: the attempts in flight, and who
@@ -287,16 +312,14 @@ async fn sales(
     State(state): State<AppState>,
     operator: Operator,
     Query(query): Query<SalesQuery>,
-) -> Response {
+) -> Answer {
     let days = query
         .days
         .and_then(|days| days.trim().parse::<u32>().ok())
         .unwrap_or(7)
         .clamp(1, 30);
-    match read(&state, move |shop| shop.best_sellers(days, 10)).await {
-        Ok(ranking) => pages::sales(&operator, days, &ranking),
-        Err(page) => page,
-    }
+    let ranking = read(&state, move |shop| shop.best_sellers(days, 10)).await?;
+    Ok(pages::sales(&operator, days, &ranking))
 }
 
 /// An order, or a user's orders, to look up.
@@ -319,7 +342,7 @@ async fn orders(
     State(state): State<AppState>,
     operator: Operator,
     Query(query): Query<OrdersQuery>,
-) -> Response {
+) -> Answer {
     let id = |text: &Option<String>| {
         text.as_deref()
             .map(str::trim)
@@ -327,7 +350,7 @@ async fn orders(
             .map(|t| t.parse::<i64>().ok().filter(|n| *n > 0).ok_or(t.to_owned()))
     };
     let offset = state.shop.utc_offset_minutes();
-    match (id(&query.order), id(&query.user)) {
+    Ok(match (id(&query.order), id(&query.user)) {
         (Some(Err(bad)), _) | (_, Some(Err(bad))) => pages::orders(
             &operator,
             offset,
@@ -354,32 +377,28 @@ async fn orders(
                     events: shop.order_events(order)?,
                 })
             })
-            .await;
-            match view {
-                Ok(view) => pages::orders(&operator, offset, None, Some(&view), None),
-                Err(page) => page,
-            }
+            .await?;
+            pages::orders(&operator, offset, None, Some(&view), None)
         }
         (None, Some(Ok(user))) => {
             let user = UserId::new(user);
-            match read(&state, move |shop| {
+            let page = read(&state, move |shop| {
                 shop.orders(user, PageRequest::first(50))
             })
-            .await
-            {
-                Ok(page) => pages::orders(&operator, offset, None, None, Some((user, &page.items))),
-                Err(page) => page,
-            }
+            .await?;
+            pages::orders(&operator, offset, None, None, Some((user, &page.items)))
         }
         (None, None) => pages::orders(&operator, offset, None, None, None),
-    }
+    })
 }
 
-async fn feed(State(state): State<AppState>, operator: Operator) -> Response {
-    match read(&state, liteshop::Shop::event_consumers).await {
-        Ok(consumers) => pages::feed(&operator, &consumers, state.shop.utc_offset_minutes()),
-        Err(page) => page,
-    }
+async fn feed(State(state): State<AppState>, operator: Operator) -> Answer {
+    let consumers = read(&state, liteshop::Shop::event_consumers).await?;
+    Ok(pages::feed(
+        &operator,
+        &consumers,
+        state.shop.utc_offset_minutes(),
+    ))
 }
 
 /// The stylesheet, inside the binary.

@@ -46,6 +46,7 @@ use liteshop::{
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::console::{Answer, Refusal};
 
 /// Where the storefront sends a customer to pay the PG part.
 #[derive(Clone, Debug)]
@@ -198,16 +199,17 @@ fn session_of(token: &str) -> String {
 async fn run<T: Send + 'static>(
     state: &StoreState,
     f: impl FnOnce(&Shop) -> liteshop::Result<T> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, Refusal> {
     let shop = state.app.shop.clone();
     match tokio::task::spawn_blocking(move || f(&shop)).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(refused(&err)),
+        Ok(Err(err)) => Err(refused(&err).into()),
         Err(_) => Err(pages::failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong",
             "internal error",
-        )),
+        )
+        .into()),
     }
 }
 
@@ -217,11 +219,8 @@ async fn answer<T: Send + 'static>(
     state: &StoreState,
     f: impl FnOnce(&Shop) -> liteshop::Result<T> + Send + 'static,
     then: impl FnOnce(T) -> Response,
-) -> Response {
-    match run(state, f).await {
-        Ok(value) => then(value),
-        Err(page) => page,
-    }
+) -> Answer {
+    Ok(then(run(state, f).await?))
 }
 
 /// The page of an error: its status, its message (an internal error's
@@ -258,7 +257,7 @@ fn see(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-async fn products(State(state): State<StoreState>, headers: HeaderMap) -> Response {
+async fn products(State(state): State<StoreState>, headers: HeaderMap) -> Answer {
     let customer = Customer::of(&state.app, &headers);
     let user = customer.as_ref().map(|c| c.user);
     answer(
@@ -305,7 +304,7 @@ fn signed_in(state: &StoreState, user: UserId) -> Response {
     response
 }
 
-async fn sign_up(State(state): State<StoreState>, Form(form): Form<SignUp>) -> Response {
+async fn sign_up(State(state): State<StoreState>, Form(form): Form<SignUp>) -> Answer {
     let name = form.name;
     answer(
         &state,
@@ -366,20 +365,27 @@ struct LineForm {
     quantity: String,
 }
 
+impl LineForm {
+    /// The form's product and quantity, or the page that says which is
+    /// not a number.
+    fn line(&self) -> Result<OrderLine, Refusal> {
+        let product = number(&self.product).ok_or_else(|| not_a_number("product"))?;
+        let quantity = number(&self.quantity)
+            .and_then(|q| u32::try_from(q).ok())
+            .ok_or_else(|| not_a_number("quantity"))?;
+        Ok(OrderLine::new(ProductId::new(product), quantity))
+    }
+}
+
 async fn add_to_cart(
     State(state): State<StoreState>,
     Posted { customer, form }: Posted<LineForm>,
-) -> Response {
-    let Some(product) = number(&form.product) else {
-        return not_a_number("product");
-    };
-    let Some(quantity) = number(&form.quantity).and_then(|q| u32::try_from(q).ok()) else {
-        return not_a_number("quantity");
-    };
+) -> Answer {
+    let line = form.line()?;
     let user = customer.user;
     answer(
         &state,
-        move |shop| shop.add_to_cart(user, ProductId::new(product), quantity),
+        move |shop| shop.add_to_cart(user, line.product, line.quantity),
         |_| see("/shop/cart"),
     )
     .await
@@ -389,10 +395,8 @@ async fn remove_from_cart(
     State(state): State<StoreState>,
     Path(item): Path<String>,
     Posted { customer, .. }: Posted<Csrf>,
-) -> Response {
-    let Some(item) = number(&item) else {
-        return not_a_number("cart item");
-    };
+) -> Answer {
+    let item = number(&item).ok_or_else(|| not_a_number("cart item"))?;
     let user = customer.user;
     answer(
         &state,
@@ -402,7 +406,7 @@ async fn remove_from_cart(
     .await
 }
 
-async fn cart(State(state): State<StoreState>, customer: Customer) -> Response {
+async fn cart(State(state): State<StoreState>, customer: Customer) -> Answer {
     let user = customer.user;
     answer(
         &state,
@@ -423,12 +427,12 @@ struct PayForm {
 
 impl PayForm {
     /// The balance part; empty is none.
-    fn balance_part(&self) -> Result<Money, Box<Response>> {
+    fn balance_part(&self) -> Result<Money, Refusal> {
         if self.balance_part.trim().is_empty() {
             return Ok(Money::ZERO);
         }
-        let n = number(&self.balance_part).ok_or_else(|| Box::new(not_a_number("balance part")))?;
-        Money::new(n).map_err(|err| Box::new(refused(&err)))
+        let n = number(&self.balance_part).ok_or_else(|| not_a_number("balance part"))?;
+        Money::new(n).map_err(|err| refused(&err).into())
     }
 }
 
@@ -452,18 +456,12 @@ fn back_to(payment: &liteshop::Payment) -> String {
 async fn checkout(
     State(state): State<StoreState>,
     Posted { customer, form }: Posted<PayForm>,
-) -> Response {
-    let balance_part = match form.balance_part() {
-        Ok(part) => part,
-        Err(page) => return *page,
-    };
+) -> Answer {
+    let balance_part = form.balance_part()?;
     let user = customer.user;
     // The order stands even if the payment cannot start (a balance part
     // over the balance, say): the customer lands on it and pays again.
-    let order = match run(&state, move |shop| shop.checkout_cart(user, None)).await {
-        Ok(order) => order,
-        Err(page) => return page,
-    };
+    let order = run(&state, move |shop| shop.checkout_cart(user, None)).await?;
     let id = order.id;
     answer(
         &state,
@@ -473,7 +471,7 @@ async fn checkout(
     .await
 }
 
-async fn orders(State(state): State<StoreState>, customer: Customer) -> Response {
+async fn orders(State(state): State<StoreState>, customer: Customer) -> Answer {
     let user = customer.user;
     answer(
         &state,
@@ -492,13 +490,9 @@ pub(crate) struct OrderView {
 }
 
 /// An id in a path: a positive number, or a 404 page.
-fn id_in_path(text: &str) -> Result<i64, Box<Response>> {
+fn id_in_path(text: &str) -> Result<i64, Refusal> {
     number(text).filter(|n| *n > 0).ok_or_else(|| {
-        Box::new(pages::failure(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "There is no such page.",
-        ))
+        pages::failure(StatusCode::NOT_FOUND, "Not found", "There is no such page.").into()
     })
 }
 
@@ -506,11 +500,8 @@ async fn order(
     State(state): State<StoreState>,
     customer: Customer,
     Path(id): Path<String>,
-) -> Response {
-    let id = match id_in_path(&id) {
-        Ok(id) => OrderId::new(id),
-        Err(page) => return *page,
-    };
+) -> Answer {
+    let id = OrderId::new(id_in_path(&id)?);
     let user = customer.user;
     answer(
         &state,
@@ -531,11 +522,9 @@ async fn pay(
     State(state): State<StoreState>,
     Path(id): Path<String>,
     Posted { customer, form }: Posted<PayForm>,
-) -> Response {
-    let (id, balance_part) = match (id_in_path(&id), form.balance_part()) {
-        (Ok(id), Ok(part)) => (OrderId::new(id), part),
-        (Err(page), _) | (_, Err(page)) => return *page,
-    };
+) -> Answer {
+    let id = OrderId::new(id_in_path(&id)?);
+    let balance_part = form.balance_part()?;
     let user = customer.user;
     answer(
         &state,
@@ -549,19 +538,10 @@ async fn refund(
     State(state): State<StoreState>,
     Path(id): Path<String>,
     Posted { customer, form }: Posted<LineForm>,
-) -> Response {
-    let id = match id_in_path(&id) {
-        Ok(id) => OrderId::new(id),
-        Err(page) => return *page,
-    };
-    let (Some(product), Some(quantity)) = (
-        number(&form.product),
-        number(&form.quantity).and_then(|q| u32::try_from(q).ok()),
-    ) else {
-        return not_a_number("product and quantity");
-    };
+) -> Answer {
+    let id = OrderId::new(id_in_path(&id)?);
+    let line = form.line()?;
     let user = customer.user;
-    let line = OrderLine::new(ProductId::new(product), quantity);
     answer(
         &state,
         move |shop| shop.refund_lines(user, id, &[line], "asked for in the storefront"),
@@ -570,24 +550,26 @@ async fn refund(
     .await
 }
 
-async fn top_ups(State(state): State<StoreState>, customer: Customer) -> Response {
+async fn top_ups(State(state): State<StoreState>, customer: Customer) -> Answer {
     let user = customer.user;
-    match run(&state, move |shop| {
-        Ok((
-            shop.balance(user)?,
-            shop.top_ups(user, PageRequest::first(50))?.items,
-        ))
-    })
+    answer(
+        &state,
+        move |shop| {
+            Ok((
+                shop.balance(user)?,
+                shop.top_ups(user, PageRequest::first(50))?.items,
+            ))
+        },
+        |(balance, top_ups)| {
+            pages::top_ups(
+                &customer,
+                balance,
+                &top_ups,
+                state.app.shop.utc_offset_minutes(),
+            )
+        },
+    )
     .await
-    {
-        Ok((balance, top_ups)) => pages::top_ups(
-            &customer,
-            balance,
-            &top_ups,
-            state.app.shop.utc_offset_minutes(),
-        ),
-        Err(page) => page,
-    }
 }
 
 /// The top-up form.
@@ -600,22 +582,19 @@ struct TopUpForm {
 }
 
 /// The form's amount, or the page that says why it is none.
-fn amount_of(form: &TopUpForm) -> Result<Money, Box<Response>> {
+fn amount_of(form: &TopUpForm) -> Result<Money, Refusal> {
     match number(&form.amount).map(Money::new) {
         Some(Ok(amount)) => Ok(amount),
-        Some(Err(err)) => Err(Box::new(refused(&err))),
-        None => Err(Box::new(not_a_number("amount"))),
+        Some(Err(err)) => Err(refused(&err).into()),
+        None => Err(not_a_number("amount").into()),
     }
 }
 
 async fn top_up(
     State(state): State<StoreState>,
     Posted { customer, form }: Posted<TopUpForm>,
-) -> Response {
-    let amount = match amount_of(&form) {
-        Ok(amount) => amount,
-        Err(page) => return *page,
-    };
+) -> Answer {
+    let amount = amount_of(&form)?;
     let user = customer.user;
     answer(
         &state,
@@ -629,15 +608,9 @@ async fn refund_top_up(
     State(state): State<StoreState>,
     Path(id): Path<String>,
     Posted { customer, form }: Posted<TopUpForm>,
-) -> Response {
-    let id = match id_in_path(&id) {
-        Ok(id) => PaymentId::new(id),
-        Err(page) => return *page,
-    };
-    let amount = match amount_of(&form) {
-        Ok(amount) => amount,
-        Err(page) => return *page,
-    };
+) -> Answer {
+    let id = PaymentId::new(id_in_path(&id)?);
+    let amount = amount_of(&form)?;
     let user = customer.user;
     answer(
         &state,
@@ -668,19 +641,13 @@ async fn pay_page(
     customer: Customer,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let id = match id_in_path(&id) {
-        Ok(id) => PaymentId::new(id),
-        Err(page) => return *page,
-    };
+) -> Answer {
+    let id = PaymentId::new(id_in_path(&id)?);
     let user = customer.user;
-    let payment = match run(&state, move |shop| shop.payment(user, id)).await {
-        Ok(payment) => payment,
-        Err(page) => return page,
-    };
+    let payment = run(&state, move |shop| shop.payment(user, id)).await?;
     let Some(widget) = payment.widget() else {
         // Past the widget already: show where it ended up.
-        return see(&back_to(&payment));
+        return Ok(see(&back_to(&payment)));
     };
     let query = [
         ("orderId", widget.pg_order_id.clone()),
@@ -697,12 +664,12 @@ async fn pay_page(
         '?'
     };
     let href = format!("{}{separator}{query}", state.storefront.widget_url);
-    pages::pay(
+    Ok(pages::pay(
         &customer,
         &payment,
         &href,
         state.app.shop.utc_offset_minutes(),
-    )
+    ))
 }
 
 /// `a=1&b=two%20words`: pairs, percent-encoded as a URL query.
@@ -745,18 +712,10 @@ async fn success(
     customer: Customer,
     Path(id): Path<String>,
     Query(back): Query<Success>,
-) -> Response {
-    let id = match id_in_path(&id) {
-        Ok(id) => PaymentId::new(id),
-        Err(page) => return *page,
-    };
-    let Some(amount) = number(&back.amount) else {
-        return not_a_number("amount in the PG's redirect");
-    };
-    let amount = match Money::new(amount) {
-        Ok(amount) => amount,
-        Err(err) => return refused(&err),
-    };
+) -> Answer {
+    let id = PaymentId::new(id_in_path(&id)?);
+    let amount = number(&back.amount).ok_or_else(|| not_a_number("amount in the PG's redirect"))?;
+    let amount = Money::new(amount).map_err(|err| refused(&err))?;
     let redirect = PgRedirect {
         payment_key: back.payment_key,
         pg_order_id: back.order_id,
@@ -789,11 +748,8 @@ async fn fail(
     customer: Customer,
     Path(id): Path<String>,
     Query(back): Query<Failed>,
-) -> Response {
-    let id = match id_in_path(&id) {
-        Ok(id) => PaymentId::new(id),
-        Err(page) => return *page,
-    };
+) -> Answer {
+    let id = PaymentId::new(id_in_path(&id)?);
     let redirect = liteshop::PgFailRedirect {
         code: back.code,
         message: back.message,
