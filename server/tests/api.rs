@@ -144,6 +144,9 @@ fn the_flows_and_their_refusals() {
     );
     assert_problem(&s.get("/products/999", None), 404, "product_not_found");
     assert_problem(&s.get("/products/0", None), 400, "invalid_id");
+    // An id that is not a number never reaches the shop: a problem body.
+    assert_problem(&s.get("/products/tea", None), 400, "bad_request");
+    assert_problem(&s.get("/me/orders/1x", Some(&kim)), 400, "bad_request");
     let admin = s.admin.clone();
     let restocked = s.post(
         &format!("/admin/products/{tea}/restock"),

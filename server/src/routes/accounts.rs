@@ -21,7 +21,7 @@ use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
-use super::{KeyHeader, PageQuery, answer, blocking, money, write};
+use super::{IdPath, KeyHeader, PageQuery, answer, blocking, money, write};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -182,14 +182,14 @@ contract!(
 /// a `grant` ledger entry with the note, money in that no PG took. Send an
 /// `Idempotency-Key` to make a retry safe: a repeat grants nothing more.
 #[utoipa::path(post, path = "/admin/users/{id}/grant", request_body = OperatorEntry,
-    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+    params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
 async fn grant(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     keyed: KeyedBody,
 ) -> Result<Response, ApiError> {
     operator_entry(state, id, keyed, true).await
@@ -220,14 +220,14 @@ async fn operator_entry(
 /// `take_back` ledger entry with the note. Send an `Idempotency-Key` to
 /// make a retry safe.
 #[utoipa::path(post, path = "/admin/users/{id}/take-back", request_body = OperatorEntry,
-    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+    params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
 async fn take_back(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     keyed: KeyedBody,
 ) -> Result<Response, ApiError> {
     operator_entry(state, id, keyed, false).await

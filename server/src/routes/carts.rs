@@ -20,7 +20,7 @@ use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
-use super::{KeyHeader, answer, blocking, write};
+use super::{IdPath, KeyHeader, answer, blocking, write};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -93,13 +93,13 @@ contract!(
 );
 
 /// Sets the quantity of one of the acting user's cart lines.
-#[utoipa::path(patch, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), request_body = SetQuantity,
+#[utoipa::path(patch, path = "/me/cart/items/{id}", params(IdPath), request_body = SetQuantity,
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::CartLine), SetQuantityErrors))]
 async fn set_cart_quantity(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: SetQuantity = parse(&body)?;
@@ -116,12 +116,12 @@ contract!(
 );
 
 /// Removes one of the acting user's cart lines.
-#[utoipa::path(delete, path = "/me/cart/items/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/me/cart/items/{id}", params(IdPath), security(("bearer" = [])),
     responses((status = 204, description = "removed"), RemoveFromCartErrors))]
 async fn remove_from_cart(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<StatusCode, ApiError> {
     let shop = state.shop.clone();
     blocking(move || shop.remove_from_cart(user, CartItemId::new(id))).await?;

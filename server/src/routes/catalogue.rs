@@ -20,7 +20,7 @@ use crate::contract::{Auth, Contract, contract};
 use crate::problem::ApiError;
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
-use super::{PageQuery, answer, blocking, money};
+use super::{IdPath, PageQuery, answer, blocking, money};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -56,9 +56,12 @@ contract!(
 );
 
 /// One product.
-#[utoipa::path(get, path = "/products/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+#[utoipa::path(get, path = "/products/{id}", params(IdPath),
     responses((status = 200, body = liteshop::Product), ProductErrors))]
-async fn product(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn product(
+    State(state): State<AppState>,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.product(ProductId::new(id))).await
 }
 
@@ -126,13 +129,13 @@ contract!(
 );
 
 /// Adds stock (admin).
-#[utoipa::path(post, path = "/admin/products/{id}/restock", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+#[utoipa::path(post, path = "/admin/products/{id}/restock", params(IdPath),
     request_body = Restock, security(("bearer" = [])),
     responses((status = 200, body = liteshop::Product), RestockErrors))]
 async fn restock(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: Restock = parse(&body)?;
@@ -159,13 +162,13 @@ contract!(
 );
 
 /// Sets a product's price (admin); orders placed keep theirs.
-#[utoipa::path(put, path = "/admin/products/{id}/price", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+#[utoipa::path(put, path = "/admin/products/{id}/price", params(IdPath),
     request_body = SetPrice, security(("bearer" = [])),
     responses((status = 200, body = liteshop::Product), SetPriceErrors))]
 async fn set_price(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: SetPrice = parse(&body)?;
@@ -192,13 +195,13 @@ contract!(
 /// Marks a product tax-free (면세) or not (admin): orders placed from then
 /// on send their tax-free lines' share of each PG amount as the PG's
 /// `taxFreeAmount`; orders placed before keep what it was.
-#[utoipa::path(put, path = "/admin/products/{id}/tax-free", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+#[utoipa::path(put, path = "/admin/products/{id}/tax-free", params(IdPath),
     request_body = SetTaxFree, security(("bearer" = [])),
     responses((status = 200, body = liteshop::Product), SetTaxFreeErrors))]
 async fn set_tax_free(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: SetTaxFree = parse(&body)?;

@@ -21,7 +21,7 @@ use crate::idempotency::KeyedBody;
 use crate::problem::{ApiError, Problem};
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
-use super::{KeyHeader, PageQuery, answer, blocking, money, write};
+use super::{IdPath, KeyHeader, PageQuery, answer, blocking, money, write};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -199,9 +199,12 @@ contract!(
 );
 
 /// A coupon offer, with how many were issued.
-#[utoipa::path(get, path = "/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+#[utoipa::path(get, path = "/coupons/{id}", params(IdPath),
     responses((status = 200, body = liteshop::Coupon), CouponErrors))]
-async fn coupon(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn coupon(
+    State(state): State<AppState>,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.coupon(CouponId::new(id))).await
 }
 
@@ -212,14 +215,14 @@ contract!(
 
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/coupons/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+#[utoipa::path(post, path = "/me/coupons/{id}", params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 201, body = liteshop::UserCoupon), IssueCouponErrors))]
 async fn issue_coupon(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, .. }: KeyedBody,
 ) -> Result<Response, ApiError> {
     write(&state, StatusCode::CREATED, key, move |shop| {

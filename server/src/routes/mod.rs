@@ -107,6 +107,15 @@ struct KeyHeader {
     key: Option<String>,
 }
 
+/// The `{id}` of a route about one thing (an order, a payment, …): its
+/// schema, and what the handler reads (`Path<IdPath>`).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct IdPath {
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
+    id: i64,
+}
+
 /// A page of a listing: `limit` items (1–100, default 20) after `after`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

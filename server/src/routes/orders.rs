@@ -18,7 +18,7 @@ use crate::idempotency::KeyedBody;
 use crate::problem::ApiError;
 use liteshop::ErrorKind::{Conflict, InvalidInput, NotFound};
 
-use super::{KeyHeader, PageQuery, answer, write};
+use super::{IdPath, KeyHeader, PageQuery, answer, write};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -91,12 +91,12 @@ contract!(
 );
 
 /// One of the acting user's orders (another user's is not found).
-#[utoipa::path(get, path = "/me/orders/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/orders/{id}", params(IdPath), security(("bearer" = [])),
     responses((status = 200, body = liteshop::Order), OrderErrors))]
 async fn order(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.order(user, OrderId::new(id))).await
 }
@@ -108,14 +108,14 @@ contract!(
 
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Order), CancelErrors))]
 async fn cancel_order(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, .. }: KeyedBody,
 ) -> Result<Response, ApiError> {
     write(&state, StatusCode::OK, key, move |shop| {

@@ -24,7 +24,7 @@ use liteshop::ErrorKind::{
     Conflict, InvalidInput, NotFound, PaymentDeclined, PaymentOutcomeUnknown,
 };
 
-use super::{KeyHeader, PageQuery, answer, blocking, money, write};
+use super::{IdPath, KeyHeader, PageQuery, answer, blocking, money, write};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -67,14 +67,14 @@ contract!(
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
-    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+    params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), PayErrors))]
 async fn pay(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
     // No body is `{}`: all of it through the PG.
@@ -122,14 +122,14 @@ contract!(
 /// balance part given back), 202 not known yet (reconciliation settles it).
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/payments/{id}/confirm", request_body = Confirm,
-    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+    params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), ConfirmErrors))]
 async fn confirm_payment(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
     let request: Confirm = parse(&body)?;
@@ -170,14 +170,14 @@ contract!(
 /// balance part given back, its order `pending` again; nothing reaches the
 /// PG. A payment already past `started` is returned as it is.
 #[utoipa::path(post, path = "/me/payments/{id}/fail", request_body = Fail,
-    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+    params(IdPath,
         KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), FailErrors))]
 async fn fail_payment(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
     let request: Fail = parse(&body)?;
@@ -224,13 +224,13 @@ contract!(
 /// Set it before asking for the refund; a later call replaces it. Answers
 /// the payment.
 #[utoipa::path(put, path = "/me/payments/{id}/refund-account", request_body = RefundAccountBody,
-    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+    params(IdPath),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), RefundAccountErrors))]
 async fn set_refund_account(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: RefundAccountBody = parse(&body)?;
@@ -254,12 +254,12 @@ contract!(
 );
 
 /// One of the acting user's payments.
-#[utoipa::path(get, path = "/me/payments/{id}", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/payments/{id}", params(IdPath), security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), PaymentErrors))]
 async fn payment(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.payment(user, PaymentId::new(id))).await
 }
@@ -270,12 +270,12 @@ contract!(
 );
 
 /// Every payment attempt of one of the acting user's orders, oldest first.
-#[utoipa::path(get, path = "/me/orders/{id}/payments", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/orders/{id}/payments", params(IdPath), security(("bearer" = [])),
     responses((status = 200, body = [liteshop::Payment]), OrderPaymentsErrors))]
 async fn order_payments(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     answer(&state, move |shop| {
         shop.payments_for_order(user, OrderId::new(id))
@@ -289,12 +289,12 @@ contract!(
 );
 
 /// Every status change of one of the acting user's payments.
-#[utoipa::path(get, path = "/me/payments/{id}/history", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/payments/{id}/history", params(IdPath), security(("bearer" = [])),
     responses((status = 200, body = [liteshop::PaymentEvent]), PaymentHistoryErrors))]
 async fn payment_history(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     answer(&state, move |shop| {
         shop.payment_history(user, PaymentId::new(id))

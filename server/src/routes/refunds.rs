@@ -20,7 +20,7 @@ use liteshop::ErrorKind::{
     Conflict, InvalidInput, NotFound, PaymentDeclined, PaymentOutcomeUnknown,
 };
 
-use super::{KeyHeader, answer, money, write};
+use super::{IdPath, KeyHeader, answer, money, write};
 
 /// This resource's routes.
 pub(super) fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
@@ -76,14 +76,14 @@ contract!(
 
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
-#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(IdPath,
         KeyHeader),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = liteshop::Refund), RefundErrors))]
 async fn refund(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
     let (lines, reason) = parse::<RefundRequest>(&body)?.units()?;
@@ -101,12 +101,12 @@ contract!(
 );
 
 /// Every refund attempt of one of the acting user's orders.
-#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/orders/{id}/refunds", params(IdPath), security(("bearer" = [])),
     responses((status = 200, body = [liteshop::Refund]), RefundsErrors))]
 async fn refunds(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     answer(&state, move |shop| shop.refunds(user, OrderId::new(id))).await
 }
@@ -139,14 +139,14 @@ contract!(
 /// still unspent in the balance: taken from the balance at once, cancelled
 /// at the PG, and given back to the balance if the PG declines (402). Send
 /// an `Idempotency-Key`: a repeat starts no second refund.
-#[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64),
+#[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(IdPath,
         KeyHeader),
     request_body = TopUpRefundRequest, security(("bearer" = [])),
     responses((status = 201, body = liteshop::Refund), RefundTopUpErrors))]
 async fn refund_top_up(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
     KeyedBody { key, body }: KeyedBody,
 ) -> Result<Response, ApiError> {
     let request: TopUpRefundRequest = parse(&body)?;
@@ -163,12 +163,12 @@ contract!(
 );
 
 /// Every refund attempt of one of the acting user's top-ups.
-#[utoipa::path(get, path = "/me/top-ups/{id}/refunds", params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/me/top-ups/{id}/refunds", params(IdPath), security(("bearer" = [])),
     responses((status = 200, body = [liteshop::Refund]), TopUpRefundsErrors))]
 async fn top_up_refunds(
     State(state): State<AppState>,
     Me(user): Me,
-    Path(id): Path<i64>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Response, ApiError> {
     answer(&state, move |shop| {
         shop.top_up_refunds(user, PaymentId::new(id))
