@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Outcome, Payment, PaymentFailure, PaymentStatus};
 use crate::balance::{self, Entry, LedgerKind};
 use crate::clock::Timestamp;
-use crate::db::{Db, Reads, Row, at};
+use crate::db::{Db, Reads, Row, ToValue, at};
 use crate::error::{Error, Result};
 use crate::gateway::{CancelRequest, Cancellation};
 use crate::ids::{OrderId, PaymentId, ProductId, RefundId, UserId};
@@ -795,22 +795,19 @@ pub(crate) fn get(conn: &dyn Db, id: RefundId) -> Result<Refund> {
 /// Every refund attempt of the order `order` of `user`, oldest first.
 pub(crate) fn for_order(conn: &dyn Db, user: UserId, order: OrderId) -> Result<Vec<Refund>> {
     order::get(conn, user, order)?;
-    let mut refunds = conn
-        .query(SELECT_FOR_ORDER, &[&order])?
-        .iter()
-        .map(refund_row)
-        .collect::<Result<Vec<_>>>()?;
-    for refund in &mut refunds {
-        refund.lines = lines_of(conn, refund.id)?;
-    }
-    Ok(refunds)
+    with_lines(conn, SELECT_FOR_ORDER, &[&order])
 }
 
 /// The refund attempts still `Requested`/`Unknown` that were recorded at or
 /// before `cutoff`, oldest first.
 pub(crate) fn unsettled(conn: &dyn Db, cutoff: Timestamp) -> Result<Vec<Refund>> {
+    with_lines(conn, SELECT_UNSETTLED, &[&cutoff])
+}
+
+/// The refunds `sql` selects, each with its lines.
+fn with_lines(conn: &dyn Db, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Refund>> {
     let mut refunds = conn
-        .query(SELECT_UNSETTLED, &[&cutoff])?
+        .query(sql, params)?
         .iter()
         .map(refund_row)
         .collect::<Result<Vec<_>>>()?;
