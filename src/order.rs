@@ -347,9 +347,8 @@ pub(crate) fn validate_lines(
 /// (a product short as read first has the overdue orders that hold it
 /// expired, their rows before any product row; a line still short with
 /// what they give back is refused before any product row is taken) → the
-/// coupon, if any,
-/// is the user's, available, unexpired and the subtotal reaches its minimum
-/// → the order is saved as `Pending` until
+/// coupon, if any, is the user's, available, unexpired and the subtotal
+/// reaches its minimum → the order is saved as `Pending` until
 /// `expires_at`, and the coupon marked used by it.
 ///
 /// The caller's write transaction makes it all or nothing: a refusal of any

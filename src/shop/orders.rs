@@ -27,9 +27,8 @@ impl Shop {
     /// product are expired first, and a line still short with what they give
     /// back is refused before any stock is taken, so a buyer of a sold-out
     /// product does not wait for the row behind the buyers' commits) → the
-    /// coupon,
-    /// if any, is the user's, available, not expired, and the subtotal
-    /// reaches its minimum. The balance is not checked here: an order may be
+    /// coupon, if any, is the user's, available, not expired, and the
+    /// subtotal reaches its minimum. The balance is not checked here: an order may be
     /// paid by card, and the balance part of a payment is checked (and
     /// held) when the payment starts ([`Shop::start_payment`]). All in one
     /// transaction: a refusal of any line leaves
