@@ -182,8 +182,7 @@ contract!(
 /// a `grant` ledger entry with the note, money in that no PG took. Send an
 /// `Idempotency-Key` to make a retry safe: a repeat grants nothing more.
 #[utoipa::path(post, path = "/admin/users/{id}/grant", request_body = OperatorEntry,
-    params(IdPath,
-        KeyHeader),
+    params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
 async fn grant(
@@ -220,8 +219,7 @@ async fn operator_entry(
 /// `take_back` ledger entry with the note. Send an `Idempotency-Key` to
 /// make a retry safe.
 #[utoipa::path(post, path = "/admin/users/{id}/take-back", request_body = OperatorEntry,
-    params(IdPath,
-        KeyHeader),
+    params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = Balance, description = "the user's new balance"), OperatorEntryErrors))]
 async fn take_back(

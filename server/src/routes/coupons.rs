@@ -215,8 +215,7 @@ contract!(
 
 /// Issues a coupon to the acting user, first come first served. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/coupons/{id}", params(IdPath,
-        KeyHeader),
+#[utoipa::path(post, path = "/me/coupons/{id}", params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 201, body = liteshop::UserCoupon), IssueCouponErrors))]
 async fn issue_coupon(

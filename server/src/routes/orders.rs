@@ -108,8 +108,7 @@ contract!(
 
 /// Cancels a pending order and releases its stock. Send an
 /// `Idempotency-Key` to make a retry safe.
-#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(IdPath,
-        KeyHeader),
+#[utoipa::path(post, path = "/me/orders/{id}/cancel", params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Order), CancelErrors))]
 async fn cancel_order(

@@ -67,8 +67,7 @@ contract!(
 /// `Idempotency-Key`: a repeat starts nothing and returns the attempt the
 /// key started, as it is now.
 #[utoipa::path(post, path = "/me/orders/{id}/pay", request_body(content = Pay, description = "optional"),
-    params(IdPath,
-        KeyHeader),
+    params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), PayErrors))]
 async fn pay(
@@ -122,8 +121,7 @@ contract!(
 /// balance part given back), 202 not known yet (reconciliation settles it).
 /// Send an `Idempotency-Key` to make a retry safe.
 #[utoipa::path(post, path = "/me/payments/{id}/confirm", request_body = Confirm,
-    params(IdPath,
-        KeyHeader),
+    params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), ConfirmErrors))]
 async fn confirm_payment(
@@ -170,8 +168,7 @@ contract!(
 /// balance part given back, its order `pending` again; nothing reaches the
 /// PG. A payment already past `started` is returned as it is.
 #[utoipa::path(post, path = "/me/payments/{id}/fail", request_body = Fail,
-    params(IdPath,
-        KeyHeader),
+    params(IdPath, KeyHeader),
     security(("bearer" = [])),
     responses((status = 200, body = liteshop::Payment), FailErrors))]
 async fn fail_payment(

@@ -76,8 +76,7 @@ contract!(
 
 /// Refunds some or all units of a paid order. Send an `Idempotency-Key`: a
 /// repeat starts no second refund and returns the attempt the key started.
-#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(IdPath,
-        KeyHeader),
+#[utoipa::path(post, path = "/me/orders/{id}/refunds", params(IdPath, KeyHeader),
     request_body = RefundRequest, security(("bearer" = [])),
     responses((status = 201, body = liteshop::Refund), RefundErrors))]
 async fn refund(
@@ -139,8 +138,7 @@ contract!(
 /// still unspent in the balance: taken from the balance at once, cancelled
 /// at the PG, and given back to the balance if the PG declines (402). Send
 /// an `Idempotency-Key`: a repeat starts no second refund.
-#[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(IdPath,
-        KeyHeader),
+#[utoipa::path(post, path = "/me/top-ups/{id}/refunds", params(IdPath, KeyHeader),
     request_body = TopUpRefundRequest, security(("bearer" = [])),
     responses((status = 201, body = liteshop::Refund), RefundTopUpErrors))]
 async fn refund_top_up(
