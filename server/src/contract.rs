@@ -9,7 +9,11 @@
 //! [`ErrorKind`]s the library call can return, each mapped to its status
 //! as [`crate::problem::status`] maps it. `tests/contract.rs` drives every
 //! error path of every route and fails when a status is sent that the
-//! document does not list for that route.
+//! document does not list for that route; the unit test at the end of
+//! this file reads the library's source and checks each contract's kinds
+//! against the `# Failure` docs of the `Shop` methods its handler calls,
+//! both ways, so a variant documented later, or a kind listed by habit,
+//! fails the build's tests rather than the document.
 
 use std::collections::BTreeMap;
 
@@ -184,3 +188,270 @@ macro_rules! contract {
     };
 }
 pub(crate) use contract;
+
+#[cfg(test)]
+mod tests {
+    //! Each contract's error kinds against the library's own `# Failure`
+    //! docs, read from its source: the kinds a contract lists are the kinds
+    //! of the errors its handler's `Shop` calls document, no more and no
+    //! fewer, so neither can change without the other.
+
+    use std::collections::{BTreeSet, HashMap};
+    use std::path::Path;
+
+    use liteshop::ErrorKind;
+
+    use super::{Auth, Contract};
+
+    /// Error variants a route's statuses cover without its contract listing
+    /// them, each with why.
+    const COVERED: &[(&str, &str, &str)] = &[(
+        "ReadyErrors",
+        "InvalidPageSize",
+        "the probe asks for a page of one product, always a valid size",
+    )];
+
+    fn sources(dir: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap())
+            .collect()
+    }
+
+    /// The identifiers right after each `prefix` in `text`.
+    fn names_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.match_indices(prefix)
+            .map(|(at, _)| ident(&text[at + prefix.len()..]))
+            .filter(|name| !name.is_empty())
+            .collect()
+    }
+
+    fn ident(text: &str) -> &str {
+        let end = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        &text[..end]
+    }
+
+    fn kind_named(name: &str) -> ErrorKind {
+        match name {
+            "InvalidInput" => ErrorKind::InvalidInput,
+            "NotFound" => ErrorKind::NotFound,
+            "Conflict" => ErrorKind::Conflict,
+            "PaymentDeclined" => ErrorKind::PaymentDeclined,
+            "PaymentOutcomeUnknown" => ErrorKind::PaymentOutcomeUnknown,
+            "Busy" => ErrorKind::Busy,
+            "Internal" => ErrorKind::Internal,
+            other => panic!("no ErrorKind {other}"),
+        }
+    }
+
+    /// Every `Error` variant's kind, as `Error::kind` matches it.
+    fn kinds() -> HashMap<String, ErrorKind> {
+        let error =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/error.rs"))
+                .unwrap();
+        let start = error
+            .find("pub fn kind(&self) -> ErrorKind {")
+            .expect("Error::kind");
+        let body = &error[start..];
+        let body = &body[..body.find("\n    }\n").expect("the end of Error::kind")];
+        let code: String = body
+            .lines()
+            .map(|line| line.split("//").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut kinds = HashMap::new();
+        let mut pending = Vec::new();
+        for arm in code.split("=> ErrorKind::") {
+            let kind = ident(arm);
+            if !kind.is_empty() && !pending.is_empty() {
+                let kind = kind_named(kind);
+                for variant in pending.drain(..) {
+                    kinds.insert(variant, kind);
+                }
+            }
+            let rest = &arm[kind.len()..];
+            pending.extend(
+                rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|word| word.starts_with(|c: char| c.is_ascii_uppercase()))
+                    .filter(|word| !matches!(*word, "Error" | "ErrorKind"))
+                    .map(str::to_owned),
+            );
+        }
+        assert!(pending.is_empty(), "unmatched variants {pending:?}");
+        kinds
+    }
+
+    /// Every public method of `Shop` (and of its keyed handle) → its
+    /// `# Failure` section, where it has one.
+    fn failure_docs() -> (BTreeSet<String>, HashMap<String, String>) {
+        let mut methods = BTreeSet::new();
+        let mut failures: HashMap<String, String> = HashMap::new();
+        for source in sources("../src/shop") {
+            let mut doc = String::new();
+            for line in source.lines() {
+                let line = line.trim();
+                if let Some(text) = line.strip_prefix("///") {
+                    doc.push_str(text);
+                    doc.push('\n');
+                    continue;
+                }
+                if let Some(at) = line.find("pub fn ") {
+                    let name = ident(&line[at + "pub fn ".len()..]).to_owned();
+                    if let Some(at) = doc.find("# Failure") {
+                        failures
+                            .entry(name.clone())
+                            .or_default()
+                            .push_str(&doc[at..]);
+                    }
+                    methods.insert(name);
+                }
+                if !line.starts_with("#[") {
+                    doc.clear();
+                }
+            }
+        }
+        (methods, failures)
+    }
+
+    /// The variants `method`'s `# Failure` names, with those of the
+    /// methods it defers to ("as [`Shop::place_order`]").
+    fn documented(
+        failures: &HashMap<String, String>,
+        method: &str,
+        into: &mut BTreeSet<String>,
+    ) -> bool {
+        let Some(text) = failures.get(method) else {
+            return false;
+        };
+        for variant in names_after(text, "Error::") {
+            into.insert(variant.to_owned());
+        }
+        for other in names_after(text, "Shop::") {
+            if other != method {
+                documented(failures, other, into);
+            }
+        }
+        true
+    }
+
+    /// A `contract!` as the route's source states it.
+    struct Stated {
+        name: String,
+        contract: Contract,
+        listed: Vec<String>,
+        calls: BTreeSet<String>,
+    }
+
+    fn contracts(methods: &BTreeSet<String>) -> Vec<Stated> {
+        let mut stated = Vec::new();
+        for source in sources("src/routes") {
+            for part in source.split("\ncontract!(").skip(1) {
+                let (declaration, handler) = part.split_once("\n);").expect("the end of contract!");
+                let name = ident(
+                    declaration
+                        .lines()
+                        .map(str::trim)
+                        .find(|line| !line.is_empty() && !line.starts_with("///"))
+                        .unwrap(),
+                )
+                .to_owned();
+                let mut contract = Contract::new(match names_after(declaration, "Auth::")[0] {
+                    "Public" => Auth::Public,
+                    "User" => Auth::User,
+                    "Admin" => Auth::Admin,
+                    other => panic!("{name}: Auth::{other}"),
+                });
+                contract.body = declaration.contains(".body()");
+                contract.key = declaration.contains(".key()");
+                contract.params = declaration.contains(".params()");
+                let listed = declaration
+                    .split_once(".errors(&[")
+                    .map(|(_, rest)| rest.split_once("])").unwrap().0)
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|kind| kind.trim().rsplit("::").next().unwrap().to_owned())
+                    .filter(|kind| !kind.is_empty())
+                    .collect();
+                let compact: String = handler.split_whitespace().collect();
+                let calls = names_after(&compact, "shop.")
+                    .into_iter()
+                    .filter(|call| methods.contains(*call))
+                    .map(str::to_owned)
+                    .collect();
+                stated.push(Stated {
+                    name,
+                    contract,
+                    listed,
+                    calls,
+                });
+            }
+        }
+        stated
+    }
+
+    #[test]
+    fn every_contract_lists_the_kinds_its_calls_document() {
+        let kinds = kinds();
+        let (methods, failures) = failure_docs();
+        let stated = contracts(&methods);
+        assert!(stated.len() > 30, "only {} contracts found", stated.len());
+        let mut wrong = Vec::new();
+        for route in &stated {
+            let mut variants = BTreeSet::new();
+            for call in &route.calls {
+                if !documented(&failures, call, &mut variants) {
+                    wrong.push(format!("{}: Shop::{call} has no # Failure", route.name));
+                }
+            }
+            let statuses = Contract {
+                errors: Box::leak(
+                    route
+                        .listed
+                        .iter()
+                        .map(|kind| kind_named(kind))
+                        .collect::<Vec<_>>()
+                        .into_boxed_slice(),
+                ),
+                ..route.contract
+            }
+            .statuses();
+            let mut named = BTreeSet::new();
+            for variant in &variants {
+                let kind = *kinds
+                    .get(variant)
+                    .unwrap_or_else(|| panic!("{}: no Error::{variant}", route.name));
+                named.insert(format!("{kind:?}"));
+                // The acting user's id comes from a verified token, which
+                // never names an id below 1.
+                let from_token = route.contract.auth == Auth::User && variant == "InvalidId";
+                let covered = COVERED
+                    .iter()
+                    .any(|(name, covered, _)| *name == route.name && covered == variant);
+                if !statuses.contains_key(&kind.http_status()) && !from_token && !covered {
+                    wrong.push(format!(
+                        "{}: Error::{variant} ({kind:?}) is documented, its status is not",
+                        route.name
+                    ));
+                }
+            }
+            for kind in &route.listed {
+                if !named.contains(kind) {
+                    wrong.push(format!(
+                        "{}: lists {kind}, which no error of {:?} is",
+                        route.name, route.calls
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}

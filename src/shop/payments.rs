@@ -237,8 +237,10 @@ impl Shop {
     /// [`Error::InvalidId`], [`Error::InvalidPaymentKey`],
     /// [`Error::NoGateway`], [`Error::PaymentNotFound`] (also another
     /// user's), [`Error::RedirectMismatch`], [`Error::PaymentExpired`] (all
-    /// changing nothing); then the outcomes above, and
-    /// [`Error::GatewayUnavailable`] and [`Error::GatewayRejected`] (the
+    /// changing nothing); then the outcomes of step 3,
+    /// [`Error::PaymentDeclined`] ([`Error::TopUpDeclined`]) and
+    /// [`Error::PaymentOutcomeUnknown`] ([`Error::TopUpOutcomeUnknown`]),
+    /// and [`Error::GatewayUnavailable`] and [`Error::GatewayRejected`] (the
     /// balance part given back).
     pub fn confirm_payment(
         &self,

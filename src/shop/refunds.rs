@@ -200,8 +200,11 @@ impl Shop {
     /// [`Error::TopUpNotRefundable`], [`Error::TopUpRefundInProgress`],
     /// [`Error::ZeroAmount`], [`Error::RefundExceedsTopUp`],
     /// [`Error::InsufficientBalance`], [`Error::NoGateway`] — each changing
-    /// nothing; then the outcomes above, and [`Error::GatewayUnavailable`]
-    /// and [`Error::GatewayRejected`] (the amount given back).
+    /// nothing; then the outcomes of step 3,
+    /// [`Error::TopUpRefundDeclined`] and
+    /// [`Error::TopUpRefundOutcomeUnknown`], and
+    /// [`Error::GatewayUnavailable`] and [`Error::GatewayRejected`] (the
+    /// amount given back).
     pub fn refund_top_up(
         &self,
         user: UserId,

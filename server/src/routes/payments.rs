@@ -352,8 +352,9 @@ pub(crate) struct PgNoticeReceipt {
 }
 
 contract!(
-    /// The error responses of `pg_webhook`.
-    PgWebhookErrors = Contract::new(Auth::Public).body().errors(&[InvalidInput])
+    /// The error responses of `pg_webhook`: only its body's, since the
+    /// library's answer to a notice is logged, never sent to the PG.
+    PgWebhookErrors = Contract::new(Auth::Public).body()
 );
 
 /// Takes a notice (webhook) from the PG and answers at once, as Toss
