@@ -22,6 +22,11 @@ fn now() -> i64 {
 
 impl Target for Raw {
     fn run(&self, step: Step, w: &mut Worker) -> Option<R<()>> {
+        // Without the postgres feature the match has one arm.
+        #[cfg_attr(
+            not(feature = "postgres"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let mut conn = match w.conn.take().expect("a raw connection") {
             RawConn::File(conn) => conn,
             #[cfg(feature = "postgres")]
