@@ -30,6 +30,7 @@ mod body;
 mod console;
 mod contract;
 mod fake_widget;
+mod html;
 mod idempotency;
 mod openapi_text;
 mod problem;

@@ -1,69 +1,43 @@
 //! The console's pages, rendered on the server with maud (which escapes
 //! every value it interpolates).
 
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use liteshop::{
     AuditReport, BestSeller, ConsumerLag, Law, Lease, Order, ReconcileReport, Shop, Timestamp,
     Unsettled, UserId,
 };
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, html};
+
+use crate::html::{self, Site};
 
 use super::format::{age, grouped, time, won, zone};
 use super::{Operator, OrderView};
 
-/// The pages in the navigation: path and title.
-const NAV: [(&str, &str); 5] = [
-    ("/console/books", "Books"),
-    ("/console/in-flight", "Money in flight"),
-    ("/console/sales", "Sales"),
-    ("/console/orders", "Orders"),
-    ("/console/feed", "Feed"),
-];
+/// The console: its pages in the navigation, path and title.
+const SITE: Site = Site {
+    brand: "liteshop console",
+    stylesheet: "/console/style.css",
+    nav: &[
+        ("/console/books", "Books"),
+        ("/console/in-flight", "Money in flight"),
+        ("/console/sales", "Sales"),
+        ("/console/orders", "Orders"),
+        ("/console/feed", "Feed"),
+    ],
+};
 
 /// A whole page: the head, the navigation (for a signed-in operator), and
 /// `body`.
 fn page(title: &str, operator: Option<&Operator>, current: &str, body: Markup) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — liteshop console" }
-                link rel="stylesheet" href="/console/style.css";
-            }
-            body {
-                a class="skip" href="#main" { "Skip to the content" }
-                header {
-                    p class="brand" { "liteshop console" }
-                    @if let Some(operator) = operator {
-                        nav aria-label="Pages" {
-                            ul {
-                                @for (path, name) in NAV {
-                                    li {
-                                        @if path == current {
-                                            a href=(path) aria-current="page" { (name) }
-                                        } @else {
-                                            a href=(path) { (name) }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        form method="post" action="/console/sign-out" class="sign-out" {
-                            input type="hidden" name="csrf" value=(operator.csrf);
-                            button type="submit" { "Sign out" }
-                        }
-                    }
-                }
-                main id="main" {
-                    h1 { (title) }
-                    (body)
-                }
-            }
-        }
-    };
-    Html(markup.into_string()).into_response()
+    match operator {
+        Some(operator) => SITE.page(
+            title,
+            Some(current),
+            html::sign_out("/console/sign-out", &operator.csrf),
+            body,
+        ),
+        None => SITE.page(title, None, html! {}, body),
+    }
 }
 
 /// The sign-in form, with a message after a failed attempt.

@@ -2,23 +2,29 @@
 //! every value it interpolates).
 
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use liteshop::{
     Cart, Money, Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Product, Refund,
     RefundStatus,
 };
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
+
+use crate::html::{self, Site};
 
 use super::{Customer, OrderView};
 use crate::console::format::{time, won};
 
-/// The pages in the navigation: path and title.
-const NAV: [(&str, &str); 4] = [
-    ("/shop", "Products"),
-    ("/shop/cart", "Cart"),
-    ("/shop/orders", "Orders"),
-    ("/shop/top-up", "Top up"),
-];
+/// The storefront: its pages in the navigation, path and title.
+const SITE: Site = Site {
+    brand: "liteshop",
+    stylesheet: "/shop/style.css",
+    nav: &[
+        ("/shop", "Products"),
+        ("/shop/cart", "Cart"),
+        ("/shop/orders", "Orders"),
+        ("/shop/top-up", "Top up"),
+    ],
+};
 
 /// Who a page's header is for: a signed-in customer (with "sign out"),
 /// someone signed out (with "sign in"), or either (an error page).
@@ -42,52 +48,12 @@ impl<'a> From<&'a Customer> for Who<'a> {
 
 /// A whole page: the head, the navigation, and `body`.
 fn page<'a>(title: &str, who: impl Into<Who<'a>>, current: &str, body: Markup) -> Response {
-    let who = who.into();
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — liteshop" }
-                link rel="stylesheet" href="/shop/style.css";
-            }
-            body {
-                a class="skip" href="#main" { "Skip to the content" }
-                header {
-                    p class="brand" { "liteshop" }
-                    nav aria-label="Pages" {
-                        ul {
-                            @for (path, name) in NAV {
-                                li {
-                                    @if path == current {
-                                        a href=(path) aria-current="page" { (name) }
-                                    } @else {
-                                        a href=(path) { (name) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    @match who {
-                        Who::Customer(customer) => {
-                            form method="post" action="/shop/sign-out" class="sign-out" {
-                                input type="hidden" name="csrf" value=(customer.csrf);
-                                button type="submit" { "Sign out" }
-                            }
-                        }
-                        Who::SignedOut => a class="sign-out" href="/shop/sign-in" { "Sign in" },
-                        Who::Anyone => {}
-                    }
-                }
-                main id="main" {
-                    h1 { (title) }
-                    (body)
-                }
-            }
-        }
+    let aside = match who.into() {
+        Who::Customer(customer) => html::sign_out("/shop/sign-out", &customer.csrf),
+        Who::SignedOut => html! { a class="sign-out" href="/shop/sign-in" { "Sign in" } },
+        Who::Anyone => html! {},
     };
-    Html(markup.into_string()).into_response()
+    SITE.page(title, Some(current), aside, body)
 }
 
 /// The CSRF field every form carries.
