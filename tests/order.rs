@@ -118,6 +118,38 @@ fn an_order_over_the_balance_is_placed_and_only_its_balance_part_is_checked() ->
 }
 
 #[test]
+fn paying_from_the_balance_reads_the_total_in_its_own_transaction_and_refuses_what_start_payment_refuses()
+-> Result<()> {
+    let (t, kim, tea, _) = stocked();
+    let order = t.shop.place_order(kim, &[OrderLine::new(tea, 2)])?;
+    let lee = t.user("Lee").id;
+    let before = t.dump();
+    // Another user's order is not found, and nothing moves.
+    let err = t.shop.pay_from_balance(lee, order.id).unwrap_err();
+    assert!(
+        matches!(err, Error::OrderNotFound(id) if id == order.id),
+        "{err:?}"
+    );
+    assert_eq!(t.dump(), before);
+    let paid = t.shop.pay_from_balance(kim, order.id)?;
+    assert_eq!(
+        (paid.balance_amount, paid.pg_amount),
+        (won(24_000), Money::ZERO)
+    );
+    assert_eq!(t.shop.balance(kim)?, won(76_000));
+    assert_eq!(t.shop.order(kim, order.id)?.status, OrderStatus::Paid);
+    // Paid once: a second time is a refused move, and nothing moves.
+    let before = t.dump();
+    let err = t.shop.pay_from_balance(kim, order.id).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidTransition { order: id, from: OrderStatus::Paid, .. } if id == order.id),
+        "{err:?}"
+    );
+    assert_eq!(t.dump(), before);
+    Ok(())
+}
+
+#[test]
 fn bad_order_input_is_invalid_and_changes_nothing() {
     let (t, kim, tea, cup) =
         stocked_with(open_with(|b| b.max_order_quantity(5).max_order_lines(2)));

@@ -452,6 +452,15 @@ fn order_name(order: &order::Order) -> String {
     name
 }
 
+/// How much of an order's total a payment takes from the balance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BalancePart {
+    /// This much; the rest through the PG.
+    Exactly(Money),
+    /// All of it, as the order reads in the payment's own transaction.
+    Total,
+}
+
 /// The first transaction of an order's payment, in the seed's order: the
 /// order exists and is the user's → it is `Pending` → its reservation has
 /// not run out → it has something to pay → the balance part is at most the
@@ -463,12 +472,16 @@ fn order_name(order: &order::Order) -> String {
 pub(crate) fn begin(
     tx: &UserTx<'_>,
     order_id: OrderId,
-    balance_part: Money,
+    balance_part: BalancePart,
     rules: StartRules,
     now: Timestamp,
 ) -> Result<Payment> {
     let user = tx.user();
     let order = order::get(tx, user, order_id)?;
+    let balance_part = match balance_part {
+        BalancePart::Exactly(won) => won,
+        BalancePart::Total => order.total,
+    };
     if !order.status.can_become(OrderStatus::Paying) {
         return Err(Error::InvalidTransition {
             order: order_id,

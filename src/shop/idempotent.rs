@@ -17,7 +17,9 @@ use crate::idempotency::{self, IdempotencyKey, Keyed};
 use crate::ids::{CouponId, OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{Order, OrderLine, OrderRequest};
-use crate::payment::{Payment, PgFailRedirect, PgRedirect, flow::Replay, refund::Refund};
+use crate::payment::{
+    BalancePart, Payment, PgFailRedirect, PgRedirect, flow::Replay, refund::Refund,
+};
 
 /// The writes of a [`Shop`] under an optional idempotency key, made by
 /// [`Shop::idempotent`].
@@ -137,9 +139,12 @@ impl Idempotent<'_> {
         balance_part: Money,
     ) -> Result<Keyed<Payment>> {
         self.validate()?;
-        let (payment, replay) =
-            self.shop
-                .start_payment_inner(user, order, balance_part, self.key.cloned())?;
+        let (payment, replay) = self.shop.start_payment_inner(
+            user,
+            order,
+            BalancePart::Exactly(balance_part),
+            self.key.cloned(),
+        )?;
         Ok(answer(payment, replay))
     }
 

@@ -13,7 +13,9 @@ use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
 use crate::payment::flow::Replay;
-use crate::payment::{self, Payment, PaymentEvent, PgFailRedirect, PgRedirect, StartRules};
+use crate::payment::{
+    self, BalancePart, Payment, PaymentEvent, PgFailRedirect, PgRedirect, StartRules,
+};
 use crate::store::UserTx;
 use crate::user;
 
@@ -91,7 +93,7 @@ impl Shop {
         order: OrderId,
         balance_part: Money,
     ) -> Result<Payment> {
-        self.start_payment_inner(user, order, balance_part, None)
+        self.start_payment_inner(user, order, BalancePart::Exactly(balance_part), None)
             .map(|(payment, _)| payment)
     }
 
@@ -123,17 +125,17 @@ impl Shop {
     ///
     /// As [`Shop::start_payment`].
     pub fn pay_from_balance(&self, user: UserId, order: OrderId) -> Result<Payment> {
-        let user = user.validate()?;
-        let order = order.validate()?;
-        let total = self.order(user, order)?.total;
-        self.start_payment(user, order, total)
+        // The total is read in the payment's own transaction: one
+        // transaction, not a read before it.
+        self.start_payment_inner(user, order, BalancePart::Total, None)
+            .map(|(payment, _)| payment)
     }
 
     pub(crate) fn start_payment_inner(
         &self,
         user: UserId,
         order: OrderId,
-        balance_part: Money,
+        balance_part: BalancePart,
         key: Option<IdempotencyKey>,
     ) -> Result<(Payment, Replay)> {
         let user = user.validate()?;
