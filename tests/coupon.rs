@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{TestShop, open_with, race, won};
 use liteshop::{
-    Clock, Coupon, CouponId, CouponState, Discount, Error, FakeGateway, FakeOutcome, Money,
-    NewCoupon, OrderLine, OrderRequest, OrderStatus, PageRequest, ProductId, UserId,
+    Clock, Coupon, CouponId, CouponState, Discount, Error, EventPayload, FakeGateway, FakeOutcome,
+    Money, NewCoupon, OrderLine, OrderRequest, OrderStatus, PageRequest, ProductId, UserId,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -157,6 +157,42 @@ fn two_orders_racing_for_one_coupon_one_gets_it() {
     assert_eq!(placed[0].total, won(5_000));
     // The refused order reserved nothing.
     assert_eq!(s.t.shop.product(s.tea).unwrap().stock, 49);
+}
+
+#[test]
+fn an_order_paid_wholly_from_the_balance_is_announced_with_its_lines_and_coupon() {
+    let s = shop();
+    let coupon = s.coupon(percent(15, None), 10);
+    s.t.shop.issue_coupon(s.kim, coupon.id).unwrap();
+    let order = s.order_with(coupon.id);
+    s.t.shop.pay_from_balance(s.kim, order.id).unwrap();
+    let paid = s.t.shop.order(s.kim, order.id).unwrap();
+    assert_eq!(paid.status, OrderStatus::Paid);
+    let events = s.t.shop.events(0, 100).unwrap();
+    let approved: Vec<_> = events
+        .iter()
+        .filter_map(|event| match &event.payload {
+            EventPayload::PaymentApproved {
+                amount,
+                lines,
+                subtotal,
+                discount,
+                coupon,
+            } => Some((*amount, lines.clone(), *subtotal, *discount, *coupon)),
+            _ => None,
+        })
+        .collect();
+    // What the event says is the order as it is now, paid.
+    assert_eq!(
+        approved,
+        [(
+            won(25_500),
+            paid.lines.clone(),
+            won(29_999),
+            won(4_499),
+            Some(coupon.id)
+        )]
+    );
 }
 
 #[test]

@@ -571,7 +571,7 @@ pub(crate) fn begin(
         now,
     )?;
     if pg_part.is_zero() {
-        return approve(tx, &payment, None, now);
+        return approve(tx, &payment, Approved::ByBalance(order), now);
     }
     Ok(payment)
 }
@@ -829,7 +829,9 @@ pub(crate) fn record(
         outcome => outcome,
     };
     match outcome {
-        Outcome::Done(approval) => approve(tx, &payment, Some(&approval.transaction_id), now),
+        Outcome::Done(approval) => {
+            approve(tx, &payment, Approved::AtPg(&approval.transaction_id), now)
+        }
         Outcome::Declined { code, message } => decline(tx, &payment, &code, &message, now),
         Outcome::AwaitingDeposit(deposit) => await_deposit(tx, payment, &deposit, now),
         Outcome::Unknown { reason } => {
@@ -978,16 +980,29 @@ pub(crate) fn deposit_secret_matches(
     Ok(a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0)
 }
 
-/// Approves `payment`, with the PG's transaction id when the PG took a
-/// part: an order is `Paid` (and its sale counted), a top-up's PG part is
-/// credited to the balance — uncapped, since it counted as in flight from
-/// its start.
+/// How a payment came to be approved.
+enum Approved<'a> {
+    /// The PG approved its part, as this transaction.
+    AtPg(&'a str),
+    /// Wholly from the balance, in the transaction that started it, which
+    /// read `order` (its lines, subtotal, discount and coupon, which a
+    /// payment does not change).
+    ByBalance(order::Order),
+}
+
+/// Approves `payment`: an order is `Paid` (and its sale counted), a
+/// top-up's PG part is credited to the balance — uncapped, since it
+/// counted as in flight from its start.
 fn approve(
     tx: &UserTx<'_>,
     payment: &Payment,
-    transaction: Option<&str>,
+    how: Approved<'_>,
     now: Timestamp,
 ) -> Result<Payment> {
+    let (transaction, read) = match how {
+        Approved::AtPg(transaction) => (Some(transaction), None),
+        Approved::ByBalance(order) => (None, Some(order)),
+    };
     let id = payment.id;
     tx.holds(payment.user)?;
     let recorded = payment_row(&tx.query_row(
@@ -1015,7 +1030,10 @@ fn approve(
         PaymentKind::Order => {
             let order_id = payment.order_id()?;
             order::mark_paid(tx, order_id, now)?;
-            let paid = order::get(tx, payment.user, order_id)?;
+            let paid = match read {
+                Some(order) => order,
+                None => order::get(tx, payment.user, order_id)?,
+            };
             feed::append(
                 tx,
                 Subject::payment(payment.user, order_id, id),
