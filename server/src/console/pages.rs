@@ -13,7 +13,8 @@ use crate::html::{self, Site};
 use super::format::{age, grouped, time, won, zone};
 use super::{Operator, OrderView};
 
-/// The console: its pages in the navigation, path and title.
+/// The console: its brand, its stylesheet, and the pages in its
+/// navigation (path, title).
 const SITE: Site = Site {
     brand: "liteshop console",
     stylesheet: "/console/style.css",

@@ -14,7 +14,8 @@ use crate::html::{self, Site};
 use super::{Customer, OrderView};
 use crate::console::format::{time, won};
 
-/// The storefront: its pages in the navigation, path and title.
+/// The storefront: its brand, its stylesheet, and the pages in its
+/// navigation (path, title).
 const SITE: Site = Site {
     brand: "liteshop",
     stylesheet: "/shop/style.css",
