@@ -211,6 +211,8 @@ mod tests {
         "the probe asks for a page of one product, always a valid size",
     )];
 
+    /// The text of every `.rs` file in `dir` (relative to this crate), in
+    /// name order.
     fn sources(dir: &str) -> Vec<String> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -233,6 +235,7 @@ mod tests {
             .collect()
     }
 
+    /// The identifier `text` starts with (empty if none).
     fn ident(text: &str) -> &str {
         let end = text
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -240,6 +243,7 @@ mod tests {
         &text[..end]
     }
 
+    /// The `ErrorKind` spelled `name`.
     fn kind_named(name: &str) -> ErrorKind {
         match name {
             "InvalidInput" => ErrorKind::InvalidInput,
@@ -345,12 +349,19 @@ mod tests {
 
     /// A `contract!` as the route's source states it.
     struct Stated {
+        /// The type `contract!` declares (`OrderPaymentsErrors`).
         name: String,
+        /// Who may call, and whether a body, a key or parameters are read;
+        /// its `errors` left empty.
         contract: Contract,
+        /// The kinds its `errors(&[…])` lists, by name.
         listed: Vec<String>,
+        /// The `Shop` methods its handler calls.
         calls: BTreeSet<String>,
     }
 
+    /// Every `contract!` in `src/routes`, with the calls of `methods` its
+    /// handler (what follows it, up to the next `contract!`) makes.
     fn contracts(methods: &BTreeSet<String>) -> Vec<Stated> {
         let mut stated = Vec::new();
         for source in sources("src/routes") {
