@@ -203,8 +203,8 @@ mod tests {
 
     use super::{Auth, Contract};
 
-    /// Error variants a route's statuses cover without its contract listing
-    /// them, each with why.
+    /// Documented variants a route's handler can never meet, so its
+    /// contract need not send their status: route, variant, why.
     const COVERED: &[(&str, &str, &str)] = &[(
         "ReadyErrors",
         "InvalidPageSize",
