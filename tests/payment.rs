@@ -1289,3 +1289,63 @@ fn a_whole_top_up_refund_leaves_it_refunded() -> Result<()> {
     assert!(s.t.shop.audit()?.is_clean());
     Ok(())
 }
+
+/// A gateway that answers for one won less than it was asked: it approves,
+/// and cancels, some other amount.
+struct ShortByOneWon(FakeGateway);
+
+impl PaymentGateway for ShortByOneWon {
+    fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+        let mut approval = self.0.approve(request)?;
+        approval.approved_amount = approval.approved_amount.checked_sub(won(1)).unwrap();
+        Ok(approval)
+    }
+    fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError> {
+        self.0.status(request)
+    }
+    fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        let mut cancellation = self.0.cancel(request)?;
+        cancellation.cancelled_amount = cancellation.cancelled_amount.checked_sub(won(1)).unwrap();
+        Ok(cancellation)
+    }
+}
+
+/// An answer for another amount than asked moves nothing on its word: the
+/// payment (and the refund) is held as unknown, for a person.
+#[test]
+fn an_approval_or_a_cancel_of_another_amount_is_held_as_unknown() -> Result<()> {
+    let s = shop();
+    let short =
+        s.t.builder()
+            .gateway(ShortByOneWon(s.pg.clone()))
+            .gateway_retry(FAST_RETRY)
+            .clock(s.t.clock.clone())
+            .build()?;
+
+    let order = s.order(1);
+    let err = s.pay_on(&short, order).unwrap_err();
+    assert!(
+        matches!(err, Error::PaymentOutcomeUnknown { order: o, .. } if o == order),
+        "{err:?}"
+    );
+    let payment = s.only_payment(order);
+    assert_eq!(payment.status, PaymentStatus::Unknown);
+    assert_eq!(s.status(order), OrderStatus::Paying);
+    assert_eq!(s.balance(), won(41_000), "the balance part stays held");
+
+    let paid = s.order(1);
+    s.pay(paid)?;
+    let before = s.balance();
+    let err = short.refund(s.kim, paid, "changed my mind").unwrap_err();
+    assert!(
+        matches!(err, Error::RefundOutcomeUnknown { order: o, .. } if o == paid),
+        "{err:?}"
+    );
+    let refunds = s.t.shop.refunds(s.kim, paid)?;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].status, RefundStatus::Unknown);
+    assert_eq!(s.status(paid), OrderStatus::Paid);
+    assert_eq!(s.balance(), before, "nothing is given back on its word");
+    s.assert_ledger_balances();
+    Ok(())
+}

@@ -317,6 +317,33 @@ pub(crate) enum Outcome<T> {
     AwaitingDeposit(Box<crate::gateway::Deposit>),
 }
 
+impl<T> Outcome<T> {
+    /// A `Done` for another amount than `asked` becomes `Unknown`, left for a
+    /// person: the gateway did something, but not what the shop asked, so
+    /// nothing is moved on its word. `done` reads the amount the answer
+    /// names; `attempt` ("payment 7", "refund 3") and `verb` ("approved",
+    /// "cancelled") say what for the error log and the recorded reason.
+    pub(crate) fn unless_amount_differs(
+        self,
+        asked: Money,
+        done: impl Fn(&T) -> Money,
+        attempt: &dyn std::fmt::Display,
+        verb: &str,
+    ) -> Outcome<T> {
+        match self {
+            Outcome::Done(answer) if done(&answer) != asked => {
+                let answered = done(&answer);
+                tracing::error!(%attempt, %answered, %asked,
+                    "the gateway {verb} a different amount; leaving it for review");
+                Outcome::Unknown {
+                    reason: format!("{verb} amount {answered} differs"),
+                }
+            }
+            outcome => outcome,
+        }
+    }
+}
+
 /// The code recorded for a payment the gateway provably never received.
 pub(crate) const UNAVAILABLE_CODE: &str = "PG_UNAVAILABLE";
 
@@ -686,10 +713,12 @@ fn insert(tx: &dyn Db, new: NewPayment, rules: StartRules, now: Timestamp) -> Re
     )?)
 }
 
-/// What the first transaction of a confirm found.
+/// What a redirect found: the first transaction of a confirm, or the
+/// checks it shares with a failure redirect.
 pub(crate) enum Confirming {
-    /// The attempt moved to `Requested` with the redirect's key: ask the
-    /// gateway.
+    /// The attempt is `Started` and the redirect is about it; as
+    /// [`begin_confirm`] answers it, moved to `Requested` with the
+    /// redirect's key: ask the gateway.
     Ask(Payment),
     /// The attempt was past `Started` (a repeated redirect): it is returned
     /// as it is, and nothing is sent.
@@ -707,12 +736,10 @@ pub(crate) fn begin_confirm(
     redirect: &PgRedirect,
     now: Timestamp,
 ) -> Result<Confirming> {
-    let user = tx.user();
-    let payment = get_for_user(tx, user, id)?;
-    if payment.status != PaymentStatus::Started {
-        return Ok(Confirming::AsItIs(payment));
-    }
-    check_redirect(&payment, &redirect.pg_order_id, Some(redirect.amount))?;
+    let payment = match redirected(tx, id, &redirect.pg_order_id, Some(redirect.amount))? {
+        Confirming::Ask(payment) => payment,
+        as_it_is => return Ok(as_it_is),
+    };
     if payment.expires_at <= now {
         return Err(Error::PaymentExpired {
             payment: id,
@@ -737,18 +764,30 @@ pub(crate) fn begin_confirm(
     Ok(Confirming::Ask(asked))
 }
 
-/// A redirect is about this attempt: the same `orderId`, and (for a
-/// success redirect) the same amount. Nothing is sent otherwise.
-fn check_redirect(payment: &Payment, pg_order_id: &str, amount: Option<Money>) -> Result<()> {
+/// The user's payment `id` as a redirect finds it, the checks both
+/// redirects share, in order: it exists and is the user's → past `Started`
+/// it is returned as it is ([`Confirming::AsItIs`]) → the redirect is about
+/// this attempt: the same `orderId`, and (for a success redirect) the same
+/// amount. Nothing is written.
+fn redirected(
+    tx: &UserTx<'_>,
+    id: PaymentId,
+    pg_order_id: &str,
+    amount: Option<Money>,
+) -> Result<Confirming> {
+    let payment = get_for_user(tx, tx.user(), id)?;
+    if payment.status != PaymentStatus::Started {
+        return Ok(Confirming::AsItIs(payment));
+    }
     let amount_differs = amount.is_some_and(|amount| amount != payment.pg_amount);
     if pg_order_id != payment.pg_order_id || amount_differs {
         return Err(Error::RedirectMismatch {
             payment: payment.id,
-            expected_pg_order_id: payment.pg_order_id.clone(),
+            expected_pg_order_id: payment.pg_order_id,
             expected_amount: payment.pg_amount,
         });
     }
-    Ok(())
+    Ok(Confirming::Ask(payment))
 }
 
 /// The PG's failure redirect for payment `id` of `user`: a `Started`
@@ -761,13 +800,10 @@ pub(crate) fn fail(
     redirect: &PgFailRedirect,
     now: Timestamp,
 ) -> Result<Payment> {
-    let user = tx.user();
-    let payment = get_for_user(tx, user, id)?;
-    if payment.status != PaymentStatus::Started {
-        return Ok(payment);
+    match redirected(tx, id, &redirect.pg_order_id, None)? {
+        Confirming::Ask(payment) => decline(tx, &payment, &redirect.code, &redirect.message, now),
+        Confirming::AsItIs(payment) => Ok(payment),
     }
-    check_redirect(&payment, &redirect.pg_order_id, None)?;
-    decline(tx, &payment, &redirect.code, &redirect.message, now)
 }
 
 /// The started payments whose confirm window ended at or before `now`,
@@ -818,16 +854,12 @@ pub(crate) fn record(
     if !payment.status.is_unsettled() {
         return Ok(payment);
     }
-    let outcome = match outcome {
-        Outcome::Done(approval) if approval.approved_amount != payment.pg_amount => {
-            tracing::error!(payment = %id, approved = %approval.approved_amount, asked = %payment.pg_amount,
-                "the gateway approved a different amount; leaving the payment for review");
-            Outcome::Unknown {
-                reason: format!("approved amount {} differs", approval.approved_amount),
-            }
-        }
-        outcome => outcome,
-    };
+    let outcome = outcome.unless_amount_differs(
+        payment.pg_amount,
+        |approval| approval.approved_amount,
+        &format_args!("payment {id}"),
+        "approved",
+    );
     match outcome {
         Outcome::Done(approval) => {
             approve(tx, &payment, Approved::AtPg(&approval.transaction_id), now)

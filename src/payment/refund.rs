@@ -583,14 +583,12 @@ pub(crate) fn record(
     if !refund.status.is_unsettled() {
         return Ok(refund);
     }
-    let outcome = match outcome {
-        Outcome::Done(cancel) if cancel.cancelled_amount != refund.pg_amount => {
-            tracing::error!(refund = %id, cancelled = %cancel.cancelled_amount, asked = %refund.pg_amount,
-                "the gateway cancelled a different amount; leaving the refund for review");
-            Outcome::Unknown {
-                reason: format!("cancelled amount {} differs", cancel.cancelled_amount),
-            }
-        }
+    let outcome = match outcome.unless_amount_differs(
+        refund.pg_amount,
+        |cancel| cancel.cancelled_amount,
+        &format_args!("refund {id}"),
+        "cancelled",
+    ) {
         // Only a confirm answers with a virtual account.
         Outcome::AwaitingDeposit(_) => Outcome::Unknown {
             reason: "a cancel answered with a virtual account".into(),
