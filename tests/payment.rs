@@ -893,25 +893,56 @@ fn pay_and_reconciliation_racing_on_one_payment_record_one_outcome() -> Result<(
     Ok(())
 }
 
-/// A gateway that approves, and then, before the shop can record it, lets
-/// another process take the database's write lock and keep it.
-struct ApproveThenLock {
+/// A gateway that approves (or cancels), and then, before the shop can
+/// record it, lets another process take the database's write lock and keep
+/// it.
+struct AnswerThenLock {
     fake: FakeGateway,
     path: std::path::PathBuf,
     lock: std::sync::Mutex<Option<rusqlite::Connection>>,
 }
 
-impl PaymentGateway for ApproveThenLock {
-    fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+impl AnswerThenLock {
+    fn new(s: &PayShop) -> std::sync::Arc<AnswerThenLock> {
+        std::sync::Arc::new(AnswerThenLock {
+            fake: s.pg.clone(),
+            path: s.t.path.clone(),
+            lock: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// A shop on the same file that answers through `gateway` and waits
+    /// only 50 ms for the write lock.
+    fn shop(s: &PayShop, gateway: &std::sync::Arc<AnswerThenLock>) -> Result<Shop> {
+        Shop::builder(&s.t.path)
+            .gateway(gateway.clone())
+            .busy_timeout(Duration::from_millis(50))
+            .clock(s.t.clock.clone())
+            .build()
+    }
+
+    fn take_the_lock(&self) {
         let other = rusqlite::Connection::open(&self.path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         *self.lock.lock().unwrap() = Some(other);
+    }
+
+    /// The other process lets go.
+    fn let_go(&self) {
+        drop(self.lock.lock().unwrap().take());
+    }
+}
+
+impl PaymentGateway for AnswerThenLock {
+    fn approve(&self, request: &ApproveRequest) -> Result<Approval, GatewayError> {
+        self.take_the_lock();
         self.fake.approve(request)
     }
     fn status(&self, request: &StatusRequest) -> Result<PgStatus, GatewayError> {
         self.fake.status(request)
     }
     fn cancel(&self, request: &CancelRequest) -> Result<Cancellation, GatewayError> {
+        self.take_the_lock();
         self.fake.cancel(request)
     }
 }
@@ -923,22 +954,14 @@ fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> R
     }
     let s = shop();
     let order = s.order(1);
-    let gateway = std::sync::Arc::new(ApproveThenLock {
-        fake: s.pg.clone(),
-        path: s.t.path.clone(),
-        lock: std::sync::Mutex::new(None),
-    });
-    let locking = Shop::builder(&s.t.path)
-        .gateway(gateway.clone())
-        .busy_timeout(Duration::from_millis(50))
-        .clock(s.t.clock.clone())
-        .build()?;
+    let gateway = AnswerThenLock::new(&s);
+    let locking = AnswerThenLock::shop(&s, &gateway)?;
     let err = s.pay_on(&locking, order).unwrap_err();
     assert!(
         matches!(err, Error::PaymentOutcomeUnknown { order: o, .. } if o == order),
         "{err:?}"
     );
-    drop(gateway.lock.lock().unwrap().take()); // the other process lets go
+    gateway.let_go();
 
     // The PG approved; the shop holds the money with the payment unsettled.
     assert_eq!(s.only_payment(order).status, PaymentStatus::Requested);
@@ -952,6 +975,47 @@ fn an_approval_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> R
     );
     assert_eq!(s.status(order), OrderStatus::Paid);
     assert_eq!(s.pg.approved_count(), 1);
+    s.assert_ledger_balances();
+    Ok(())
+}
+
+#[test]
+fn a_cancel_that_cannot_be_recorded_is_reported_unknown_and_reconciled() -> Result<()> {
+    if common::sqlite_only("it holds SQLite's write lock from another connection") {
+        return Ok(());
+    }
+    let s = shop();
+    let order = s.order(1);
+    s.pay(order)?;
+    assert_eq!(s.balance(), won(41_000));
+    let gateway = AnswerThenLock::new(&s);
+    let locking = AnswerThenLock::shop(&s, &gateway)?;
+    let err = locking.refund(s.kim, order, "changed my mind").unwrap_err();
+    assert!(
+        matches!(err, Error::RefundOutcomeUnknown { order: o, .. } if o == order),
+        "{err:?}"
+    );
+    gateway.let_go();
+
+    // The PG gave the card part back; the shop has not recorded it yet.
+    let refunds = s.t.shop.refunds(s.kim, order)?;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].status, RefundStatus::Requested);
+    assert_eq!(s.status(order), OrderStatus::Paid);
+    assert_eq!(s.balance(), won(41_000));
+    s.past_grace();
+    let report = s.t.shop.reconcile_payments()?;
+    assert_eq!(report.refunds.len(), 1, "{report:?}");
+    assert_eq!(report.refunds[0].status, RefundStatus::Completed);
+    assert_eq!(s.status(order), OrderStatus::Refunded);
+    assert_eq!(
+        s.balance(),
+        won(50_000),
+        "the balance part is given back once"
+    );
+    let pg_order_id = s.only_payment(order).pg_order_id;
+    assert_eq!(s.pg.cancels(&pg_order_id).len(), 1, "cancelled once");
+    assert_eq!(s.pg.cancelled(&pg_order_id), PG_PART);
     s.assert_ledger_balances();
     Ok(())
 }

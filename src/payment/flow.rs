@@ -267,6 +267,23 @@ impl Payments<'_> {
         self.store.write_user(user, self.clock, f)
     }
 
+    /// Records the gateway's answer about `attempt` with `record`, one write
+    /// of `user`'s. If that write fails the money is held and the gateway
+    /// may have acted: only reconciliation, asking again with the same key,
+    /// can tell, so the caller is told the outcome is unknown.
+    fn record_answer<T: Send + 'static>(
+        &self,
+        user: UserId,
+        attempt: Attempt,
+        record: impl Fn(&UserTx<'_>, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write_user(user, record).map_err(|err| {
+            tracing::error!(%attempt, error = %err,
+                "recording the gateway's answer failed; reconciliation will settle it");
+            refusal(attempt, None, None)
+        })
+    }
+
     /// Runs the first transaction of a payment or refund attempt as one
     /// write of `user`'s, under `key` if there is one. A key stored before
     /// names its attempt (under `field`: `payment`, `refund`) and nothing
@@ -371,18 +388,9 @@ impl Payments<'_> {
         let answer = self.config.retry.run(|| self.gateway()?.approve(&request));
         let (outcome, failure) = settle(attempt, answer);
 
-        let recorded = match self.write_user(user, move |tx, now| {
+        let recorded = self.record_answer(user, attempt, move |tx, now| {
             super::record(tx, id, outcome.clone(), now)
-        }) {
-            Ok(recorded) => recorded,
-            Err(err) => {
-                // The money is held and the gateway may have approved: only
-                // reconciliation can tell, so say the outcome is unknown.
-                tracing::error!(payment = %id, error = %err,
-                    "recording the payment outcome failed; reconciliation will settle it");
-                return Err(refusal(attempt, None, None));
-            }
-        };
+        })?;
         debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
         match recorded.status {
             PaymentStatus::Approved | PaymentStatus::Refunded => Ok((recorded, Replay::No)),
@@ -471,18 +479,9 @@ impl Payments<'_> {
         let (outcome, failure) = settle(attempt, answer);
 
         let id = refund.id;
-        let recorded = match self.write_user(user, move |tx, now| {
+        let recorded = self.record_answer(user, attempt, move |tx, now| {
             refund::record(tx, id, outcome.clone(), now)
-        }) {
-            Ok(recorded) => recorded,
-            Err(err) => {
-                // The gateway may have given the money back: the attempt is
-                // held, and reconciliation asks again with the same key.
-                tracing::error!(refund = %id, error = %err,
-                    "recording the refund outcome failed; reconciliation will settle it");
-                return Err(refusal(attempt, None, None));
-            }
-        };
+        })?;
         debug!(refund = %recorded.id, status = %recorded.status, "refund outcome recorded");
         if recorded.status == RefundStatus::Declined
             && matches!(failure, Some(GatewayError::Declined { .. }))
