@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::db::Db;
+use crate::db::{Db, Row};
 use crate::error::Result;
 use crate::shop::Shop;
 
@@ -77,13 +77,7 @@ pub(crate) fn get(tx: &dyn Db, job: &str) -> Result<Option<Lease>> {
         "SELECT job, holder, expires_at FROM leases WHERE job = ?1",
         &[&job],
     )?
-    .map(|row| {
-        Ok(Lease {
-            job: row.get(0)?,
-            holder: row.get(1)?,
-            expires_at: row.get(2)?,
-        })
-    })
+    .map(|row| lease_row(&row))
     .transpose()
 }
 
@@ -94,14 +88,17 @@ pub(crate) fn all(tx: &dyn Db) -> Result<Vec<Lease>> {
         &[],
     )?
     .iter()
-    .map(|row| {
-        Ok(Lease {
-            job: row.get(0)?,
-            holder: row.get(1)?,
-            expires_at: row.get(2)?,
-        })
-    })
+    .map(lease_row)
     .collect()
+}
+
+/// A lease from a row of `job, holder, expires_at`.
+fn lease_row(row: &Row) -> Result<Lease> {
+    Ok(Lease {
+        job: row.get(0)?,
+        holder: row.get(1)?,
+        expires_at: row.get(2)?,
+    })
 }
 
 /// A name no other holder has, on this machine or another: the process id

@@ -185,25 +185,34 @@ impl HttpGatewayBuilder {
     }
 }
 
+/// What `Debug` shows of a gateway or its builder: where it sends and how
+/// long it waits, never the secret key.
+fn redacted(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    base: &str,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> fmt::Result {
+    f.debug_struct(name)
+        .field("base", &base)
+        .field("secret", &"<redacted>")
+        .field("connect_timeout", &connect_timeout)
+        .field("response_timeout", &response_timeout)
+        .finish()
+}
+
 impl fmt::Debug for HttpGatewayBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpGatewayBuilder")
-            .field("base", &self.base)
-            .field("secret", &"<redacted>")
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .finish()
+        let (connect, response) = (self.connect_timeout, self.response_timeout);
+        redacted(f, "HttpGatewayBuilder", &self.base, connect, response)
     }
 }
 
 impl fmt::Debug for HttpGateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpGateway")
-            .field("base", &self.base)
-            .field("secret", &"<redacted>")
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .finish()
+        let (connect, response) = (self.connect_timeout, self.response_timeout);
+        redacted(f, "HttpGateway", &self.base, connect, response)
     }
 }
 
