@@ -22,7 +22,7 @@ use super::{
 use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result};
 use crate::gateway::{GatewayError, PaymentGateway, RetryPolicy};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{self, IdempotencyKey, Keyed};
 use crate::ids::{OrderId, PaymentId, RefundId, UserId};
 use crate::money::{Currency, Money};
 use crate::order::OrderLine;
@@ -50,15 +50,6 @@ impl fmt::Debug for PaymentConfig {
             .field("currency", &self.currency)
             .finish()
     }
-}
-
-/// Whether a keyed payment or refund ran now or was started before.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Replay {
-    /// It ran now.
-    No,
-    /// Its key started it before: this is its state now, and nothing ran.
-    Yes,
 }
 
 /// What the first transaction of a keyed attempt found.
@@ -331,7 +322,7 @@ impl Payments<'_> {
         user: UserId,
         key: Option<IdempotencyKey>,
         begin: impl Fn(&UserTx<'_>, Timestamp) -> Result<Payment> + Send + 'static,
-    ) -> Result<(Payment, Replay)> {
+    ) -> Result<Keyed<Payment>> {
         let begun = self.first_write(user, key, "payment", move |tx, now| {
             let payment = begin(tx, now)?;
             let id = payment.id.get();
@@ -341,11 +332,11 @@ impl Payments<'_> {
             Begun::Now(payment) => {
                 debug!(user = %user, payment = %payment.id, balance = %payment.balance_amount,
                     pg = %payment.pg_amount, status = %payment.status, "payment started");
-                Ok((payment, Replay::No))
+                Ok(Keyed::Fresh(payment))
             }
             Begun::Before(id) => {
                 let id = PaymentId::new(id);
-                Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes))
+                Ok(Keyed::Replayed(self.store.read(|tx| super::get(tx, id))?))
             }
         }
     }
@@ -361,16 +352,16 @@ impl Payments<'_> {
         id: PaymentId,
         redirect: PgRedirect,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Payment, Replay)> {
+    ) -> Result<Keyed<Payment>> {
         let begun = self.first_write(user, key.clone(), "payment", move |tx, now| {
             Ok((super::begin_confirm(tx, id, &redirect, now)?, id.get()))
         })?;
         let payment = match begun {
             Begun::Now(Confirming::Ask(payment)) => payment,
-            Begun::Now(Confirming::AsItIs(payment)) => return Ok((payment, Replay::Yes)),
+            Begun::Now(Confirming::AsItIs(payment)) => return Ok(Keyed::Replayed(payment)),
             // The key confirmed a payment before: this one, as it is now.
             Begun::Before(named) if named == id.get() => {
-                return Ok((self.store.read(|tx| super::get(tx, id))?, Replay::Yes));
+                return Ok(Keyed::Replayed(self.store.read(|tx| super::get(tx, id))?));
             }
             Begun::Before(_) => {
                 return Err(Error::IdempotencyKeyReused {
@@ -393,12 +384,12 @@ impl Payments<'_> {
         })?;
         debug!(payment = %recorded.id, status = %recorded.status, "payment outcome recorded");
         match recorded.status {
-            PaymentStatus::Approved | PaymentStatus::Refunded => Ok((recorded, Replay::No)),
+            PaymentStatus::Approved | PaymentStatus::Refunded => Ok(Keyed::Fresh(recorded)),
             PaymentStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
             // Issued a virtual account: the customer's next step is the
             // transfer, shown by the payment's `deposit`.
             PaymentStatus::Requested | PaymentStatus::Unknown if recorded.deposit.is_some() => {
-                Ok((recorded, Replay::No))
+                Ok(Keyed::Fresh(recorded))
             }
             PaymentStatus::Started | PaymentStatus::Requested | PaymentStatus::Unknown => {
                 Err(refusal(attempt, None, failure))
@@ -418,7 +409,7 @@ impl Payments<'_> {
         lines: Option<Vec<OrderLine>>,
         reason: String,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Refund, Replay)> {
+    ) -> Result<Keyed<Refund>> {
         let max = self.max_balance;
         self.run_refund(user, key, move |tx, now| {
             refund::begin(tx, order, lines.as_deref(), &reason, max, now)
@@ -434,7 +425,7 @@ impl Payments<'_> {
         amount: Money,
         reason: String,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Refund, Replay)> {
+    ) -> Result<Keyed<Refund>> {
         self.run_refund(user, key, move |tx, now| {
             refund::begin_top_up(tx, payment, amount, &reason, now)
         })
@@ -446,7 +437,7 @@ impl Payments<'_> {
         user: UserId,
         key: Option<IdempotencyKey>,
         begin: impl Fn(&UserTx<'_>, Timestamp) -> Result<Refund> + Send + 'static,
-    ) -> Result<(Refund, Replay)> {
+    ) -> Result<Keyed<Refund>> {
         let has_gateway = self.gateway.is_some();
         let currency = self.config.currency;
         let begun = self.first_write(user, key, "refund", move |tx, now| {
@@ -462,12 +453,12 @@ impl Payments<'_> {
             Begun::Now(begun) => begun,
             Begun::Before(id) => {
                 let id = RefundId::new(id);
-                return Ok((self.store.read(|tx| refund::get(tx, id))?, Replay::Yes));
+                return Ok(Keyed::Replayed(self.store.read(|tx| refund::get(tx, id))?));
             }
         };
         debug!(user = %user, order = ?refund.order, refund = %refund.id, amount = %refund.amount, "refund requested");
         if refund.status == RefundStatus::Completed {
-            return Ok((refund, Replay::No));
+            return Ok(Keyed::Fresh(refund));
         }
         let attempt = Attempt::Refund {
             refund: refund.id,
@@ -498,7 +489,7 @@ impl Payments<'_> {
             }
         }
         match recorded.status {
-            RefundStatus::Completed => Ok((recorded, Replay::No)),
+            RefundStatus::Completed => Ok(Keyed::Fresh(recorded)),
             RefundStatus::Declined => Err(refusal(attempt, Some(recorded.failure), failure)),
             RefundStatus::Requested | RefundStatus::Unknown => Err(refusal(attempt, None, failure)),
         }

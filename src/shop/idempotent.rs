@@ -17,9 +17,7 @@ use crate::idempotency::{self, IdempotencyKey, Keyed};
 use crate::ids::{CouponId, OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{Order, OrderLine, OrderRequest};
-use crate::payment::{
-    BalancePart, Payment, PgFailRedirect, PgRedirect, flow::Replay, refund::Refund,
-};
+use crate::payment::{BalancePart, Payment, PgFailRedirect, PgRedirect, refund::Refund};
 
 /// The writes of a [`Shop`] under an optional idempotency key, made by
 /// [`Shop::idempotent`].
@@ -139,23 +137,20 @@ impl Idempotent<'_> {
         balance_part: Money,
     ) -> Result<Keyed<Payment>> {
         self.validate()?;
-        let (payment, replay) = self.shop.start_payment_inner(
+        self.shop.start_payment_inner(
             user,
             order,
             BalancePart::Exactly(balance_part),
             self.key.cloned(),
-        )?;
-        Ok(answer(payment, replay))
+        )
     }
 
     /// [`Shop::start_top_up`]: the key is stored with the top-up; a repeat
     /// returns it as it is now and starts no second one.
     pub fn start_top_up(&self, user: UserId, amount: Money) -> Result<Keyed<Payment>> {
         self.validate()?;
-        let (payment, replay) = self
-            .shop
-            .start_top_up_inner(user, amount, self.key.cloned())?;
-        Ok(answer(payment, replay))
+        self.shop
+            .start_top_up_inner(user, amount, self.key.cloned())
     }
 
     /// [`Shop::confirm_payment`]: the key is stored with the confirm's first
@@ -167,10 +162,8 @@ impl Idempotent<'_> {
         redirect: &PgRedirect,
     ) -> Result<Keyed<Payment>> {
         self.validate()?;
-        let (payment, replay) =
-            self.shop
-                .confirm_payment_inner(user, payment, redirect, self.key.cloned())?;
-        Ok(answer(payment, replay))
+        self.shop
+            .confirm_payment_inner(user, payment, redirect, self.key.cloned())
     }
 
     /// [`Shop::fail_payment`]: the key is stored with the ended attempt.
@@ -181,20 +174,16 @@ impl Idempotent<'_> {
         redirect: &PgFailRedirect,
     ) -> Result<Keyed<Payment>> {
         self.validate()?;
-        let (payment, replay) =
-            self.shop
-                .fail_payment_inner(user, payment, redirect, self.key.cloned())?;
-        Ok(answer(payment, replay))
+        self.shop
+            .fail_payment_inner(user, payment, redirect, self.key.cloned())
     }
 
     /// [`Shop::refund`] (every unit left): the key is stored with the
     /// refund attempt.
     pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Keyed<Refund>> {
         self.validate()?;
-        let (refund, replay) =
-            self.shop
-                .refund_inner(user, order, None, reason, self.key.cloned())?;
-        Ok(answer(refund, replay))
+        self.shop
+            .refund_inner(user, order, None, reason, self.key.cloned())
     }
 
     /// [`Shop::refund_top_up`]: the key is stored with the refund attempt;
@@ -208,10 +197,8 @@ impl Idempotent<'_> {
         reason: &str,
     ) -> Result<Keyed<Refund>> {
         self.validate()?;
-        let (refund, replay) =
-            self.shop
-                .refund_top_up_inner(user, payment, amount, reason, self.key.cloned())?;
-        Ok(answer(refund, replay))
+        self.shop
+            .refund_top_up_inner(user, payment, amount, reason, self.key.cloned())
     }
 
     /// [`Shop::refund_lines`]: the key is stored with the refund attempt, so
@@ -224,10 +211,8 @@ impl Idempotent<'_> {
         reason: &str,
     ) -> Result<Keyed<Refund>> {
         self.validate()?;
-        let (refund, replay) =
-            self.shop
-                .refund_inner(user, order, Some(lines), reason, self.key.cloned())?;
-        Ok(answer(refund, replay))
+        self.shop
+            .refund_inner(user, order, Some(lines), reason, self.key.cloned())
     }
 
     fn validate(&self) -> Result<()> {
@@ -258,13 +243,5 @@ impl Idempotent<'_> {
             }
             other => other,
         }
-    }
-}
-
-/// A payment or refund attempt as a keyed write's answer.
-fn answer<T>(attempt: T, replay: Replay) -> Keyed<T> {
-    match replay {
-        Replay::No => Keyed::Fresh(attempt),
-        Replay::Yes => Keyed::Replayed(attempt),
     }
 }

@@ -8,11 +8,10 @@ use tracing::debug;
 
 use super::Shop;
 use crate::error::{Error, Result};
-use crate::idempotency::IdempotencyKey;
+use crate::idempotency::{IdempotencyKey, Keyed};
 use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::page::{Page, PageRequest};
-use crate::payment::flow::Replay;
 use crate::payment::{
     self, BalancePart, Payment, PaymentEvent, PgFailRedirect, PgRedirect, StartRules,
 };
@@ -94,7 +93,7 @@ impl Shop {
         balance_part: Money,
     ) -> Result<Payment> {
         self.start_payment_inner(user, order, BalancePart::Exactly(balance_part), None)
-            .map(|(payment, _)| payment)
+            .map(Keyed::into_inner)
     }
 
     /// Pays the order `order` of `user` wholly from the balance:
@@ -128,7 +127,7 @@ impl Shop {
         // The total is read in the payment's own transaction: one
         // transaction, not a read before it.
         self.start_payment_inner(user, order, BalancePart::Total, None)
-            .map(|(payment, _)| payment)
+            .map(Keyed::into_inner)
     }
 
     pub(crate) fn start_payment_inner(
@@ -137,7 +136,7 @@ impl Shop {
         order: OrderId,
         balance_part: BalancePart,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Payment, Replay)> {
+    ) -> Result<Keyed<Payment>> {
         let user = user.validate()?;
         let order = order.validate()?;
         let rules = self.start_rules();
@@ -189,7 +188,7 @@ impl Shop {
     /// [`Error::BalanceLimitExceeded`] — each changing nothing.
     pub fn start_top_up(&self, user: UserId, amount: Money) -> Result<Payment> {
         self.start_top_up_inner(user, amount, None)
-            .map(|(payment, _)| payment)
+            .map(Keyed::into_inner)
     }
 
     pub(crate) fn start_top_up_inner(
@@ -197,7 +196,7 @@ impl Shop {
         user: UserId,
         amount: Money,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Payment, Replay)> {
+    ) -> Result<Keyed<Payment>> {
         let user = user.validate()?;
         if amount.is_zero() {
             return Err(Error::ZeroAmount);
@@ -251,7 +250,7 @@ impl Shop {
         redirect: &PgRedirect,
     ) -> Result<Payment> {
         self.confirm_payment_inner(user, payment, redirect, None)
-            .map(|(payment, _)| payment)
+            .map(Keyed::into_inner)
     }
 
     pub(crate) fn confirm_payment_inner(
@@ -260,7 +259,7 @@ impl Shop {
         payment: PaymentId,
         redirect: &PgRedirect,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Payment, Replay)> {
+    ) -> Result<Keyed<Payment>> {
         let user = user.validate()?;
         let payment = payment.validate()?;
         payment::validate_key(&redirect.payment_key)?;
@@ -289,7 +288,7 @@ impl Shop {
         redirect: &PgFailRedirect,
     ) -> Result<Payment> {
         self.fail_payment_inner(user, payment, redirect, None)
-            .map(|(payment, _)| payment)
+            .map(Keyed::into_inner)
     }
 
     pub(crate) fn fail_payment_inner(
@@ -298,7 +297,7 @@ impl Shop {
         payment: PaymentId,
         redirect: &PgFailRedirect,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Payment, Replay)> {
+    ) -> Result<Keyed<Payment>> {
         let user = user.validate()?;
         let id = payment.validate()?;
         payment::validate_fail_redirect(redirect)?;

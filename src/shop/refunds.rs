@@ -2,11 +2,10 @@
 
 use super::Shop;
 use crate::error::{Entity, Error, Result};
-use crate::idempotency::IdempotencyKey;
+use crate::idempotency::{IdempotencyKey, Keyed};
 use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{self, OrderLine};
-use crate::payment::flow::Replay;
 use crate::payment::refund::{self, Refund};
 use crate::{payment, validate};
 
@@ -48,7 +47,7 @@ impl Shop {
     /// As [`Shop::refund_lines`].
     pub fn refund(&self, user: UserId, order: OrderId, reason: &str) -> Result<Refund> {
         self.refund_inner(user, order, None, reason, None)
-            .map(|(refund, _)| refund)
+            .map(Keyed::into_inner)
     }
 
     /// Refunds `lines` (products and unit counts) of the paid order `order`
@@ -107,7 +106,7 @@ impl Shop {
         reason: &str,
     ) -> Result<Refund> {
         self.refund_inner(user, order, Some(lines), reason, None)
-            .map(|(refund, _)| refund)
+            .map(Keyed::into_inner)
     }
 
     /// A refund of `lines` (`None`: every unit left), under `key` if there
@@ -120,7 +119,7 @@ impl Shop {
         lines: Option<&[OrderLine]>,
         reason: &str,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Refund, Replay)> {
+    ) -> Result<Keyed<Refund>> {
         if let Some(lines) = lines {
             let limits = &self.inner.limits;
             order::validate_lines(lines, limits.max_order_quantity, limits.max_order_lines)?;
@@ -213,7 +212,7 @@ impl Shop {
         reason: &str,
     ) -> Result<Refund> {
         self.refund_top_up_inner(user, payment, amount, reason, None)
-            .map(|(refund, _)| refund)
+            .map(Keyed::into_inner)
     }
 
     pub(crate) fn refund_top_up_inner(
@@ -223,7 +222,7 @@ impl Shop {
         amount: Money,
         reason: &str,
         key: Option<IdempotencyKey>,
-    ) -> Result<(Refund, Replay)> {
+    ) -> Result<Keyed<Refund>> {
         let user = user.validate()?;
         let payment = payment.validate()?;
         let reason = refund_reason(reason)?;
