@@ -77,3 +77,22 @@ pub(crate) fn sign_out(action: &str, csrf: &str) -> Markup {
         }
     }
 }
+
+/// A table's header row of column headings, each `scope="col"`.
+pub(crate) fn head(columns: &[&str]) -> Markup {
+    html! {
+        thead { tr { @for column in columns { th scope="col" { (column) } } } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The header row renders as the tables wrote it by hand before.
+    #[test]
+    fn a_header_row_is_one_th_per_column() {
+        assert_eq!(
+            super::head(&["Law", "Result"]).into_string(),
+            r#"<thead><tr><th scope="col">Law</th><th scope="col">Result</th></tr></thead>"#
+        );
+    }
+}

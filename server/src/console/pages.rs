@@ -102,7 +102,7 @@ pub(crate) fn books(operator: &Operator, report: &AuditReport, offset: i32) -> R
             }
             table {
                 caption { "The laws of the books" }
-                thead { tr { th scope="col" { "Law" } th scope="col" { "Result" } th scope="col" { "Breaches" } } }
+                (html::head(&["Law", "Result", "Breaches"]))
                 tbody {
                     @for law in Law::ALL {
                         tr data-law=(serde_json::to_value(law).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) {
@@ -132,7 +132,7 @@ pub(crate) fn books(operator: &Operator, report: &AuditReport, offset: i32) -> R
                 h2 { "Breaches" }
                 table {
                     caption { "Each breach with both sides" }
-                    thead { tr { th scope="col" { "Law" } th scope="col" { "Subject" } th scope="col" { "Expected" } th scope="col" { "Found" } } }
+                    (html::head(&["Law", "Subject", "Expected", "Found"]))
                     tbody {
                         @for v in &report.violations {
                             tr { td { (v.law.statement()) } td { (v.subject) } td class="num" { (grouped(v.expected)) } td class="num" { (grouped(v.found)) } }
@@ -204,7 +204,7 @@ pub(crate) fn in_flight(
             }
             table {
                 caption { "Payments in flight" }
-                thead { tr { th scope="col" { "Payment" } th scope="col" { "Order" } th scope="col" { "User" } th scope="col" { "Amount" } th scope="col" { "Status" } th scope="col" { "Since" } th scope="col" { "Age" } th scope="col" { "Needs a person" } } }
+                (html::head(&["Payment", "Order", "User", "Amount", "Status", "Since", "Age", "Needs a person"]))
                 tbody {
                     @for p in &unsettled.payments {
                         tr {
@@ -220,7 +220,7 @@ pub(crate) fn in_flight(
             }
             table {
                 caption { "Refunds in flight" }
-                thead { tr { th scope="col" { "Refund" } th scope="col" { "Order" } th scope="col" { "User" } th scope="col" { "Amount" } th scope="col" { "Status" } th scope="col" { "Since" } th scope="col" { "Age" } th scope="col" { "Needs a person" } } }
+                (html::head(&["Refund", "Order", "User", "Amount", "Status", "Since", "Age", "Needs a person"]))
                 tbody {
                     @for r in &unsettled.refunds {
                         tr {
@@ -235,7 +235,7 @@ pub(crate) fn in_flight(
             }
             table {
                 caption { "Changed at the PG outside the shop (latest first): recorded so the books follow the PG; a person decides on the goods" }
-                thead { tr { th scope="col" { "Refund" } th scope="col" { "Order" } th scope="col" { "User" } th scope="col" { "Amount" } th scope="col" { "PG transaction" } th scope="col" { "Found" } } }
+                (html::head(&["Refund", "Order", "User", "Amount", "PG transaction", "Found"]))
                 tbody {
                     @for r in &unsettled.external {
                         tr {
@@ -249,7 +249,7 @@ pub(crate) fn in_flight(
             }
             table {
                 caption { "Background work: which process leads each job" }
-                thead { tr { th scope="col" { "Job" } th scope="col" { "Held by" } th scope="col" { "Until" } } }
+                (html::head(&["Job", "Held by", "Until"]))
                 tbody {
                     @for l in leases {
                         tr data-job=(l.job) {
@@ -286,7 +286,7 @@ pub(crate) fn sales(operator: &Operator, days: u32, ranking: &[BestSeller]) -> R
                 (chart(ranking, days))
                 table {
                     caption { "Best sellers of the last " (days) " days: units paid, less refunded" }
-                    thead { tr { th scope="col" { "Rank" } th scope="col" { "Product" } th scope="col" { "Units" } th scope="col" { "Revenue" } } }
+                    (html::head(&["Rank", "Product", "Units", "Revenue"]))
                     tbody {
                         @for (i, seller) in ranking.iter().enumerate() {
                             tr data-product=(seller.product) {
@@ -363,7 +363,7 @@ pub(crate) fn orders(
             @if let Some((user, orders)) = list {
                 table {
                     caption { "Orders of user " (user) ", newest first" }
-                    thead { tr { th scope="col" { "Order" } th scope="col" { "Status" } th scope="col" { "Total" } th scope="col" { "Refunded" } th scope="col" { "Placed" } } }
+                    (html::head(&["Order", "Status", "Total", "Refunded", "Placed"]))
                     tbody {
                         @for o in orders {
                             tr {
@@ -398,7 +398,7 @@ fn order_view(view: &OrderView, offset: i32) -> Markup {
             }
             table {
                 caption { "Lines" }
-                thead { tr { th scope="col" { "Product" } th scope="col" { "Unit price" } th scope="col" { "Units" } th scope="col" { "Paid" } th scope="col" { "Units refunded" } } }
+                (html::head(&["Product", "Unit price", "Units", "Paid", "Units refunded"]))
                 tbody {
                     @for line in &o.lines {
                         tr { td { (line.name) " (" (line.product) ")" } td class="num" { (won(line.unit_price.won())) } td class="num" { (line.quantity) } td class="num" { (won(line.amount.won())) } td class="num" { (line.refunded) } }
@@ -407,7 +407,7 @@ fn order_view(view: &OrderView, offset: i32) -> Markup {
             }
             table {
                 caption { "Payments and their history" }
-                thead { tr { th scope="col" { "Payment" } th scope="col" { "Amount" } th scope="col" { "Status" } th scope="col" { "History" } } }
+                (html::head(&["Payment", "Amount", "Status", "History"]))
                 tbody {
                     @for (p, history) in &view.payments {
                         tr {
@@ -420,7 +420,7 @@ fn order_view(view: &OrderView, offset: i32) -> Markup {
             }
             table {
                 caption { "Refunds" }
-                thead { tr { th scope="col" { "Refund" } th scope="col" { "Amount" } th scope="col" { "Status" } th scope="col" { "Reason" } th scope="col" { "When" } } }
+                (html::head(&["Refund", "Amount", "Status", "Reason", "When"]))
                 tbody {
                     @for r in &view.refunds {
                         tr { td { (r.id) } td class="num" { (won(r.amount.won())) } td { (r.status) } td { (r.reason) } td { (time(r.created_at, offset)) } }
@@ -430,7 +430,7 @@ fn order_view(view: &OrderView, offset: i32) -> Markup {
             }
             table {
                 caption { "Events" }
-                thead { tr { th scope="col" { "Seq" } th scope="col" { "Kind" } th scope="col" { "When" } } }
+                (html::head(&["Seq", "Kind", "When"]))
                 tbody {
                     @for e in &view.events {
                         tr { td class="num" { (e.seq) } td { (e.kind) } td { (time(e.created_at, offset)) } }
@@ -455,7 +455,7 @@ pub(crate) fn feed(operator: &Operator, consumers: &[ConsumerLag], offset: i32) 
             }
             table {
                 caption { "Consumers of the event feed" }
-                thead { tr { th scope="col" { "Consumer" } th scope="col" { "Cursor" } th scope="col" { "Behind the head" } th scope="col" { "Oldest event not acked" } th scope="col" { "Last ack" } } }
+                (html::head(&["Consumer", "Cursor", "Behind the head", "Oldest event not acked", "Last ack"]))
                 tbody {
                     @for c in consumers {
                         tr data-consumer=(c.name) {
