@@ -156,3 +156,22 @@ pub(super) fn print_table(
         println!("SOME INVARIANTS FAILED");
     }
 }
+
+pub(super) fn file_size(path: &Path) -> String {
+    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+/// This process's resident memory now and at its peak (Linux).
+pub(super) fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or("?".to_owned(), |kb| format!("{} MB", kb / 1024))
+    };
+    format!("{} (peak {})", field("VmRSS:"), field("VmHWM:"))
+}

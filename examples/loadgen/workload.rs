@@ -4,9 +4,11 @@
 //! baseline) runs the same [`Step`]. Given one seed, the targets see the
 //! same sequence of requests, so their ratios compare like with like.
 
+use std::collections::HashSet;
+
 use liteshop::{CouponId, Money, OrderId, OrderLine, ProductId, UserId};
 
-use super::{COUPONS, Op, Worker, World};
+use super::{COUPONS, Op, Worker};
 
 /// One operation with everything it needs.
 pub(super) enum Step {
@@ -154,5 +156,59 @@ impl Step {
                 product: world.product(rng),
             },
         })
+    }
+}
+
+/// xorshift64*: fast, seeded per thread, good enough to pick operations.
+pub(super) struct Rng(pub(super) u64);
+
+impl Rng {
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// True with probability `p`, in steps of 1/1,000,000.
+    pub(super) fn chance(&mut self, p: f64) -> bool {
+        (self.below(1_000_000) as f64) < p * 1_000_000.0
+    }
+}
+
+/// The fixed shape of the shop under load.
+pub(super) struct World {
+    pub(super) users: i64,
+    pub(super) products: i64,
+    pub(super) hot: f64,
+}
+
+impl World {
+    pub(super) fn user(&self, rng: &mut Rng) -> UserId {
+        UserId::new(1 + rng.below(self.users as u64) as i64)
+    }
+    pub(super) fn product(&self, rng: &mut Rng) -> ProductId {
+        ProductId::new(1 + rng.below(self.products as u64) as i64)
+    }
+    pub(super) fn order_lines(&self, rng: &mut Rng) -> Vec<OrderLine> {
+        let count = 1 + rng.below(3) as usize;
+        let mut seen = HashSet::new();
+        let mut lines = Vec::new();
+        for i in 0..count {
+            let product = if i == 0 && rng.chance(self.hot) {
+                ProductId::new(1)
+            } else {
+                self.product(rng)
+            };
+            if seen.insert(product) {
+                lines.push(OrderLine::new(product, 1 + rng.below(2) as u32));
+            }
+        }
+        lines
+    }
+    pub(super) fn charge_amount(&self, rng: &mut Rng) -> Money {
+        Money::new(1_000 * (1 + rng.below(50) as i64)).expect("positive")
     }
 }
