@@ -6,7 +6,8 @@
 //!   for eight hours ([`SESSION_HOURS`]); a new admin token or token secret
 //!   ends every session. A user's token never opens it.
 //! - Every state-changing button (reconcile, sign out) is a POST carrying a
-//!   CSRF token derived from the session, which another site cannot know.
+//!   CSRF token derived from the session, which another site cannot know;
+//!   its handler takes a [`Posted`], which checks the token before it runs.
 //! - Every answer carries a `Content-Security-Policy` that allows only the
 //!   console's own stylesheet: no script, no frame, no outside request.
 //!
@@ -108,11 +109,32 @@ impl Operator {
                 session,
             })
     }
+}
 
-    /// The 403 answer to a form whose CSRF token is not this session's;
-    /// `None` lets the form through.
-    fn refuse_forged(&self, state: &AppState, form: &Csrf) -> Option<Response> {
-        (!state.secrets.csrf_valid(&self.session, &form.csrf)).then(forged)
+/// The operator of a console POST whose form carried this session's CSRF
+/// token: a handler that takes it cannot run on a forged form, which gets
+/// the 403 page instead (a request without a valid session, the sign-in
+/// page). Every state-changing console route takes one.
+pub(crate) struct Posted(Operator);
+
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Posted, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = request.into_parts();
+        let operator = Operator::from_request_parts(&mut parts, state).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<Csrf>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !state.secrets.csrf_valid(&operator.session, &form.csrf) {
+            return Err(forged());
+        }
+        Ok(Posted(operator))
     }
 }
 
@@ -221,14 +243,7 @@ struct Csrf {
     csrf: String,
 }
 
-async fn sign_out(
-    State(state): State<AppState>,
-    operator: Operator,
-    Form(form): Form<Csrf>,
-) -> Response {
-    if let Some(forged) = operator.refuse_forged(&state, &form) {
-        return forged;
-    }
+async fn sign_out(_: Posted) -> Response {
     let mut response = Redirect::to("/console").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -268,14 +283,7 @@ async fn in_flight(State(state): State<AppState>, operator: Operator) -> Answer 
     ))
 }
 
-async fn reconcile(
-    State(state): State<AppState>,
-    operator: Operator,
-    Form(form): Form<Csrf>,
-) -> Answer {
-    if let Some(forged) = operator.refuse_forged(&state, &form) {
-        return Ok(forged);
-    }
+async fn reconcile(State(state): State<AppState>, Posted(operator): Posted) -> Answer {
     let report = read(&state, liteshop::Shop::reconcile_payments).await?;
     tracing::info!(
         payments = report.payments.len(),
