@@ -626,3 +626,104 @@ fn an_order_whose_total_overflows_is_a_conflict_and_changes_nothing() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(t.dump(), before);
 }
+
+/// A product placements found sold out (`sold_out.rs`): a one-line order of
+/// it is refused by one read before any write, with the placement's own
+/// figures and changing nothing — and every case that read cannot decide
+/// still gets the placement's own answer: a user that does not exist, an
+/// overdue holder to expire, stock that came back, a keyed repeat.
+#[test]
+fn a_product_seen_sold_out_is_refused_as_the_placement_would_refuse_it() -> Result<()> {
+    let (t, kim, _, cup) = stocked();
+    let lee = t.user("Lee").id;
+    t.shop.host_credit(lee, won(100_000))?;
+    let key = liteshop::IdempotencyKey::new("3f9b8f0e-1c1a-4c53-9e3e-7d8e3c6f2a10", "cups");
+    let kept = t
+        .shop
+        .idempotent(&key)
+        .place_order(kim, &[OrderLine::new(cup, 4)])?
+        .into_inner();
+    let refused = |user: UserId, quantity: u32| {
+        t.shop
+            .place_order(user, &[OrderLine::new(cup, quantity)])
+            .unwrap_err()
+    };
+    let before = t.dump();
+    // The first refusal marks the cup; the second is the read's, the same.
+    for _ in 0..2 {
+        let err = refused(lee, 1);
+        assert!(
+            matches!(err, Error::InsufficientStock { product, requested: 1, available: 0 } if product == cup),
+            "{err:?}"
+        );
+        assert_eq!(t.dump(), before);
+    }
+    // A user that does not exist is not found, as the placement says first.
+    let ghost = UserId::new(999);
+    assert!(matches!(refused(ghost, 1), Error::UserNotFound(id) if id == ghost));
+    // Kim's keyed order is replayed, not refused.
+    let again = t
+        .shop
+        .idempotent(&key)
+        .place_order(kim, &[OrderLine::new(cup, 4)])?;
+    assert!(matches!(&again, liteshop::Keyed::Replayed(order) if order.id == kept.id));
+    assert_eq!(t.dump(), before);
+    // Overdue, Kim's order would give its cups back: the placement runs,
+    // expires it and takes them.
+    t.clock.advance(t.shop.reservation_time());
+    let placed = t.shop.place_order(lee, &[OrderLine::new(cup, 3)])?;
+    assert_eq!(placed.status, OrderStatus::Pending);
+    assert_eq!(
+        t.shop.order(kim, kept.id)?.cancel_reason,
+        Some(CancelReason::Expired)
+    );
+    assert_eq!(stock(&t, cup), 1);
+    // Short again (1 left, 2 asked), then restocked: the read lets it run.
+    assert!(matches!(
+        refused(lee, 2),
+        Error::InsufficientStock {
+            requested: 2,
+            available: 1,
+            ..
+        }
+    ));
+    t.shop.restock(cup, 5)?;
+    t.shop.place_order(lee, &[OrderLine::new(cup, 2)])?;
+    assert_eq!(stock(&t, cup), 4);
+    assert!(t.shop.audit()?.is_clean());
+    Ok(())
+}
+
+/// The refusal of a product seen sold out needs no write: it is answered
+/// while another connection holds SQLite's write lock, where a placement of
+/// another product waits its busy timeout and gives up.
+/// (`tests/postgres.rs` holds the user's lock instead.)
+#[test]
+fn a_loser_of_a_product_seen_sold_out_is_answered_while_the_writer_is_busy() -> Result<()> {
+    if common::sqlite_only("holds SQLite's write lock from another connection") {
+        return Ok(());
+    }
+    let (t, kim, tea, cup) =
+        stocked_with(open_with(|b| b.busy_timeout(Duration::from_millis(100))));
+    let short = [OrderLine::new(cup, 5)];
+    assert!(matches!(
+        t.shop.place_order(kim, &short),
+        Err(Error::InsufficientStock { .. })
+    ));
+    let before = t.dump();
+    let writer = rusqlite::Connection::open(&t.path).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = t.shop.place_order(kim, &short).unwrap_err();
+    assert!(
+        matches!(err, Error::InsufficientStock { product, requested: 5, available: 4 } if product == cup),
+        "{err:?}"
+    );
+    let err = t
+        .shop
+        .place_order(kim, &[OrderLine::new(tea, 1)])
+        .unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    writer.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(t.dump(), before);
+    Ok(())
+}

@@ -985,6 +985,47 @@ fn a_write_waits_for_the_lock_no_longer_than_the_busy_timeout() {
     assert_eq!(shop.balance(kim.id).unwrap(), won(0));
 }
 
+/// A loser of a product placements found sold out is refused by one read
+/// (`sold_out.rs`), without a transaction: it is answered while another
+/// session holds the user's lock, where the same user's placement of
+/// another product waits its busy timeout and fails as Busy.
+#[test]
+fn a_loser_of_a_product_seen_sold_out_is_answered_without_the_users_lock() {
+    let Some((shop, mut client, _)) = shop_and_client_with("sold_out", |b| {
+        b.busy_timeout(std::time::Duration::from_millis(200))
+    }) else {
+        return;
+    };
+    let kim = buyers(&shop, 1)[0];
+    let gone = tea(&shop, 0);
+    let other = tea(&shop, 5);
+    let short = [OrderLine::new(gone, 1)];
+    // The first refusal is the placement's and marks the product.
+    assert!(matches!(
+        shop.place_order(kim, &short),
+        Err(liteshop::Error::InsufficientStock { .. })
+    ));
+    let mut held = client.transaction().unwrap();
+    held.execute(USER_LOCK, &[&kim.get()]).unwrap();
+    let err = shop.place_order(kim, &short).unwrap_err();
+    assert!(
+        matches!(err, liteshop::Error::InsufficientStock { product, requested: 1, available: 0 } if product == gone),
+        "{err:?}"
+    );
+    let err = shop
+        .place_order(kim, &[OrderLine::new(other, 1)])
+        .unwrap_err();
+    assert_eq!(err.kind(), liteshop::ErrorKind::Busy, "{err:?}");
+    held.commit().unwrap();
+    assert_eq!(shop.product(other).unwrap().stock, 5);
+    assert!(
+        shop.orders(kim, liteshop::PageRequest::first(10))
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 /// The sweep and a placement take their locks in the one order (the user,
 /// then orders, then products by id). First: two overdue orders, the earlier
 /// holding product 2 and the later product 1, expired by `expire_orders`

@@ -67,6 +67,8 @@ struct Inner {
     payments: PaymentConfig,
     clock: Arc<dyn Clock>,
     utc_offset_minutes: i32,
+    /// The products placements here last found short ([`crate::sold_out`]).
+    short: Arc<crate::sold_out::ShortHints>,
 }
 
 impl fmt::Debug for Shop {

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::order::{self, Order, OrderRequest};
 use crate::page::{Page, PageRequest};
+use crate::sold_out;
 use crate::store::UserTx;
 use crate::user;
 
@@ -67,9 +68,29 @@ impl Shop {
     /// [`Error::CouponUsed`], [`Error::CouponExpired`],
     /// [`Error::CouponMinimumNotMet`].
     pub fn place_order(&self, user: UserId, request: impl Into<OrderRequest>) -> Result<Order> {
-        let order = self.write_user(user, self.place_order_body(user, request.into())?)?;
+        let order = self.place_unkeyed(user, request.into())?;
         debug!(user = %user, order = %order.id, total = %order.total, lines = order.lines.len(), "order placed");
         Ok(order)
+    }
+
+    /// [`Shop::place_order`] without an idempotency key: a one-line order
+    /// of a product a placement here found short is first checked without a
+    /// transaction ([`crate::sold_out`]), and a refusal for stock marks the
+    /// product for the next.
+    pub(super) fn place_unkeyed(&self, user: UserId, request: OrderRequest) -> Result<Order> {
+        let hints = &self.inner.short;
+        let check = sold_out::check(hints, user, &request.lines);
+        let body = self.place_order_body(user, request)?;
+        let placed = match check {
+            Some(check) => {
+                let inner = &self.inner;
+                inner
+                    .store
+                    .write_user_unless(user, &inner.clock, check, body)
+            }
+            None => self.write_user(user, body),
+        };
+        placed.inspect_err(|err| hints.note(err))
     }
 
     pub(super) fn place_order_body(

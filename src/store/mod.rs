@@ -396,6 +396,24 @@ impl<'a> std::ops::Deref for Settled<'a> {
     }
 }
 
+/// A refusal a write can give without its transaction: a flag in memory
+/// says whether to look ([`Precheck::wanted`]), and one read statement
+/// decides ([`Precheck::refusal`]). The store asks when the write's turn
+/// comes — on PostgreSQL on the connection the write is about to use,
+/// once it is past the pool's gate, outside any transaction (one round
+/// trip instead of a transaction's five or six) — so a write that queued
+/// for its turn is checked against what the shop holds when it gets it.
+/// A refusal must be one the write itself would give from the same
+/// committed rows, in the same order of checks; anything else is left to
+/// the write.
+pub(crate) trait Precheck: Send + Sync + 'static {
+    /// Whether to run [`Precheck::refusal`] at all: in memory, no statement.
+    fn wanted(&self) -> bool;
+    /// Runs at most one read statement on `db`; `Some` is the write's
+    /// answer, with nothing written, and `None` lets the write run.
+    fn refusal(&self, db: &dyn Db, now: Timestamp) -> Result<Option<Error>>;
+}
+
 impl Store {
     /// Runs `f` in one write transaction that holds `user`'s serialisation
     /// ([`UserTx`]) and commits. The rules of [`Store::write_shop`] hold.
@@ -408,6 +426,39 @@ impl Store {
         self.write(Scope::User(user), clock, move |db, now| {
             f(&UserTx { db, user }, now)
         })
+    }
+
+    /// [`Store::write_user`], unless `check` refuses it first (see
+    /// [`Precheck`]): on SQLite its statement runs in a read before the
+    /// write queues for the writer, on PostgreSQL on the write's own
+    /// connection right before its transaction.
+    pub(crate) fn write_user_unless<T: Send + 'static>(
+        &self,
+        user: UserId,
+        clock: &Arc<dyn Clock>,
+        check: impl Precheck,
+        f: impl Fn(&UserTx<'_>, Timestamp) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let f = move |db: &dyn Db, now: Timestamp| f(&UserTx { db, user }, now);
+        match self {
+            Store::Sqlite(store) => {
+                if check.wanted()
+                    && let Some(refusal) = store.read(|db| check.refusal(db, clock.now()))?
+                {
+                    return Err(refusal);
+                }
+                self.write(Scope::User(user), clock, f)
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => {
+                let stamp = Arc::clone(clock);
+                store.write_unless(
+                    Scope::User(user),
+                    Some((&check, &**clock)),
+                    move |tx: &dyn Db| f(tx, stamp.now()),
+                )
+            }
+        }
     }
 
     /// Runs `f` in one write transaction that holds no user's lock and
@@ -677,6 +728,10 @@ mod tests {
         ("lines of a refund", payment::refund::SELECT_LINES),
         ("refundable lines of an order", order::SELECT_REFUNDABLE),
         ("history of a payment", payment::SELECT_EVENTS),
+        (
+            "a placement of a product seen sold out",
+            crate::sold_out::SELECT_SHORT,
+        ),
     ];
 
     fn store(mode: WriteMode) -> (tempfile::TempDir, SqliteStore) {

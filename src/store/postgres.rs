@@ -47,10 +47,11 @@ use std::time::Duration;
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, IsolationLevel, NoTls, SimpleQueryMessage, Statement};
 
-use super::Scope;
 use super::failure::{self, Classified, StorageClass, StorageError, corrupt};
 use super::gate::Gate;
 use super::pg_schema::MIGRATIONS;
+use super::{Precheck, Scope};
+use crate::clock::Clock;
 use crate::db::{Backend, Db, Row, ToValue, Value, ValueRef};
 use crate::error::{Error, Result};
 
@@ -304,8 +305,33 @@ impl PgStore {
     /// [`MAX_ATTEMPTS`] times, after a short randomised pause. Any other
     /// error is returned as it is.
     pub(super) fn write<T>(&self, scope: Scope, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
+        self.write_unless(scope, None, f)
+    }
+
+    /// [`PgStore::write`], unless `check` refuses it first: asked once the
+    /// call has its connection (past the gate, so after its wait), and if
+    /// it wants to look, its one statement runs there outside any
+    /// transaction, as [`PgStore::read_one`]'s does ([`Precheck`]).
+    pub(super) fn write_unless<T>(
+        &self,
+        scope: Scope,
+        check: Option<(&dyn Precheck, &dyn Clock)>,
+        f: impl Fn(&dyn Db) -> Result<T>,
+    ) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
+            if let Some((check, clock)) = check.filter(|(check, _)| check.wanted()) {
+                let db = PgTx {
+                    tx: RefCell::new(OneStatement { client, ran: false }),
+                    statements: RefCell::new(statements),
+                };
+                match check.refusal(&db, clock.now()) {
+                    Ok(None) => {}
+                    Ok(Some(refusal)) => return Call::Done(Err(refusal)),
+                    // A read changes nothing: it may run again elsewhere.
+                    Err(err) => return Call::NothingDone(err),
+                }
+            }
             let mut attempt = 1;
             loop {
                 let tx = match client.transaction() {
