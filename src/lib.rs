@@ -452,6 +452,7 @@ mod payment;
 mod product;
 mod sales;
 mod shop;
+#[cfg(feature = "postgres")]
 mod sold_out;
 mod store;
 mod text_enum;

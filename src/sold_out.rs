@@ -1,4 +1,5 @@
-//! A placement of a sold-out product refused without a write transaction.
+//! A placement of a sold-out product refused without a write transaction,
+//! on PostgreSQL.
 //!
 //! In a flash sale most buyers lose: once the units are gone every further
 //! placement ends in [`Error::InsufficientStock`]. [`order::place`] already
@@ -6,11 +7,14 @@
 //! still inside a write: on PostgreSQL `BEGIN`, the user's lock, the
 //! user's and the product's reads, the overdue holders' read and the
 //! rollback, six round trips for every loser, each behind the winners in
-//! the pool's queue. Here a one-line order of a product this process has
-//! seen short ([`ShortHints`]) is first checked by one statement
-//! ([`SELECT_SHORT`]) when its turn comes (a [`Precheck`]); if that
-//! statement finds the same refusal the placement would give from the same
-//! committed rows, the refusal is the answer and no transaction runs.
+//! the pool's queue. Here, on PostgreSQL, a one-line order of a product
+//! this process has seen short ([`ShortHints`]) is first checked by one
+//! statement ([`SELECT_SHORT`]) when its turn comes (a [`Precheck`]); if
+//! that statement finds the same refusal the placement would give from the
+//! same committed rows, the refusal is the answer and no transaction runs.
+//! (SQLite's batched writer refuses a loser in its batch without a round
+//! trip; a read first was measured slower there, so it never asks: see
+//! `Store::write_user_unless`.)
 //!
 //! The refusal is the placement's own, in its order of checks: the user
 //! exists (with a balance row, as the placement reads it) → the product
@@ -19,8 +23,8 @@
 //! write runs instead). Its figures are the placement's: `available` is the
 //! stock as read, which with no overdue holder is all the placement would
 //! count. The read is a snapshot of committed rows, as the placement's own
-//! read of the product is (`READ COMMITTED` on PostgreSQL, a snapshot on
-//! SQLite): a refusal is true as of it, never of rows not yet committed.
+//! read of the product is (`READ COMMITTED`): a refusal is true as of it,
+//! never of rows not yet committed.
 //! Anything else — a user or product missing, stock enough, an overdue
 //! holder, an order of several lines or with an idempotency key (whose
 //! replay must win over a refusal) — runs the write, with every check.
@@ -34,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::clock::Timestamp;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::ids::{ProductId, UserId};
 use crate::order::OrderLine;
@@ -88,18 +92,9 @@ impl ShortHints {
 
 /// Whether user `?1` has a balance row, product `?2`'s stock, and whether
 /// an overdue `Pending` order holds it at `?3`: one row if the product
-/// exists. The holders' probe is [`crate::order::SELECT_DUE_HOLDING`]'s:
-/// `CROSS JOIN` walks the few overdue orders (partial index) first.
+/// exists. The holders' probe is the placement's own
+/// (`order::SELECT_DUE_HOLDING`'s, as PostgreSQL runs it).
 pub(crate) const SELECT_SHORT: &str = "SELECT
-         EXISTS (SELECT 1 FROM balances WHERE user_id = ?1),
-         p.stock,
-         EXISTS (SELECT 1 FROM orders o CROSS JOIN order_items i ON i.order_id = o.id
-                 WHERE o.status = 'pending' AND o.expires_at <= ?3 AND i.product_id = ?2)
-     FROM products p WHERE p.id = ?2";
-
-/// [`SELECT_SHORT`] for PostgreSQL, whose planner picks the join order
-/// itself.
-const SELECT_SHORT_PG: &str = "SELECT
          EXISTS (SELECT 1 FROM balances WHERE user_id = ?1),
          p.stock,
          EXISTS (SELECT 1 FROM orders o JOIN order_items i ON i.order_id = o.id
@@ -132,12 +127,8 @@ impl Precheck for Check {
     }
 
     fn refusal(&self, db: &dyn Db, now: Timestamp) -> Result<Option<Error>> {
-        let sql = match db.backend() {
-            Backend::Sqlite => SELECT_SHORT,
-            Backend::Postgres => SELECT_SHORT_PG,
-        };
         let product = self.line.product;
-        let Some(row) = db.query_opt(sql, &[&self.user, &product, &now])? else {
+        let Some(row) = db.query_opt(SELECT_SHORT, &[&self.user, &product, &now])? else {
             return Ok(None); // no such product: the write says so
         };
         let (user_known, stock, overdue_holder): (bool, u32, bool) =

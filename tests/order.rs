@@ -693,37 +693,3 @@ fn a_product_seen_sold_out_is_refused_as_the_placement_would_refuse_it() -> Resu
     assert!(t.shop.audit()?.is_clean());
     Ok(())
 }
-
-/// The refusal of a product seen sold out needs no write: it is answered
-/// while another connection holds SQLite's write lock, where a placement of
-/// another product waits its busy timeout and gives up.
-/// (`tests/postgres.rs` holds the user's lock instead.)
-#[test]
-fn a_loser_of_a_product_seen_sold_out_is_answered_while_the_writer_is_busy() -> Result<()> {
-    if common::sqlite_only("holds SQLite's write lock from another connection") {
-        return Ok(());
-    }
-    let (t, kim, tea, cup) =
-        stocked_with(open_with(|b| b.busy_timeout(Duration::from_millis(100))));
-    let short = [OrderLine::new(cup, 5)];
-    assert!(matches!(
-        t.shop.place_order(kim, &short),
-        Err(Error::InsufficientStock { .. })
-    ));
-    let before = t.dump();
-    let writer = rusqlite::Connection::open(&t.path).unwrap();
-    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let err = t.shop.place_order(kim, &short).unwrap_err();
-    assert!(
-        matches!(err, Error::InsufficientStock { product, requested: 5, available: 4 } if product == cup),
-        "{err:?}"
-    );
-    let err = t
-        .shop
-        .place_order(kim, &[OrderLine::new(tea, 1)])
-        .unwrap_err();
-    assert!(matches!(err, Error::Busy(_)), "{err:?}");
-    writer.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(t.dump(), before);
-    Ok(())
-}

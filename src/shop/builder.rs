@@ -420,6 +420,7 @@ impl ShopBuilder {
                 payments: self.payments,
                 clock: self.clock,
                 utc_offset_minutes: offset,
+                #[cfg(feature = "postgres")]
                 short: Arc::new(crate::sold_out::ShortHints::new()),
             }),
         })

@@ -68,6 +68,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     utc_offset_minutes: i32,
     /// The products placements here last found short ([`crate::sold_out`]).
+    #[cfg(feature = "postgres")]
     short: Arc<crate::sold_out::ShortHints>,
 }
 

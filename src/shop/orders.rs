@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CouponId, OrderId, UserId};
 use crate::order::{self, Order, OrderRequest};
 use crate::page::{Page, PageRequest};
+#[cfg(feature = "postgres")]
 use crate::sold_out;
 use crate::store::UserTx;
 use crate::user;
@@ -27,7 +28,11 @@ impl Shop {
     /// line's stock suffices (if one is short, overdue orders holding that
     /// product are expired first, and a line still short with what they give
     /// back is refused before any stock is taken, so a buyer of a sold-out
-    /// product does not wait for the row behind the buyers' commits) → the
+    /// product does not wait for the row behind the buyers' commits; on
+    /// PostgreSQL, once a placement here found a product short, a one-line
+    /// order of it is asked about by one read before any write, which gives
+    /// the same refusal from the same committed rows — see
+    /// `src/sold_out.rs`) → the
     /// coupon, if any, is the user's, available, not expired, and the
     /// subtotal reaches its minimum. The balance is not checked here: an order may be
     /// paid by card, and the balance part of a payment is checked (and
@@ -73,24 +78,26 @@ impl Shop {
         Ok(order)
     }
 
-    /// [`Shop::place_order`] without an idempotency key: a one-line order
-    /// of a product a placement here found short is first checked without a
-    /// transaction ([`crate::sold_out`]), and a refusal for stock marks the
-    /// product for the next.
+    /// [`Shop::place_order`] without an idempotency key: on PostgreSQL a
+    /// one-line order of a product a placement here found short is first
+    /// checked without a transaction ([`crate::sold_out`]); a refusal for
+    /// stock marks the product for the next.
     pub(super) fn place_unkeyed(&self, user: UserId, request: OrderRequest) -> Result<Order> {
-        let hints = &self.inner.short;
-        let check = sold_out::check(hints, user, &request.lines);
-        let body = self.place_order_body(user, request)?;
-        let placed = match check {
-            Some(check) => {
-                let inner = &self.inner;
-                inner
+        #[cfg(feature = "postgres")]
+        {
+            let inner = &self.inner;
+            let check = sold_out::check(&inner.short, user, &request.lines);
+            let body = self.place_order_body(user, request)?;
+            let placed = match check {
+                Some(check) => inner
                     .store
-                    .write_user_unless(user, &inner.clock, check, body)
-            }
-            None => self.write_user(user, body),
-        };
-        placed.inspect_err(|err| hints.note(err))
+                    .write_user_unless(user, &inner.clock, check, body),
+                None => self.write_user(user, body),
+            };
+            placed.inspect_err(|err| inner.short.note(err))
+        }
+        #[cfg(not(feature = "postgres"))]
+        self.write_user(user, self.place_order_body(user, request)?)
     }
 
     pub(super) fn place_order_body(
