@@ -627,8 +627,9 @@ fn an_order_whose_total_overflows_is_a_conflict_and_changes_nothing() {
     assert_eq!(t.dump(), before);
 }
 
-/// A product placements found sold out (`sold_out.rs`): a one-line order of
-/// it is refused by one read before any write, with the placement's own
+/// A product placements found sold out (`sold_out.rs`; on PostgreSQL a
+/// one-line order of it is refused by one read before any write, on
+/// SQLite by the placement itself): the refusal has the placement's own
 /// figures and changing nothing — and every case that read cannot decide
 /// still gets the placement's own answer: a user that does not exist, an
 /// overdue holder to expire, stock that came back, a keyed repeat.

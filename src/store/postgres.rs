@@ -321,10 +321,7 @@ impl PgStore {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
             if let Some((check, clock)) = check.filter(|(check, _)| check.wanted()) {
-                let db = PgTx {
-                    tx: RefCell::new(OneStatement { client, ran: false }),
-                    statements: RefCell::new(statements),
-                };
+                let db = OneStatement::on(client, statements);
                 match check.refusal(&db, clock.now()) {
                     Ok(None) => {}
                     Ok(Some(refusal)) => return Call::Done(Err(refusal)),
@@ -422,10 +419,7 @@ impl PgStore {
     pub(crate) fn read_one<T>(&self, f: impl Fn(&dyn Db) -> Result<T>) -> Result<T> {
         self.on_connection(|conn| {
             let PgConn { client, statements } = conn;
-            let db = PgTx {
-                tx: RefCell::new(OneStatement { client, ran: false }),
-                statements: RefCell::new(statements),
-            };
+            let db = OneStatement::on(client, statements);
             // A read changes nothing: whatever failed, it may run again.
             match f(&db) {
                 Ok(value) => Call::Done(Ok(value)),
@@ -598,7 +592,19 @@ struct OneStatement<'a> {
     ran: bool,
 }
 
-impl OneStatement<'_> {
+impl<'a> OneStatement<'a> {
+    /// `client`, outside any transaction, as a [`Db`] for one statement,
+    /// through the connection's statement cache.
+    fn on(
+        client: &'a mut Client,
+        statements: &'a mut HashMap<String, Statement>,
+    ) -> PgTx<'a, OneStatement<'a>> {
+        PgTx {
+            tx: RefCell::new(OneStatement { client, ran: false }),
+            statements: RefCell::new(statements),
+        }
+    }
+
     fn once(&mut self) {
         // `Store::read_one` runs one `query_opt` and nothing else.
         debug_assert!(!self.ran, "`read_one` ran a second statement");

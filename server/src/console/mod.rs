@@ -124,18 +124,34 @@ impl axum::extract::FromRequest<AppState> for Posted {
         request: axum::extract::Request,
         state: &AppState,
     ) -> Result<Posted, Response> {
-        use axum::extract::FromRequestParts;
-        let (mut parts, body) = request.into_parts();
-        let operator = Operator::from_request_parts(&mut parts, state).await?;
-        let request = axum::extract::Request::from_parts(parts, body);
-        let Form(form) = Form::<Csrf>::from_request(request, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let (operator, form): (Operator, Csrf) = signed_in_form(request, state).await?;
         if !state.secrets.csrf_valid(&operator.session, &form.csrf) {
             return Err(forged());
         }
         Ok(Posted(operator))
     }
+}
+
+/// The signed-in `who` of a POST (its rejection, if not) and its form: what
+/// a console or storefront `Posted` reads before it checks the form's CSRF
+/// token against `who`'s session.
+pub(crate) async fn signed_in_form<S, P, T>(
+    request: axum::extract::Request,
+    state: &S,
+) -> Result<(P, T), Response>
+where
+    S: Send + Sync,
+    P: axum::extract::FromRequestParts<S, Rejection = Response>,
+    T: serde::de::DeserializeOwned,
+{
+    use axum::extract::FromRequest;
+    let (mut parts, body) = request.into_parts();
+    let who = P::from_request_parts(&mut parts, state).await?;
+    let request = axum::extract::Request::from_parts(parts, body);
+    let Form(form) = Form::<T>::from_request(request, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((who, form))
 }
 
 /// The value of cookie `name` in a request.

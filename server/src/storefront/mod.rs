@@ -174,13 +174,8 @@ where
         request: axum::extract::Request,
         state: &StoreState,
     ) -> Result<Posted<T>, Response> {
-        use axum::extract::FromRequestParts;
-        let (mut parts, body) = request.into_parts();
-        let customer = Customer::from_request_parts(&mut parts, state).await?;
-        let request = axum::extract::Request::from_parts(parts, body);
-        let Form(form) = Form::<T>::from_request(request, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let (customer, form): (Customer, T) =
+            crate::console::signed_in_form(request, state).await?;
         if !customer.sent(state, form.csrf()) {
             return Err(forged());
         }
